@@ -1,0 +1,240 @@
+"""Tests of the JAX ``simple_spread`` against mpe2's ``simple_spread_v3`` (the reference)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from trustmarl.envs.base import Discrete
+from trustmarl.envs.mpe import SimpleSpread
+from trustmarl.envs.registry import make
+
+simple_spread_v3 = pytest.importorskip("mpe2.simple_spread_v3")
+
+
+def _mpe2_env(n: int, local_ratio: float = 0.5, max_cycles: int = 25):
+    return simple_spread_v3.parallel_env(
+        N=n, local_ratio=local_ratio, max_cycles=max_cycles, continuous_actions=False
+    )
+
+
+def _rollout_pair(n: int, seed: int, local_ratio: float = 0.5, max_cycles: int = 25):
+    """Run mpe2 and ours from the same start with the same random actions.
+
+    Yields, per step: (mpe2 obs [N, obs_dim], mpe2 state, mpe2 rewards [N], mpe2 truncated, mpe2
+    agent pos/vel (float64), our TimeStep).
+    """
+    ref = _mpe2_env(n, local_ratio, max_cycles)
+    names = [f"agent_{i}" for i in range(n)]
+    obs, _ = ref.reset(seed=seed)
+    world = ref.unwrapped.world
+    env = make("mpe/simple_spread", n_agents=n, local_ratio=local_ratio, max_cycles=max_cycles)
+    state, ts = env.reset_to(
+        np.stack([a.state.p_pos for a in world.agents]), np.stack([lm.state.p_pos for lm in world.landmarks])
+    )
+    np.testing.assert_allclose(np.asarray(ts.obs[0]), np.stack([obs[k] for k in names]), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(ts.state), ref.state(), atol=1e-6)
+    step = jax.jit(env.step)
+    rng = np.random.default_rng(1000 + seed)
+    key = jax.random.PRNGKey(seed)
+    for _ in range(max_cycles):
+        actions = rng.integers(0, 5, size=n)
+        obs, rew, term, trunc, _ = ref.step({k: int(a) for k, a in zip(names, actions)})
+        assert not any(term.values())
+        key, sub = jax.random.split(key)
+        state, ts = step(sub, state, (jnp.asarray(actions, dtype=jnp.int32),))
+        yield (
+            np.stack([obs[k] for k in names]),
+            ref.state(),
+            np.array([rew[k] for k in names]),
+            all(trunc.values()),
+            np.stack([a.state.p_pos for a in world.agents]),
+            np.stack([a.state.p_vel for a in world.agents]),
+            ts,
+        )
+
+
+def _check_parity(n, seed, local_ratio, atol_obs, atol_rew, max_cycles=25):
+    steps = 0
+    collisions = 0
+    for t, (obs, gstate, rew, trunc, _, _, ts) in enumerate(_rollout_pair(n, seed, local_ratio, max_cycles)):
+        steps += 1
+        # final_obs / final_state are the observation the step ended in (before any auto-reset)
+        np.testing.assert_allclose(np.asarray(ts.final_obs[0]), obs, atol=atol_obs, rtol=0, err_msg=f"step {t}")
+        np.testing.assert_allclose(np.asarray(ts.final_state), gstate, atol=atol_obs, rtol=0, err_msg=f"step {t}")
+        np.testing.assert_allclose(np.asarray(ts.reward), rew, atol=atol_rew, rtol=0, err_msg=f"step {t}")
+        assert bool(ts.truncated) == trunc == (t == max_cycles - 1)
+        assert not bool(ts.terminated)
+        if not trunc:  # no reset: obs is the step's observation (up to XLA fusion rounding)
+            np.testing.assert_allclose(np.asarray(ts.obs[0]), np.asarray(ts.final_obs[0]), atol=1e-6, rtol=0)
+        collisions += int(np.any(rew != rew.mean()))
+    assert steps == max_cycles
+    return collisions
+
+
+@pytest.mark.parametrize("n", [3, 5])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_parity_with_mpe2_float64(n, seed):
+    """With x64 on, our physics is mpe2's float64 physics: obs (float32 in mpe2) agree to float32
+    rounding, rewards to 1e-9."""
+    with jax.enable_x64(True):
+        _check_parity(n, seed, 0.5, atol_obs=1e-6, atol_rew=1e-9)
+
+
+@pytest.mark.parametrize("n", [3, 5])
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_parity_with_mpe2_float32(n, seed):
+    """The default float32 env follows mpe2 (float64) over whole episodes.
+
+    The stiff contact force (100 N per unit of penetration, dt = 0.1) amplifies float32 rounding:
+    errors are ~1e-6 without contacts but reach ~1e-5..1e-4 after several collisions (measured over
+    30 seeds: max 1.1e-4 at N = 5), hence 2e-4 here. Exactness is checked in float64 above; a wrong
+    formula or a flipped collision penalty (0.5) is far above this tolerance."""
+    _check_parity(n, seed, 0.5, atol_obs=2e-4, atol_rew=2e-4)
+
+
+def test_parity_float64_physics_and_local_ratio():
+    """Positions/velocities match mpe2 to 1e-10; other local_ratio values mix rewards like mpe2;
+    the rollouts include collisions (so the contact forces and the -1 penalties are exercised)."""
+    with jax.enable_x64(True):
+        total_collisions = 0
+        for local_ratio in (0.0, 0.3, 1.0):
+            for seed in (5, 6):
+                for _, _, rew, _, pos, vel, ts in _rollout_pair(4, seed, local_ratio, max_cycles=25):
+                    np.testing.assert_allclose(np.asarray(ts.final_obs[0])[:, 0:2], vel, atol=1e-10, rtol=0)
+                    np.testing.assert_allclose(np.asarray(ts.final_obs[0])[:, 2:4], pos, atol=1e-10, rtol=0)
+                    np.testing.assert_allclose(np.asarray(ts.reward), rew, atol=1e-9, rtol=0)
+                    total_collisions += int(np.any(rew != rew.mean()))
+        assert total_collisions > 0
+
+
+def test_short_episode_truncation_parity():
+    with jax.enable_x64(True):
+        _check_parity(3, 7, 0.5, atol_obs=1e-6, atol_rew=1e-9, max_cycles=7)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 6])
+def test_spaces_match_mpe2(n):
+    ref = _mpe2_env(n)
+    env = SimpleSpread(n_agents=n)
+    (g,) = env.groups
+    assert g.name == "agent" and g.agents == tuple(ref.possible_agents)
+    assert g.obs_dim == ref.observation_space("agent_0").shape[0]
+    assert isinstance(g.action_space, Discrete) and g.action_space.n == ref.action_space("agent_0").n == 5
+    assert env.state_dim == ref.state_space.shape[0] == n * g.obs_dim
+
+
+def test_jit_vmap_64_envs():
+    env = make("mpe/simple_spread")
+    n_envs = 64
+    keys = jax.random.split(jax.random.PRNGKey(0), n_envs)
+    state, ts = jax.jit(jax.vmap(env.reset))(keys)
+    assert ts.obs[0].shape == (n_envs, 3, 18) and ts.obs[0].dtype == jnp.float32
+    assert ts.state.shape == (n_envs, 54)
+
+    @jax.jit
+    def rollout(state, key):
+        def body(state, key):
+            k_act, k_step = jax.random.split(key)
+            actions = jax.random.randint(k_act, (n_envs, 3), 0, 5)
+            state, ts = jax.vmap(env.step)(jax.random.split(k_step, n_envs), state, (actions,))
+            return state, (ts.reward, ts.truncated, ts.final_obs[0], actions)
+
+        return jax.lax.scan(body, state, jax.random.split(key, 30))
+
+    state0 = state
+    state, (reward, truncated, final_obs, actions) = rollout(state, jax.random.PRNGKey(1))
+    assert reward.shape == (30, n_envs, 3) and bool(jnp.all(jnp.isfinite(reward)))
+    assert bool(jnp.all(reward <= 0))
+    # every env is truncated exactly at steps 25 (index 24) and nowhere else in 30 steps
+    np.testing.assert_array_equal(np.asarray(truncated), np.broadcast_to((np.arange(30) == 24)[:, None], (30, n_envs)))
+    # the batched run equals an unbatched run of env 5 with the same actions
+    s = jax.tree.map(lambda x: x[5], state0)
+    for t in range(3):
+        s, ts1 = env._step(jax.random.PRNGKey(0), s, (actions[t, 5],))
+        np.testing.assert_allclose(np.asarray(ts1.obs[0]), np.asarray(final_obs[t, 5]), atol=1e-6)
+        np.testing.assert_allclose(np.asarray(ts1.reward), np.asarray(reward[t, 5]), atol=1e-6)
+
+
+def test_reset_distribution_matches_mpe2_ranges():
+    env = SimpleSpread(n_agents=4)
+    state, ts = jax.vmap(env.reset)(jax.random.split(jax.random.PRNGKey(0), 2000))
+    for x in (state.agent_pos, state.landmark_pos):
+        x = np.asarray(x)
+        assert x.min() >= -1.0 and x.max() <= 1.0  # mpe2: np_random.uniform(-1, +1)
+        assert x.min() < -0.99 and x.max() > 0.99
+        assert abs(x.mean()) < 0.02 and abs(x.std() - 1 / np.sqrt(3)) < 0.01
+    assert np.all(np.asarray(state.agent_vel) == 0) and np.all(np.asarray(state.step) == 0)
+    # agents and landmarks are sampled independently
+    assert not np.allclose(np.asarray(state.agent_pos), np.asarray(state.landmark_pos))
+    np.testing.assert_array_equal(np.asarray(ts.reward), 0.0)
+    # the observation layout: [vel, pos, landmark - pos, others - pos, comm zeros]
+    obs = np.asarray(ts.obs[0])
+    pos = np.asarray(state.agent_pos)
+    np.testing.assert_allclose(obs[:, :, 2:4], pos, atol=0)
+    np.testing.assert_allclose(obs[:, 1, 4:6], np.asarray(state.landmark_pos)[:, 0] - pos[:, 1], atol=1e-6)
+    np.testing.assert_allclose(obs[:, 1, 12:14], pos[:, 0] - pos[:, 1], atol=1e-6)
+    np.testing.assert_allclose(obs[:, 1, 14:16], pos[:, 2] - pos[:, 1], atol=1e-6)
+    assert np.all(obs[:, :, -6:] == 0)
+
+
+def test_auto_reset_property():
+    """Over many random steps of 64 envs with short episodes: ``final_obs`` is what the raw step
+    produced, and after ``done`` the obs/state are exactly a fresh reset from the reset key."""
+    env = SimpleSpread(n_agents=3, max_cycles=3)
+    n_envs = 64
+    # separately jitted functions may differ by float rounding (XLA fusion), hence the 1e-6
+    close = lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6, rtol=0)  # noqa: E731
+    step_raw = jax.jit(jax.vmap(env._step))
+    reset_raw = jax.jit(jax.vmap(env._reset))
+    step = jax.jit(jax.vmap(env.step))
+    state, _ = jax.vmap(env.reset)(jax.random.split(jax.random.PRNGKey(0), n_envs))
+    key = jax.random.PRNGKey(1)
+    n_done = 0
+    for t in range(8):
+        key, k_act, k_step = jax.random.split(key, 3)
+        actions = (jax.random.randint(k_act, (n_envs, 3), 0, 5),)
+        step_keys = jax.random.split(k_step, n_envs)
+        new_state, ts = step(step_keys, state, actions)
+        split = jax.vmap(jax.random.split)(step_keys)
+        raw_state, raw_ts = step_raw(split[:, 0], state, actions)
+        fresh_state, fresh_ts = reset_raw(split[:, 1])
+        done = np.asarray(ts.done)
+        assert np.all(done == ((t + 1) % 3 == 0))
+        n_done += done.sum()
+        close(ts.final_obs[0], raw_ts.obs[0])
+        close(ts.final_state, raw_ts.state)
+        close(ts.reward, raw_ts.reward)
+        expect_obs = np.where(done[:, None, None], np.asarray(fresh_ts.obs[0]), np.asarray(raw_ts.obs[0]))
+        close(ts.obs[0], expect_obs)
+        expect_pos = np.where(done[:, None, None], np.asarray(fresh_state.agent_pos), np.asarray(raw_state.agent_pos))
+        close(new_state.agent_pos, expect_pos)
+        np.testing.assert_array_equal(np.asarray(new_state.step), np.where(done, 0, (t + 1) % 3))
+        if done.any():  # a fresh episode differs from the one that ended
+            assert not np.allclose(np.asarray(ts.obs[0]), np.asarray(ts.final_obs[0]))
+        state = new_state
+    assert n_done == 2 * n_envs
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"n_agents": 0}, "n_agents"),
+        ({"n_agents": 2.5}, "n_agents"),
+        ({"local_ratio": 1.5}, "local_ratio"),
+        ({"local_ratio": -0.1}, "local_ratio"),
+        ({"max_cycles": 0}, "max_cycles"),
+    ],
+)
+def test_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        make("mpe/simple_spread", **kwargs)
+
+
+def test_hashable_static_argument():
+    env = make("mpe/simple_spread", n_agents=4)
+    assert hash(env) == hash(SimpleSpread(n_agents=4)) and env == SimpleSpread(n_agents=4)
+    f = jax.jit(lambda e, k: e.reset(k)[1].state, static_argnums=0)
+    assert f(env, jax.random.PRNGKey(0)).shape == (env.state_dim,)

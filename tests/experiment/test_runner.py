@@ -1,0 +1,356 @@
+"""Training runs with the dummy algorithm: files, metrics, summary, determinism, exact resume,
+directory safety, divergence handling and evaluation; plus one short real MAPPO run."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+from pathlib import Path
+
+import _dummy
+import jax
+import numpy as np
+import pytest
+import yaml
+
+from trustmarl.experiment import runner
+from trustmarl.experiment.checkpoint import load_checkpoint
+from trustmarl.experiment.config import ConfigError
+from trustmarl.experiment.logger import MetricsLogger, read_jsonl
+from trustmarl.experiment.runner import RunDirError, evaluate_run, load_run_state, resume_config, train
+
+# 20 updates of 8 steps; chunks of 3 (the last one has 2: the remainder path); 2 seeds.
+BASE = {"total_steps": 160, "chunk_updates": 3, "num_seeds": 2, "checkpoint_every": 2, "seed": 3}
+N_UPDATES = 20
+
+
+def cfg_of(**kw):
+    return _dummy.config(**{**BASE, **kw})
+
+
+def run(cfg, out, **kw):
+    return train(cfg, out, progress=False, tensorboard=kw.pop("tensorboard", False), **kw)
+
+
+def without_wall(rows):
+    return [{k: v for k, v in r.items() if k != "wall_time"} for r in rows]
+
+
+def same_rows(a, b) -> bool:
+    """Equal rows (NaN equal to NaN), ignoring wall time."""
+    a, b = without_wall(a), without_wall(b)
+    return len(a) == len(b) and all(
+        x.keys() == y.keys() and all(x[k] == y[k] or (_isnan(x[k]) and _isnan(y[k])) for k in x) for x, y in zip(a, b)
+    )
+
+
+def _isnan(v) -> bool:
+    return isinstance(v, float) and math.isnan(v)
+
+
+def final_state(run_dir: Path):
+    _, _, state, counters = load_run_state(run_dir)
+    return state, counters
+
+
+def bitwise_equal(x, y) -> bool:
+    lx, ly = jax.tree_util.tree_leaves(x), jax.tree_util.tree_leaves(y)
+    return len(lx) == len(ly) and all(np.asarray(a).tobytes() == np.asarray(b).tobytes() for a, b in zip(lx, ly))
+
+
+@pytest.fixture(scope="module")
+def run_a(tmp_path_factory):
+    """One uninterrupted reference run (with TensorBoard)."""
+    out = tmp_path_factory.mktemp("runs") / "a"
+    summary = run(cfg_of(), out, tensorboard=True)
+    return out, summary
+
+
+@pytest.fixture(scope="module")
+def reference(run_a):
+    """Per-seed metrics and final parameters from calling ``update`` one at a time (no vmap, no scan)."""
+    cfg = cfg_of()
+    algo = _dummy.DummyAlgorithm(_env(), cfg.algo)
+    update = jax.jit(algo.update)
+    metrics, params = [], []
+    for key in jax.random.split(jax.random.PRNGKey(cfg.seed), cfg.num_seeds):
+        state, seed_metrics = algo.init(key), []
+        for _ in range(N_UPDATES):
+            state, m = update(state)
+            seed_metrics.append(jax.device_get(m))
+        metrics.append(seed_metrics)
+        params.append(np.asarray(state["params"]))
+    return metrics, np.stack(params)
+
+
+def _env():
+    from trustmarl.envs import make
+
+    return make("matrix/proposition1")
+
+
+# ---- files and metrics ---------------------------------------------------------------------------
+
+def test_run_directory_layout(run_a):
+    out, summary = run_a
+    assert (out / "config.yaml").is_file() and (out / "summary.json").is_file()
+    assert (out / "checkpoints" / "last.npz").is_file() and (out / "checkpoints" / "last.json").is_file()
+    events = list((out / "tb").glob("events.out.tfevents.*"))
+    assert len(events) == 1 and events[0].stat().st_size > 100
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved == cfg_of().to_dict()
+    assert runner.load_run_config(out).to_dict() == cfg_of().to_dict()
+    assert json.loads((out / "summary.json").read_text())["final_return"] == pytest.approx(summary["final_return"])
+
+
+def test_metrics_rows_match_per_seed_reference(run_a, reference):
+    out, _ = run_a
+    ref, _ = reference
+    rows = read_jsonl(out / "metrics.jsonl")
+    assert [r["update"] for r in rows] == list(range(1, N_UPDATES + 1))
+    assert [r["env_steps"] for r in rows] == [8 * u for u in range(1, N_UPDATES + 1)]
+    for t, row in enumerate(rows):
+        per_seed = [float(ref[k][t]["episode_return"]) for k in range(2)]
+        ended = (t + 1) % 4 != 3
+        assert math.isnan(row["episode_return"]) == (not ended)
+        for k in range(2):
+            assert row[f"episode_return/seed_{k}"] == pytest.approx(per_seed[k], rel=1e-5, nan_ok=True)
+        if ended:
+            assert row["episode_return"] == pytest.approx(np.mean(per_seed), rel=1e-5)
+        assert row["loss/actor"] == pytest.approx(np.mean([ref[k][t]["loss/actor"] for k in range(2)]), rel=1e-5)
+        assert row["episodes"] == (2.0 if ended else 0.0)
+        ratio = np.mean([ref[k][t]["diag/ratio_per_agent"] for k in range(2)], axis=0)
+        for i in range(4):
+            assert row[f"diag/ratio_per_agent/agent_{i}"] == pytest.approx(ratio[i], rel=1e-5)
+        assert "diag/ratio_per_agent" not in row
+
+
+def test_metrics_nan_aware_over_seeds(tmp_path):
+    """A seed without a finished episode does not turn the mean into NaN."""
+    from trustmarl.experiment.logger import chunk_rows
+
+    # 3 seeds x 2 updates
+    metrics = {"episode_return": np.array([[1.0, np.nan], [np.nan, np.nan], [3.0, np.nan]]),
+               "env_steps": np.array([[4, 8]] * 3)}
+    rows = chunk_rows({k: np.asarray(v) for k, v in metrics.items()}, first_update=10, wall_time=1.5)
+    assert [r["update"] for r in rows] == [11, 12]
+    assert rows[0]["episode_return"] == pytest.approx(2.0) and math.isnan(rows[1]["episode_return"])
+    assert math.isnan(rows[0]["episode_return/seed_1"]) and rows[0]["episode_return/seed_2"] == 3.0
+    assert [r["env_steps"] for r in rows] == [4, 8] and rows[1]["wall_time"] == 1.5
+
+
+def test_csv_equals_jsonl(run_a):
+    out, _ = run_a
+    rows = read_jsonl(out / "metrics.jsonl")
+    with open(out / "metrics.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == len(rows)
+    for r, c in zip(rows, table):
+        assert list(c) == list(r)
+        for k, v in r.items():
+            assert float(c[k]) == pytest.approx(v, nan_ok=True)
+
+
+def test_summary_values(run_a, reference):
+    out, s = run_a
+    _, params = reference
+    rows = read_jsonl(out / "metrics.jsonl")
+    seeds = np.array([[r[f"episode_return/seed_{k}"] for k in range(2)] for r in rows])
+    # windows of 10% = 2 updates; update 19 has no finished episode (NaN), so the last window is update 20
+    assert s["final_return_per_seed"] == pytest.approx(list(seeds[-1]))
+    assert s["final_return"] == pytest.approx(seeds[-1].mean())
+    assert s["initial_return_per_seed"] == pytest.approx(list(seeds[:2].mean(axis=0)))
+    assert s["initial_return"] == pytest.approx(seeds[:2].mean())
+    assert s["final_return"] > s["initial_return"]  # the dummy moves its parameters towards zero
+    assert (s["status"], s["algo"], s["env"], s["num_seeds"], s["updates"], s["env_steps"]) == (
+        "completed", "dummy", "matrix/proposition1", 2, N_UPDATES, 8 * N_UPDATES)
+    assert s["steps_per_second"] == pytest.approx(2 * 8 * N_UPDATES / s["wall_seconds"])
+    assert s["steady_steps_per_second"] > 0 and s["run_dir"] == str(out)
+    state, counters = final_state(out)
+    assert counters["update"] == N_UPDATES and counters["env_steps"] == 8 * N_UPDATES
+    np.testing.assert_allclose(np.asarray(state["params"]), params, rtol=1e-5)
+
+
+def test_result_is_printed(tmp_path, capsys):
+    out = tmp_path / "p"
+    s = run(cfg_of(total_steps=32), out)
+    printed = capsys.readouterr().out
+    assert f"{s['initial_return']:.4g} -> {s['final_return']:.4g}" in printed
+    assert f"run saved to {out}" in printed
+
+
+# ---- determinism and resume ----------------------------------------------------------------------
+
+def test_same_config_gives_identical_run_and_overwrite_replaces(run_a, tmp_path):
+    out_a, _ = run_a
+    copy = tmp_path / "copy"
+    shutil.copytree(out_a, copy)
+    (copy / "stale.txt").write_text("from an old run")
+    run(cfg_of(), copy, overwrite=True)
+    assert not (copy / "stale.txt").exists()
+    assert same_rows(read_jsonl(copy / "metrics.jsonl"), read_jsonl(out_a / "metrics.jsonl"))
+    assert bitwise_equal(final_state(copy)[0], final_state(out_a)[0])
+
+
+def test_other_seed_differs(run_a, tmp_path):
+    run(cfg_of(seed=4, total_steps=24), tmp_path / "s4")
+    rows = read_jsonl(tmp_path / "s4" / "metrics.jsonl")
+    assert not same_rows(rows, read_jsonl(run_a[0] / "metrics.jsonl")[:3])
+
+
+def test_killed_run_resumes_exactly(run_a, tmp_path):
+    out_a, summary_a = run_a
+    out = tmp_path / "b"
+    stopped = run(cfg_of(), out, stop_after_chunks=5)  # "killed" after 5 chunks: checkpoint at chunk 4
+    assert stopped["status"] == "stopped" and stopped["updates"] == 15
+    assert json.loads((out / "checkpoints" / "last.json").read_text())["update"] == 12
+    assert len(read_jsonl(out / "metrics.jsonl")) == 15 and not (out / "summary.json").exists()
+
+    summary = run(None, out, resume=True)
+    rows = read_jsonl(out / "metrics.jsonl")
+    assert same_rows(rows, read_jsonl(out_a / "metrics.jsonl"))
+    with open(out / "metrics.csv", newline="") as f:
+        assert [int(r["update"]) for r in csv.DictReader(f)] == list(range(1, N_UPDATES + 1))
+    assert bitwise_equal(final_state(out)[0], final_state(out_a)[0])
+    assert summary["final_return"] == summary_a["final_return"] and summary["updates"] == N_UPDATES
+
+
+def test_interrupt_saves_last_chunk_and_resumes_exactly(run_a, tmp_path, monkeypatch):
+    out_a, _ = run_a
+    out = tmp_path / "c"
+    calls = {"n": 0}
+    original = MetricsLogger.write
+
+    def write(self, rows):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        original(self, rows)
+
+    monkeypatch.setattr(MetricsLogger, "write", write)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg_of(checkpoint_every=100), out)
+    monkeypatch.undo()
+    assert json.loads((out / "checkpoints" / "last.json").read_text())["update"] == 9
+    run(cfg_of(checkpoint_every=100), out, resume=True)
+    assert same_rows(read_jsonl(out / "metrics.jsonl"), read_jsonl(out_a / "metrics.jsonl"))
+    assert bitwise_equal(final_state(out)[0], final_state(out_a)[0])
+
+
+def test_resume_can_extend_total_steps(run_a, tmp_path):
+    out = tmp_path / "ext"
+    shutil.copytree(run_a[0], out)
+    cfg = resume_config(out, {"total_steps": 200})
+    summary = run(cfg, out, resume=True)
+    rows = read_jsonl(out / "metrics.jsonl")
+    assert summary["updates"] == 25 and [r["update"] for r in rows] == list(range(1, 26))
+    assert same_rows(rows[:N_UPDATES], read_jsonl(run_a[0] / "metrics.jsonl"))
+    assert yaml.safe_load((out / "config.yaml").read_text())["total_steps"] == 200
+    with pytest.raises(ConfigError, match="already at update 25"):
+        run(resume_config(out, {"total_steps": 80}), out, resume=True)
+
+
+def test_resume_errors(run_a, tmp_path):
+    out_a, _ = run_a
+    with pytest.raises(RunDirError, match="does not exist"):
+        run(None, tmp_path / "missing", resume=True)
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(RunDirError, match="not a trustmarl run directory"):
+        run(None, tmp_path / "plain", resume=True)
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    shutil.copy(out_a / "config.yaml", partial / "config.yaml")
+    with pytest.raises(RunDirError, match="no checkpoint"):
+        run(None, partial, resume=True)
+    with pytest.raises(ConfigError, match="algo.lr"):
+        run(cfg_of(**{"algo.lr": 0.5}), out_a, resume=True)
+    with pytest.raises(ConfigError, match="cannot change algo.lr when resuming"):
+        resume_config(out_a, {"algo.lr": 0.5})
+
+
+def test_existing_directories_are_protected(run_a, tmp_path):
+    out_a, _ = run_a
+    before = (out_a / "metrics.jsonl").read_bytes()
+    with pytest.raises(RunDirError, match="already exists"):
+        run(cfg_of(), out_a)
+    assert (out_a / "metrics.jsonl").read_bytes() == before
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "thesis.tex").write_text("precious")
+    with pytest.raises(RunDirError, match="refusing to delete"):
+        run(cfg_of(), other, overwrite=True)
+    assert (other / "thesis.tex").read_text() == "precious"
+
+
+def test_checkpoint_of_another_algorithm_is_rejected(run_a, tmp_path):
+    from trustmarl.experiment.checkpoint import CheckpointError
+
+    cfg = cfg_of(**{"env.n_agents": 2})
+    algo = _dummy.DummyAlgorithm(runner_env(cfg), cfg.algo)
+    with pytest.raises(CheckpointError, match=r"\['opt'\]\['m'\] has shape \(2, 4, 3\), expected \(2, 2, 3\)"):
+        load_checkpoint(run_a[0] / "checkpoints" / "last.npz", runner._state_template(algo, cfg))
+
+
+def runner_env(cfg):
+    from trustmarl.envs import make
+
+    return make(cfg.env.name, **cfg.env.params)
+
+
+# ---- divergence ----------------------------------------------------------------------------------
+
+def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path, capsys):
+    out = tmp_path / "nan"
+    summary = run(cfg_of(**{"algo.nan_at": 8, "checkpoint_every": 5}), out)
+    assert summary["status"] == "diverged" and summary["updates"] == 6
+    assert "loss/actor is nan at update 8 (seed 0)" in summary["message"]
+    assert "training diverged: loss/actor is nan at update 8" in capsys.readouterr().err
+    assert json.loads((out / "summary.json").read_text())["status"] == "diverged"
+    state, counters = final_state(out)
+    assert counters["update"] == 6 and np.isfinite(np.asarray(state["params"])).all()
+
+
+def test_find_divergence_names_first_bad_metric():
+    m = {"loss/a": np.ones((2, 4)), "loss/b": np.ones((2, 4, 3)), "diag/x": np.full((2, 4), np.nan)}
+    assert runner.find_divergence(m, 0) is None  # diagnostics may be NaN
+    m["loss/b"][1, 2, 1] = np.inf
+    m["loss/a"][0, 3] = np.nan
+    assert runner.find_divergence(m, 10) == "loss/b is inf at update 13 (seed 1)"
+
+
+# ---- evaluation ----------------------------------------------------------------------------------
+
+def test_evaluate_run(run_a):
+    out, _ = run_a
+    state, counters = final_state(out)
+    expected = -np.sum(np.asarray(state["params"], dtype=np.float64) ** 2, axis=(1, 2))
+    res = evaluate_run(out, episodes=5)
+    assert res["per_seed_return"] == pytest.approx(list(expected), rel=1e-5)
+    assert res["mean_return"] == pytest.approx(expected.mean(), rel=1e-5)
+    assert (res["episodes"], res["deterministic"], res["update"]) == (5, True, N_UPDATES)
+    noisy = evaluate_run(out, episodes=4, deterministic=False)
+    assert noisy["per_seed_return"] != pytest.approx(list(expected), rel=1e-5)
+
+
+# ---- a real algorithm ----------------------------------------------------------------------------
+
+def test_real_mappo_run_resumes_exactly(tmp_path):
+    pytest.importorskip("trustmarl.algos.ppo")
+    from trustmarl.experiment.config import build_config
+
+    overrides = {
+        "total_steps": 4 * 16, "chunk_updates": 2, "num_seeds": 2, "checkpoint_every": 1,
+        "algo.num_envs": 4, "algo.rollout_len": 4, "algo.epochs": 1, "algo.minibatches": 2,
+        "algo.hidden_sizes": [8], "env.n_agents": 2,
+    }
+    cfg = build_config("mappo", "matrix/proposition1", overrides)
+    full = run(cfg, tmp_path / "full")
+    run(cfg, tmp_path / "part", stop_after_chunks=1)
+    run(None, tmp_path / "part", resume=True)
+    assert full["updates"] == 4 and full["status"] == "completed"
+    rows = read_jsonl(tmp_path / "full" / "metrics.jsonl")
+    assert any(k.startswith("loss/") for k in rows[0])
+    assert same_rows(read_jsonl(tmp_path / "part" / "metrics.jsonl"), rows)
+    assert bitwise_equal(final_state(tmp_path / "part")[0], final_state(tmp_path / "full")[0])

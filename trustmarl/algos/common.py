@@ -1,0 +1,337 @@
+"""Shared machinery of the on-policy actor-critic family (MAPPO, IPPO, JR-PPO, HAPPO, HATRPO).
+
+This module owns everything the algorithms have in common: agent groups and parameter sharing,
+network evaluation, the jitted rollout (``lax.scan`` over steps, ``vmap`` over environments),
+returns and advantages (GAE, value normalisation, advantage normalisation), optimisers and
+evaluation. An algorithm module only adds its policy update on the flat batch built here.
+
+Shapes: E environments, T rollout steps, B = T*E samples, N agents (groups concatenated),
+K value heads (1 for a centralised V(s), N for per-agent critics).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from trustmarl.envs.base import Discrete, MultiAgentEnv, TimeStep
+from trustmarl.networks import (
+    CategoricalActor,
+    Critic,
+    GaussianActor,
+    dist_entropy,
+    dist_log_prob,
+    dist_mode,
+    dist_sample,
+)
+from trustmarl.trust.gae import gae
+from trustmarl.trust.normalize import (
+    ValueNormState,
+    normalize_advantages,
+    value_norm_denormalize,
+    value_norm_init,
+    value_norm_normalize,
+    value_norm_update,
+)
+
+
+class TrainState(NamedTuple):
+    actor_params: tuple  # per group; stacked on a leading agent axis unless shared
+    critic_params: Any  # one network (critic="state") or a tuple per group (critic="local")
+    actor_opt: tuple
+    critic_opt: Any
+    value_norm: ValueNormState
+    env_state: Any  # [E, ...]
+    last: TimeStep  # [E, ...] the observation the next action is taken on
+    ep_return: jax.Array  # [E] running team return of the unfinished episodes
+    key: jax.Array
+    update: jax.Array  # updates done
+    env_steps: jax.Array  # env steps of this seed
+
+
+class Batch(NamedTuple):
+    """One rollout, flattened to B samples; every sample holds all agents of one env step."""
+
+    obs: tuple  # per group [B, n_g, obs_dim]
+    avail: tuple  # per group [B, n_g, n_actions]
+    actions: tuple  # per group [B, n_g] or [B, n_g, dim]
+    dist: tuple  # per group: the behaviour policy's distribution parameters
+    logp: jax.Array  # [B, N] behaviour log-probabilities
+    state: jax.Array  # [B, S]
+    active: jax.Array  # [B, N] float mask
+    value: jax.Array  # [B, K] value estimates at collection time (denormalised)
+    adv: jax.Array  # [B, K] advantages (normalised when configured)
+    returns: jax.Array  # [B, K] GAE returns (denormalised)
+    target: jax.Array  # [B, K] value targets (normalised when value_norm)
+
+
+def tree_concat_agents(xs: list[jax.Array]) -> jax.Array:
+    return jnp.concatenate(xs, axis=-1)
+
+
+class ActorCritic:
+    """Networks, rollout and targets; subclasses implement ``learn(state, batch)``."""
+
+    name = "actor-critic"
+
+    def __init__(self, env: MultiAgentEnv, cfg, total_updates: int | None = None):
+        self.env = env
+        self.cfg = cfg
+        self.groups = env.groups
+        self.kinds = tuple(g.action_space.kind for g in self.groups)
+        self.n_agents = env.n_agents
+        self.n_values = 1 if cfg.critic == "state" else self.n_agents
+        self.steps_per_update = cfg.num_envs * cfg.rollout_len
+        self.total_updates = max(1, int(total_updates or 1))
+        self.shared = cfg.share_params
+        net = dict(hidden_sizes=tuple(cfg.hidden_sizes), activation=cfg.activation, layer_norm=cfg.layer_norm)
+        self.actors = tuple(
+            CategoricalActor(g.action_space.n, head_gain=cfg.actor_head_gain, **net)
+            if isinstance(g.action_space, Discrete)
+            else GaussianActor(g.action_space.dim, head_gain=cfg.actor_head_gain, log_std_init=cfg.log_std_init, **net)
+            for g in self.groups
+        )
+        self.critic = Critic(**net)
+        self.actor_tx = self.make_tx(cfg.actor_lr)
+        self.critic_tx = self.make_tx(cfg.critic_lr)
+
+    # ---- optimisers ------------------------------------------------------------------------
+    def make_tx(self, lr: float, steps_per_update: int | None = None) -> optax.GradientTransformation:
+        cfg = self.cfg
+        if cfg.anneal_lr:
+            per_update = steps_per_update or cfg.epochs * cfg.minibatches
+            schedule = lambda count: lr * (1.0 - (count // per_update) / self.total_updates)  # noqa: E731
+        else:
+            schedule = lr
+        return optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(schedule, eps=cfg.adam_eps))
+
+    def stacked(self, g: int) -> bool:
+        """Whether group ``g`` has one parameter set per agent (not shared)."""
+        return not self.shared
+
+    def opt_init(self, tx, params, stacked: bool):
+        return jax.vmap(tx.init)(params) if stacked else tx.init(params)
+
+    def opt_step(self, tx, params, grads, opt, stacked: bool):
+        """One optimiser step; for stacked (non-shared) agents each agent is clipped and updated alone."""
+        if stacked:
+            upd, opt = jax.vmap(tx.update)(grads, opt, params)
+        else:
+            upd, opt = tx.update(grads, opt, params)
+        return optax.apply_updates(params, upd), opt
+
+    # ---- inputs ----------------------------------------------------------------------------
+    def _with_id(self, g: int, obs: jax.Array) -> jax.Array:
+        if not (self.cfg.agent_id and self.shared):
+            return obs
+        n = self.groups[g].n
+        ids = jnp.broadcast_to(jnp.eye(n, dtype=obs.dtype), obs.shape[:-2] + (n, n))
+        return jnp.concatenate([obs, ids], axis=-1)
+
+    def _apply_group(self, module, params, g: int, *inputs, out_axes: int = -2):
+        """Apply a group network to ``[..., n_g, d]`` inputs (vmapped over agents unless shared)."""
+        if self.stacked(g):
+            return jax.vmap(module.apply, in_axes=(0,) + (-2,) * len(inputs), out_axes=out_axes)(params, *inputs)
+        return module.apply(params, *inputs)
+
+    # ---- networks --------------------------------------------------------------------------
+    def init_params(self, key: jax.Array):
+        k_actor, k_critic = jax.random.split(key)
+        actor_params, critic_local = [], []
+        for g, (grp, actor) in enumerate(zip(self.groups, self.actors)):
+            ka, kc = jax.random.split(jax.random.fold_in(k_actor, g))
+            obs = self._with_id(g, jnp.zeros((grp.n, grp.obs_dim)))
+            avail = jnp.ones((grp.n, max(grp.avail_dim, 1)), dtype=bool)[:, : grp.avail_dim]
+            if self.stacked(g):
+                actor_params.append(jax.vmap(actor.init)(jax.random.split(ka, grp.n), obs, avail))
+                critic_local.append(jax.vmap(self.critic.init)(jax.random.split(kc, grp.n), obs))
+            else:
+                actor_params.append(actor.init(ka, obs[0], avail[0]))
+                critic_local.append(self.critic.init(kc, obs[0]))
+        if self.cfg.critic == "state":
+            critic_params = self.critic.init(k_critic, jnp.zeros((self.env.state_dim,)))
+        else:
+            critic_params = tuple(critic_local)
+        return tuple(actor_params), critic_params
+
+    def policy(self, actor_params: tuple, obs: tuple, avail: tuple) -> tuple:
+        """Per group, the action distribution parameters for ``[..., n_g, obs_dim]`` observations."""
+        return tuple(
+            self._apply_group(self.actors[g], actor_params[g], g, self._with_id(g, obs[g]), avail[g])
+            for g in range(len(self.groups))
+        )
+
+    def log_prob(self, dists: tuple, actions: tuple) -> jax.Array:
+        return tree_concat_agents([dist_log_prob(k, d, a) for k, d, a in zip(self.kinds, dists, actions)])
+
+    def entropy(self, dists: tuple) -> jax.Array:
+        return tree_concat_agents([dist_entropy(k, d) for k, d in zip(self.kinds, dists)])
+
+    def value(self, critic_params, obs: tuple, state: jax.Array) -> jax.Array:
+        """Critic output ``[..., K]`` (in normalised units when value normalisation is on)."""
+        if self.cfg.critic == "state":
+            return self.critic.apply(critic_params, state)[..., None]
+        return tree_concat_agents(
+            [self._apply_group(self.critic, critic_params[g], g, self._with_id(g, obs[g]), out_axes=-1) for g in range(len(self.groups))]
+        )
+
+    def denorm(self, vn: ValueNormState, v: jax.Array) -> jax.Array:
+        return value_norm_denormalize(vn, v) if self.cfg.value_norm else v
+
+    def env_actions(self, actions: tuple) -> tuple:
+        """Continuous actions are clipped to the action box before the environment sees them."""
+        out = []
+        for grp, a in zip(self.groups, actions):
+            sp = grp.action_space
+            out.append(a if isinstance(sp, Discrete) else jnp.clip(a, sp.low, sp.high))
+        return tuple(out)
+
+    # ---- state -----------------------------------------------------------------------------
+    def init(self, key: jax.Array) -> TrainState:
+        k_params, k_env, k_state = jax.random.split(key, 3)
+        actor_params, critic_params = self.init_params(k_params)
+        actor_opt = tuple(self.opt_init(self.actor_tx, p, self.stacked(g)) for g, p in enumerate(actor_params))
+        if self.cfg.critic == "state":
+            critic_opt = self.critic_tx.init(critic_params)
+        else:
+            critic_opt = tuple(self.opt_init(self.critic_tx, p, self.stacked(g)) for g, p in enumerate(critic_params))
+        env_state, ts = jax.vmap(self.env.reset)(jax.random.split(k_env, self.cfg.num_envs))
+        return TrainState(
+            actor_params=actor_params,
+            critic_params=critic_params,
+            actor_opt=actor_opt,
+            critic_opt=critic_opt,
+            value_norm=value_norm_init(),
+            env_state=env_state,
+            last=ts,
+            ep_return=jnp.zeros((self.cfg.num_envs,)),
+            key=k_state,
+            update=jnp.zeros((), jnp.int32),
+            env_steps=jnp.zeros((), jnp.int32),
+        )
+
+    # ---- rollout and targets ---------------------------------------------------------------
+    def rollout(self, state: TrainState):
+        """Collect ``rollout_len`` steps in ``num_envs`` environments with the current policies."""
+        cfg, env = self.cfg, self.env
+
+        def step(carry, _):
+            st, ret_sum, ret_count = carry
+            key, k_act, k_env = jax.random.split(st.key, 3)
+            last = st.last
+            dists = self.policy(st.actor_params, last.obs, last.avail)
+            keys = jax.random.split(k_act, len(self.groups))
+            actions = tuple(dist_sample(k, d, kk) for k, d, kk in zip(self.kinds, dists, keys))
+            logp = self.log_prob(dists, actions)
+            value = self.denorm(st.value_norm, self.value(st.critic_params, last.obs, last.state))
+            env_state, ts = jax.vmap(env.step)(jax.random.split(k_env, cfg.num_envs), st.env_state, self.env_actions(actions))
+            team = ts.reward.mean(-1)  # the team reward: mean of the agents' rewards
+            reward = ts.reward if cfg.reward == "agent" else jnp.broadcast_to(team[:, None], value.shape)
+            if cfg.bootstrap_truncation:  # a time limit is not a terminal state: bootstrap V(final)
+                v_final = self.denorm(st.value_norm, self.value(st.critic_params, ts.final_obs, ts.final_state))
+                trunc = jnp.logical_and(ts.truncated, ~ts.terminated)
+                reward = reward + cfg.gamma * trunc[:, None] * v_final
+            done = ts.done
+            ep_ret = st.ep_return + team
+            ret_sum = ret_sum + jnp.sum(jnp.where(done, ep_ret, 0.0))
+            ret_count = ret_count + jnp.sum(done)
+            transition = dict(
+                obs=last.obs, avail=last.avail, actions=actions, dist=dists, logp=logp, state=last.state,
+                active=last.active.astype(jnp.float32), value=value, reward=reward, done=done,
+            )
+            st = st._replace(env_state=env_state, last=ts, ep_return=jnp.where(done, 0.0, ep_ret), key=key)
+            return (st, ret_sum, ret_count), transition
+
+        (state, ret_sum, ret_count), traj = jax.lax.scan(
+            step, (state, jnp.zeros(()), jnp.zeros((), jnp.int32)), None, length=cfg.rollout_len
+        )
+        last_value = self.denorm(state.value_norm, self.value(state.critic_params, state.last.obs, state.last.state))
+        metrics = {
+            "episode_return": jnp.where(ret_count > 0, ret_sum / jnp.maximum(ret_count, 1), jnp.nan),
+            "episodes": ret_count,
+        }
+        return state, traj, last_value, metrics
+
+    def targets(self, state: TrainState, traj: dict, last_value: jax.Array):
+        """GAE advantages and value targets; updates the value normaliser (seed 001 §3.7)."""
+        cfg = self.cfg
+        done = jnp.broadcast_to(traj["done"][..., None], traj["value"].shape).astype(jnp.float32)
+        adv, returns = gae(traj["reward"], traj["value"], done, last_value, cfg.gamma, cfg.gae_lambda)
+        vn = state.value_norm
+        if cfg.value_norm:
+            vn = value_norm_update(vn, returns)
+            target = value_norm_normalize(vn, returns)
+        else:
+            target = returns
+        mask = traj["active"] if self.n_values == self.n_agents else None
+        if cfg.normalize_advantages:
+            adv = normalize_advantages(adv, mask)
+        return state._replace(value_norm=vn), adv, target, returns
+
+    def collect(self, state: TrainState):
+        """Rollout + targets, flattened into a ``Batch`` of B = T*E samples."""
+        state, traj, last_value, metrics = self.rollout(state)
+        state, adv, target, returns = self.targets(state, traj, last_value)
+        flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731
+        batch = Batch(
+            obs=jax.tree.map(flat, traj["obs"]),
+            avail=jax.tree.map(flat, traj["avail"]),
+            actions=jax.tree.map(flat, traj["actions"]),
+            dist=jax.tree.map(flat, traj["dist"]),
+            logp=flat(traj["logp"]),
+            state=flat(traj["state"]),
+            active=flat(traj["active"]),
+            value=flat(traj["value"]),
+            adv=flat(adv),
+            returns=flat(returns),
+            target=flat(target),
+        )
+        return state, batch, metrics
+
+    def finish(self, state: TrainState, metrics: dict) -> tuple[TrainState, dict]:
+        state = state._replace(update=state.update + 1, env_steps=state.env_steps + self.steps_per_update)
+        metrics["env_steps"] = state.env_steps
+        return state, metrics
+
+    def update(self, state: TrainState):
+        state, batch, metrics = self.collect(state)
+        state, learn_metrics = self.learn(state, batch)
+        metrics.update(learn_metrics)
+        return self.finish(state, metrics)
+
+    def learn(self, state: TrainState, batch: Batch):
+        raise NotImplementedError
+
+    # ---- minibatches -----------------------------------------------------------------------
+    def minibatch_indices(self, key: jax.Array, batch_size: int, n_minibatches: int) -> jax.Array:
+        """A random partition of the batch into ``n_minibatches`` equal index sets."""
+        perm = jnp.argsort(jax.random.uniform(key, (batch_size,)))  # one sort: cheaper than random.permutation
+        return perm.reshape(n_minibatches, -1)
+
+    # ---- evaluation ------------------------------------------------------------------------
+    def evaluate(self, state: TrainState, key: jax.Array, num_episodes: int, deterministic: bool = True) -> jax.Array:
+        """Mean team return of ``num_episodes`` fresh episodes (each stopped at its first end)."""
+        env = self.env
+        k_reset, k_run = jax.random.split(key)
+        env_state, ts = jax.vmap(env.reset)(jax.random.split(k_reset, num_episodes))
+
+        def step(carry, k):
+            env_state, ts, ret, running = carry
+            dists = self.policy(state.actor_params, ts.obs, ts.avail)
+            if deterministic:
+                actions = tuple(dist_mode(kd, d) for kd, d in zip(self.kinds, dists))
+            else:
+                ks = jax.random.split(k, len(self.groups))
+                actions = tuple(dist_sample(kd, d, kk) for kd, d, kk in zip(self.kinds, dists, ks))
+            k_env = jax.random.split(jax.random.fold_in(k, 1), num_episodes)
+            env_state, ts = jax.vmap(env.step)(k_env, env_state, self.env_actions(actions))
+            ret = ret + running * ts.reward.mean(-1)
+            running = running * (1.0 - ts.done)
+            return (env_state, ts, ret, running), None
+
+        init = (env_state, ts, jnp.zeros((num_episodes,)), jnp.ones((num_episodes,)))
+        (_, _, ret, _), _ = jax.lax.scan(step, init, jax.random.split(k_run, env.max_episode_steps))
+        return ret.mean()

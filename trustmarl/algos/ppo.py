@@ -1,0 +1,138 @@
+"""MAPPO, IPPO and JR-PPO: simultaneous PPO updates of all agents (seed 004).
+
+The three differ only in configuration:
+- MAPPO: centralised critic V(s); independent per-agent ratios, each clipped (seed 004 eq. 3/4);
+- IPPO: decentralised critic V(o^k) (seed 004 §3.3);
+- JR-PPO: one joint ratio per env step, the product of the agents' ratios, clipped (eq. 6, Alg. 1).
+The per-agent clip range follows ``clip_rule``: ``fixed`` (eps), ``per_agent`` (eps/N, eq. 9) or
+``nth_root`` ((1+eps)^(1/N) - 1, spec §2.3 extension).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from trustmarl.algos import register_algo
+from trustmarl.algos.common import ActorCritic, Batch, TrainState
+from trustmarl.algos.diagnostics import trust_region_diagnostics
+from trustmarl.experiment.config import ConfigError, OnPolicyConfig
+from trustmarl.trust.ratios import joint_clip_objective, per_agent_clip, ppo_clip_objective
+
+
+def masked_mean(x: jax.Array, mask: jax.Array | None) -> jax.Array:
+    if mask is None:
+        return x.mean()
+    return jnp.sum(x * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+class PPO(ActorCritic):
+    """Simultaneous multi-agent PPO; see the module docstring for the variants."""
+
+    def __init__(self, env, cfg: OnPolicyConfig, total_updates: int | None = None):
+        super().__init__(env, cfg, total_updates)
+        self.name = cfg.name
+        self.joint = cfg.clip_rule == "joint"
+        self.eps = cfg.clip_eps if self.joint else per_agent_clip(cfg.clip_eps, self.n_agents, cfg.clip_rule)
+
+    def agent_mean(self, x: jax.Array, mask: jax.Array) -> jax.Array:
+        """Reduce ``[b, N]`` over samples and agents: mean, or sum over agents (seed 004 §7 #4)."""
+        if self.cfg.agent_reduction == "sum":
+            return jnp.mean(jnp.sum(x * mask, axis=-1))
+        return masked_mean(x, mask)
+
+    def loss(self, actor_params, critic_params, mb: Batch):
+        cfg = self.cfg
+        dists = self.policy(actor_params, mb.obs, mb.avail)
+        logp = self.log_prob(dists, mb.actions)  # [b, N]
+        entropy = self.entropy(dists)
+        mask = mb.active
+        if self.joint:
+            # seed 004 eq. 6 (JR-PPO): min(λ A, clip(λ, 1±eps) A) with λ = Π_k λ_k, one term per env step
+            obj = joint_clip_objective(logp, mb.logp, mb.adv[:, 0], self.eps, mask)
+            pi_loss = -obj.mean()
+            ent = jnp.mean(jnp.sum(entropy * mask, axis=-1))  # entropy of the joint (product) policy = Σ_k H_k
+            log_joint = jnp.sum((logp - mb.logp) * mask, axis=-1)
+            clip_frac = jnp.mean(jnp.abs(jnp.exp(log_joint) - 1.0) > self.eps)
+        else:
+            # seed 004 eq. 3/4: independent ratios λ_k, each clipped at eps_i (eps, or eps/N by eq. 9)
+            adv = jnp.broadcast_to(mb.adv, logp.shape)
+            ratio = jnp.exp(logp - mb.logp)
+            pi_loss = -self.agent_mean(ppo_clip_objective(ratio, adv, self.eps), mask)
+            ent = self.agent_mean(entropy, mask)
+            clip_frac = masked_mean((jnp.abs(ratio - 1.0) > self.eps).astype(jnp.float32), mask)
+        # value regression to the (normalised) GAE targets; squared error as in seed 004 §3.3
+        v = self.value(critic_params, mb.obs, mb.state)
+        v_mask = mask if self.n_values == self.n_agents else None
+        v_loss = 0.5 * masked_mean(jnp.square(v - mb.target), v_mask)
+        total = pi_loss - cfg.ent_coef * ent + cfg.vf_coef * v_loss
+        return total, {"loss/policy": pi_loss, "loss/value": v_loss, "loss/entropy": ent, "diag/clip_frac": clip_frac}
+
+    def learn(self, state: TrainState, batch: Batch):
+        cfg = self.cfg
+        n_groups = len(self.groups)
+        batch_size = cfg.num_envs * cfg.rollout_len
+        grad_fn = jax.grad(self.loss, argnums=(0, 1), has_aux=True)
+
+        def minibatch_step(carry, idx):
+            actor_params, critic_params, actor_opt, critic_opt = carry
+            mb = jax.tree.map(lambda x: x[idx], batch)
+            (g_actor, g_critic), aux = grad_fn(actor_params, critic_params, mb)
+            new_actor, new_actor_opt = [], []
+            for g in range(n_groups):
+                p, o = self.opt_step(self.actor_tx, actor_params[g], g_actor[g], actor_opt[g], self.stacked(g))
+                new_actor.append(p)
+                new_actor_opt.append(o)
+            if cfg.critic == "state":
+                critic_params, critic_opt = self.opt_step(self.critic_tx, critic_params, g_critic, critic_opt, False)
+            else:
+                pairs = [
+                    self.opt_step(self.critic_tx, critic_params[g], g_critic[g], critic_opt[g], self.stacked(g))
+                    for g in range(n_groups)
+                ]
+                critic_params, critic_opt = tuple(p for p, _ in pairs), tuple(o for _, o in pairs)
+            return (tuple(new_actor), critic_params, tuple(new_actor_opt), critic_opt), aux
+
+        def epoch(carry, key):
+            idx = self.minibatch_indices(key, batch_size, cfg.minibatches)
+            return jax.lax.scan(minibatch_step, carry, idx)
+
+        key, k_epochs = jax.random.split(state.key)
+        carry = (state.actor_params, state.critic_params, state.actor_opt, state.critic_opt)
+        carry, aux = jax.lax.scan(epoch, carry, jax.random.split(k_epochs, cfg.epochs))
+        actor_params, critic_params, actor_opt, critic_opt = carry
+        metrics = jax.tree.map(jnp.mean, aux)
+        metrics.update(trust_region_diagnostics(self, actor_params, batch))
+        state = state._replace(
+            actor_params=actor_params, critic_params=critic_params, actor_opt=actor_opt, critic_opt=critic_opt, key=key
+        )
+        return state, metrics
+
+
+@dataclasses.dataclass
+class JRPPOConfig(OnPolicyConfig):
+    """JR-PPO: the joint ratio needs one centralised advantage per env step."""
+
+    name: str = "jrppo"
+    clip_rule: str = "joint"
+    critic: str = "state"
+
+    def validate(self) -> None:
+        super().validate()
+        if self.clip_rule != "joint":
+            raise ConfigError(f"algo.clip_rule={self.clip_rule!r} is not allowed for jrppo; it must be 'joint'")
+        if self.critic != "state":
+            raise ConfigError(f"algo.critic={self.critic!r} is not allowed for jrppo; it must be 'state' (centralised advantage)")
+
+
+@dataclasses.dataclass
+class IPPOConfig(OnPolicyConfig):
+    name: str = "ippo"
+    critic: str = "local"
+
+
+register_algo("mappo", OnPolicyConfig, PPO, "MAPPO: PPO with a centralised critic V(s); clip eps, eps/N or nth-root (seed 004)")
+register_algo("ippo", IPPOConfig, PPO, "IPPO: PPO with decentralised critics V(o); clip eps, eps/N or nth-root (seed 004)")
+register_algo("jrppo", JRPPOConfig, PPO, "JR-PPO: PPO on the clipped joint ratio Π_k λ_k (seed 004 Alg. 1)")

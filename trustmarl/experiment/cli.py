@@ -1,0 +1,217 @@
+"""The ``trustmarl`` command line.
+
+    trustmarl train ALGO ENV [key=value ...] [--out DIR] [--config FILE] [--overwrite] [--no-progress]
+    trustmarl train --resume RUN_DIR [total_steps=N]
+    trustmarl eval RUN_DIR [--episodes N] [--stochastic]
+    trustmarl list [--keys [NAME]]
+    trustmarl check-env IMPORT_PATH [...]
+
+Bad input (unknown algorithm, environment or key, wrong type, out-of-range value, bad run
+directory) prints one line ``trustmarl: error: ...`` on stderr and exits with code 2 before
+anything is compiled. A run whose losses become NaN/inf exits with code 3; Ctrl-C saves a
+checkpoint of the last completed chunk and exits with code 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from trustmarl.experiment.checkpoint import CheckpointError
+from trustmarl.experiment.config import ConfigError, RunConfig, build_config, parse_overrides
+
+EXIT_OK, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 2, 3, 130
+
+
+class UsageError(Exception):
+    """Bad command-line input; reported as one line and exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line instead of usage + message
+        raise UsageError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="trustmarl", description="Multi-agent RL with trust-region methods (JAX).")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    t = sub.add_parser("train", help="train ALGO on ENV (or resume a run)",
+                       description="trustmarl train ALGO ENV [key=value ...]  |  trustmarl train --resume RUN_DIR [total_steps=N]")
+    t.add_argument("args", nargs="*", metavar="ALGO ENV [key=value ...]")
+    t.add_argument("--out", type=Path, help="run directory (default runs/<algo>_<env>_<time>)")
+    t.add_argument("--config", type=Path, help="YAML file of settings (applied before key=value)")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    t.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    e = sub.add_parser("eval", help="evaluate the last checkpoint of a run")
+    e.add_argument("run_dir", type=Path)
+    e.add_argument("--episodes", type=int, default=None, help="episodes per seed (default: eval_episodes)")
+    e.add_argument("--stochastic", action="store_true", help="sample actions instead of the greedy/mean action")
+    e.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    ls = sub.add_parser("list", help="algorithms, environments and their hyperparameters")
+    ls.add_argument("--keys", nargs="?", const="all", metavar="NAME",
+                    help="show the hyperparameter keys of NAME (an algorithm or environment; all if omitted)")
+
+    c = sub.add_parser("check-env", help="check a custom environment against the contract")
+    c.add_argument("import_path", metavar="IMPORT_PATH")
+    c.add_argument("rest", nargs=argparse.REMAINDER)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = _parser().parse_args(argv)
+    except UsageError as e:
+        return _error(str(e))
+    except SystemExit as e:  # --help
+        return int(e.code or 0)
+    try:
+        return {"train": _train, "eval": _eval, "list": _list, "check-env": _check_env}[args.command](args)
+    except (ConfigError, CheckpointError, UsageError) as e:
+        return _error(str(e))
+
+
+def _error(message: str) -> int:
+    print(f"trustmarl: error: {' '.join(str(message).split())}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+# ---- train ---------------------------------------------------------------------------------------
+
+def default_out_dir(algo: str, env: str) -> Path:
+    return Path("runs") / f"{algo}_{env.replace('/', '_')}_{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _train(args) -> int:
+    from trustmarl.experiment import runner
+
+    if args.resume is not None:
+        if args.config is not None or args.out is not None or args.overwrite:
+            raise UsageError("--resume cannot be combined with --config, --out or --overwrite")
+        bad = [a for a in args.args if "=" not in a]
+        if bad:
+            raise UsageError(f"with --resume only key=value overrides are allowed, got {bad[0]!r}")
+        cfg = runner.resume_config(args.resume, parse_overrides(args.args))
+        return _run(runner, cfg, args.resume, resume=True, args=args)
+    if len(args.args) < 2 or "=" in args.args[0] or "=" in args.args[1]:
+        raise UsageError("train needs ALGO and ENV (e.g. trustmarl train mappo mpe/simple_spread), or --resume RUN_DIR")
+    algo, env, *rest = args.args
+    cfg = build_config(algo, env, parse_overrides(rest), args.config)
+    out = args.out if args.out is not None else default_out_dir(algo, env)
+    return _run(runner, cfg, out, resume=False, args=args)
+
+
+def _run(runner, cfg: RunConfig, out: Path, resume: bool, args) -> int:
+    try:
+        summary = runner.train(cfg, out, resume=resume, overwrite=args.overwrite, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"trustmarl: interrupted; continue with: trustmarl train --resume {out}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_DIVERGED if summary.get("status") == "diverged" else EXIT_OK
+
+
+# ---- eval ----------------------------------------------------------------------------------------
+
+def _eval(args) -> int:
+    from trustmarl.experiment.runner import evaluate_run
+
+    if args.episodes is not None and args.episodes < 1:
+        raise UsageError(f"--episodes {args.episodes} must be >= 1")
+    res = evaluate_run(args.run_dir, episodes=args.episodes, deterministic=not args.stochastic)
+    if args.json:
+        print(json.dumps(res))
+        return EXIT_OK
+    mode = "deterministic" if res["deterministic"] else "stochastic"
+    per_seed = ", ".join(f"{r:.4g}" for r in res["per_seed_return"])
+    print(
+        f"{res['algo']} on {res['env']} at update {res['update']} ({res['env_steps']} env steps): "
+        f"mean return {res['mean_return']:.4g} over {res['episodes']} {mode} episodes per seed "
+        f"(per seed: {per_seed})"
+    )
+    return EXIT_OK
+
+
+# ---- list ----------------------------------------------------------------------------------------
+
+def _list(args) -> int:
+    from trustmarl import algos
+    from trustmarl.envs import registry
+
+    algo_names, env_names = algos.algo_names(), registry.env_names()
+    if args.keys is None:
+        print("algorithms:")
+        for n in algo_names:
+            print(f"  {n:24s} {algos.describe_algo(n)}")
+        print("environments:")
+        for n in env_names:
+            print(f"  {n:24s} {registry.describe(n)}")
+        print("run keys: " + ", ".join(_run_keys()))
+        print("hyperparameters: trustmarl list --keys NAME")
+        return EXIT_OK
+    names = algo_names + env_names if args.keys == "all" else [args.keys]
+    for name in names:
+        if name in algo_names:
+            fields = _dataclass_defaults(algos.algo_config_class(name))
+            fields.pop("name", None)
+            print(f"{name} (algorithm): {algos.describe_algo(name)}")
+            for k, v in fields.items():
+                print(f"  algo.{k} = {_show(v)}")
+        elif name in env_names:
+            print(f"{name} (environment): {registry.describe(name)}")
+            for k, v in registry.env_defaults(name).items():
+                print(f"  env.{k} = {_show(v)}")
+        else:
+            raise UsageError(
+                f"unknown name {name!r}; choose an algorithm ({', '.join(algo_names)}) "
+                f"or an environment ({', '.join(env_names)})"
+            )
+    if args.keys == "all":
+        print("run keys: " + ", ".join(f"{k} = {_show(v)}" for k, v in _run_keys().items()))
+    return EXIT_OK
+
+
+def _dataclass_defaults(cls) -> dict[str, Any]:
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            out[f.name] = f.default_factory()  # type: ignore[misc]
+    return out
+
+
+def _run_keys() -> dict[str, Any]:
+    d = _dataclass_defaults(RunConfig)
+    return {k: v for k, v in d.items() if k not in ("algo", "env")}
+
+
+def _show(v: Any) -> str:
+    return json.dumps(list(v) if isinstance(v, tuple) else v) if not isinstance(v, str) else v
+
+
+# ---- check-env -----------------------------------------------------------------------------------
+
+def _check_env(args) -> int:
+    try:
+        from trustmarl.envs.checker import main_check_env
+    except ImportError as e:
+        if getattr(e, "name", None) == "trustmarl.envs.checker":
+            raise UsageError("check-env is not available in this installation (trustmarl.envs.checker is missing)")
+        raise
+    code = main_check_env([args.import_path, *args.rest])
+    return int(code or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,462 @@
+"""Train and evaluate runs: jitted chunks of updates, metrics, checkpoints and resumption.
+
+``train`` runs ``cfg.num_seeds`` independent seeds as one ``vmap`` and ``cfg.chunk_updates``
+updates as one ``lax.scan`` (a jitted *chunk*); between chunks it writes metrics, shows progress,
+checks the losses for NaN/inf and saves checkpoints. Because the training state holds everything
+(parameters, optimiser, normalisers, environment states, RNG key, counters) and chunks always start
+at multiples of ``chunk_updates``, a resumed run ends bitwise equal to an uninterrupted one.
+
+Run directory::
+
+    config.yaml              resolved config (RunConfig.to_dict())
+    metrics.jsonl / .csv     one row per update (see ``logger.chunk_rows``)
+    tb/                      TensorBoard events (aggregate scalars, step = env steps of one seed)
+    checkpoints/last.npz     latest good state (+ last.json sidecar with the counters)
+    summary.json             result and throughput; ``status`` is "completed" or "diverged"
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import yaml
+
+from trustmarl.experiment.checkpoint import (
+    CheckpointError,
+    atomic_write_text,
+    load_checkpoint,
+    read_meta,
+    save_checkpoint,
+)
+from trustmarl.experiment.config import ConfigError, RunConfig, config_from_dict
+from trustmarl.experiment.logger import MetricsLogger, chunk_rows, nanmean, read_jsonl, truncate_metrics
+
+CONFIG_FILE = "config.yaml"
+SUMMARY_FILE = "summary.json"
+LAST_CHECKPOINT = Path("checkpoints") / "last.npz"
+# Run keys that may differ when resuming; everything else must equal the saved config.
+RESUMABLE_KEYS = ("total_steps",)
+
+
+class RunDirError(ConfigError):
+    """A run directory that exists when it should not, or is not a run when it should be."""
+
+
+# ---- run directories ---------------------------------------------------------------------------
+
+def is_run_dir(path: Path) -> bool:
+    return (Path(path) / CONFIG_FILE).is_file()
+
+
+def load_run_config(run_dir: Path) -> RunConfig:
+    """The resolved config saved in a run directory (validated like a new one)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunDirError(f"run directory {str(run_dir)!r} does not exist")
+    if not is_run_dir(run_dir):
+        raise RunDirError(f"{str(run_dir)!r} is not a trustmarl run directory (no {CONFIG_FILE})")
+    try:
+        data = yaml.safe_load((run_dir / CONFIG_FILE).read_text())
+    except yaml.YAMLError as e:
+        raise RunDirError(f"{run_dir / CONFIG_FILE} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise RunDirError(f"{run_dir / CONFIG_FILE} does not hold a config mapping")
+    return config_from_dict(data)
+
+
+def resume_config(run_dir: Path, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """The saved config of ``run_dir`` with the allowed ``overrides`` (only ``total_steps``) applied."""
+    cfg = load_run_config(run_dir)
+    overrides = dict(overrides or {})
+    bad = [k for k in overrides if k not in RESUMABLE_KEYS]
+    if bad:
+        raise ConfigError(
+            f"cannot change {', '.join(bad)} when resuming {str(run_dir)!r}; only {', '.join(RESUMABLE_KEYS)} "
+            "may be changed (start a new run for other settings)"
+        )
+    data = cfg.to_dict()
+    data.update(overrides)
+    return config_from_dict(data)
+
+
+def _check_resume_compatible(saved: RunConfig, cfg: RunConfig, run_dir: Path) -> None:
+    a, b = _flat(saved.to_dict()), _flat(cfg.to_dict())
+    diff = [k for k in sorted(set(a) | set(b)) if k not in RESUMABLE_KEYS and a.get(k) != b.get(k)]
+    if diff:
+        raise ConfigError(
+            f"config differs from the one saved in {str(run_dir)!r} in {', '.join(diff)}; "
+            f"only {', '.join(RESUMABLE_KEYS)} may change when resuming"
+        )
+
+
+def _flat(d: dict[str, Any]) -> dict[str, Any]:
+    """``{"algo": {"lr": 1}}`` -> ``{"algo.lr": 1}`` (one level, as in config files)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update({f"{k}.{kk}": vv for kk, vv in v.items()})
+        else:
+            out[k] = v
+    return out
+
+
+def _prepare_new_dir(out_dir: Path, overwrite: bool) -> None:
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise RunDirError(f"{str(out_dir)!r} exists and is not a directory")
+        if any(out_dir.iterdir()):
+            if not overwrite:
+                raise RunDirError(
+                    f"run directory {str(out_dir)!r} already exists; use --overwrite to replace it "
+                    "or --resume to continue it"
+                )
+            if not is_run_dir(out_dir):
+                raise RunDirError(
+                    f"{str(out_dir)!r} is not empty and not a trustmarl run; refusing to delete it"
+                )
+            shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+# ---- jitted pieces -----------------------------------------------------------------------------
+
+def _init_fn(algo):
+    return jax.jit(jax.vmap(algo.init))
+
+
+def _seed_keys(cfg: RunConfig) -> jax.Array:
+    return jax.random.split(jax.random.PRNGKey(cfg.seed), cfg.num_seeds)
+
+
+class _Chunks:
+    """Jitted ``vmap``-over-seeds of ``lax.scan``-over-updates, one compilation per chunk length."""
+
+    def __init__(self, algo):
+        self.algo = algo
+
+    @functools.lru_cache(maxsize=None)  # noqa: B019  (one instance per run)
+    def fn(self, length: int):
+        def one_seed(state):
+            return jax.lax.scan(lambda s, _: self.algo.update(s), state, None, length=length)
+
+        return jax.jit(jax.vmap(one_seed))
+
+
+def _state_template(algo, cfg: RunConfig):
+    return jax.eval_shape(jax.vmap(algo.init), _seed_keys(cfg))
+
+
+def _total_updates(cfg: RunConfig, steps_per_update: int) -> int:
+    return max(1, cfg.total_steps // steps_per_update)
+
+
+def _build_algorithm(cfg: RunConfig, total_updates: int | None = None):
+    from trustmarl.algos import make_algorithm
+
+    probe = make_algorithm(cfg, total_updates=total_updates or 1)
+    if total_updates is None:
+        total_updates = _total_updates(cfg, probe.steps_per_update)
+        return make_algorithm(cfg, total_updates=total_updates), total_updates
+    return probe, total_updates
+
+
+# ---- divergence --------------------------------------------------------------------------------
+
+def find_divergence(metrics: dict[str, np.ndarray], first_update: int) -> str | None:
+    """A message naming the first non-finite ``loss/...`` metric (update, seed), or ``None``."""
+    worst: tuple[int, str, int] | None = None
+    for name in sorted(metrics):
+        if not name.startswith("loss/"):
+            continue
+        bad = ~np.isfinite(np.asarray(metrics[name], dtype=np.float64))
+        if bad.any():
+            bad = bad.reshape(bad.shape[0], bad.shape[1], -1).any(axis=-1)  # [seeds, updates]
+            seeds, steps = np.nonzero(bad)
+            t = int(steps.min())
+            seed = int(seeds[steps == t].min())
+            if worst is None or t < worst[0]:
+                worst = (t, name, seed)
+    if worst is None:
+        return None
+    t, name, seed = worst
+    value = np.asarray(metrics[name], dtype=np.float64)[seed, t]
+    return f"{name} is {np.ravel(value)[~np.isfinite(np.ravel(value))][0]} at update {first_update + t + 1} (seed {seed})"
+
+
+# ---- summary -----------------------------------------------------------------------------------
+
+def _window_return(per_seed: np.ndarray, first: bool) -> tuple[float, list[float]]:
+    """NaN-aware mean return of the first or last 10% of updates (at least one), per seed and mean."""
+    n = per_seed.shape[0]
+    if n == 0:
+        return float("nan"), []
+    w = max(1, int(math.ceil(0.1 * n)))
+    window = per_seed[:w] if first else per_seed[-w:]
+    seeds = [nanmean(window[:, k]) for k in range(window.shape[1])]
+    return nanmean(seeds), seeds
+
+
+def _per_seed_returns(rows: list[dict[str, Any]], num_seeds: int) -> np.ndarray:
+    return np.array(
+        [[float(r.get(f"episode_return/seed_{k}", float("nan"))) for k in range(num_seeds)] for r in rows],
+        dtype=np.float64,
+    ).reshape(len(rows), num_seeds)
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def _summary(cfg, run_dir, rows, status, updates, env_steps, session, wall_total, message=None) -> dict[str, Any]:
+    per_seed = _per_seed_returns(rows, cfg.num_seeds)
+    final, final_seeds = _window_return(per_seed, first=False)
+    initial, initial_seeds = _window_return(per_seed, first=True)
+    steps_all = session["steps"] * cfg.num_seeds
+    steady_steps = (session["steps"] - session["first_chunk_steps"]) * cfg.num_seeds
+    steady_time = session["wall"] - session["first_chunk_end"]
+    out = {
+        "status": status,
+        "algo": cfg.algo.name,
+        "env": cfg.env.name,
+        "num_seeds": cfg.num_seeds,
+        "seed": cfg.seed,
+        "updates": updates,
+        "env_steps": env_steps,
+        "env_steps_all_seeds": env_steps * cfg.num_seeds,
+        "wall_seconds": session["wall"],
+        "wall_seconds_total": wall_total,
+        "steps_per_second": steps_all / session["wall"] if session["wall"] > 0 and steps_all else None,
+        "steady_steps_per_second": steady_steps / steady_time if steady_steps > 0 and steady_time > 0 else None,
+        "initial_return": initial,
+        "initial_return_per_seed": initial_seeds,
+        "final_return": final,
+        "final_return_per_seed": final_seeds,
+        "run_dir": str(run_dir),
+    }
+    if message:
+        out["message"] = message
+    return out
+
+
+def _fmt(x: Any, spec: str = ".4g") -> str:
+    return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, spec)
+
+
+def _print_result(summary: dict[str, Any], out=None) -> None:
+    out = out or sys.stdout
+    s = summary
+    print(
+        f"{s['algo']} on {s['env']} ({s['num_seeds']} seed{'s' if s['num_seeds'] != 1 else ''}, "
+        f"{s['env_steps']} env steps each): return {_fmt(s['initial_return'])} -> {_fmt(s['final_return'])} "
+        f"(first -> last 10% of updates); {_fmt(s['steps_per_second'], '.0f')} steps/s overall, "
+        f"{_fmt(s['steady_steps_per_second'], '.0f')} steps/s after compilation",
+        file=out,
+    )
+    print(f"run saved to {s['run_dir']}", file=out)
+
+
+# ---- training ----------------------------------------------------------------------------------
+
+def train(
+    cfg: RunConfig | None,
+    out_dir: Path,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    stop_after_chunks: int | None = None,
+    keep_checkpoints: bool = False,
+    tensorboard: bool = True,
+) -> dict[str, Any]:
+    """Train ``cfg`` into ``out_dir`` and return the summary (also written to ``summary.json``).
+
+    ``resume=True`` continues the run saved in ``out_dir`` from its last checkpoint (``cfg`` may be
+    ``None`` to use the saved config; otherwise it must equal it except for ``total_steps``).
+    ``stop_after_chunks`` stops after that many chunks of this call *as if the process were killed*
+    (no extra checkpoint, no summary; returns ``{"status": "stopped", ...}``) - for tests.
+    ``keep_checkpoints`` also keeps a numbered checkpoint at every save. Raises ``RunDirError`` or
+    ``ConfigError`` for bad directories/configs before anything is compiled.
+    """
+    t_start = time.perf_counter()
+    out_dir = Path(out_dir)
+    if resume:
+        saved = load_run_config(out_dir)
+        if not (out_dir / LAST_CHECKPOINT).is_file():
+            raise RunDirError(f"{str(out_dir)!r} has no checkpoint ({LAST_CHECKPOINT}); nothing to resume")
+        if cfg is None:
+            cfg = saved
+        else:
+            _check_resume_compatible(saved, cfg, out_dir)
+    else:
+        if cfg is None:
+            raise ValueError("train() needs a config unless resume=True")
+        _prepare_new_dir(out_dir, overwrite)
+
+    algo, total_updates = _build_algorithm(cfg)
+    spu = int(algo.steps_per_update)
+    chunks = _Chunks(algo)
+
+    if resume:
+        state, counters = load_checkpoint(out_dir / LAST_CHECKPOINT, _state_template(algo, cfg))
+        update, wall_before = int(counters["update"]), float(counters["wall_seconds"])
+        if update > total_updates:
+            raise ConfigError(
+                f"total_steps={cfg.total_steps} gives {total_updates} updates but the run is already at update {update}"
+            )
+        rows = truncate_metrics(out_dir, update)
+        (out_dir / SUMMARY_FILE).unlink(missing_ok=True)  # written again when this session ends
+        env_steps = int(rows[-1]["env_steps"]) if rows and rows[-1].get("env_steps") is not None else update * spu
+    else:
+        state = _init_fn(algo)(_seed_keys(cfg))
+        update, wall_before, rows, env_steps = 0, 0.0, [], 0
+    atomic_write_text(out_dir / CONFIG_FILE, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+    logger = MetricsLogger(out_dir, tensorboard=tensorboard, purge_step=env_steps + 1 if resume else None)
+    session = {"steps": 0, "first_chunk_steps": 0, "first_chunk_end": 0.0, "wall": 0.0}
+    bar = _progress_bar(progress, total_updates * spu, env_steps, cfg)
+    status, message, chunk_i, last_saved = "completed", None, 0, (update if resume else -1)
+
+    def counters_now() -> dict[str, Any]:
+        return {
+            "update": update,
+            "env_steps": env_steps,
+            "total_updates": total_updates,
+            "steps_per_update": spu,
+            "wall_seconds": wall_before + time.perf_counter() - t_start,
+            "num_seeds": cfg.num_seeds,
+            "algo": cfg.algo.name,
+            "env": cfg.env.name,
+        }
+
+    def save() -> None:
+        nonlocal last_saved
+        ckpt = out_dir / LAST_CHECKPOINT
+        save_checkpoint(ckpt, state, counters_now())
+        if keep_checkpoints:
+            shutil.copyfile(ckpt, ckpt.with_name(f"update_{update:07d}.npz"))
+        last_saved = update
+
+    if not resume:
+        save()  # update 0: a run killed during its first chunk can still be resumed
+    try:
+        while update < total_updates:
+            n = min(cfg.chunk_updates, total_updates - update)
+            new_state, metrics = chunks.fn(n)(state)
+            metrics = jax.device_get(metrics)
+            elapsed = time.perf_counter() - t_start
+            new_rows = chunk_rows(metrics, update, wall_before + elapsed)
+            logger.write(new_rows)
+            rows.extend(new_rows)
+            diverged = find_divergence(metrics, update)
+            if diverged:
+                status = "diverged"
+                message = f"training diverged: {diverged}; kept the last good checkpoint (update {update})"
+                if last_saved != update:
+                    save()  # the state before this chunk is the last good one
+                break
+            state, update = new_state, update + n
+            new_steps = new_rows[-1]["env_steps"] if new_rows[-1]["env_steps"] is not None else update * spu
+            session["steps"] += new_steps - env_steps
+            env_steps = new_steps
+            chunk_i += 1
+            if chunk_i == 1:
+                session["first_chunk_steps"], session["first_chunk_end"] = session["steps"], elapsed
+            if bar is not None:
+                bar.update(n * spu)
+                bar.set_postfix(ret=_fmt(new_rows[-1]["episode_return"]), refresh=False)
+            if chunk_i % cfg.checkpoint_every == 0 or update >= total_updates:
+                save()
+            if stop_after_chunks is not None and chunk_i >= stop_after_chunks and update < total_updates:
+                return {"status": "stopped", "updates": update, "env_steps": env_steps, "run_dir": str(out_dir)}
+        if update >= total_updates and last_saved != update:
+            save()
+    except KeyboardInterrupt:
+        if last_saved != update:
+            save()  # ``state`` is the last completed chunk (``update`` counts it)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+        logger.close()
+
+    session["wall"] = time.perf_counter() - t_start
+    summary = _summary(
+        cfg, out_dir, [r for r in rows if r["update"] <= update], status, update, env_steps, session,
+        wall_before + session["wall"], message,
+    )
+    atomic_write_text(out_dir / SUMMARY_FILE, json.dumps(_json_safe(summary), indent=2) + "\n")
+    if status == "diverged":
+        print(f"trustmarl: {message}", file=sys.stderr)
+    _print_result(summary)
+    return summary
+
+
+def _progress_bar(progress: bool, total: int, initial: int, cfg: RunConfig):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total, initial=initial, unit="step", unit_scale=True, dynamic_ncols=True,
+        desc=f"{cfg.algo.name} {cfg.env.name}", file=sys.stderr,
+    )
+
+
+# ---- evaluation --------------------------------------------------------------------------------
+
+def load_run_state(run_dir: Path):
+    """``(cfg, algo, state, counters)`` of the last checkpoint of a run."""
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    ckpt = run_dir / LAST_CHECKPOINT
+    if not ckpt.is_file():
+        raise RunDirError(f"{str(run_dir)!r} has no checkpoint ({LAST_CHECKPOINT})")
+    total_updates = int(read_meta(ckpt)["counters"].get("total_updates", 1))
+    algo, _ = _build_algorithm(cfg, total_updates)
+    state, counters = load_checkpoint(ckpt, _state_template(algo, cfg))
+    return cfg, algo, state, counters
+
+
+def evaluate_run(
+    run_dir: Path, episodes: int | None = None, deterministic: bool = True, seed: int | None = None
+) -> dict[str, Any]:
+    """Mean return of ``episodes`` fresh episodes (default ``cfg.eval_episodes``) per seed of a saved run."""
+    cfg, algo, state, counters = load_run_state(run_dir)
+    episodes = cfg.eval_episodes if episodes is None else int(episodes)
+    if episodes < 1:
+        raise ConfigError(f"episodes={episodes} must be an integer >= 1")
+    eval_seed = cfg.seed + 1 if seed is None else seed
+    keys = jax.random.split(jax.random.PRNGKey(eval_seed), cfg.num_seeds)
+    fn = jax.jit(jax.vmap(lambda s, k: algo.evaluate(s, k, episodes, deterministic)))
+    per_seed = [float(x) for x in np.asarray(jax.device_get(fn(state, keys)), dtype=np.float64)]
+    return {
+        "run_dir": str(run_dir),
+        "algo": cfg.algo.name,
+        "env": cfg.env.name,
+        "update": int(counters["update"]),
+        "env_steps": int(counters["env_steps"]),
+        "episodes": episodes,
+        "deterministic": deterministic,
+        "mean_return": nanmean(per_seed),
+        "per_seed_return": per_seed,
+    }
+
+
+__all__ = [
+    "CheckpointError", "RunDirError", "evaluate_run", "find_divergence", "is_run_dir", "load_run_config",
+    "load_run_state", "resume_config", "train",
+]
