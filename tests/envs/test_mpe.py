@@ -13,6 +13,9 @@ from trustmarl.envs.registry import make
 
 simple_spread_v3 = pytest.importorskip("mpe2.simple_spread_v3")
 
+# One jitted step shared by all tests: equal envs hash equal, so each (env, dtype) compiles once.
+_STEP = jax.jit(lambda env, key, state, actions: env.step(key, state, actions), static_argnums=0)
+
 
 def _mpe2_env(n: int, local_ratio: float = 0.5, max_cycles: int = 25):
     return simple_spread_v3.parallel_env(
@@ -36,7 +39,6 @@ def _rollout_pair(n: int, seed: int, local_ratio: float = 0.5, max_cycles: int =
     )
     np.testing.assert_allclose(np.asarray(ts.obs[0]), np.stack([obs[k] for k in names]), atol=1e-6)
     np.testing.assert_allclose(np.asarray(ts.state), ref.state(), atol=1e-6)
-    step = jax.jit(env.step)
     rng = np.random.default_rng(1000 + seed)
     key = jax.random.PRNGKey(seed)
     for _ in range(max_cycles):
@@ -44,7 +46,7 @@ def _rollout_pair(n: int, seed: int, local_ratio: float = 0.5, max_cycles: int =
         obs, rew, term, trunc, _ = ref.step({k: int(a) for k, a in zip(names, actions)})
         assert not any(term.values())
         key, sub = jax.random.split(key)
-        state, ts = step(sub, state, (jnp.asarray(actions, dtype=jnp.int32),))
+        state, ts = _STEP(env, sub, state, (jnp.asarray(actions, dtype=jnp.int32),))
         yield (
             np.stack([obs[k] for k in names]),
             ref.state(),
@@ -100,13 +102,12 @@ def test_parity_float64_physics_and_local_ratio():
     the rollouts include collisions (so the contact forces and the -1 penalties are exercised)."""
     with jax.enable_x64(True):
         total_collisions = 0
-        for local_ratio in (0.0, 0.3, 1.0):
-            for seed in (5, 6):
-                for _, _, rew, _, pos, vel, ts in _rollout_pair(4, seed, local_ratio, max_cycles=25):
-                    np.testing.assert_allclose(np.asarray(ts.final_obs[0])[:, 0:2], vel, atol=1e-10, rtol=0)
-                    np.testing.assert_allclose(np.asarray(ts.final_obs[0])[:, 2:4], pos, atol=1e-10, rtol=0)
-                    np.testing.assert_allclose(np.asarray(ts.reward), rew, atol=1e-9, rtol=0)
-                    total_collisions += int(np.any(rew != rew.mean()))
+        for local_ratio, seed in ((0.0, 5), (1.0, 6)):
+            for _, _, rew, _, pos, vel, ts in _rollout_pair(3, seed, local_ratio, max_cycles=25):
+                np.testing.assert_allclose(np.asarray(ts.final_obs[0])[:, 0:2], vel, atol=1e-10, rtol=0)
+                np.testing.assert_allclose(np.asarray(ts.final_obs[0])[:, 2:4], pos, atol=1e-10, rtol=0)
+                np.testing.assert_allclose(np.asarray(ts.reward), rew, atol=1e-9, rtol=0)
+                total_collisions += int(np.any(rew != rew.mean()))
         assert total_collisions > 0
 
 
@@ -153,14 +154,14 @@ def test_jit_vmap_64_envs():
     # the batched run equals an unbatched run of env 5 with the same actions
     s = jax.tree.map(lambda x: x[5], state0)
     for t in range(3):
-        s, ts1 = env._step(jax.random.PRNGKey(0), s, (actions[t, 5],))
+        s, ts1 = _STEP(env, jax.random.PRNGKey(0), s, (actions[t, 5],))
         np.testing.assert_allclose(np.asarray(ts1.obs[0]), np.asarray(final_obs[t, 5]), atol=1e-6)
         np.testing.assert_allclose(np.asarray(ts1.reward), np.asarray(reward[t, 5]), atol=1e-6)
 
 
 def test_reset_distribution_matches_mpe2_ranges():
     env = SimpleSpread(n_agents=4)
-    state, ts = jax.vmap(env.reset)(jax.random.split(jax.random.PRNGKey(0), 2000))
+    state, ts = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.PRNGKey(0), 2000))
     for x in (state.agent_pos, state.landmark_pos):
         x = np.asarray(x)
         assert x.min() >= -1.0 and x.max() <= 1.0  # mpe2: np_random.uniform(-1, +1)
@@ -187,20 +188,25 @@ def test_auto_reset_property():
     n_envs = 64
     # separately jitted functions may differ by float rounding (XLA fusion), hence the 1e-6
     close = lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6, rtol=0)  # noqa: E731
-    step_raw = jax.jit(jax.vmap(env._step))
-    reset_raw = jax.jit(jax.vmap(env._reset))
-    step = jax.jit(jax.vmap(env.step))
-    state, _ = jax.vmap(env.reset)(jax.random.split(jax.random.PRNGKey(0), n_envs))
+
+    @jax.jit
+    def step_and_reference(step_keys, state, actions):
+        """The auto-resetting step, and the raw step/reset from the same split keys."""
+        split = jax.vmap(jax.random.split)(step_keys)
+        return (
+            jax.vmap(env.step)(step_keys, state, actions),
+            jax.vmap(env._step)(split[:, 0], state, actions),
+            jax.vmap(env._reset)(split[:, 1]),
+        )
+
+    state, _ = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.PRNGKey(0), n_envs))
     key = jax.random.PRNGKey(1)
     n_done = 0
     for t in range(8):
         key, k_act, k_step = jax.random.split(key, 3)
         actions = (jax.random.randint(k_act, (n_envs, 3), 0, 5),)
         step_keys = jax.random.split(k_step, n_envs)
-        new_state, ts = step(step_keys, state, actions)
-        split = jax.vmap(jax.random.split)(step_keys)
-        raw_state, raw_ts = step_raw(split[:, 0], state, actions)
-        fresh_state, fresh_ts = reset_raw(split[:, 1])
+        (new_state, ts), (raw_state, raw_ts), (fresh_state, fresh_ts) = step_and_reference(step_keys, state, actions)
         done = np.asarray(ts.done)
         assert np.all(done == ((t + 1) % 3 == 0))
         n_done += done.sum()

@@ -31,7 +31,7 @@ def cfg_of(**kw):
 
 
 def run(cfg, out, **kw):
-    return train(cfg, out, progress=False, tensorboard=kw.pop("tensorboard", False), **kw)
+    return train(cfg, out, progress=kw.pop("progress", False), tensorboard=kw.pop("tensorboard", False), **kw)
 
 
 def without_wall(rows):
@@ -105,6 +105,32 @@ def test_run_directory_layout(run_a):
     assert json.loads((out / "summary.json").read_text())["final_return"] == pytest.approx(summary["final_return"])
 
 
+def read_tensorboard(path: Path) -> dict[str, list[tuple[int, float]]]:
+    """Scalars of a TensorBoard event file (TFRecord framing: length, crc, event, crc)."""
+    from tensorboardX.proto import event_pb2
+
+    data, pos, out = path.read_bytes(), 0, {}
+    while pos < len(data):
+        (n,) = np.frombuffer(data[pos:pos + 8], dtype="<u8")
+        event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + int(n)])
+        pos += 12 + int(n) + 4
+        for v in event.summary.value:
+            out.setdefault(v.tag, []).append((event.step, v.simple_value))
+    return out
+
+
+def test_tensorboard_has_aggregate_scalars(run_a):
+    out, _ = run_a
+    (events,) = (out / "tb").glob("events.out.tfevents.*")
+    scalars = read_tensorboard(events)
+    rows = read_jsonl(out / "metrics.jsonl")
+    assert set(scalars) == {"episode_return", "episodes", "loss/actor", "loss/critic"}
+    assert [s for s, _ in scalars["loss/actor"]] == [r["env_steps"] for r in rows]
+    assert [v for _, v in scalars["loss/actor"]] == pytest.approx([r["loss/actor"] for r in rows], rel=1e-6)
+    finite = [r for r in rows if not math.isnan(r["episode_return"])]
+    assert [s for s, _ in scalars["episode_return"]] == [r["env_steps"] for r in finite]
+
+
 def test_metrics_rows_match_per_seed_reference(run_a, reference):
     out, _ = run_a
     ref, _ = reference
@@ -175,8 +201,11 @@ def test_summary_values(run_a, reference):
 
 def test_result_is_printed(tmp_path, capsys):
     out = tmp_path / "p"
-    s = run(cfg_of(total_steps=32), out)
-    printed = capsys.readouterr().out
+    s = run(cfg_of(total_steps=40), out, keep_checkpoints=True, progress=True)
+    printed, bar = capsys.readouterr()
+    assert "40.0/40.0" in bar and "ret=n/a" not in bar and "ret=" in bar  # tqdm: env steps of one seed and the current mean return
+    assert sorted(p.name for p in (out / "checkpoints").glob("*.npz")) == [
+        "last.npz", "update_0000000.npz", "update_0000005.npz"]
     assert f"{s['initial_return']:.4g} -> {s['final_return']:.4g}" in printed
     assert f"run saved to {out}" in printed
 

@@ -175,7 +175,14 @@ def test_t2_eps_over_n_does_not_contain_joint_ratio_but_nth_root_does():
 
 @pytest.mark.parametrize(
     "eps,n,expected",
-    [(0.2, 2, 0.095445), (0.2, 3, 0.062659), (0.2, 5, 0.037137), (0.2, 10, 0.018399), (0.2, 27, 0.006776), (0.1, 10, 0.009577)],
+    [
+        (0.2, 2, 0.095445),
+        (0.2, 3, 0.062659),
+        (0.2, 5, 0.037137),
+        (0.2, 10, 0.018399),
+        (0.2, 27, 0.006776),
+        (0.1, 10, 0.009577),
+    ],
 )
 def test_t2_delta_star_table(eps, n, expected):
     assert abs(per_agent_clip(eps, n, "nth_root") - expected) < 5e-7
@@ -200,7 +207,14 @@ def test_t2_property_over_n_and_eps():
 @pytest.mark.parametrize(
     "q1,n,expected",
     # spec T3 prints 0.09312688 for N = 5, the 8-digit rounding of the exact 0.093126875
-    [(0.55, 2, 0.0525), (0.55, 3, 0.07475), (0.55, 5, 0.093126875), (0.6, 2, 0.11), (0.6, 3, 0.148), (0.6, 5, 0.18256)],
+    [
+        (0.55, 2, 0.0525),
+        (0.55, 3, 0.07475),
+        (0.55, 5, 0.093126875),
+        (0.6, 2, 0.11),
+        (0.6, 3, 0.148),
+        (0.6, 5, 0.18256),
+    ],
 )
 def test_t3_prop2_exact_examples(q1, n, expected):
     p, q = np.array([0.5, 0.5]), np.array([q1, 1 - q1])
@@ -307,7 +321,14 @@ def test_t6_kl_additivity_random():
 # ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "lam,adv,value,grad",
-    [(1.3, 1.0, 1.2, 0.0), (0.7, -1.0, -0.8, 0.0), (1.3, -1.0, -1.3, -1.0), (0.7, 1.0, 0.7, 1.0), (1.0, 1.0, 1.0, 1.0), (1.0, -1.0, -1.0, -1.0)],
+    [
+        (1.3, 1.0, 1.2, 0.0),  # clipped above, zero gradient
+        (0.7, -1.0, -0.8, 0.0),  # clipped below, zero gradient
+        (1.3, -1.0, -1.3, -1.0),  # unclipped (pessimistic branch)
+        (0.7, 1.0, 0.7, 1.0),  # unclipped
+        (1.0, 1.0, 1.0, 1.0),
+        (1.0, -1.0, -1.0, -1.0),
+    ],
 )
 def test_t7_ppo_clip_term(lam, adv, value, grad):
     with jax.enable_x64(True):
@@ -431,7 +452,9 @@ def test_t11_telescoping_identity():
         np.testing.assert_allclose(pi_t - pi, explicit, atol=1e-15)
         ev = mdp.evaluate(pi)
         lhs = mdp.surrogate_gain(ev, pi_t - pi)
-        rhs = sum(mdp.surrogate_gain(ev, _mixed(mdp, new, old, j + 1) - _mixed(mdp, new, old, j)) for j in range(2))
+        rhs = sum(
+            mdp.surrogate_gain(ev, _mixed(mdp, new, old, j + 1) - _mixed(mdp, new, old, j)) for j in range(2)
+        )
         assert abs(lhs - rhs) < 1e-12
         assert abs(lhs) > 1e-4  # non-trivial
 
@@ -609,7 +632,8 @@ def test_t15_agent_permutation_invariance():
             def summed(nw, od, a, m):
                 return float(jnp.sum(m * ppo_clip_objective(jnp.exp(log_ratio(nw, od)), a, 0.2 / n)))
 
-            assert abs(summed(new, old, adv_k, mask) - summed(new[:, perm], old[:, perm], adv_k[:, perm], mask[:, perm])) < 1e-12
+            permuted = summed(new[:, perm], old[:, perm], adv_k[:, perm], mask[:, perm])
+            assert abs(summed(new, old, adv_k, mask) - permuted) < 1e-12
 
 
 # ----------------------------------------------------------------------------------------------

@@ -29,7 +29,8 @@ def test_per_agent_clip_rules():
 
 
 @pytest.mark.parametrize(
-    "eps,n,rule", [(0.0, 2, "per_agent"), (-0.1, 2, "fixed"), (0.2, 0, "per_agent"), (0.2, 2, "bogus"), (0.2, 1.5, "fixed")]
+    "eps,n,rule",
+    [(0.0, 2, "per_agent"), (-0.1, 2, "fixed"), (0.2, 0, "per_agent"), (0.2, 2, "bogus"), (0.2, 1.5, "fixed")],
 )
 def test_per_agent_clip_rejects_bad_input(eps, n, rule):
     with pytest.raises(ValueError):

@@ -35,6 +35,12 @@ def make_algorithm(cfg, total_updates: int | None = None, env=None):
     return _ALGOS[cfg.algo.name][1](env, cfg.algo, total_updates=total_updates)
 
 
+_LOADED = False
+
+
 def _load() -> None:
-    if not _ALGOS:
-        from trustmarl.algos import ppo  # noqa: F401  (registers mappo, ippo, jrppo)
+    """Import the built-in algorithm modules once (each registers its algorithms)."""
+    global _LOADED
+    if not _LOADED:
+        _LOADED = True
+        from trustmarl.algos import happo, hatrpo, ppo  # noqa: F401

@@ -72,6 +72,13 @@ def tree_concat_agents(xs: list[jax.Array]) -> jax.Array:
     return jnp.concatenate(xs, axis=-1)
 
 
+def masked_mean(x: jax.Array, mask: jax.Array | None) -> jax.Array:
+    if mask is None:
+        return x.mean()
+    mask = jnp.broadcast_to(mask, x.shape)
+    return jnp.sum(x * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
 class ActorCritic:
     """Networks, rollout and targets; subclasses implement ``learn(state, batch)``."""
 
@@ -275,7 +282,7 @@ class ActorCritic:
         """Rollout + targets, flattened into a ``Batch`` of B = T*E samples."""
         state, traj, last_value, metrics = self.rollout(state)
         state, adv, target, returns = self.targets(state, traj, last_value)
-        flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731
+        flat = lambda x: x.reshape((x.shape[0] * x.shape[1],) + x.shape[2:])  # noqa: E731
         batch = Batch(
             obs=jax.tree.map(flat, traj["obs"]),
             avail=jax.tree.map(flat, traj["avail"]),
@@ -305,11 +312,53 @@ class ActorCritic:
     def learn(self, state: TrainState, batch: Batch):
         raise NotImplementedError
 
-    # ---- minibatches -----------------------------------------------------------------------
+    # ---- gradient epochs -------------------------------------------------------------------
     def minibatch_indices(self, key: jax.Array, batch_size: int, n_minibatches: int) -> jax.Array:
         """A random partition of the batch into ``n_minibatches`` equal index sets."""
         perm = jnp.argsort(jax.random.uniform(key, (batch_size,)))  # one sort: cheaper than random.permutation
         return perm.reshape(n_minibatches, -1)
+
+    def sgd(self, loss_fn, apply_fn, params, opt, data, key, epochs: int, minibatches: int):
+        """``epochs`` x ``minibatches`` gradient steps of ``loss_fn(params, minibatch) -> (loss, aux)``.
+
+        ``data`` is a pytree with a leading batch axis; ``apply_fn(params, grads, opt) -> (params, opt)``
+        applies one optimiser step. Returns the new ``(params, opt)`` and the mean of ``aux``.
+        """
+        grad_fn = jax.grad(loss_fn, has_aux=True)
+        batch_size = jax.tree.leaves(data)[0].shape[0]
+
+        def minibatch_step(carry, idx):
+            params, opt = carry
+            grads, aux = grad_fn(params, jax.tree.map(lambda x: x[idx], data))
+            return apply_fn(params, grads, opt), aux
+
+        def epoch(carry, k):
+            return jax.lax.scan(minibatch_step, carry, self.minibatch_indices(k, batch_size, minibatches))
+
+        (params, opt), aux = jax.lax.scan(epoch, (params, opt), jax.random.split(key, epochs))
+        return params, opt, jax.tree.map(jnp.mean, aux)
+
+    def apply_actor(self, actor_params, grads, actor_opt):
+        pairs = [self.opt_step(self.actor_tx, p, gr, o, self.stacked(g)) for g, (p, gr, o) in enumerate(zip(actor_params, grads, actor_opt))]
+        return tuple(p for p, _ in pairs), tuple(o for _, o in pairs)
+
+    def apply_critic(self, critic_params, grads, critic_opt):
+        if self.cfg.critic == "state":
+            return self.opt_step(self.critic_tx, critic_params, grads, critic_opt, False)
+        pairs = [self.opt_step(self.critic_tx, p, gr, o, self.stacked(g)) for g, (p, gr, o) in enumerate(zip(critic_params, grads, critic_opt))]
+        return tuple(p for p, _ in pairs), tuple(o for _, o in pairs)
+
+    def value_loss(self, critic_params, mb: Batch) -> jax.Array:
+        """Squared error to the (normalised) GAE targets, masked for per-agent critics (seed 004 §3.3)."""
+        v = self.value(critic_params, mb.obs, mb.state)
+        v_mask = mb.active if self.n_values == self.n_agents else None
+        return 0.5 * masked_mean(jnp.square(v - mb.target), v_mask)
+
+    def critic_learn(self, state: TrainState, batch: Batch, key: jax.Array, epochs: int, minibatches: int):
+        """Fit the critic alone (used after the sequential actor updates of HAPPO/HATRPO)."""
+        loss = lambda cp, mb: (self.value_loss(cp, mb), {"loss/value": self.value_loss(cp, mb)})  # noqa: E731
+        params, opt, aux = self.sgd(loss, self.apply_critic, state.critic_params, state.critic_opt, batch, key, epochs, minibatches)
+        return state._replace(critic_params=params, critic_opt=opt), aux
 
     # ---- evaluation ------------------------------------------------------------------------
     def evaluate(self, state: TrainState, key: jax.Array, num_episodes: int, deterministic: bool = True) -> jax.Array:

@@ -16,16 +16,10 @@ import jax
 import jax.numpy as jnp
 
 from trustmarl.algos import register_algo
-from trustmarl.algos.common import ActorCritic, Batch, TrainState
+from trustmarl.algos.common import ActorCritic, Batch, TrainState, masked_mean
 from trustmarl.algos.diagnostics import trust_region_diagnostics
 from trustmarl.experiment.config import ConfigError, OnPolicyConfig
 from trustmarl.trust.ratios import joint_clip_objective, per_agent_clip, ppo_clip_objective
-
-
-def masked_mean(x: jax.Array, mask: jax.Array | None) -> jax.Array:
-    if mask is None:
-        return x.mean()
-    return jnp.sum(x * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
 class PPO(ActorCritic):
@@ -63,51 +57,25 @@ class PPO(ActorCritic):
             pi_loss = -self.agent_mean(ppo_clip_objective(ratio, adv, self.eps), mask)
             ent = self.agent_mean(entropy, mask)
             clip_frac = masked_mean((jnp.abs(ratio - 1.0) > self.eps).astype(jnp.float32), mask)
-        # value regression to the (normalised) GAE targets; squared error as in seed 004 §3.3
-        v = self.value(critic_params, mb.obs, mb.state)
-        v_mask = mask if self.n_values == self.n_agents else None
-        v_loss = 0.5 * masked_mean(jnp.square(v - mb.target), v_mask)
+        v_loss = self.value_loss(critic_params, mb)
         total = pi_loss - cfg.ent_coef * ent + cfg.vf_coef * v_loss
         return total, {"loss/policy": pi_loss, "loss/value": v_loss, "loss/entropy": ent, "diag/clip_frac": clip_frac}
 
     def learn(self, state: TrainState, batch: Batch):
         cfg = self.cfg
-        n_groups = len(self.groups)
-        batch_size = cfg.num_envs * cfg.rollout_len
-        grad_fn = jax.grad(self.loss, argnums=(0, 1), has_aux=True)
 
-        def minibatch_step(carry, idx):
-            actor_params, critic_params, actor_opt, critic_opt = carry
-            mb = jax.tree.map(lambda x: x[idx], batch)
-            (g_actor, g_critic), aux = grad_fn(actor_params, critic_params, mb)
-            new_actor, new_actor_opt = [], []
-            for g in range(n_groups):
-                p, o = self.opt_step(self.actor_tx, actor_params[g], g_actor[g], actor_opt[g], self.stacked(g))
-                new_actor.append(p)
-                new_actor_opt.append(o)
-            if cfg.critic == "state":
-                critic_params, critic_opt = self.opt_step(self.critic_tx, critic_params, g_critic, critic_opt, False)
-            else:
-                pairs = [
-                    self.opt_step(self.critic_tx, critic_params[g], g_critic[g], critic_opt[g], self.stacked(g))
-                    for g in range(n_groups)
-                ]
-                critic_params, critic_opt = tuple(p for p, _ in pairs), tuple(o for _, o in pairs)
-            return (tuple(new_actor), critic_params, tuple(new_actor_opt), critic_opt), aux
+        def apply(params, grads, opt):
+            actor, critic = self.apply_actor(params[0], grads[0], opt[0]), self.apply_critic(params[1], grads[1], opt[1])
+            return (actor[0], critic[0]), (actor[1], critic[1])
 
-        def epoch(carry, key):
-            idx = self.minibatch_indices(key, batch_size, cfg.minibatches)
-            return jax.lax.scan(minibatch_step, carry, idx)
-
+        loss = lambda params, mb: self.loss(params[0], params[1], mb)  # noqa: E731
         key, k_epochs = jax.random.split(state.key)
-        carry = (state.actor_params, state.critic_params, state.actor_opt, state.critic_opt)
-        carry, aux = jax.lax.scan(epoch, carry, jax.random.split(k_epochs, cfg.epochs))
-        actor_params, critic_params, actor_opt, critic_opt = carry
-        metrics = jax.tree.map(jnp.mean, aux)
-        metrics.update(trust_region_diagnostics(self, actor_params, batch))
-        state = state._replace(
-            actor_params=actor_params, critic_params=critic_params, actor_opt=actor_opt, critic_opt=critic_opt, key=key
+        params, opt, metrics = self.sgd(
+            loss, apply, (state.actor_params, state.critic_params), (state.actor_opt, state.critic_opt),
+            batch, k_epochs, cfg.epochs, cfg.minibatches,
         )
+        metrics.update(trust_region_diagnostics(self, params[0], batch))
+        state = state._replace(actor_params=params[0], critic_params=params[1], actor_opt=opt[0], critic_opt=opt[1], key=key)
         return state, metrics
 
 

@@ -61,23 +61,44 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("--keys", nargs="?", const="all", metavar="NAME",
                     help="show the hyperparameter keys of NAME (an algorithm or environment; all if omitted)")
 
-    c = sub.add_parser("check-env", help="check a custom environment against the contract")
+    c = sub.add_parser("check-env", help="check a custom environment against the contract",
+                       description="trustmarl check-env IMPORT_PATH [--seed S]  (module:attr of an environment)")
     c.add_argument("import_path", metavar="IMPORT_PATH")
-    c.add_argument("rest", nargs=argparse.REMAINDER)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["check-env"] and not set(argv[1:]) & {"-h", "--help"}:
+        return _error_guard(_check_env, argv[1:])
     try:
-        args = _parser().parse_args(argv)
+        args = _parse(argv)
     except UsageError as e:
         return _error(str(e))
     except SystemExit as e:  # --help
         return int(e.code or 0)
     try:
-        return {"train": _train, "eval": _eval, "list": _list, "check-env": _check_env}[args.command](args)
+        return {"train": _train, "eval": _eval, "list": _list}[args.command](args)
+    except (ConfigError, CheckpointError, UsageError) as e:
+        return _error(str(e))
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    """Parse ``argv``; ``train`` accepts key=value items before and after its options."""
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "train":
+        args.args += [a for a in extra if not a.startswith("-")]
+        extra = [a for a in extra if a.startswith("-")]
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def _error_guard(fn, *args) -> int:
+    try:
+        return fn(*args)
     except (ConfigError, CheckpointError, UsageError) as e:
         return _error(str(e))
 
@@ -176,6 +197,8 @@ def _list(args) -> int:
                 f"unknown name {name!r}; choose an algorithm ({', '.join(algo_names)}) "
                 f"or an environment ({', '.join(env_names)})"
             )
+    if any(n in algo_names for n in names):
+        print("(algorithm defaults; presets in trustmarl/configs/<algo>[/<env>].yaml may override them)")
     if args.keys == "all":
         print("run keys: " + ", ".join(f"{k} = {_show(v)}" for k, v in _run_keys().items()))
     return EXIT_OK
@@ -202,14 +225,18 @@ def _show(v: Any) -> str:
 
 # ---- check-env -----------------------------------------------------------------------------------
 
-def _check_env(args) -> int:
+def _check_env(argv: list[str]) -> int:
+    """Forward ``argv`` (everything after ``check-env``) to the environment checker."""
     try:
         from trustmarl.envs.checker import main_check_env
     except ImportError as e:
         if getattr(e, "name", None) == "trustmarl.envs.checker":
             raise UsageError("check-env is not available in this installation (trustmarl.envs.checker is missing)")
         raise
-    code = main_check_env([args.import_path, *args.rest])
+    try:
+        code = main_check_env(argv)
+    except SystemExit as e:  # the checker's own argument errors
+        return int(e.code or 0) if isinstance(e.code, int) or e.code is None else EXIT_USAGE
     return int(code or 0)
 
 

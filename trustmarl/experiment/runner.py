@@ -38,7 +38,7 @@ from trustmarl.experiment.checkpoint import (
     save_checkpoint,
 )
 from trustmarl.experiment.config import ConfigError, RunConfig, config_from_dict
-from trustmarl.experiment.logger import MetricsLogger, chunk_rows, nanmean, read_jsonl, truncate_metrics
+from trustmarl.experiment.logger import MetricsLogger, chunk_rows, nanmean, truncate_metrics
 
 CONFIG_FILE = "config.yaml"
 SUMMARY_FILE = "summary.json"
@@ -272,6 +272,39 @@ def _print_result(summary: dict[str, Any], out=None) -> None:
 
 # ---- training ----------------------------------------------------------------------------------
 
+def _check_run_dir(cfg: RunConfig | None, out_dir: Path, resume: bool, overwrite: bool) -> RunConfig:
+    """Validate (resume) or prepare (new run) ``out_dir``; returns the config to run."""
+    if not resume:
+        if cfg is None:
+            raise ValueError("train() needs a config unless resume=True")
+        _prepare_new_dir(out_dir, overwrite)
+        return cfg
+    saved = load_run_config(out_dir)
+    if not (out_dir / LAST_CHECKPOINT).is_file():
+        raise RunDirError(f"{str(out_dir)!r} has no checkpoint ({LAST_CHECKPOINT}); nothing to resume")
+    if cfg is None:
+        return saved
+    _check_resume_compatible(saved, cfg, out_dir)
+    return cfg
+
+
+def _restore(cfg: RunConfig, algo, total_updates: int, out_dir: Path):
+    """Last checkpoint of a run: ``(state, update, wall_seconds, metrics rows, env_steps)``.
+
+    Metrics rows written after the checkpoint (a killed run) are dropped from the files.
+    """
+    state, counters = load_checkpoint(out_dir / LAST_CHECKPOINT, _state_template(algo, cfg))
+    update, wall_before = int(counters["update"]), float(counters["wall_seconds"])
+    if update > total_updates:
+        raise ConfigError(
+            f"total_steps={cfg.total_steps} gives {total_updates} updates but the run is already at update {update}"
+        )
+    rows = truncate_metrics(out_dir, update)
+    (out_dir / SUMMARY_FILE).unlink(missing_ok=True)  # written again when this session ends
+    env_steps = int(counters["env_steps"])
+    return state, update, wall_before, rows, env_steps
+
+
 def train(
     cfg: RunConfig | None,
     out_dir: Path,
@@ -293,33 +326,12 @@ def train(
     """
     t_start = time.perf_counter()
     out_dir = Path(out_dir)
-    if resume:
-        saved = load_run_config(out_dir)
-        if not (out_dir / LAST_CHECKPOINT).is_file():
-            raise RunDirError(f"{str(out_dir)!r} has no checkpoint ({LAST_CHECKPOINT}); nothing to resume")
-        if cfg is None:
-            cfg = saved
-        else:
-            _check_resume_compatible(saved, cfg, out_dir)
-    else:
-        if cfg is None:
-            raise ValueError("train() needs a config unless resume=True")
-        _prepare_new_dir(out_dir, overwrite)
-
+    cfg = _check_run_dir(cfg, out_dir, resume, overwrite)
     algo, total_updates = _build_algorithm(cfg)
     spu = int(algo.steps_per_update)
     chunks = _Chunks(algo)
-
     if resume:
-        state, counters = load_checkpoint(out_dir / LAST_CHECKPOINT, _state_template(algo, cfg))
-        update, wall_before = int(counters["update"]), float(counters["wall_seconds"])
-        if update > total_updates:
-            raise ConfigError(
-                f"total_steps={cfg.total_steps} gives {total_updates} updates but the run is already at update {update}"
-            )
-        rows = truncate_metrics(out_dir, update)
-        (out_dir / SUMMARY_FILE).unlink(missing_ok=True)  # written again when this session ends
-        env_steps = int(rows[-1]["env_steps"]) if rows and rows[-1].get("env_steps") is not None else update * spu
+        state, update, wall_before, rows, env_steps = _restore(cfg, algo, total_updates, out_dir)
     else:
         state = _init_fn(algo)(_seed_keys(cfg))
         update, wall_before, rows, env_steps = 0, 0.0, [], 0
@@ -377,7 +389,7 @@ def train(
                 session["first_chunk_steps"], session["first_chunk_end"] = session["steps"], elapsed
             if bar is not None:
                 bar.update(n * spu)
-                bar.set_postfix(ret=_fmt(new_rows[-1]["episode_return"]), refresh=False)
+                bar.set_postfix(ret=_fmt(nanmean([r["episode_return"] for r in new_rows])), refresh=False)
             if chunk_i % cfg.checkpoint_every == 0 or update >= total_updates:
                 save()
             if stop_after_chunks is not None and chunk_i >= stop_after_chunks and update < total_updates:

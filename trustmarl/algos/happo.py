@@ -1,0 +1,204 @@
+"""HAPPO: heterogeneous-agent PPO with sequential updates (seed 001 §4.2, App. D Algorithm 3).
+
+Each iteration: one centralised critic V(s) gives the joint advantage Â(s, a) (GAE); a fresh random
+permutation of all agents (across all groups) is drawn; the agents update one after another, agent
+i_m maximising  M^{i_{1:m}} · min(r Â, clip(r, 1±eps) Â)  (eq. 11), where the compound factor
+
+    M^{i_{1:m}}(s, a) = Π_{earlier agents j} π_new^j(a^j|o^j) / π_old^j(a^j|o^j)      (eq. 10)
+
+is computed once per agent update on the whole rollout, never differentiated, and logged. The
+critic is fitted after all actors (HARL schedule, seed 001 spec §7 #17).
+
+The agent loop is a ``lax.scan`` over positions in the permutation; the agent's group is chosen with
+``lax.switch`` and its parameters sliced out of the group's stacked parameters, so heterogeneous
+groups (different observation/action sizes) and shared parameters (HARL semantics: the shared
+network is updated once per agent, on that agent's data) both work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from trustmarl.algos import register_algo
+from trustmarl.algos.common import ActorCritic, Batch, TrainState, masked_mean
+from trustmarl.algos.diagnostics import trust_region_diagnostics
+from trustmarl.experiment.config import ConfigError, OnPolicyConfig, positive_int
+from trustmarl.networks import dist_entropy, dist_log_prob
+from trustmarl.trust.sequential import draw_order, factor_from_log, factor_stats, happo_objective, update_factor
+
+
+@dataclasses.dataclass
+class HAPPOConfig(OnPolicyConfig):
+    """HAPPO hyperparameters: the on-policy set plus the sequential-update options."""
+
+    name: str = "happo"
+    share_params: bool = False  # the paper's agents are heterogeneous (seed 001 §3.10)
+    agent_id: bool = False
+    critic: str = "state"
+    fixed_order: bool = False  # HARL's ablation; the paper redraws the order every iteration
+    use_factor: bool = True  # False: every agent uses the plain advantage (ablation of eq. 10)
+    critic_epochs: int = 5
+    critic_minibatches: int = 1
+
+    def validate(self) -> None:
+        super().validate()
+        positive_int(self, "critic_epochs", "critic_minibatches")
+        if self.clip_rule == "joint":
+            raise ConfigError(f"algo.clip_rule={self.clip_rule!r} is not allowed for {self.name}; choose fixed, per_agent or nth_root")
+        batch = self.num_envs * self.rollout_len
+        if batch % self.critic_minibatches:
+            raise ConfigError(f"algo.critic_minibatches={self.critic_minibatches} must divide num_envs*rollout_len={batch}")
+
+
+class AgentData(NamedTuple):
+    """One agent's slice of the batch, plus the factor and advantage it is trained with."""
+
+    obs: jax.Array
+    avail: jax.Array
+    action: jax.Array
+    dist: tuple
+    logp_old: jax.Array
+    active: jax.Array
+    adv: jax.Array
+    factor: jax.Array
+
+
+class Sequential(ActorCritic):
+    """The agent-by-agent update loop shared by HAPPO and HATRPO; subclasses define ``agent_update``."""
+
+    def __init__(self, env, cfg: HAPPOConfig, total_updates: int | None = None):
+        super().__init__(env, cfg, total_updates)
+        self.name = cfg.name
+        self.agent_group = np.concatenate([np.full(g.n, k) for k, g in enumerate(self.groups)]).astype(np.int32)
+        self.agent_local = np.concatenate([np.arange(g.n) for g in self.groups]).astype(np.int32)
+        self.offsets = np.cumsum([0] + [g.n for g in self.groups])[:-1]
+
+    # ---- one agent -------------------------------------------------------------------------
+    def agent_dist(self, g: int, params, i: jax.Array, obs: jax.Array, avail: jax.Array) -> tuple:
+        """Distribution of agent ``i`` of group ``g`` on its observations ``[B, obs_dim]``."""
+        if self.cfg.agent_id and self.shared:
+            one_hot = jax.nn.one_hot(i, self.groups[g].n, dtype=obs.dtype)
+            obs = jnp.concatenate([obs, jnp.broadcast_to(one_hot, obs.shape[:-1] + one_hot.shape)], axis=-1)
+        return self.actors[g].apply(params, obs, avail)
+
+    def agent_log_prob(self, g: int, params, i, data: AgentData) -> tuple[tuple, jax.Array]:
+        dist = self.agent_dist(g, params, i, data.obs, data.avail)
+        return dist, dist_log_prob(self.kinds[g], dist, data.action)
+
+    def agent_entropy(self, g: int, dist: tuple) -> jax.Array:
+        return dist_entropy(self.kinds[g], dist)
+
+    def agent_update(self, g: int, params, opt, i, data: AgentData, key: jax.Array):
+        """Return the agent's new parameters, optimiser state and a dict of scalar metrics."""
+        raise NotImplementedError
+
+    # ---- the sequential loop ---------------------------------------------------------------
+    def _slice(self, tree, i, stacked: bool):
+        return jax.tree.map(lambda x: x[i], tree) if stacked else tree
+
+    def _put(self, tree, new, i, stacked: bool):
+        return jax.tree.map(lambda x, y: x.at[i].set(y), tree, new) if stacked else new
+
+    def _agent_data(self, batch: Batch, g: int, i: jax.Array, log_factor: jax.Array) -> AgentData:
+        a = self.offsets[g] + i
+        take = lambda x: jnp.take(x, i, axis=1)  # noqa: E731  [B, n_g, ...] -> [B, ...]
+        adv = batch.adv[:, 0] if self.n_values == 1 else jnp.take(batch.adv, a, axis=1)
+        factor = factor_from_log(log_factor) if self.cfg.use_factor else jnp.ones_like(log_factor)
+        return AgentData(
+            obs=take(batch.obs[g]),
+            avail=take(batch.avail[g]),
+            action=take(batch.actions[g]),
+            dist=jax.tree.map(take, batch.dist[g]),
+            logp_old=jnp.take(batch.logp, a, axis=1),
+            active=jnp.take(batch.active, a, axis=1),
+            adv=adv,
+            factor=factor,
+        )
+
+    def _update_in_group(self, g: int, actor_params, actor_opt, log_factor, i, batch: Batch, key):
+        stacked = self.stacked(g)
+        data = self._agent_data(batch, g, i, log_factor)
+        params = self._slice(actor_params[g], i, stacked)
+        opt = self._slice(actor_opt[g], i, stacked)
+        new_params, new_opt, metrics = self.agent_update(g, params, opt, i, data, key)
+        _, logp_new = self.agent_log_prob(g, new_params, i, data)
+        # seed 001 eq. 10 / App. D line 14: fold this agent's new/old ratio into M for the next agent
+        log_factor = update_factor(log_factor, logp_new, data.logp_old, data.active)
+        stats = factor_stats(data.factor, data.active)
+        log_ratio = logp_new - data.logp_old
+        metrics.update(
+            factor_mean=stats["mean"], factor_min=stats["min"], factor_max=stats["max"],
+            ratio_min=jnp.exp(jnp.min(jnp.where(data.active > 0, log_ratio, jnp.inf))),
+            ratio_max=jnp.exp(jnp.max(jnp.where(data.active > 0, log_ratio, -jnp.inf))),
+        )
+        actor_params = tuple(self._put(p, new_params, i, stacked) if k == g else p for k, p in enumerate(actor_params))
+        actor_opt = tuple(self._put(o, new_opt, i, stacked) if k == g else o for k, o in enumerate(actor_opt))
+        return actor_params, actor_opt, log_factor, metrics
+
+    def learn(self, state: TrainState, batch: Batch):
+        key, k_order, k_agents, k_critic = jax.random.split(state.key, 4)
+        order = draw_order(k_order, self.n_agents, self.cfg.fixed_order)
+        agent_group, agent_local = jnp.asarray(self.agent_group), jnp.asarray(self.agent_local)
+        branches = [
+            (lambda g: lambda ap, ao, lf, i, k: self._update_in_group(g, ap, ao, lf, i, batch, k))(g)
+            for g in range(len(self.groups))
+        ]
+
+        def position(carry, inputs):
+            actor_params, actor_opt, log_factor = carry
+            agent, k = inputs
+            actor_params, actor_opt, log_factor, metrics = jax.lax.switch(
+                agent_group[agent], branches, actor_params, actor_opt, log_factor, agent_local[agent], k
+            )
+            return (actor_params, actor_opt, log_factor), metrics
+
+        log_factor = jnp.zeros(batch.logp.shape[:1])  # M^{i_1} = 1
+        carry = (state.actor_params, state.actor_opt, log_factor)
+        (actor_params, actor_opt, _), per_position = jax.lax.scan(
+            position, carry, (order, jax.random.split(k_agents, self.n_agents))
+        )
+        state = state._replace(actor_params=actor_params, actor_opt=actor_opt, key=key)
+        state, critic_metrics = self.critic_learn(state, batch, k_critic, self.cfg.critic_epochs, self.cfg.critic_minibatches)
+        # per-position metrics -> per-agent arrays (agent order), plus the order itself
+        metrics = {f"diag/{k}_per_agent": jnp.zeros_like(v).at[order].set(v) for k, v in per_position.items()}
+        metrics["diag/order"] = order
+        metrics["diag/factor_max"] = per_position["factor_max"].max()
+        metrics["diag/factor_min"] = per_position["factor_min"].min()
+        metrics.update(critic_metrics)
+        metrics.update(trust_region_diagnostics(self, actor_params, batch))
+        return state, metrics
+
+
+class HAPPO(Sequential):
+    def __init__(self, env, cfg: HAPPOConfig, total_updates: int | None = None):
+        super().__init__(env, cfg, total_updates)
+        from trustmarl.trust.ratios import per_agent_clip
+
+        self.eps = per_agent_clip(cfg.clip_eps, self.n_agents, cfg.clip_rule)
+
+    def agent_update(self, g, params, opt, i, data: AgentData, key):
+        cfg = self.cfg
+
+        def loss(p, mb: AgentData):
+            dist, logp = self.agent_log_prob(g, p, i, mb)
+            ratio = jnp.exp(logp - mb.logp_old)
+            # seed 001 eq. 11: M^{i_{1:m}} · min(r Â, clip(r, 1±eps) Â), M held constant
+            pi_loss = -masked_mean(happo_objective(ratio, mb.adv, mb.factor, self.eps), mb.active)
+            ent = masked_mean(self.agent_entropy(g, dist), mb.active)
+            clip_frac = masked_mean((jnp.abs(ratio - 1.0) > self.eps).astype(jnp.float32), mb.active)
+            return pi_loss - cfg.ent_coef * ent, {"policy_loss": pi_loss, "entropy": ent, "clip_frac": clip_frac}
+
+        apply = lambda p, gr, o: self.opt_step(self.actor_tx, p, gr, o, False)  # noqa: E731
+        params, opt, aux = self.sgd(loss, apply, params, opt, data, key, cfg.epochs, cfg.minibatches)
+        return params, opt, aux
+
+
+register_algo(
+    "happo", HAPPOConfig, HAPPO,
+    "HAPPO: sequential per-agent PPO in a random order, weighted by the compound ratio factor M (seed 001 eq. 10-11)",
+)

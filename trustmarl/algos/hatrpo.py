@@ -1,0 +1,93 @@
+"""HATRPO: sequential per-agent trust-region steps (seed 001 §4.1 eq. 8, App. D Algorithm 2).
+
+Agent i_m, in the iteration's random order, takes one natural-gradient step on the factor-weighted
+surrogate  E[ r^{i_m}(θ) · M^{i_{1:m}} ]  (eq. 10; M from the already-updated agents) subject to the
+mean KL(π_old^{i_m} || π_θ^{i_m}) ≤ δ: conjugate gradient on Fisher-vector products of the KL,
+step size sqrt(2δ / xᵀHx) (eq. 8), then backtracking until the KL is below δ and the surrogate
+improves by at least ``accept_ratio`` of the linear prediction; a rejected search keeps the old
+parameters and is logged. The loop over agents, the factor and the critic are shared with HAPPO.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from trustmarl.algos import register_algo
+from trustmarl.algos.common import masked_mean
+from trustmarl.algos.happo import AgentData, HAPPOConfig, Sequential
+from trustmarl.experiment.config import ConfigError, positive, positive_int
+from trustmarl.trust.divergence import categorical_kl, gaussian_kl
+from trustmarl.trust.natural import backtracking_line_search, flatten, make_fvp, trpo_step
+
+
+@dataclasses.dataclass
+class HATRPOConfig(HAPPOConfig):
+    """HATRPO hyperparameters (seed 001 spec §3.5, §7 #7-8; HARL defaults where the paper is silent)."""
+
+    name: str = "hatrpo"
+    kl_threshold: float = 0.01  # δ
+    cg_iters: int = 10
+    cg_damping: float = 0.1
+    ls_steps: int = 10
+    backtrack: float = 0.5
+    accept_ratio: float = 0.5
+    ent_coef: float = 0.0  # HATRPO has no entropy bonus (spec §7 #19); the key is unused
+
+    def validate(self) -> None:
+        super().validate()
+        positive(self, "kl_threshold", "backtrack")
+        positive_int(self, "cg_iters", "ls_steps")
+        if not 0 < self.backtrack < 1:
+            raise ConfigError(f"algo.backtrack={self.backtrack!r} must be in (0, 1)")
+        if not 0 <= self.accept_ratio < 1:
+            raise ConfigError(f"algo.accept_ratio={self.accept_ratio!r} must be in [0, 1)")
+        if self.cg_damping < 0:
+            raise ConfigError(f"algo.cg_damping={self.cg_damping!r} must be >= 0")
+
+
+class HATRPO(Sequential):
+    def kl(self, g: int, old_dist: tuple, new_dist: tuple, avail: jax.Array) -> jax.Array:
+        """Exact per-sample KL(old || new) (spec §7 #6: not the code's approximation)."""
+        if self.kinds[g] == "discrete":
+            return categorical_kl(old_dist[0], new_dist[0], avail)
+        return gaussian_kl(old_dist[0], old_dist[1], new_dist[0], new_dist[1])
+
+    def agent_update(self, g, params, opt, i, data: AgentData, key):
+        cfg = self.cfg
+        flat, unravel = flatten(params)
+        old_dist = jax.tree.map(jax.lax.stop_gradient, data.dist)
+        weight = jax.lax.stop_gradient(data.factor * data.adv)  # M^{i_{1:m}} · Â, eq. 10
+
+        def surrogate(x):  # seed 001 eq. 10 / App. D: mean of r^{i_m}(θ) · M^{i_{1:m}}
+            _, logp = self.agent_log_prob(g, unravel(x), i, data)
+            return masked_mean(jnp.exp(logp - data.logp_old) * weight, data.active)
+
+        def mean_kl(x):  # the trust region: mean KL(π_old || π_θ) over the batch
+            dist = self.agent_dist(g, unravel(x), i, data.obs, data.avail)
+            return masked_mean(self.kl(g, old_dist, dist, data.avail), data.active)
+
+        surr_old, grad = jax.value_and_grad(surrogate)(flat)
+        fvp = make_fvp(mean_kl, flat, cfg.cg_damping)
+        full_step, expected, step_size = trpo_step(grad, fvp, cfg.kl_threshold, cfg.cg_iters)  # eq. 8
+        new_flat, accepted, steps, kl_reached, improvement = backtracking_line_search(
+            surrogate, mean_kl, flat, full_step, expected, surr_old, cfg.kl_threshold,
+            cfg.accept_ratio, cfg.backtrack, cfg.ls_steps,
+        )
+        metrics = {
+            "accepted": accepted.astype(jnp.float32),
+            "ls_steps": steps.astype(jnp.float32),
+            "kl_reached": kl_reached,
+            "improvement_predicted": expected,
+            "improvement_realised": improvement,
+            "step_size": step_size,
+        }
+        return unravel(new_flat), opt, metrics
+
+
+register_algo(
+    "hatrpo", HATRPOConfig, HATRPO,
+    "HATRPO: sequential per-agent KL-constrained natural-gradient steps with the factor M (seed 001 eq. 8)",
+)
