@@ -31,3 +31,52 @@ def initial_return(metrics, frac: float = 0.1):
     r = metrics["episode_return"]
     k = max(1, int(r.shape[1] * frac))
     return jnp.nanmean(r[:, :k], axis=1)
+
+
+def build(algo: str, env: str, n_updates: int = 1, **overrides):
+    """The algorithm object of ``algo`` on ``env`` with ``algo.x``/``env.x`` overrides (presets applied)."""
+    return make_algorithm(build_config(algo, env, overrides), total_updates=n_updates)
+
+
+def fresh_batch(a, seed: int = 0):
+    """``(state, batch)``: a freshly initialised state (behaviour params) and one rollout's batch."""
+    state = a.init(jax.random.PRNGKey(seed))
+    state, batch, _ = jax.jit(a.collect)(state)
+    return state, batch
+
+
+def perturb(tree, key, scale: float):
+    """``tree`` plus Gaussian noise of std ``scale`` on every leaf (moves a policy off the behaviour one)."""
+    leaves, treedef = jax.tree.flatten(tree)
+    keys = jax.random.split(key, len(leaves))
+    noisy = [x + scale * jax.random.normal(k, x.shape, x.dtype) for x, k in zip(leaves, keys)]
+    return jax.tree.unflatten(treedef, noisy)
+
+
+def synthetic_batch(a, key, batch_size: int = 256, actor_params=None, critic_params=None):
+    """A ``Batch`` without a rollout: random observations/states/advantages, actions sampled from the
+    (given or freshly initialised) actor, behaviour log-probs and distributions from that actor.
+
+    Much cheaper than compiling a rollout; used by the loss-level tests.
+    """
+    from trustmarl.algos.common import Batch
+    from trustmarl.networks import dist_sample
+
+    ks = jax.random.split(key, 8)
+    if actor_params is None or critic_params is None:
+        actor_params, critic_params = a.init_params(ks[0])
+    obs = tuple(jax.random.normal(jax.random.fold_in(ks[1], g), (batch_size, grp.n, grp.obs_dim)) for g, grp in enumerate(a.groups))
+    avail = tuple(jnp.ones((batch_size, grp.n, grp.avail_dim), bool) for grp in a.groups)
+    dist = a.policy(actor_params, obs, avail)
+    actions = tuple(dist_sample(k, d, jax.random.fold_in(ks[2], g)) for g, (k, d) in enumerate(zip(a.kinds, dist)))
+    n, kv = a.n_agents, a.n_values
+    batch = Batch(
+        obs=obs, avail=avail, actions=actions, dist=dist, logp=a.log_prob(dist, actions),
+        state=jax.random.normal(ks[3], (batch_size, a.env.state_dim)),
+        active=jnp.ones((batch_size, n)),
+        value=jax.random.normal(ks[4], (batch_size, kv)),
+        adv=jax.random.normal(ks[5], (batch_size, kv)),
+        returns=jax.random.normal(ks[6], (batch_size, kv)),
+        target=jax.random.normal(ks[7], (batch_size, kv)),
+    )
+    return actor_params, critic_params, batch

@@ -8,6 +8,7 @@ same keys and actions, and a short rollout of ``smax/2s3z``.
 from __future__ import annotations
 
 import sys
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -68,6 +69,74 @@ def test_bad_hyperparameters():
         jm.JaxMARLEnv(kwargs=(("x", [1]),)).validate()
 
 
+class _FakeJaxMARL:
+    """A tiny JaxMARL-style env whose agents have distinct rewards and heterogeneous spaces.
+
+    Agents ``a_0`` and ``a_2`` observe 2 numbers, ``a_1`` observes 3, so trustmarl's agent order is
+    ``(a_0, a_2, a_1)``. Agent ``a_i`` gets reward ``(i + 1) * t`` at step ``t``; ``a_1`` dies at step 2;
+    the episode ends only by the time limit ``max_steps = 3``; no ``get_avail_actions``.
+    """
+
+    agents = ["a_0", "a_1", "a_2"]
+    max_steps = 3
+    _dims = {"a_0": 2, "a_1": 3, "a_2": 2}
+
+    class State(NamedTuple):
+        step: jax.Array
+
+    def observation_space(self, a):
+        from jaxmarl.environments.spaces import Box as JBox
+
+        return JBox(-1.0, 1.0, (self._dims[a],))
+
+    def action_space(self, a):
+        from jaxmarl.environments.spaces import Discrete as JDiscrete
+
+        return JDiscrete(4)
+
+    def get_avail_actions(self, state):
+        raise NotImplementedError
+
+    def _obs(self, step):
+        return {a: jnp.full((d,), 10.0 * step + i) for i, (a, d) in enumerate(self._dims.items())}
+
+    def reset(self, key):
+        return self._obs(jnp.asarray(0)), self.State(jnp.asarray(0))
+
+    def step_env(self, key, state, actions):
+        t = state.step + 1
+        rewards = {a: (i + 1.0) * t + 0.0 * actions[a] for i, a in enumerate(self.agents)}
+        dones = {a: jnp.asarray(a == "a_1") & (t >= 2) for a in self.agents}
+        dones["__all__"] = t >= self.max_steps
+        return self._obs(t), self.State(t), rewards, dones, {}
+
+
+def test_agent_order_rewards_and_generic_truncation(monkeypatch):
+    """Rewards/obs are reordered into trustmarl's group order; the step-counter truncation rule."""
+    fake = _FakeJaxMARL()
+    monkeypatch.setattr(jm, "raw_env", lambda name, scenario=None, kwargs=(): fake)
+    jm.layout.cache_clear()
+    env = jm.JaxMARLEnv(name="fake", scenario=None)
+    try:
+        assert [g.agents for g in env.groups] == [("a_0", "a_2"), ("a_1",)]
+        assert env.agents == ("a_0", "a_2", "a_1") and env.state_dim == 7 and env.max_episode_steps == 3
+        state, ts = env.reset(jax.random.PRNGKey(0))
+        assert ts.avail[0].shape == (2, 4) and ts.avail[0].all() and ts.avail[1].all()  # no masks: all true
+        np.testing.assert_array_equal(ts.state, [0, 0, 2, 2, 1, 1, 1])  # obs concatenated in our order
+        actions = (jnp.zeros(2, jnp.int32), jnp.zeros(1, jnp.int32))
+        for t in (1, 2, 3):
+            state, ts = env.step(jax.random.PRNGKey(t), state, actions)
+            np.testing.assert_array_equal(ts.reward, [1.0 * t, 3.0 * t, 2.0 * t])
+            np.testing.assert_array_equal(ts.final_obs[1], [[10.0 * t + 1] * 3])
+            assert bool(ts.truncated) == (t == 3) and not bool(ts.terminated)
+            if t < 3:
+                np.testing.assert_array_equal(ts.active, [True, True, t < 2])
+        np.testing.assert_array_equal(ts.obs[0], [[0, 0], [2, 2]])  # auto-reset after the time limit
+        assert ts.active.all()
+    finally:
+        jm.layout.cache_clear()
+
+
 @pytest.mark.parametrize(
     "map_name, n_allies, n_enemies, obs_dim", [("3m", 3, 3, 75), ("2s3z", 5, 5, 127)]
 )
@@ -79,7 +148,7 @@ def test_smax_spaces(map_name, n_allies, n_enemies, obs_dim):
     assert g.agents == tuple(f"ally_{i}" for i in range(n_allies)) == tuple(raw.agents)
     assert g.action_space == Discrete(5 + n_enemies)  # 4 moves + stop + one attack per enemy
     assert g.obs_dim == obs_dim == raw.observation_space("ally_0").shape[0]
-    obs, _ = raw.reset(jax.random.PRNGKey(0))
+    obs, _ = jax.eval_shape(raw.reset, jax.random.PRNGKey(0))
     assert env.state_dim == obs["world_state"].shape[0]
     assert env.max_episode_steps == raw.max_steps == 100
 
@@ -87,8 +156,11 @@ def test_smax_spaces(map_name, n_allies, n_enemies, obs_dim):
 # --- the shared smax/3m rollout: ours and raw jaxmarl side by side ----------------------------------
 
 
-def _paired_rollout(env, key, n_envs: int, n_steps: int):
-    """``n_envs`` x ``n_steps`` of our ``env.step`` and jaxmarl's ``raw.step`` with the same keys/actions."""
+def _paired_rollout(env, key, n_envs: int, n_steps: int, paired: bool = True):
+    """``n_envs`` x ``n_steps`` of our ``env.step`` and jaxmarl's ``raw.step`` with the same keys/actions.
+
+    With ``paired=False`` only our env runs (half the compile time) and the ``raw_*`` entries are absent.
+    """
     raw = env.raw
 
     def one_env(key):
@@ -101,9 +173,15 @@ def _paired_rollout(env, key, n_envs: int, n_steps: int):
             k_act, k_step = jax.random.split(k)
             actions = env.random_actions(k_act, ts.avail)
             state2, ts2 = env.step(k_step, state, actions)
+            out = dict(ts=ts, actions=actions, next_ts=ts2, prev_state=state)
+            if not paired:
+                return (state2, ts2, raw_state), out
             r_obs, raw_state2, r_rew, r_done, _ = raw.step(k_step, raw_state, env.actions_dict(actions))
-            out = dict(
-                ts=ts, actions=actions, next_ts=ts2, prev_state=state,
+            # jaxmarl's step without its reset (its step uses the first half of split(k_step))
+            t_obs = raw.step_env(jax.random.split(k_step)[0], raw_state, env.actions_dict(actions))[0]
+            out.update(
+                raw_terminal_obs=tuple(jnp.stack([t_obs[a] for a in g.agents]) for g in env.groups),
+                raw_terminal_state=t_obs.get("world_state", jnp.zeros(())),
                 raw_obs=tuple(jnp.stack([r_obs[a] for a in g.agents]) for g in env.groups), raw_state=r_obs.get("world_state", jnp.zeros(())),
                 raw_reward=jnp.stack([r_rew[a] for a in env.agents]),
                 raw_dead=jnp.stack([r_done[a] for a in env.agents]), raw_done=r_done["__all__"],
@@ -124,6 +202,12 @@ def env3m():
 @pytest.fixture(scope="module")
 def traj3m(env3m):
     return jax.tree.map(np.asarray, _paired_rollout(env3m, jax.random.PRNGKey(42), N_ENVS, N_STEPS))
+
+
+def test_check_env_smax_3m(env3m):
+    from trustmarl.envs.checker import check_env
+
+    assert check_env(env3m) == []
 
 
 def test_rollout_shapes_and_dtypes(traj3m, env3m):
@@ -168,7 +252,7 @@ def test_avail_masks_and_dead_agents(traj3m):
 
 
 def test_auto_reset_and_final_obs(traj3m, env3m):
-    ts, prev = traj3m["next_ts"], traj3m["ts"]
+    ts = traj3m["next_ts"]
     done = ts.done
     assert done.sum() >= N_ENVS  # episodes ended (and were reset) in the rollout
     same = ~done
@@ -177,17 +261,9 @@ def test_auto_reset_and_final_obs(traj3m, env3m):
     assert (ts.final_obs[0][done] != ts.obs[0][done]).any(axis=(-1, -2)).all()
     # after a reset every ally is alive again
     assert ts.active[done].all()
-    # the final observation of a done step is the terminal one: step the raw env without reset
-    e, t = map(int, np.argwhere(done)[0])
-    state = jax.tree.map(lambda x: x[e, t], traj3m["prev_state"])
-    key = jax.random.split(jax.random.split(jax.random.PRNGKey(42), N_ENVS)[e])[1]
-    k_act, k_step = jax.random.split(jax.random.split(key, N_STEPS)[t])
-    k_inner = jax.random.split(k_step)[0]
-    actions = tuple(a[e, t] for a in traj3m["actions"])
-    obs, _, _, dones, _ = env3m.raw.step_env(k_inner, state, env3m.actions_dict(actions))
-    assert bool(dones["__all__"])
-    np.testing.assert_array_equal(ts.final_obs[0][e, t], np.stack([obs[a] for a in env3m.agents]))
-    np.testing.assert_array_equal(ts.final_state[e, t], obs["world_state"])
+    # the final observation is the terminal one: jaxmarl's step_env before its reset
+    np.testing.assert_array_equal(ts.final_obs[0], traj3m["raw_terminal_obs"][0])
+    np.testing.assert_array_equal(ts.final_state, traj3m["raw_terminal_state"])
 
 
 def test_terminated_vs_truncated(traj3m, env3m):
@@ -220,24 +296,23 @@ def test_split_done_rules(env3m):
     assert tuple(map(bool, env3m._split_done(won, false))) == (False, False)
 
 
-def test_check_env_smax_3m(env3m):
-    from trustmarl.envs.checker import check_env
-
-    assert check_env(env3m) == []
-
-
 def test_smax_2s3z_contract():
-    """Heterogeneous unit types: short rollout against raw jaxmarl, masks and dead units."""
+    """Heterogeneous unit types (stalkers, zealots) in one group: jit+vmap rollout, masks, dead units.
+
+    Our env alone (the pairing with raw jaxmarl is tested on 3m; compiling both doubles the time).
+    """
     env = make("smax/2s3z")
-    traj = jax.tree.map(np.asarray, _paired_rollout(env, jax.random.PRNGKey(1), 2, 60))
+    traj = jax.tree.map(np.asarray, _paired_rollout(env, jax.random.PRNGKey(1), 2, 60, paired=False))
     ts = traj["next_ts"]
-    assert ts.obs[0].shape == (2, 60, 5, 127) and ts.state.shape == (2, 60, 120)
-    np.testing.assert_array_equal(ts.reward, traj["raw_reward"])
-    np.testing.assert_array_equal(ts.obs[0], traj["raw_obs"][0])
-    assert ts.avail[0].any(-1).all()
-    live = ~ts.done
-    np.testing.assert_array_equal(ts.active[live], ~traj["raw_dead"][live])
-    assert (~ts.avail[0][~ts.active][:, :STOP]).all()
+    assert ts.obs[0].shape == (2, 60, 5, 127) and ts.obs[0].dtype == np.float32
+    assert ts.state.shape == (2, 60, 120) and ts.reward.shape == ts.active.shape == (2, 60, 5)
+    assert ts.avail[0].shape == (2, 60, 5, 10) and ts.avail[0].any(-1).all()
+    assert (~ts.avail[0][~ts.active][:, :STOP]).all() and ts.avail[0][ts.active][:, :STOP].all()
+    assert (~ts.active).any() and ts.done.any()  # units died, episodes ended
+    np.testing.assert_array_equal(ts.reward, ts.reward[..., :1].repeat(5, -1))  # SMAX: one team reward
+    # the one "ally" group really holds two unit types: 2 stalkers (type 2) and 3 zealots (type 3)
+    state, _ = env.reset(jax.random.PRNGKey(0))
+    np.testing.assert_array_equal(np.asarray(state.state.unit_types[:5]), [2, 2, 3, 3, 3])
 
 
 @pytest.mark.slow

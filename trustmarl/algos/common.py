@@ -197,15 +197,14 @@ class ActorCritic:
         return tuple(out)
 
     # ---- state -----------------------------------------------------------------------------
-    def init(self, key: jax.Array) -> TrainState:
-        k_params, k_env, k_state = jax.random.split(key, 3)
-        actor_params, critic_params = self.init_params(k_params)
+    def init_learner(self, key: jax.Array, last: TimeStep | None = None, env_state: Any = None) -> TrainState:
+        """Networks, optimisers and counters; the environment part is ``last``/``env_state``."""
+        actor_params, critic_params = self.init_params(key)
         actor_opt = tuple(self.opt_init(self.actor_tx, p, self.stacked(g)) for g, p in enumerate(actor_params))
         if self.cfg.critic == "state":
             critic_opt = self.critic_tx.init(critic_params)
         else:
             critic_opt = tuple(self.opt_init(self.critic_tx, p, self.stacked(g)) for g, p in enumerate(critic_params))
-        env_state, ts = jax.vmap(self.env.reset)(jax.random.split(k_env, self.cfg.num_envs))
         return TrainState(
             actor_params=actor_params,
             critic_params=critic_params,
@@ -213,14 +212,54 @@ class ActorCritic:
             critic_opt=critic_opt,
             value_norm=value_norm_init(),
             env_state=env_state,
-            last=ts,
+            last=last,
             ep_return=jnp.zeros((self.cfg.num_envs,)),
-            key=k_state,
+            key=jax.random.fold_in(key, 1),
             update=jnp.zeros((), jnp.int32),
             env_steps=jnp.zeros((), jnp.int32),
         )
 
+    def init(self, key: jax.Array) -> TrainState:
+        """The full training state, with ``num_envs`` freshly reset JAX-native environments."""
+        k_learner, k_env = jax.random.split(key)
+        env_state, ts = jax.vmap(self.env.reset)(jax.random.split(k_env, self.cfg.num_envs))
+        return self.init_learner(k_learner, ts, env_state)
+
     # ---- rollout and targets ---------------------------------------------------------------
+    def act(self, state: TrainState, last: TimeStep, key: jax.Array):
+        """Sample every agent's action for the observations in ``last`` (leading [E] axis).
+
+        Returns ``(actions, logp [E, N], dists, value [E, K])``; used by the jitted rollout below and
+        by the host rollout loop (``trustmarl.rollout.host``), so both train the same way.
+        """
+        dists = self.policy(state.actor_params, last.obs, last.avail)
+        keys = jax.random.split(key, len(self.groups))
+        actions = tuple(dist_sample(k, d, kk) for k, d, kk in zip(self.kinds, dists, keys))
+        value = self.denorm(state.value_norm, self.value(state.critic_params, last.obs, last.state))
+        return actions, self.log_prob(dists, actions), dists, value
+
+    def record(self, state: TrainState, last: TimeStep, ts: TimeStep, act_out, ep_return: jax.Array):
+        """The transition to learn from after stepping ``last`` -> ``ts``, and episode bookkeeping.
+
+        Returns ``(transition, ep_return, finished_return_sum, finished_count)``.
+        """
+        cfg = self.cfg
+        actions, logp, dists, value = act_out
+        team = ts.reward.mean(-1)  # the team reward: mean of the agents' rewards
+        reward = ts.reward if cfg.reward == "agent" else jnp.broadcast_to(team[:, None], value.shape)
+        if cfg.bootstrap_truncation:  # a time limit is not a terminal state: bootstrap V(final)
+            v_final = self.denorm(state.value_norm, self.value(state.critic_params, ts.final_obs, ts.final_state))
+            trunc = jnp.logical_and(ts.truncated, ~ts.terminated)
+            reward = reward + cfg.gamma * trunc[:, None] * v_final
+        done = ts.done
+        ep_ret = ep_return + team
+        transition = dict(
+            obs=last.obs, avail=last.avail, actions=actions, dist=dists, logp=logp, state=last.state,
+            active=last.active.astype(jnp.float32), value=value, reward=reward, done=done,
+        )
+        finished = jnp.sum(jnp.where(done, ep_ret, 0.0))
+        return transition, jnp.where(done, 0.0, ep_ret), finished, jnp.sum(done)
+
     def rollout(self, state: TrainState):
         """Collect ``rollout_len`` steps in ``num_envs`` environments with the current policies."""
         cfg, env = self.cfg, self.env
@@ -228,39 +267,27 @@ class ActorCritic:
         def step(carry, _):
             st, ret_sum, ret_count = carry
             key, k_act, k_env = jax.random.split(st.key, 3)
-            last = st.last
-            dists = self.policy(st.actor_params, last.obs, last.avail)
-            keys = jax.random.split(k_act, len(self.groups))
-            actions = tuple(dist_sample(k, d, kk) for k, d, kk in zip(self.kinds, dists, keys))
-            logp = self.log_prob(dists, actions)
-            value = self.denorm(st.value_norm, self.value(st.critic_params, last.obs, last.state))
-            env_state, ts = jax.vmap(env.step)(jax.random.split(k_env, cfg.num_envs), st.env_state, self.env_actions(actions))
-            team = ts.reward.mean(-1)  # the team reward: mean of the agents' rewards
-            reward = ts.reward if cfg.reward == "agent" else jnp.broadcast_to(team[:, None], value.shape)
-            if cfg.bootstrap_truncation:  # a time limit is not a terminal state: bootstrap V(final)
-                v_final = self.denorm(st.value_norm, self.value(st.critic_params, ts.final_obs, ts.final_state))
-                trunc = jnp.logical_and(ts.truncated, ~ts.terminated)
-                reward = reward + cfg.gamma * trunc[:, None] * v_final
-            done = ts.done
-            ep_ret = st.ep_return + team
-            ret_sum = ret_sum + jnp.sum(jnp.where(done, ep_ret, 0.0))
-            ret_count = ret_count + jnp.sum(done)
-            transition = dict(
-                obs=last.obs, avail=last.avail, actions=actions, dist=dists, logp=logp, state=last.state,
-                active=last.active.astype(jnp.float32), value=value, reward=reward, done=done,
-            )
-            st = st._replace(env_state=env_state, last=ts, ep_return=jnp.where(done, 0.0, ep_ret), key=key)
-            return (st, ret_sum, ret_count), transition
+            act_out = self.act(st, st.last, k_act)
+            env_keys = jax.random.split(k_env, cfg.num_envs)
+            env_state, ts = jax.vmap(env.step)(env_keys, st.env_state, self.env_actions(act_out[0]))
+            transition, ep_ret, finished, count = self.record(st, st.last, ts, act_out, st.ep_return)
+            st = st._replace(env_state=env_state, last=ts, ep_return=ep_ret, key=key)
+            return (st, ret_sum + finished, ret_count + count), transition
 
         (state, ret_sum, ret_count), traj = jax.lax.scan(
             step, (state, jnp.zeros(()), jnp.zeros((), jnp.int32)), None, length=cfg.rollout_len
         )
-        last_value = self.denorm(state.value_norm, self.value(state.critic_params, state.last.obs, state.last.state))
-        metrics = {
+        return state, traj, self.last_value(state), self.episode_metrics(ret_sum, ret_count)
+
+    def last_value(self, state: TrainState) -> jax.Array:
+        return self.denorm(state.value_norm, self.value(state.critic_params, state.last.obs, state.last.state))
+
+    @staticmethod
+    def episode_metrics(ret_sum: jax.Array, ret_count: jax.Array) -> dict:
+        return {
             "episode_return": jnp.where(ret_count > 0, ret_sum / jnp.maximum(ret_count, 1), jnp.nan),
             "episodes": ret_count,
         }
-        return state, traj, last_value, metrics
 
     def targets(self, state: TrainState, traj: dict, last_value: jax.Array):
         """GAE advantages and value targets; updates the value normaliser (seed 001 §3.7)."""
@@ -281,6 +308,11 @@ class ActorCritic:
     def collect(self, state: TrainState):
         """Rollout + targets, flattened into a ``Batch`` of B = T*E samples."""
         state, traj, last_value, metrics = self.rollout(state)
+        state, batch = self.make_batch(state, traj, last_value)
+        return state, batch, metrics
+
+    def make_batch(self, state: TrainState, traj: dict, last_value: jax.Array) -> tuple[TrainState, Batch]:
+        """Targets for a time-major trajectory ``[T, E, ...]``, flattened to a ``Batch``."""
         state, adv, target, returns = self.targets(state, traj, last_value)
         flat = lambda x: x.reshape((x.shape[0] * x.shape[1],) + x.shape[2:])  # noqa: E731
         batch = Batch(
@@ -296,7 +328,7 @@ class ActorCritic:
             returns=flat(returns),
             target=flat(target),
         )
-        return state, batch, metrics
+        return state, batch
 
     def finish(self, state: TrainState, metrics: dict) -> tuple[TrainState, dict]:
         state = state._replace(update=state.update + 1, env_steps=state.env_steps + self.steps_per_update)
@@ -304,38 +336,46 @@ class ActorCritic:
         return state, metrics
 
     def update(self, state: TrainState):
+        """One iteration on the JAX-native environment: rollout, targets, learning."""
         state, batch, metrics = self.collect(state)
         state, learn_metrics = self.learn(state, batch)
         metrics.update(learn_metrics)
+        return self.finish(state, metrics)
+
+    def update_from_trajectory(self, state: TrainState, traj: dict, last_value: jax.Array, metrics: dict):
+        """One iteration from a trajectory collected elsewhere (the host rollout loop)."""
+        state, batch = self.make_batch(state, traj, last_value)
+        state, learn_metrics = self.learn(state, batch)
+        metrics = dict(metrics, **learn_metrics)
         return self.finish(state, metrics)
 
     def learn(self, state: TrainState, batch: Batch):
         raise NotImplementedError
 
     # ---- gradient epochs -------------------------------------------------------------------
-    def minibatch_indices(self, key: jax.Array, batch_size: int, n_minibatches: int) -> jax.Array:
-        """A random partition of the batch into ``n_minibatches`` equal index sets."""
-        perm = jnp.argsort(jax.random.uniform(key, (batch_size,)))  # one sort: cheaper than random.permutation
-        return perm.reshape(n_minibatches, -1)
-
     def sgd(self, loss_fn, apply_fn, params, opt, data, key, epochs: int, minibatches: int):
         """``epochs`` x ``minibatches`` gradient steps of ``loss_fn(params, minibatch) -> (loss, aux)``.
 
         ``data`` is a pytree with a leading batch axis; ``apply_fn(params, grads, opt) -> (params, opt)``
         applies one optimiser step. Returns the new ``(params, opt)`` and the mean of ``aux``.
+        The batch is shuffled once per epoch (one gather) and split by reshaping; the small loops are
+        unrolled, which XLA on CPU runs noticeably faster than a ``while`` loop.
         """
         grad_fn = jax.grad(loss_fn, has_aux=True)
         batch_size = jax.tree.leaves(data)[0].shape[0]
+        unroll = epochs * minibatches <= 64
 
-        def minibatch_step(carry, idx):
+        def minibatch_step(carry, mb):
             params, opt = carry
-            grads, aux = grad_fn(params, jax.tree.map(lambda x: x[idx], data))
+            grads, aux = grad_fn(params, mb)
             return apply_fn(params, grads, opt), aux
 
         def epoch(carry, k):
-            return jax.lax.scan(minibatch_step, carry, self.minibatch_indices(k, batch_size, minibatches))
+            perm = jnp.argsort(jax.random.uniform(k, (batch_size,)))  # one sort: cheaper than random.permutation
+            split = lambda x: x[perm].reshape((minibatches, batch_size // minibatches) + x.shape[1:])  # noqa: E731
+            return jax.lax.scan(minibatch_step, carry, jax.tree.map(split, data), unroll=unroll)
 
-        (params, opt), aux = jax.lax.scan(epoch, (params, opt), jax.random.split(key, epochs))
+        (params, opt), aux = jax.lax.scan(epoch, (params, opt), jax.random.split(key, epochs), unroll=unroll)
         return params, opt, jax.tree.map(jnp.mean, aux)
 
     def apply_actor(self, actor_params, grads, actor_opt):

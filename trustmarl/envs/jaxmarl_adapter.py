@@ -113,6 +113,8 @@ def _silenced() -> Iterator[None]:
 
 def import_jaxmarl() -> Any:
     """Import ``jaxmarl`` (silencing its import-time prints) or raise :class:`MissingExtraError`."""
+    if sys.modules.get("jaxmarl") is not None:
+        return sys.modules["jaxmarl"]
     try:
         with _silenced():
             import jaxmarl
@@ -163,6 +165,8 @@ def _action_space(space: Any) -> Discrete | Box:
     """trustmarl action space of a JaxMARL ``Discrete``/``Box`` space."""
     if hasattr(space, "n") and not getattr(space, "shape", None):
         return Discrete(int(space.n))
+    if not (hasattr(space, "low") and hasattr(space, "high")):
+        raise ValueError(f"action space {space} is neither Discrete nor Box; trustmarl cannot wrap it")
     low, high = np.asarray(space.low, dtype=np.float64), np.asarray(space.high, dtype=np.float64)
     if low.size and (np.ptp(low) > 0 or np.ptp(high) > 0):
         raise ValueError(f"action space {space} has per-dimension bounds; trustmarl Box needs one low/high")

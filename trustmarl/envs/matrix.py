@@ -46,6 +46,10 @@ class _OneStateGame(MultiAgentEnv):
         raise NotImplementedError
 
     @property
+    def max_episode_steps(self) -> int:
+        return 1
+
+    @property
     def state_dim(self) -> int:
         return 1
 

@@ -102,6 +102,19 @@ class SimpleSpread(MultiAgentEnv):
         return (AgentGroup("agent", names, self.obs_dim, Discrete(5)),)
 
     @property
+    def max_episode_steps(self) -> int:
+        return self.max_cycles
+
+    def render(self, state: SpreadState, size: int = 320):
+        """An RGB frame ``[size, size, 3]`` uint8 of the arena ([-1.5, 1.5]^2): agents blue, landmarks grey."""
+        from trustmarl.experiment.render import draw_circles
+
+        pos = np.concatenate([np.asarray(state.landmark_pos), np.asarray(state.agent_pos)])
+        radius = [0.05] * self.n_agents + [AGENT_SIZE] * self.n_agents
+        colors = [(64, 64, 64)] * self.n_agents + [(89, 89, 217)] * self.n_agents
+        return draw_circles(pos, radius, colors, size=size, extent=1.5)
+
+    @property
     def state_dim(self) -> int:
         return self.n_agents * self.obs_dim
 

@@ -8,8 +8,13 @@
 
 Bad input (unknown algorithm, environment or key, wrong type, out-of-range value, bad run
 directory) prints one line ``trustmarl: error: ...`` on stderr and exits with code 2 before
-anything is compiled. A run whose losses become NaN/inf exits with code 3; Ctrl-C saves a
-checkpoint of the last completed chunk and exits with code 130.
+anything is compiled. A run whose losses become NaN/inf exits with code 3; a host environment that
+raises (``HostEnvError``) exits with code 4 (the run stays resumable); Ctrl-C saves a checkpoint of
+the last completed chunk and exits with code 130.
+
+ENV is a JAX-native env (``mpe/simple_spread``), a host env preset (``pettingzoo/simple_spread``,
+``sisl/multiwalker``, ``mamujoco/halfcheetah_2x3``, ...) or ``pettingzoo:module.path:attr`` (any
+PettingZoo Parallel API env factory; its keyword arguments as ``env.*`` keys).
 """
 
 from __future__ import annotations
@@ -22,10 +27,12 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from trustmarl.envs.host import HostEnvError
 from trustmarl.experiment.checkpoint import CheckpointError
 from trustmarl.experiment.config import ConfigError, RunConfig, build_config, parse_overrides
+from trustmarl.experiment import config as config_mod
 
-EXIT_OK, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 2, 3, 130
+EXIT_OK, EXIT_USAGE, EXIT_DIVERGED, EXIT_ENV_ERROR, EXIT_INTERRUPTED = 0, 2, 3, 4, 130
 
 
 class UsageError(Exception):
@@ -82,6 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return {"train": _train, "eval": _eval, "list": _list}[args.command](args)
     except (ConfigError, CheckpointError, UsageError) as e:
         return _error(str(e))
+    except HostEnvError as e:  # an env copy failed while building/resetting (before any update)
+        print(f"trustmarl: error: host environment failed: {e}", file=sys.stderr)
+        return EXIT_ENV_ERROR
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -111,7 +121,8 @@ def _error(message: str) -> int:
 # ---- train ---------------------------------------------------------------------------------------
 
 def default_out_dir(algo: str, env: str) -> Path:
-    return Path("runs") / f"{algo}_{env.replace('/', '_')}_{time.strftime('%Y%m%d-%H%M%S')}"
+    env = env.replace("/", "_").replace(":", "_")
+    return Path("runs") / f"{algo}_{env}_{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def _train(args) -> int:
@@ -139,7 +150,8 @@ def _run(runner, cfg: RunConfig, out: Path, resume: bool, args) -> int:
     except KeyboardInterrupt:
         print(f"trustmarl: interrupted; continue with: trustmarl train --resume {out}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    return EXIT_DIVERGED if summary.get("status") == "diverged" else EXIT_OK
+    status = summary.get("status")
+    return EXIT_DIVERGED if status == "diverged" else EXIT_ENV_ERROR if status == "env_error" else EXIT_OK
 
 
 # ---- eval ----------------------------------------------------------------------------------------
@@ -168,15 +180,21 @@ def _eval(args) -> int:
 def _list(args) -> int:
     from trustmarl import algos
     from trustmarl.envs import registry
+    from trustmarl.envs.host import registry as host_registry
 
-    algo_names, env_names = algos.algo_names(), registry.env_names()
+    algo_names, env_names = algos.algo_names(), config_mod.all_env_names()
+
+    def describe(n: str) -> str:
+        return host_registry.describe(n) if host_registry.is_host_env(n) else registry.describe(n)
+
     if args.keys is None:
         print("algorithms:")
         for n in algo_names:
             print(f"  {n:24s} {algos.describe_algo(n)}")
         print("environments:")
         for n in env_names:
-            print(f"  {n:24s} {registry.describe(n)}")
+            print(f"  {n:24s} {describe(n)}")
+        print(f"  {'pettingzoo:MODULE:ATTR':24s} {host_registry.describe('pettingzoo:')}")
         print("run keys: " + ", ".join(_run_keys()))
         print("hyperparameters: trustmarl list --keys NAME")
         return EXIT_OK
@@ -188,10 +206,14 @@ def _list(args) -> int:
             print(f"{name} (algorithm): {algos.describe_algo(name)}")
             for k, v in fields.items():
                 print(f"  algo.{k} = {_show(v)}")
-        elif name in env_names:
-            print(f"{name} (environment): {registry.describe(name)}")
-            for k, v in registry.env_defaults(name).items():
+        elif name in env_names or host_registry.is_host_env(name):
+            print(f"{name} (environment): {describe(name)}")
+            for k, v in config_mod.env_defaults(name).items():
                 print(f"  env.{k} = {_show(v)}")
+            if host_registry.is_host_env(name):
+                print("  (env.num_workers = -1: automatic; see trustmarl.envs.host.registry)")
+            if host_registry.is_generic(name):
+                print("  (any other env.KEY=VALUE is passed to the factory as a keyword argument)")
         else:
             raise UsageError(
                 f"unknown name {name!r}; choose an algorithm ({', '.join(algo_names)}) "

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from trustmarl.envs import registry as env_registry
+from trustmarl.envs.host import registry as host_registry
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -170,19 +171,65 @@ def _prefix(obj) -> str:
     return "" if isinstance(obj, RunConfig) else "algo."
 
 
+def all_env_names() -> list[str]:
+    """JAX-native and host environment names (``pettingzoo:module.path:attr`` is accepted besides)."""
+    return env_registry.env_names() + host_registry.host_env_names()
+
+
+def is_known_env(name: str) -> bool:
+    return name in env_registry.env_names() or host_registry.is_host_env(name)
+
+
+def _unknown_env(name: str) -> ConfigError:
+    return ConfigError(
+        f"unknown environment {name!r}; choose one of: {', '.join(all_env_names())}, "
+        "or pettingzoo:module.path:attr (a PettingZoo Parallel API env factory)"
+    )
+
+
+def env_defaults(name: str) -> dict[str, Any]:
+    """The ``env.*`` keys of a JAX-native or host environment and their defaults."""
+    if host_registry.is_host_env(name):
+        return host_registry.env_defaults(name)
+    return env_registry.env_defaults(name)
+
+
 def validate_env(env: EnvConfig) -> None:
-    if env.name not in env_registry.env_names():
-        raise ConfigError(f"unknown environment {env.name!r}; choose one of: {', '.join(env_registry.env_names())}")
+    if not is_known_env(env.name):
+        raise _unknown_env(env.name)
+    if host_registry.is_host_env(env.name):
+        return _validate_host_env(env)
     defaults = env_registry.env_defaults(env.name)
+    _check_env_keys(env, defaults)
+    try:
+        env_registry.make(env.name, **env.params)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{env.name}: {e}") from None
+
+
+def _check_env_keys(env: EnvConfig, defaults: dict[str, Any], open_keys: bool = False) -> None:
     for k, v in env.params.items():
         if k not in defaults:
+            if open_keys:
+                continue
             raise ConfigError(
                 f"unknown key env.{k} for {env.name}; allowed: {', '.join('env.' + d for d in sorted(defaults)) or 'none'}"
             )
         env.params[k] = coerce(f"env.{k}", v, type(defaults[k]) if defaults[k] is not None else Any)
+
+
+def _validate_host_env(env: EnvConfig) -> None:
+    """Keys and types of a host env, and that its factory can be built (packages importable).
+
+    The env itself is built later (when the run starts); a missing optional package is a ConfigError.
+    """
+    _check_env_keys(env, host_registry.env_defaults(env.name), open_keys=host_registry.is_generic(env.name))
     try:
-        env_registry.make(env.name, **env.params)
-    except (ValueError, TypeError) as e:
+        host_registry.validate_params(env.name, env.params)
+        host_registry.make_factory(env.name, env.params)
+    except ImportError as e:  # MissingExtraError names the pip extra
+        raise ConfigError(f"{env.name}: {e}") from None
+    except (ValueError, TypeError, KeyError) as e:
         raise ConfigError(f"{env.name}: {e}") from None
 
 
@@ -298,7 +345,7 @@ def load_yaml(path: Path) -> dict[str, Any]:
 
 def preset_files(algo: str, env: str) -> list[Path]:
     """The packaged presets that apply: ``configs/<algo>.yaml`` then ``configs/<algo>/<env>.yaml``."""
-    files = [PRESET_DIR / f"{algo}.yaml", PRESET_DIR / algo / (env.replace("/", "_") + ".yaml")]
+    files = [PRESET_DIR / f"{algo}.yaml", PRESET_DIR / algo / (env.replace("/", "_").replace(":", "_") + ".yaml")]
     return [f for f in files if f.exists()]
 
 
@@ -313,8 +360,8 @@ def build_config(
 
     if algo not in algo_names():
         raise ConfigError(f"unknown algorithm {algo!r}; choose one of: {', '.join(algo_names())}")
-    if env not in env_registry.env_names():
-        raise ConfigError(f"unknown environment {env!r}; choose one of: {', '.join(env_registry.env_names())}")
+    if not is_known_env(env):
+        raise _unknown_env(env)
     layers: list[dict[str, Any]] = [load_yaml(f) for f in preset_files(algo, env)]
     if config_file is not None:
         layers.append(load_yaml(Path(config_file)))

@@ -12,7 +12,16 @@ Run directory::
     metrics.jsonl / .csv     one row per update (see ``logger.chunk_rows``)
     tb/                      TensorBoard events (aggregate scalars, step = env steps of one seed)
     checkpoints/last.npz     latest good state (+ last.json sidecar with the counters)
-    summary.json             result and throughput; ``status`` is "completed" or "diverged"
+    summary.json             result and throughput; ``status`` is "completed", "diverged" or "env_error"
+
+**Host (Python) environments** (``pettingzoo/...``, ``sisl/...``, ``mamujoco/...``,
+``pettingzoo:module:attr``) train through :class:`trustmarl.rollout.host.HostTrainer` with the same
+run directory, metrics, checkpoints and summary; the chunk is a Python loop over updates instead of a
+``lax.scan``. Their env state lives in worker processes, so a resumed host run restores the learner
+(parameters, optimisers, normalisers, RNG key, counters) exactly but starts fresh episodes: it is
+*not* bitwise-equal to an uninterrupted run. An exception in an env copy (``HostEnvError``) stops the
+run with ``status="env_error"`` and a message naming the worker and env; the checkpoint of the last
+completed chunk is kept, so the run can be resumed.
 """
 
 from __future__ import annotations
@@ -30,6 +39,8 @@ import jax
 import numpy as np
 import yaml
 
+from trustmarl.envs.host import HostEnvError
+from trustmarl.envs.host import registry as host_registry
 from trustmarl.experiment.checkpoint import (
     CheckpointError,
     atomic_write_text,
@@ -44,7 +55,7 @@ CONFIG_FILE = "config.yaml"
 SUMMARY_FILE = "summary.json"
 LAST_CHECKPOINT = Path("checkpoints") / "last.npz"
 # Run keys that may differ when resuming; everything else must equal the saved config.
-RESUMABLE_KEYS = ("total_steps",)
+RESUMABLE_KEYS = ("total_steps", "env.num_workers")
 
 
 class RunDirError(ConfigError):
@@ -152,7 +163,61 @@ class _Chunks:
 
 
 def _state_template(algo, cfg: RunConfig):
+    if _is_host(cfg):
+        from trustmarl.rollout.host import state_template
+
+        return state_template(algo, cfg.num_seeds)
     return jax.eval_shape(jax.vmap(algo.init), _seed_keys(cfg))
+
+
+# ---- host (Python) environments ----------------------------------------------------------------
+
+def _is_host(cfg: RunConfig) -> bool:
+    return host_registry.is_host_env(cfg.env.name)
+
+
+def _host_env_info(cfg: RunConfig):
+    """Groups/state width/episode limit of a host env, from one copy built in this process."""
+    try:
+        return host_registry.probe(cfg.env.name, cfg.env.params)
+    except HostEnvError:
+        raise
+    except ImportError as e:
+        raise ConfigError(f"{cfg.env.name}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - bad keyword arguments, broken env code: report in one line
+        raise ConfigError(f"{cfg.env.name}: building the environment failed: {type(e).__name__}: {e}") from None
+
+
+class _HostBackend:
+    """The host-env counterpart of ``_init_fn``/``_Chunks``: a ``HostTrainer`` on a ``HostVecEnv``.
+
+    The envs live in worker processes: ``close()`` must be called. Restored runs start fresh episodes
+    (seeded from ``cfg.seed`` and the update), so a resumed host run is not bitwise-equal to an
+    uninterrupted one; learner state and counters are restored exactly.
+    """
+
+    def __init__(self, cfg: RunConfig, algo, update: int):
+        from trustmarl.rollout.host import HostTrainer, env_seed
+
+        copies = cfg.num_seeds * cfg.algo.num_envs
+        vec = host_registry.make_vec_env(cfg.env.name, cfg.env.params, copies, env_seed(cfg.seed, update))
+        try:
+            self.trainer = HostTrainer(algo, vec, cfg.num_seeds)
+        except BaseException:
+            vec.close()
+            raise
+
+    def init(self, cfg: RunConfig):
+        return self.trainer.init(_seed_keys(cfg))
+
+    def restart(self, state):
+        return self.trainer.reset_envs(state)
+
+    def run(self, state, n: int):
+        return self.trainer.run(state, n)
+
+    def close(self) -> None:
+        self.trainer.close()
 
 
 def _total_updates(cfg: RunConfig, steps_per_update: int) -> int:
@@ -162,10 +227,11 @@ def _total_updates(cfg: RunConfig, steps_per_update: int) -> int:
 def _build_algorithm(cfg: RunConfig, total_updates: int | None = None):
     from trustmarl.algos import make_algorithm
 
-    probe = make_algorithm(cfg, total_updates=total_updates or 1)
+    env = _host_env_info(cfg) if _is_host(cfg) else None
+    probe = make_algorithm(cfg, total_updates=total_updates or 1, env=env)
     if total_updates is None:
         total_updates = _total_updates(cfg, probe.steps_per_update)
-        return make_algorithm(cfg, total_updates=total_updates), total_updates
+        return make_algorithm(cfg, total_updates=total_updates, env=env), total_updates
     return probe, total_updates
 
 
@@ -329,12 +395,38 @@ def train(
     cfg = _check_run_dir(cfg, out_dir, resume, overwrite)
     algo, total_updates = _build_algorithm(cfg)
     spu = int(algo.steps_per_update)
-    chunks = _Chunks(algo)
     if resume:
         state, update, wall_before, rows, env_steps = _restore(cfg, algo, total_updates, out_dir)
     else:
-        state = _init_fn(algo)(_seed_keys(cfg))
         update, wall_before, rows, env_steps = 0, 0.0, [], 0
+    if _is_host(cfg):
+        host = _HostBackend(cfg, algo, update)
+        try:
+            state = host.restart(state) if resume else host.init(cfg)
+        except BaseException:
+            host.close()
+            raise
+        run_chunk = host.run
+    else:
+        host, chunks = None, _Chunks(algo)
+        if not resume:
+            state = _init_fn(algo)(_seed_keys(cfg))
+        run_chunk = lambda s, n: chunks.fn(n)(s)  # noqa: E731
+    try:
+        return _train_loop(
+            cfg, out_dir, resume, progress, stop_after_chunks, keep_checkpoints, tensorboard, t_start,
+            spu, total_updates, run_chunk, state, update, wall_before, rows, env_steps,
+        )
+    finally:
+        if host is not None:
+            host.close()
+
+
+def _train_loop(
+    cfg, out_dir, resume, progress, stop_after_chunks, keep_checkpoints, tensorboard, t_start,
+    spu, total_updates, run_chunk, state, update, wall_before, rows, env_steps,
+) -> dict[str, Any]:
+    """The chunk loop of ``train``: metrics, progress, NaN checks, checkpoints and the summary."""
     atomic_write_text(out_dir / CONFIG_FILE, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
     logger = MetricsLogger(out_dir, tensorboard=tensorboard, purge_step=env_steps + 1 if resume else None)
@@ -367,7 +459,18 @@ def train(
     try:
         while update < total_updates:
             n = min(cfg.chunk_updates, total_updates - update)
-            new_state, metrics = chunks.fn(n)(state)
+            try:
+                new_state, metrics = run_chunk(state, n)
+            except HostEnvError as e:  # a host env copy raised (or its worker died): stop, stay resumable
+                status = "env_error"
+                message = (
+                    f"a host environment failed during updates {update + 1}-{update + n}: {e}\n"
+                    f"kept the last good checkpoint (update {update}); continue with: "
+                    f"trustmarl train --resume {out_dir}"
+                )
+                if last_saved != update:
+                    save()
+                break
             metrics = jax.device_get(metrics)
             elapsed = time.perf_counter() - t_start
             new_rows = chunk_rows(metrics, update, wall_before + elapsed)
@@ -411,7 +514,7 @@ def train(
         wall_before + session["wall"], message,
     )
     atomic_write_text(out_dir / SUMMARY_FILE, json.dumps(_json_safe(summary), indent=2) + "\n")
-    if status == "diverged":
+    if status in ("diverged", "env_error"):
         print(f"trustmarl: {message}", file=sys.stderr)
     _print_result(summary)
     return summary
@@ -452,9 +555,12 @@ def evaluate_run(
     if episodes < 1:
         raise ConfigError(f"episodes={episodes} must be an integer >= 1")
     eval_seed = cfg.seed + 1 if seed is None else seed
-    keys = jax.random.split(jax.random.PRNGKey(eval_seed), cfg.num_seeds)
-    fn = jax.jit(jax.vmap(lambda s, k: algo.evaluate(s, k, episodes, deterministic)))
-    per_seed = [float(x) for x in np.asarray(jax.device_get(fn(state, keys)), dtype=np.float64)]
+    if _is_host(cfg):
+        per_seed = _evaluate_host(cfg, algo, state, episodes, deterministic, eval_seed)
+    else:
+        keys = jax.random.split(jax.random.PRNGKey(eval_seed), cfg.num_seeds)
+        fn = jax.jit(jax.vmap(lambda s, k: algo.evaluate(s, k, episodes, deterministic)))
+        per_seed = [float(x) for x in np.asarray(jax.device_get(fn(state, keys)), dtype=np.float64)]
     return {
         "run_dir": str(run_dir),
         "algo": cfg.algo.name,
@@ -466,6 +572,18 @@ def evaluate_run(
         "mean_return": nanmean(per_seed),
         "per_seed_return": per_seed,
     }
+
+
+def _evaluate_host(cfg: RunConfig, algo, state, episodes: int, deterministic: bool, eval_seed: int) -> list[float]:
+    """Per-seed mean return of ``episodes`` fresh episodes on a new ``HostVecEnv`` (seeded ``eval_seed``)."""
+    from trustmarl.rollout.host import evaluate_host
+
+    vec = host_registry.make_vec_env(cfg.env.name, cfg.env.params, cfg.num_seeds * episodes, eval_seed)
+    try:
+        res = evaluate_host(algo, vec, state.actor_params, cfg.num_seeds, jax.random.PRNGKey(eval_seed), deterministic)
+    finally:
+        vec.close()
+    return [float(x) for x in res]
 
 
 __all__ = [

@@ -1,0 +1,237 @@
+"""Training on host (Python) environments: HostTrainer, host env names, runner/CLI integration."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import toy_envs  # noqa: E402
+
+from trustmarl.algos import make_algorithm  # noqa: E402
+from trustmarl.envs.host import HostVecEnv  # noqa: E402
+from trustmarl.envs.host import registry as host_registry  # noqa: E402
+from trustmarl.envs.host.pettingzoo_adapter import PettingZooAdapter  # noqa: E402
+from trustmarl.envs.host.vector import episode_seed  # noqa: E402
+from trustmarl.envs.mpe import SimpleSpread  # noqa: E402
+from trustmarl.experiment import cli  # noqa: E402
+from trustmarl.experiment.config import ConfigError, build_config  # noqa: E402
+from trustmarl.experiment.logger import read_jsonl  # noqa: E402
+from trustmarl.experiment.runner import evaluate_run, load_run_state, train  # noqa: E402
+from trustmarl.networks import dist_mode  # noqa: E402
+from trustmarl.rollout import HostTrainer  # noqa: E402
+
+GUESS = "pettingzoo:toy_envs:guess_env"
+SMALL = {"algo.hidden_sizes": [32, 32], "algo.epochs": 2, "algo.minibatches": 2}
+
+
+def _tree_close(a, b, atol=1e-5):
+    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+    assert len(la) == len(lb)
+    for x, y in zip(la, lb):
+        np.testing.assert_allclose(np.asarray(x, np.float64), np.asarray(y, np.float64), atol=atol, rtol=1e-5)
+
+
+# ---- the host loop reproduces the JAX-native rollout --------------------------------------------
+
+@pytest.mark.parametrize("algo_name", ["mappo", "happo"])
+def test_host_updates_equal_jax_native_updates(algo_name):
+    """A deterministic env trained through HostVecEnv gives the same learner as its JAX-native rollout.
+
+    Two seeds x 4 envs, 7-step rollouts over 3-step episodes (resets inside and across rollouts), a
+    discrete and a clipped continuous group: parameters, optimiser states, value normaliser, episode
+    bookkeeping and metrics must match after two updates.
+    """
+    overrides = {**SMALL, "algo.num_envs": 4, "algo.rollout_len": 7, "algo.minibatches": 7, "num_seeds": 2}
+    cfg = build_config(algo_name, "matrix/custom", overrides)  # any valid env; the algorithm gets CycleEnv
+    env = toy_envs.CycleEnv(length=3)
+    algo = make_algorithm(cfg, total_updates=4, env=env)
+    keys = jax.random.split(jax.random.PRNGKey(3), 2)
+
+    jax_state = jax.jit(jax.vmap(algo.init))(keys)
+    jax_update = jax.jit(jax.vmap(algo.update))
+    vec = HostVecEnv([toy_envs.cycle_parallel] * 8, num_workers=0, seed=0)
+    trainer = HostTrainer(algo, vec, num_seeds=2)
+    try:
+        host_state = trainer.init(keys)
+        _tree_close(host_state._replace(env_state=None), jax_state._replace(env_state=None), atol=0)
+        for _ in range(2):
+            jax_state, jax_metrics = jax_update(jax_state)
+            host_state, host_metrics = trainer.update(host_state)
+            assert set(host_metrics) == set(jax_metrics)
+            _tree_close(host_metrics, jax_metrics)
+        _tree_close(host_state._replace(env_state=None), jax_state._replace(env_state=None))
+        assert int(host_state.env_steps[0]) == 2 * 28 and int(host_state.update[1]) == 2
+        # 14 steps per env: 4 episodes of 3 steps ended in each of the 8 copies; returns are bounded by 2 * 3
+        assert np.all(np.asarray(host_metrics["episodes"]) == [8, 8])  # update 2: steps 8..14 end episodes 3, 4
+    finally:
+        trainer.close()
+
+
+def test_trainer_checks_copies_and_layout():
+    cfg = build_config("mappo", "matrix/custom", {"algo.num_envs": 2, "algo.rollout_len": 4, "algo.minibatches": 2})
+    algo = make_algorithm(cfg, env=toy_envs.CycleEnv())
+    vec = HostVecEnv([toy_envs.cycle_parallel] * 3, num_workers=0)
+    with pytest.raises(ValueError, match="num_seeds \\* num_envs"):
+        HostTrainer(algo, vec)
+    vec.close()
+    vec = HostVecEnv([toy_envs.guess_env] * 2, num_workers=0)
+    with pytest.raises(ValueError, match="groups"):
+        HostTrainer(algo, vec)
+    vec.close()
+
+
+# ---- names, configs, CLI -------------------------------------------------------------------------
+
+def test_host_env_names_and_errors(capsys):
+    for name in ("pettingzoo/simple_spread", "sisl/multiwalker", "sisl/pursuit", "mamujoco/halfcheetah_2x3",
+                 "mamujoco/humanoid_17x1", "mamujoco/many_segment_swimmer_10x2"):
+        assert host_registry.is_host_env(name)
+    assert not host_registry.is_host_env("mpe/simple_spread")
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "mamujoco/halfcheetah_2x3" in out and "needs trustmarl[mujoco]" in out
+    assert "sisl/pursuit" in out and "pettingzoo:MODULE:ATTR" in out
+
+    cfg = build_config("mappo", "mamujoco/walker2d_2x3", {"env.agent_obsk": 2, "env.observation": "full"})
+    assert cfg.env.params == {"agent_obsk": 2, "observation": "full"}
+    with pytest.raises(ConfigError, match="unknown key env.N for pettingzoo/simple_spread"):
+        build_config("mappo", "pettingzoo/simple_spread", {"env.N": 4})
+    with pytest.raises(ConfigError, match="observation must be 'local' or 'full'"):
+        build_config("mappo", "mamujoco/hopper_3x1", {"env.observation": "pixels"})
+    with pytest.raises(ConfigError, match="num_workers"):
+        build_config("mappo", "sisl/pursuit", {"env.num_workers": -3})
+    # generic envs pass any key on; a missing package is a one-line error naming the extra, exit code 2
+    cfg = build_config("mappo", GUESS, {"env.length": 4})
+    assert cfg.env.params == {"length": 4}
+    capsys.readouterr()
+    assert cli.main(["train", "mappo", "pettingzoo:no_such_pkg_xyz.envs:parallel_env", "--out", "/nonexistent/x"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no_such_pkg_xyz" in err[0] and "pip install" in err[0]
+    # bad factory keyword arguments are reported before anything runs (config error, exit code 2)
+    assert cli.main(["train", "mappo", GUESS, "env.colour=3", "--out", "/nonexistent/y", "--no-progress"]) == 2
+    assert "building the environment failed" in capsys.readouterr().err
+
+
+def test_num_workers_auto():
+    assert host_registry.num_workers("pettingzoo/simple_spread", {}, 16) == 0  # cheap: in-process
+    assert host_registry.num_workers("mamujoco/ant_4x2", {}, 1) == 1
+    assert host_registry.num_workers("mamujoco/ant_4x2", {}, 64) == min(64, os.cpu_count() or 1)
+    assert host_registry.num_workers(GUESS, {"num_workers": 3}, 2) == 2
+
+
+def test_pettingzoo_simple_spread_has_the_jax_native_inputs():
+    """The same config builds the same networks on mpe/simple_spread and pettingzoo/simple_spread, and
+    both envs give identical policy inputs (observations, global state) for the same world."""
+    overrides = {**SMALL, "algo.num_envs": 2, "algo.rollout_len": 8}
+    cfg_jax = build_config("mappo", "mpe/simple_spread", overrides)
+    cfg_host = build_config("mappo", "pettingzoo/simple_spread", overrides)
+    assert cfg_jax.algo == cfg_host.algo and cfg_jax.env.params == cfg_host.env.params == {}
+    info = host_registry.probe("pettingzoo/simple_spread", {})
+    algo_jax = make_algorithm(cfg_jax)
+    algo_host = make_algorithm(cfg_host, env=info)
+    assert info.state_dim == algo_jax.env.state_dim and info.max_episode_steps == 25
+    key = jax.random.PRNGKey(0)
+    p_jax, p_host = algo_jax.init_params(key), algo_host.init_params(key)
+    assert jax.tree.structure(p_jax) == jax.tree.structure(p_host)
+    _tree_close(p_jax, p_host, atol=0)  # same shapes, hence the same initial weights
+
+    factory = host_registry.make_factory("pettingzoo/simple_spread", {})
+    raw = factory()
+    adapter = PettingZooAdapter(raw)
+    for seed in range(3):
+        step = adapter.reset(seed=seed)
+        world = raw.unwrapped.world
+        agent_pos = np.stack([a.state.p_pos for a in world.agents])
+        landmark_pos = np.stack([lm.state.p_pos for lm in world.landmarks])
+        _, ts = SimpleSpread().reset_to(agent_pos, landmark_pos)
+        np.testing.assert_allclose(step.obs[0], np.asarray(ts.obs[0]), atol=1e-6)
+        np.testing.assert_allclose(step.state, np.asarray(ts.state), atol=1e-6)
+        dist_h = algo_host.policy(p_host[0], (jnp.asarray(step.obs[0]),), (jnp.asarray(step.avail[0]),))
+        dist_j = algo_jax.policy(p_jax[0], ts.obs, ts.avail)
+        _tree_close(dist_h, dist_j)
+    adapter.close()
+
+
+# ---- runs: run directory, learning, evaluation, crashes and resume --------------------------------
+
+@pytest.mark.parametrize("algo_name", ["mappo", "happo"])
+def test_train_pettingzoo_simple_spread_run_dir(tmp_path, algo_name):
+    overrides = {**SMALL, "algo.num_envs": 4, "algo.rollout_len": 25, "total_steps": 400, "chunk_updates": 2}
+    cfg = build_config(algo_name, "pettingzoo/simple_spread", overrides)
+    summary = train(cfg, tmp_path / "run", progress=False, tensorboard=False)
+    assert summary["status"] == "completed" and summary["updates"] == 4 and summary["env_steps"] == 400
+    for f in ("config.yaml", "metrics.jsonl", "metrics.csv", "summary.json", "checkpoints/last.npz"):
+        assert (tmp_path / "run" / f).is_file(), f
+    rows = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert [r["update"] for r in rows] == [1, 2, 3, 4]
+    assert [r["env_steps"] for r in rows] == [100, 200, 300, 400]
+    # 4 envs x 25 steps with 25-step episodes: exactly 4 episodes end in every update
+    assert all(r["episodes"] == 4 for r in rows)
+    assert all(-200 < r["episode_return"] < 0 for r in rows)
+    _, _, state, counters = load_run_state(tmp_path / "run")
+    assert counters["update"] == 4 and int(state.env_steps[0]) == 400 and state.env_state is None
+
+
+def test_learns_toy_pettingzoo_env_and_host_eval(tmp_path):
+    """MAPPO on the toy guessing env: from the uniform policy's 5/3 to near the optimum 5; the host
+    evaluation equals a hand-rolled greedy rollout of the saved policy with the same episode seeds."""
+    overrides = {**SMALL, "algo.num_envs": 8, "algo.rollout_len": 10, "algo.actor_lr": 3e-3, "algo.critic_lr": 3e-3,
+                 "total_steps": 4000, "chunk_updates": 10, "eval_episodes": 6, "env.num_workers": 0}
+    cfg = build_config("mappo", GUESS, overrides)
+    summary = train(cfg, tmp_path / "run", progress=False, tensorboard=False)
+    assert summary["initial_return"] < 2.5, summary
+    assert summary["final_return"] > 4.0, summary
+
+    res = evaluate_run(tmp_path / "run", seed=11)
+    assert res["episodes"] == 6 and res["deterministic"]
+    _, algo, state, _ = load_run_state(tmp_path / "run")
+    params = jax.tree.map(lambda x: x[0], state.actor_params)
+    returns = []
+    for i in range(6):  # copy i of the evaluation HostVecEnv, first episode
+        adapter = PettingZooAdapter(toy_envs.guess_env())
+        step = adapter.reset(seed=episode_seed(11, i, 0))
+        total = 0.0
+        while True:
+            dists = algo.policy(params, tuple(jnp.asarray(o) for o in step.obs), tuple(jnp.asarray(a) for a in step.avail))
+            step = adapter.step(tuple(np.asarray(dist_mode(k, d)) for k, d in zip(algo.kinds, dists)))
+            total += float(step.reward.mean())
+            if step.terminated or step.truncated:
+                break
+        returns.append(total)
+    assert res["mean_return"] == pytest.approx(np.mean(returns), abs=1e-9)
+    assert res["mean_return"] > 4.0
+
+
+def test_env_crash_stops_run_resumable(tmp_path, capsys):
+    """An env that raises at its 35th step (update 4, chunk 2) stops the run with exit code 4 and a
+    message naming the worker; the checkpoint of update 2 is kept and the run resumes and counts on."""
+    run = tmp_path / "run"
+    args = ["train", "mappo", GUESS, "env.crash_at=35", "env.num_workers=2", "algo.num_envs=4",
+            "algo.rollout_len=10", "algo.hidden_sizes=[16]", "algo.epochs=1", "algo.minibatches=1",
+            "total_steps=400", "chunk_updates=2", "--out", str(run), "--no-progress"]
+    assert cli.main(args) == 4
+    err = capsys.readouterr().err
+    assert "worker 0" in err and "RuntimeError: guess env crashed at lifetime step 35" in err
+    assert "updates 3-4" in err and f"trustmarl train --resume {run}" in err
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "env_error" and summary["updates"] == 2 and summary["env_steps"] == 80
+    meta = json.loads((run / "checkpoints" / "last.json").read_text())
+    assert meta["update"] == 2 and meta["env_steps"] == 80
+    assert [r["update"] for r in read_jsonl(run / "metrics.jsonl")] == [1, 2]
+
+    # fresh env copies start their step count anew: 3 more updates (30 steps each) finish before step 35
+    assert cli.main(["train", "--resume", str(run), "total_steps=200", "env.num_workers=0"]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["updates"] == 5 and summary["env_steps"] == 200
+    rows = read_jsonl(run / "metrics.jsonl")
+    assert [r["update"] for r in rows] == [1, 2, 3, 4, 5]
+    assert [r["env_steps"] for r in rows] == [40 * k for k in range(1, 6)]
+    _, _, state, counters = load_run_state(run)
+    assert counters["update"] == 5 and int(state.update[0]) == 5 and int(state.env_steps[0]) == 200
