@@ -34,7 +34,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from trustmarl.algos import make_algorithm  # noqa: E402
+from trustmarl.algos import make_algorithm
+from trustmarl.algos.base import init_seeds  # noqa: E402
 from trustmarl.experiment.config import build_config  # noqa: E402
 
 ENV = "mpe/simple_spread"
@@ -119,7 +120,7 @@ def run_one(algo_name: str, num_seeds: int, total_steps: int, chunk: int, seed: 
 
     t_start = time.perf_counter()
     keys = jax.random.split(jax.random.PRNGKey(seed), num_seeds)
-    state = jax.jit(jax.vmap(algo.init))(keys)
+    state = init_seeds(algo, keys)
     run_chunk = jax.jit(jax.vmap(chunk_fn))
     returns, chunk_ends = [], []
     next_print = 0.1
@@ -205,17 +206,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     print(f"# bench_mpe  backend={info['backend']}  cpus={info['cpu_count']}  total steps/seed={args.total_steps:,}"
           f"  load avg (1/5/15 min)={' '.join(f'{x:.2f}' for x in info['loadavg_1_5_15'])}")
-    results = []
-    for algo in args.algos:
-        for k in args.seeds:
-            results.append(run_one(algo, k, args.total_steps, args.chunk, args.seed))
-    add_ratios(results)
-    print()
-    print(format_table(results))
-    report = {"machine": info, "args": vars(args), "reference_not_measured": REFERENCE, "results": results}
+    results: list[dict[str, Any]] = []
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
+    report = {"machine": info, "args": vars(args), "reference_not_measured": REFERENCE, "results": results}
+    for k in args.seeds:  # every algorithm at one seed count, then the next count
+        for algo in args.algos:
+            results.append(run_one(algo, k, args.total_steps, args.chunk, args.seed))
+            add_ratios(results)
+            out.write_text(json.dumps(report, indent=2))  # after every row: an interrupted run keeps its results
+    print()
+    print(format_table(results))
     print(f"\nwrote {out}")
     return report
 

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from trustmarl.algos import make_algorithm
+from trustmarl.algos.base import init_seeds
 from trustmarl.experiment.config import build_config
 
 
@@ -14,7 +15,7 @@ def train(algo: str, env: str, n_updates: int, seeds=(0,), **overrides):
     cfg = build_config(algo, env, overrides)
     a = make_algorithm(cfg, total_updates=n_updates)
     keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
-    state = jax.jit(jax.vmap(a.init))(keys)
+    state = init_seeds(a, keys)
     run = jax.jit(jax.vmap(lambda s: jax.lax.scan(lambda c, _: a.update(c), s, None, length=n_updates)))
     state, metrics = run(state)
     return a, state, metrics
@@ -53,7 +54,28 @@ def perturb(tree, key, scale: float):
     return jax.tree.unflatten(treedef, noisy)
 
 
+_PARAMS: dict = {}
+
+
+def init_params(a, key):
+    """``a.init_params(key)``, cached per network structure (Flax init compiles slowly on CPU)."""
+    c = a.cfg
+    sig = (repr(a.env), c.critic, a.shared, c.agent_id, tuple(c.hidden_sizes), c.actor_head_gain, c.log_std_init,
+           c.activation, c.layer_norm, tuple(map(int, jax.random.key_data(key).ravel())))
+    if sig not in _PARAMS:
+        _PARAMS[sig] = jax.jit(a.init_params)(key)
+    return _PARAMS[sig]
+
+
 def synthetic_batch(a, key, batch_size: int = 256, actor_params=None, critic_params=None):
+    """Jitted :func:`_synthetic_batch` (one compile instead of many eager ones)."""
+    if actor_params is None or critic_params is None:
+        actor_params, critic_params = init_params(a, key)
+    fn = jax.jit(lambda k, ap, cp: _synthetic_batch(a, k, batch_size, ap, cp))
+    return fn(key, actor_params, critic_params)
+
+
+def _synthetic_batch(a, key, batch_size: int = 256, actor_params=None, critic_params=None):
     """A ``Batch`` without a rollout: random observations/states/advantages, actions sampled from the
     (given or freshly initialised) actor, behaviour log-probs and distributions from that actor.
 

@@ -142,8 +142,10 @@ def test_loss_is_invariant_to_relabelling_agents(algo):
     p_batch = _permute_batch(batch, perm, a.n_values == a.n_agents)
     want = a.loss(params, state.critic_params, batch)
     got = a.loss(p_params, p_critic, p_batch)
-    for k in ("loss/policy", "loss/value", "loss/entropy", "diag/clip_frac"):
-        np.testing.assert_allclose(got[1][k], want[1][k], rtol=1e-5, atol=1e-7, err_msg=k)
+    for k in ("loss/policy", "loss/value", "loss/entropy"):
+        np.testing.assert_allclose(got[1][k], want[1][k], rtol=1e-4, atol=1e-6, err_msg=k)
+    # a ratio within float rounding of 1 ± eps may flip sides: allow one sample
+    np.testing.assert_allclose(got[1]["diag/clip_frac"], want[1]["diag/clip_frac"], atol=1.01 / batch.logp.size)
     assert float(want[1]["diag/clip_frac"]) > 0.0  # the ratios are not all 1
     # control: permuting parameters alone (agents now act on others' observations) changes the loss
     other = a.loss(p_params, state.critic_params, batch)[1]["loss/policy"]

@@ -32,7 +32,20 @@ def make_algorithm(cfg, total_updates: int | None = None, env=None):
     from trustmarl.envs import make
 
     env = make(cfg.env.name, **cfg.env.params) if env is None else env
+    check_sharing(cfg, env)
     return _ALGOS[cfg.algo.name][1](env, cfg.algo, total_updates=total_updates)
+
+
+def check_sharing(cfg, env) -> None:
+    """Parameter sharing needs one group: every agent with the same observation and action spaces."""
+    if getattr(cfg.algo, "share_params", False) and len(env.groups) > 1:
+        from trustmarl.experiment.config import ConfigError
+
+        groups = "; ".join(f"{g.name} ({', '.join(g.agents)}: obs {g.obs_dim}, {g.action_space})" for g in env.groups)
+        raise ConfigError(
+            f"algo.share_params=true needs every agent to have the same observation and action spaces, "
+            f"but {cfg.env.name} has {len(env.groups)} groups: {groups}; use algo.share_params=false"
+        )
 
 
 _LOADED = False

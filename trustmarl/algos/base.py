@@ -34,3 +34,16 @@ class Algorithm(Protocol):
     def evaluate(self, state: Any, key: jax.Array, num_episodes: int, deterministic: bool) -> jax.Array:
         """Mean episode return of ``num_episodes`` fresh episodes with the current policy."""
         ...
+
+
+def init_seeds(algo: Algorithm, keys: jax.Array) -> Any:
+    """``init`` for each key, stacked on a leading seed axis (the same values as ``vmap(init)``).
+
+    Seeds are initialised one at a time with one jitted ``init``: on XLA:CPU (jax 0.10) a
+    ``jit(vmap(init))`` over seeds of Flax networks with orthogonal initialisers can deadlock.
+    """
+    import jax.numpy as jnp
+
+    init = jax.jit(algo.init)
+    states = [init(k) for k in keys]
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *states)

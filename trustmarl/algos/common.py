@@ -3,15 +3,24 @@
 This module owns everything the algorithms have in common: agent groups and parameter sharing,
 network evaluation, the jitted rollout (``lax.scan`` over steps, ``vmap`` over environments),
 returns and advantages (GAE, value normalisation, advantage normalisation), optimisers and
-evaluation. An algorithm module only adds its policy update on the flat batch built here.
+evaluation. An algorithm module only adds its policy update on the batch built here.
 
 Shapes: E environments, T rollout steps, B = T*E samples, N agents (groups concatenated),
 K value heads (1 for a centralised V(s), N for per-agent critics).
+
+Recurrent actors (``recurrent=true``): only the actors carry a GRU hidden state (``TrainState.actor_hidden``,
+per group ``[E, n_g, gru_size]``); critics stay feed-forward. ``act`` applies the reset flag
+``last.done`` (the observation starts a new episode) and advances the hidden state; each transition
+stores the hidden state entering the step and the reset flag. The ``Batch`` then keeps time order:
+the rollout ``[T, E]`` is cut into ``n_seq = T*E/seq_len`` sequences, every field gets leading axes
+``[n_seq, seq_len]`` (``hidden`` only the state entering each sequence, ``[n_seq, n_g, H]``), minibatches
+sample whole sequences, and the policy is re-evaluated by unrolling from each sequence's stored
+hidden state with the stored resets (seed 001 spec §7 #5). Losses reduce over all leading axes.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -22,10 +31,12 @@ from trustmarl.networks import (
     CategoricalActor,
     Critic,
     GaussianActor,
+    RecurrentActor,
     dist_entropy,
     dist_log_prob,
     dist_mode,
     dist_sample,
+    unroll,
 )
 from trustmarl.trust.gae import gae
 from trustmarl.trust.normalize import (
@@ -50,10 +61,24 @@ class TrainState(NamedTuple):
     key: jax.Array
     update: jax.Array  # updates done
     env_steps: jax.Array  # env steps of this seed
+    actor_hidden: tuple = ()  # recurrent actors: per group [E, n_g, gru_size] entering the next step; else ()
+
+
+class Recurrence(NamedTuple):
+    """The recurrent part of ``act``'s output (5th element, recurrent configs only)."""
+
+    hidden_in: tuple  # per group [E, n_g, H]: the hidden state entering the step (before the reset)
+    reset: jax.Array  # [E] bool: the observation is the first of a new episode (``last.done``)
+    hidden_out: tuple  # per group [E, n_g, H]: the hidden state entering the next step
 
 
 class Batch(NamedTuple):
-    """One rollout, flattened to B samples; every sample holds all agents of one env step."""
+    """One rollout, flattened to B samples; every sample holds all agents of one env step.
+
+    Recurrent configs replace the leading ``[B]`` by ``[n_seq, seq_len]`` (time order kept) and fill
+    ``hidden`` (per group ``[n_seq, n_g, H]``, the state entering each sequence) and ``reset``
+    (``[n_seq, seq_len]``); feed-forward batches leave them empty.
+    """
 
     obs: tuple  # per group [B, n_g, obs_dim]
     avail: tuple  # per group [B, n_g, n_actions]
@@ -66,6 +91,8 @@ class Batch(NamedTuple):
     adv: jax.Array  # [B, K] advantages (normalised when configured)
     returns: jax.Array  # [B, K] GAE returns (denormalised)
     target: jax.Array  # [B, K] value targets (normalised when value_norm)
+    hidden: tuple = ()  # recurrent only: per group [n_seq, n_g, H]
+    reset: Any = None  # recurrent only: [n_seq, seq_len] episode-start flags
 
 
 def tree_concat_agents(xs: list[jax.Array]) -> jax.Array:
@@ -94,13 +121,18 @@ class ActorCritic:
         self.steps_per_update = cfg.num_envs * cfg.rollout_len
         self.total_updates = max(1, int(total_updates or 1))
         self.shared = cfg.share_params
+        self.recurrent = bool(getattr(cfg, "recurrent", False))
+        self.seq_len = (getattr(cfg, "seq_len", 0) or cfg.rollout_len) if self.recurrent else 1
         net = dict(hidden_sizes=tuple(cfg.hidden_sizes), activation=cfg.activation, layer_norm=cfg.layer_norm)
+        head_net = dict(net, hidden_sizes=()) if self.recurrent else net  # recurrent: the head sits on the GRU
         self.actors = tuple(
-            CategoricalActor(g.action_space.n, head_gain=cfg.actor_head_gain, **net)
+            CategoricalActor(g.action_space.n, head_gain=cfg.actor_head_gain, **head_net)
             if isinstance(g.action_space, Discrete)
-            else GaussianActor(g.action_space.dim, head_gain=cfg.actor_head_gain, log_std_init=cfg.log_std_init, **net)
+            else GaussianActor(g.action_space.dim, head_gain=cfg.actor_head_gain, log_std_init=cfg.log_std_init, **head_net)
             for g in self.groups
         )
+        if self.recurrent:
+            self.actors = tuple(RecurrentActor(head, gru_size=cfg.gru_size, **net) for head in self.actors)
         self.critic = Critic(**net)
         self.actor_tx = self.make_tx(cfg.actor_lr)
         self.critic_tx = self.make_tx(cfg.critic_lr)
@@ -152,11 +184,14 @@ class ActorCritic:
             ka, kc = jax.random.split(jax.random.fold_in(k_actor, g))
             obs = self._with_id(g, jnp.zeros((grp.n, grp.obs_dim)))
             avail = jnp.ones((grp.n, max(grp.avail_dim, 1)), dtype=bool)[:, : grp.avail_dim]
+            inputs = (obs, avail)
+            if self.recurrent:  # (hidden, obs, avail, reset)
+                inputs = (jnp.zeros((grp.n, self.cfg.gru_size)), obs, avail, jnp.zeros((grp.n, 1), bool))
             if self.stacked(g):
-                actor_params.append(jax.vmap(actor.init)(jax.random.split(ka, grp.n), obs, avail))
+                actor_params.append(jax.vmap(actor.init)(jax.random.split(ka, grp.n), *inputs))
                 critic_local.append(jax.vmap(self.critic.init)(jax.random.split(kc, grp.n), obs))
             else:
-                actor_params.append(actor.init(ka, obs[0], avail[0]))
+                actor_params.append(actor.init(ka, *(x[0] for x in inputs)))
                 critic_local.append(self.critic.init(kc, obs[0]))
         if self.cfg.critic == "state":
             critic_params = self.critic.init(k_critic, jnp.zeros((self.env.state_dim,)))
@@ -165,11 +200,52 @@ class ActorCritic:
         return tuple(actor_params), critic_params
 
     def policy(self, actor_params: tuple, obs: tuple, avail: tuple) -> tuple:
-        """Per group, the action distribution parameters for ``[..., n_g, obs_dim]`` observations."""
+        """Per group, the action distribution parameters for ``[..., n_g, obs_dim]`` observations.
+
+        Feed-forward actors only; recurrent ones use :meth:`policy_step` / :meth:`policy_sequence`.
+        """
+        if self.recurrent:
+            raise TypeError("recurrent actors need a hidden state: use policy_step or policy_sequence")
         return tuple(
             self._apply_group(self.actors[g], actor_params[g], g, self._with_id(g, obs[g]), avail[g])
             for g in range(len(self.groups))
         )
+
+    def init_hidden(self, batch_shape: tuple[int, ...]) -> tuple:
+        """Zero actor hidden states, per group ``[*batch_shape, n_g, gru_size]``; ``()`` if not recurrent."""
+        if not self.recurrent:
+            return ()
+        return tuple(jnp.zeros(tuple(batch_shape) + (g.n, self.cfg.gru_size)) for g in self.groups)
+
+    def policy_step(self, actor_params: tuple, hidden: tuple, obs: tuple, avail: tuple, reset: jax.Array):
+        """One recurrent step for ``[..., n_g, ...]`` inputs: ``(hidden', dists)``.
+
+        ``reset`` ``[...]`` (one flag per env, shared by its agents) zeroes the incoming hidden state.
+        """
+        out = []
+        for g, grp in enumerate(self.groups):
+            r = jnp.broadcast_to(reset[..., None, None], reset.shape + (grp.n, 1))
+            out.append(self._apply_group(self.actors[g], actor_params[g], g, hidden[g], self._with_id(g, obs[g]), avail[g], r))
+        return tuple(h for h, _ in out), tuple(d for _, d in out)
+
+    @staticmethod
+    def sequence(step: Callable, hidden, obs, avail, reset: jax.Array):
+        """Unroll ``step(hidden, (obs_t, avail_t), reset_t) -> (hidden, dist_t)`` over batch-major
+        sequences ``[n_seq, L, ...]`` from the hidden state entering each sequence; dists ``[n_seq, L, ...]``."""
+        tm = lambda x: jnp.swapaxes(x, 0, 1)  # noqa: E731  batch-major <-> time-major
+        _, dists = unroll(step, hidden, jax.tree.map(tm, (obs, avail)), tm(reset))
+        return jax.tree.map(tm, dists)
+
+    def policy_sequence(self, actor_params: tuple, hidden: tuple, obs: tuple, avail: tuple, reset: jax.Array) -> tuple:
+        """Per group, the distributions along sequences ``[n_seq, L, n_g, ...]`` (``hidden`` ``[n_seq, n_g, H]``)."""
+        step = lambda h, x, r: self.policy_step(actor_params, h, x[0], x[1], r)  # noqa: E731
+        return self.sequence(step, hidden, obs, avail, reset)
+
+    def batch_policy(self, actor_params: tuple, batch: "Batch") -> tuple:
+        """The current policy's distributions on every sample of ``batch`` (any layout)."""
+        if self.recurrent:
+            return self.policy_sequence(actor_params, batch.hidden, batch.obs, batch.avail, batch.reset)
+        return self.policy(actor_params, batch.obs, batch.avail)
 
     def log_prob(self, dists: tuple, actions: tuple) -> jax.Array:
         return tree_concat_agents([dist_log_prob(k, d, a) for k, d, a in zip(self.kinds, dists, actions)])
@@ -217,6 +293,7 @@ class ActorCritic:
             key=jax.random.fold_in(key, 1),
             update=jnp.zeros((), jnp.int32),
             env_steps=jnp.zeros((), jnp.int32),
+            actor_hidden=self.init_hidden((self.cfg.num_envs,)),
         )
 
     def init(self, key: jax.Array) -> TrainState:
@@ -231,12 +308,29 @@ class ActorCritic:
 
         Returns ``(actions, logp [E, N], dists, value [E, K])``; used by the jitted rollout below and
         by the host rollout loop (``trustmarl.rollout.host``), so both train the same way.
+        Recurrent configs read ``state.actor_hidden`` (reset where ``last.done``) and append a 5th
+        element, a :class:`Recurrence`; :meth:`carry_hidden` moves its new hidden state into the state.
         """
-        dists = self.policy(state.actor_params, last.obs, last.avail)
+        if self.recurrent:
+            if len(state.actor_hidden) != len(self.groups):
+                raise ValueError("recurrent actors: state.actor_hidden must hold one hidden state per group")
+            reset = jnp.asarray(last.done)
+            hidden, dists = self.policy_step(state.actor_params, state.actor_hidden, last.obs, last.avail, reset)
+        else:
+            dists = self.policy(state.actor_params, last.obs, last.avail)
         keys = jax.random.split(key, len(self.groups))
         actions = tuple(dist_sample(k, d, kk) for k, d, kk in zip(self.kinds, dists, keys))
         value = self.denorm(state.value_norm, self.value(state.critic_params, last.obs, last.state))
-        return actions, self.log_prob(dists, actions), dists, value
+        out = (actions, self.log_prob(dists, actions), dists, value)
+        if self.recurrent:
+            out += (Recurrence(hidden_in=state.actor_hidden, reset=reset, hidden_out=hidden),)
+        return out
+
+    def carry_hidden(self, state: TrainState, act_out) -> TrainState:
+        """``state`` with the actor hidden state advanced past ``act_out``'s step (no-op if not recurrent)."""
+        if not self.recurrent:
+            return state
+        return state._replace(actor_hidden=act_out[4].hidden_out)
 
     def record(self, state: TrainState, last: TimeStep, ts: TimeStep, act_out, ep_return: jax.Array):
         """The transition to learn from after stepping ``last`` -> ``ts``, and episode bookkeeping.
@@ -244,7 +338,7 @@ class ActorCritic:
         Returns ``(transition, ep_return, finished_return_sum, finished_count)``.
         """
         cfg = self.cfg
-        actions, logp, dists, value = act_out
+        actions, logp, dists, value = act_out[:4]
         team = ts.reward.mean(-1)  # the team reward: mean of the agents' rewards
         reward = ts.reward if cfg.reward == "agent" else jnp.broadcast_to(team[:, None], value.shape)
         if cfg.bootstrap_truncation:  # a time limit is not a terminal state: bootstrap V(final)
@@ -257,6 +351,8 @@ class ActorCritic:
             obs=last.obs, avail=last.avail, actions=actions, dist=dists, logp=logp, state=last.state,
             active=last.active.astype(jnp.float32), value=value, reward=reward, done=done,
         )
+        if self.recurrent:  # what the training unroll needs to replay the behaviour policy
+            transition.update(hidden=act_out[4].hidden_in, reset=act_out[4].reset)
         finished = jnp.sum(jnp.where(done, ep_ret, 0.0))
         return transition, jnp.where(done, 0.0, ep_ret), finished, jnp.sum(done)
 
@@ -271,7 +367,7 @@ class ActorCritic:
             env_keys = jax.random.split(k_env, cfg.num_envs)
             env_state, ts = jax.vmap(env.step)(env_keys, st.env_state, self.env_actions(act_out[0]))
             transition, ep_ret, finished, count = self.record(st, st.last, ts, act_out, st.ep_return)
-            st = st._replace(env_state=env_state, last=ts, ep_return=ep_ret, key=key)
+            st = self.carry_hidden(st._replace(env_state=env_state, last=ts, ep_return=ep_ret, key=key), act_out)
             return (st, ret_sum + finished, ret_count + count), transition
 
         (state, ret_sum, ret_count), traj = jax.lax.scan(
@@ -306,14 +402,17 @@ class ActorCritic:
         return state._replace(value_norm=vn), adv, target, returns
 
     def collect(self, state: TrainState):
-        """Rollout + targets, flattened into a ``Batch`` of B = T*E samples."""
+        """Rollout + targets as a ``Batch`` (B = T*E samples, or sequences when recurrent)."""
         state, traj, last_value, metrics = self.rollout(state)
         state, batch = self.make_batch(state, traj, last_value)
         return state, batch, metrics
 
     def make_batch(self, state: TrainState, traj: dict, last_value: jax.Array) -> tuple[TrainState, Batch]:
-        """Targets for a time-major trajectory ``[T, E, ...]``, flattened to a ``Batch``."""
+        """Targets for a time-major trajectory ``[T, E, ...]``, flattened to a ``Batch``
+        (recurrent configs: cut into ``[n_seq, seq_len, ...]`` sequences, see the module docstring)."""
         state, adv, target, returns = self.targets(state, traj, last_value)
+        if self.recurrent:
+            return state, self._sequence_batch(traj, adv, target, returns)
         flat = lambda x: x.reshape((x.shape[0] * x.shape[1],) + x.shape[2:])  # noqa: E731
         batch = Batch(
             obs=jax.tree.map(flat, traj["obs"]),
@@ -329,6 +428,21 @@ class ActorCritic:
             target=flat(target),
         )
         return state, batch
+
+    def _sequence_batch(self, traj: dict, adv, target, returns) -> Batch:
+        """``[T, E, ...]`` -> ``[n_seq, L, ...]``: sequence ``c*E + e`` holds steps ``[c*L, (c+1)*L)`` of env ``e``."""
+        L = self.seq_len
+
+        def seq(x):
+            t, e = x.shape[:2]
+            x = jnp.swapaxes(x.reshape((t // L, L, e) + x.shape[2:]), 1, 2)
+            return x.reshape((t // L * e, L) + x.shape[3:])
+
+        fields = {k: traj[k] for k in ("obs", "avail", "actions", "dist", "logp", "state", "active", "value", "reset")}
+        fields.update(adv=adv, returns=returns, target=target)
+        fields = jax.tree.map(seq, fields)
+        hidden = jax.tree.map(lambda x: seq(x)[:, 0], traj["hidden"])  # the state entering each sequence
+        return Batch(hidden=hidden, **fields)
 
     def finish(self, state: TrainState, metrics: dict) -> tuple[TrainState, dict]:
         state = state._replace(update=state.update + 1, env_steps=state.env_steps + self.steps_per_update)
@@ -358,12 +472,12 @@ class ActorCritic:
 
         ``data`` is a pytree with a leading batch axis; ``apply_fn(params, grads, opt) -> (params, opt)``
         applies one optimiser step. Returns the new ``(params, opt)`` and the mean of ``aux``.
-        The batch is shuffled once per epoch (one gather) and split by reshaping; the small loops are
-        unrolled, which XLA on CPU runs noticeably faster than a ``while`` loop.
+        The batch is shuffled once per epoch (one gather) and split by reshaping; with ``sgd_unroll``
+        the small loops are unrolled, which XLA on CPU runs faster than a ``while`` loop.
         """
         grad_fn = jax.grad(loss_fn, has_aux=True)
         batch_size = jax.tree.leaves(data)[0].shape[0]
-        unroll = epochs * minibatches <= 64
+        unroll = bool(self.cfg.sgd_unroll)
 
         def minibatch_step(carry, mb):
             params, opt = carry
@@ -408,8 +522,11 @@ class ActorCritic:
         env_state, ts = jax.vmap(env.reset)(jax.random.split(k_reset, num_episodes))
 
         def step(carry, k):
-            env_state, ts, ret, running = carry
-            dists = self.policy(state.actor_params, ts.obs, ts.avail)
+            (env_state, ts, ret, running), hidden = carry
+            if self.recurrent:
+                hidden, dists = self.policy_step(state.actor_params, hidden, ts.obs, ts.avail, ts.done)
+            else:
+                dists = self.policy(state.actor_params, ts.obs, ts.avail)
             if deterministic:
                 actions = tuple(dist_mode(kd, d) for kd, d in zip(self.kinds, dists))
             else:
@@ -419,8 +536,8 @@ class ActorCritic:
             env_state, ts = jax.vmap(env.step)(k_env, env_state, self.env_actions(actions))
             ret = ret + running * ts.reward.mean(-1)
             running = running * (1.0 - ts.done)
-            return (env_state, ts, ret, running), None
+            return ((env_state, ts, ret, running), hidden), None
 
-        init = (env_state, ts, jnp.zeros((num_episodes,)), jnp.ones((num_episodes,)))
-        (_, _, ret, _), _ = jax.lax.scan(step, init, jax.random.split(k_run, env.max_episode_steps))
+        init = ((env_state, ts, jnp.zeros((num_episodes,)), jnp.ones((num_episodes,))), self.init_hidden((num_episodes,)))
+        ((_, _, ret, _), _), _ = jax.lax.scan(step, init, jax.random.split(k_run, env.max_episode_steps))
         return ret.mean()

@@ -4,7 +4,8 @@ Computed once per update on the whole batch, with the updated policies against t
 policies that collected it: per-agent ratio range, KL(old||new), per-agent TV (exact over
 available actions for discrete actions, the sample estimate 0.5|λ-1| for continuous ones), the
 joint TV estimate Σ_k max_t TV_t^k (Prop. 2 upper bound), the joint-ratio range and the critic's
-explained variance.
+explained variance. Sample axes are flattened first, so feed-forward ``[B]`` and recurrent
+``[n_seq, seq_len]`` batches give the same per-agent statistics.
 """
 
 from __future__ import annotations
@@ -39,10 +40,11 @@ def per_agent_kl_tv(kinds, old_dists, new_dists, avail, log_ratio):
 
 
 def trust_region_diagnostics(algo, actor_params, batch) -> dict[str, jax.Array]:
-    dists = algo.policy(actor_params, batch.obs, batch.avail)
-    log_ratio = algo.log_prob(dists, batch.actions) - batch.logp  # [B, N]
-    mask = batch.active
+    dists = algo.batch_policy(actor_params, batch)
+    log_ratio = algo.log_prob(dists, batch.actions) - batch.logp  # [..., N]
     kl, tv = per_agent_kl_tv(algo.kinds, batch.dist, dists, batch.avail, log_ratio)
+    flat = lambda x: x.reshape((-1, x.shape[-1]))  # noqa: E731  [..., N] -> [B, N]
+    log_ratio, kl, tv, mask = flat(log_ratio), flat(kl), flat(tv), flat(batch.active)
     rmin, rmax = ratio_range(log_ratio, mask, axis=0)
     denom = jnp.maximum(mask.sum(0), 1.0)
     joint_log_ratio = jnp.sum(log_ratio * mask, axis=-1)

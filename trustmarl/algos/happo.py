@@ -13,12 +13,17 @@ The agent loop is a ``lax.scan`` over positions in the permutation; the agent's 
 ``lax.switch`` and its parameters sliced out of the group's stacked parameters, so heterogeneous
 groups (different observation/action sizes) and shared parameters (HARL semantics: the shared
 network is updated once per agent, on that agent's data) both work.
+
+Recurrent actors: the batch holds sequences ``[n_seq, seq_len]``; an agent's distribution (for its
+loss and for its new log-probabilities in the factor) is the unroll of its GRU from the stored
+hidden state at each sequence start with the stored resets, so the factor stays per sample
+``[n_seq, seq_len]``. HATRPO shares this path (its KL and surrogate unroll the same way).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -53,10 +58,19 @@ class HAPPOConfig(OnPolicyConfig):
         batch = self.num_envs * self.rollout_len
         if batch % self.critic_minibatches:
             raise ConfigError(f"algo.critic_minibatches={self.critic_minibatches} must divide num_envs*rollout_len={batch}")
+        if self.recurrent and self.train_samples() % self.critic_minibatches:
+            raise ConfigError(
+                f"algo.critic_minibatches={self.critic_minibatches} must divide the number of training sequences "
+                f"num_envs*rollout_len/seq_len={self.train_samples()}"
+            )
 
 
 class AgentData(NamedTuple):
-    """One agent's slice of the batch, plus the factor and advantage it is trained with."""
+    """One agent's slice of the batch, plus the factor and advantage it is trained with.
+
+    Leading axes ``[B]``, or ``[n_seq, seq_len]`` for recurrent actors (then ``hidden`` ``[n_seq, H]``
+    is the agent's hidden state entering each sequence and ``reset`` ``[n_seq, seq_len]`` the resets).
+    """
 
     obs: jax.Array
     avail: jax.Array
@@ -66,6 +80,8 @@ class AgentData(NamedTuple):
     active: jax.Array
     adv: jax.Array
     factor: jax.Array
+    hidden: Any = ()
+    reset: Any = None
 
 
 class Sequential(ActorCritic):
@@ -79,15 +95,21 @@ class Sequential(ActorCritic):
         self.offsets = np.cumsum([0] + [g.n for g in self.groups])[:-1]
 
     # ---- one agent -------------------------------------------------------------------------
-    def agent_dist(self, g: int, params, i: jax.Array, obs: jax.Array, avail: jax.Array) -> tuple:
-        """Distribution of agent ``i`` of group ``g`` on its observations ``[B, obs_dim]``."""
+    def agent_dist(self, g: int, params, i: jax.Array, obs: jax.Array, avail: jax.Array, hidden: Any = (), reset: Any = None) -> tuple:
+        """Distribution of agent ``i`` of group ``g`` on its observations ``[B, obs_dim]``.
+
+        Recurrent actors: ``obs`` ``[n_seq, L, obs_dim]``, unrolled from ``hidden`` ``[n_seq, H]`` with ``reset``.
+        """
         if self.cfg.agent_id and self.shared:
             one_hot = jax.nn.one_hot(i, self.groups[g].n, dtype=obs.dtype)
             obs = jnp.concatenate([obs, jnp.broadcast_to(one_hot, obs.shape[:-1] + one_hot.shape)], axis=-1)
-        return self.actors[g].apply(params, obs, avail)
+        if not self.recurrent:
+            return self.actors[g].apply(params, obs, avail)
+        step = lambda h, x, r: self.actors[g].apply(params, h, x[0], x[1], r[..., None])  # noqa: E731
+        return self.sequence(step, hidden, obs, avail, reset)
 
     def agent_log_prob(self, g: int, params, i, data: AgentData) -> tuple[tuple, jax.Array]:
-        dist = self.agent_dist(g, params, i, data.obs, data.avail)
+        dist = self.agent_dist(g, params, i, data.obs, data.avail, data.hidden, data.reset)
         return dist, dist_log_prob(self.kinds[g], dist, data.action)
 
     def agent_entropy(self, g: int, dist: tuple) -> jax.Array:
@@ -106,18 +128,21 @@ class Sequential(ActorCritic):
 
     def _agent_data(self, batch: Batch, g: int, i: jax.Array, log_factor: jax.Array) -> AgentData:
         a = self.offsets[g] + i
-        take = lambda x: jnp.take(x, i, axis=1)  # noqa: E731  [B, n_g, ...] -> [B, ...]
-        adv = batch.adv[:, 0] if self.n_values == 1 else jnp.take(batch.adv, a, axis=1)
+        lead = batch.logp.ndim - 1  # sample axes: 1 ([B]) or 2 ([n_seq, seq_len]); the agent axis follows
+        take = lambda x: jnp.take(x, i, axis=lead)  # noqa: E731  [..., n_g, ...] -> [..., ...]
+        adv = batch.adv[..., 0] if self.n_values == 1 else jnp.take(batch.adv, a, axis=-1)
         factor = factor_from_log(log_factor) if self.cfg.use_factor else jnp.ones_like(log_factor)
         return AgentData(
             obs=take(batch.obs[g]),
             avail=take(batch.avail[g]),
             action=take(batch.actions[g]),
             dist=jax.tree.map(take, batch.dist[g]),
-            logp_old=jnp.take(batch.logp, a, axis=1),
-            active=jnp.take(batch.active, a, axis=1),
+            logp_old=jnp.take(batch.logp, a, axis=-1),
+            active=jnp.take(batch.active, a, axis=-1),
             adv=adv,
             factor=factor,
+            hidden=jnp.take(batch.hidden[g], i, axis=1) if self.recurrent else (),  # [n_seq, n_g, H] -> [n_seq, H]
+            reset=batch.reset,
         )
 
     def _update_in_group(self, g: int, actor_params, actor_opt, log_factor, i, batch: Batch, key):
@@ -157,7 +182,7 @@ class Sequential(ActorCritic):
             )
             return (actor_params, actor_opt, log_factor), metrics
 
-        log_factor = jnp.zeros(batch.logp.shape[:1])  # M^{i_1} = 1
+        log_factor = jnp.zeros(batch.logp.shape[:-1])  # M^{i_1} = 1, per sample
         carry = (state.actor_params, state.actor_opt, log_factor)
         (actor_params, actor_opt, _), per_position = jax.lax.scan(
             position, carry, (order, jax.random.split(k_agents, self.n_agents))

@@ -6,6 +6,9 @@ mean KL(π_old^{i_m} || π_θ^{i_m}) ≤ δ: conjugate gradient on Fisher-vector
 step size sqrt(2δ / xᵀHx) (eq. 8), then backtracking until the KL is below δ and the surrogate
 improves by at least ``accept_ratio`` of the linear prediction; a rejected search keeps the old
 parameters and is logged. The loop over agents, the factor and the critic are shared with HAPPO.
+Recurrent actors are supported: the surrogate and the KL unroll the agent's GRU over the stored
+sequences (see ``happo.Sequential.agent_dist``), so the Fisher-vector products differentiate through
+the unroll.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ class HATRPO(Sequential):
             return masked_mean(jnp.exp(logp - data.logp_old) * weight, data.active)
 
         def mean_kl(x):  # the trust region: mean KL(π_old || π_θ) over the batch
-            dist = self.agent_dist(g, unravel(x), i, data.obs, data.avail)
+            dist = self.agent_dist(g, unravel(x), i, data.obs, data.avail, data.hidden, data.reset)
             return masked_mean(self.kl(g, old_dist, dist, data.avail), data.active)
 
         surr_old, grad = jax.value_and_grad(surrogate)(flat)

@@ -6,6 +6,7 @@ The three differ only in configuration:
 - JR-PPO: one joint ratio per env step, the product of the agents' ratios, clipped (eq. 6, Alg. 1).
 The per-agent clip range follows ``clip_rule``: ``fixed`` (eps), ``per_agent`` (eps/N, eq. 9) or
 ``nth_root`` ((1+eps)^(1/N) - 1, spec §2.3 extension).
+The losses reduce over all leading sample axes (``[B]``, or ``[n_seq, seq_len]`` for recurrent actors).
 """
 
 from __future__ import annotations
@@ -32,20 +33,20 @@ class PPO(ActorCritic):
         self.eps = cfg.clip_eps if self.joint else per_agent_clip(cfg.clip_eps, self.n_agents, cfg.clip_rule)
 
     def agent_mean(self, x: jax.Array, mask: jax.Array) -> jax.Array:
-        """Reduce ``[b, N]`` over samples and agents: mean, or sum over agents (seed 004 §7 #4)."""
+        """Reduce ``[..., N]`` over samples and agents: mean, or sum over agents (seed 004 §7 #4)."""
         if self.cfg.agent_reduction == "sum":
             return jnp.mean(jnp.sum(x * mask, axis=-1))
         return masked_mean(x, mask)
 
     def loss(self, actor_params, critic_params, mb: Batch):
         cfg = self.cfg
-        dists = self.policy(actor_params, mb.obs, mb.avail)
-        logp = self.log_prob(dists, mb.actions)  # [b, N]
+        dists = self.batch_policy(actor_params, mb)
+        logp = self.log_prob(dists, mb.actions)  # [..., N]
         entropy = self.entropy(dists)
         mask = mb.active
         if self.joint:
             # seed 004 eq. 6 (JR-PPO): min(λ A, clip(λ, 1±eps) A) with λ = Π_k λ_k, one term per env step
-            obj = joint_clip_objective(logp, mb.logp, mb.adv[:, 0], self.eps, mask)
+            obj = joint_clip_objective(logp, mb.logp, mb.adv[..., 0], self.eps, mask)
             pi_loss = -obj.mean()
             ent = jnp.mean(jnp.sum(entropy * mask, axis=-1))  # entropy of the joint (product) policy = Σ_k H_k
             log_joint = jnp.sum((logp - mb.logp) * mask, axis=-1)

@@ -6,6 +6,7 @@ from trustmarl.envs.registry import describe, env_defaults, env_names, make, reg
 # Importing the modules registers their environments.
 from trustmarl.envs import matrix as _matrix  # noqa: F401,E402
 from trustmarl.envs import mpe as _mpe  # noqa: F401,E402
+from trustmarl.envs import jaxmarl_adapter as _jaxmarl  # noqa: F401,E402  (lazy: jaxmarl imported on use)
 
 __all__ = [
     "AgentGroup", "Box", "Discrete", "MultiAgentEnv", "TimeStep",

@@ -96,7 +96,21 @@ class TimeStep(NamedTuple):
         return jnp.logical_or(self.terminated, self.truncated)
 
 
-class MultiAgentEnv:
+class GroupedAgents:
+    """``n_agents`` and ``agents`` (global order = groups concatenated) from ``groups``."""
+
+    groups: tuple[AgentGroup, ...]
+
+    @property
+    def n_agents(self) -> int:
+        return sum(g.n for g in self.groups)
+
+    @property
+    def agents(self) -> tuple[str, ...]:
+        return tuple(a for g in self.groups for a in g.agents)
+
+
+class MultiAgentEnv(GroupedAgents):
     """Base class of JAX-native multi-agent environments.
 
     Subclasses are ``@dataclasses.dataclass(frozen=True)`` classes that define ``groups``,
@@ -127,14 +141,6 @@ class MultiAgentEnv:
     def max_episode_steps(self) -> int:
         """An upper bound on the episode length (evaluation scans this many steps)."""
         return 1000
-
-    @property
-    def n_agents(self) -> int:
-        return sum(g.n for g in self.groups)
-
-    @property
-    def agents(self) -> tuple[str, ...]:
-        return tuple(a for g in self.groups for a in g.agents)
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming a bad hyperparameter; subclasses extend it."""

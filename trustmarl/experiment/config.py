@@ -49,6 +49,7 @@ class OnPolicyConfig:
     anneal_lr: bool = False
     adam_eps: float = 1e-5
     max_grad_norm: float = 10.0
+    sgd_unroll: bool = False  # unroll the epoch/minibatch loops: faster updates, ~2x longer compilation
     # returns and advantages
     gamma: float = 0.99
     gae_lambda: float = 0.95
@@ -71,6 +72,10 @@ class OnPolicyConfig:
     layer_norm: bool = False
     log_std_init: float = -0.5
     actor_head_gain: float = 0.01  # orthogonal-init gain of the policy head; larger = more random initial policies
+    # recurrent actors (critics stay feed-forward): MLP encoder -> GRU -> head, trained on sequences
+    recurrent: bool = False
+    gru_size: int = 64
+    seq_len: int = 0  # training sequence length; 0 = the whole rollout_len; must divide rollout_len
 
     CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {
         "reward": ("team", "agent"),
@@ -96,8 +101,28 @@ class OnPolicyConfig:
             raise ConfigError(
                 f"algo.minibatches={self.minibatches} must divide num_envs*rollout_len={batch}"
             )
+        if self.recurrent:
+            self._validate_recurrent()
         if self.reward == "agent" and self.critic != "local":
             raise ConfigError("algo.reward='agent' needs algo.critic='local' (a centralised V(s) has one value per step)")
+
+    def train_samples(self) -> int:
+        """Samples along the leading batch axis: env steps, or sequences of ``seq_len`` when recurrent."""
+        steps = self.num_envs * self.rollout_len
+        return steps // (self.seq_len or self.rollout_len) if self.recurrent else steps
+
+    def _validate_recurrent(self) -> None:
+        positive_int(self, "gru_size")
+        if not isinstance(self.seq_len, int) or isinstance(self.seq_len, bool) or self.seq_len < 0:
+            raise ConfigError(f"algo.seq_len={self.seq_len!r} must be an integer >= 0 (0 = the whole rollout_len)")
+        if self.seq_len and self.rollout_len % self.seq_len:
+            raise ConfigError(f"algo.seq_len={self.seq_len} must divide algo.rollout_len={self.rollout_len}")
+        n_seq = self.train_samples()
+        if n_seq % self.minibatches:
+            raise ConfigError(
+                f"algo.minibatches={self.minibatches} must divide the number of training sequences "
+                f"num_envs*rollout_len/seq_len={n_seq} (recurrent minibatches hold whole sequences)"
+            )
 
 
 # ---- run config --------------------------------------------------------------------------------
@@ -344,8 +369,14 @@ def load_yaml(path: Path) -> dict[str, Any]:
 
 
 def preset_files(algo: str, env: str) -> list[Path]:
-    """The packaged presets that apply: ``configs/<algo>.yaml`` then ``configs/<algo>/<env>.yaml``."""
-    files = [PRESET_DIR / f"{algo}.yaml", PRESET_DIR / algo / (env.replace("/", "_").replace(":", "_") + ".yaml")]
+    """The packaged presets that apply, most general first: ``configs/<algo>.yaml``, then the
+    environment family's ``configs/<algo>/<family>.yaml`` (family = the name before ``/``), then the
+    task's ``configs/<algo>/<env with / and : as _>.yaml``."""
+    env = host_registry.preset_name(env)
+    files = [PRESET_DIR / f"{algo}.yaml"]
+    if "/" in env:
+        files.append(PRESET_DIR / algo / (env.split("/", 1)[0] + ".yaml"))
+    files.append(PRESET_DIR / algo / (env.replace("/", "_").replace(":", "_") + ".yaml"))
     return [f for f in files if f.exists()]
 
 

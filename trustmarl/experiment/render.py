@@ -33,6 +33,7 @@ def record_episode(algo, state, key: jax.Array, deterministic: bool = True, seed
     """Play one episode of the JAX-native env with the policy of seed ``seed_index``.
 
     Returns ``(env_states, team_return)``: the env state at every step (reset included).
+    Recurrent actors carry their hidden state from step to step (zeros at the reset).
     """
     env = algo.env
     params = jax.tree.map(lambda x: x[seed_index], state.actor_params) if _has_seed_axis(state) else state.actor_params
@@ -41,21 +42,25 @@ def record_episode(algo, state, key: jax.Array, deterministic: bool = True, seed
     env_state, ts = env.reset(k_reset)
 
     @jax.jit
-    def step(env_state, ts, key):
+    def step(env_state, ts, hidden, key):
         k_act, k_env = jax.random.split(key)
-        dists = algo.policy(params, one(ts.obs), one(ts.avail))
+        if getattr(algo, "recurrent", False):
+            hidden, dists = algo.policy_step(params, hidden, one(ts.obs), one(ts.avail), one(ts.done))
+        else:
+            dists = algo.policy(params, one(ts.obs), one(ts.avail))
         if deterministic:
             actions = tuple(dist_mode(kd, d) for kd, d in zip(algo.kinds, dists))
         else:
             ks = jax.random.split(k_act, len(dists))
             actions = tuple(dist_sample(kd, d, kk) for kd, d, kk in zip(algo.kinds, dists, ks))
         actions = jax.tree.map(lambda a: a[0], algo.env_actions(actions))
-        return env._step(k_env, env_state, actions)  # no auto-reset: the episode's last state is kept
+        return env._step(k_env, env_state, actions), hidden  # no auto-reset: the episode's last state is kept
 
     states, total = [env_state], 0.0
+    hidden = algo.init_hidden((1,))
     for _ in range(env.max_episode_steps):
         key, k = jax.random.split(key)
-        env_state, ts = step(env_state, ts, k)
+        (env_state, ts), hidden = step(env_state, ts, hidden, k)
         states.append(env_state)
         total += float(np.mean(np.asarray(ts.reward)))
         if bool(ts.done):

@@ -120,7 +120,8 @@ def _flat(d: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _prepare_new_dir(out_dir: Path, overwrite: bool) -> None:
+def _check_new_dir(out_dir: Path, overwrite: bool) -> None:
+    """Raise if ``out_dir`` may not become a new run; changes nothing on disk."""
     if out_dir.exists():
         if not out_dir.is_dir():
             raise RunDirError(f"{str(out_dir)!r} exists and is not a directory")
@@ -134,14 +135,21 @@ def _prepare_new_dir(out_dir: Path, overwrite: bool) -> None:
                 raise RunDirError(
                     f"{str(out_dir)!r} is not empty and not a trustmarl run; refusing to delete it"
                 )
-            shutil.rmtree(out_dir)
+
+
+def _create_new_dir(out_dir: Path) -> None:
+    """Replace a checked, overwritable run directory by an empty one (only after all validation)."""
+    if out_dir.exists() and any(out_dir.iterdir()):
+        shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
 
 # ---- jitted pieces -----------------------------------------------------------------------------
 
 def _init_fn(algo):
-    return jax.jit(jax.vmap(algo.init))
+    from trustmarl.algos.base import init_seeds
+
+    return lambda keys: init_seeds(algo, keys)
 
 
 def _seed_keys(cfg: RunConfig) -> jax.Array:
@@ -343,7 +351,7 @@ def _check_run_dir(cfg: RunConfig | None, out_dir: Path, resume: bool, overwrite
     if not resume:
         if cfg is None:
             raise ValueError("train() needs a config unless resume=True")
-        _prepare_new_dir(out_dir, overwrite)
+        _check_new_dir(out_dir, overwrite)
         return cfg
     saved = load_run_config(out_dir)
     if not (out_dir / LAST_CHECKPOINT).is_file():
@@ -393,7 +401,9 @@ def train(
     t_start = time.perf_counter()
     out_dir = Path(out_dir)
     cfg = _check_run_dir(cfg, out_dir, resume, overwrite)
-    algo, total_updates = _build_algorithm(cfg)
+    algo, total_updates = _build_algorithm(cfg)  # may raise ConfigError: nothing on disk is touched yet
+    if not resume:
+        _create_new_dir(out_dir)
     spu = int(algo.steps_per_update)
     if resume:
         state, update, wall_before, rows, env_steps = _restore(cfg, algo, total_updates, out_dir)

@@ -62,12 +62,14 @@ def state_template(algo, num_seeds: int) -> TrainState:
     return jax.eval_shape(jax.vmap(lambda k, ts: algo.init_learner(k, ts, None)), keys, last)
 
 
-def _policy_state(params: tuple) -> TrainState:
-    """A ``TrainState`` holding only what ``act``/``record`` read: parameters and the value normaliser."""
+def _policy_state(params: tuple, hidden: tuple) -> TrainState:
+    """A ``TrainState`` holding only what ``act``/``record`` read: parameters, the value normaliser and
+    (recurrent actors) the actor hidden state."""
     actor_params, critic_params, value_norm = params
     return TrainState(
         actor_params=actor_params, critic_params=critic_params, actor_opt=(), critic_opt=(),
         value_norm=value_norm, env_state=None, last=None, ep_return=None, key=None, update=None, env_steps=None,
+        actor_hidden=hidden,
     )
 
 
@@ -97,25 +99,28 @@ class HostTrainer:
         k_learner, _ = jax.random.split(key)  # as ActorCritic.init (its second key resets JAX envs)
         return self.algo.init_learner(k_learner, last, None)
 
-    def _act_one(self, params: tuple, last: TimeStep, key: jax.Array):
+    def _act_one(self, params: tuple, hidden: tuple, last: TimeStep, key: jax.Array):
         # the key stream of ActorCritic.rollout (its third key steps JAX envs): a deterministic env
         # trains bitwise-alike here and on its JAX-native version
         key, k_act, _ = jax.random.split(key, 3)
-        act_out = self.algo.act(_policy_state(params), last, k_act)
-        return act_out, self.algo.env_actions(act_out[0]), key
+        view = _policy_state(params, hidden)
+        act_out = self.algo.act(view, last, k_act)
+        hidden = self.algo.carry_hidden(view, act_out).actor_hidden  # recurrent actors: advance; else ()
+        return act_out, self.algo.env_actions(act_out[0]), key, hidden
 
-    def _record_act_one(self, params, last, ts, act_out, ep_return, sums, key):
+    def _record_act_one(self, params, hidden, last, ts, act_out, ep_return, sums, key):
         """``record`` the transition ``last -> ts``, then ``act`` on ``ts`` (one call per env step)."""
-        transition, ep_return, finished, count = self.algo.record(_policy_state(params), last, ts, act_out, ep_return)
-        act_next, env_act, key = self._act_one(params, ts, key)
-        return transition, ep_return, (sums[0] + finished, sums[1] + count), act_next, env_act, key
+        view = _policy_state(params, hidden)
+        transition, ep_return, finished, count = self.algo.record(view, last, ts, act_out, ep_return)
+        act_next, env_act, key, hidden = self._act_one(params, hidden, ts, key)
+        return transition, ep_return, (sums[0] + finished, sums[1] + count), act_next, env_act, key, hidden
 
-    def _finish_one(self, state: TrainState, transitions: list, last, ts, act_out, ep_return, sums, key):
+    def _finish_one(self, state: TrainState, transitions: list, last, ts, act_out, ep_return, sums, key, hidden):
         """Record the last transition, stack the trajectory ``[T, E, ...]`` and learn from it."""
         algo = self.algo
         transition, ep_return, finished, count = algo.record(state, last, ts, act_out, ep_return)
         traj = jax.tree.map(lambda *xs: jnp.stack(xs), *transitions, transition)
-        state = state._replace(last=ts, ep_return=ep_return, key=key)
+        state = state._replace(last=ts, ep_return=ep_return, key=key, actor_hidden=hidden)
         metrics = algo.episode_metrics(sums[0] + finished, sums[1] + count)
         return algo.update_from_trajectory(state, traj, algo.last_value(state), metrics)
 
@@ -133,7 +138,8 @@ class HostTrainer:
     def reset_envs(self, state: TrainState, seed: int | None = None) -> TrainState:
         """Start fresh episodes in every copy; ``state.last``/``ep_return`` follow (used on resume)."""
         ts = self._split_seeds(self.vec_env.reset(seed))
-        return state._replace(last=ts, ep_return=jnp.zeros_like(state.ep_return))
+        hidden = jax.tree.map(jnp.zeros_like, state.actor_hidden)  # recurrent actors start the episodes afresh
+        return state._replace(last=ts, ep_return=jnp.zeros_like(state.ep_return), actor_hidden=hidden)
 
     def init(self, keys: jax.Array, seed: int | None = None) -> TrainState:
         """The learners of ``keys`` ``[num_seeds]`` on freshly reset envs (episode seeds from ``seed``)."""
@@ -144,7 +150,7 @@ class HostTrainer:
         s = self.num_seeds
         params = (state.actor_params, state.critic_params, state.value_norm)
         last = state.last
-        act_out, env_act, key = self._act(params, last, state.key)
+        act_out, env_act, key, hidden = self._act(params, state.actor_hidden, last, state.key)
         ep_return = state.ep_return
         sums = (jnp.zeros((s,), jnp.float32), jnp.zeros((s,), jnp.int32))
         transitions = []
@@ -152,12 +158,12 @@ class HostTrainer:
             ts = self._env_step(env_act)
             if t == self.rollout_len - 1:
                 break
-            transition, ep_return, sums, act_next, env_act, key = self._record_act(
-                params, last, ts, act_out, ep_return, sums, key
+            transition, ep_return, sums, act_next, env_act, key, hidden = self._record_act(
+                params, hidden, last, ts, act_out, ep_return, sums, key
             )
             transitions.append(transition)
             last, act_out = ts, act_next
-        return self._finish(state, transitions, last, ts, act_out, ep_return, sums, key)
+        return self._finish(state, transitions, last, ts, act_out, ep_return, sums, key, hidden)
 
     def run(self, state: TrainState, n: int) -> tuple[TrainState, dict]:
         """``n`` updates; metrics with a leading ``[num_seeds, n]`` shape (as a JAX-native chunk)."""
@@ -186,23 +192,29 @@ def evaluate_host(
     episodes = n // num_seeds
     max_steps = int(max_steps or algo.env.max_episode_steps)
 
-    def act_one(params, obs, avail, k):
-        dists = algo.policy(params, obs, avail)
+    def act_one(params, hidden, obs, avail, done, k):
+        if getattr(algo, "recurrent", False):
+            hidden, dists = algo.policy_step(params, hidden, obs, avail, done)
+        else:
+            dists = algo.policy(params, obs, avail)
         if deterministic:
             actions = tuple(dist_mode(kind, d) for kind, d in zip(algo.kinds, dists))
         else:
             ks = jax.random.split(k, len(dists))
             actions = tuple(dist_sample(kind, d, kk) for kind, d, kk in zip(algo.kinds, dists, ks))
-        return algo.env_actions(actions)
+        return algo.env_actions(actions), hidden
 
     act = jax.jit(jax.vmap(act_one))
     split = lambda x: x.reshape((num_seeds, episodes) + x.shape[1:])  # noqa: E731
+    hidden = algo.init_hidden((num_seeds, episodes)) if getattr(algo, "recurrent", False) else ()
     ts = vec_env.reset()
     ret = np.zeros(n, np.float64)
     running = np.ones(n, bool)
     for t in range(max_steps):
         keys = jax.random.split(jax.random.fold_in(key, t), num_seeds)
-        acts = jax.device_get(act(actor_params, jax.tree.map(split, ts.obs), jax.tree.map(split, ts.avail), keys))
+        done = split(ts.terminated | ts.truncated)
+        acts, hidden = act(actor_params, hidden, jax.tree.map(split, ts.obs), jax.tree.map(split, ts.avail), done, keys)
+        acts = jax.device_get(acts)
         ts = vec_env.step(tuple(np.asarray(a).reshape((n,) + a.shape[2:]) for a in acts))
         ret += running * ts.reward.mean(-1)
         running &= ~(ts.terminated | ts.truncated)

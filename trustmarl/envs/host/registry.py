@@ -26,7 +26,7 @@ import dataclasses
 import os
 from typing import Any, Callable
 
-from trustmarl.envs.base import AgentGroup
+from trustmarl.envs.base import AgentGroup, GroupedAgents
 
 GENERIC_PREFIX = "pettingzoo:"
 AUTO_WORKERS = -1
@@ -43,6 +43,7 @@ class HostEnvSpec:
     build: Callable[[dict[str, Any]], Callable[[], Any]]  # params -> picklable env factory
     max_steps_key: str | None = None  # the key holding the episode limit
     cheap: bool = False  # auto num_workers = 0
+    preset_alias: str | None = None  # use the algorithm presets of this (JAX-native) env name
 
 
 def _simple_spread(p: dict[str, Any]):
@@ -99,6 +100,7 @@ def _presets() -> dict[str, HostEnvSpec]:
             "host env: mpe2 simple_spread_v3 via PettingZoo (same inputs as mpe/simple_spread); "
             "needs trustmarl[pettingzoo]",
             dict(n_agents=3, local_ratio=0.5, max_cycles=25), _simple_spread, "max_cycles", cheap=True,
+            preset_alias="mpe/simple_spread",
         ),
         HostEnvSpec(
             "sisl/multiwalker", "host env: PettingZoo SISL multiwalker_v9 (continuous); needs trustmarl[pettingzoo]",
@@ -156,6 +158,16 @@ def _split(name: str, params: dict[str, Any]) -> tuple[dict[str, Any], int]:
     return params, workers
 
 
+def preset_name(name: str) -> str:
+    """The env name whose algorithm presets (``configs/<algo>/<env>.yaml``) apply to ``name``.
+
+    ``pettingzoo/simple_spread`` uses those of ``mpe/simple_spread`` (the same task and inputs), so one
+    config trains both the same way.
+    """
+    spec = PRESETS.get(name)
+    return spec.preset_alias if spec is not None and spec.preset_alias else name
+
+
 def make_factory(name: str, params: dict[str, Any]) -> Callable[[], Any]:
     """The picklable env factory of ``name`` with ``params`` (``num_workers`` is not passed on).
 
@@ -198,21 +210,13 @@ def validate_params(name: str, params: dict[str, Any]) -> None:
 # ---- the env description the algorithms need -----------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
-class HostEnvInfo:
+class HostEnvInfo(GroupedAgents):
     """What an algorithm reads from its ``env``: groups, state width, agent count, episode limit."""
 
     name: str
     groups: tuple[AgentGroup, ...]
     state_dim: int
     max_episode_steps: int
-
-    @property
-    def n_agents(self) -> int:
-        return sum(g.n for g in self.groups)
-
-    @property
-    def agents(self) -> tuple[str, ...]:
-        return tuple(a for g in self.groups for a in g.agents)
 
 
 def _max_episode_steps(name: str, params: dict[str, Any], env: Any) -> int:

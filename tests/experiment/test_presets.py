@@ -1,0 +1,51 @@
+"""Every packaged preset must validate for the algorithm and environments it applies to."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from trustmarl.algos import algo_names
+from trustmarl.experiment.config import PRESET_DIR, build_config, preset_files
+
+# one representative task per family that has presets (host families need their extras)
+TASKS = {
+    "mpe": ["mpe/simple_spread"],
+    "smax": ["smax/3m", "smax/3s5z"],
+    "mamujoco": ["mamujoco/halfcheetah_2x3", "mamujoco/walker2d_2x3", "mamujoco/humanoid_17x1",
+                 "mamujoco/many_segment_swimmer_10x2", "mamujoco/hopper_3x1"],
+}
+
+
+def _preset_cases():
+    for path in sorted(PRESET_DIR.rglob("*.yaml")):
+        algo = path.stem if path.parent == PRESET_DIR else path.parent.name
+        yield algo, path
+
+
+@pytest.mark.parametrize("algo,path", list(_preset_cases()), ids=lambda x: str(x).split("configs/")[-1])
+def test_preset_is_valid_yaml_for_a_known_algorithm(algo, path):
+    assert algo in algo_names(), f"{path} is for unknown algorithm {algo!r}"
+    data = yaml.safe_load(path.read_text())
+    assert isinstance(data, dict) and set(data) <= {"algo", "env", "total_steps", "num_seeds", "seed"}
+
+
+@pytest.mark.parametrize("family,tasks", list(TASKS.items()))
+def test_presets_build_for_every_algorithm(family, tasks):
+    if family == "mamujoco":
+        pytest.importorskip("gymnasium_robotics")
+    for algo in algo_names():
+        for env in tasks:
+            cfg = build_config(algo, env)  # raises ConfigError on any stale key or bad value
+            files = [p.name for p in preset_files(algo, env)]
+            if (PRESET_DIR / algo / f"{family}.yaml").exists():
+                assert f"{family}.yaml" in files
+
+
+def test_task_preset_overrides_family_preset():
+    assert build_config("hatrpo", "mamujoco/walker2d_2x3").algo.kl_threshold == pytest.approx(1e-3)
+    assert build_config("hatrpo", "mamujoco/halfcheetah_2x3").algo.kl_threshold == pytest.approx(1e-4)
+    assert build_config("happo", "smax/3s5z").algo.gamma == pytest.approx(0.95)
+    assert build_config("happo", "smax/3m").algo.gamma == pytest.approx(0.99)
+    # user overrides beat every preset
+    assert build_config("hatrpo", "mamujoco/walker2d_2x3", {"algo.kl_threshold": 0.02}).algo.kl_threshold == 0.02
