@@ -58,7 +58,8 @@ def test_host_updates_equal_jax_native_updates(algo_name, extra):
     discrete and a clipped continuous group: parameters, optimiser states, value normaliser, episode
     bookkeeping and metrics must match after two updates.
     """
-    overrides = {**SMALL, "algo.num_envs": 4, "algo.rollout_len": 7, "algo.minibatches": 7, "num_seeds": 2, **extra}
+    overrides = {**SMALL, "algo.num_envs": 4, "algo.rollout_len": 7, "algo.minibatches": 7, "num_seeds": 2,
+                 "algo.share_params": False, **extra}  # the two groups have different spaces
     if extra.get("algo.recurrent"):
         overrides["algo.minibatches"] = 2  # recurrent batches are sequences: 4 envs x 1 sequence of 7 steps
     cfg = build_config(algo_name, "matrix/custom", overrides)  # any valid env; the algorithm gets CycleEnv
@@ -72,7 +73,7 @@ def test_host_updates_equal_jax_native_updates(algo_name, extra):
     trainer = HostTrainer(algo, vec, num_seeds=2)
     try:
         host_state = trainer.init(keys)
-        _tree_close(host_state._replace(env_state=None), jax_state._replace(env_state=None), atol=0)
+        _tree_close(host_state._replace(env_state=None), jax_state._replace(env_state=None), atol=1e-6)  # vmapped vs per-seed init: float rounding only
         for _ in range(2):
             jax_state, jax_metrics = jax_update(jax_state)
             host_state, host_metrics = trainer.update(host_state)
@@ -87,7 +88,8 @@ def test_host_updates_equal_jax_native_updates(algo_name, extra):
 
 
 def test_trainer_checks_copies_and_layout():
-    cfg = build_config("mappo", "matrix/custom", {"algo.num_envs": 2, "algo.rollout_len": 4, "algo.minibatches": 2})
+    cfg = build_config("mappo", "matrix/custom", {"algo.num_envs": 2, "algo.rollout_len": 4, "algo.minibatches": 2,
+                                                  "algo.share_params": False})
     algo = make_algorithm(cfg, env=toy_envs.CycleEnv())
     vec = HostVecEnv([toy_envs.cycle_parallel] * 3, num_workers=0)
     with pytest.raises(ValueError, match="num_seeds \\* num_envs"):

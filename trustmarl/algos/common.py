@@ -134,15 +134,23 @@ class ActorCritic:
         if self.recurrent:
             self.actors = tuple(RecurrentActor(head, gru_size=cfg.gru_size, **net) for head in self.actors)
         self.critic = Critic(**net)
-        self.actor_tx = self.make_tx(cfg.actor_lr)
-        self.critic_tx = self.make_tx(cfg.critic_lr)
+        self.actor_txs = tuple(self.make_tx(cfg.actor_lr, self.actor_steps_per_update(g)) for g in range(len(self.groups)))
+        self.critic_tx = self.make_tx(cfg.critic_lr, self.critic_steps_per_update())
 
     # ---- optimisers ------------------------------------------------------------------------
-    def make_tx(self, lr: float, steps_per_update: int | None = None) -> optax.GradientTransformation:
+    def actor_steps_per_update(self, g: int) -> int:
+        """Optimiser steps group ``g``'s actor optimiser takes per update (for learning-rate annealing)."""
+        return self.cfg.epochs * self.cfg.minibatches
+
+    def critic_steps_per_update(self) -> int:
+        return self.cfg.epochs * self.cfg.minibatches
+
+    def make_tx(self, lr: float, steps_per_update: int) -> optax.GradientTransformation:
+        """Adam after global-norm clipping; with ``anneal_lr`` the rate falls linearly to 0 over training."""
         cfg = self.cfg
         if cfg.anneal_lr:
-            per_update = steps_per_update or cfg.epochs * cfg.minibatches
-            schedule = lambda count: lr * (1.0 - (count // per_update) / self.total_updates)  # noqa: E731
+            def schedule(count):
+                return lr * jnp.maximum(0.0, 1.0 - (count // steps_per_update) / self.total_updates)
         else:
             schedule = lr
         return optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(schedule, eps=cfg.adam_eps))
@@ -276,7 +284,7 @@ class ActorCritic:
     def init_learner(self, key: jax.Array, last: TimeStep | None = None, env_state: Any = None) -> TrainState:
         """Networks, optimisers and counters; the environment part is ``last``/``env_state``."""
         actor_params, critic_params = self.init_params(key)
-        actor_opt = tuple(self.opt_init(self.actor_tx, p, self.stacked(g)) for g, p in enumerate(actor_params))
+        actor_opt = tuple(self.opt_init(self.actor_txs[g], p, self.stacked(g)) for g, p in enumerate(actor_params))
         if self.cfg.critic == "state":
             critic_opt = self.critic_tx.init(critic_params)
         else:
@@ -493,7 +501,7 @@ class ActorCritic:
         return params, opt, jax.tree.map(jnp.mean, aux)
 
     def apply_actor(self, actor_params, grads, actor_opt):
-        pairs = [self.opt_step(self.actor_tx, p, gr, o, self.stacked(g)) for g, (p, gr, o) in enumerate(zip(actor_params, grads, actor_opt))]
+        pairs = [self.opt_step(self.actor_txs[g], p, gr, o, self.stacked(g)) for g, (p, gr, o) in enumerate(zip(actor_params, grads, actor_opt))]
         return tuple(p for p, _ in pairs), tuple(o for _, o in pairs)
 
     def apply_critic(self, critic_params, grads, critic_opt):

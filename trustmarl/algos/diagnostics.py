@@ -59,7 +59,7 @@ def trust_region_diagnostics(algo, actor_params, batch) -> dict[str, jax.Array]:
         "diag/joint_ratio_max": jnp.exp(joint_log_ratio.max()),
         "diag/kl_per_agent": kl_per_agent,
         "diag/kl": kl_per_agent.sum(),  # KL of the joint (product) policy = Σ_k KL_k
-        "diag/approx_kl": jnp.mean(jnp.expm1(log_ratio) - log_ratio),
+        "diag/approx_kl": jnp.sum((jnp.expm1(log_ratio) - log_ratio) * mask) / denom.sum(),
         "diag/tv_per_agent": jnp.sum(tv * mask, 0) / denom,
         "diag/tv_max_per_agent": tv_max,
         "diag/tv_joint": joint_tv_estimate(tv, mask),

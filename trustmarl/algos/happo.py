@@ -45,6 +45,7 @@ class HAPPOConfig(OnPolicyConfig):
     share_params: bool = False  # the paper's agents are heterogeneous (seed 001 §3.10)
     agent_id: bool = False
     critic: str = "state"
+    bootstrap_truncation: bool = True  # time limits are not terminal (seed 001 spec §7 #15, HARL)
     fixed_order: bool = False  # HARL's ablation; the paper redraws the order every iteration
     use_factor: bool = True  # False: every agent uses the plain advantage (ablation of eq. 10)
     critic_epochs: int = 5
@@ -93,6 +94,14 @@ class Sequential(ActorCritic):
         self.agent_group = np.concatenate([np.full(g.n, k) for k, g in enumerate(self.groups)]).astype(np.int32)
         self.agent_local = np.concatenate([np.arange(g.n) for g in self.groups]).astype(np.int32)
         self.offsets = np.cumsum([0] + [g.n for g in self.groups])[:-1]
+
+    def actor_steps_per_update(self, g: int) -> int:
+        """A shared group's optimiser steps once per agent of the group (HARL semantics)."""
+        per_agent = self.cfg.epochs * self.cfg.minibatches
+        return per_agent * (self.groups[g].n if self.shared else 1)
+
+    def critic_steps_per_update(self) -> int:
+        return self.cfg.critic_epochs * self.cfg.critic_minibatches
 
     # ---- one agent -------------------------------------------------------------------------
     def agent_dist(self, g: int, params, i: jax.Array, obs: jax.Array, avail: jax.Array, hidden: Any = (), reset: Any = None) -> tuple:
@@ -155,11 +164,8 @@ class Sequential(ActorCritic):
         # seed 001 eq. 10 / App. D line 14: fold this agent's new/old ratio into M for the next agent
         log_factor = update_factor(log_factor, logp_new, data.logp_old, data.active)
         stats = factor_stats(data.factor, data.active)
-        log_ratio = logp_new - data.logp_old
         metrics.update(
             factor_mean=stats["mean"], factor_min=stats["min"], factor_max=stats["max"],
-            ratio_min=jnp.exp(jnp.min(jnp.where(data.active > 0, log_ratio, jnp.inf))),
-            ratio_max=jnp.exp(jnp.max(jnp.where(data.active > 0, log_ratio, -jnp.inf))),
         )
         actor_params = tuple(self._put(p, new_params, i, stacked) if k == g else p for k, p in enumerate(actor_params))
         actor_opt = tuple(self._put(o, new_opt, i, stacked) if k == g else o for k, o in enumerate(actor_opt))
@@ -191,7 +197,12 @@ class Sequential(ActorCritic):
         state, critic_metrics = self.critic_learn(state, batch, k_critic, self.cfg.critic_epochs, self.cfg.critic_minibatches)
         # per-position metrics -> per-agent arrays (agent order), plus the order itself
         metrics = {f"diag/{k}_per_agent": jnp.zeros_like(v).at[order].set(v) for k, v in per_position.items()}
-        metrics["diag/order"] = order
+        # each agent's position in this iteration's order (0 = updated first, factor M = 1)
+        metrics["diag/position_per_agent"] = jnp.zeros_like(order).at[order].set(jnp.arange(self.n_agents, dtype=order.dtype))
+        # the actors' losses, averaged over agents (the runner's NaN guard watches loss/*)
+        for key, name in (("policy_loss", "loss/policy"), ("entropy", "loss/entropy")):
+            if key in per_position:
+                metrics[name] = per_position[key].mean()
         metrics["diag/factor_max"] = per_position["factor_max"].max()
         metrics["diag/factor_min"] = per_position["factor_min"].min()
         metrics.update(critic_metrics)
@@ -218,7 +229,7 @@ class HAPPO(Sequential):
             clip_frac = masked_mean((jnp.abs(ratio - 1.0) > self.eps).astype(jnp.float32), mb.active)
             return pi_loss - cfg.ent_coef * ent, {"policy_loss": pi_loss, "entropy": ent, "clip_frac": clip_frac}
 
-        apply = lambda p, gr, o: self.opt_step(self.actor_tx, p, gr, o, False)  # noqa: E731
+        apply = lambda p, gr, o: self.opt_step(self.actor_txs[g], p, gr, o, False)  # noqa: E731
         params, opt, aux = self.sgd(loss, apply, params, opt, data, key, cfg.epochs, cfg.minibatches)
         return params, opt, aux
 

@@ -80,6 +80,7 @@ class HATRPO(Sequential):
             cfg.accept_ratio, cfg.backtrack, cfg.ls_steps,
         )
         metrics = {
+            "policy_loss": -(surr_old + improvement),  # minus the surrogate after the (accepted or no) step
             "accepted": accepted.astype(jnp.float32),
             "ls_steps": steps.astype(jnp.float32),
             "kl_reached": kl_reached,
