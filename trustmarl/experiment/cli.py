@@ -2,7 +2,7 @@
 
     trustmarl train ALGO ENV [key=value ...] [--out DIR] [--config FILE] [--overwrite] [--no-progress]
     trustmarl train --resume RUN_DIR [total_steps=N]
-    trustmarl eval RUN_DIR [--episodes N] [--stochastic]
+    trustmarl eval RUN_DIR [--episodes N] [--stochastic] [--render [GIF]]
     trustmarl list [--keys [NAME]]
     trustmarl check-env IMPORT_PATH [...]
 
@@ -62,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("run_dir", type=Path)
     e.add_argument("--episodes", type=int, default=None, help="episodes per seed (default: eval_episodes)")
     e.add_argument("--stochastic", action="store_true", help="sample actions instead of the greedy/mean action")
+    e.add_argument("--render", nargs="?", const="", default=None, metavar="GIF",
+                   help="also write a GIF of one episode (default RUN_DIR/episode.gif); headless")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
 
     ls = sub.add_parser("list", help="algorithms, environments and their hyperparameters")
@@ -172,6 +174,11 @@ def _eval(args) -> int:
         f"mean return {res['mean_return']:.4g} over {res['episodes']} {mode} episodes per seed "
         f"(per seed: {per_seed})"
     )
+    if args.render is not None:
+        from trustmarl.experiment.runner import render_run
+
+        out = render_run(args.run_dir, args.render or None, deterministic=not args.stochastic)
+        print(f"episode ({out['frames']} frames, return {out['return']:.4g}) written to {out['path']}")
     return EXIT_OK
 
 

@@ -584,6 +584,17 @@ def evaluate_run(
     }
 
 
+def render_run(run_dir, path=None, deterministic: bool = True, seed: int = 0) -> dict[str, Any]:
+    """Write a GIF of one episode of seed 0's policy (JAX-native envs that implement ``render``)."""
+    from trustmarl.experiment.render import render_episode
+
+    cfg, algo, state, _ = load_run_state(run_dir)
+    if _is_host(cfg) or not hasattr(algo.env, "render"):
+        raise RunDirError(f"rendering is not supported for environment {cfg.env.name!r} yet (JAX-native envs with render())")
+    path = Path(run_dir) / "episode.gif" if path is None else Path(path)
+    return render_episode(algo, state, jax.random.PRNGKey(seed), path, deterministic=deterministic)
+
+
 def _evaluate_host(cfg: RunConfig, algo, state, episodes: int, deterministic: bool, eval_seed: int) -> list[float]:
     """Per-seed mean return of ``episodes`` fresh episodes on a new ``HostVecEnv`` (seeded ``eval_seed``)."""
     from trustmarl.rollout.host import evaluate_host
