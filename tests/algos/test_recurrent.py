@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jaxcache import compilation_cache as jax_compilation_cache
 
 from trustmarl.algos import algo_config_class, make_algorithm
 from trustmarl.envs.base import AgentGroup, Box, Discrete, MultiAgentEnv
@@ -211,25 +212,8 @@ def test_gru_solves_memory_task_that_mlp_cannot():
 @pytest.fixture
 def compilation_cache(tmp_path):
     """A persistent compilation cache for this test: the three runs compile the same programs once."""
-    keys = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs", "jax_persistent_cache_min_entry_size_bytes")
-    old = {k: getattr(jax.config, k) for k in keys}
-    jax.config.update("jax_compilation_cache_dir", str(tmp_path / "jax_cache"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
-    _reset_cache()
-    yield
-    for k, v in old.items():
-        jax.config.update(k, v)
-    _reset_cache()
-
-
-def _reset_cache() -> None:
-    try:
-        from jax.experimental.compilation_cache import compilation_cache as cc
-
-        cc.reset_cache()
-    except (ImportError, AttributeError):  # pragma: no cover - other jax versions
-        pass
+    with jax_compilation_cache(tmp_path / "jax_cache"):
+        yield
 
 
 def test_recurrent_run_resumes_exactly(tmp_path, compilation_cache):

@@ -10,29 +10,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import jax
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _dummy  # noqa: E402
+from jaxcache import compilation_cache  # noqa: E402
 
 _dummy.register()
-
-_CACHE_KEYS = (
-    "jax_compilation_cache_dir",
-    "jax_persistent_cache_min_compile_time_secs",
-    "jax_persistent_cache_min_entry_size_bytes",
-)
-
-
-def _reset_cache() -> None:
-    try:
-        from jax.experimental.compilation_cache import compilation_cache as cc
-
-        cc.reset_cache()
-    except (ImportError, AttributeError):  # pragma: no cover - older/newer jax
-        pass
 
 
 @pytest.fixture(scope="session")
@@ -42,12 +27,5 @@ def _cache_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module", autouse=True)
 def _compilation_cache(_cache_dir):
-    old = {k: getattr(jax.config, k) for k in _CACHE_KEYS}
-    jax.config.update("jax_compilation_cache_dir", str(_cache_dir))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
-    _reset_cache()
-    yield
-    for k, v in old.items():
-        jax.config.update(k, v)
-    _reset_cache()
+    with compilation_cache(_cache_dir):
+        yield
