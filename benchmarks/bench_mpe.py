@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 import warnings
@@ -37,6 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 from trustmarl.algos import make_algorithm
 from trustmarl.algos.base import init_seeds  # noqa: E402
 from trustmarl.experiment.config import build_config  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_env import machine_info  # noqa: E402
 
 ENV = "mpe/simple_spread"
 ALGOS = ("mappo", "ippo", "jrppo", "happo", "hatrpo")
@@ -195,15 +197,7 @@ def format_table(results: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    info = {
-        "loadavg_1_5_15": list(os.getloadavg()),
-        "cpu_count": os.cpu_count(),
-        "jax": jax.__version__,
-        "backend": jax.default_backend(),
-        "devices": [str(d) for d in jax.devices()],
-        "python": platform.python_version(),
-        "time": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }
+    info = machine_info()
     print(f"# bench_mpe  backend={info['backend']}  cpus={info['cpu_count']}  total steps/seed={args.total_steps:,}"
           f"  load avg (1/5/15 min)={' '.join(f'{x:.2f}' for x in info['loadavg_1_5_15'])}")
     results: list[dict[str, Any]] = []
