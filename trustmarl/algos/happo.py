@@ -225,7 +225,7 @@ class HAPPO(Sequential):
             ratio = jnp.exp(logp - mb.logp_old)
             # seed 001 eq. 11: M^{i_{1:m}} · min(r Â, clip(r, 1±eps) Â), M held constant
             pi_loss = -masked_mean(happo_objective(ratio, mb.adv, mb.factor, self.eps), mb.active)
-            ent = masked_mean(self.agent_entropy(g, dist), mb.active)
+            ent = masked_mean(self.agent_entropy(g, dist), mb.active)  # entropy bonus 0.01: seed 001 spec §3.6 (code default)
             clip_frac = masked_mean((jnp.abs(ratio - 1.0) > self.eps).astype(jnp.float32), mb.active)
             return pi_loss - cfg.ent_coef * ent, {"policy_loss": pi_loss, "entropy": ent, "clip_frac": clip_frac}
 

@@ -56,10 +56,10 @@ class PPO(ActorCritic):
             adv = jnp.broadcast_to(mb.adv, logp.shape)
             ratio = jnp.exp(logp - mb.logp)
             pi_loss = -self.agent_mean(ppo_clip_objective(ratio, adv, self.eps), mask)
-            ent = self.agent_mean(entropy, mask)
+            ent = self.agent_mean(entropy, mask)  # entropy bonus: seed 004 spec §3.3 L_ent (MAPPO/IPPO code practice)
             clip_frac = masked_mean((jnp.abs(ratio - 1.0) > self.eps).astype(jnp.float32), mask)
         v_loss = self.value_loss(critic_params, mb)
-        total = pi_loss - cfg.ent_coef * ent + cfg.vf_coef * v_loss
+        total = pi_loss - cfg.ent_coef * ent + cfg.vf_coef * v_loss  # seed 004 spec §3.3: L_pi + c_ent L_ent + c_V L_V
         return total, {"loss/policy": pi_loss, "loss/value": v_loss, "loss/entropy": ent, "diag/clip_frac": clip_frac}
 
     def learn(self, state: TrainState, batch: Batch):
