@@ -523,6 +523,25 @@ class ActorCritic:
         return state._replace(critic_params=params, critic_opt=opt), aux
 
     # ---- evaluation ------------------------------------------------------------------------
+    def eval_actions(self, actor_params: tuple, hidden: tuple, obs: tuple, avail: tuple, done: jax.Array,
+                     key: jax.Array, deterministic: bool = True) -> tuple[tuple, tuple]:
+        """Actions for evaluation and rendering: ``(env_actions, hidden')``.
+
+        The policy's mode (``deterministic``) or a sample drawn from ``key``; continuous actions are
+        clipped to the action box. Recurrent actors advance ``hidden`` (zeroed where ``done``, the
+        flag of the step that produced ``obs``); feed-forward ones pass ``()`` through.
+        """
+        if self.recurrent:
+            hidden, dists = self.policy_step(actor_params, hidden, obs, avail, done)
+        else:
+            dists = self.policy(actor_params, obs, avail)
+        if deterministic:
+            actions = tuple(dist_mode(kd, d) for kd, d in zip(self.kinds, dists))
+        else:
+            ks = jax.random.split(key, len(self.groups))
+            actions = tuple(dist_sample(kd, d, kk) for kd, d, kk in zip(self.kinds, dists, ks))
+        return self.env_actions(actions), hidden
+
     def evaluate(self, state: TrainState, key: jax.Array, num_episodes: int, deterministic: bool = True) -> jax.Array:
         """Mean team return of ``num_episodes`` fresh episodes (each stopped at its first end)."""
         env = self.env
@@ -531,17 +550,9 @@ class ActorCritic:
 
         def step(carry, k):
             (env_state, ts, ret, running), hidden = carry
-            if self.recurrent:
-                hidden, dists = self.policy_step(state.actor_params, hidden, ts.obs, ts.avail, ts.done)
-            else:
-                dists = self.policy(state.actor_params, ts.obs, ts.avail)
-            if deterministic:
-                actions = tuple(dist_mode(kd, d) for kd, d in zip(self.kinds, dists))
-            else:
-                ks = jax.random.split(k, len(self.groups))
-                actions = tuple(dist_sample(kd, d, kk) for kd, d, kk in zip(self.kinds, dists, ks))
+            actions, hidden = self.eval_actions(state.actor_params, hidden, ts.obs, ts.avail, ts.done, k, deterministic)
             k_env = jax.random.split(jax.random.fold_in(k, 1), num_episodes)
-            env_state, ts = jax.vmap(env.step)(k_env, env_state, self.env_actions(actions))
+            env_state, ts = jax.vmap(env.step)(k_env, env_state, actions)
             ret = ret + running * ts.reward.mean(-1)
             running = running * (1.0 - ts.done)
             return ((env_state, ts, ret, running), hidden), None

@@ -29,6 +29,7 @@ from typing import Any, Sequence
 
 from trustmarl.envs.host import HostEnvError
 from trustmarl.experiment.checkpoint import CheckpointError
+from trustmarl.experiment.render import RenderError
 from trustmarl.experiment.config import ConfigError, RunConfig, build_config, parse_overrides
 from trustmarl.experiment import config as config_mod
 
@@ -91,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return {"train": _train, "eval": _eval, "list": _list}[args.command](args)
     except (ConfigError, CheckpointError, UsageError) as e:
         return _error(str(e))
+    except RenderError as e:
+        return _error(f"cannot render: {e}")
     except HostEnvError as e:  # an env copy failed while building/resetting (before any update)
         print(f"trustmarl: error: host environment failed: {e}", file=sys.stderr)
         return EXIT_ENV_ERROR

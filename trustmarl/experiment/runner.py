@@ -585,14 +585,26 @@ def evaluate_run(
 
 
 def render_run(run_dir, path=None, deterministic: bool = True, seed: int = 0) -> dict[str, Any]:
-    """Write a GIF of one episode of seed 0's policy (JAX-native envs that implement ``render``)."""
-    from trustmarl.experiment.render import render_episode
+    """Write a GIF of one episode of seed 0's policy (default ``RUN_DIR/episode.gif``).
 
+    JAX-native envs render through their ``render(state)`` (MPE); host envs through their own
+    ``render()`` in ``rgb_array`` mode (MaMuJoCo, SISL, PettingZoo envs that support it), headless.
+    Raises :class:`RenderError` when the environment cannot render.
+    """
+    from trustmarl.experiment import render
+
+    render.headless()  # before anything creates an OpenGL/SDL context
     cfg, algo, state, _ = load_run_state(run_dir)
-    if _is_host(cfg) or not hasattr(algo.env, "render"):
-        raise RunDirError(f"rendering is not supported for environment {cfg.env.name!r} yet (JAX-native envs with render())")
     path = Path(run_dir) / "episode.gif" if path is None else Path(path)
-    return render_episode(algo, state, jax.random.PRNGKey(seed), path, deterministic=deterministic)
+    key = jax.random.PRNGKey(seed)
+    if not _is_host(cfg):
+        if not hasattr(algo.env, "render"):
+            raise render.RenderError(f"rendering is not supported for environment {cfg.env.name!r} (it has no render())")
+        return render.render_episode(algo, state, key, path, deterministic=deterministic)
+    factory = host_registry.make_factory(cfg.env.name, cfg.env.params)
+    if not callable(getattr(factory, "rendering", None)):
+        raise render.RenderError(f"rendering is not supported for environment {cfg.env.name!r}")
+    return render.render_host_episode(algo, factory.rendering(), state, key, path, deterministic, seed=seed)
 
 
 def _evaluate_host(cfg: RunConfig, algo, state, episodes: int, deterministic: bool, eval_seed: int) -> list[float]:

@@ -32,7 +32,6 @@ import numpy as np
 
 from trustmarl.algos.common import TrainState
 from trustmarl.envs.base import TimeStep
-from trustmarl.networks import dist_mode, dist_sample
 
 
 def env_seed(seed: int, update: int) -> int:
@@ -192,19 +191,7 @@ def evaluate_host(
     episodes = n // num_seeds
     max_steps = int(max_steps or algo.env.max_episode_steps)
 
-    def act_one(params, hidden, obs, avail, done, k):
-        if getattr(algo, "recurrent", False):
-            hidden, dists = algo.policy_step(params, hidden, obs, avail, done)
-        else:
-            dists = algo.policy(params, obs, avail)
-        if deterministic:
-            actions = tuple(dist_mode(kind, d) for kind, d in zip(algo.kinds, dists))
-        else:
-            ks = jax.random.split(k, len(dists))
-            actions = tuple(dist_sample(kind, d, kk) for kind, d, kk in zip(algo.kinds, dists, ks))
-        return algo.env_actions(actions), hidden
-
-    act = jax.jit(jax.vmap(act_one))
+    act = jax.jit(jax.vmap(lambda *a: algo.eval_actions(*a, deterministic)))
     split = lambda x: x.reshape((num_seeds, episodes) + x.shape[1:])  # noqa: E731
     hidden = algo.init_hidden((num_seeds, episodes)) if getattr(algo, "recurrent", False) else ()
     ts = vec_env.reset()

@@ -141,6 +141,9 @@ class FullObservation:
         _, rewards, terms, truncs, infos = self.env.step(actions)
         return self._obs(), rewards, terms, truncs, infos
 
+    def render(self) -> Any:
+        return self.env.render()
+
     def close(self) -> None:
         self.env.close()
 
@@ -161,6 +164,11 @@ class MaMuJoCoFactory:
             raise ValueError(f"observation must be 'local' or 'full', got {self.observation!r}")
         if not isinstance(self.agent_obsk, int) or self.agent_obsk < 0:
             raise ValueError(f"agent_obsk must be an integer >= 0, got {self.agent_obsk!r}")
+
+    def rendering(self) -> "MaMuJoCoFactory":
+        """The same task built with ``render_mode="rgb_array"`` (for ``trustmarl eval --render``)."""
+        kwargs = dict(self.gym_kwargs, render_mode="rgb_array")
+        return dataclasses.replace(self, gym_kwargs=tuple(sorted(kwargs.items())))
 
     def __call__(self) -> Any:
         mamujoco_v1 = _require()

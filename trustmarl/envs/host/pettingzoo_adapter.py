@@ -278,6 +278,11 @@ class PettingZooFactory:
     spec: str
     kwargs: tuple = ()
 
+    def rendering(self) -> "PettingZooFactory":
+        """The same env built with ``render_mode="rgb_array"`` (for ``trustmarl eval --render``)."""
+        kwargs = dict(self.kwargs, render_mode="rgb_array")
+        return dataclasses.replace(self, kwargs=tuple(sorted(kwargs.items())))
+
     def __call__(self) -> Any:
         return import_attr(self.spec)(**dict(self.kwargs))
 
