@@ -209,6 +209,23 @@ def test_crash_while_building_is_reported():
         HostVecEnv([ToyParallelEnv, bad], num_workers=2)
 
 
+def test_script_without_main_guard_gets_a_hint(tmp_path):
+    """Spawned workers re-import ``__main__``: a script without the guard fails with a message saying so."""
+    import subprocess
+
+    script = tmp_path / "train_me.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {os.path.dirname(__file__)!r})\n"
+        "from broken_envs import ToyParallelEnv\n"
+        "from trustmarl.envs.host import HostVecEnv\n"
+        "HostVecEnv([ToyParallelEnv, ToyParallelEnv], num_workers=2).close()\n"
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0
+    assert "worker 0 (envs [0]) died" in out.stderr and "if __name__ == '__main__':" in out.stderr
+
+
 # --- missing extras ---------------------------------------------------------------------------------
 
 

@@ -196,7 +196,7 @@ class HostVecEnv:
         self._conns: list[Any] = []
         self._local: _EnvChunk | None = None
         n_chunks = max(self.num_workers, 1)
-        self._chunks = [list(c) for c in np.array_split(np.arange(self.num_envs), n_chunks)]
+        self._chunks = [[int(i) for i in c] for c in np.array_split(np.arange(self.num_envs), n_chunks)]
         if self.num_workers == 0:
             self._local = self._run_local(lambda: _EnvChunk(env_fns, self._chunks[0]))
             specs = [self._local.spec()]
@@ -225,6 +225,14 @@ class HostVecEnv:
             self._conns.append(parent)
         try:
             return [self._recv(w) for w in range(self.num_workers)]
+        except HostEnvError as err:
+            self.close()
+            if "died" in str(err) and context == "spawn":
+                raise HostEnvError(
+                    f"{err}. Worker processes are spawned and re-import the main module: when training from a "
+                    "script, put the code under `if __name__ == '__main__':`"
+                ) from err
+            raise
         except BaseException:
             self.close()
             raise
