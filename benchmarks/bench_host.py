@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 from trustmarl.algos import make_algorithm  # noqa: E402
 from trustmarl.envs.host import registry as host_registry  # noqa: E402
-from trustmarl.experiment.config import build_config  # noqa: E402
+from trustmarl.experiment.config import build_config, drop_unused  # noqa: E402
 from trustmarl.rollout.host import HostTrainer  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -51,7 +51,7 @@ def measure(algo_name: str, name: str, params: dict, copies: int, workers: int, 
     """
     overrides = {"algo.num_envs": copies, "algo.rollout_len": rollout, "algo.minibatches": 1,
                  **{f"env.{k}": v for k, v in params.items()}}
-    cfg = build_config(algo_name, name, overrides)
+    cfg = build_config(algo_name, name, drop_unused(algo_name, overrides))
     algo = make_algorithm(cfg, total_updates=(repeats + 1) * updates + 1, env=host_registry.probe(name, params))
     vec = host_registry.make_vec_env(name, params, copies, seed=0, num_workers_override=workers)
     trainer = HostTrainer(algo, vec)

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 from trustmarl.algos import make_algorithm
 from trustmarl.algos.base import init_seeds  # noqa: E402
-from trustmarl.experiment.config import build_config  # noqa: E402
+from trustmarl.experiment.config import build_config, drop_unused  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_env import machine_info  # noqa: E402
@@ -94,10 +94,7 @@ def overrides_for(algo: str) -> dict[str, Any]:
     out = dict(JAXMARL_MPE)
     if algo in ("happo", "hatrpo"):
         out.update(SEQUENTIAL_EXTRA)
-    if algo == "hatrpo":  # no clip and no entropy bonus: the KL trust region replaces them (seed 001 §7 #19)
-        out.pop("algo.clip_eps")
-        out.pop("algo.ent_coef")
-    return out
+    return drop_unused(algo, out)  # HATRPO: no clip, no entropy bonus, no actor SGD (seed 001 §7 #19)
 
 
 def nanmean(x: np.ndarray, axis=None) -> np.ndarray:

@@ -7,12 +7,12 @@ import jax.numpy as jnp
 
 from trustmarl.algos import make_algorithm
 from trustmarl.algos.base import init_seeds
-from trustmarl.experiment.config import build_config
+from trustmarl.experiment.config import build_config, drop_unused
 
 
 def train(algo: str, env: str, n_updates: int, seeds=(0,), **overrides):
     """Train ``len(seeds)`` seeds (vmapped) for ``n_updates``; returns (algorithm, state, metrics [S, U])."""
-    cfg = build_config(algo, env, overrides)
+    cfg = build_config(algo, env, drop_unused(algo, overrides))
     a = make_algorithm(cfg, total_updates=n_updates)
     keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
     state = init_seeds(a, keys)
@@ -36,7 +36,7 @@ def initial_return(metrics, frac: float = 0.1):
 
 def build(algo: str, env: str, n_updates: int = 1, **overrides):
     """The algorithm object of ``algo`` on ``env`` with ``algo.x``/``env.x`` overrides (presets applied)."""
-    return make_algorithm(build_config(algo, env, overrides), total_updates=n_updates)
+    return make_algorithm(build_config(algo, env, drop_unused(algo, overrides)), total_updates=n_updates)
 
 
 def fresh_batch(a, seed: int = 0):

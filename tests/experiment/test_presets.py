@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from trustmarl.algos import algo_names
-from trustmarl.experiment.config import PRESET_DIR, build_config, preset_files
+from trustmarl.algos import algo_config_class, algo_names
+from trustmarl.experiment.config import PRESET_DIR, ConfigError, build_config, preset_files
 
 # one representative task per family that has presets (host families need their extras)
 TASKS = {
@@ -28,6 +28,20 @@ def test_preset_is_valid_yaml_for_a_known_algorithm(algo, path):
     assert algo in algo_names(), f"{path} is for unknown algorithm {algo!r}"
     data = yaml.safe_load(path.read_text())
     assert isinstance(data, dict) and set(data) <= {"algo", "env", "total_steps", "num_seeds", "seed"}
+    unused = set(data.get("algo") or {}) & set(algo_config_class(algo).UNUSED)
+    assert not unused, f"{path} sets keys {algo} does not use: {sorted(unused)}"
+
+
+def test_setting_a_key_the_algorithm_ignores_is_an_error(tmp_path):
+    """HATRPO takes CG steps, so a PPO clip range or actor learning rate would be silently ignored."""
+    for key, words in (("algo.clip_eps", "kl_threshold"), ("algo.actor_lr", "critic_lr"), ("algo.epochs", "line search")):
+        with pytest.raises(ConfigError, match=rf"{key} is not used by hatrpo: .*{words}"):
+            build_config("hatrpo", "mpe/simple_spread", {key: 1})
+    f = tmp_path / "mine.yaml"
+    f.write_text("algo:\n  vf_coef: 0.5\n")
+    with pytest.raises(ConfigError, match=r"algo.vf_coef is not used by happo"):
+        build_config("happo", "mpe/simple_spread", config_file=f)
+    assert build_config("mappo", "mpe/simple_spread", {"algo.vf_coef": 0.5}).algo.vf_coef == 0.5
 
 
 @pytest.mark.parametrize("family,tasks", list(TASKS.items()))

@@ -23,6 +23,7 @@ hidden state at each sequence start with the stored resets, so the factor stays 
 from __future__ import annotations
 
 import dataclasses
+import typing
 from typing import Any, NamedTuple
 
 import jax
@@ -50,6 +51,11 @@ class HAPPOConfig(OnPolicyConfig):
     use_factor: bool = True  # False: every agent uses the plain advantage (ablation of eq. 10)
     critic_epochs: int = 5
     critic_minibatches: int = 1
+
+    UNUSED: typing.ClassVar[dict[str, str]] = {
+        "vf_coef": "the critic is fitted on its own (algo.critic_lr, algo.critic_epochs, algo.critic_minibatches)",
+        "agent_reduction": "each agent is updated on its own loss, one after the other",
+    }
 
     def validate(self) -> None:
         super().validate()

@@ -14,6 +14,7 @@ the unroll.
 from __future__ import annotations
 
 import dataclasses
+import typing
 
 import jax
 import jax.numpy as jnp
@@ -37,7 +38,18 @@ class HATRPOConfig(HAPPOConfig):
     ls_steps: int = 10
     backtrack: float = 0.5
     accept_ratio: float = 0.5
-    ent_coef: float = 0.0  # HATRPO has no entropy bonus (spec §7 #19); the key is unused
+    ent_coef: float = 0.0  # unused: HATRPO has no entropy bonus (spec §7 #19)
+
+    _STEP = "each agent takes one conjugate-gradient step with a line search (algo.kl_threshold, algo.cg_iters, algo.ls_steps)"
+    UNUSED: typing.ClassVar[dict[str, str]] = {
+        **HAPPOConfig.UNUSED,
+        "epochs": _STEP,
+        "minibatches": _STEP + "; the critic uses algo.critic_minibatches",
+        "actor_lr": _STEP + "; the critic uses algo.critic_lr",
+        "clip_eps": "the trust region is the KL bound algo.kl_threshold, not a clip range",
+        "clip_rule": "the trust region is the KL bound algo.kl_threshold, not a clip range",
+        "ent_coef": "HATRPO has no entropy bonus (seed 001 spec §7 #19)",
+    }
 
     def validate(self) -> None:
         super().validate()

@@ -211,11 +211,15 @@ def _list(args) -> int:
     names = algo_names + env_names if args.keys == "all" else [args.keys]
     for name in names:
         if name in algo_names:
-            fields = _dataclass_defaults(algos.algo_config_class(name))
+            cls = algos.algo_config_class(name)
+            fields = _dataclass_defaults(cls)
             fields.pop("name", None)
             print(f"{name} (algorithm): {algos.describe_algo(name)}")
             for k, v in fields.items():
-                print(f"  algo.{k} = {_show(v)}")
+                if k not in getattr(cls, "UNUSED", {}):
+                    print(f"  algo.{k} = {_show(v)}")
+            if getattr(cls, "UNUSED", None):
+                print(f"  (not used by {name}: {', '.join('algo.' + k for k in cls.UNUSED)})")
         elif name in env_names or host_registry.is_host_env(name):
             print(f"{name} (environment): {describe(name)}")
             for k, v in config_mod.env_defaults(name).items():

@@ -77,6 +77,8 @@ class OnPolicyConfig:
     gru_size: int = 64
     seq_len: int = 0  # training sequence length; 0 = the whole rollout_len; must divide rollout_len
 
+    # keys an algorithm inherits but does not read, with the reason; setting one is an error
+    UNUSED: typing.ClassVar[dict[str, str]] = {}
     CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {
         "reward": ("team", "agent"),
         "clip_rule": ("fixed", "per_agent", "nth_root", "joint"),
@@ -380,6 +382,15 @@ def preset_files(algo: str, env: str) -> list[Path]:
     return [f for f in files if f.exists()]
 
 
+def drop_unused(algo: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """``overrides`` without the ``algo.*`` keys ``algo`` does not use (for one override set shared by
+    several algorithms, e.g. a sweep); :func:`build_config` rejects such keys when they are set directly."""
+    from trustmarl.algos import algo_config_class
+
+    unused = getattr(algo_config_class(algo), "UNUSED", {})
+    return {k: v for k, v in overrides.items() if not (k.startswith("algo.") and k[5:] in unused)}
+
+
 def build_config(
     algo: str,
     env: str,
@@ -397,13 +408,17 @@ def build_config(
     if config_file is not None:
         layers.append(load_yaml(Path(config_file)))
     layers.append(dict(overrides or {}))
+    algo_cls = algo_config_class(algo)
+    for layer in layers[-2 if config_file is not None else -1:]:  # what the user set (presets are checked by tests)
+        for key in layer:
+            if key.startswith("algo.") and key[5:] in getattr(algo_cls, "UNUSED", {}):
+                raise ConfigError(f"{key} is not used by {algo}: {algo_cls.UNUSED[key[5:]]}")
     merged: dict[str, Any] = {}
     for layer in layers:
         merged.update(layer)
     merged.pop("algo.name", None)
     merged.pop("env.name", None)
 
-    algo_cls = algo_config_class(algo)
     algo_types = _field_types(algo_cls)
     run_types = {k: v for k, v in _field_types(RunConfig).items() if k not in ("algo", "env")}
     algo_kwargs: dict[str, Any] = {"name": algo}
