@@ -257,16 +257,33 @@ def test_env_crash_stops_run_resumable(tmp_path, capsys):
 
 # ---- learning on Multi-Agent MuJoCo ----------------------------------------------------------------
 
-@pytest.mark.slow
+# The paper's MaMuJoCo actor lr (5e-6, Table 4, kept in the preset) needs millions of steps; these
+# short runs use HARL's 5e-4. Measured (2 seeds, 8 envs x 100 steps, 100-step episodes): the mean return
+# per update goes from about -14 (updates 1-5) to 0..20 by 16k steps and 65-100 by 48k steps.
+HALFCHEETAH = {"algo.num_envs": 8, "algo.rollout_len": 100, "env.max_episode_steps": 100, "algo.actor_lr": 5e-4,
+               "chunk_updates": 10}
+
+
 def test_happo_learns_halfcheetah_2x3(tmp_path):
-    """HAPPO on MaMuJoCo HalfCheetah 2x3 (8 envs x 100-step rollouts, 100-step episodes, 48k steps):
-    the mean episode return of the last 10% of updates exceeds that of the first 10% by a margin."""
+    """HAPPO on MaMuJoCo HalfCheetah 2x3, 24k steps through the runner: the last 10% of updates beat the
+    first 10% by more than 15 (measured gain about 40), and the saved policy evaluates."""
     pytest.importorskip("gymnasium_robotics")
-    overrides = {"algo.num_envs": 8, "algo.rollout_len": 100, "env.max_episode_steps": 100,
-                 "total_steps": 48_000, "chunk_updates": 10}
-    cfg = build_config("happo", "mamujoco/halfcheetah_2x3", overrides)
+    cfg = build_config("happo", "mamujoco/halfcheetah_2x3", {**HALFCHEETAH, "total_steps": 24_000})
     summary = train(cfg, tmp_path / "run", progress=False, tensorboard=False)
-    assert summary["status"] == "completed" and summary["env_steps"] == 48_000
-    assert summary["final_return"] > summary["initial_return"] + 20.0, summary
-    res = evaluate_run(tmp_path / "run", episodes=4)
+    assert summary["status"] == "completed" and summary["env_steps"] == 24_000
+    assert summary["final_return"] > summary["initial_return"] + 15.0, summary
+    res = evaluate_run(tmp_path / "run", episodes=2)
     assert np.isfinite(res["mean_return"])
+
+
+@pytest.mark.slow
+def test_happo_learns_halfcheetah_2x3_two_seeds(tmp_path):
+    """2 vmapped seeds x 48k steps: both seeds end above +30 mean return over the last 6 updates (measured 98 and 61)."""
+    pytest.importorskip("gymnasium_robotics")
+    cfg = build_config("happo", "mamujoco/halfcheetah_2x3", {**HALFCHEETAH, "total_steps": 48_000, "num_seeds": 2})
+    summary = train(cfg, tmp_path / "run", progress=False, tensorboard=False)
+    assert summary["status"] == "completed"
+    rows = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    for seed in range(2):
+        last = [r[f"episode_return/seed_{seed}"] for r in rows[-6:]]
+        assert np.mean(last) > 30.0, (seed, last)
