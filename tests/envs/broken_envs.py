@@ -17,7 +17,7 @@ import numpy as np
 from trustmarl.envs.base import AgentGroup, Box, Discrete, MultiAgentEnv
 
 JAX_BUGS = ("obs_shape", "obs_dtype", "reward_shape", "no_avail", "nondeterministic_reset", "nan_obs",
-            "never_ends", "state_shape", "done_shape")
+            "never_ends", "state_shape", "done_shape", "info_keys")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,7 +35,7 @@ class ToyEnv(MultiAgentEnv):
     def state_dim(self):
         return 4
 
-    def _ts(self, x, step, reward):
+    def _ts(self, x, step, reward, info=None):
         obs_d = jnp.tile(jnp.concatenate([x, step[None].astype(jnp.float32)])[None], (2, 1))
         obs_c = obs_d[:1]
         if self.bug == "obs_shape":
@@ -57,7 +57,8 @@ class ToyEnv(MultiAgentEnv):
             done = jnp.asarray(False)
         if self.bug == "done_shape":
             done = jnp.broadcast_to(done, (1,))
-        return self.make_timestep((obs_d, obs_c), (avail_d, jnp.ones((1, 0), bool)), state, reward, False, done)
+        return self.make_timestep((obs_d, obs_c), (avail_d, jnp.ones((1, 0), bool)), state, reward, False, done,
+                                  info=info)
 
     def _reset(self, key):
         x = jax.random.normal(key, (2,))
@@ -72,7 +73,8 @@ class ToyEnv(MultiAgentEnv):
         x = x + move + 0.1 * jnp.clip(actions[1][0], -1, 1)
         step = step + 1
         reward = jnp.full((3,), -jnp.sum(x * x))
-        return (x, step), self._ts(x, step, reward)
+        info = {"near": jnp.sum(x * x) < 0.1} if self.bug == "info_keys" else None  # the reset has no "near"
+        return (x, step), self._ts(x, step, reward, info)
 
 
 # --- PettingZoo Parallel API toys ------------------------------------------------------------------

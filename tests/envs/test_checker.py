@@ -23,6 +23,7 @@ JAX_EXPECTED = {
     "never_ends": "no episode ended within 200 steps",
     "state_shape": "state has shape (3,), expected (4,)",
     "done_shape": "truncated must be a scalar bool",
+    "info_keys": "info keys differ: reset gives [], step gives ['near']",
 }
 PZ_EXPECTED = {
     "missing_agent_in_obs": "observation dict is missing agents ['a_1']",

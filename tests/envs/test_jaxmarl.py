@@ -210,6 +210,41 @@ def test_check_env_smax_3m(env3m):
     assert check_env(env3m) == []
 
 
+def test_reset_and_step_states_have_the_same_types(env3m):
+    """JaxMARL's heuristic enemy starts from a weakly typed ``-1``; the contract's reset makes it an ordinary
+    int32, so a jitted step (or training chunk) fed a reset state and then a stepped one compiles once."""
+    state, ts = env3m.reset(jax.random.PRNGKey(0))
+    weak = [jax.tree_util.keystr(p) for p, x in jax.tree_util.tree_leaves_with_path(state) if jax.typeof(x).weak_type]
+    assert weak == []
+    step = jax.jit(env3m.step)
+    actions = (jnp.full((env3m.groups[0].n,), 4, jnp.int32),)  # stop is always available
+    state, ts = step(jax.random.PRNGKey(1), state, actions)
+    step(jax.random.PRNGKey(2), state, actions)
+    assert step._cache_size() == 1
+
+
+def test_win_rate_info(env3m, traj3m):
+    """``info["win_rate"]`` is 1.0 exactly on the step where the allies win: all enemies dead and an ally
+    alive; 0.0 when the allies are wiped out, on ordinary steps and after reset."""
+    state, ts = env3m.reset(jax.random.PRNGKey(0))
+    assert float(ts.info["win_rate"]) == 0.0
+    n = env3m.raw.num_allies
+    stop = (jnp.full((n,), 4, jnp.int32),)
+
+    def with_alive(allies, enemies):
+        alive = jnp.concatenate([jnp.asarray(allies), jnp.asarray(enemies)])
+        health = jnp.where(alive, state.state.unit_health, 0.0)  # SMAX derives "alive" from health
+        return state.replace(state=state.state.replace(unit_alive=alive, unit_health=health))
+
+    _, won = env3m._step(jax.random.PRNGKey(1), with_alive([True, False, False], [False] * 3), stop)
+    _, lost = env3m._step(jax.random.PRNGKey(1), with_alive([False] * 3, [True, True, False]), stop)
+    assert bool(won.terminated) and float(won.info["win_rate"]) == 1.0
+    assert bool(lost.terminated) and float(lost.info["win_rate"]) == 0.0
+    nxt = traj3m["next_ts"]
+    assert set(np.unique(nxt.info["win_rate"])) <= {0.0, 1.0}
+    assert not (nxt.info["win_rate"] > 0)[~nxt.terminated].any()
+
+
 def test_rollout_shapes_and_dtypes(traj3m, env3m):
     ts = traj3m["next_ts"]
     g = env3m.groups[0]

@@ -159,8 +159,12 @@ def test_metrics_nan_aware_over_seeds(tmp_path):
 
     # 3 seeds x 2 updates
     metrics = {"episode_return": np.array([[1.0, np.nan], [np.nan, np.nan], [3.0, np.nan]]),
+               "episode_win_rate": np.array([[1.0, np.nan], [np.nan, np.nan], [0.5, np.nan]]),
                "env_steps": np.array([[4, 8]] * 3)}
     rows = chunk_rows({k: np.asarray(v) for k, v in metrics.items()}, first_update=10, wall_time=1.5)
+    # env outcomes (``episode_*``) are averaged like the return, with a column per seed
+    assert rows[0]["episode_win_rate"] == pytest.approx(0.75) and rows[0]["episode_win_rate/seed_2"] == 0.5
+    assert math.isnan(rows[1]["episode_win_rate"])
     assert [r["update"] for r in rows] == [11, 12]
     assert rows[0]["episode_return"] == pytest.approx(2.0) and math.isnan(rows[1]["episode_return"])
     assert math.isnan(rows[0]["episode_return/seed_1"]) and rows[0]["episode_return/seed_2"] == 3.0

@@ -343,7 +343,8 @@ class ActorCritic:
     def record(self, state: TrainState, last: TimeStep, ts: TimeStep, act_out, ep_return: jax.Array):
         """The transition to learn from after stepping ``last`` -> ``ts``, and episode bookkeeping.
 
-        Returns ``(transition, ep_return, finished_return_sum, finished_count)``.
+        Returns ``(transition, ep_return, finished, finished_count)``; ``finished`` sums over the episodes
+        that ended here their return (``"episode_return"``) and their ``ts.info`` outcomes (``"episode_<key>"``).
         """
         cfg = self.cfg
         actions, logp, dists, value = act_out[:4]
@@ -361,7 +362,8 @@ class ActorCritic:
         )
         if self.recurrent:  # what the training unroll needs to replay the behaviour policy
             transition.update(hidden=act_out[4].hidden_in, reset=act_out[4].reset)
-        finished = jnp.sum(jnp.where(done, ep_ret, 0.0))
+        finished = {"episode_return": jnp.sum(jnp.where(done, ep_ret, 0.0))}
+        finished.update({f"episode_{k}": jnp.sum(jnp.where(done, v, 0.0)) for k, v in ts.info.items()})
         return transition, jnp.where(done, 0.0, ep_ret), finished, jnp.sum(done)
 
     def rollout(self, state: TrainState):
@@ -369,29 +371,29 @@ class ActorCritic:
         cfg, env = self.cfg, self.env
 
         def step(carry, _):
-            st, ret_sum, ret_count = carry
+            st, sums, ret_count = carry
             key, k_act, k_env = jax.random.split(st.key, 3)
             act_out = self.act(st, st.last, k_act)
             env_keys = jax.random.split(k_env, cfg.num_envs)
             env_state, ts = jax.vmap(env.step)(env_keys, st.env_state, self.env_actions(act_out[0]))
             transition, ep_ret, finished, count = self.record(st, st.last, ts, act_out, st.ep_return)
             st = self.carry_hidden(st._replace(env_state=env_state, last=ts, ep_return=ep_ret, key=key), act_out)
-            return (st, ret_sum + finished, ret_count + count), transition
+            return (st, jax.tree.map(jnp.add, sums, finished), ret_count + count), transition
 
-        (state, ret_sum, ret_count), traj = jax.lax.scan(
-            step, (state, jnp.zeros(()), jnp.zeros((), jnp.int32)), None, length=cfg.rollout_len
+        zeros = {"episode_return": jnp.zeros(())} | {f"episode_{k}": jnp.zeros(()) for k in state.last.info}
+        (state, sums, ret_count), traj = jax.lax.scan(
+            step, (state, zeros, jnp.zeros((), jnp.int32)), None, length=cfg.rollout_len
         )
-        return state, traj, self.last_value(state), self.episode_metrics(ret_sum, ret_count)
+        return state, traj, self.last_value(state), self.episode_metrics(sums, ret_count)
 
     def last_value(self, state: TrainState) -> jax.Array:
         return self.denorm(state.value_norm, self.value(state.critic_params, state.last.obs, state.last.state))
 
     @staticmethod
-    def episode_metrics(ret_sum: jax.Array, ret_count: jax.Array) -> dict:
-        return {
-            "episode_return": jnp.where(ret_count > 0, ret_sum / jnp.maximum(ret_count, 1), jnp.nan),
-            "episodes": ret_count,
-        }
+    def episode_metrics(sums: dict, count: jax.Array) -> dict:
+        """Per-episode means of ``sums`` over the ``count`` episodes that ended (NaN if none did)."""
+        means = {k: jnp.where(count > 0, v / jnp.maximum(count, 1), jnp.nan) for k, v in sums.items()}
+        return {**means, "episodes": count}
 
     def targets(self, state: TrainState, traj: dict, last_value: jax.Array):
         """GAE advantages and value targets; updates the value normaliser (seed 001 §3.7)."""

@@ -79,6 +79,9 @@ class TimeStep(NamedTuple):
     active:     ``[n_agents]`` bool, agents alive at this step (dead agents are masked out of losses).
     final_obs, final_state: after an auto-reset, the observation and state the episode ended in
                 (equal to ``obs``/``state`` when no reset happened); used to bootstrap truncation.
+    info:       dict of scalar float32 per-episode outcomes, read at the step that ends an episode and
+                logged as ``episode_<key>``, the mean over the episodes that ended in an update (SMAX:
+                ``win_rate``, 1.0 for a won battle). The same keys after reset and every step; default ``{}``.
     """
 
     obs: tuple
@@ -90,6 +93,7 @@ class TimeStep(NamedTuple):
     active: jax.Array
     final_obs: tuple
     final_state: jax.Array
+    info: dict = {}  # never mutated: environments build a new dict per step
 
     @property
     def done(self) -> jax.Array:
@@ -108,6 +112,18 @@ class GroupedAgents:
     @property
     def agents(self) -> tuple[str, ...]:
         return tuple(a for g in self.groups for a in g.agents)
+
+
+def strong_types(tree: Any) -> Any:
+    """``tree`` with weakly typed arrays made ordinary ones of the same dtype.
+
+    A reset state built from Python scalars (e.g. ``jnp.full(n, -1)``) is weakly typed, while the same
+    field after a step is not: a jitted training chunk fed one and then the other compiles twice.
+    """
+    def fix(x):
+        return jnp.asarray(x, dtype=x.dtype) if getattr(jax.typeof(x), "weak_type", False) else x
+
+    return jax.tree.map(lambda x: fix(x) if isinstance(x, jax.Array) else x, tree)
 
 
 class MultiAgentEnv(GroupedAgents):
@@ -146,7 +162,7 @@ class MultiAgentEnv(GroupedAgents):
         """Raise ``ValueError`` naming a bad hyperparameter; subclasses extend it."""
 
     def reset(self, key: jax.Array) -> tuple[Any, TimeStep]:
-        return self._reset(key)
+        return strong_types(self._reset(key))
 
     def step(self, key: jax.Array, state: Any, actions: tuple) -> tuple[Any, TimeStep]:
         """Step, and reset the episode when it is done (``final_*`` keep the last observation)."""
@@ -164,9 +180,9 @@ class MultiAgentEnv(GroupedAgents):
             final_obs=ts.obs,
             final_state=ts.state,
         )
-        return state_out, ts_out
+        return strong_types((state_out, ts_out))
 
-    def make_timestep(self, obs, avail, state, reward, terminated, truncated, active=None) -> TimeStep:
+    def make_timestep(self, obs, avail, state, reward, terminated, truncated, active=None, info=None) -> TimeStep:
         """Convenience constructor for subclasses (``final_*`` default to the current values)."""
         if active is None:
             active = jnp.ones((self.n_agents,), dtype=bool)
@@ -180,6 +196,7 @@ class MultiAgentEnv(GroupedAgents):
             active=active,
             final_obs=tuple(obs),
             final_state=state,
+            info={k: jnp.asarray(v, jnp.float32) for k, v in (info or {}).items()},
         )
 
     def all_available(self) -> tuple:

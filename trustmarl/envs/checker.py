@@ -170,6 +170,13 @@ def _check_timestep(env: MultiAgentEnv, ts: Any, where: str) -> list[str]:
     a = _arr(ts.active)
     if a.shape != (env.n_agents,) or a.dtype != np.bool_:
         out.append(f"{where}: active must be bool [n_agents]=({env.n_agents},), got shape {a.shape} dtype {a.dtype}")
+    if not isinstance(ts.info, dict):
+        out.append(f"{where}: info must be a dict of per-episode outcomes, got {type(ts.info).__name__}")
+    else:
+        for k, v in ts.info.items():
+            x = _arr(v)
+            if x.shape != () or not np.issubdtype(x.dtype, np.floating) or not np.isfinite(x):
+                out.append(f"{where}: info[{k!r}] must be a finite scalar float, got shape {x.shape} dtype {x.dtype}")
     return out
 
 
@@ -213,6 +220,8 @@ def check_jax_env(env: MultiAgentEnv, seed: int = 0, max_episode_steps: int = MA
     except Exception as err:  # noqa: BLE001
         return out + [f"step(key, state, actions) raised {type(err).__name__}: {err}"]
     out += _check_timestep(env, ts2, "step")
+    if isinstance(ts.info, dict) and isinstance(ts2.info, dict) and set(ts.info) != set(ts2.info):
+        out.append(f"info keys differ: reset gives {sorted(ts.info)}, step gives {sorted(ts2.info)} (they must be the same)")
     # determinism: same key, same outputs (eager, so host-side randomness is caught too)
     if not _same(env.reset(k_reset), (state, ts)):
         out.append("reset is not deterministic: two resets with the same key gave different outputs")

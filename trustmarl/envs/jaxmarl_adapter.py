@@ -359,8 +359,18 @@ class JaxMARLEnv(MultiAgentEnv):
     def _timestep(self, obs: dict, state: Any, reward, terminated, truncated, active) -> TimeStep:
         per_group = self._obs(obs)
         return self.make_timestep(
-            per_group, self._avail(state), self._global_state(obs, per_group), reward, terminated, truncated, active
+            per_group, self._avail(state), self._global_state(obs, per_group), reward, terminated, truncated, active,
+            self._info(state, terminated),
         )
+
+    def _info(self, state: Any, terminated: jax.Array) -> dict:
+        """SMAX: ``win_rate`` is 1.0 on the step where the allies win (every enemy dead, an ally alive)."""
+        if self.layout.done_kind not in ("smax", "enemy_smax"):
+            return {}
+        s = state.state if self.layout.done_kind == "enemy_smax" else state
+        n_allies = self.raw.num_allies
+        won = terminated & jnp.any(s.unit_alive[:n_allies]) & jnp.all(~s.unit_alive[n_allies:])
+        return {"win_rate": won}
 
     # --- dynamics ---------------------------------------------------------------------------------
     def _reset(self, key: jax.Array) -> tuple[Any, TimeStep]:

@@ -2,7 +2,8 @@
 
 A chunk of updates returns metrics with a leading ``[num_seeds, n_updates]`` shape;
 :func:`chunk_rows` turns them into one flat row per update: ``episode_return`` is the NaN-aware
-mean over seeds with per-seed columns ``episode_return/seed_k``, every other scalar metric is the
+mean over seeds with per-seed columns ``episode_return/seed_k`` (so are the other ``episode_*``
+outcomes, e.g. SMAX's ``episode_win_rate``), every other scalar metric is the
 mean over seeds and per-agent arrays become ``name/agent_i`` columns. Non-finite values are
 written as ``null`` in JSON and ``nan`` in CSV.
 """
@@ -33,12 +34,14 @@ def chunk_rows(metrics: dict[str, np.ndarray], first_update: int, wall_time: flo
         steps = metrics.get("env_steps")
         row["env_steps"] = int(np.asarray(steps)[0, t]) if steps is not None else None
         row["wall_time"] = float(wall_time)
-        ret = np.asarray(metrics["episode_return"], dtype=np.float64)[:, t]
-        row["episode_return"] = nanmean(ret)
-        for k in range(n_seeds):
-            row[f"episode_return/seed_{k}"] = float(ret[k])
+        episode = ["episode_return"] + sorted(m for m in metrics if m.startswith("episode_") and m != "episode_return")
+        for name in episode:  # NaN for a seed in which no episode ended: NaN-aware mean, one column per seed
+            per_seed = np.asarray(metrics[name], dtype=np.float64)[:, t]
+            row[name] = nanmean(per_seed)
+            for k in range(n_seeds):
+                row[f"{name}/seed_{k}"] = float(per_seed[k])
         for name in sorted(metrics):
-            if name in ("env_steps", "episode_return"):
+            if name == "env_steps" or name in episode:
                 continue
             value = np.asarray(metrics[name], dtype=np.float64)[:, t]
             if value.ndim == 1:
@@ -163,7 +166,8 @@ def _csv_header(path: Path) -> list[str] | None:
 
 def _order_columns(row: dict[str, Any]) -> list[str]:
     first = [c for c in FIRST_COLUMNS if c in row]
-    seeds = [c for c in row if c.startswith("episode_return/seed_")]
+    first += [c for c in row if c.startswith("episode_") and "/" not in c and c not in first]
+    seeds = [c for c in row if c.startswith("episode_") and "/seed_" in c]
     rest = [c for c in row if c not in first and c not in seeds]
     return first + seeds + rest
 

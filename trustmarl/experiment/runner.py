@@ -279,9 +279,9 @@ def _window_return(per_seed: np.ndarray, first: bool) -> tuple[float, list[float
     return nanmean(seeds), seeds
 
 
-def _per_seed_returns(rows: list[dict[str, Any]], num_seeds: int) -> np.ndarray:
+def _per_seed_returns(rows: list[dict[str, Any]], num_seeds: int, name: str = "episode_return") -> np.ndarray:
     return np.array(
-        [[float(r.get(f"episode_return/seed_{k}", float("nan"))) for k in range(num_seeds)] for r in rows],
+        [[float(r.get(f"{name}/seed_{k}", float("nan"))) for k in range(num_seeds)] for r in rows],
         dtype=np.float64,
     ).reshape(len(rows), num_seeds)
 
@@ -322,6 +322,11 @@ def _summary(cfg, run_dir, rows, status, updates, env_steps, session, wall_total
         "final_return_per_seed": final_seeds,
         "run_dir": str(run_dir),
     }
+    outcomes = sorted({k for r in rows for k in r if k.startswith("episode_") and "/" not in k} - {"episode_return"})
+    for name in outcomes:  # env outcomes such as SMAX's episode_win_rate, over the last 10% of updates
+        out[f"final_{name[8:]}"], out[f"final_{name[8:]}_per_seed"] = _window_return(
+            _per_seed_returns(rows, cfg.num_seeds, name), first=False
+        )
     if message:
         out["message"] = message
     return out
@@ -338,7 +343,8 @@ def _print_result(summary: dict[str, Any], out=None) -> None:
         f"{s['algo']} on {s['env']} ({s['num_seeds']} seed{'s' if s['num_seeds'] != 1 else ''}, "
         f"{s['env_steps']} env steps each): return {_fmt(s['initial_return'])} -> {_fmt(s['final_return'])} "
         f"(first -> last 10% of updates); {_fmt(s['steps_per_second'], '.0f')} steps/s overall, "
-        f"{_fmt(s['steady_steps_per_second'], '.0f')} steps/s after compilation",
+        f"{_fmt(s['steady_steps_per_second'], '.0f')} steps/s after compilation"
+        + ("; final win rate " + _fmt(s["final_win_rate"], ".3g") if "final_win_rate" in s else ""),
         file=out,
     )
     print(f"run saved to {s['run_dir']}", file=out)

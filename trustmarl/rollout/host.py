@@ -112,7 +112,7 @@ class HostTrainer:
         view = _policy_state(params, hidden)
         transition, ep_return, finished, count = self.algo.record(view, last, ts, act_out, ep_return)
         act_next, env_act, key, hidden = self._act_one(params, hidden, ts, key)
-        return transition, ep_return, (sums[0] + finished, sums[1] + count), act_next, env_act, key, hidden
+        return transition, ep_return, (jax.tree.map(jnp.add, sums[0], finished), sums[1] + count), act_next, env_act, key, hidden
 
     def _finish_one(self, state: TrainState, transitions: list, last, ts, act_out, ep_return, sums, key, hidden):
         """Record the last transition, stack the trajectory ``[T, E, ...]`` and learn from it."""
@@ -120,7 +120,7 @@ class HostTrainer:
         transition, ep_return, finished, count = algo.record(state, last, ts, act_out, ep_return)
         traj = jax.tree.map(lambda *xs: jnp.stack(xs), *transitions, transition)
         state = state._replace(last=ts, ep_return=ep_return, key=key, actor_hidden=hidden)
-        metrics = algo.episode_metrics(sums[0] + finished, sums[1] + count)
+        metrics = algo.episode_metrics(jax.tree.map(jnp.add, sums[0], finished), sums[1] + count)
         return algo.update_from_trajectory(state, traj, algo.last_value(state), metrics)
 
     # ---- host side -------------------------------------------------------------------------------
@@ -152,7 +152,8 @@ class HostTrainer:
         last = state.last
         act_out, env_act, key, hidden = self._act(params, state.actor_hidden, last, state.key)
         ep_return = state.ep_return
-        sums = (jnp.zeros((s,), jnp.float32), jnp.zeros((s,), jnp.int32))
+        keys = ["episode_return"] + [f"episode_{k}" for k in last.info]
+        sums = ({k: jnp.zeros((s,), jnp.float32) for k in keys}, jnp.zeros((s,), jnp.int32))
         transitions = []
         for t in range(self.rollout_len):
             ts = self._env_step(env_act)
