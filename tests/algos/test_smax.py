@@ -75,7 +75,7 @@ SMALL = [
 ]
 
 
-@pytest.mark.parametrize("algo", ["mappo", "happo"])
+@pytest.mark.parametrize("algo", [pytest.param("mappo", marks=pytest.mark.slow), "happo"])  # one shared masking path
 def test_short_smax_run_respects_action_masks(tmp_path, algo):
     """``trustmarl train {mappo,happo} smax/3m`` (6 updates x 8 envs x 32 steps, 2 seeds in one jitted
     chunk), then 96 more steps of the trained policy (stochastic ``act``) in the 8 training envs per seed.

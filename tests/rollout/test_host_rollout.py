@@ -179,7 +179,7 @@ def test_pettingzoo_simple_spread_has_the_jax_native_inputs():
 
 # ---- runs: run directory, learning, evaluation, crashes and resume --------------------------------
 
-@pytest.mark.parametrize("algo_name", ["mappo", "happo"])
+@pytest.mark.parametrize("algo_name", ["mappo", pytest.param("happo", marks=pytest.mark.slow)])
 def test_train_pettingzoo_simple_spread_run_dir(tmp_path, algo_name):
     overrides = {**SMALL, "algo.num_envs": 4, "algo.rollout_len": 25, "total_steps": 400, "chunk_updates": 2}
     cfg = build_config(algo_name, "pettingzoo/simple_spread", overrides)
