@@ -108,6 +108,11 @@ def test_short_smax_run_respects_action_masks(tmp_path, algo):
         kernel = np.asarray(jax.tree.leaves(state.actor_params)[-1])
         assert not np.allclose(kernel[:, 0], kernel[:, 1]) and not np.allclose(kernel[:, 1], kernel[:, 2])
 
+    res = runner.evaluate_run(tmp_path / algo, episodes=4)  # greedy episodes: return and win rate per seed
+    assert len(res["per_seed_win_rate"]) == 2 and all(0.0 <= w <= 1.0 for w in res["per_seed_win_rate"])
+    for ret, win in zip(res["per_seed_return"], res["per_seed_win_rate"]):
+        assert ret >= win - 1e-6  # a win pays its bonus of 1 on top of the damage dealt
+
     seed0 = jax.tree.map(lambda x: x[0], state)  # one seed: vmapping the rollout costs ~5 s more compilation
     traj = jax.tree.map(np.asarray, jax.jit(lambda s, k: policy_rollout(algo_obj, s, k, 96))(seed0, jax.random.PRNGKey(5)))
     assert_masks_respected(traj)

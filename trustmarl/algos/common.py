@@ -546,19 +546,28 @@ class ActorCritic:
 
     def evaluate(self, state: TrainState, key: jax.Array, num_episodes: int, deterministic: bool = True) -> jax.Array:
         """Mean team return of ``num_episodes`` fresh episodes (each stopped at its first end)."""
+        return self.evaluate_episodes(state, key, num_episodes, deterministic)["episode_return"]
+
+    def evaluate_episodes(self, state: TrainState, key: jax.Array, num_episodes: int, deterministic: bool = True) -> dict:
+        """Means over ``num_episodes`` fresh episodes of the return (``episode_return``) and of the env's
+        outcomes (``episode_<key>`` for every ``TimeStep.info`` key, e.g. SMAX's ``episode_win_rate``).
+        An episode still running after ``env.max_episode_steps`` counts with its return so far."""
         env = self.env
         k_reset, k_run = jax.random.split(key)
         env_state, ts = jax.vmap(env.reset)(jax.random.split(k_reset, num_episodes))
 
         def step(carry, k):
-            (env_state, ts, ret, running), hidden = carry
+            (env_state, ts, sums, running), hidden = carry
             actions, hidden = self.eval_actions(state.actor_params, hidden, ts.obs, ts.avail, ts.done, k, deterministic)
             k_env = jax.random.split(jax.random.fold_in(k, 1), num_episodes)
             env_state, ts = jax.vmap(env.step)(k_env, env_state, actions)
-            ret = ret + running * ts.reward.mean(-1)
+            ended = running * ts.done  # the info of the step that ends each episode
+            sums = {"episode_return": sums["episode_return"] + running * ts.reward.mean(-1),
+                    **{f"episode_{k}": sums[f"episode_{k}"] + ended * v for k, v in ts.info.items()}}
             running = running * (1.0 - ts.done)
-            return ((env_state, ts, ret, running), hidden), None
+            return ((env_state, ts, sums, running), hidden), None
 
-        init = ((env_state, ts, jnp.zeros((num_episodes,)), jnp.ones((num_episodes,))), self.init_hidden((num_episodes,)))
-        ((_, _, ret, _), _), _ = jax.lax.scan(step, init, jax.random.split(k_run, env.max_episode_steps))
-        return ret.mean()
+        zeros = {f"episode_{k}": jnp.zeros((num_episodes,)) for k in ("return", *ts.info)}
+        init = ((env_state, ts, zeros, jnp.ones((num_episodes,))), self.init_hidden((num_episodes,)))
+        ((_, _, sums, _), _), _ = jax.lax.scan(step, init, jax.random.split(k_run, env.max_episode_steps))
+        return {k: v.mean() for k, v in sums.items()}

@@ -176,6 +176,7 @@ def _eval(args) -> int:
         f"{res['algo']} on {res['env']} at update {res['update']} ({res['env_steps']} env steps): "
         f"mean return {res['mean_return']:.4g} over {res['episodes']} {mode} episodes per seed "
         f"(per seed: {per_seed})"
+        + ("; win rate " + format(res["mean_win_rate"], ".3g") if "mean_win_rate" in res else "")
     )
     if args.render is not None:
         from trustmarl.experiment.runner import render_run

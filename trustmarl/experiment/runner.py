@@ -565,18 +565,29 @@ def load_run_state(run_dir: Path):
 def evaluate_run(
     run_dir: Path, episodes: int | None = None, deterministic: bool = True, seed: int | None = None
 ) -> dict[str, Any]:
-    """Mean return of ``episodes`` fresh episodes (default ``cfg.eval_episodes``) per seed of a saved run."""
+    """Mean return of ``episodes`` fresh episodes (default ``cfg.eval_episodes``) per seed of a saved run,
+    and the means of the env's outcomes (``mean_win_rate`` / ``per_seed_win_rate`` on SMAX)."""
     cfg, algo, state, counters = load_run_state(run_dir)
     episodes = cfg.eval_episodes if episodes is None else int(episodes)
     if episodes < 1:
         raise ConfigError(f"episodes={episodes} must be an integer >= 1")
     eval_seed = cfg.seed + 1 if seed is None else seed
+    outcomes: dict[str, list[float]] = {}
     if _is_host(cfg):
         per_seed = _evaluate_host(cfg, algo, state, episodes, deterministic, eval_seed)
     else:
         keys = jax.random.split(jax.random.PRNGKey(eval_seed), cfg.num_seeds)
-        fn = jax.jit(jax.vmap(lambda s, k: algo.evaluate(s, k, episodes, deterministic)))
-        per_seed = [float(x) for x in np.asarray(jax.device_get(fn(state, keys)), dtype=np.float64)]
+        if hasattr(algo, "evaluate_episodes"):  # return and env outcomes (SMAX: win rate)
+            fn = jax.jit(jax.vmap(lambda s, k: algo.evaluate_episodes(s, k, episodes, deterministic)))
+            res = {k: [float(x) for x in np.asarray(v, dtype=np.float64)] for k, v in jax.device_get(fn(state, keys)).items()}
+            per_seed = res.pop("episode_return")
+            outcomes = {k[len("episode_"):]: v for k, v in res.items()}
+        else:
+            fn = jax.jit(jax.vmap(lambda s, k: algo.evaluate(s, k, episodes, deterministic)))
+            per_seed = [float(x) for x in np.asarray(jax.device_get(fn(state, keys)), dtype=np.float64)]
+    extra = {}
+    for name, values in outcomes.items():
+        extra[f"mean_{name}"], extra[f"per_seed_{name}"] = nanmean(values), values
     return {
         "run_dir": str(run_dir),
         "algo": cfg.algo.name,
@@ -587,6 +598,7 @@ def evaluate_run(
         "deterministic": deterministic,
         "mean_return": nanmean(per_seed),
         "per_seed_return": per_seed,
+        **extra,
     }
 
 
