@@ -508,7 +508,10 @@ def _train_loop(
                 session["first_chunk_steps"], session["first_chunk_end"] = session["steps"], elapsed
             if bar is not None:
                 bar.update(n * spu)
-                bar.set_postfix(ret=_fmt(nanmean([r["episode_return"] for r in new_rows])), refresh=False)
+                post = {"ret": _fmt(nanmean([r["episode_return"] for r in new_rows]))}
+                if "episode_win_rate" in new_rows[-1]:  # SMAX
+                    post["win"] = _fmt(nanmean([r["episode_win_rate"] for r in new_rows]), ".2f")
+                bar.set_postfix(post, refresh=False)
             if chunk_i % cfg.checkpoint_every == 0 or update >= total_updates:
                 save()
             if stop_after_chunks is not None and chunk_i >= stop_after_chunks and update < total_updates:
