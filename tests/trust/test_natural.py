@@ -101,6 +101,54 @@ def test_fvp_matches_explicit_kl_hessian(policy):
                 assert not np.allclose(hessian, np.asarray(hess_fn(flatten(params_old)[0])), atol=1e-3)
 
 
+@pytest.mark.parametrize("policy", ["masked_categorical", "gaussian_mlp"])
+def test_fisher_outer_product_equals_kl_hessian_at_old(policy):
+    """HATRPO's J^T F J product (HATRPO.fisher in the space of the distribution parameters) equals the
+    explicit Hessian of the masked mean KL at the behaviour parameters, for masked log-softmax and
+    (mean, log-std) Gaussian policies with inactive samples left out of the mean."""
+    from types import SimpleNamespace
+
+    from trustmarl.algos.hatrpo import HATRPO
+    from trustmarl.trust.divergence import categorical_kl, gaussian_kl
+    from trustmarl.trust.natural import fisher_outer_product
+
+    with jax.enable_x64(True):
+        k = jax.random.split(jax.random.PRNGKey(1), 6)
+        obs = jax.random.normal(k[0], (16, 3), jnp.float64)
+        active = (jnp.arange(16) % 5 != 0).astype(jnp.float64)  # some samples are masked out
+        w = active / active.sum()
+        if policy == "masked_categorical":
+            avail = jax.random.uniform(k[2], (16, 4)) > 0.3
+            avail = avail.at[:, 0].set(True)
+            params_old = {"w": jax.random.normal(k[1], (3, 4), jnp.float64), "b": jnp.zeros(4)}
+
+            def dist_fn(p):
+                logits = jnp.where(avail, obs @ p["w"] + p["b"], -1e9)
+                return (jax.nn.log_softmax(logits),)
+
+            kl = lambda old, new: categorical_kl(old[0], new[0], avail)  # noqa: E731
+            kind = "discrete"
+        else:
+            params_old = {"w1": jax.random.normal(k[1], (3, 5), jnp.float64), "b1": jnp.zeros(5),
+                          "w2": jax.random.normal(k[2], (5, 2), jnp.float64), "b2": jnp.zeros(2),
+                          "log_std": jnp.array([-0.3, 0.2])}
+
+            def dist_fn(p):
+                mean = jnp.tanh(obs @ p["w1"] + p["b1"]) @ p["w2"] + p["b2"]
+                return mean, jnp.broadcast_to(p["log_std"], mean.shape)
+
+            kl = lambda old, new: gaussian_kl(old[0], old[1], new[0], new[1])  # noqa: E731
+            kind = "continuous"
+        flat, unravel = flatten(params_old)
+        old = dist_fn(params_old)
+        hessian = np.asarray(jax.hessian(lambda x: jnp.sum(kl(old, dist_fn(unravel(x))) * w))(flat))
+        algo = SimpleNamespace(kinds=(kind,))
+        fvp = fisher_outer_product(lambda x: dist_fn(unravel(x)), flat, lambda d: HATRPO.fisher(algo, 0, old, d, w), 0.1)
+        v = np.asarray(jax.random.normal(k[3], (3,) + flat.shape, jnp.float64))
+        got = np.stack([np.asarray(fvp(jnp.asarray(x))) for x in v])
+        np.testing.assert_allclose(got, v @ hessian.T + 0.1 * v, rtol=1e-8, atol=1e-10)
+
+
 @pytest.mark.parametrize("damping", [0.0, 0.1])
 def test_gaussian_fvp_equals_analytic_fisher(damping):
     """spec §6.8a: state-independent diagonal Gaussian, Fisher = diag(1/sigma^2 for means, 2 for log-std)."""

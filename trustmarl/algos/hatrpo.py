@@ -24,7 +24,7 @@ from trustmarl.algos.common import masked_mean
 from trustmarl.algos.happo import AgentData, HAPPOConfig, Sequential
 from trustmarl.experiment.config import ConfigError, positive, positive_int
 from trustmarl.trust.divergence import categorical_kl, gaussian_kl
-from trustmarl.trust.natural import backtracking_line_search, flatten, make_fvp, trpo_step
+from trustmarl.trust.natural import backtracking_line_search, fisher_outer_product, flatten, trpo_step
 
 
 @dataclasses.dataclass
@@ -70,6 +70,14 @@ class HATRPO(Sequential):
             return categorical_kl(old_dist[0], new_dist[0], avail)
         return gaussian_kl(old_dist[0], old_dist[1], new_dist[0], new_dist[1])
 
+    def fisher(self, g: int, old_dist: tuple, d: tuple, w: jax.Array) -> tuple:
+        """The Fisher metric of the old distribution applied to a tangent ``d`` of its parameters, per
+        sample weighted by ``w`` (the masked-mean weights): categorical log-probs ``p ⊙ d``; Gaussian
+        (mean, log σ) ``(d_μ / σ², 2 d_logσ)``."""
+        if self.kinds[g] == "discrete":
+            return (jnp.exp(old_dist[0]) * d[0] * w[..., None],)
+        return (d[0] * jnp.exp(-2.0 * old_dist[1]) * w[..., None], 2.0 * d[1] * w[..., None])
+
     def agent_update(self, g, params, opt, i, data: AgentData, key):
         cfg = self.cfg
         flat, unravel = flatten(params)
@@ -80,12 +88,16 @@ class HATRPO(Sequential):
             _, logp = self.agent_log_prob(g, unravel(x), i, data)
             return masked_mean(jnp.exp(logp - data.logp_old) * weight, data.active)
 
+        def dist_of(x):
+            return self.agent_dist(g, unravel(x), i, data.obs, data.avail, data.hidden, data.reset)
+
         def mean_kl(x):  # the trust region: mean KL(π_old || π_θ) over the batch
-            dist = self.agent_dist(g, unravel(x), i, data.obs, data.avail, data.hidden, data.reset)
-            return masked_mean(self.kl(g, old_dist, dist, data.avail), data.active)
+            return masked_mean(self.kl(g, old_dist, dist_of(x), data.avail), data.active)
 
         surr_old, grad = jax.value_and_grad(surrogate)(flat)
-        fvp = make_fvp(mean_kl, flat, cfg.cg_damping)
+        # the Hessian of mean_kl at θ_old, as J^T F J (Fisher identity); equal to make_fvp(mean_kl, ...) there
+        w = data.active / jnp.maximum(jnp.sum(data.active), 1.0)
+        fvp = fisher_outer_product(dist_of, flat, lambda d: self.fisher(g, old_dist, d, w), cfg.cg_damping)
         full_step, expected, step_size = trpo_step(grad, fvp, cfg.kl_threshold, cfg.cg_iters)  # eq. 8
         new_flat, accepted, steps, kl_reached, improvement = backtracking_line_search(
             surrogate, mean_kl, flat, full_step, expected, surr_old, cfg.kl_threshold,
