@@ -75,8 +75,12 @@ SMALL = [
 ]
 
 
-@pytest.mark.parametrize("algo", [pytest.param("mappo", marks=pytest.mark.slow), "happo"])  # one shared masking path
-def test_short_smax_run_respects_action_masks(tmp_path, algo):
+GRU = ["algo.recurrent=true", "algo.gru_size=16", "algo.seq_len=8"]  # 8 envs x 4 sequences of 8 steps
+
+
+@pytest.mark.parametrize("algo, gru", [pytest.param("mappo", False, marks=pytest.mark.slow), ("happo", False),
+                                       ("happo", True)], ids=["mappo", "happo", "happo-gru"])  # one shared masking path
+def test_short_smax_run_respects_action_masks(tmp_path, algo, gru):
     """``trustmarl train {mappo,happo} smax/3m`` (6 updates x 8 envs x 32 steps, 2 seeds in one jitted
     chunk), then 96 more steps of the trained policy (stochastic ``act``) in the 8 training envs per seed.
 
@@ -84,8 +88,10 @@ def test_short_smax_run_respects_action_masks(tmp_path, algo):
     [0, 2]; a finished run with a checkpoint; the policy puts zero probability on unavailable actions
     and never samples one, while masks do exclude actions, attacks are taken when available and dead
     units only stop. HAPPO keeps one actor per agent (stacked on a leading axis of 3) that differ.
+    With ``gru`` the actors are recurrent (SMAX is partially observable): the hidden state carried into
+    the next update is non-zero.
     """
-    rows, summary = run_cli(tmp_path, algo, *SMALL)
+    rows, summary = run_cli(tmp_path, algo, *SMALL, *(GRU if gru else []))
     assert summary["status"] == "completed" and summary["updates"] == UPDATES
     assert [r["update"] for r in rows] == list(range(1, UPDATES + 1))
     assert [r["env_steps"] for r in rows] == [NUM_ENVS * ROLLOUT * (u + 1) for u in range(UPDATES)]
@@ -102,6 +108,9 @@ def test_short_smax_run_respects_action_masks(tmp_path, algo):
 
     _, algo_obj, state, counters = runner.load_run_state(tmp_path / algo)
     assert counters["update"] == UPDATES
+    assert algo_obj.recurrent == gru
+    if gru:
+        assert state.actor_hidden[0].shape == (2, NUM_ENVS, 3, 16) and float(np.abs(state.actor_hidden[0]).max()) > 1e-3
     if algo == "happo":  # one parameter set per agent ([seeds, agents, ...]), distinct after the checkpoint
         for leaf in jax.tree.leaves(state.actor_params):
             assert leaf.shape[:2] == (2, 3)
