@@ -387,3 +387,30 @@ def test_real_mappo_run_resumes_exactly(tmp_path):
     assert any(k.startswith("loss/") for k in rows[0])
     assert same_rows(read_jsonl(tmp_path / "part" / "metrics.jsonl"), rows)
     assert bitwise_equal(final_state(tmp_path / "part")[0], final_state(tmp_path / "full")[0])
+
+
+def test_last_short_chunk_reuses_the_compiled_chunk():
+    """A run's shorter last chunk runs through the same program (no second compilation) and gives the
+    same state and metrics as that many plain updates."""
+    from trustmarl.algos import make_algorithm
+    from trustmarl.algos.base import init_seeds
+    from trustmarl.experiment.config import build_config
+    from trustmarl.experiment.runner import _Chunks
+
+    cfg = build_config("mappo", "matrix/proposition1", {"algo.num_envs": 4, "algo.rollout_len": 2, "algo.minibatches": 1,
+                                                        "algo.epochs": 1, "algo.hidden_sizes": [8]})
+    algo = make_algorithm(cfg, total_updates=5)
+    state = init_seeds(algo, jax.random.split(jax.random.PRNGKey(0), 2))
+    chunks = _Chunks(algo, 3)
+    s3, m3 = chunks(state, 3)
+    s2, m2 = chunks(s3, 2)
+    assert chunks._fn._cache_size() == 1
+    assert np.shape(m3["episode_return"]) == (2, 3) and np.shape(m2["episode_return"]) == (2, 2)
+    ref = jax.jit(jax.vmap(lambda s: jax.lax.scan(lambda c, _: algo.update(c), s, None, length=5)))
+    s_ref, m_ref = ref(state)
+    for a, b in zip(jax.tree.leaves(s2.actor_params), jax.tree.leaves(s_ref.actor_params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    assert int(s2.update[0]) == 5
+    np.testing.assert_allclose(np.asarray(m2["loss/value"]), np.asarray(m_ref["loss/value"])[:, 3:], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="a chunk runs 1..3 updates"):
+        chunks(state, 4)
