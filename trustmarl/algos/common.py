@@ -362,8 +362,8 @@ class ActorCritic:
         )
         if self.recurrent:  # what the training unroll needs to replay the behaviour policy
             transition.update(hidden=act_out[4].hidden_in, reset=act_out[4].reset)
-        finished = {"episode_return": jnp.sum(jnp.where(done, ep_ret, 0.0))}
-        finished.update({f"episode_{k}": jnp.sum(jnp.where(done, v, 0.0)) for k, v in ts.info.items()})
+        ended = {"episode_return": ep_ret, **{f"episode_{k}": v for k, v in ts.info.items()}}
+        finished = {k: jnp.sum(jnp.where(done, v, 0.0)) for k, v in ended.items()}
         return transition, jnp.where(done, 0.0, ep_ret), finished, jnp.sum(done)
 
     def rollout(self, state: TrainState):
@@ -380,7 +380,7 @@ class ActorCritic:
             st = self.carry_hidden(st._replace(env_state=env_state, last=ts, ep_return=ep_ret, key=key), act_out)
             return (st, jax.tree.map(jnp.add, sums, finished), ret_count + count), transition
 
-        zeros = {"episode_return": jnp.zeros(())} | {f"episode_{k}": jnp.zeros(()) for k in state.last.info}
+        zeros = {k: jnp.zeros(()) for k in self.episode_metric_names(state.last)}
         (state, sums, ret_count), traj = jax.lax.scan(
             step, (state, zeros, jnp.zeros((), jnp.int32)), None, length=cfg.rollout_len
         )
@@ -388,6 +388,11 @@ class ActorCritic:
 
     def last_value(self, state: TrainState) -> jax.Array:
         return self.denorm(state.value_norm, self.value(state.critic_params, state.last.obs, state.last.state))
+
+    @staticmethod
+    def episode_metric_names(ts: TimeStep) -> list[str]:
+        """``episode_return`` and ``episode_<key>`` for every outcome in ``ts.info``."""
+        return ["episode_return"] + [f"episode_{k}" for k in ts.info]
 
     @staticmethod
     def episode_metrics(sums: dict, count: jax.Array) -> dict:
@@ -567,7 +572,7 @@ class ActorCritic:
             running = running * (1.0 - ts.done)
             return ((env_state, ts, sums, running), hidden), None
 
-        zeros = {f"episode_{k}": jnp.zeros((num_episodes,)) for k in ("return", *ts.info)}
+        zeros = {k: jnp.zeros((num_episodes,)) for k in self.episode_metric_names(ts)}
         init = ((env_state, ts, zeros, jnp.ones((num_episodes,))), self.init_hidden((num_episodes,)))
         ((_, _, sums, _), _), _ = jax.lax.scan(step, init, jax.random.split(k_run, env.max_episode_steps))
         return {k: v.mean() for k, v in sums.items()}

@@ -152,8 +152,7 @@ class HostTrainer:
         last = state.last
         act_out, env_act, key, hidden = self._act(params, state.actor_hidden, last, state.key)
         ep_return = state.ep_return
-        keys = ["episode_return"] + [f"episode_{k}" for k in last.info]
-        sums = ({k: jnp.zeros((s,), jnp.float32) for k in keys}, jnp.zeros((s,), jnp.int32))
+        sums = ({k: jnp.zeros((s,), jnp.float32) for k in self.algo.episode_metric_names(last)}, jnp.zeros((s,), jnp.int32))
         transitions = []
         for t in range(self.rollout_len):
             ts = self._env_step(env_act)
