@@ -81,7 +81,7 @@ def _synthetic_batch(a, key, batch_size: int = 256, actor_params=None, critic_pa
 
     Much cheaper than compiling a rollout; used by the loss-level tests.
     """
-    from trustmarl.algos.common import Batch
+    from trustmarl.algos.on_policy.common import Batch
     from trustmarl.networks import dist_sample
 
     ks = jax.random.split(key, 8)

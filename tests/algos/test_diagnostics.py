@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from _util import build, fresh_batch
 
-from trustmarl.algos.diagnostics import trust_region_diagnostics
+from trustmarl.algos.on_policy.diagnostics import trust_region_diagnostics
 
 N4 = {"env.n_agents": 4, "algo.share_params": False, "algo.agent_id": False, "algo.actor_head_gain": 1.0,
       "algo.num_envs": 32, "algo.rollout_len": 4}

@@ -26,12 +26,12 @@ def order_of(metrics):
     return jnp.argsort(jnp.asarray(metrics["diag/position_per_agent"]))
 
 def learn_on(a, seed: int = 0, zero_adv: bool = False):
-    """(state, batch, new_state, metrics): one ``learn`` on a synthetic batch from the state's actor."""
-    state = a.init_learner(jax.random.PRNGKey(seed))
+    """(state, batch, new_state, metrics): one ``learn_batch`` on a synthetic batch from the state's actor."""
+    state = a.init_state(jax.random.PRNGKey(seed), None)
     _, _, batch = synthetic_batch(a, jax.random.PRNGKey(seed + 100), 256, state.actor_params, state.critic_params)
     if zero_adv:
         batch = batch._replace(adv=jnp.zeros_like(batch.adv))
-    new_state, metrics = jax.jit(a.learn)(state, batch)
+    new_state, metrics = jax.jit(a.learn_batch)(state, batch)
     return state, batch, new_state, jax.tree.map(np.asarray, metrics)
 
 
@@ -63,7 +63,7 @@ def test_one_agent_happo_update_equals_ppo_update():
     happo = build("happo", "matrix/custom", **ONE_AGENT)
     mappo = build("mappo", "matrix/custom", **ONE_AGENT)
     state, batch, new_h, m = learn_on(happo)
-    new_p, _ = jax.jit(mappo.learn)(state, batch)
+    new_p, _ = jax.jit(mappo.learn_batch)(state, batch)
     moved = 0.0
     for x, y, x0 in zip(jax.tree.leaves(new_h.actor_params), jax.tree.leaves(new_p.actor_params), jax.tree.leaves(state.actor_params)):
         np.testing.assert_allclose(x, y, atol=1e-5, rtol=1e-5)
@@ -100,7 +100,7 @@ def test_fixed_order_random_order_and_use_factor_false():
 
     a = build("happo", "matrix/proposition1", **N4)
     state, batch, _, m1 = learn_on(a)
-    learn = jax.jit(a.learn)
+    learn = jax.jit(a.learn_batch)
     again = np.asarray(order_of(learn(state, batch)[1]))
     assert again.tolist() == order_of(m1).tolist()  # same key -> same order
     orders, st = [], state

@@ -19,6 +19,7 @@ import pytest
 from jaxcache import compilation_cache as jax_compilation_cache
 
 from trustmarl.algos import algo_config_class, make_algorithm
+from trustmarl.algos.evaluation import evaluate
 from trustmarl.envs.base import AgentGroup, Box, Discrete, MultiAgentEnv
 from trustmarl.experiment.config import ConfigError, EnvConfig, RunConfig, build_config
 from trustmarl.networks import dist_log_prob
@@ -129,7 +130,7 @@ def _replay(a, state):
     """Two rollouts (the hidden state carries over), then the training-side log-probs of the second:
     whole-batch unroll, unroll from zero states, every agent's slice (sequential algorithms) and the
     trust-region diagnostics, in one jitted call."""
-    from trustmarl.algos.diagnostics import trust_region_diagnostics
+    from trustmarl.algos.on_policy.diagnostics import trust_region_diagnostics
 
     state, _, _ = a.collect(state)
     state, batch, _ = a.collect(state)
@@ -141,7 +142,7 @@ def _replay(a, state):
         for g, grp in enumerate(a.groups):
             for i in range(grp.n):
                 data = a._agent_data(batch, g, jnp.asarray(i), jnp.zeros(batch.logp.shape[:-1]))
-                params = a._slice(state.actor_params[g], i, a.stacked(g))
+                params = a.agents.take(state.actor_params[g], g, i)
                 agents.append((a.agent_log_prob(g, params, jnp.asarray(i), data)[1], data.logp_old, data.factor))
     return state, batch, logp, logp_zero, agents, trust_region_diagnostics(a, state.actor_params, batch)
 
@@ -174,7 +175,7 @@ def test_stored_hidden_states_replay_behaviour_log_probs(algo, extra):
     assert abs(float(diag["diag/ratio_max"]) - 1) < 1e-5 and abs(float(diag["diag/ratio_min"]) - 1) < 1e-5
     assert float(diag["diag/kl"]) < 1e-8 and diag["diag/kl_per_agent"].shape == (3,)
     if algo == "hatrpo":  # natural-gradient steps through the unroll (happo: the resume test; mappo: memory)
-        new_state, metrics = jax.jit(a.learn)(state, batch)
+        new_state, metrics = jax.jit(a.learn_batch)(state, batch)
         assert all(bool(jnp.all(jnp.isfinite(v))) for v in metrics.values())
         assert float(metrics["diag/accepted_per_agent"].sum()) >= 1
         assert 0 < float(metrics["diag/kl"]) and float(metrics["diag/kl_per_agent"].max()) <= a.cfg.kl_threshold + 1e-6
@@ -192,10 +193,9 @@ def _train_and_eval(recurrent: bool, updates: int = 60) -> float:
     @jax.jit
     def run(key):
         state = a.init(key)
-        state, _ = jax.lax.scan(lambda s, _: a.update(s), state, None, length=updates)
-        return a.evaluate(state, jax.random.PRNGKey(7), 512, True)
+        return jax.lax.scan(lambda s, _: a.update(s), state, None, length=updates)[0]
 
-    return float(run(jax.random.PRNGKey(0)))
+    return evaluate(a, run(jax.random.PRNGKey(0)), jax.random.PRNGKey(7), 512, True)
 
 
 def test_gru_solves_memory_task_that_mlp_cannot():
@@ -233,6 +233,6 @@ def test_recurrent_run_resumes_exactly(tmp_path, compilation_cache):
     train(None, tmp_path / "part", resume=True, progress=False, tensorboard=False)
     assert full["status"] == "completed" and full["updates"] == 4
     s_full, s_part = load_run_state(tmp_path / "full")[2], load_run_state(tmp_path / "part")[2]
-    assert s_full.actor_hidden[0].shape == (2, 4, 2, 8) and float(jnp.abs(s_full.actor_hidden[0]).max()) > 0
+    assert s_full.carry[0].shape == (2, 4, 2, 8) and float(jnp.abs(s_full.carry[0]).max()) > 0
     lf, lp = jax.tree_util.tree_leaves(s_full), jax.tree_util.tree_leaves(s_part)
     assert len(lf) == len(lp) and all(np.asarray(x).tobytes() == np.asarray(y).tobytes() for x, y in zip(lf, lp))

@@ -39,14 +39,14 @@ def policy_rollout(algo, state, key, n_steps: int):
 
     def step(st, k):
         k_act, k_env = jax.random.split(k)
-        act_out = algo.act(st, st.last, k_act)
+        env_act, act_out, carry = algo.act(algo.policy_view(st), st.carry, st.last, k_act)
         keys = jax.random.split(k_env, algo.cfg.num_envs)
-        env_state, ts = jax.vmap(env.step)(keys, st.env_state, algo.env_actions(act_out[0]))
+        env_state, ts = jax.vmap(env.step)(keys, st.env_state, env_act)
         out = dict(
             avail=st.last.avail[0], active=st.last.active, actions=act_out[0][0], logp=act_out[1],
             dist_logp=act_out[2][0][0], team_reward=ts.reward.mean(-1), done=ts.done, terminated=ts.terminated,
         )
-        return algo.carry_hidden(st._replace(env_state=env_state, last=ts), act_out), out
+        return st._replace(env_state=env_state, last=ts, carry=carry), out
 
     return jax.lax.scan(step, state, jax.random.split(key, n_steps))[1]
 
@@ -110,7 +110,7 @@ def test_short_smax_run_respects_action_masks(tmp_path, algo, gru):
     assert counters["update"] == UPDATES
     assert algo_obj.recurrent == gru
     if gru:
-        assert state.actor_hidden[0].shape == (2, NUM_ENVS, 3, 16) and float(np.abs(state.actor_hidden[0]).max()) > 1e-3
+        assert state.carry[0].shape == (2, NUM_ENVS, 3, 16) and float(np.abs(state.carry[0]).max()) > 1e-3
     if algo == "happo":  # one parameter set per agent ([seeds, agents, ...]), distinct after the checkpoint
         for leaf in jax.tree.leaves(state.actor_params):
             assert leaf.shape[:2] == (2, 3)

@@ -1,19 +1,23 @@
 """A tiny deterministic stand-in algorithm for fast tests of the experiment layer.
 
-Its state mimics a real one (parameters, an optimiser moment, a fake environment state, an RNG key,
-counters); ``update`` does noisy gradient steps towards zero so that metrics change every update,
-reports ``episode_return = -|params|^2`` (NaN every 4th update: "no episode ended"), two losses
-and a per-agent diagnostic, and ``loss/actor`` turns NaN at update ``nan_at`` (parameters too).
+A real :class:`~trustmarl.algos.base.Algorithm` (it is also the smallest example of the family
+interface): it acts with ``argmax`` of a per-agent parameter row (or uniformly at random while
+training), learns nothing from its transitions, and its ``learn`` does noisy gradient steps towards
+zero so that metrics change every update. It reports ``episode_return = -|params|^2`` (NaN every 4th
+update: "no episode ended"), two losses and a per-agent diagnostic; ``loss/actor`` turns NaN at
+update ``nan_at`` (parameters too).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from trustmarl.experiment.config import positive, positive_int
+from trustmarl.algos.base import Algorithm, init_episode_stats
+from trustmarl.validation import positive, positive_int
 
 NAME = "dummy"
 
@@ -27,79 +31,95 @@ class DummyConfig:
     noise: float = 0.5
     nan_at: int = -1  # 1-based update whose loss (and parameters) become NaN; -1: never
 
+    def steps_per_update(self) -> int:
+        return self.num_envs * self.rollout_len
+
     def validate(self) -> None:
         positive(self, "lr")
         positive_int(self, "num_envs", "rollout_len")
 
 
-class DummyAlgorithm:
+class DummyState(NamedTuple):
+    params: jax.Array  # [n_agents, 3]
+    opt: dict
+    env_state: Any
+    last: Any
+    episodes: Any
+    key: jax.Array
+    update: jax.Array
+    env_steps: jax.Array
+    carry: tuple = ()
+
+
+class DummyAlgorithm(Algorithm):
     def __init__(self, env, cfg: DummyConfig, total_updates: int | None = None):
+        super().__init__(env, cfg, total_updates)
         self.name = cfg.name
-        self.cfg = cfg
-        self.n_agents = env.n_agents
-        self.steps_per_update = cfg.num_envs * cfg.rollout_len
-        self.total_updates = total_updates
 
-    def init(self, key):
+    def init_state(self, key, last, env_state=None):
         k_params, k_rng = jax.random.split(key)
-        return {
-            "params": jax.random.normal(k_params, (self.n_agents, 3)),
-            "opt": {"m": jnp.zeros((self.n_agents, 3)), "count": jnp.int32(0)},
-            "env": (jnp.zeros((self.cfg.num_envs,)), jnp.zeros((self.cfg.num_envs,), dtype=bool)),
-            "rng": k_rng,
-            "update": jnp.int32(0),
-        }
+        return DummyState(
+            params=jax.random.normal(k_params, (self.n_agents, 3)),
+            opt={"m": jnp.zeros((self.n_agents, 3)), "count": jnp.int32(0)},
+            env_state=env_state, last=last, episodes=init_episode_stats(self.num_envs, self.n_agents),
+            key=k_rng, update=jnp.int32(0), env_steps=jnp.int32(0),
+        )
 
-    def update(self, state):
-        rng, k_grad, k_ret = jax.random.split(state["rng"], 3)
-        update = state["update"] + 1
-        grad = state["params"] + self.cfg.noise * jax.random.normal(k_grad, state["params"].shape)
-        m = 0.9 * state["opt"]["m"] + 0.1 * grad
-        params = state["params"] - self.cfg.lr * m
+    def policy_view(self, state):
+        return state.params
+
+    def act(self, view, carry, last, key):
+        return self.agents.random_actions(key, last.avail), (), carry
+
+    def transition(self, view, last, ts, act_out):
+        return {"reward": ts.reward}
+
+    def learn(self, state, traj):
+        rng, k_grad, k_ret = jax.random.split(state.key, 3)
+        update = state.update + 1
+        grad = state.params + self.cfg.noise * jax.random.normal(k_grad, state.params.shape)
+        m = 0.9 * state.opt["m"] + 0.1 * grad
+        params = state.params - self.cfg.lr * m
         blow_up = update == self.cfg.nan_at
         params = jnp.where(blow_up, jnp.nan, params)
         ended = update % 4 != 3
         ret = -jnp.sum(params**2) + 0.01 * jax.random.normal(k_ret)
         metrics = {
-            "env_steps": update * self.steps_per_update,
             "episode_return": jnp.where(ended, ret, jnp.nan),
             "episodes": jnp.where(ended, self.cfg.num_envs, 0),
             "loss/actor": jnp.where(blow_up, jnp.nan, jnp.mean(grad**2)),
             "loss/critic": jnp.mean(m**2),
             "diag/ratio_per_agent": jnp.abs(m).mean(axis=1),
         }
-        new_state = {
-            "params": params,
-            "opt": {"m": m, "count": state["opt"]["count"] + 1},
-            "env": (state["env"][0] + 1.0, jnp.logical_not(state["env"][1])),
-            "rng": rng,
-            "update": update,
-        }
-        return new_state, metrics
+        state = state._replace(params=params, opt={"m": m, "count": state.opt["count"] + 1}, key=rng)
+        return state, metrics
 
-    def evaluate(self, state, key, num_episodes, deterministic):
-        base = -jnp.sum(state["params"] ** 2)
-        if deterministic:
-            return base
-        return base + jnp.mean(jax.random.normal(key, (num_episodes,)))
+    def eval_actions(self, view, carry, obs, avail, done, key, deterministic=True):
+        """Agent ``k`` plays ``argmax(params[k])`` (per group; within the group's action count)."""
+        if not deterministic:
+            return self.agents.random_actions(key, avail), carry
+        out, start = [], 0
+        for grp, av in zip(self.groups, avail):
+            choice = jnp.argmax(view[start:start + grp.n, : grp.avail_dim], axis=-1).astype(jnp.int32)
+            out.append(jnp.broadcast_to(choice, av.shape[:-1]))
+            start += grp.n
+        return tuple(out), carry
 
 
 def register() -> None:
-    """Register ``dummy`` (after letting the real algorithms register themselves, if they import)."""
-    try:
-        import trustmarl.algos.ppo  # noqa: F401
-    except ImportError:
-        pass
-    from trustmarl.algos import register_algo
+    """Register ``dummy`` (after letting the real algorithms register themselves)."""
+    from trustmarl.algos import algo_names, register_algo
 
-    register_algo(NAME, DummyConfig, DummyAlgorithm, "Test stand-in: noisy gradient steps towards zero.")
+    algo_names()
+    register_algo(NAME, DummyConfig, DummyAlgorithm, "Test stand-in: noisy gradient steps towards zero.",
+                  family="test", action_kinds=("discrete",))
 
 
-def config(**overrides):
-    """A resolved run config of ``dummy`` on ``matrix/proposition1`` (4 agents)."""
+def config(env: str = "matrix/proposition1", **overrides):
+    """A resolved run config of ``dummy`` on ``env`` (default ``matrix/proposition1``, 4 agents)."""
     from trustmarl.experiment.config import build_config
 
     register()
     base = {"total_steps": 8 * 10, "chunk_updates": 3, "num_seeds": 2}
     base.update(overrides)
-    return build_config(NAME, "matrix/proposition1", base)
+    return build_config(NAME, env, base)

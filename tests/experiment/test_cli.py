@@ -4,6 +4,7 @@ anything is built, a train -> resume -> eval cycle, divergence (exit 3) and chec
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -84,7 +85,7 @@ def test_bad_input_is_one_line_and_exit_2_before_building(capsys, monkeypatch, t
     def no_build(*a, **k):
         raise AssertionError("an algorithm was built despite bad input")
 
-    monkeypatch.setattr(runner, "_build_algorithm", no_build)
+    monkeypatch.setattr(runner, "build_algorithm", no_build)
     monkeypatch.chdir(tmp_path)
     code, out, err = call(capsys, *argv)
     assert_usage_error(code, out, err, *needles)
@@ -94,7 +95,7 @@ def test_bad_input_is_one_line_and_exit_2_before_building(capsys, monkeypatch, t
 def test_existing_run_dir_is_refused_before_building(capsys, monkeypatch, tmp_path):
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "config.yaml").write_text("{}")
-    monkeypatch.setattr(runner, "_build_algorithm", lambda *a, **k: pytest.fail("built"))
+    monkeypatch.setattr(runner, "build_algorithm", lambda *a, **k: pytest.fail("built"))
     assert_usage_error(*call(capsys, "train", "dummy", ENV, "--out", tmp_path / "d"), "already exists", "--overwrite")
 
 
@@ -164,18 +165,20 @@ def test_diverged_run_exits_3(capsys, tmp_path):
 
 # ---- check-env and entry points ------------------------------------------------------------------
 
-def test_check_env_forwards_arguments(capsys, monkeypatch):
-    import trustmarl.envs.checker as checker
-
-    seen = []
-    monkeypatch.setattr(checker, "main_check_env", lambda argv: seen.append(argv) or 1)
-    assert cli.main(["check-env", "my.module:MyEnv", "--seed", "3"]) == 1
-    assert seen == [["my.module:MyEnv", "--seed", "3"]]
-
-
-def test_check_env_without_checker_module(capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "trustmarl.envs.checker", None)
-    assert_usage_error(*call(capsys, "check-env", "x:y"), "check-env is not available")
+def test_check_env_takes_every_name_train_takes(capsys, tmp_path, monkeypatch):
+    """One env-name syntax: a registered JAX name (with env.* overrides), a host preset, an import path to
+    a JAX-native class, and a PettingZoo factory with and without the pettingzoo: prefix."""
+    monkeypatch.syspath_prepend(os.path.join(os.path.dirname(__file__), "..", "envs"))
+    for argv in (["mpe/simple_spread", "env.n_agents=2"], ["pettingzoo/simple_spread"],
+                 ["broken_envs:ToyEnv", "env.episode_len=3"], ["broken_envs:toy_parallel_env"],
+                 ["pettingzoo:broken_envs:toy_parallel_env"]):
+        code, out, err = call(capsys, "check-env", *argv)
+        assert code == 0 and "OK, no contract violations" in out and err == "", (argv, out, err)
+    code, out, _ = call(capsys, "check-env", "broken_envs:ToyEnv", "env.bug=obs_shape")
+    assert code == 1 and "problem(s) found" in out and "obs" in out
+    assert_usage_error(*call(capsys, "check-env", "no/such_env"), "unknown environment 'no/such_env'")
+    assert_usage_error(*call(capsys, "check-env", "no_such_module_xyz:Env"), "cannot import 'no_such_module_xyz:Env'")
+    assert_usage_error(*call(capsys, "check-env", "mpe/simple_spread", "env.bogus=1"), "unknown key env.bogus")
 
 
 def test_help_exits_0(capsys):

@@ -91,9 +91,9 @@ def test_render_sisl_multiwalker_and_pursuit(tmp_path):
         params = {"max_cycles": 5}
         cfg = build_config("mappo", name, {"algo.hidden_sizes": [8], "env.max_cycles": 5, "algo.num_envs": 1})
         algo = make_algorithm(cfg, total_updates=1, env=host_registry.probe(name, params))
-        state = _init_state(algo)
+        view = jax.tree.map(lambda x: x[None], algo.policy_view(_init_state(algo)))  # a seed axis of 1
         factory = host_registry.make_factory(name, params).rendering()
-        out = render_host_episode(algo, factory, state, jax.random.PRNGKey(0), tmp_path / f"{name[5:]}.gif")
+        out = render_host_episode(algo, factory, view, jax.random.PRNGKey(0), tmp_path / f"{name[5:]}.gif")
         assert out["frames"] == 6 and np.isfinite(out["return"])
         frames = _gif_frames(out["path"])
         assert frames[0].shape == shape and frames[0].std() > 10
@@ -104,7 +104,7 @@ def _init_state(algo):
 
     from trustmarl.rollout.host import placeholder_timestep
 
-    return algo.init_learner(jax.random.PRNGKey(0), placeholder_timestep(algo.env, (algo.cfg.num_envs,)), None)
+    return algo.init_state(jax.random.PRNGKey(0), placeholder_timestep(algo.env, (algo.num_envs,)), None)
 
 
 def test_render_host_env_without_render_mode_is_a_clear_error(tmp_path, capsys):

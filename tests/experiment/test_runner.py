@@ -19,6 +19,7 @@ from trustmarl.experiment import runner
 from trustmarl.experiment.checkpoint import load_checkpoint
 from trustmarl.experiment.config import ConfigError
 from trustmarl.experiment.logger import MetricsLogger, read_jsonl
+from trustmarl.experiment.backends import make_backend
 from trustmarl.experiment.runner import RunDirError, evaluate_run, load_run_state, resume_config, train
 
 # 20 updates of 8 steps; chunks of 3 (the last one has 2: the remainder path); 2 seeds.
@@ -81,7 +82,7 @@ def reference(run_a):
             state, m = update(state)
             seed_metrics.append(jax.device_get(m))
         metrics.append(seed_metrics)
-        params.append(np.asarray(state["params"]))
+        params.append(np.asarray(state.params))
     return metrics, np.stack(params)
 
 
@@ -124,7 +125,7 @@ def test_tensorboard_has_aggregate_scalars(run_a):
     (events,) = (out / "tb").glob("events.out.tfevents.*")
     scalars = read_tensorboard(events)
     rows = read_jsonl(out / "metrics.jsonl")
-    assert set(scalars) == {"episode_return", "episodes", "loss/actor", "loss/critic"}
+    assert set(scalars) == {"episode_return", "episode_return_sum", "episode_length", "episodes", "loss/actor", "loss/critic"}
     assert [s for s, _ in scalars["loss/actor"]] == [r["env_steps"] for r in rows]
     assert [v for _, v in scalars["loss/actor"]] == pytest.approx([r["loss/actor"] for r in rows], rel=1e-6)
     finite = [r for r in rows if not math.isnan(r["episode_return"])]
@@ -200,7 +201,7 @@ def test_summary_values(run_a, reference):
     assert s["steady_steps_per_second"] > 0 and s["run_dir"] == str(out)
     state, counters = final_state(out)
     assert counters["update"] == N_UPDATES and counters["env_steps"] == 8 * N_UPDATES
-    np.testing.assert_allclose(np.asarray(state["params"]), params, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(state.params), params, rtol=1e-5)
 
 
 def test_result_is_printed(tmp_path, capsys):
@@ -322,8 +323,8 @@ def test_checkpoint_of_another_algorithm_is_rejected(run_a, tmp_path):
 
     cfg = cfg_of(**{"env.n_agents": 2})
     algo = _dummy.DummyAlgorithm(runner_env(cfg), cfg.algo)
-    with pytest.raises(CheckpointError, match=r"\['opt'\]\['m'\] has shape \(2, 4, 3\), expected \(2, 2, 3\)"):
-        load_checkpoint(run_a[0] / "checkpoints" / "last.npz", runner._state_template(algo, cfg))
+    with pytest.raises(CheckpointError, match=r"\.params has shape \(2, 4, 3\), expected \(2, 2, 3\)"):
+        load_checkpoint(run_a[0] / "checkpoints" / "last.npz", make_backend(cfg, algo).template())
 
 
 def runner_env(cfg):
@@ -342,7 +343,7 @@ def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path, capsys):
     assert "training diverged: loss/actor is nan at update 8" in capsys.readouterr().err
     assert json.loads((out / "summary.json").read_text())["status"] == "diverged"
     state, counters = final_state(out)
-    assert counters["update"] == 6 and np.isfinite(np.asarray(state["params"])).all()
+    assert counters["update"] == 6 and np.isfinite(np.asarray(state.params)).all()
 
 
 def test_find_divergence_names_first_bad_metric():
@@ -355,22 +356,30 @@ def test_find_divergence_names_first_bad_metric():
 
 # ---- evaluation ----------------------------------------------------------------------------------
 
-def test_evaluate_run(run_a):
-    out, _ = run_a
-    state, counters = final_state(out)
-    expected = -np.sum(np.asarray(state["params"], dtype=np.float64) ** 2, axis=(1, 2))
+def test_evaluate_run(tmp_path):
+    """Each seed's deterministic policy (agent k plays argmax params[k]) gets the climbing game's payoff
+    of that joint action; per-agent returns and the sum over agents follow; sampling differs."""
+    from trustmarl.envs.matrix import CLIMBING_GAME
+
+    out = tmp_path / "climb"
+    run(_dummy.config("matrix/custom", **{**BASE, "num_seeds": 4, "seed": 5}), out)
+    state, _ = final_state(out)
+    joint = np.argmax(np.asarray(state.params)[:, :, :3], axis=-1)  # [seeds, 2 agents]
+    expected = [CLIMBING_GAME[a][b] for a, b in joint]
+    assert len(set(expected)) > 1  # the seeds' policies differ: a per-seed mix-up would show
     res = evaluate_run(out, episodes=5)
-    assert res["per_seed_return"] == pytest.approx(list(expected), rel=1e-5)
-    assert res["mean_return"] == pytest.approx(expected.mean(), rel=1e-5)
+    assert res["per_seed_return"] == pytest.approx(expected)
+    assert res["mean_return"] == pytest.approx(np.mean(expected))
+    assert res["mean_return_per_agent"] == pytest.approx([np.mean(expected)] * 2)
+    assert res["mean_return_sum"] == pytest.approx(2 * np.mean(expected)) and res["mean_length"] == 1.0
     assert (res["episodes"], res["deterministic"], res["update"]) == (5, True, N_UPDATES)
-    noisy = evaluate_run(out, episodes=4, deterministic=False)
-    assert noisy["per_seed_return"] != pytest.approx(list(expected), rel=1e-5)
+    noisy = evaluate_run(out, episodes=40, deterministic=False)
+    assert noisy["per_seed_return"] != pytest.approx(expected)
 
 
 # ---- a real algorithm ----------------------------------------------------------------------------
 
 def test_real_mappo_run_resumes_exactly(tmp_path):
-    pytest.importorskip("trustmarl.algos.ppo")
     from trustmarl.experiment.config import build_config
 
     overrides = {
@@ -395,7 +404,7 @@ def test_last_short_chunk_reuses_the_compiled_chunk():
     from trustmarl.algos import make_algorithm
     from trustmarl.algos.base import init_seeds
     from trustmarl.experiment.config import build_config
-    from trustmarl.experiment.runner import _Chunks
+    from trustmarl.experiment.backends import _Chunks
 
     cfg = build_config("mappo", "matrix/proposition1", {"algo.num_envs": 4, "algo.rollout_len": 2, "algo.minibatches": 1,
                                                         "algo.epochs": 1, "algo.hidden_sizes": [8]})

@@ -108,7 +108,7 @@ def test_fisher_outer_product_equals_kl_hessian_at_old(policy):
     (mean, log-std) Gaussian policies with inactive samples left out of the mean."""
     from types import SimpleNamespace
 
-    from trustmarl.algos.hatrpo import HATRPO
+    from trustmarl.algos.on_policy.hatrpo import HATRPO
     from trustmarl.trust.divergence import categorical_kl, gaussian_kl
     from trustmarl.trust.natural import fisher_outer_product
 

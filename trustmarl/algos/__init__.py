@@ -1,14 +1,34 @@
-"""Algorithm registry: name -> (hyperparameter dataclass, factory, one-line description)."""
+"""Algorithm registry: name -> hyperparameter dataclass, factory, description and capabilities.
+
+Every algorithm registers itself when its module is imported (``register_algo`` at the bottom of
+the module); :func:`algo_names` lists them all, and the tests that loop over the registry cover a
+new algorithm automatically.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable
 
-_ALGOS: dict[str, tuple[type, Callable[..., Any], str]] = {}
+from trustmarl.validation import ConfigError
 
 
-def register_algo(name: str, config_cls: type, factory: Callable[..., Any], description: str) -> None:
-    _ALGOS[name] = (config_cls, factory, description)
+@dataclasses.dataclass(frozen=True)
+class AlgoSpec:
+    name: str
+    config_cls: type  # the hyperparameter dataclass (its fields are the algo.* keys)
+    factory: Callable[..., Any]  # (env, cfg, total_updates=...) -> algorithm
+    description: str
+    family: str  # "on-policy", "off-policy", ...
+    action_kinds: tuple[str, ...]  # the action kinds its policies support ("discrete", "continuous")
+
+
+_ALGOS: dict[str, AlgoSpec] = {}
+
+
+def register_algo(name: str, config_cls: type, factory: Callable[..., Any], description: str, *,
+                  family: str = "on-policy", action_kinds: tuple[str, ...] = ("discrete", "continuous")) -> None:
+    _ALGOS[name] = AlgoSpec(name, config_cls, factory, description, family, tuple(action_kinds))
 
 
 def algo_names() -> list[str]:
@@ -16,31 +36,40 @@ def algo_names() -> list[str]:
     return sorted(_ALGOS)
 
 
-def algo_config_class(name: str) -> type:
+def algo_spec(name: str) -> AlgoSpec:
     _load()
-    return _ALGOS[name][0]
+    return _ALGOS[name]
+
+
+def algo_config_class(name: str) -> type:
+    return algo_spec(name).config_cls
 
 
 def describe_algo(name: str) -> str:
-    _load()
-    return _ALGOS[name][2]
+    return algo_spec(name).description
 
 
 def make_algorithm(cfg, total_updates: int | None = None, env=None):
-    """Build the algorithm of a resolved ``RunConfig`` (``env`` defaults to ``cfg.env``)."""
+    """Build the algorithm of a resolved ``RunConfig`` (``env`` defaults to ``cfg.env``'s JAX-native env)."""
     _load()
     from trustmarl.envs import make
 
     env = make(cfg.env.name, **cfg.env.params) if env is None else env
-    check_sharing(cfg, env)
-    return _ALGOS[cfg.algo.name][1](env, cfg.algo, total_updates=total_updates)
+    check_compatible(cfg, env)
+    return _ALGOS[cfg.algo.name].factory(env, cfg.algo, total_updates=total_updates)
 
 
-def check_sharing(cfg, env) -> None:
-    """Parameter sharing needs one group: every agent with the same observation and action spaces."""
+def check_compatible(cfg, env) -> None:
+    """The algorithm supports the env's action kinds, and parameter sharing has one group to share in."""
+    spec = _ALGOS[cfg.algo.name]
+    bad = [g for g in env.groups if g.action_space.kind not in spec.action_kinds]
+    if bad:
+        groups = "; ".join(f"{g.name} ({g.action_space})" for g in bad)
+        raise ConfigError(
+            f"{spec.name} supports {' and '.join(spec.action_kinds)} actions only, but {cfg.env.name} has "
+            f"{bad[0].action_space.kind} actions in group(s) {groups}"
+        )
     if getattr(cfg.algo, "share_params", False) and len(env.groups) > 1:
-        from trustmarl.experiment.config import ConfigError
-
         groups = "; ".join(f"{g.name} ({', '.join(g.agents)}: obs {g.obs_dim}, {g.action_space})" for g in env.groups)
         raise ConfigError(
             f"algo.share_params=true needs every agent to have the same observation and action spaces, "
@@ -56,4 +85,4 @@ def _load() -> None:
     global _LOADED
     if not _LOADED:
         _LOADED = True
-        from trustmarl.algos import happo, hatrpo, ppo  # noqa: F401
+        from trustmarl.algos.on_policy import happo, hatrpo, ppo  # noqa: F401

@@ -1,39 +1,210 @@
-"""What every trustmarl algorithm provides to the experiment layer.
+"""The interface every trustmarl algorithm implements, and the training loop provided once.
 
-Training is a pure function of (config, key): ``init(key)`` builds a ``TrainState`` pytree (network
-parameters, optimiser states, normalisers, environment states, RNG key, counters), ``update(state)``
-performs one iteration (rollout + learning) and returns the new state and a flat dict of metrics.
-Both are jit- and vmap-compatible, so several seeds are one ``vmap`` and a chunk of updates is one
-``lax.scan``; the experiment layer (progress bar, logging, checkpoints) runs between chunks.
+Training is a pure function of (config, key): ``init(key)`` builds a state pytree, ``update(state)``
+performs one iteration and returns the new state and a flat dict of metrics. Both are jit- and
+vmap-compatible, so several seeds are one ``vmap`` and a chunk of updates is one ``lax.scan``.
+
+An algorithm family implements six small functions (see :class:`Algorithm`); the loop that drives
+them exists once for JAX-native environments (:meth:`Algorithm.update`: ``lax.scan`` over
+``act -> env.step -> transition``, then ``learn``) and once for host environments
+(:class:`trustmarl.rollout.host.HostTrainer`: the same calls from a Python loop). Both split the
+keys with :func:`step_keys` and count episodes with :func:`track_episodes`, so a deterministic env
+trains bitwise alike on both paths.
+
+**The state** is the family's own ``NamedTuple`` with at least these fields, which the loops manage:
+
+=============  ==================================================================================
+``env_state``  JAX-native env states ``[E, ...]`` (``None`` on host envs: they live in workers)
+``last``       the ``TimeStep`` ``[E, ...]`` the next action is taken on
+``episodes``   :class:`EpisodeStats` of the unfinished episodes
+``carry``      per-step acting state (recurrent hidden states, exploration noise); ``()`` if none
+``key``        the PRNG key
+``update``     updates done (int32)
+``env_steps``  env steps of this seed (int32)
+=============  ==================================================================================
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
+
+from trustmarl.algos.agents import AgentGroups
+from trustmarl.envs.base import TimeStep
 
 # Metric names every algorithm reports from ``update`` (scalars unless noted):
-#   "env_steps"        env steps of this seed after the update (int)
-#   "episode_return"   mean return of the episodes that ended during this update's rollout
-#                      (NaN when none ended); the return is the sum of the team reward
-#   "episodes"         number of episodes that ended during the rollout
-#   "loss/..."         loss terms; "diag/..." trust-region diagnostics; per-agent diagnostics are
-#                      arrays of shape [n_agents] under names ending in "_per_agent".
-REQUIRED_METRICS = ("env_steps", "episode_return", "episodes")
+#   "env_steps"                  env steps of this seed after the update (int)
+#   "episode_return"             mean team return of the episodes that ended during this update's
+#                                rollout (NaN when none ended); the team return sums the mean of the
+#                                agents' rewards over the episode
+#   "episode_return_sum"         the same episodes' return summed over agents (general-sum games)
+#   "episode_return_per_agent"   [n_agents] each agent's own return
+#   "episode_length"             mean episode length; "episode_<key>" for every env outcome in TimeStep.info
+#   "episodes"                   number of episodes that ended during the rollout
+#   "loss/..."                   loss terms; "diag/..." diagnostics; per-agent diagnostics are arrays
+#                                of shape [n_agents] under names ending in "_per_agent".
+REQUIRED_METRICS = ("env_steps", "episode_return", "episode_return_sum", "episode_return_per_agent", "episodes")
 
 
-class Algorithm(Protocol):
-    name: str
-    steps_per_update: int  # env steps of one seed per call of ``update``
+class EpisodeStats(NamedTuple):
+    """Running sums of the unfinished episodes, per env copy."""
 
-    def init(self, key: jax.Array) -> Any: ...
+    team: jax.Array  # [E] sum of the team reward (mean over agents) so far
+    agents: jax.Array  # [E, N] each agent's reward summed so far
+    length: jax.Array  # [E] int32 steps so far
 
-    def update(self, state: Any) -> tuple[Any, dict[str, jax.Array]]: ...
 
-    def evaluate(self, state: Any, key: jax.Array, num_episodes: int, deterministic: bool) -> jax.Array:
-        """Mean episode return of ``num_episodes`` fresh episodes with the current policy."""
-        ...
+def init_episode_stats(num_envs: int, n_agents: int) -> EpisodeStats:
+    return EpisodeStats(jnp.zeros((num_envs,)), jnp.zeros((num_envs, n_agents)), jnp.zeros((num_envs,), jnp.int32))
+
+
+def episode_metric_names(ts: TimeStep) -> list[str]:
+    """The names :func:`track_episodes` sums: returns, length and ``episode_<key>`` per ``ts.info`` outcome."""
+    return ["episode_return", "episode_return_sum", "episode_return_per_agent", "episode_length"] + [
+        f"episode_{k}" for k in ts.info
+    ]
+
+
+def zero_episode_sums(ts: TimeStep, n_agents: int, batch: tuple[int, ...] = ()) -> tuple[dict, jax.Array]:
+    """Empty ``(sums, count)`` for :func:`track_episodes` (``batch``: leading axes, e.g. seeds)."""
+    sums = {k: jnp.zeros(batch + ((n_agents,) if k == "episode_return_per_agent" else ())) for k in episode_metric_names(ts)}
+    return sums, jnp.zeros(batch, jnp.int32)
+
+
+def track_episodes(stats: EpisodeStats, ts: TimeStep, sums: dict, count: jax.Array):
+    """Add the rewards of step ``ts`` ``[E, ...]`` to the running episodes; the episodes that end here
+    add their returns, length and ``ts.info`` outcomes to ``sums`` (and ``count``) and restart at 0."""
+    done = ts.done
+    team = stats.team + ts.reward.mean(-1)  # the team reward: mean of the agents' rewards
+    agents = stats.agents + ts.reward
+    length = stats.length + 1
+    ended = {
+        "episode_return": team,
+        "episode_return_sum": agents.sum(-1),
+        "episode_return_per_agent": agents,
+        "episode_length": length.astype(jnp.float32),
+        **{f"episode_{k}": v for k, v in ts.info.items()},
+    }
+    finished = {}
+    for k, v in ended.items():
+        d = done if v.ndim == 1 else done[:, None]
+        finished[k] = jnp.sum(jnp.where(d, v, 0.0), axis=0)
+    sums = jax.tree.map(jnp.add, sums, finished)
+    stats = EpisodeStats(jnp.where(done, 0.0, team), jnp.where(done[:, None], 0.0, agents), jnp.where(done, 0, length))
+    return stats, sums, count + jnp.sum(done)
+
+
+def episode_metrics(sums: dict, count: jax.Array) -> dict:
+    """Per-episode means of ``sums`` over the ``count`` episodes that ended (NaN if none did)."""
+    means = {}
+    for k, v in sums.items():
+        c = count[..., None] if v.ndim > count.ndim else count
+        means[k] = jnp.where(c > 0, v / jnp.maximum(c, 1), jnp.nan)
+    return {**means, "episodes": count}
+
+
+def step_keys(key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(key', k_act, k_env)``: the per-step split shared by the JAX-native and host loops."""
+    key, k_act, k_env = jax.random.split(key, 3)
+    return key, k_act, k_env
+
+
+class Algorithm:
+    """Base class of all algorithms: the family interface and the JAX-native loop.
+
+    A family implements:
+
+    - ``init_state(key, last, env_state) -> state``: networks, optimisers, buffers and counters for
+      ``num_envs`` env copies whose current ``TimeStep`` is ``last`` (``env_state`` is ``None`` on host envs);
+    - ``policy_view(state) -> view``: the small pytree acting and ``transition`` read (parameters,
+      normalisers, counters); constant during one rollout;
+    - ``act(view, carry, last, key) -> (env_actions, act_out, carry)``: the behaviour policy's actions
+      for ``last`` ``[E, ...]`` (``env_actions`` clipped to the action boxes), what ``transition``
+      needs of them (``act_out``), and the advanced per-step ``carry``;
+    - ``transition(view, last, ts, act_out) -> pytree``: what to learn from after stepping ``last`` -> ``ts``;
+    - ``learn(state, traj) -> (state, metrics)``: learn from a time-major trajectory ``[T, E, ...]``
+      of transitions (``state.last`` is the final ``TimeStep``);
+    - ``eval_actions(view, carry, obs, avail, done, key, deterministic) -> (env_actions, carry)``
+      and ``init_carry(batch_shape)``: acting for evaluation and rendering.
+    """
+
+    name = "algorithm"
+
+    def __init__(self, env, cfg, total_updates: int | None = None, share_params: bool = False, agent_id: bool = False):
+        self.env = env
+        self.cfg = cfg
+        self.agents = AgentGroups(env, share_params, agent_id)
+        self.groups = self.agents.groups
+        self.kinds = self.agents.kinds
+        self.n_agents = self.agents.n_agents
+        self.num_envs = int(cfg.num_envs)
+        self.rollout_len = int(cfg.rollout_len)
+        self.steps_per_update = self.num_envs * self.rollout_len
+        self.total_updates = max(1, int(total_updates or 1))
+
+    # ---- the family interface --------------------------------------------------------------
+    def init_state(self, key: jax.Array, last: TimeStep, env_state: Any = None):
+        raise NotImplementedError
+
+    def policy_view(self, state) -> Any:
+        raise NotImplementedError
+
+    def act(self, view, carry, last: TimeStep, key: jax.Array):
+        raise NotImplementedError
+
+    def transition(self, view, last: TimeStep, ts: TimeStep, act_out) -> Any:
+        raise NotImplementedError
+
+    def learn(self, state, traj):
+        raise NotImplementedError
+
+    def eval_actions(self, view, carry, obs: tuple, avail: tuple, done: jax.Array, key: jax.Array,
+                     deterministic: bool = True) -> tuple[tuple, Any]:
+        raise NotImplementedError
+
+    def init_carry(self, batch_shape: tuple[int, ...]) -> Any:
+        return ()
+
+    # ---- provided: the JAX-native loop ----------------------------------------------------------
+    def init(self, key: jax.Array):
+        """The full training state, with ``num_envs`` freshly reset JAX-native environments."""
+        k_learner, k_env = jax.random.split(key)
+        env_state, ts = jax.vmap(self.env.reset)(jax.random.split(k_env, self.num_envs))
+        return self.init_state(k_learner, ts, env_state)
+
+    def rollout(self, state):
+        """``rollout_len`` steps of ``num_envs`` JAX-native envs: ``(state, traj [T, E, ...], episode metrics)``."""
+        env = self.env
+        view = self.policy_view(state)
+
+        def step(carry, _):
+            st, sums, count = carry
+            key, k_act, k_env = step_keys(st.key)
+            env_act, act_out, acting = self.act(view, st.carry, st.last, k_act)
+            env_state, ts = jax.vmap(env.step)(jax.random.split(k_env, self.num_envs), st.env_state, env_act)
+            transition = self.transition(view, st.last, ts, act_out)
+            episodes, sums, count = track_episodes(st.episodes, ts, sums, count)
+            st = st._replace(env_state=env_state, last=ts, episodes=episodes, key=key, carry=acting)
+            return (st, sums, count), transition
+
+        sums, count = zero_episode_sums(state.last, self.n_agents)
+        (state, sums, count), traj = jax.lax.scan(step, (state, sums, count), None, length=self.rollout_len)
+        return state, traj, episode_metrics(sums, count)
+
+    def update(self, state):
+        """One iteration on the JAX-native environment: rollout, then learning."""
+        state, traj, metrics = self.rollout(state)
+        state, learn_metrics = self.learn(state, traj)
+        metrics.update(learn_metrics)
+        return self.finish(state, metrics)
+
+    def finish(self, state, metrics: dict):
+        """Count the update and its env steps (both loops call this after ``learn``)."""
+        state = state._replace(update=state.update + 1, env_steps=state.env_steps + self.steps_per_update)
+        metrics["env_steps"] = state.env_steps
+        return state, metrics
 
 
 def init_seeds(algo: Algorithm, keys: jax.Array) -> Any:
@@ -42,8 +213,6 @@ def init_seeds(algo: Algorithm, keys: jax.Array) -> Any:
     Seeds are initialised one at a time with one jitted ``init``: on XLA:CPU (jax 0.10) a
     ``jit(vmap(init))`` over seeds of Flax networks with orthogonal initialisers can deadlock.
     """
-    import jax.numpy as jnp
-
     init = jax.jit(algo.init)
     states = [init(k) for k in keys]
     return jax.tree.map(lambda *xs: jnp.stack(xs), *states)

@@ -77,8 +77,9 @@ class TimeStep(NamedTuple):
     terminated: scalar bool, the episode ended in a terminal state (no bootstrap).
     truncated:  scalar bool, the episode was cut by a time limit (bootstrap is allowed).
     active:     ``[n_agents]`` bool, agents alive at this step (dead agents are masked out of losses).
-    final_obs, final_state: after an auto-reset, the observation and state the episode ended in
-                (equal to ``obs``/``state`` when no reset happened); used to bootstrap truncation.
+    final_obs, final_state, final_avail: after an auto-reset, the observation, state and available
+                actions the episode ended in (equal to ``obs``/``state``/``avail`` when no reset happened);
+                used to bootstrap truncation (off-policy targets act on ``final_obs`` with ``final_avail``).
     info:       dict of scalar float32 per-episode outcomes, read at the step that ends an episode and
                 logged as ``episode_<key>``, the mean over the episodes that ended in an update (SMAX:
                 ``win_rate``, 1.0 for a won battle). The same keys after reset and every step; default ``{}``.
@@ -93,6 +94,7 @@ class TimeStep(NamedTuple):
     active: jax.Array
     final_obs: tuple
     final_state: jax.Array
+    final_avail: tuple
     info: dict = {}  # never mutated: environments build a new dict per step
 
     @property
@@ -179,6 +181,7 @@ class MultiAgentEnv(GroupedAgents):
             active=pick(ts_reset.active, ts.active),
             final_obs=ts.obs,
             final_state=ts.state,
+            final_avail=ts.avail,
         )
         return strong_types((state_out, ts_out))
 
@@ -196,6 +199,7 @@ class MultiAgentEnv(GroupedAgents):
             active=active,
             final_obs=tuple(obs),
             final_state=state,
+            final_avail=tuple(avail),
             info={k: jnp.asarray(v, jnp.float32) for k, v in (info or {}).items()},
         )
 

@@ -33,7 +33,7 @@ def _load(target: Any) -> Any:
     if isinstance(target, str):
         from trustmarl.envs.host.pettingzoo_adapter import import_attr
 
-        target = import_attr(target)
+        target = import_attr(target[len("pettingzoo:"):] if target.startswith("pettingzoo:") else target)
     if inspect.isclass(target) and issubclass(target, MultiAgentEnv):
         return target()
     if isinstance(target, MultiAgentEnv) or _is_parallel_env(target):
@@ -407,8 +407,22 @@ def _dedupe(items: list[str]) -> list[str]:
 # --- command line -----------------------------------------------------------------------------------
 
 
+def report(name: str, problems: list[str], print_fn: Callable[[str], Any] = print) -> int:
+    """Print the checker's findings for ``name``; 0 when there are none, else 1."""
+    if not problems:
+        print_fn(f"{name}: OK, no contract violations found")
+        return 0
+    print_fn(f"{name}: {len(problems)} problem(s) found:")
+    for p in problems:
+        print_fn(f"  - {p}")
+    return 1
+
+
 def main_check_env(argv: Sequence[str] | None = None, print_fn: Callable[[str], Any] = print) -> int:
-    """``trustmarl check-env IMPORT_PATH [--seed S]``: print the report, return 0 (ok) or 1."""
+    """``check-env IMPORT_PATH [--seed S]`` on an import path: print the report, return 0 (ok) or 1.
+
+    ``trustmarl check-env`` (the CLI) accepts every environment name ``train`` accepts; this entry point
+    takes import paths only."""
     parser = argparse.ArgumentParser(
         prog="trustmarl check-env",
         description="Check a custom environment against trustmarl's contract. IMPORT_PATH is 'module:attr' "
@@ -417,11 +431,4 @@ def main_check_env(argv: Sequence[str] | None = None, print_fn: Callable[[str], 
     parser.add_argument("import_path")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    problems = check_env(args.import_path, seed=args.seed)
-    if not problems:
-        print_fn(f"{args.import_path}: OK, no contract violations found")
-        return 0
-    print_fn(f"{args.import_path}: {len(problems)} problem(s) found:")
-    for p in problems:
-        print_fn(f"  - {p}")
-    return 1
+    return report(args.import_path, check_env(args.import_path, seed=args.seed), print_fn)

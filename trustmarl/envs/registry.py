@@ -1,8 +1,17 @@
-"""Environment registry: readable names such as ``mpe/simple_spread`` map to environment classes."""
+"""Environment registry: readable names such as ``mpe/simple_spread`` map to environment classes.
+
+Besides registered names, a JAX-native environment can be named by its import path
+``"module.path:Attr"``: a :class:`MultiAgentEnv` subclass (its dataclass fields become the ``env.*``
+keys) or instance. The same string works in ``trustmarl train``, ``eval`` and ``check-env``;
+an import path to anything else (a PettingZoo Parallel env factory) is a host env
+(:mod:`trustmarl.envs.host.registry`).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import inspect
 from typing import Any, Callable
 
 from trustmarl.envs.base import MultiAgentEnv
@@ -21,19 +30,69 @@ def env_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def is_import_path(name: str) -> bool:
+    """``"module.path:attr"`` (not a registered name, not the ``pettingzoo:`` prefix form)."""
+    if name in _REGISTRY or name.startswith("pettingzoo:") or name.count(":") != 1:
+        return False
+    module, attr = name.split(":")
+    return bool(module) and bool(attr) and all(p.isidentifier() for p in module.split(".") + attr.split("."))
+
+
+def import_object(name: str) -> Any:
+    """The object at ``"module.path:attr"``; ``ValueError`` naming the path when it cannot be imported."""
+    module_name, attr = name.split(":", 1)
+    try:
+        obj = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ValueError(f"cannot import {name!r}: {type(err).__name__}: {err}") from None
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"cannot import {name!r}: module {module_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    return obj
+
+
+def is_jax_env_object(obj: Any) -> bool:
+    return (inspect.isclass(obj) and issubclass(obj, MultiAgentEnv)) or isinstance(obj, MultiAgentEnv)
+
+
+def is_jax_env(name: str) -> bool:
+    """A registered name or an import path to a :class:`MultiAgentEnv` subclass or instance."""
+    if name in _REGISTRY:
+        return True
+    if not is_import_path(name):
+        return False
+    try:
+        return is_jax_env_object(import_object(name))
+    except ValueError:
+        return False
+
+
 def describe(name: str) -> str:
-    return _REGISTRY[name][1]
+    if name in _REGISTRY:
+        return _REGISTRY[name][1]
+    obj = env_factory(name)
+    return getattr(obj, "description", "") or f"JAX-native env {name}"
 
 
 def env_factory(name: str) -> Callable[..., MultiAgentEnv]:
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown environment {name!r}; choose one of: {', '.join(env_names())}")
-    return _REGISTRY[name][0]
+    if name in _REGISTRY:
+        return _REGISTRY[name][0]
+    if is_import_path(name):
+        obj = import_object(name)
+        if inspect.isclass(obj) and issubclass(obj, MultiAgentEnv):
+            return obj
+        if isinstance(obj, MultiAgentEnv):
+            return lambda: obj
+        raise KeyError(f"{name!r} is not a trustmarl MultiAgentEnv class or instance")
+    raise KeyError(f"unknown environment {name!r}; choose one of: {', '.join(env_names())}")
 
 
 def env_defaults(name: str) -> dict[str, Any]:
     """The hyperparameters of an environment and their default values."""
     factory = env_factory(name)
+    if not dataclasses.is_dataclass(factory) or not inspect.isclass(factory):
+        return {}  # an env instance: no hyperparameters
     out = {}
     for f in dataclasses.fields(factory):
         if not f.init:

@@ -4,7 +4,7 @@
     trustmarl train --resume RUN_DIR [total_steps=N]
     trustmarl eval RUN_DIR [--episodes N] [--stochastic] [--render [GIF]]
     trustmarl list [--keys [NAME]]
-    trustmarl check-env IMPORT_PATH [...]
+    trustmarl check-env ENV [env.key=value ...] [--seed S]
 
 Bad input (unknown algorithm, environment or key, wrong type, out-of-range value, bad run
 directory) prints one line ``trustmarl: error: ...`` on stderr and exits with code 2 before
@@ -12,9 +12,11 @@ anything is compiled. A run whose losses become NaN/inf exits with code 3; a hos
 raises (``HostEnvError``) exits with code 4 (the run stays resumable); Ctrl-C saves a checkpoint of
 the last completed chunk and exits with code 130.
 
-ENV is a JAX-native env (``mpe/simple_spread``), a host env preset (``pettingzoo/simple_spread``,
-``sisl/multiwalker``, ``mamujoco/halfcheetah_2x3``, ...) or ``pettingzoo:module.path:attr`` (any
-PettingZoo Parallel API env factory; its keyword arguments as ``env.*`` keys).
+ENV is the same string for ``train``, ``eval`` (through the saved config) and ``check-env``: a
+JAX-native env (``mpe/simple_spread``), a host env preset (``pettingzoo/simple_spread``,
+``sisl/multiwalker``, ``mamujoco/halfcheetah_2x3``, ...), or an import path ``module.path:Attr`` to
+your own JAX-native env class (its dataclass fields as ``env.*`` keys) or to a PettingZoo Parallel
+API env factory (its keyword arguments as ``env.*`` keys; ``pettingzoo:module.path:attr`` also works).
 """
 
 from __future__ import annotations
@@ -71,17 +73,18 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("--keys", nargs="?", const="all", metavar="NAME",
                     help="show the hyperparameter keys of NAME (an algorithm or environment; all if omitted)")
 
-    c = sub.add_parser("check-env", help="check a custom environment against the contract",
-                       description="trustmarl check-env IMPORT_PATH [--seed S]  (module:attr of an environment)")
-    c.add_argument("import_path", metavar="IMPORT_PATH")
+    c = sub.add_parser("check-env", help="check an environment (yours or a registered one) against the contract",
+                       description="trustmarl check-env ENV [env.key=value ...] [--seed S]  (ENV as for train: a "
+                       "registered name, module.path:Attr or pettingzoo:module.path:attr)")
+    c.add_argument("env", metavar="ENV")
+    c.add_argument("overrides", nargs="*", metavar="env.key=value")
+    c.add_argument("--seed", type=int, default=0)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["check-env"] and not set(argv[1:]) & {"-h", "--help"}:
-        return _error_guard(_check_env, argv[1:])
     try:
         args = _parse(argv)
     except UsageError as e:
@@ -89,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # --help
         return int(e.code or 0)
     try:
-        return {"train": _train, "eval": _eval, "list": _list}[args.command](args)
+        return {"train": _train, "eval": _eval, "list": _list, "check-env": _check_env}[args.command](args)
     except (ConfigError, CheckpointError, UsageError) as e:
         return _error(str(e))
     except RenderError as e:
@@ -109,13 +112,6 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     return args
-
-
-def _error_guard(fn, *args) -> int:
-    try:
-        return fn(*args)
-    except (ConfigError, CheckpointError, UsageError) as e:
-        return _error(str(e))
 
 
 def _error(message: str) -> int:
@@ -172,11 +168,16 @@ def _eval(args) -> int:
         return EXIT_OK
     mode = "deterministic" if res["deterministic"] else "stochastic"
     per_seed = ", ".join(f"{r:.4g}" for r in res["per_seed_return"])
+    per_agent = ", ".join(f"{r:.4g}" for r in res["mean_return_per_agent"])
+    outcomes = "".join(
+        f"; {k[len('mean_'):].replace('_', ' ')} {res[k]:.3g}" for k in sorted(res)
+        if k.startswith("mean_") and k not in ("mean_return", "mean_return_sum", "mean_return_per_agent", "mean_length")
+    )
     print(
         f"{res['algo']} on {res['env']} at update {res['update']} ({res['env_steps']} env steps): "
         f"mean return {res['mean_return']:.4g} over {res['episodes']} {mode} episodes per seed "
-        f"(per seed: {per_seed})"
-        + ("; win rate " + format(res["mean_win_rate"], ".3g") if "mean_win_rate" in res else "")
+        f"(per seed: {per_seed}); per agent [{per_agent}], sum over agents {res['mean_return_sum']:.4g}; "
+        f"mean length {res['mean_length']:.4g}{outcomes}"
     )
     if args.render is not None:
         from trustmarl.experiment.runner import render_run
@@ -190,13 +191,10 @@ def _eval(args) -> int:
 
 def _list(args) -> int:
     from trustmarl import algos
-    from trustmarl.envs import registry
     from trustmarl.envs.host import registry as host_registry
 
     algo_names, env_names = algos.algo_names(), config_mod.all_env_names()
-
-    def describe(n: str) -> str:
-        return host_registry.describe(n) if host_registry.is_host_env(n) else registry.describe(n)
+    describe = config_mod.describe_env
 
     if args.keys is None:
         print("algorithms:")
@@ -205,7 +203,8 @@ def _list(args) -> int:
         print("environments:")
         for n in env_names:
             print(f"  {n:24s} {describe(n)}")
-        print(f"  {'pettingzoo:MODULE:ATTR':24s} {host_registry.describe('pettingzoo:')}")
+        print(f"  {'MODULE:ATTR':24s} your own env by import path: a trustmarl MultiAgentEnv class, or a "
+              "PettingZoo Parallel env factory (also written pettingzoo:MODULE:ATTR)")
         print("run keys: " + ", ".join(_run_keys()))
         print("hyperparameters: trustmarl list --keys NAME")
         return EXIT_OK
@@ -221,11 +220,11 @@ def _list(args) -> int:
                     print(f"  algo.{k} = {_show(v)}")
             if getattr(cls, "UNUSED", None):
                 print(f"  (not used by {name}: {', '.join('algo.' + k for k in cls.UNUSED)})")
-        elif name in env_names or host_registry.is_host_env(name):
+        elif name in env_names or config_mod.is_known_env(name):
             print(f"{name} (environment): {describe(name)}")
             for k, v in config_mod.env_defaults(name).items():
                 print(f"  env.{k} = {_show(v)}")
-            if host_registry.is_host_env(name):
+            if config_mod.is_host(name):
                 print("  (env.num_workers = -1: automatic; see trustmarl.envs.host.registry)")
             if host_registry.is_generic(name):
                 print("  (any other env.KEY=VALUE is passed to the factory as a keyword argument)")
@@ -262,19 +261,30 @@ def _show(v: Any) -> str:
 
 # ---- check-env -----------------------------------------------------------------------------------
 
-def _check_env(argv: list[str]) -> int:
-    """Forward ``argv`` (everything after ``check-env``) to the environment checker."""
-    try:
-        from trustmarl.envs.checker import main_check_env
-    except ImportError as e:
-        if getattr(e, "name", None) == "trustmarl.envs.checker":
-            raise UsageError("check-env is not available in this installation (trustmarl.envs.checker is missing)")
-        raise
-    try:
-        code = main_check_env(argv)
-    except SystemExit as e:  # the checker's own argument errors
-        return int(e.code or 0) if isinstance(e.code, int) or e.code is None else EXIT_USAGE
-    return int(code or 0)
+def _check_env(args) -> int:
+    """Check ENV (any name ``train`` accepts, with ``env.*`` overrides) against the contract; 0 if OK, 1 if not."""
+    from trustmarl.envs import checker
+    from trustmarl.envs import registry
+    from trustmarl.envs.host import registry as host_registry
+
+    name = args.env
+    kind = config_mod.env_kind(name)  # one line + exit 2 for an unknown name
+    overrides = parse_overrides(args.overrides)
+    bad = [k for k in overrides if not k.startswith("env.")]
+    if bad:
+        raise UsageError(f"check-env takes env.key=value overrides only, got {bad[0]!r}")
+    env_cfg = config_mod.EnvConfig(name, {k[4:]: v for k, v in overrides.items()})
+    config_mod.validate_env(env_cfg)
+    if kind == "jax":
+        env = registry.make(name, **env_cfg.params)
+    else:
+        params = {k: v for k, v in env_cfg.params.items() if k != "num_workers"}
+        try:
+            env = host_registry.make_factory(name, params)()
+        except Exception as e:  # noqa: BLE001 - the user wants to know why building failed
+            print(f"{name}: 1 problem(s) found:\n  - could not build the environment: {type(e).__name__}: {e}")
+            return 1
+    return checker.report(name, checker.check_env(env, seed=args.seed))
 
 
 if __name__ == "__main__":  # pragma: no cover

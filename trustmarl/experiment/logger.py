@@ -2,10 +2,13 @@
 
 A chunk of updates returns metrics with a leading ``[num_seeds, n_updates]`` shape;
 :func:`chunk_rows` turns them into one flat row per update: ``episode_return`` is the NaN-aware
-mean over seeds with per-seed columns ``episode_return/seed_k`` (so are the other ``episode_*``
-outcomes, e.g. SMAX's ``episode_win_rate``), every other scalar metric is the
-mean over seeds and per-agent arrays become ``name/agent_i`` columns. Non-finite values are
-written as ``null`` in JSON and ``nan`` in CSV.
+mean over seeds with per-seed columns ``episode_return/seed_k`` (so are the other scalar
+``episode_*`` metrics: ``episode_return_sum``, ``episode_length`` and env outcomes such as SMAX's
+``episode_win_rate``), ``episode_return_per_agent`` becomes NaN-aware ``/agent_i`` columns, every
+other scalar metric is the mean over seeds and per-agent arrays become ``name/agent_i`` columns.
+The runner adds ``eval/...`` columns to the row of an update after which it evaluated. Non-finite
+values are written as ``null`` in JSON and ``nan`` in CSV; a column that first appears in a later row
+extends the CSV header (the file is rewritten once).
 """
 
 from __future__ import annotations
@@ -35,8 +38,12 @@ def chunk_rows(metrics: dict[str, np.ndarray], first_update: int, wall_time: flo
         row["env_steps"] = int(np.asarray(steps)[0, t]) if steps is not None else None
         row["wall_time"] = float(wall_time)
         episode = ["episode_return"] + sorted(m for m in metrics if m.startswith("episode_") and m != "episode_return")
-        for name in episode:  # NaN for a seed in which no episode ended: NaN-aware mean, one column per seed
+        for name in episode:  # NaN for a seed in which no episode ended: NaN-aware means
             per_seed = np.asarray(metrics[name], dtype=np.float64)[:, t]
+            if per_seed.ndim == 2:  # per agent [seeds, n_agents]: one column per agent
+                for i in range(per_seed.shape[1]):
+                    row[f"{name}/agent_{i}"] = nanmean(per_seed[:, i])
+                continue
             row[name] = nanmean(per_seed)
             for k in range(n_seeds):
                 row[f"{name}/seed_{k}"] = float(per_seed[k])
@@ -109,8 +116,14 @@ class MetricsLogger:
         new_file = self._columns is None
         if new_file:
             self._columns = _order_columns(rows[0])
+        extra = [c for r in rows for c in r if c not in self._columns]
+        if extra and not new_file:  # e.g. the first evaluation's eval/... columns: extend the header
+            self._columns += list(dict.fromkeys(extra))
+            self._rewrite_csv()
+        elif extra:
+            self._columns += list(dict.fromkeys(extra))
         with open(self.csv_path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self._columns, extrasaction="ignore")
+            writer = csv.DictWriter(f, fieldnames=self._columns, extrasaction="ignore", restval="nan")
             if new_file:
                 writer.writeheader()
             writer.writerows(rows)
@@ -123,6 +136,15 @@ class MetricsLogger:
                     if isinstance(v, (int, float)) and math.isfinite(v):
                         self._tb.add_scalar(k, v, global_step=step)
             self._tb.flush()
+
+    def _rewrite_csv(self) -> None:
+        with open(self.csv_path, newline="") as f:
+            old = list(csv.DictReader(f))
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=self._columns, extrasaction="ignore", restval="nan")
+        writer.writeheader()
+        writer.writerows(old)
+        atomic_write_text(self.csv_path, buf.getvalue())
 
     def close(self) -> None:
         if self._tb is not None:
@@ -165,11 +187,9 @@ def _csv_header(path: Path) -> list[str] | None:
 
 
 def _order_columns(row: dict[str, Any]) -> list[str]:
+    """The CSV columns: the row's own order (``update``, ``env_steps``, ``wall_time``, episode metrics, ...)."""
     first = [c for c in FIRST_COLUMNS if c in row]
-    first += [c for c in row if c.startswith("episode_") and "/" not in c and c not in first]
-    seeds = [c for c in row if c.startswith("episode_") and "/seed_" in c]
-    rest = [c for c in row if c not in first and c not in seeds]
-    return first + seeds + rest
+    return first + [c for c in row if c not in first]
 
 
 def _tb_writer(path: Path, purge_step: int | None):

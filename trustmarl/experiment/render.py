@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 
@@ -34,77 +33,28 @@ def draw_circles(pos, radius: Sequence[float], colors: Sequence[tuple], size: in
     return np.asarray(img)
 
 
-def _seed_params(state, seed_index: int):
-    """Seed ``seed_index``'s actor parameters (states of multi-seed runs have a leading seed axis)."""
-    if np.ndim(state.update) == 1:
-        return jax.tree.map(lambda x: x[seed_index], state.actor_params)
-    return state.actor_params
+def _record(algo, view, stepper, key: jax.Array, deterministic: bool) -> tuple[list[np.ndarray], float]:
+    """One episode through the shared episode loop, a frame after the reset and after every step."""
+    from trustmarl.algos.evaluation import run_episodes
+
+    frames: list[np.ndarray] = []
+    result = run_episodes(algo, view, stepper, key, deterministic, on_step=lambda t: frames.append(stepper.frame()))
+    return frames, float(result["return"][0])
 
 
-def _one(x):
-    return jax.tree.map(lambda y: jnp.asarray(y)[None], x)  # add the [E=1] axis
+def render_jax_episode(algo, view, key: jax.Array, path: str | Path, deterministic: bool = True, fps: int = 10) -> dict:
+    """Play one episode of a JAX-native env with the policy ``view`` (leading seed axis of 1) and write a
+    GIF; :class:`RenderError` if the env cannot render."""
+    from trustmarl.algos.evaluation import JaxStepper
 
-
-def record_episode(algo, state, key: jax.Array, deterministic: bool = True, seed_index: int = 0):
-    """Play one episode of the JAX-native env with the policy of seed ``seed_index``.
-
-    Returns ``(env_states, team_return)``: the env state at every step (reset included).
-    Recurrent actors carry their hidden state from step to step (zeros at the reset).
-    """
     env = algo.env
-    params = _seed_params(state, seed_index)
-    k_reset, key = jax.random.split(key)
-    env_state, ts = env.reset(k_reset)
-
-    @jax.jit
-    def step(env_state, ts, hidden, key):
-        k_act, k_env = jax.random.split(key)
-        actions, hidden = algo.eval_actions(params, hidden, _one(ts.obs), _one(ts.avail), _one(ts.done), k_act, deterministic)
-        actions = jax.tree.map(lambda a: a[0], actions)
-        return env._step(k_env, env_state, actions), hidden  # no auto-reset: the episode's last state is kept
-
-    states, total = [env_state], 0.0
-    hidden = algo.init_hidden((1,))
-    for _ in range(env.max_episode_steps):
-        key, k = jax.random.split(key)
-        (env_state, ts), hidden = step(env_state, ts, hidden, k)
-        states.append(env_state)
-        total += float(np.mean(np.asarray(ts.reward)))
-        if bool(ts.done):
-            break
-    return states, total
-
-
-def record_host_episode(algo, env: Any, state, key: jax.Array, deterministic: bool = True, seed_index: int = 0,
-                        seed: int = 0):
-    """Play one episode of a host env built with ``render_mode="rgb_array"``; ``(frames, team_return)``.
-
-    ``env`` is the raw PettingZoo Parallel env; a frame is taken after the reset and after every step.
-    """
-    from trustmarl.envs.host.pettingzoo_adapter import PettingZooAdapter
-
-    adapter = PettingZooAdapter(env)
-    params = _seed_params(state, seed_index)
-    act = jax.jit(lambda h, o, av, d, k: algo.eval_actions(params, h, _one(o), _one(av), d, k, deterministic))
-    step = adapter.reset(seed=seed)
-    frames, total = [_frame(env)], 0.0
-    hidden, done = algo.init_hidden((1,)), jnp.zeros((1,), bool)
-    for t in range(algo.env.max_episode_steps):
-        actions, hidden = act(hidden, step.obs, step.avail, done, jax.random.fold_in(key, t))
-        step = adapter.step([np.asarray(a[0]) for a in jax.device_get(actions)])
-        frames.append(_frame(env))
-        total += float(np.mean(step.reward))
-        if step.terminated or step.truncated:
-            break
-    return frames, total
-
-
-def _frame(env: Any) -> np.ndarray:
-    frame = env.render()
-    if frame is None or np.ndim(frame) != 3:
-        raise RenderError(f"{type(env).__name__}.render() returned {type(frame).__name__}, not an RGB array "
-                          "(is render_mode='rgb_array' supported?)")
-    return np.asarray(frame)
+    if not hasattr(env, "render"):
+        raise RenderError(f"environment {type(env).__name__} does not implement render(state)")
+    k_env, k_act = jax.random.split(key)
+    stepper = JaxStepper(env, 1, 1, k_env, auto_reset=False)  # keep the episode's last state
+    frames, total = _record(algo, view, stepper, k_act, deterministic)
+    out = write_gif(frames, path, fps=fps)
+    return {"path": str(out), "frames": len(frames), "return": total}
 
 
 def write_gif(frames: Sequence[np.ndarray], path: str | Path, fps: float = 10, max_frames: int = 250,
@@ -136,16 +86,6 @@ def write_gif(frames: Sequence[np.ndarray], path: str | Path, fps: float = 10, m
     return path
 
 
-def render_episode(algo, state, key: jax.Array, path: str | Path, deterministic: bool = True, fps: int = 10) -> dict:
-    """Record one episode of a JAX-native env and write a GIF; :class:`RenderError` if it cannot render."""
-    env = algo.env
-    if not hasattr(env, "render"):
-        raise RenderError(f"environment {type(env).__name__} does not implement render(state)")
-    states, total = record_episode(algo, state, key, deterministic)
-    out = write_gif([env.render(s) for s in states], path, fps=fps)
-    return {"path": str(out), "frames": len(states), "return": total}
-
-
 def headless() -> None:
     """Choose offscreen backends when no display is attached (before the first frame is drawn).
 
@@ -157,9 +97,12 @@ def headless() -> None:
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
 
-def render_host_episode(algo, factory: Any, state, key: jax.Array, path: str | Path, deterministic: bool = True,
+def render_host_episode(algo, factory: Any, view, key: jax.Array, path: str | Path, deterministic: bool = True,
                         seed: int = 0) -> dict:
-    """Record one episode of the host env made by ``factory`` (which must accept ``render_mode``) as a GIF."""
+    """Record one episode of the host env made by ``factory`` (which must accept ``render_mode``) as a GIF,
+    acting with the policy ``view`` (leading seed axis of 1)."""
+    from trustmarl.algos.evaluation import RenderStepper
+
     headless()
     try:
         with warnings.catch_warnings():
@@ -173,7 +116,7 @@ def render_host_episode(algo, factory: Any, state, key: jax.Array, path: str | P
         try:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="The system font")
-                frames, total = record_host_episode(algo, env, state, key, deterministic, seed=seed)
+                frames, total = _record(algo, view, RenderStepper(env, seed=seed), key, deterministic)
         except RenderError:
             raise
         except Exception as err:  # noqa: BLE001  OpenGL/pygame failures come as many types

@@ -2,9 +2,12 @@
 
 ``train`` runs ``cfg.num_seeds`` independent seeds as one ``vmap`` and ``cfg.chunk_updates``
 updates as one ``lax.scan`` (a jitted *chunk*); between chunks it writes metrics, shows progress,
-checks the losses for NaN/inf and saves checkpoints. Because the training state holds everything
-(parameters, optimiser, normalisers, environment states, RNG key, counters) and chunks always start
-at multiples of ``chunk_updates``, a resumed run ends bitwise equal to an uninterrupted one.
+checks the losses for NaN/inf, evaluates the deterministic policy every ``eval_every`` env steps
+(logged as ``eval/...`` columns and ``final_eval_*`` in the summary) and saves checkpoints. Because the
+training state holds everything (parameters, optimiser, normalisers, replay buffers, environment
+states, RNG key, counters) and the evaluations use keys of their own, a resumed run ends bitwise equal
+to an uninterrupted one. The environment kind decides the backend once
+(:mod:`trustmarl.experiment.backends`); the runner never looks inside the algorithm's state.
 
 Run directory::
 
@@ -15,7 +18,7 @@ Run directory::
     summary.json             result and throughput; ``status`` is "completed", "diverged" or "env_error"
 
 **Host (Python) environments** (``pettingzoo/...``, ``sisl/...``, ``mamujoco/...``,
-``pettingzoo:module:attr``) train through :class:`trustmarl.rollout.host.HostTrainer` with the same
+``pettingzoo:module:attr`` or ``module:attr``) train through :class:`trustmarl.rollout.host.HostTrainer` with the same
 run directory, metrics, checkpoints and summary; the chunk is a Python loop over updates instead of a
 ``lax.scan``. Their env state lives in worker processes, so a resumed host run restores the learner
 (parameters, optimisers, normalisers, RNG key, counters) exactly but starts fresh episodes: it is
@@ -35,12 +38,12 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import yaml
 
 from trustmarl.envs.host import HostEnvError
 from trustmarl.envs.host import registry as host_registry
+from trustmarl.experiment.backends import as_lists, build_algorithm, make_backend, total_updates
 from trustmarl.experiment.checkpoint import (
     CheckpointError,
     atomic_write_text,
@@ -48,7 +51,7 @@ from trustmarl.experiment.checkpoint import (
     read_meta,
     save_checkpoint,
 )
-from trustmarl.experiment.config import ConfigError, RunConfig, config_from_dict
+from trustmarl.experiment.config import ConfigError, RunConfig, config_from_dict, env_kind
 from trustmarl.experiment.logger import MetricsLogger, chunk_rows, nanmean, truncate_metrics
 
 CONFIG_FILE = "config.yaml"
@@ -144,126 +147,14 @@ def _create_new_dir(out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
 
 
-# ---- jitted pieces -----------------------------------------------------------------------------
-
-def _init_fn(algo):
-    from trustmarl.algos.base import init_seeds
-
-    return lambda keys: init_seeds(algo, keys)
-
-
-def _seed_keys(cfg: RunConfig) -> jax.Array:
-    return jax.random.split(jax.random.PRNGKey(cfg.seed), cfg.num_seeds)
-
-
-class _Chunks:
-    """Jitted ``vmap``-over-seeds of ``lax.scan`` over ``length`` updates, compiled once per run.
-
-    ``chunk(state, n)`` runs the first ``n <= length`` updates; the others are skipped by a ``lax.cond``
-    on an unbatched flag, so the shorter last chunk of a run reuses the same program instead of
-    compiling a second one (tens of seconds on CPU). Metrics come back ``[seeds, n, ...]``.
-    """
-
-    def __init__(self, algo, length: int):
-        self.algo, self.length = algo, int(length)
-
-        def one_seed(state, n):
-            def body(s, i):
-                skip = lambda s: (s, _zeros_like(jax.eval_shape(lambda x: self.algo.update(x)[1], s)))  # noqa: E731
-                return jax.lax.cond(i < n, self.algo.update, skip, s)
-
-            return jax.lax.scan(body, state, jnp.arange(self.length))
-
-        self._fn = jax.jit(jax.vmap(one_seed, in_axes=(0, None)))
-
-    def __call__(self, state, n: int):
-        if not 1 <= n <= self.length:
-            raise ValueError(f"a chunk runs 1..{self.length} updates, got {n}")
-        state, metrics = self._fn(state, jnp.asarray(n, jnp.int32))
-        return state, jax.tree.map(lambda m: m[:, :n], metrics)
-
-
-def _zeros_like(shapes):
-    return jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
-
-
-def _state_template(algo, cfg: RunConfig):
-    if _is_host(cfg):
-        from trustmarl.rollout.host import state_template
-
-        return state_template(algo, cfg.num_seeds)
-    return jax.eval_shape(jax.vmap(algo.init), _seed_keys(cfg))
-
-
-# ---- host (Python) environments ----------------------------------------------------------------
-
-def _is_host(cfg: RunConfig) -> bool:
-    return host_registry.is_host_env(cfg.env.name)
-
-
-def _host_env_info(cfg: RunConfig):
-    """Groups/state width/episode limit of a host env, from one copy built in this process."""
-    try:
-        return host_registry.probe(cfg.env.name, cfg.env.params)
-    except HostEnvError:
-        raise
-    except ImportError as e:
-        raise ConfigError(f"{cfg.env.name}: {e}") from None
-    except Exception as e:  # noqa: BLE001 - bad keyword arguments, broken env code: report in one line
-        raise ConfigError(f"{cfg.env.name}: building the environment failed: {type(e).__name__}: {e}") from None
-
-
-class _HostBackend:
-    """The host-env counterpart of ``_init_fn``/``_Chunks``: a ``HostTrainer`` on a ``HostVecEnv``.
-
-    The envs live in worker processes: ``close()`` must be called. Restored runs start fresh episodes
-    (seeded from ``cfg.seed`` and the update), so a resumed host run is not bitwise-equal to an
-    uninterrupted one; learner state and counters are restored exactly.
-    """
-
-    def __init__(self, cfg: RunConfig, algo, update: int):
-        from trustmarl.rollout.host import HostTrainer, env_seed
-
-        copies = cfg.num_seeds * cfg.algo.num_envs
-        vec = host_registry.make_vec_env(cfg.env.name, cfg.env.params, copies, env_seed(cfg.seed, update))
-        try:
-            self.trainer = HostTrainer(algo, vec, cfg.num_seeds)
-        except BaseException:
-            vec.close()
-            raise
-
-    def init(self, cfg: RunConfig):
-        return self.trainer.init(_seed_keys(cfg))
-
-    def restart(self, state):
-        return self.trainer.reset_envs(state)
-
-    def run(self, state, n: int):
-        return self.trainer.run(state, n)
-
-    def close(self) -> None:
-        self.trainer.close()
-
-
-def _total_updates(cfg: RunConfig, steps_per_update: int) -> int:
-    return max(1, cfg.total_steps // steps_per_update)
-
-
-def _build_algorithm(cfg: RunConfig, total_updates: int | None = None):
-    from trustmarl.algos import make_algorithm
-
-    env = _host_env_info(cfg) if _is_host(cfg) else None
-    probe = make_algorithm(cfg, total_updates=total_updates or 1, env=env)
-    if total_updates is None:
-        total_updates = _total_updates(cfg, probe.steps_per_update)
-        return make_algorithm(cfg, total_updates=total_updates, env=env), total_updates
-    return probe, total_updates
-
-
 # ---- divergence --------------------------------------------------------------------------------
 
 def find_divergence(metrics: dict[str, np.ndarray], first_update: int) -> str | None:
-    """A message naming the first non-finite ``loss/...`` metric (update, seed), or ``None``."""
+    """A message naming the first non-finite ``loss/...`` metric (update, seed), or ``None``.
+
+    Updates that did no learning (``diag/learning == 0``, e.g. an off-policy warm-up) have no losses
+    (NaN) and are not checked."""
+    learned = metrics.get("diag/learning")
     worst: tuple[int, str, int] | None = None
     for name in sorted(metrics):
         if not name.startswith("loss/"):
@@ -271,6 +162,10 @@ def find_divergence(metrics: dict[str, np.ndarray], first_update: int) -> str | 
         bad = ~np.isfinite(np.asarray(metrics[name], dtype=np.float64))
         if bad.any():
             bad = bad.reshape(bad.shape[0], bad.shape[1], -1).any(axis=-1)  # [seeds, updates]
+            if learned is not None:
+                bad &= np.asarray(learned) > 0
+            if not bad.any():
+                continue
             seeds, steps = np.nonzero(bad)
             t = int(steps.min())
             seed = int(seeds[steps == t].min())
@@ -303,6 +198,15 @@ def _per_seed_returns(rows: list[dict[str, Any]], num_seeds: int, name: str = "e
     ).reshape(len(rows), num_seeds)
 
 
+def _per_agent_window(rows: list[dict[str, Any]], name: str) -> list[float]:
+    """NaN-aware mean over the last 10% of updates of the per-agent columns ``name/agent_i`` (seed mean)."""
+    agents = sorted({int(k.rsplit("_", 1)[1]) for r in rows for k in r if k.startswith(f"{name}/agent_")})
+    if not rows or not agents:
+        return []
+    w = max(1, int(math.ceil(0.1 * len(rows))))
+    return [nanmean([float(r.get(f"{name}/agent_{i}", float("nan"))) for r in rows[-w:]]) for i in agents]
+
+
 def _json_safe(obj: Any) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
@@ -313,7 +217,8 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
-def _summary(cfg, run_dir, rows, status, updates, env_steps, session, wall_total, message=None) -> dict[str, Any]:
+def _summary(cfg, run_dir, rows, status, updates, env_steps, session, wall_total, message=None,
+             last_eval: dict[str, Any] | None = None) -> dict[str, Any]:
     per_seed = _per_seed_returns(rows, cfg.num_seeds)
     final, final_seeds = _window_return(per_seed, first=False)
     initial, initial_seeds = _window_return(per_seed, first=True)
@@ -337,13 +242,28 @@ def _summary(cfg, run_dir, rows, status, updates, env_steps, session, wall_total
         "initial_return_per_seed": initial_seeds,
         "final_return": final,
         "final_return_per_seed": final_seeds,
-        "run_dir": str(run_dir),
     }
-    outcomes = sorted({k for r in rows for k in r if k.startswith("episode_") and "/" not in k} - {"episode_return"})
+    if rows and any("episode_return_sum/seed_0" in r for r in rows):  # general-sum games: the sum over agents
+        out["initial_return_sum"] = _window_return(_per_seed_returns(rows, cfg.num_seeds, "episode_return_sum"), True)[0]
+        out["final_return_sum"], out["final_return_sum_per_seed"] = _window_return(
+            _per_seed_returns(rows, cfg.num_seeds, "episode_return_sum"), first=False
+        )
+        out["final_return_per_agent"] = _per_agent_window(rows, "episode_return_per_agent")
+    outcomes = sorted({k for r in rows for k in r if k.startswith("episode_") and "/" not in k}
+                      - {"episode_return", "episode_return_sum", "episode_length"})
     for name in outcomes:  # env outcomes such as SMAX's episode_win_rate, over the last 10% of updates
         out[f"final_{name[8:]}"], out[f"final_{name[8:]}_per_seed"] = _window_return(
             _per_seed_returns(rows, cfg.num_seeds, name), first=False
         )
+    if last_eval:  # the last periodic evaluation (deterministic policy)
+        out["final_eval_update"] = last_eval["update"]
+        out["final_eval_env_steps"] = last_eval["env_steps"]
+        for k, v in last_eval["result"].items():
+            arr = np.asarray(v, np.float64)
+            out[f"final_eval_{k}"] = nanmean(arr) if arr.ndim == 1 else [nanmean(arr[:, i]) for i in range(arr.shape[1])]
+            if arr.ndim == 1:
+                out[f"final_eval_{k}_per_seed"] = arr.tolist()
+    out["run_dir"] = str(run_dir)
     if message:
         out["message"] = message
     return out
@@ -356,12 +276,18 @@ def _fmt(x: Any, spec: str = ".4g") -> str:
 def _print_result(summary: dict[str, Any], out=None) -> None:
     out = out or sys.stdout
     s = summary
+    extra = ""
+    if "final_return_sum" in s:
+        extra += f"; sum over agents {_fmt(s.get('initial_return_sum'))} -> {_fmt(s['final_return_sum'])}"
+    if "final_eval_return" in s:
+        extra += f"; evaluation return {_fmt(s['final_eval_return'])} (deterministic, update {s['final_eval_update']})"
+    if "final_win_rate" in s:
+        extra += "; final win rate " + _fmt(s["final_win_rate"], ".3g")
     print(
         f"{s['algo']} on {s['env']} ({s['num_seeds']} seed{'s' if s['num_seeds'] != 1 else ''}, "
         f"{s['env_steps']} env steps each): return {_fmt(s['initial_return'])} -> {_fmt(s['final_return'])} "
-        f"(first -> last 10% of updates); {_fmt(s['steps_per_second'], '.0f')} steps/s overall, "
-        f"{_fmt(s['steady_steps_per_second'], '.0f')} steps/s after compilation"
-        + ("; final win rate " + _fmt(s["final_win_rate"], ".3g") if "final_win_rate" in s else ""),
+        f"(first -> last 10% of updates){extra}; {_fmt(s['steps_per_second'], '.0f')} steps/s overall, "
+        f"{_fmt(s['steady_steps_per_second'], '.0f')} steps/s after compilation",
         file=out,
     )
     print(f"run saved to {s['run_dir']}", file=out)
@@ -385,21 +311,18 @@ def _check_run_dir(cfg: RunConfig | None, out_dir: Path, resume: bool, overwrite
     return cfg
 
 
-def _restore(cfg: RunConfig, algo, total_updates: int, out_dir: Path):
-    """Last checkpoint of a run: ``(state, update, wall_seconds, metrics rows, env_steps)``.
-
-    Metrics rows written after the checkpoint (a killed run) are dropped from the files.
-    """
-    state, counters = load_checkpoint(out_dir / LAST_CHECKPOINT, _state_template(algo, cfg))
-    update, wall_before = int(counters["update"]), float(counters["wall_seconds"])
-    if update > total_updates:
+def _restore(backend, total: int, out_dir: Path):
+    """Last checkpoint of a run: ``(state, counters, metrics rows)``; rows written after the
+    checkpoint (a killed run) are dropped from the files."""
+    state, counters = load_checkpoint(out_dir / LAST_CHECKPOINT, backend.template())
+    update = int(counters["update"])
+    if update > total:
         raise ConfigError(
-            f"total_steps={cfg.total_steps} gives {total_updates} updates but the run is already at update {update}"
+            f"total_steps={backend.cfg.total_steps} gives {total} updates but the run is already at update {update}"
         )
     rows = truncate_metrics(out_dir, update)
     (out_dir / SUMMARY_FILE).unlink(missing_ok=True)  # written again when this session ends
-    env_steps = int(counters["env_steps"])
-    return state, update, wall_before, rows, env_steps
+    return state, counters, rows
 
 
 def train(
@@ -424,135 +347,177 @@ def train(
     t_start = time.perf_counter()
     out_dir = Path(out_dir)
     cfg = _check_run_dir(cfg, out_dir, resume, overwrite)
-    algo, total_updates = _build_algorithm(cfg)  # may raise ConfigError: nothing on disk is touched yet
-    if not resume:
-        _create_new_dir(out_dir)
-    spu = int(algo.steps_per_update)
-    if resume:
-        state, update, wall_before, rows, env_steps = _restore(cfg, algo, total_updates, out_dir)
-    else:
-        update, wall_before, rows, env_steps = 0, 0.0, [], 0
-    if _is_host(cfg):
-        host = _HostBackend(cfg, algo, update)
-        try:
-            state = host.restart(state) if resume else host.init(cfg)
-        except BaseException:
-            host.close()
-            raise
-        run_chunk = host.run
-    else:
-        host, run_chunk = None, _Chunks(algo, cfg.chunk_updates)
-        if not resume:
-            state = _init_fn(algo)(_seed_keys(cfg))
+    algo = build_algorithm(cfg)  # may raise ConfigError: nothing on disk is touched yet
+    backend = make_backend(cfg, algo)
     try:
-        return _train_loop(
-            cfg, out_dir, resume, progress, stop_after_chunks, keep_checkpoints, tensorboard, t_start,
-            spu, total_updates, run_chunk, state, update, wall_before, rows, env_steps,
-        )
+        run = _Run(cfg, out_dir, backend, t_start, progress, keep_checkpoints, tensorboard)
+        if resume:
+            state, counters, rows = _restore(backend, run.total, out_dir)
+            run.restore(counters, rows)
+            state = backend.resume(state, run.update)
+        else:
+            _create_new_dir(out_dir)
+            state = backend.init()
+        return run.loop(state, stop_after_chunks)
     finally:
-        if host is not None:
-            host.close()
+        backend.close()
 
 
-def _train_loop(
-    cfg, out_dir, resume, progress, stop_after_chunks, keep_checkpoints, tensorboard, t_start,
-    spu, total_updates, run_chunk, state, update, wall_before, rows, env_steps,
-) -> dict[str, Any]:
-    """The chunk loop of ``train``: metrics, progress, NaN checks, checkpoints and the summary."""
-    atomic_write_text(out_dir / CONFIG_FILE, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+class _Run:
+    """The chunk loop of ``train``: metrics, progress, evaluation, NaN checks, checkpoints, summary."""
 
-    logger = MetricsLogger(out_dir, tensorboard=tensorboard, purge_step=env_steps + 1 if resume else None)
-    session = {"steps": 0, "first_chunk_steps": 0, "first_chunk_end": 0.0, "wall": 0.0}
-    bar = _progress_bar(progress, total_updates * spu, env_steps, cfg)
-    status, message, chunk_i, last_saved = "completed", None, 0, (update if resume else -1)
+    def __init__(self, cfg, out_dir, backend, t_start, progress, keep_checkpoints, tensorboard):
+        self.cfg, self.out_dir, self.backend, self.t_start = cfg, out_dir, backend, t_start
+        self.progress, self.keep_checkpoints, self.tensorboard = progress, keep_checkpoints, tensorboard
+        self.spu = int(backend.algo.steps_per_update)
+        self.total = total_updates(cfg)
+        self.update, self.env_steps, self.wall_before, self.rows = 0, 0, 0.0, []
+        self.resumed, self.last_saved, self.last_eval = False, -1, None
 
-    def counters_now() -> dict[str, Any]:
+    def restore(self, counters: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+        self.update, self.env_steps = int(counters["update"]), int(counters["env_steps"])
+        self.wall_before, self.rows = float(counters["wall_seconds"]), rows
+        self.resumed, self.last_saved = True, self.update
+        self.last_eval = counters.get("last_eval")
+
+    def counters(self) -> dict[str, Any]:
+        cfg = self.cfg
         return {
-            "update": update,
-            "env_steps": env_steps,
-            "total_updates": total_updates,
-            "steps_per_update": spu,
-            "wall_seconds": wall_before + time.perf_counter() - t_start,
-            "num_seeds": cfg.num_seeds,
-            "algo": cfg.algo.name,
-            "env": cfg.env.name,
+            "update": self.update, "env_steps": self.env_steps, "total_updates": self.total,
+            "steps_per_update": self.spu, "wall_seconds": self.wall_before + time.perf_counter() - self.t_start,
+            "num_seeds": cfg.num_seeds, "algo": cfg.algo.name, "env": cfg.env.name, "last_eval": self.last_eval,
         }
 
-    def save() -> None:
-        nonlocal last_saved
-        ckpt = out_dir / LAST_CHECKPOINT
-        save_checkpoint(ckpt, state, counters_now())
-        if keep_checkpoints:
-            shutil.copyfile(ckpt, ckpt.with_name(f"update_{update:07d}.npz"))
-        last_saved = update
+    def save(self, state) -> None:
+        ckpt = self.out_dir / LAST_CHECKPOINT
+        info = save_checkpoint(ckpt, state, self.counters())
+        if self.keep_checkpoints:
+            shutil.copyfile(ckpt, ckpt.with_name(f"update_{self.update:07d}.npz"))
+        self.last_saved = self.update
+        return info
 
-    if not resume:
-        save()  # update 0: a run killed during its first chunk can still be resumed
-    try:
-        while update < total_updates:
-            n = min(cfg.chunk_updates, total_updates - update)
-            try:
-                new_state, metrics = run_chunk(state, n)
-            except HostEnvError as e:  # a host env copy raised (or its worker died): stop, stay resumable
-                status = "env_error"
-                message = (
-                    f"a host environment failed during updates {update + 1}-{update + n}: {e}\n"
-                    f"kept the last good checkpoint (update {update}); continue with: "
-                    f"trustmarl train --resume {out_dir}"
-                )
-                if last_saved != update:
-                    save()
-                break
-            metrics = jax.device_get(metrics)
-            elapsed = time.perf_counter() - t_start
-            new_rows = chunk_rows(metrics, update, wall_before + elapsed)
-            logger.write(new_rows)
-            rows.extend(new_rows)
-            diverged = find_divergence(metrics, update)
-            if diverged:
-                status = "diverged"
-                message = f"training diverged: {diverged}; kept the last good checkpoint (update {update})"
-                if last_saved != update:
-                    save()  # the state before this chunk is the last good one
-                break
-            state, update = new_state, update + n
-            new_steps = new_rows[-1]["env_steps"] if new_rows[-1]["env_steps"] is not None else update * spu
-            session["steps"] += new_steps - env_steps
-            env_steps = new_steps
-            chunk_i += 1
-            if chunk_i == 1:
-                session["first_chunk_steps"], session["first_chunk_end"] = session["steps"], elapsed
+    def chunk_length(self) -> int:
+        """Updates in the next chunk: ``chunk_updates``, cut at the end of training and at the next evaluation."""
+        n = min(self.cfg.chunk_updates, self.total - self.update)
+        every = self.cfg.eval_every
+        if every:
+            next_eval = (self.env_steps // every + 1) * every  # env steps of the next evaluation
+            n = min(n, max(1, -(-(next_eval - self.env_steps) // self.spu)))
+        return n
+
+    def evaluate(self, state, update: int, env_steps: int) -> dict[str, Any] | None:
+        """A deterministic evaluation of ``state`` (after ``update``) when the chunk that produced it crossed a
+        multiple of ``eval_every`` env steps or ended training."""
+        every = self.cfg.eval_every
+        if not every or (env_steps // every == self.env_steps // every and update < self.total):
+            return None
+        result = self.backend.evaluate(state, self.cfg.eval_episodes)
+        self.last_eval = {"update": update, "env_steps": env_steps, "result": as_lists(result)}
+        return result
+
+    def loop(self, state, stop_after_chunks: int | None) -> dict[str, Any]:
+        cfg, out_dir = self.cfg, self.out_dir
+        atomic_write_text(out_dir / CONFIG_FILE, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        logger = MetricsLogger(out_dir, tensorboard=self.tensorboard, purge_step=self.env_steps + 1 if self.resumed else None)
+        session = {"steps": 0, "first_chunk_steps": 0, "first_chunk_end": 0.0, "wall": 0.0}
+        bar = _progress_bar(self.progress, self.total * self.spu, self.env_steps, cfg)
+        status, message, chunk_i = "completed", None, 0
+        if not self.resumed:
+            self.save(state)  # update 0: a run killed during its first chunk can still be resumed
+        try:
+            while self.update < self.total:
+                n = self.chunk_length()
+                try:
+                    new_state, metrics = self.backend.run(state, n)
+                except HostEnvError as e:  # a host env copy raised (or its worker died): stop, stay resumable
+                    status = "env_error"
+                    message = (
+                        f"a host environment failed during updates {self.update + 1}-{self.update + n}: {e}\n"
+                        f"kept the last good checkpoint (update {self.update}); continue with: "
+                        f"trustmarl train --resume {out_dir}"
+                    )
+                    if self.last_saved != self.update:
+                        self.save(state)
+                    break
+                metrics = jax.device_get(metrics)
+                elapsed = time.perf_counter() - self.t_start
+                new_rows = chunk_rows(metrics, self.update, self.wall_before + elapsed)
+                diverged = find_divergence(metrics, self.update)
+                if diverged:
+                    logger.write(new_rows)
+                    self.rows.extend(new_rows)
+                    status = "diverged"
+                    message = f"training diverged: {diverged}; kept the last good checkpoint (update {self.update})"
+                    if self.last_saved != self.update:
+                        self.save(state)  # the state before this chunk is the last good one
+                    break
+                new_update = self.update + n
+                new_steps = new_rows[-1]["env_steps"] if new_rows[-1]["env_steps"] is not None else new_update * self.spu
+                evaluation = self.evaluate(new_state, new_update, new_steps)
+                if evaluation is not None:
+                    new_rows[-1].update(eval_columns(evaluation))
+                logger.write(new_rows)  # the rows before the state: a run interrupted here resumes from the last chunk
+                self.rows.extend(new_rows)
+                session["steps"] += new_steps - self.env_steps
+                state, self.update, self.env_steps = new_state, new_update, new_steps
+                chunk_i += 1
+                if chunk_i == 1:
+                    session["first_chunk_steps"], session["first_chunk_end"] = session["steps"], elapsed
+                if bar is not None:
+                    bar.update(n * self.spu)
+                    bar.set_postfix(_postfix(new_rows, self.last_eval), refresh=False)
+                if chunk_i % cfg.checkpoint_every == 0 or self.update >= self.total:
+                    self.save(state)
+                if stop_after_chunks is not None and chunk_i >= stop_after_chunks and self.update < self.total:
+                    return {"status": "stopped", "updates": self.update, "env_steps": self.env_steps, "run_dir": str(out_dir)}
+            if self.update >= self.total and self.last_saved != self.update:
+                self.save(state)
+        except KeyboardInterrupt:
+            if self.last_saved != self.update:
+                self.save(state)  # ``state`` is the last completed chunk (``update`` counts it)
+            raise
+        finally:
             if bar is not None:
-                bar.update(n * spu)
-                post = {"ret": _fmt(nanmean([r["episode_return"] for r in new_rows]))}
-                if "episode_win_rate" in new_rows[-1]:  # SMAX
-                    post["win"] = _fmt(nanmean([r["episode_win_rate"] for r in new_rows]), ".2f")
-                bar.set_postfix(post, refresh=False)
-            if chunk_i % cfg.checkpoint_every == 0 or update >= total_updates:
-                save()
-            if stop_after_chunks is not None and chunk_i >= stop_after_chunks and update < total_updates:
-                return {"status": "stopped", "updates": update, "env_steps": env_steps, "run_dir": str(out_dir)}
-        if update >= total_updates and last_saved != update:
-            save()
-    except KeyboardInterrupt:
-        if last_saved != update:
-            save()  # ``state`` is the last completed chunk (``update`` counts it)
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
-        logger.close()
+                bar.close()
+            logger.close()
 
-    session["wall"] = time.perf_counter() - t_start
-    summary = _summary(
-        cfg, out_dir, [r for r in rows if r["update"] <= update], status, update, env_steps, session,
-        wall_before + session["wall"], message,
-    )
-    atomic_write_text(out_dir / SUMMARY_FILE, json.dumps(_json_safe(summary), indent=2) + "\n")
-    if status in ("diverged", "env_error"):
-        print(f"trustmarl: {message}", file=sys.stderr)
-    _print_result(summary)
-    return summary
+        session["wall"] = time.perf_counter() - self.t_start
+        summary = _summary(
+            cfg, out_dir, [r for r in self.rows if r["update"] <= self.update], status, self.update, self.env_steps,
+            session, self.wall_before + session["wall"], message, self.last_eval,
+        )
+        atomic_write_text(out_dir / SUMMARY_FILE, json.dumps(_json_safe(summary), indent=2) + "\n")
+        if status in ("diverged", "env_error"):
+            print(f"trustmarl: {message}", file=sys.stderr)
+        _print_result(summary)
+        return summary
+
+
+def eval_columns(result: dict[str, np.ndarray]) -> dict[str, float]:
+    """A metrics-row view of a per-seed evaluation: ``eval/<name>`` (seed mean), ``eval/<name>/seed_k``
+    and, for per-agent results, ``eval/<name>/agent_i``."""
+    row: dict[str, float] = {}
+    for name, v in result.items():
+        v = np.asarray(v, np.float64)
+        if v.ndim == 1:
+            row[f"eval/{name}"] = nanmean(v)
+            row.update({f"eval/{name}/seed_{k}": float(x) for k, x in enumerate(v)})
+        else:
+            row.update({f"eval/{name}/agent_{i}": nanmean(v[:, i]) for i in range(v.shape[1])})
+    return row
+
+
+def _postfix(rows: list[dict[str, Any]], last_eval: dict[str, Any] | None) -> dict[str, str]:
+    post = {"ret": _fmt(nanmean([r["episode_return"] for r in rows]))}
+    agents = sorted(k for k in rows[-1] if k.startswith("episode_return_per_agent/agent_"))
+    if 1 < len(agents) <= 4:  # per-agent returns (general-sum games), and their sum
+        post["agents"] = "[" + ",".join(_fmt(nanmean([r.get(k, math.nan) for r in rows]), ".3g") for k in agents) + "]"
+        post["sum"] = _fmt(nanmean([r.get("episode_return_sum", math.nan) for r in rows]))
+    if "episode_win_rate" in rows[-1]:  # SMAX
+        post["win"] = _fmt(nanmean([r["episode_win_rate"] for r in rows]), ".2f")
+    if last_eval is not None:
+        post["eval"] = _fmt(nanmean(last_eval["result"]["return"]))
+    return post
 
 
 def _progress_bar(progress: bool, total: int, initial: int, cfg: RunConfig):
@@ -569,56 +534,44 @@ def _progress_bar(progress: bool, total: int, initial: int, cfg: RunConfig):
 # ---- evaluation --------------------------------------------------------------------------------
 
 def load_run_state(run_dir: Path):
-    """``(cfg, algo, state, counters)`` of the last checkpoint of a run."""
+    """``(cfg, algo, state, counters)`` of the last checkpoint of a run (``state`` has a leading seed axis)."""
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
     ckpt = run_dir / LAST_CHECKPOINT
     if not ckpt.is_file():
         raise RunDirError(f"{str(run_dir)!r} has no checkpoint ({LAST_CHECKPOINT})")
-    total_updates = int(read_meta(ckpt)["counters"].get("total_updates", 1))
-    algo, _ = _build_algorithm(cfg, total_updates)
-    state, counters = load_checkpoint(ckpt, _state_template(algo, cfg))
+    algo = build_algorithm(cfg, int(read_meta(ckpt)["counters"].get("total_updates", 1)))
+    state, counters = load_checkpoint(ckpt, make_backend(cfg, algo).template())  # template: no env is started
     return cfg, algo, state, counters
 
 
 def evaluate_run(
     run_dir: Path, episodes: int | None = None, deterministic: bool = True, seed: int | None = None
 ) -> dict[str, Any]:
-    """Mean return of ``episodes`` fresh episodes (default ``cfg.eval_episodes``) per seed of a saved run,
-    and the means of the env's outcomes (``mean_win_rate`` / ``per_seed_win_rate`` on SMAX)."""
+    """Evaluate the last checkpoint of a run on ``episodes`` fresh episodes per seed (default
+    ``cfg.eval_episodes``): per seed and as means, the team return, the sum over agents, each agent's
+    return, the episode length and the env's outcomes (``mean_win_rate`` / ``per_seed_win_rate`` on SMAX)."""
     cfg, algo, state, counters = load_run_state(run_dir)
     episodes = cfg.eval_episodes if episodes is None else int(episodes)
     if episodes < 1:
         raise ConfigError(f"episodes={episodes} must be an integer >= 1")
-    eval_seed = cfg.seed + 1 if seed is None else seed
-    outcomes: dict[str, list[float]] = {}
-    if _is_host(cfg):
-        per_seed = _evaluate_host(cfg, algo, state, episodes, deterministic, eval_seed)
-    else:
-        keys = jax.random.split(jax.random.PRNGKey(eval_seed), cfg.num_seeds)
-        if hasattr(algo, "evaluate_episodes"):  # return and env outcomes (SMAX: win rate)
-            fn = jax.jit(jax.vmap(lambda s, k: algo.evaluate_episodes(s, k, episodes, deterministic)))
-            res = {k: [float(x) for x in np.asarray(v, dtype=np.float64)] for k, v in jax.device_get(fn(state, keys)).items()}
-            per_seed = res.pop("episode_return")
-            outcomes = {k[len("episode_"):]: v for k, v in res.items()}
-        else:
-            fn = jax.jit(jax.vmap(lambda s, k: algo.evaluate(s, k, episodes, deterministic)))
-            per_seed = [float(x) for x in np.asarray(jax.device_get(fn(state, keys)), dtype=np.float64)]
-    extra = {}
-    for name, values in outcomes.items():
-        extra[f"mean_{name}"], extra[f"per_seed_{name}"] = nanmean(values), values
-    return {
-        "run_dir": str(run_dir),
-        "algo": cfg.algo.name,
-        "env": cfg.env.name,
-        "update": int(counters["update"]),
-        "env_steps": int(counters["env_steps"]),
-        "episodes": episodes,
-        "deterministic": deterministic,
-        "mean_return": nanmean(per_seed),
-        "per_seed_return": per_seed,
-        **extra,
+    backend = make_backend(cfg, algo)
+    try:
+        res = as_lists(backend.evaluate(state, episodes, seed, deterministic))
+    finally:
+        backend.close()
+    out = {
+        "run_dir": str(run_dir), "algo": cfg.algo.name, "env": cfg.env.name,
+        "update": int(counters["update"]), "env_steps": int(counters["env_steps"]),
+        "episodes": episodes, "deterministic": deterministic,
+        "mean_return": nanmean(res["return"]), "per_seed_return": res["return"],
+        "mean_return_sum": nanmean(res["return_sum"]), "per_seed_return_sum": res["return_sum"],
+        "mean_return_per_agent": [nanmean(np.asarray(res["return_per_agent"])[:, i]) for i in range(algo.n_agents)],
+        "mean_length": nanmean(res["length"]),
     }
+    for name in sorted(set(res) - {"return", "return_sum", "return_per_agent", "length"}):  # env outcomes
+        out[f"mean_{name}"], out[f"per_seed_{name}"] = nanmean(res[name]), res[name]
+    return out
 
 
 def render_run(run_dir, path=None, deterministic: bool = True, seed: int = 0) -> dict[str, Any]:
@@ -633,27 +586,15 @@ def render_run(run_dir, path=None, deterministic: bool = True, seed: int = 0) ->
     render.headless()  # before anything creates an OpenGL/SDL context
     cfg, algo, state, _ = load_run_state(run_dir)
     path = Path(run_dir) / "episode.gif" if path is None else Path(path)
-    key = jax.random.PRNGKey(seed)
-    if not _is_host(cfg):
+    view = jax.tree.map(lambda x: x[:1], jax.vmap(algo.policy_view)(state))  # seed 0
+    if env_kind(cfg.env.name) == "jax":
         if not hasattr(algo.env, "render"):
             raise render.RenderError(f"rendering is not supported for environment {cfg.env.name!r} (it has no render())")
-        return render.render_episode(algo, state, key, path, deterministic=deterministic)
+        return render.render_jax_episode(algo, view, jax.random.PRNGKey(seed), path, deterministic)
     factory = host_registry.make_factory(cfg.env.name, cfg.env.params)
     if not callable(getattr(factory, "rendering", None)):
         raise render.RenderError(f"rendering is not supported for environment {cfg.env.name!r}")
-    return render.render_host_episode(algo, factory.rendering(), state, key, path, deterministic, seed=seed)
-
-
-def _evaluate_host(cfg: RunConfig, algo, state, episodes: int, deterministic: bool, eval_seed: int) -> list[float]:
-    """Per-seed mean return of ``episodes`` fresh episodes on a new ``HostVecEnv`` (seeded ``eval_seed``)."""
-    from trustmarl.rollout.host import evaluate_host
-
-    vec = host_registry.make_vec_env(cfg.env.name, cfg.env.params, cfg.num_seeds * episodes, eval_seed)
-    try:
-        res = evaluate_host(algo, vec, state.actor_params, cfg.num_seeds, jax.random.PRNGKey(eval_seed), deterministic)
-    finally:
-        vec.close()
-    return [float(x) for x in res]
+    return render.render_host_episode(algo, factory.rendering(), view, jax.random.PRNGKey(seed), path, deterministic, seed=seed)
 
 
 __all__ = [

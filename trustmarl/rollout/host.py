@@ -1,23 +1,24 @@
-"""Training and evaluation on host (Python) environments with the same algorithm objects.
+"""Training on host (Python) environments with the same algorithm objects as JAX-native training.
 
-:class:`HostTrainer` drives a :class:`~trustmarl.envs.host.HostVecEnv` from Python and trains any
-:class:`~trustmarl.algos.common.ActorCritic` algorithm exactly as its jitted JAX-native rollout does:
-per step ``algo.act`` -> clipped ``algo.env_actions`` -> ``vec_env.step`` -> ``algo.record``; after
-``rollout_len`` steps the time-major trajectory ``[T, E, ...]`` and the bootstrap value
-(``ActorCritic.last_value``) go to ``algo.update_from_trajectory``.
+:class:`HostTrainer` drives a :class:`~trustmarl.envs.host.HostVecEnv` from Python through the
+family interface of :class:`~trustmarl.algos.base.Algorithm`, exactly as the jitted JAX-native loop
+does: per step ``act`` -> ``vec_env.step`` -> ``transition`` (and the shared episode bookkeeping);
+after ``rollout_len`` steps the time-major trajectory ``[T, E, ...]`` goes to ``learn``. It knows
+no algorithm family: on-policy algorithms learn from the trajectory, off-policy ones insert it into
+their replay buffer.
 
-**Cost per env step**: one jitted call (``record`` of the previous transition fused with ``act`` on the
-new observation), one transfer of the new observation to JAX and one of the actions back. Only the
-learner-side pieces the policy needs (parameters, value normaliser) are passed per step; the
-transitions stay JAX arrays until the update stacks them.
+**Cost per env step**: one jitted call (``transition`` of the previous step fused with ``act`` on
+the new observation), one transfer of the new observation to JAX and one of the actions back. The
+policy view (parameters, normalisers) is taken once per update; transitions stay JAX arrays until
+the update stacks them.
 
 **Seeds**: ``num_seeds`` learners are ``vmap``-ed exactly as in the JAX-native runner, on
 ``num_seeds * num_envs`` env copies: copies ``[s * num_envs, (s + 1) * num_envs)`` belong to seed
 ``s``. The training state therefore has the same ``[num_seeds]`` leading axis, checkpoint layout and
 metrics as a JAX-native run.
 
-**Environment state** lives in the worker processes, not in the ``TrainState`` (``env_state`` is
-``None``). ``state.last`` and ``state.ep_return`` are kept up to date, but a restored checkpoint
+**Environment state** lives in the worker processes, not in the training state (``env_state`` is
+``None``). ``state.last`` and ``state.episodes`` are kept up to date, but a restored checkpoint
 continues with fresh episodes (:meth:`HostTrainer.reset_envs`): resuming a host run is *not*
 bitwise-equal to an uninterrupted run, unlike a JAX-native one.
 """
@@ -30,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from trustmarl.algos.common import TrainState
+from trustmarl.algos.base import episode_metrics, init_episode_stats, step_keys, track_episodes, zero_episode_sums
 from trustmarl.envs.base import TimeStep
 
 
@@ -50,37 +51,26 @@ def placeholder_timestep(env: Any, batch: tuple[int, ...]) -> TimeStep:
     return TimeStep(
         obs=obs, avail=avail, state=state, reward=np.zeros(batch + (env.n_agents,), np.float32),
         terminated=flag, truncated=flag, active=np.ones(batch + (env.n_agents,), bool),
-        final_obs=obs, final_state=state,
+        final_obs=obs, final_state=state, final_avail=avail,
     )
 
 
-def state_template(algo, num_seeds: int) -> TrainState:
-    """Shapes and dtypes of a host ``TrainState`` with a ``[num_seeds]`` axis (to load checkpoints)."""
-    last = placeholder_timestep(algo.env, (num_seeds, algo.cfg.num_envs))
+def state_template(algo, num_seeds: int):
+    """Shapes and dtypes of a host training state with a ``[num_seeds]`` axis (to load checkpoints)."""
+    last = placeholder_timestep(algo.env, (num_seeds, algo.num_envs))
     keys = jax.random.split(jax.random.PRNGKey(0), num_seeds)
-    return jax.eval_shape(jax.vmap(lambda k, ts: algo.init_learner(k, ts, None)), keys, last)
-
-
-def _policy_state(params: tuple, hidden: tuple) -> TrainState:
-    """A ``TrainState`` holding only what ``act``/``record`` read: parameters, the value normaliser and
-    (recurrent actors) the actor hidden state."""
-    actor_params, critic_params, value_norm = params
-    return TrainState(
-        actor_params=actor_params, critic_params=critic_params, actor_opt=(), critic_opt=(),
-        value_norm=value_norm, env_state=None, last=None, ep_return=None, key=None, update=None, env_steps=None,
-        actor_hidden=hidden,
-    )
+    return jax.eval_shape(jax.vmap(lambda k, ts: algo.init_state(k, ts, None)), keys, last)
 
 
 class HostTrainer:
-    """Train ``algo`` on ``vec_env`` (``num_seeds * algo.cfg.num_envs`` copies); see the module docstring."""
+    """Train ``algo`` on ``vec_env`` (``num_seeds * algo.num_envs`` copies); see the module docstring."""
 
     def __init__(self, algo, vec_env, num_seeds: int = 1):
         self.algo = algo
         self.vec_env = vec_env
         self.num_seeds = int(num_seeds)
-        self.num_envs = int(algo.cfg.num_envs)
-        self.rollout_len = int(algo.cfg.rollout_len)
+        self.num_envs = int(algo.num_envs)
+        self.rollout_len = int(algo.rollout_len)
         if vec_env.num_envs != self.num_seeds * self.num_envs:
             raise ValueError(
                 f"vec_env has {vec_env.num_envs} copies; num_seeds * num_envs = {self.num_seeds * self.num_envs}"
@@ -88,40 +78,42 @@ class HostTrainer:
         layout = lambda groups: [(g.n, g.obs_dim, g.action_space) for g in groups]  # noqa: E731 (names may differ)
         if layout(vec_env.groups) != layout(algo.env.groups) or vec_env.state_dim != algo.env.state_dim:
             raise ValueError("vec_env's agent groups / state width differ from the algorithm's env")
+        self._view = jax.jit(jax.vmap(algo.policy_view))
         self._act = jax.jit(jax.vmap(self._act_one))
         self._record_act = jax.jit(jax.vmap(self._record_act_one))
         self._finish = jax.jit(jax.vmap(self._finish_one))
         self._init = jax.jit(jax.vmap(self._init_one))
 
     # ---- per-seed pure functions (vmapped over seeds, jitted) ------------------------------------
-    def _init_one(self, key: jax.Array, last: TimeStep) -> TrainState:
-        k_learner, _ = jax.random.split(key)  # as ActorCritic.init (its second key resets JAX envs)
-        return self.algo.init_learner(k_learner, last, None)
+    def _init_one(self, key: jax.Array, last: TimeStep):
+        k_learner, _ = jax.random.split(key)  # as Algorithm.init (its second key resets JAX envs)
+        return self.algo.init_state(k_learner, last, None)
 
-    def _act_one(self, params: tuple, hidden: tuple, last: TimeStep, key: jax.Array):
-        # the key stream of ActorCritic.rollout (its third key steps JAX envs): a deterministic env
+    def _act_one(self, view, carry, last: TimeStep, key: jax.Array):
+        # the key stream of Algorithm.rollout (its third key steps JAX envs): a deterministic env
         # trains bitwise-alike here and on its JAX-native version
-        key, k_act, _ = jax.random.split(key, 3)
-        view = _policy_state(params, hidden)
-        act_out = self.algo.act(view, last, k_act)
-        hidden = self.algo.carry_hidden(view, act_out).actor_hidden  # recurrent actors: advance; else ()
-        return act_out, self.algo.env_actions(act_out[0]), key, hidden
+        key, k_act, _ = step_keys(key)
+        env_act, act_out, carry = self.algo.act(view, carry, last, k_act)
+        return act_out, env_act, key, carry
 
-    def _record_act_one(self, params, hidden, last, ts, act_out, ep_return, sums, key):
-        """``record`` the transition ``last -> ts``, then ``act`` on ``ts`` (one call per env step)."""
-        view = _policy_state(params, hidden)
-        transition, ep_return, finished, count = self.algo.record(view, last, ts, act_out, ep_return)
-        act_next, env_act, key, hidden = self._act_one(params, hidden, ts, key)
-        return transition, ep_return, (jax.tree.map(jnp.add, sums[0], finished), sums[1] + count), act_next, env_act, key, hidden
+    def _record_act_one(self, view, carry, last, ts, act_out, episodes, sums, key):
+        """The transition ``last -> ts`` and its episode bookkeeping, then ``act`` on ``ts`` (one call per env step)."""
+        transition = self.algo.transition(view, last, ts, act_out)
+        episodes, sums, count = track_episodes(episodes, ts, *sums)
+        act_next, env_act, key, carry = self._act_one(view, carry, ts, key)
+        return transition, episodes, (sums, count), act_next, env_act, key, carry
 
-    def _finish_one(self, state: TrainState, transitions: list, last, ts, act_out, ep_return, sums, key, hidden):
+    def _finish_one(self, state, view, transitions: list, last, ts, act_out, episodes, sums, key, carry):
         """Record the last transition, stack the trajectory ``[T, E, ...]`` and learn from it."""
         algo = self.algo
-        transition, ep_return, finished, count = algo.record(state, last, ts, act_out, ep_return)
+        transition = algo.transition(view, last, ts, act_out)
+        episodes, sums, count = track_episodes(episodes, ts, *sums)
         traj = jax.tree.map(lambda *xs: jnp.stack(xs), *transitions, transition)
-        state = state._replace(last=ts, ep_return=ep_return, key=key, actor_hidden=hidden)
-        metrics = algo.episode_metrics(jax.tree.map(jnp.add, sums[0], finished), sums[1] + count)
-        return algo.update_from_trajectory(state, traj, algo.last_value(state), metrics)
+        state = state._replace(last=ts, episodes=episodes, key=key, carry=carry)
+        metrics = episode_metrics(sums, count)
+        state, learn_metrics = algo.learn(state, traj)
+        metrics.update(learn_metrics)
+        return algo.finish(state, metrics)
 
     # ---- host side -------------------------------------------------------------------------------
     def _split_seeds(self, ts: TimeStep) -> TimeStep:
@@ -135,37 +127,37 @@ class HostTrainer:
         n = self.num_seeds * self.num_envs
         return self._split_seeds(self.vec_env.step(tuple(np.asarray(a).reshape((n,) + a.shape[2:]) for a in acts)))
 
-    def reset_envs(self, state: TrainState, seed: int | None = None) -> TrainState:
-        """Start fresh episodes in every copy; ``state.last``/``ep_return`` follow (used on resume)."""
+    def reset_envs(self, state, seed: int | None = None):
+        """Start fresh episodes in every copy; ``state.last``/``episodes``/``carry`` follow (used on resume)."""
         ts = jax.device_put(self._split_seeds(self.vec_env.reset(seed)))
-        hidden = jax.tree.map(jnp.zeros_like, state.actor_hidden)  # recurrent actors start the episodes afresh
-        return state._replace(last=ts, ep_return=jnp.zeros_like(state.ep_return), actor_hidden=hidden)
+        episodes = jax.vmap(lambda _: init_episode_stats(self.num_envs, self.algo.n_agents))(jnp.arange(self.num_seeds))
+        carry = jax.tree.map(jnp.zeros_like, state.carry)  # recurrent actors start the episodes afresh
+        return state._replace(last=ts, episodes=episodes, carry=carry)
 
-    def init(self, keys: jax.Array, seed: int | None = None) -> TrainState:
+    def init(self, keys: jax.Array, seed: int | None = None):
         """The learners of ``keys`` ``[num_seeds]`` on freshly reset envs (episode seeds from ``seed``)."""
         return self._init(keys, self._split_seeds(self.vec_env.reset(seed)))
 
-    def update(self, state: TrainState) -> tuple[TrainState, dict]:
-        """One iteration: ``rollout_len`` steps of every copy, then the algorithm's update."""
-        s = self.num_seeds
-        params = (state.actor_params, state.critic_params, state.value_norm)
+    def update(self, state):
+        """One iteration: ``rollout_len`` steps of every copy, then the algorithm's ``learn``."""
+        view = self._view(state)
         last = state.last
-        act_out, env_act, key, hidden = self._act(params, state.actor_hidden, last, state.key)
-        ep_return = state.ep_return
-        sums = ({k: jnp.zeros((s,), jnp.float32) for k in self.algo.episode_metric_names(last)}, jnp.zeros((s,), jnp.int32))
+        act_out, env_act, key, carry = self._act(view, state.carry, last, state.key)
+        episodes = state.episodes
+        sums = zero_episode_sums(last, self.algo.n_agents, (self.num_seeds,))
         transitions = []
         for t in range(self.rollout_len):
             ts = self._env_step(env_act)
             if t == self.rollout_len - 1:
                 break
-            transition, ep_return, sums, act_next, env_act, key, hidden = self._record_act(
-                params, hidden, last, ts, act_out, ep_return, sums, key
+            transition, episodes, sums, act_next, env_act, key, carry = self._record_act(
+                view, carry, last, ts, act_out, episodes, sums, key
             )
             transitions.append(transition)
             last, act_out = ts, act_next
-        return self._finish(state, transitions, last, ts, act_out, ep_return, sums, key, hidden)
+        return self._finish(state, view, transitions, last, ts, act_out, episodes, sums, key, carry)
 
-    def run(self, state: TrainState, n: int) -> tuple[TrainState, dict]:
+    def run(self, state, n: int):
         """``n`` updates; metrics with a leading ``[num_seeds, n]`` shape (as a JAX-native chunk)."""
         all_metrics = []
         for _ in range(n):
@@ -175,37 +167,3 @@ class HostTrainer:
 
     def close(self) -> None:
         self.vec_env.close()
-
-
-def evaluate_host(
-    algo, vec_env, actor_params: tuple, num_seeds: int, key: jax.Array, deterministic: bool = True,
-    max_steps: int | None = None,
-) -> np.ndarray:
-    """Mean team return per seed ``[num_seeds]`` of one fresh episode in every copy of ``vec_env``.
-
-    ``vec_env`` has ``num_seeds * episodes`` copies (seed ``s`` uses copies ``[s*episodes, (s+1)*episodes)``)
-    and ``actor_params`` a leading ``[num_seeds]`` axis. Each copy runs until its first episode ends or
-    ``max_steps`` (default ``algo.env.max_episode_steps``) steps have passed; an episode cut there counts
-    with its return so far. Actions are the policy's mode (``deterministic``) or samples from ``key``.
-    """
-    n = vec_env.num_envs
-    episodes = n // num_seeds
-    max_steps = int(max_steps or algo.env.max_episode_steps)
-
-    act = jax.jit(jax.vmap(lambda *a: algo.eval_actions(*a, deterministic)))
-    split = lambda x: x.reshape((num_seeds, episodes) + x.shape[1:])  # noqa: E731
-    hidden = algo.init_hidden((num_seeds, episodes)) if getattr(algo, "recurrent", False) else ()
-    ts = vec_env.reset()
-    ret = np.zeros(n, np.float64)
-    running = np.ones(n, bool)
-    for t in range(max_steps):
-        keys = jax.random.split(jax.random.fold_in(key, t), num_seeds)
-        done = split(ts.terminated | ts.truncated)
-        acts, hidden = act(actor_params, hidden, jax.tree.map(split, ts.obs), jax.tree.map(split, ts.avail), done, keys)
-        acts = jax.device_get(acts)
-        ts = vec_env.step(tuple(np.asarray(a).reshape((n,) + a.shape[2:]) for a in acts))
-        ret += running * ts.reward.mean(-1)
-        running &= ~(ts.terminated | ts.truncated)
-        if not running.any():
-            break
-    return ret.reshape(num_seeds, episodes).mean(axis=1)

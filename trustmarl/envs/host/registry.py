@@ -8,8 +8,9 @@ Host environments are named next to the JAX-native ones (``trustmarl list`` show
 - ``mamujoco/<task>`` (``halfcheetah_2x3``, ``halfcheetah_6x1``, ``walker2d_2x3``, ``ant_4x2``,
   ``hopper_3x1``, ``humanoid_17x1``, ``many_segment_swimmer_10x2``) - keys ``agent_obsk``,
   ``observation``, ``max_episode_steps`` (see :mod:`trustmarl.envs.host.mamujoco`).
-- ``pettingzoo:module.path:attr`` - any PettingZoo Parallel API env factory by import path; every
-  ``env.*`` key except ``num_workers`` is passed to it as a keyword argument (unchecked).
+- ``pettingzoo:module.path:attr`` or plain ``module.path:attr`` - any PettingZoo Parallel API env factory
+  by import path (the plain form is a host env when the object is not a JAX-native ``MultiAgentEnv``);
+  every ``env.*`` key except ``num_workers`` is passed to it as a keyword argument (unchecked).
 
 Every host env also has ``env.num_workers``: worker processes of the :class:`HostVecEnv`. ``-1`` (the
 default) means *auto*: ``0`` (every copy in the training process) for the cheap MPE preset, whose step
@@ -125,7 +126,17 @@ PRESETS: dict[str, HostEnvSpec] = _presets()
 # ---- names -------------------------------------------------------------------------------------
 
 def is_generic(name: str) -> bool:
-    return name.startswith(GENERIC_PREFIX)
+    """``pettingzoo:module.path:attr``, or ``module.path:attr`` naming something other than a JAX-native env."""
+    if name.startswith(GENERIC_PREFIX):
+        return True
+    from trustmarl.envs import registry as jax_registry
+
+    return jax_registry.is_import_path(name) and not jax_registry.is_jax_env(name)
+
+
+def generic_spec(name: str) -> str:
+    """The ``module.path:attr`` part of a generic host env name."""
+    return name[len(GENERIC_PREFIX):] if name.startswith(GENERIC_PREFIX) else name
 
 
 def is_host_env(name: str) -> bool:
@@ -180,7 +191,7 @@ def make_factory(name: str, params: dict[str, Any]) -> Callable[[], Any]:
     if is_generic(name):
         from trustmarl.envs.host.pettingzoo_adapter import load_pettingzoo
 
-        spec = name[len(GENERIC_PREFIX):]
+        spec = generic_spec(name)
         if spec.count(":") != 1 or not all(spec.split(":")):
             raise ValueError(f"expected pettingzoo:module.path:attr, got {name!r}")
         try:

@@ -73,6 +73,7 @@ def _stack(steps: list, finals: list) -> dict[str, Any]:
         "active": np.stack([s.active for s in steps]),
         "final_obs": tuple(np.stack([f[0][g] for f in finals]) for g in range(n_groups)),
         "final_state": np.stack([f[1] for f in finals]),
+        "final_avail": tuple(np.stack([f[2][g] for f in finals]) for g in range(n_groups)),
     }
 
 
@@ -106,14 +107,14 @@ class _EnvChunk:
         self.seed = int(seed)
         self.episodes = [0] * len(self.envs)
         steps = [self._reset_one(j) for j in range(len(self.envs))]
-        return _stack(steps, [(s.obs, s.state) for s in steps])
+        return _stack(steps, [(s.obs, s.state, s.avail) for s in steps])
 
     def step(self, actions: tuple) -> dict[str, Any]:
         steps, finals = [], []
         for j, env in enumerate(self.envs):
             act = tuple(a[j] for a in actions)
             s = self._guard(self.env_indices[j], lambda env=env, act=act: env.step(act))
-            finals.append((s.obs, s.state))
+            finals.append((s.obs, s.state, s.avail))
             if s.terminated or s.truncated:
                 self.episodes[j] += 1
                 r = self._reset_one(j)

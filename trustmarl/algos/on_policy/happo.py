@@ -28,12 +28,13 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from trustmarl.algos import register_algo
-from trustmarl.algos.common import ActorCritic, Batch, TrainState, masked_mean
-from trustmarl.algos.diagnostics import trust_region_diagnostics
-from trustmarl.experiment.config import ConfigError, OnPolicyConfig, positive_int
+from trustmarl.algos.agents import masked_mean, opt_step
+from trustmarl.algos.on_policy.common import ActorCritic, Batch, TrainState
+from trustmarl.algos.on_policy.config import OnPolicyConfig
+from trustmarl.algos.on_policy.diagnostics import trust_region_diagnostics
+from trustmarl.validation import ConfigError, positive_int
 from trustmarl.networks import dist_entropy, dist_log_prob
 from trustmarl.trust.sequential import draw_order, factor_from_log, factor_stats, happo_objective, update_factor
 
@@ -97,9 +98,7 @@ class Sequential(ActorCritic):
     def __init__(self, env, cfg: HAPPOConfig, total_updates: int | None = None):
         super().__init__(env, cfg, total_updates)
         self.name = cfg.name
-        self.agent_group = np.concatenate([np.full(g.n, k) for k, g in enumerate(self.groups)]).astype(np.int32)
-        self.agent_local = np.concatenate([np.arange(g.n) for g in self.groups]).astype(np.int32)
-        self.offsets = np.cumsum([0] + [g.n for g in self.groups])[:-1]
+        self.agent_group, self.agent_local, self.offsets = self.agents.agent_group, self.agents.agent_local, self.agents.offsets
 
     def actor_steps_per_update(self, g: int) -> int:
         """A shared group's optimiser steps once per agent of the group (HARL semantics)."""
@@ -135,12 +134,6 @@ class Sequential(ActorCritic):
         raise NotImplementedError
 
     # ---- the sequential loop ---------------------------------------------------------------
-    def _slice(self, tree, i, stacked: bool):
-        return jax.tree.map(lambda x: x[i], tree) if stacked else tree
-
-    def _put(self, tree, new, i, stacked: bool):
-        return jax.tree.map(lambda x, y: x.at[i].set(y), tree, new) if stacked else new
-
     def _agent_data(self, batch: Batch, g: int, i: jax.Array, log_factor: jax.Array) -> AgentData:
         a = self.offsets[g] + i
         lead = batch.logp.ndim - 1  # sample axes: 1 ([B]) or 2 ([n_seq, seq_len]); the agent axis follows
@@ -161,10 +154,10 @@ class Sequential(ActorCritic):
         )
 
     def _update_in_group(self, g: int, actor_params, actor_opt, log_factor, i, batch: Batch, key):
-        stacked = self.stacked(g)
+        ag = self.agents
         data = self._agent_data(batch, g, i, log_factor)
-        params = self._slice(actor_params[g], i, stacked)
-        opt = self._slice(actor_opt[g], i, stacked)
+        params = ag.take(actor_params[g], g, i)
+        opt = ag.take(actor_opt[g], g, i)
         new_params, new_opt, metrics = self.agent_update(g, params, opt, i, data, key)
         _, logp_new = self.agent_log_prob(g, new_params, i, data)
         # seed 001 eq. 10 / App. D line 14: fold this agent's new/old ratio into M for the next agent
@@ -173,11 +166,11 @@ class Sequential(ActorCritic):
         metrics.update(
             factor_mean=stats["mean"], factor_min=stats["min"], factor_max=stats["max"],
         )
-        actor_params = tuple(self._put(p, new_params, i, stacked) if k == g else p for k, p in enumerate(actor_params))
-        actor_opt = tuple(self._put(o, new_opt, i, stacked) if k == g else o for k, o in enumerate(actor_opt))
+        actor_params = tuple(ag.put(p, new_params, g, i) if k == g else p for k, p in enumerate(actor_params))
+        actor_opt = tuple(ag.put(o, new_opt, g, i) if k == g else o for k, o in enumerate(actor_opt))
         return actor_params, actor_opt, log_factor, metrics
 
-    def learn(self, state: TrainState, batch: Batch):
+    def learn_batch(self, state: TrainState, batch: Batch):
         key, k_order, k_agents, k_critic = jax.random.split(state.key, 4)
         order = draw_order(k_order, self.n_agents, self.cfg.fixed_order)
         agent_group, agent_local = jnp.asarray(self.agent_group), jnp.asarray(self.agent_local)
@@ -235,7 +228,7 @@ class HAPPO(Sequential):
             clip_frac = masked_mean((jnp.abs(ratio - 1.0) > self.eps).astype(jnp.float32), mb.active)
             return pi_loss - cfg.ent_coef * ent, {"policy_loss": pi_loss, "entropy": ent, "clip_frac": clip_frac}
 
-        apply = lambda p, gr, o: self.opt_step(self.actor_txs[g], p, gr, o, False)  # noqa: E731
+        apply = lambda p, gr, o: opt_step(self.actor_txs[g], p, gr, o, False)  # noqa: E731
         params, opt, aux = self.sgd(loss, apply, params, opt, data, key, cfg.epochs, cfg.minibatches)
         return params, opt, aux
 

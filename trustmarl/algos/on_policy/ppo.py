@@ -17,9 +17,11 @@ import jax
 import jax.numpy as jnp
 
 from trustmarl.algos import register_algo
-from trustmarl.algos.common import ActorCritic, Batch, TrainState, masked_mean
-from trustmarl.algos.diagnostics import trust_region_diagnostics
-from trustmarl.experiment.config import ConfigError, OnPolicyConfig
+from trustmarl.algos.agents import masked_mean
+from trustmarl.algos.on_policy.common import ActorCritic, Batch, TrainState
+from trustmarl.algos.on_policy.config import OnPolicyConfig
+from trustmarl.algos.on_policy.diagnostics import trust_region_diagnostics
+from trustmarl.validation import ConfigError
 from trustmarl.trust.ratios import joint_clip_objective, per_agent_clip, ppo_clip_objective
 
 
@@ -62,7 +64,7 @@ class PPO(ActorCritic):
         total = pi_loss - cfg.ent_coef * ent + cfg.vf_coef * v_loss  # seed 004 spec §3.3: L_pi + c_ent L_ent + c_V L_V
         return total, {"loss/policy": pi_loss, "loss/value": v_loss, "loss/entropy": ent, "diag/clip_frac": clip_frac}
 
-    def learn(self, state: TrainState, batch: Batch):
+    def learn_batch(self, state: TrainState, batch: Batch):
         cfg = self.cfg
 
         def apply(params, grads, opt):

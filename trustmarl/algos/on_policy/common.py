@@ -1,21 +1,23 @@
 """Shared machinery of the on-policy actor-critic family (MAPPO, IPPO, JR-PPO, HAPPO, HATRPO).
 
-This module owns everything the algorithms have in common: agent groups and parameter sharing,
-network evaluation, the jitted rollout (``lax.scan`` over steps, ``vmap`` over environments),
-returns and advantages (GAE, value normalisation, advantage normalisation), optimisers and
-evaluation. An algorithm module only adds its policy update on the batch built here.
+On top of the family-agnostic loop (:class:`trustmarl.algos.base.Algorithm`) and agent groups
+(:mod:`trustmarl.algos.agents`), this module owns what the on-policy algorithms have in common:
+actor and critic networks, the transition they learn from, returns and advantages (GAE, value
+normalisation, advantage normalisation), minibatch epochs and the critic fit. An algorithm module
+only adds its policy update (``learn_batch``) on the :class:`Batch` built here.
 
 Shapes: E environments, T rollout steps, B = T*E samples, N agents (groups concatenated),
 K value heads (1 for a centralised V(s), N for per-agent critics).
 
-Recurrent actors (``recurrent=true``): only the actors carry a GRU hidden state (``TrainState.actor_hidden``,
+Recurrent actors (``recurrent=true``): only the actors carry a GRU hidden state (the loop's ``carry``,
 per group ``[E, n_g, gru_size]``); critics stay feed-forward. ``act`` applies the reset flag
 ``last.done`` (the observation starts a new episode) and advances the hidden state; each transition
 stores the hidden state entering the step and the reset flag. The ``Batch`` then keeps time order:
 the rollout ``[T, E]`` is cut into ``n_seq = T*E/seq_len`` sequences, every field gets leading axes
 ``[n_seq, seq_len]`` (``hidden`` only the state entering each sequence, ``[n_seq, n_g, H]``), minibatches
 sample whole sequences, and the policy is re-evaluated by unrolling from each sequence's stored
-hidden state with the stored resets (seed 001 spec §7 #5). Losses reduce over all leading axes.
+hidden state with the stored resets (Kuba et al. 2022 (HATRPO/HAPPO) practice, as in HARL). Losses
+reduce over all leading axes.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from trustmarl.algos.agents import adam, concat_agents, linear_decay, masked_mean, opt_init, opt_step
+from trustmarl.algos.base import Algorithm, EpisodeStats, init_episode_stats
 from trustmarl.envs.base import Discrete, MultiAgentEnv, TimeStep
 from trustmarl.networks import (
     CategoricalActor,
@@ -48,6 +52,8 @@ from trustmarl.trust.normalize import (
     value_norm_update,
 )
 
+__all__ = ["ActorCritic", "Batch", "Recurrence", "TrainState", "View", "masked_mean"]
+
 
 class TrainState(NamedTuple):
     actor_params: tuple  # per group; stacked on a leading agent axis unless shared
@@ -55,13 +61,21 @@ class TrainState(NamedTuple):
     actor_opt: tuple
     critic_opt: Any
     value_norm: ValueNormState
-    env_state: Any  # [E, ...]
+    env_state: Any  # [E, ...] (None on host envs)
     last: TimeStep  # [E, ...] the observation the next action is taken on
-    ep_return: jax.Array  # [E] running team return of the unfinished episodes
+    episodes: EpisodeStats  # running returns of the unfinished episodes
     key: jax.Array
     update: jax.Array  # updates done
     env_steps: jax.Array  # env steps of this seed
-    actor_hidden: tuple = ()  # recurrent actors: per group [E, n_g, gru_size] entering the next step; else ()
+    carry: tuple = ()  # recurrent actors: per group [E, n_g, gru_size] hidden state entering the next step; else ()
+
+
+class View(NamedTuple):
+    """What acting and ``transition`` read: the networks and the value normaliser."""
+
+    actor_params: tuple
+    critic_params: Any
+    value_norm: ValueNormState
 
 
 class Recurrence(NamedTuple):
@@ -95,31 +109,14 @@ class Batch(NamedTuple):
     reset: Any = None  # recurrent only: [n_seq, seq_len] episode-start flags
 
 
-def tree_concat_agents(xs: list[jax.Array]) -> jax.Array:
-    return jnp.concatenate(xs, axis=-1)
-
-
-def masked_mean(x: jax.Array, mask: jax.Array | None) -> jax.Array:
-    if mask is None:
-        return x.mean()
-    mask = jnp.broadcast_to(mask, x.shape)
-    return jnp.sum(x * mask) / jnp.maximum(jnp.sum(mask), 1.0)
-
-
-class ActorCritic:
-    """Networks, rollout and targets; subclasses implement ``learn(state, batch)``."""
+class ActorCritic(Algorithm):
+    """Networks, acting, transitions and targets; subclasses implement ``learn_batch(state, batch)``."""
 
     name = "actor-critic"
 
     def __init__(self, env: MultiAgentEnv, cfg, total_updates: int | None = None):
-        self.env = env
-        self.cfg = cfg
-        self.groups = env.groups
-        self.kinds = tuple(g.action_space.kind for g in self.groups)
-        self.n_agents = env.n_agents
+        super().__init__(env, cfg, total_updates, share_params=cfg.share_params, agent_id=cfg.agent_id)
         self.n_values = 1 if cfg.critic == "state" else self.n_agents
-        self.steps_per_update = cfg.num_envs * cfg.rollout_len
-        self.total_updates = max(1, int(total_updates or 1))
         self.shared = cfg.share_params
         self.recurrent = bool(getattr(cfg, "recurrent", False))
         self.seq_len = (getattr(cfg, "seq_len", 0) or cfg.rollout_len) if self.recurrent else 1
@@ -148,59 +145,26 @@ class ActorCritic:
     def make_tx(self, lr: float, steps_per_update: int) -> optax.GradientTransformation:
         """Adam after global-norm clipping; with ``anneal_lr`` the rate falls linearly to 0 over training."""
         cfg = self.cfg
-        if cfg.anneal_lr:
-            def schedule(count):
-                return lr * jnp.maximum(0.0, 1.0 - (count // steps_per_update) / self.total_updates)
-        else:
-            schedule = lr
-        return optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(schedule, eps=cfg.adam_eps))
+        schedule = linear_decay(lr, steps_per_update, self.total_updates) if cfg.anneal_lr else lr
+        return adam(schedule, cfg.max_grad_norm, eps=cfg.adam_eps)
 
     def stacked(self, g: int) -> bool:
         """Whether group ``g`` has one parameter set per agent (not shared)."""
-        return not self.shared
-
-    def opt_init(self, tx, params, stacked: bool):
-        return jax.vmap(tx.init)(params) if stacked else tx.init(params)
-
-    def opt_step(self, tx, params, grads, opt, stacked: bool):
-        """One optimiser step; for stacked (non-shared) agents each agent is clipped and updated alone."""
-        if stacked:
-            upd, opt = jax.vmap(tx.update)(grads, opt, params)
-        else:
-            upd, opt = tx.update(grads, opt, params)
-        return optax.apply_updates(params, upd), opt
-
-    # ---- inputs ----------------------------------------------------------------------------
-    def _with_id(self, g: int, obs: jax.Array) -> jax.Array:
-        if not (self.cfg.agent_id and self.shared):
-            return obs
-        n = self.groups[g].n
-        ids = jnp.broadcast_to(jnp.eye(n, dtype=obs.dtype), obs.shape[:-2] + (n, n))
-        return jnp.concatenate([obs, ids], axis=-1)
-
-    def _apply_group(self, module, params, g: int, *inputs, out_axes: int = -2):
-        """Apply a group network to ``[..., n_g, d]`` inputs (vmapped over agents unless shared)."""
-        if self.stacked(g):
-            return jax.vmap(module.apply, in_axes=(0,) + (-2,) * len(inputs), out_axes=out_axes)(params, *inputs)
-        return module.apply(params, *inputs)
+        return self.agents.stacked(g)
 
     # ---- networks --------------------------------------------------------------------------
     def init_params(self, key: jax.Array):
         k_actor, k_critic = jax.random.split(key)
+        ag = self.agents
         actor_params, critic_local = [], []
         for g, (grp, actor) in enumerate(zip(self.groups, self.actors)):
             ka, kc = jax.random.split(jax.random.fold_in(k_actor, g))
-            obs = self._with_id(g, jnp.zeros((grp.n, grp.obs_dim)))
-            avail = jnp.ones((grp.n, max(grp.avail_dim, 1)), dtype=bool)[:, : grp.avail_dim]
+            obs, avail = ag.dummy_obs(g), ag.dummy_avail(g)
             inputs = (obs, avail)
             if self.recurrent:  # (hidden, obs, avail, reset)
                 inputs = (jnp.zeros((grp.n, self.cfg.gru_size)), obs, avail, jnp.zeros((grp.n, 1), bool))
-            if self.stacked(g):
-                actor_params.append(jax.vmap(actor.init)(jax.random.split(ka, grp.n), *inputs))
-                critic_local.append(jax.vmap(self.critic.init)(jax.random.split(kc, grp.n), obs))
-            else:
-                actor_params.append(actor.init(ka, *(x[0] for x in inputs)))
-                critic_local.append(self.critic.init(kc, obs[0]))
+            actor_params.append(ag.init(actor, ka, g, *inputs))
+            critic_local.append(ag.init(self.critic, kc, g, obs))
         if self.cfg.critic == "state":
             critic_params = self.critic.init(k_critic, jnp.zeros((self.env.state_dim,)))
         else:
@@ -214,26 +178,26 @@ class ActorCritic:
         """
         if self.recurrent:
             raise TypeError("recurrent actors need a hidden state: use policy_step or policy_sequence")
-        return tuple(
-            self._apply_group(self.actors[g], actor_params[g], g, self._with_id(g, obs[g]), avail[g])
-            for g in range(len(self.groups))
-        )
+        ag = self.agents
+        return tuple(ag.apply(self.actors[g], actor_params[g], g, ag.with_id(g, obs[g]), avail[g]) for g in range(len(self.groups)))
 
-    def init_hidden(self, batch_shape: tuple[int, ...]) -> tuple:
+    def init_carry(self, batch_shape: tuple[int, ...]) -> tuple:
         """Zero actor hidden states, per group ``[*batch_shape, n_g, gru_size]``; ``()`` if not recurrent."""
         if not self.recurrent:
             return ()
         return tuple(jnp.zeros(tuple(batch_shape) + (g.n, self.cfg.gru_size)) for g in self.groups)
+
 
     def policy_step(self, actor_params: tuple, hidden: tuple, obs: tuple, avail: tuple, reset: jax.Array):
         """One recurrent step for ``[..., n_g, ...]`` inputs: ``(hidden', dists)``.
 
         ``reset`` ``[...]`` (one flag per env, shared by its agents) zeroes the incoming hidden state.
         """
+        ag = self.agents
         out = []
         for g, grp in enumerate(self.groups):
             r = jnp.broadcast_to(reset[..., None, None], reset.shape + (grp.n, 1))
-            out.append(self._apply_group(self.actors[g], actor_params[g], g, hidden[g], self._with_id(g, obs[g]), avail[g], r))
+            out.append(ag.apply(self.actors[g], actor_params[g], g, hidden[g], ag.with_id(g, obs[g]), avail[g], r))
         return tuple(h for h, _ in out), tuple(d for _, d in out)
 
     @staticmethod
@@ -256,39 +220,35 @@ class ActorCritic:
         return self.policy(actor_params, batch.obs, batch.avail)
 
     def log_prob(self, dists: tuple, actions: tuple) -> jax.Array:
-        return tree_concat_agents([dist_log_prob(k, d, a) for k, d, a in zip(self.kinds, dists, actions)])
+        return concat_agents([dist_log_prob(k, d, a) for k, d, a in zip(self.kinds, dists, actions)])
 
     def entropy(self, dists: tuple) -> jax.Array:
-        return tree_concat_agents([dist_entropy(k, d) for k, d in zip(self.kinds, dists)])
+        return concat_agents([dist_entropy(k, d) for k, d in zip(self.kinds, dists)])
 
     def value(self, critic_params, obs: tuple, state: jax.Array) -> jax.Array:
         """Critic output ``[..., K]`` (in normalised units when value normalisation is on)."""
         if self.cfg.critic == "state":
             return self.critic.apply(critic_params, state)[..., None]
-        return tree_concat_agents(
-            [self._apply_group(self.critic, critic_params[g], g, self._with_id(g, obs[g]), out_axes=-1) for g in range(len(self.groups))]
+        ag = self.agents
+        return concat_agents(
+            [ag.apply(self.critic, critic_params[g], g, ag.with_id(g, obs[g]), out_axes=-1) for g in range(len(self.groups))]
         )
 
     def denorm(self, vn: ValueNormState, v: jax.Array) -> jax.Array:
         return value_norm_denormalize(vn, v) if self.cfg.value_norm else v
 
     def env_actions(self, actions: tuple) -> tuple:
-        """Continuous actions are clipped to the action box before the environment sees them."""
-        out = []
-        for grp, a in zip(self.groups, actions):
-            sp = grp.action_space
-            out.append(a if isinstance(sp, Discrete) else jnp.clip(a, sp.low, sp.high))
-        return tuple(out)
+        return self.agents.env_actions(actions)
 
     # ---- state -----------------------------------------------------------------------------
-    def init_learner(self, key: jax.Array, last: TimeStep | None = None, env_state: Any = None) -> TrainState:
+    def init_state(self, key: jax.Array, last: TimeStep, env_state: Any = None) -> TrainState:
         """Networks, optimisers and counters; the environment part is ``last``/``env_state``."""
         actor_params, critic_params = self.init_params(key)
-        actor_opt = tuple(self.opt_init(self.actor_txs[g], p, self.stacked(g)) for g, p in enumerate(actor_params))
+        actor_opt = tuple(opt_init(self.actor_txs[g], p, self.stacked(g)) for g, p in enumerate(actor_params))
         if self.cfg.critic == "state":
             critic_opt = self.critic_tx.init(critic_params)
         else:
-            critic_opt = tuple(self.opt_init(self.critic_tx, p, self.stacked(g)) for g, p in enumerate(critic_params))
+            critic_opt = tuple(opt_init(self.critic_tx, p, self.stacked(g)) for g, p in enumerate(critic_params))
         return TrainState(
             actor_params=actor_params,
             critic_params=critic_params,
@@ -297,109 +257,63 @@ class ActorCritic:
             value_norm=value_norm_init(),
             env_state=env_state,
             last=last,
-            ep_return=jnp.zeros((self.cfg.num_envs,)),
+            episodes=init_episode_stats(self.num_envs, self.n_agents),
             key=jax.random.fold_in(key, 1),
             update=jnp.zeros((), jnp.int32),
             env_steps=jnp.zeros((), jnp.int32),
-            actor_hidden=self.init_hidden((self.cfg.num_envs,)),
+            carry=self.init_carry((self.num_envs,)),
         )
 
-    def init(self, key: jax.Array) -> TrainState:
-        """The full training state, with ``num_envs`` freshly reset JAX-native environments."""
-        k_learner, k_env = jax.random.split(key)
-        env_state, ts = jax.vmap(self.env.reset)(jax.random.split(k_env, self.cfg.num_envs))
-        return self.init_learner(k_learner, ts, env_state)
 
-    # ---- rollout and targets ---------------------------------------------------------------
-    def act(self, state: TrainState, last: TimeStep, key: jax.Array):
+    def policy_view(self, state: TrainState) -> View:
+        return View(state.actor_params, state.critic_params, state.value_norm)
+
+    # ---- acting and transitions --------------------------------------------------------------
+    def act(self, view: View, carry: tuple, last: TimeStep, key: jax.Array):
         """Sample every agent's action for the observations in ``last`` (leading [E] axis).
 
-        Returns ``(actions, logp [E, N], dists, value [E, K])``; used by the jitted rollout below and
-        by the host rollout loop (``trustmarl.rollout.host``), so both train the same way.
-        Recurrent configs read ``state.actor_hidden`` (reset where ``last.done``) and append a 5th
-        element, a :class:`Recurrence`; :meth:`carry_hidden` moves its new hidden state into the state.
+        ``act_out`` is ``(actions, logp [E, N], dists, value [E, K])``; recurrent configs read the
+        hidden state ``carry`` (reset where ``last.done``), advance it, and append a 5th element, a
+        :class:`Recurrence`, for the trajectory.
         """
         if self.recurrent:
-            if len(state.actor_hidden) != len(self.groups):
-                raise ValueError("recurrent actors: state.actor_hidden must hold one hidden state per group")
+            if len(carry) != len(self.groups):
+                raise ValueError("recurrent actors: the carry must hold one hidden state per group")
             reset = jnp.asarray(last.done)
-            hidden, dists = self.policy_step(state.actor_params, state.actor_hidden, last.obs, last.avail, reset)
+            hidden, dists = self.policy_step(view.actor_params, carry, last.obs, last.avail, reset)
         else:
-            dists = self.policy(state.actor_params, last.obs, last.avail)
+            dists = self.policy(view.actor_params, last.obs, last.avail)
         keys = jax.random.split(key, len(self.groups))
         actions = tuple(dist_sample(k, d, kk) for k, d, kk in zip(self.kinds, dists, keys))
-        value = self.denorm(state.value_norm, self.value(state.critic_params, last.obs, last.state))
+        value = self.denorm(view.value_norm, self.value(view.critic_params, last.obs, last.state))
         out = (actions, self.log_prob(dists, actions), dists, value)
         if self.recurrent:
-            out += (Recurrence(hidden_in=state.actor_hidden, reset=reset, hidden_out=hidden),)
-        return out
+            out += (Recurrence(hidden_in=carry, reset=reset, hidden_out=hidden),)
+            carry = hidden
+        return self.env_actions(actions), out, carry
 
-    def carry_hidden(self, state: TrainState, act_out) -> TrainState:
-        """``state`` with the actor hidden state advanced past ``act_out``'s step (no-op if not recurrent)."""
-        if not self.recurrent:
-            return state
-        return state._replace(actor_hidden=act_out[4].hidden_out)
-
-    def record(self, state: TrainState, last: TimeStep, ts: TimeStep, act_out, ep_return: jax.Array):
-        """The transition to learn from after stepping ``last`` -> ``ts``, and episode bookkeeping.
-
-        Returns ``(transition, ep_return, finished, finished_count)``; ``finished`` sums over the episodes
-        that ended here their return (``"episode_return"``) and their ``ts.info`` outcomes (``"episode_<key>"``).
-        """
+    def transition(self, view: View, last: TimeStep, ts: TimeStep, act_out) -> dict:
+        """The transition to learn from after stepping ``last`` -> ``ts``."""
         cfg = self.cfg
         actions, logp, dists, value = act_out[:4]
         team = ts.reward.mean(-1)  # the team reward: mean of the agents' rewards
         reward = ts.reward if cfg.reward == "agent" else jnp.broadcast_to(team[:, None], value.shape)
         if cfg.bootstrap_truncation:  # a time limit is not a terminal state: bootstrap V(final)
-            v_final = self.denorm(state.value_norm, self.value(state.critic_params, ts.final_obs, ts.final_state))
+            v_final = self.denorm(view.value_norm, self.value(view.critic_params, ts.final_obs, ts.final_state))
             trunc = jnp.logical_and(ts.truncated, ~ts.terminated)
             reward = reward + cfg.gamma * trunc[:, None] * v_final
-        done = ts.done
-        ep_ret = ep_return + team
         transition = dict(
             obs=last.obs, avail=last.avail, actions=actions, dist=dists, logp=logp, state=last.state,
-            active=last.active.astype(jnp.float32), value=value, reward=reward, done=done,
+            active=last.active.astype(jnp.float32), value=value, reward=reward, done=ts.done,
         )
         if self.recurrent:  # what the training unroll needs to replay the behaviour policy
             transition.update(hidden=act_out[4].hidden_in, reset=act_out[4].reset)
-        ended = {"episode_return": ep_ret, **{f"episode_{k}": v for k, v in ts.info.items()}}
-        finished = {k: jnp.sum(jnp.where(done, v, 0.0)) for k, v in ended.items()}
-        return transition, jnp.where(done, 0.0, ep_ret), finished, jnp.sum(done)
-
-    def rollout(self, state: TrainState):
-        """Collect ``rollout_len`` steps in ``num_envs`` environments with the current policies."""
-        cfg, env = self.cfg, self.env
-
-        def step(carry, _):
-            st, sums, ret_count = carry
-            key, k_act, k_env = jax.random.split(st.key, 3)
-            act_out = self.act(st, st.last, k_act)
-            env_keys = jax.random.split(k_env, cfg.num_envs)
-            env_state, ts = jax.vmap(env.step)(env_keys, st.env_state, self.env_actions(act_out[0]))
-            transition, ep_ret, finished, count = self.record(st, st.last, ts, act_out, st.ep_return)
-            st = self.carry_hidden(st._replace(env_state=env_state, last=ts, ep_return=ep_ret, key=key), act_out)
-            return (st, jax.tree.map(jnp.add, sums, finished), ret_count + count), transition
-
-        zeros = {k: jnp.zeros(()) for k in self.episode_metric_names(state.last)}
-        (state, sums, ret_count), traj = jax.lax.scan(
-            step, (state, zeros, jnp.zeros((), jnp.int32)), None, length=cfg.rollout_len
-        )
-        return state, traj, self.last_value(state), self.episode_metrics(sums, ret_count)
+        return transition
 
     def last_value(self, state: TrainState) -> jax.Array:
         return self.denorm(state.value_norm, self.value(state.critic_params, state.last.obs, state.last.state))
 
-    @staticmethod
-    def episode_metric_names(ts: TimeStep) -> list[str]:
-        """``episode_return`` and ``episode_<key>`` for every outcome in ``ts.info``."""
-        return ["episode_return"] + [f"episode_{k}" for k in ts.info]
-
-    @staticmethod
-    def episode_metrics(sums: dict, count: jax.Array) -> dict:
-        """Per-episode means of ``sums`` over the ``count`` episodes that ended (NaN if none did)."""
-        means = {k: jnp.where(count > 0, v / jnp.maximum(count, 1), jnp.nan) for k, v in sums.items()}
-        return {**means, "episodes": count}
-
+    # ---- returns and batches -------------------------------------------------------------------
     def targets(self, state: TrainState, traj: dict, last_value: jax.Array):
         """GAE advantages and value targets; updates the value normaliser (seed 001 §3.7)."""
         cfg = self.cfg
@@ -418,14 +332,14 @@ class ActorCritic:
 
     def collect(self, state: TrainState):
         """Rollout + targets as a ``Batch`` (B = T*E samples, or sequences when recurrent)."""
-        state, traj, last_value, metrics = self.rollout(state)
-        state, batch = self.make_batch(state, traj, last_value)
+        state, traj, metrics = self.rollout(state)
+        state, batch = self.make_batch(state, traj)
         return state, batch, metrics
 
-    def make_batch(self, state: TrainState, traj: dict, last_value: jax.Array) -> tuple[TrainState, Batch]:
-        """Targets for a time-major trajectory ``[T, E, ...]``, flattened to a ``Batch``
-        (recurrent configs: cut into ``[n_seq, seq_len, ...]`` sequences, see the module docstring)."""
-        state, adv, target, returns = self.targets(state, traj, last_value)
+    def make_batch(self, state: TrainState, traj: dict) -> tuple[TrainState, Batch]:
+        """Targets for a time-major trajectory ``[T, E, ...]`` (bootstrapped from ``state.last``), flattened
+        to a ``Batch`` (recurrent configs: cut into ``[n_seq, seq_len, ...]`` sequences, see the module docstring)."""
+        state, adv, target, returns = self.targets(state, traj, self.last_value(state))
         if self.recurrent:
             return state, self._sequence_batch(traj, adv, target, returns)
         flat = lambda x: x.reshape((x.shape[0] * x.shape[1],) + x.shape[2:])  # noqa: E731
@@ -459,26 +373,12 @@ class ActorCritic:
         hidden = jax.tree.map(lambda x: seq(x)[:, 0], traj["hidden"])  # the state entering each sequence
         return Batch(hidden=hidden, **fields)
 
-    def finish(self, state: TrainState, metrics: dict) -> tuple[TrainState, dict]:
-        state = state._replace(update=state.update + 1, env_steps=state.env_steps + self.steps_per_update)
-        metrics["env_steps"] = state.env_steps
-        return state, metrics
+    def learn(self, state: TrainState, traj: dict):
+        """Targets and the batch from the trajectory, then the algorithm's policy and critic update."""
+        state, batch = self.make_batch(state, traj)
+        return self.learn_batch(state, batch)
 
-    def update(self, state: TrainState):
-        """One iteration on the JAX-native environment: rollout, targets, learning."""
-        state, batch, metrics = self.collect(state)
-        state, learn_metrics = self.learn(state, batch)
-        metrics.update(learn_metrics)
-        return self.finish(state, metrics)
-
-    def update_from_trajectory(self, state: TrainState, traj: dict, last_value: jax.Array, metrics: dict):
-        """One iteration from a trajectory collected elsewhere (the host rollout loop)."""
-        state, batch = self.make_batch(state, traj, last_value)
-        state, learn_metrics = self.learn(state, batch)
-        metrics = dict(metrics, **learn_metrics)
-        return self.finish(state, metrics)
-
-    def learn(self, state: TrainState, batch: Batch):
+    def learn_batch(self, state: TrainState, batch: Batch):
         raise NotImplementedError
 
     # ---- gradient epochs -------------------------------------------------------------------
@@ -508,13 +408,13 @@ class ActorCritic:
         return params, opt, jax.tree.map(jnp.mean, aux)
 
     def apply_actor(self, actor_params, grads, actor_opt):
-        pairs = [self.opt_step(self.actor_txs[g], p, gr, o, self.stacked(g)) for g, (p, gr, o) in enumerate(zip(actor_params, grads, actor_opt))]
+        pairs = [opt_step(self.actor_txs[g], p, gr, o, self.stacked(g)) for g, (p, gr, o) in enumerate(zip(actor_params, grads, actor_opt))]
         return tuple(p for p, _ in pairs), tuple(o for _, o in pairs)
 
     def apply_critic(self, critic_params, grads, critic_opt):
         if self.cfg.critic == "state":
-            return self.opt_step(self.critic_tx, critic_params, grads, critic_opt, False)
-        pairs = [self.opt_step(self.critic_tx, p, gr, o, self.stacked(g)) for g, (p, gr, o) in enumerate(zip(critic_params, grads, critic_opt))]
+            return opt_step(self.critic_tx, critic_params, grads, critic_opt, False)
+        pairs = [opt_step(self.critic_tx, p, gr, o, self.stacked(g)) for g, (p, gr, o) in enumerate(zip(critic_params, grads, critic_opt))]
         return tuple(p for p, _ in pairs), tuple(o for _, o in pairs)
 
     def value_loss(self, critic_params, mb: Batch) -> jax.Array:
@@ -530,49 +430,21 @@ class ActorCritic:
         return state._replace(critic_params=params, critic_opt=opt), aux
 
     # ---- evaluation ------------------------------------------------------------------------
-    def eval_actions(self, actor_params: tuple, hidden: tuple, obs: tuple, avail: tuple, done: jax.Array,
+    def eval_actions(self, view: View, carry: tuple, obs: tuple, avail: tuple, done: jax.Array,
                      key: jax.Array, deterministic: bool = True) -> tuple[tuple, tuple]:
-        """Actions for evaluation and rendering: ``(env_actions, hidden')``.
+        """Actions for evaluation and rendering: ``(env_actions, carry')``.
 
         The policy's mode (``deterministic``) or a sample drawn from ``key``; continuous actions are
-        clipped to the action box. Recurrent actors advance ``hidden`` (zeroed where ``done``, the
-        flag of the step that produced ``obs``); feed-forward ones pass ``()`` through.
+        clipped to the action box. Recurrent actors advance the hidden state ``carry`` (zeroed where
+        ``done``, the flag of the step that produced ``obs``); feed-forward ones pass ``()`` through.
         """
         if self.recurrent:
-            hidden, dists = self.policy_step(actor_params, hidden, obs, avail, done)
+            carry, dists = self.policy_step(view.actor_params, carry, obs, avail, done)
         else:
-            dists = self.policy(actor_params, obs, avail)
+            dists = self.policy(view.actor_params, obs, avail)
         if deterministic:
             actions = tuple(dist_mode(kd, d) for kd, d in zip(self.kinds, dists))
         else:
             ks = jax.random.split(key, len(self.groups))
             actions = tuple(dist_sample(kd, d, kk) for kd, d, kk in zip(self.kinds, dists, ks))
-        return self.env_actions(actions), hidden
-
-    def evaluate(self, state: TrainState, key: jax.Array, num_episodes: int, deterministic: bool = True) -> jax.Array:
-        """Mean team return of ``num_episodes`` fresh episodes (each stopped at its first end)."""
-        return self.evaluate_episodes(state, key, num_episodes, deterministic)["episode_return"]
-
-    def evaluate_episodes(self, state: TrainState, key: jax.Array, num_episodes: int, deterministic: bool = True) -> dict:
-        """Means over ``num_episodes`` fresh episodes of the return (``episode_return``) and of the env's
-        outcomes (``episode_<key>`` for every ``TimeStep.info`` key, e.g. SMAX's ``episode_win_rate``).
-        An episode still running after ``env.max_episode_steps`` counts with its return so far."""
-        env = self.env
-        k_reset, k_run = jax.random.split(key)
-        env_state, ts = jax.vmap(env.reset)(jax.random.split(k_reset, num_episodes))
-
-        def step(carry, k):
-            (env_state, ts, sums, running), hidden = carry
-            actions, hidden = self.eval_actions(state.actor_params, hidden, ts.obs, ts.avail, ts.done, k, deterministic)
-            k_env = jax.random.split(jax.random.fold_in(k, 1), num_episodes)
-            env_state, ts = jax.vmap(env.step)(k_env, env_state, actions)
-            ended = running * ts.done  # the info of the step that ends each episode
-            sums = {"episode_return": sums["episode_return"] + running * ts.reward.mean(-1),
-                    **{f"episode_{k}": sums[f"episode_{k}"] + ended * v for k, v in ts.info.items()}}
-            running = running * (1.0 - ts.done)
-            return ((env_state, ts, sums, running), hidden), None
-
-        zeros = {k: jnp.zeros((num_episodes,)) for k in self.episode_metric_names(ts)}
-        init = ((env_state, ts, zeros, jnp.ones((num_episodes,))), self.init_hidden((num_episodes,)))
-        ((_, _, sums, _), _), _ = jax.lax.scan(step, init, jax.random.split(k_run, env.max_episode_steps))
-        return {k: v.mean() for k, v in sums.items()}
+        return self.env_actions(actions), carry

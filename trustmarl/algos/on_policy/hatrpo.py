@@ -20,9 +20,9 @@ import jax
 import jax.numpy as jnp
 
 from trustmarl.algos import register_algo
-from trustmarl.algos.common import masked_mean
-from trustmarl.algos.happo import AgentData, HAPPOConfig, Sequential
-from trustmarl.experiment.config import ConfigError, positive, positive_int
+from trustmarl.algos.agents import masked_mean
+from trustmarl.algos.on_policy.happo import AgentData, HAPPOConfig, Sequential
+from trustmarl.validation import ConfigError, positive, positive_int
 from trustmarl.trust.divergence import categorical_kl, gaussian_kl
 from trustmarl.trust.natural import backtracking_line_search, fisher_outer_product, flatten, trpo_step
 

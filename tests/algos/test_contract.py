@@ -1,0 +1,115 @@
+"""The contract every registered algorithm meets (parametrised over ``algo_names()``: a new algorithm
+is covered automatically): jit + vmap over seeds, the required metrics, evaluation, a checkpoint
+round trip with a bitwise resume, and a short run on a host (PettingZoo) environment."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import numpy as np
+import pytest
+from jaxcache import compilation_cache
+
+from trustmarl.algos import algo_config_class, algo_names, algo_spec, make_algorithm
+from trustmarl.algos.base import REQUIRED_METRICS, init_seeds
+from trustmarl.experiment.backends import make_backend
+from trustmarl.experiment.config import build_config
+from trustmarl.experiment.logger import read_jsonl
+from trustmarl.experiment.runner import evaluate_run, load_run_state, train
+
+# The smallest settings of every family; each algorithm takes the keys it has.
+TINY = {
+    "algo.num_envs": 2, "algo.rollout_len": 4, "algo.hidden_sizes": [8],
+    # on-policy
+    "algo.epochs": 1, "algo.minibatches": 1, "algo.critic_epochs": 1, "algo.cg_iters": 2, "algo.ls_steps": 2,
+    # off-policy
+    "algo.buffer_size": 64, "algo.batch_size": 8, "algo.learning_starts": 8, "algo.grad_steps": 2,
+    "algo.critic_hidden": 8, "algo.attention_heads": 2,
+}
+ENV = {"env.n_agents": 2, "env.max_cycles": 5}  # simple_spread: 2 agents, 5-step episodes
+ALGOS = [n for n in algo_names() if algo_spec(n).family != "test"]
+
+
+def overrides(algo: str, **extra):
+    cls = algo_config_class(algo)
+    fields = {f.name for f in dataclasses.fields(cls)} - set(getattr(cls, "UNUSED", {}))
+    out = {k: v for k, v in TINY.items() if k[len("algo."):] in fields}
+    if "share_params" in fields:
+        out["algo.share_params"] = False
+    return {**out, **ENV, **extra}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cache(tmp_path_factory):
+    with compilation_cache(tmp_path_factory.mktemp("jax_cache_contract")):
+        yield
+
+
+def bitwise_equal(x, y) -> bool:
+    lx, ly = jax.tree.leaves(x), jax.tree.leaves(y)
+    return len(lx) == len(ly) and all(np.asarray(a).tobytes() == np.asarray(b).tobytes() for a, b in zip(lx, ly))
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_jit_vmap_metrics_and_evaluation(algo):
+    cfg = build_config(algo, "mpe/simple_spread", overrides(algo, num_seeds=2))
+    a = make_algorithm(cfg, total_updates=4)
+    state = init_seeds(a, jax.random.split(jax.random.PRNGKey(0), 2))
+    run = jax.jit(jax.vmap(lambda s: jax.lax.scan(lambda c, _: a.update(c), s, None, length=3)))
+    state, m = run(state)
+    for name in REQUIRED_METRICS:
+        assert name in m, name
+    assert np.asarray(m["env_steps"]).tolist() == [[8, 16, 24]] * 2
+    assert m["episode_return_per_agent"].shape == (2, 3, 2)
+    finite = np.isfinite(np.asarray(m["episode_return"]))
+    assert finite[:, 1:].all()  # 5-step episodes end in every update after the first
+    np.testing.assert_allclose(np.asarray(m["episode_return_sum"])[finite],
+                               np.asarray(m["episode_return_per_agent"]).sum(-1)[finite], rtol=1e-5)
+    assert any(k.startswith("loss/") for k in m)
+    per_agent = [k for k in m if k.endswith("_per_agent")]
+    assert per_agent and all(np.shape(m[k])[-1] == 2 for k in per_agent), per_agent
+    res = make_backend(cfg, a).evaluate(state, episodes=3, seed=7)
+    assert res["return"].shape == (2,) and np.isfinite(res["return"]).all()
+    assert res["return_per_agent"].shape == (2, 2) and (res["length"] == 5).all()
+    view = jax.vmap(a.policy_view)(state)
+    assert jax.tree.leaves(view)[0].shape[0] == 2
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_checkpoint_resume_is_bitwise(algo, tmp_path):
+    """A run stopped after one chunk and resumed from its checkpoint ends bitwise equal to an
+    uninterrupted run (replay buffers and target networks included), with the same metrics rows."""
+    cfg = build_config(algo, "mpe/simple_spread", overrides(algo, total_steps=48, chunk_updates=2, num_seeds=2,
+                                                             checkpoint_every=1, eval_every=16, eval_episodes=2))
+    kw = dict(progress=False, tensorboard=False)
+    full = train(cfg, tmp_path / "full", **kw)
+    train(cfg, tmp_path / "part", stop_after_chunks=1, **kw)
+    resumed = train(None, tmp_path / "part", resume=True, **kw)
+    assert full["status"] == resumed["status"] == "completed" and full["updates"] == 6
+    s_full, s_part = load_run_state(tmp_path / "full")[2], load_run_state(tmp_path / "part")[2]
+    assert bitwise_equal(s_full, s_part)
+    rows_full = read_jsonl(tmp_path / "full" / "metrics.jsonl")
+    rows_part = read_jsonl(tmp_path / "part" / "metrics.jsonl")
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_time"} for r in rows]  # noqa: E731
+    same = lambda x, y: x == y or (isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y))  # noqa: E731
+    assert all(r1.keys() == r2.keys() and all(same(r1[k], r2[k]) for k in r1) for r1, r2 in zip(strip(rows_full), strip(rows_part)))
+    evals = [r for r in rows_full if math.isfinite(r.get("eval/return", math.nan))]
+    assert [r["env_steps"] for r in evals] == [16, 32, 48]  # every eval_every env steps, and at the end
+    assert full["final_eval_return"] == pytest.approx(evals[-1]["eval/return"])
+    res = evaluate_run(tmp_path / "full", episodes=2)
+    assert len(res["per_seed_return"]) == 2 and math.isfinite(res["mean_return"])
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_host_env_run(algo, tmp_path):
+    """The same algorithm on the host (PettingZoo) version of the env, through the runner."""
+    cfg = build_config(algo, "pettingzoo/simple_spread", overrides(algo, total_steps=24, chunk_updates=3))
+    summary = train(cfg, tmp_path / "run", progress=False, tensorboard=False)
+    assert summary["status"] == "completed" and summary["env_steps"] == 24
+    rows = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert len(rows) == 3 and all(r["episodes"] > 0 for r in rows[1:])
+    assert all(-100 < r["episode_return"] < 0 for r in rows[1:])
+    res = evaluate_run(tmp_path / "run", episodes=2)
+    assert math.isfinite(res["mean_return"]) and res["mean_length"] == 5

@@ -1,0 +1,1 @@
+"""The on-policy actor-critic family: MAPPO, IPPO, JR-PPO (``ppo``), HAPPO (``happo``), HATRPO (``hatrpo``)."""

@@ -1,0 +1,113 @@
+"""Hyperparameters of the on-policy actor-critic family (MAPPO, IPPO, JR-PPO, HAPPO, HATRPO)."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+
+from trustmarl.validation import (
+    ConfigError,
+    choices,
+    hidden_sizes,
+    in_range,
+    non_negative,
+    positive,
+    positive_int,
+)
+
+
+@dataclasses.dataclass
+class OnPolicyConfig:
+    """Hyperparameters of the on-policy actor-critic family (MAPPO, IPPO, JR-PPO).
+
+    Defaults follow the seed 004 spec §3.9 recommendation where it gives one and JaxMARL's MPE
+    settings for the rollout shape; algorithm presets in ``trustmarl/configs`` override them.
+    """
+
+    name: str = "mappo"
+    # rollout
+    num_envs: int = 16
+    rollout_len: int = 128
+    # optimisation
+    epochs: int = 4
+    minibatches: int = 4
+    actor_lr: float = 5e-4
+    critic_lr: float = 5e-4
+    anneal_lr: bool = False
+    adam_eps: float = 1e-5
+    max_grad_norm: float = 10.0
+    sgd_unroll: bool = False  # unroll the epoch/minibatch loops: faster updates, ~2x longer compilation
+    # returns and advantages
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    bootstrap_truncation: bool = False
+    reward: str = "team"  # team | agent  (agent: each agent's own reward; needs critic=local)
+    normalize_advantages: bool = True
+    value_norm: bool = True
+    # losses
+    clip_eps: float = 0.2
+    clip_rule: str = "fixed"  # fixed | per_agent (eps/N) | nth_root | joint (JR-PPO)
+    ent_coef: float = 0.01
+    vf_coef: float = 1.0
+    agent_reduction: str = "mean"  # mean | sum over agents (seed 004 §7 #4)
+    # agents and networks
+    share_params: bool = True
+    critic: str = "state"  # state: V(global state) | local: V(observation)
+    agent_id: bool = True  # append a one-hot agent id to inputs of shared networks
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    activation: str = "tanh"
+    layer_norm: bool = False
+    log_std_init: float = -0.5
+    actor_head_gain: float = 0.01  # orthogonal-init gain of the policy head; larger = more random initial policies
+    # recurrent actors (critics stay feed-forward): MLP encoder -> GRU -> head, trained on sequences
+    recurrent: bool = False
+    gru_size: int = 64
+    seq_len: int = 0  # training sequence length; 0 = the whole rollout_len; must divide rollout_len
+
+    # keys an algorithm inherits but does not read, with the reason; setting one is an error
+    UNUSED: typing.ClassVar[dict[str, str]] = {}
+    CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {
+        "reward": ("team", "agent"),
+        "clip_rule": ("fixed", "per_agent", "nth_root", "joint"),
+        "agent_reduction": ("mean", "sum"),
+        "critic": ("state", "local"),
+        "activation": ("tanh", "relu", "gelu"),
+    }
+
+    def steps_per_update(self) -> int:
+        """Env steps of one seed per update."""
+        return self.num_envs * self.rollout_len
+
+    def validate(self) -> None:
+        positive_int(self, "num_envs", "rollout_len", "epochs", "minibatches")
+        positive(self, "actor_lr", "critic_lr", "adam_eps", "max_grad_norm", "clip_eps")
+        non_negative(self, "ent_coef", "vf_coef")
+        in_range(self, "gamma", 0.0, 1.0, hi_open=True)
+        in_range(self, "gae_lambda", 0.0, 1.0)
+        choices(self, self.CHOICES)
+        hidden_sizes(self)
+        batch = self.num_envs * self.rollout_len
+        if batch % self.minibatches:
+            raise ConfigError(f"algo.minibatches={self.minibatches} must divide num_envs*rollout_len={batch}")
+        if self.recurrent:
+            self._validate_recurrent()
+        if self.reward == "agent" and self.critic != "local":
+            raise ConfigError("algo.reward='agent' needs algo.critic='local' (a centralised V(s) has one value per step)")
+
+    def train_samples(self) -> int:
+        """Samples along the leading batch axis: env steps, or sequences of ``seq_len`` when recurrent."""
+        steps = self.num_envs * self.rollout_len
+        return steps // (self.seq_len or self.rollout_len) if self.recurrent else steps
+
+    def _validate_recurrent(self) -> None:
+        positive_int(self, "gru_size")
+        if not isinstance(self.seq_len, int) or isinstance(self.seq_len, bool) or self.seq_len < 0:
+            raise ConfigError(f"algo.seq_len={self.seq_len!r} must be an integer >= 0 (0 = the whole rollout_len)")
+        if self.seq_len and self.rollout_len % self.seq_len:
+            raise ConfigError(f"algo.seq_len={self.seq_len} must divide algo.rollout_len={self.rollout_len}")
+        n_seq = self.train_samples()
+        if n_seq % self.minibatches:
+            raise ConfigError(
+                f"algo.minibatches={self.minibatches} must divide the number of training sequences "
+                f"num_envs*rollout_len/seq_len={n_seq} (recurrent minibatches hold whole sequences)"
+            )

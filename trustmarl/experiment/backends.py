@@ -1,0 +1,201 @@
+"""Where training runs: one backend object per kind of environment, chosen once per run.
+
+Both backends train ``cfg.num_seeds`` seeds of one algorithm object (seeds ``vmap``-ed) and offer
+the same operations: ``init`` (fresh state), ``template`` (state shapes for loading a checkpoint),
+``resume`` (continue from a restored state), ``run(state, n)`` (``n`` updates, metrics
+``[seeds, n, ...]``), ``evaluate`` (deterministic or sampled episodes, per-seed results) and
+``close``. The runner, evaluation and rendering never look inside the algorithm's state.
+
+- :class:`JaxBackend`: JAX-native envs; ``run`` is a jitted ``vmap`` over seeds of a ``lax.scan``
+  over updates (a *chunk*), compiled once per run.
+- :class:`HostBackend`: host (Python) envs in worker processes driven by
+  :class:`~trustmarl.rollout.host.HostTrainer`; ``close()`` stops the workers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from trustmarl.algos.base import init_seeds
+from trustmarl.algos.evaluation import HostStepper, JaxStepper, run_episodes
+from trustmarl.envs.host import HostEnvError
+from trustmarl.envs.host import registry as host_registry
+from trustmarl.experiment.config import ConfigError, RunConfig, env_kind
+
+
+def seed_keys(cfg: RunConfig) -> jax.Array:
+    return jax.random.split(jax.random.PRNGKey(cfg.seed), cfg.num_seeds)
+
+
+def total_updates(cfg: RunConfig) -> int:
+    """Updates of a run: ``total_steps`` env steps per seed, in whole updates (at least one)."""
+    return max(1, cfg.total_steps // cfg.algo.steps_per_update())
+
+
+def env_info(cfg: RunConfig):
+    """What an algorithm reads from its env: the JAX-native env itself, or a host env's description
+    (groups, state width, episode limit) from one copy built in this process."""
+    if env_kind(cfg.env.name) == "jax":
+        from trustmarl.envs import make
+
+        return make(cfg.env.name, **cfg.env.params)
+    try:
+        return host_registry.probe(cfg.env.name, cfg.env.params)
+    except HostEnvError:
+        raise
+    except ImportError as e:
+        raise ConfigError(f"{cfg.env.name}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - bad keyword arguments, broken env code: report in one line
+        raise ConfigError(f"{cfg.env.name}: building the environment failed: {type(e).__name__}: {e}") from None
+
+
+def build_algorithm(cfg: RunConfig, updates: int | None = None):
+    """The run's algorithm object, built once (``updates`` defaults to :func:`total_updates`)."""
+    from trustmarl.algos import make_algorithm
+
+    return make_algorithm(cfg, total_updates=updates or total_updates(cfg), env=env_info(cfg))
+
+
+def make_backend(cfg: RunConfig, algo):
+    """The backend for ``cfg``'s environment kind (host backends start their workers in ``init``/``resume``)."""
+    return HostBackend(cfg, algo) if env_kind(cfg.env.name) == "host" else JaxBackend(cfg, algo)
+
+
+class _Chunks:
+    """Jitted ``vmap``-over-seeds of ``lax.scan`` over ``length`` updates, compiled once per run.
+
+    ``chunk(state, n)`` runs the first ``n <= length`` updates; the others are skipped by a ``lax.cond``
+    on an unbatched flag, so a shorter chunk reuses the same program instead of compiling a second
+    one (tens of seconds on CPU). Metrics come back ``[seeds, n, ...]``.
+    """
+
+    def __init__(self, algo, length: int):
+        self.algo, self.length = algo, int(length)
+
+        def one_seed(state, n):
+            def body(s, i):
+                skip = lambda s: (s, _zeros_like(jax.eval_shape(lambda x: self.algo.update(x)[1], s)))  # noqa: E731
+                return jax.lax.cond(i < n, self.algo.update, skip, s)
+
+            return jax.lax.scan(body, state, jnp.arange(self.length))
+
+        self._fn = jax.jit(jax.vmap(one_seed, in_axes=(0, None)))
+
+    def __call__(self, state, n: int):
+        if not 1 <= n <= self.length:
+            raise ValueError(f"a chunk runs 1..{self.length} updates, got {n}")
+        state, metrics = self._fn(state, jnp.asarray(n, jnp.int32))
+        return state, jax.tree.map(lambda m: m[:, :n], metrics)
+
+
+def _zeros_like(shapes):
+    return jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
+
+
+class JaxBackend:
+    """JAX-native environments: the whole update (rollout and learning) is one jitted program."""
+
+    kind = "jax"
+
+    def __init__(self, cfg: RunConfig, algo):
+        self.cfg, self.algo = cfg, algo
+        self._chunks = None
+
+    def init(self):
+        return init_seeds(self.algo, seed_keys(self.cfg))
+
+    def template(self):
+        return jax.eval_shape(jax.vmap(self.algo.init), seed_keys(self.cfg))
+
+    def resume(self, state, update: int):
+        return state  # the env states are part of the checkpoint: training continues bitwise
+
+    def run(self, state, n: int):
+        if self._chunks is None:
+            self._chunks = _Chunks(self.algo, self.cfg.chunk_updates)
+        return self._chunks(state, n)
+
+    def evaluate(self, state, episodes: int, seed: int | None = None, deterministic: bool = True) -> dict:
+        """``episodes`` fresh episodes per seed with each seed's policy (see :func:`run_episodes`); the
+        episodes depend only on ``seed`` (default ``cfg.seed + 1``), so repeated evaluations are comparable."""
+        seed = self.cfg.seed + 1 if seed is None else int(seed)
+        k_env, k_act = jax.random.split(jax.random.PRNGKey(seed))
+        stepper = JaxStepper(self.algo.env, self.cfg.num_seeds, episodes, k_env)
+        return run_episodes(self.algo, jax.vmap(self.algo.policy_view)(state), stepper, k_act, deterministic)
+
+    def close(self) -> None:
+        pass
+
+
+class HostBackend:
+    """Host envs: a :class:`HostTrainer` on a :class:`HostVecEnv` of ``num_seeds * num_envs`` copies.
+
+    Restored runs start fresh episodes (seeded from ``cfg.seed`` and the update), so a resumed host run
+    is not bitwise-equal to an uninterrupted one; learner state and counters are restored exactly.
+    Evaluation uses a second vec env of ``num_seeds * episodes`` copies, started on first use.
+    """
+
+    kind = "host"
+
+    def __init__(self, cfg: RunConfig, algo):
+        self.cfg, self.algo = cfg, algo
+        self.trainer = None  # the training workers start with init() or resume()
+        self._eval_vec = None
+
+    def _start(self, update: int):
+        from trustmarl.rollout.host import HostTrainer, env_seed
+
+        copies = self.cfg.num_seeds * self.algo.num_envs
+        vec = host_registry.make_vec_env(self.cfg.env.name, self.cfg.env.params, copies, env_seed(self.cfg.seed, update))
+        try:
+            self.trainer = HostTrainer(self.algo, vec, self.cfg.num_seeds)
+        except BaseException:
+            vec.close()
+            raise
+        return self.trainer
+
+    def init(self):
+        return self._start(0).init(seed_keys(self.cfg))
+
+    def template(self):
+        from trustmarl.rollout.host import state_template
+
+        return state_template(self.algo, self.cfg.num_seeds)
+
+    def resume(self, state, update: int):
+        return self._start(update).reset_envs(state)
+
+    def run(self, state, n: int):
+        return self.trainer.run(state, n)
+
+    def evaluate(self, state, episodes: int, seed: int | None = None, deterministic: bool = True) -> dict:
+        """As :meth:`JaxBackend.evaluate`; copy ``s * episodes + i`` plays its first episode seeded by
+        ``episode_seed(seed, copy, 0)`` (see :class:`~trustmarl.envs.host.HostVecEnv`)."""
+        seed = self.cfg.seed + 1 if seed is None else int(seed)
+        copies = self.cfg.num_seeds * episodes
+        if self._eval_vec is None or self._eval_vec.num_envs != copies:
+            if self._eval_vec is not None:
+                self._eval_vec.close()
+            self._eval_vec = host_registry.make_vec_env(self.cfg.env.name, self.cfg.env.params, copies, seed)
+        stepper = HostStepper(self._eval_vec, self.cfg.num_seeds, seed=seed)
+        key = jax.random.PRNGKey(seed)
+        return run_episodes(self.algo, jax.vmap(self.algo.policy_view)(state), stepper, key, deterministic)
+
+    def close(self) -> None:
+        try:
+            if self.trainer is not None:
+                self.trainer.close()
+                self.trainer = None
+        finally:
+            if self._eval_vec is not None:
+                self._eval_vec.close()
+                self._eval_vec = None
+
+
+def as_lists(result: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Per-seed evaluation arrays as plain lists (JSON)."""
+    return {k: np.asarray(v, np.float64).tolist() for k, v in result.items()}
