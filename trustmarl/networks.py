@@ -25,8 +25,12 @@ from trustmarl.initializers import orthogonal  # LAPACK-free: avoids an XLA:CPU 
 MASKED_LOGIT = -1e9  # logit of an unavailable action: finite, so no NaN in gradients
 
 
+ACTIVATIONS = ("tanh", "relu", "gelu", "leaky_relu")
+
+
 def _act(name: str):
-    return {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu}[name]
+    """The activation ``name``; ``leaky_relu`` has slope 0.01 (PyTorch's default, as in the MAAC/MADDPG code)."""
+    return {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu, "leaky_relu": lambda x: nn.leaky_relu(x, 0.01)}[name]
 
 
 class MLP(nn.Module):
@@ -153,3 +157,122 @@ def dist_entropy(kind: str, dist: tuple) -> jax.Array:
         return -jnp.sum(jnp.exp(logp) * logp, axis=-1)
     _, log_std = dist
     return jnp.sum(log_std + 0.5 * jnp.log(2.0 * jnp.pi * jnp.e), axis=-1)
+
+
+# ---- off-policy networks ---------------------------------------------------------------------
+
+class LogitsActor(nn.Module):
+    """Discrete actor returning raw logits ``[..., n_actions]`` (masking is applied by the caller, so that
+    regularisers see the network's own outputs)."""
+
+    n_actions: int
+    hidden_sizes: Sequence[int]
+    activation: str = "leaky_relu"
+    layer_norm: bool = False
+    head_gain: float = 0.01
+
+    @nn.compact
+    def __call__(self, obs):
+        h = MLP(self.hidden_sizes, self.activation, self.layer_norm)(obs)
+        return nn.Dense(self.n_actions, kernel_init=orthogonal(self.head_gain), bias_init=nn.initializers.zeros)(h)
+
+
+class DeterministicActor(nn.Module):
+    """Continuous deterministic actor: ``(pre_tanh, action)``, the action ``tanh`` squashed into ``[low, high]``."""
+
+    action_dim: int
+    hidden_sizes: Sequence[int]
+    low: float = -1.0
+    high: float = 1.0
+    activation: str = "leaky_relu"
+    layer_norm: bool = False
+    head_gain: float = 0.01
+
+    @nn.compact
+    def __call__(self, obs):
+        h = MLP(self.hidden_sizes, self.activation, self.layer_norm)(obs)
+        u = nn.Dense(self.action_dim, kernel_init=orthogonal(self.head_gain), bias_init=nn.initializers.zeros)(h)
+        return u, self.low + (jnp.tanh(u) + 1.0) * 0.5 * (self.high - self.low)
+
+
+class QCritic(nn.Module):
+    """A Q-value MLP on a flat input (joint observations and actions): ``[...]``."""
+
+    hidden_sizes: Sequence[int]
+    activation: str = "leaky_relu"
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, x):
+        h = MLP(self.hidden_sizes, self.activation, self.layer_norm)(x)
+        return nn.Dense(1, kernel_init=orthogonal(1.0), bias_init=nn.initializers.zeros)(h)[..., 0]
+
+
+def gumbel_softmax(key: jax.Array, logits: jax.Array, temperature: float = 1.0, hard: bool = True) -> jax.Array:
+    """A (straight-through) Gumbel-softmax sample ``[..., n]`` (Jang et al. 2017; Maddison et al. 2017).
+
+    ``hard``: the forward value is the one-hot of the argmax, the gradient that of the soft sample
+    ``softmax((logits + g) / temperature)`` (the straight-through estimator used by MADDPG's discrete actors).
+    Unavailable actions should carry ``MASKED_LOGIT`` logits: they are never drawn.
+    """
+    g = jax.random.gumbel(key, logits.shape, logits.dtype)
+    soft = jax.nn.softmax((logits + g) / temperature, axis=-1)
+    if not hard:
+        return soft
+    one_hot = jax.nn.one_hot(jnp.argmax(soft, axis=-1), logits.shape[-1], dtype=soft.dtype)
+    return one_hot + soft - jax.lax.stop_gradient(soft)
+
+
+class AttentionCritic(nn.Module):
+    """The multi-head attention critic of MAAC (Iqbal & Sha 2019, Section 3.2 and Figure 1).
+
+    Inputs per group ``g``: observations ``obs[g]`` ``[..., n_g, d_g]`` and one-hot (or continuous) actions
+    ``act[g]`` ``[..., n_g, a_g]``. Per agent ``i`` (its own weights; agents of a group are stacked):
+    a state-action encoder ``e_i = LeakyReLU(W_e [o_i, a_i])`` and a state encoder ``s_i = LeakyReLU(W_s o_i)``.
+    Per head ``h`` (weights shared by all agents): key ``k_j = W_k e_j``, selector ``q_i = W_q s_i`` (no
+    bias), value ``v_j = LeakyReLU(W_v e_j + b)``; agent ``i`` attends over every other agent ``j != i``
+    of every group: ``alpha_ij = softmax_j(q_i . k_j / sqrt(d))``, ``x_i^h = sum_j alpha_ij v_j``
+    (Iqbal & Sha 2019, eq. 6-7). A per-agent head gives ``Q_i(o, (., a_-i)) = W_2 LeakyReLU(W_1 [s_i, x_i])``,
+    one value per own action ``[..., n_actions_i]`` (eq. 5 with the discrete-action output of their code).
+
+    Returns ``(q_all, logits)``: per group ``[..., n_g, n_actions_g]``, and the attention logits
+    ``q_i . k_j`` before scaling ``[..., heads, N, N]`` (zero on the diagonal), for the logit penalty of
+    the critic loss (as in the authors' code) and for diagnostics.
+    """
+
+    group_sizes: Sequence[int]  # n_g
+    n_actions: Sequence[int]  # output width per group
+    hidden: int = 128
+    heads: int = 4
+
+    @nn.compact
+    def __call__(self, obs: tuple, act: tuple):
+        leaky = lambda x: nn.leaky_relu(x, 0.01)  # noqa: E731
+        attend = self.hidden // self.heads
+
+        def per_agent(name, features, inputs, n):
+            """A Dense layer with one weight set per agent of a group (vmapped over the agent axis -2)."""
+            layer = nn.vmap(nn.Dense, in_axes=-2, out_axes=-2, variable_axes={"params": 0},
+                            split_rngs={"params": True}, axis_size=n)
+            return layer(features, name=name)(inputs)
+
+        e, s = [], []
+        for g, (o, a, n) in enumerate(zip(obs, act, self.group_sizes)):
+            e.append(leaky(per_agent(f"sa_enc_{g}", self.hidden, jnp.concatenate([o, a], axis=-1), n)))
+            s.append(leaky(per_agent(f"s_enc_{g}", self.hidden, o, n)))
+        e, s = jnp.concatenate(e, axis=-2), jnp.concatenate(s, axis=-2)  # [..., N, H]
+        n_all = e.shape[-2]
+        keys = nn.DenseGeneral((self.heads, attend), use_bias=False, name="key")(e)  # [..., N, heads, d]
+        sel = nn.DenseGeneral((self.heads, attend), use_bias=False, name="selector")(s)
+        val = leaky(nn.DenseGeneral((self.heads, attend), name="value")(e))
+        logits = jnp.einsum("...ihd,...jhd->...hij", sel, keys)  # [..., heads, N, N], before the 1/sqrt(d) scaling
+        others = ~jnp.eye(n_all, dtype=bool)
+        weights = jax.nn.softmax(jnp.where(others, logits / jnp.sqrt(attend), -jnp.inf), axis=-1)
+        x = jnp.einsum("...hij,...jhd->...ihd", weights, val).reshape(e.shape[:-1] + (self.heads * attend,))
+        q, start = [], 0
+        for g, (n, na) in enumerate(zip(self.group_sizes, self.n_actions)):
+            inp = jnp.concatenate([s[..., start:start + n, :], x[..., start:start + n, :]], axis=-1)
+            h = leaky(per_agent(f"q1_{g}", self.hidden, inp, n))
+            q.append(per_agent(f"q2_{g}", na, h, n))
+            start += n
+        return tuple(q), jnp.where(others, logits, 0.0)

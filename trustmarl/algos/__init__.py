@@ -85,4 +85,5 @@ def _load() -> None:
     global _LOADED
     if not _LOADED:
         _LOADED = True
+        from trustmarl.algos.off_policy import maac, maddpg  # noqa: F401
         from trustmarl.algos.on_policy import happo, hatrpo, ppo  # noqa: F401

@@ -1,0 +1,203 @@
+"""The off-policy algorithms' pieces against references: the attention critic, the Gumbel-softmax
+straight-through gradient, target updates, bootstrapping at terminations vs truncations, the
+true next observation at auto-resets, and MADDPG reaching a one-step game's optimum."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from trustmarl.algos import make_algorithm
+from trustmarl.envs.base import AgentGroup, Box, MultiAgentEnv
+from trustmarl.experiment.config import build_config
+from trustmarl.networks import AttentionCritic, gumbel_softmax
+
+TINY = {"algo.hidden_sizes": [16], "algo.num_envs": 2, "algo.rollout_len": 4, "algo.buffer_size": 64,
+        "algo.batch_size": 8, "algo.learning_starts": 8, "algo.grad_steps": 2}
+
+
+def build(algo: str, env: str = "mpe/simple_spread", env_obj=None, **overrides):
+    cfg = build_config(algo, env, {**TINY, **overrides})
+    return make_algorithm(cfg, total_updates=10, env=env_obj)
+
+
+# ---- the attention critic -------------------------------------------------------------------------
+
+def _leaky(x):
+    return np.where(x > 0, x, 0.01 * x)
+
+
+def reference_attention_critic(params, obs, act, heads):
+    """Iqbal & Sha 2019, Section 3.2, as a plain loop over agents, heads and other agents (numpy)."""
+    p = jax.tree.map(lambda x: np.asarray(x, np.float64), params["params"])
+    agents = []  # (group, index in group)
+    for g, o in enumerate(obs):
+        agents += [(g, i) for i in range(o.shape[0])]
+    dense = lambda layer, i, x: x @ layer["kernel"][i] + layer["bias"][i]  # noqa: E731
+    e = [_leaky(dense(p[f"sa_enc_{g}"], i, np.concatenate([obs[g][i], act[g][i]]))) for g, i in agents]
+    s = [_leaky(dense(p[f"s_enc_{g}"], i, obs[g][i])) for g, i in agents]
+    d = p["key"]["kernel"].shape[-1]
+    out = []
+    for a, (g, i) in enumerate(agents):
+        x = []
+        for h in range(heads):
+            q = s[a] @ p["selector"]["kernel"][:, h]
+            others = [b for b in range(len(agents)) if b != a]
+            logits = np.array([q @ (e[b] @ p["key"]["kernel"][:, h]) for b in others]) / np.sqrt(d)
+            w = np.exp(logits - logits.max())
+            w /= w.sum()
+            v = [_leaky(e[b] @ p["value"]["kernel"][:, h] + p["value"]["bias"][h]) for b in others]
+            x.append(sum(wb * vb for wb, vb in zip(w, v)))
+        hid = _leaky(dense(p[f"q1_{g}"], i, np.concatenate([s[a]] + x)))
+        out.append(dense(p[f"q2_{g}"], i, hid))
+    return out
+
+
+def test_attention_critic_matches_a_plain_loop_reference():
+    """Two groups of different sizes (2 and 3 agents, different observation and action widths) attend
+    to each other; every agent's Q vector equals the loop reference."""
+    m = AttentionCritic(group_sizes=(2, 3), n_actions=(5, 3), hidden=12, heads=3)
+    k1, k2, k3, k4, k5 = jax.random.split(jax.random.PRNGKey(0), 5)
+    obs = (jax.random.normal(k1, (2, 6)), jax.random.normal(k2, (3, 4)))
+    act = (jax.nn.one_hot(jax.random.randint(k3, (2,), 0, 5), 5), jax.nn.one_hot(jax.random.randint(k4, (3,), 0, 3), 3))
+    params = m.init(k5, obs, act)
+    params = jax.tree.map(lambda x: x + 0.1 * jax.random.normal(k5, x.shape), params)  # non-zero biases too
+    q, logits = m.apply(params, obs, act)
+    ref = reference_attention_critic(params, [np.asarray(o) for o in obs], [np.asarray(a) for a in act], heads=3)
+    got = [np.asarray(x, np.float64) for x in (*q[0], *q[1])]
+    for r, g in zip(ref, got):
+        np.testing.assert_allclose(g, r, rtol=2e-4, atol=2e-5)
+    assert logits.shape == (3, 5, 5) and np.all(np.asarray(logits)[:, range(5), range(5)] == 0)
+    # batched inputs give the same per-sample values
+    qb, _ = m.apply(params, tuple(o[None].repeat(4, 0) for o in obs), tuple(a[None].repeat(4, 0) for a in act))
+    np.testing.assert_allclose(np.asarray(qb[1][2]), np.asarray(q[1])[None].repeat(4, 0)[2], rtol=1e-6)
+
+
+# ---- Gumbel-softmax ---------------------------------------------------------------------------------
+
+def test_gumbel_softmax_straight_through_gradient():
+    """Forward: the one-hot of the sample; backward: the gradient of the soft sample with the same noise.
+    Unavailable actions (masked logits) are never drawn; the draws follow softmax(logits)."""
+    logits = jnp.array([0.3, -1.2, 2.0, 0.5])
+    w = jnp.array([1.0, -2.0, 0.5, 3.0])
+    key = jax.random.PRNGKey(4)
+    hard = gumbel_softmax(key, logits, 0.7)
+    assert set(np.unique(np.asarray(hard))) <= {0.0, 1.0} and float(hard.sum()) == 1.0
+    g_hard = jax.grad(lambda lg: jnp.sum(w * gumbel_softmax(key, lg, 0.7)))(logits)
+    g_soft = jax.grad(lambda lg: jnp.sum(w * gumbel_softmax(key, lg, 0.7, hard=False)))(logits)
+    np.testing.assert_allclose(g_hard, g_soft, rtol=1e-6)
+    assert float(jnp.abs(g_hard).sum()) > 1e-3
+    masked = logits.at[2].set(-1e9)
+    draws = jax.vmap(lambda k: jnp.argmax(gumbel_softmax(k, masked)))(jax.random.split(key, 20000))
+    freq = np.bincount(np.asarray(draws), minlength=4) / 20000
+    expect = np.asarray(jax.nn.softmax(masked))
+    assert freq[2] == 0 and np.abs(freq - expect).max() < 0.015
+
+
+# ---- targets and bootstrapping ------------------------------------------------------------------------
+
+def test_soft_and_hard_target_updates():
+    a = build("maddpg", **{"algo.tau": 0.25})
+    state = a.init(jax.random.PRNGKey(0))
+    moved = state._replace(critic_params=jax.tree.map(lambda x: x + 1.0, state.critic_params),
+                           actor_params=jax.tree.map(lambda x: x - 2.0, state.actor_params))
+    soft = a.update_targets(moved)
+    for t, old in zip(jax.tree.leaves(soft.target_critic_params), jax.tree.leaves(state.critic_params)):
+        np.testing.assert_allclose(t, old + 0.25, rtol=1e-6, atol=1e-6)
+    for t, old in zip(jax.tree.leaves(soft.target_actor_params), jax.tree.leaves(state.actor_params)):
+        np.testing.assert_allclose(t, old - 0.5, rtol=1e-6, atol=1e-6)
+    h = build("maddpg", **{"algo.target_update": "hard", "algo.target_every": 3})
+    for steps, copied in ((1, False), (3, True), (6, True)):
+        out = h.update_targets(moved._replace(grad_steps=jnp.int32(steps)))
+        same = all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(out.target_critic_params), jax.tree.leaves(moved.critic_params)))
+        assert same == copied, steps
+
+
+@dataclasses.dataclass(frozen=True)
+class CoordinationGame(MultiAgentEnv):
+    """One step, two agents with actions in [-1, 1] and a shared reward -(a1 - a2 - 0.8)^2 - 0.5 (a1 + a2)^2:
+    each agent's best response depends on the other's action; the optimum is (0.4, -0.4) with reward 0."""
+
+    @property
+    def groups(self):
+        return (AgentGroup("agent", ("a0", "a1"), 1, Box(1, -1.0, 1.0)),)
+
+    @property
+    def state_dim(self):
+        return 1
+
+    @property
+    def max_episode_steps(self):
+        return 1
+
+    def _ts(self, reward, done):
+        return self.make_timestep((jnp.ones((2, 1)),), (jnp.ones((2, 0), bool),), jnp.ones((1,)), jnp.full((2,), reward),
+                                  done, False)
+
+    def _reset(self, key):
+        return jnp.zeros(()), self._ts(0.0, False)
+
+    def _step(self, key, state, actions):
+        a = actions[0][:, 0]
+        r = -jnp.square(a[0] - a[1] - 0.8) - 0.5 * jnp.square(a[0] + a[1])
+        return state, self._ts(r, True)
+
+
+def test_terminated_transitions_do_not_bootstrap_truncated_ones_do():
+    """MADDPG's target y = r + gamma (1 - terminated) Q'(x', mu'(o')): a truncated transition bootstraps."""
+    a = build("maddpg", "matrix/custom", env_obj=CoordinationGame(), **{"algo.gamma": 0.9})
+    state = a.init(jax.random.PRNGKey(1))
+    batch = a.prepare(jax.tree.map(lambda x: x[0, :2], state.buffer.data), None)  # 2 transitions
+    batch.update(reward=jnp.array([[1.0, 1.0], [2.0, 2.0]]), terminated=jnp.array([True, False]),
+                 truncated=jnp.array([False, True]), obs=(jnp.array([[[0.3], [-0.2]], [[1.0], [0.5]]]),),
+                 next_obs=(jnp.array([[[2.0], [1.0]], [[-1.5], [0.7]]]),))
+    next_act = a.action_vectors(a.outputs(state.target_actor_params, batch["next_obs"]), batch["next_avail"])
+    q_next = a.q_values(state.target_critic_params, a.joint(batch["next_obs"], next_act))[0]  # [N, B]
+    new_state, metrics = a.train_step(state, batch, jax.random.PRNGKey(2))
+    y = np.array([[1.0, 1.0], [2.0 + 0.9 * float(q_next[0, 1]), 2.0 + 0.9 * float(q_next[1, 1])]])
+    q = np.asarray(a.q_values(state.critic_params, a.joint(batch["obs"], a.agents.action_vectors(batch["actions"])))[0]).T
+    np.testing.assert_allclose(metrics["diag/critic_loss_per_agent"], np.mean((q - y) ** 2, axis=0), rtol=1e-5)
+    assert abs(float(q_next[0, 1])) > 1e-4  # the bootstrap term is not trivially zero
+
+
+def test_buffer_holds_the_true_next_observation_at_auto_resets():
+    """Episodes of simple_spread cut at 3 steps: the stored next observation of a transition that ends an
+    episode is its final observation, not the reset observation the env returned."""
+    a = build("maddpg", **{"env.max_cycles": 3, "algo.rollout_len": 6})
+    state = jax.jit(a.update)(a.init(jax.random.PRNGKey(5)))[0]
+    data = jax.tree.map(lambda x: np.asarray(x[:6]), state.buffer.data)  # [T=6, E=2, ...]
+    assert data["truncated"][2].all() and data["truncated"][5].all() and not data["truncated"][[0, 1, 3, 4]].any()
+    obs, nxt = data["obs"][0], data["next_obs"][0]
+    np.testing.assert_array_equal(nxt[:2], obs[1:3])  # within an episode: the next step's observation
+    assert not np.allclose(nxt[2], obs[3])  # at the reset: the final observation, not the new episode's first
+    # the final observation continues the episode: velocity/position of step 3 follow from step 2 (finite, moved)
+    assert np.isfinite(nxt[2]).all() and not np.allclose(nxt[2], obs[2])
+    assert not data["terminated"].any()
+
+
+# ---- learning: a one-step continuous game ------------------------------------------------------------
+
+@pytest.mark.parametrize("algo", ["maddpg", "matd3"])
+def test_reaches_the_optimum_of_a_one_step_continuous_game(algo):
+    """From a random start both deterministic actions end within 0.06 of the optimum (0.4, -0.4)."""
+    a = build(algo, "matrix/custom", env_obj=CoordinationGame(), **{
+        "algo.num_envs": 16, "algo.rollout_len": 1, "algo.buffer_size": 4096, "algo.batch_size": 128,
+        "algo.learning_starts": 256, "algo.grad_steps": 2, "algo.hidden_sizes": [32, 32], "algo.noise_start": 0.3,
+        "algo.noise_end": 0.05, "algo.noise_decay_steps": 6000, "algo.tau": 0.05, "algo.actor_lr": 3e-3,
+        "algo.critic_lr": 3e-3, "algo.warmup_steps": 256,
+    })
+
+    @jax.jit
+    def run(key):
+        state = a.init(key)
+        state, metrics = jax.lax.scan(lambda s, _: a.update(s), state, None, length=600)
+        return a.greedy(state.actor_params, state.last.obs, state.last.avail)[0][0, :, 0], metrics
+
+    act, metrics = run(jax.random.PRNGKey(0))
+    np.testing.assert_allclose(np.asarray(act), [0.4, -0.4], atol=0.06)
+    assert float(np.nanmean(np.asarray(metrics["episode_return"])[-50:])) > -0.05
+    assert np.asarray(metrics["diag/learning"])[0] == 0 and np.asarray(metrics["diag/learning"])[-1] == 1

@@ -1,0 +1,249 @@
+"""The off-policy engine: replay, the update-to-data schedule, warm-up, exploration and target networks.
+
+Every off-policy algorithm (MADDPG, MATD3, MAAC; later MAMD/MAMT) is this engine plus four methods:
+``init_networks`` (actors and critics), ``behaviour`` (exploratory actions), ``greedy`` (deterministic
+actions for evaluation) and ``train_step`` (one gradient step on a sampled batch, targets included).
+The schedule, as Stable-Baselines3's ``collect_rollouts(train_freq, learning_starts, replay_buffer)``
+states it, is: each update, every one of ``num_envs`` env copies takes ``rollout_len`` steps (uniformly
+random actions during the first ``warmup_steps`` env steps), the transitions are appended to the
+replay buffer in the training state, and once ``learning_starts`` transitions are stored the update
+takes ``grad_steps`` gradient steps on batches of ``batch_size`` drawn uniformly from the buffer
+(skipped with ``lax.cond`` before that; the update then reports ``diag/learning = 0`` and NaN losses).
+
+A transition (one env copy, one step) holds the observations, available actions and actions of every
+group, the behaviour policy's log-probability of each agent's action, every agent's reward, the
+*true* next observation and available actions (``final_obs``/``final_avail`` at an auto-reset),
+``terminated`` and ``truncated`` separately (time limits bootstrap, terminal states do not) and the
+agents' ``active`` flags.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from trustmarl import replay
+from trustmarl.algos.agents import adam, opt_init, opt_step
+from trustmarl.algos.base import Algorithm, init_episode_stats
+from trustmarl.envs.base import TimeStep
+from trustmarl.networks import MASKED_LOGIT
+from trustmarl.trust.divergence import categorical_kl
+
+
+class OffPolicyState(NamedTuple):
+    actor_params: tuple  # per group (stacked over the group's agents unless shared)
+    critic_params: Any  # the algorithm's critic(s)
+    target_actor_params: tuple
+    target_critic_params: Any
+    actor_opt: tuple
+    critic_opt: Any
+    buffer: replay.Replay
+    grad_steps: jax.Array  # gradient steps taken (int32)
+    env_state: Any
+    last: TimeStep
+    episodes: Any
+    key: jax.Array
+    update: jax.Array
+    env_steps: jax.Array
+    carry: tuple = ()
+
+
+class View(NamedTuple):
+    """What acting reads: the actors and the env steps so far (warm-up and noise schedules)."""
+
+    actor_params: tuple
+    env_steps: jax.Array
+
+
+class OffPolicy(Algorithm):
+    """The engine; subclasses implement ``init_networks``, ``behaviour``, ``greedy`` and ``train_step``."""
+
+    def __init__(self, env, cfg, total_updates: int | None = None):
+        super().__init__(env, cfg, total_updates, share_params=cfg.share_params, agent_id=cfg.agent_id)
+        self.name = cfg.name
+        self.capacity = cfg.capacity()
+        tx = dict(eps=cfg.adam_eps, b1=cfg.adam_b1, weight_decay=cfg.weight_decay)
+        self.actor_tx = adam(cfg.actor_lr, cfg.actor_max_grad_norm, l2=cfg.actor_l2, **tx)
+        # MAAC/MAMT code: the critic's gradient norm is clipped at 10 x the number of agents
+        self.critic_tx = adam(cfg.critic_lr, cfg.critic_max_grad_norm * self.n_agents, l2=cfg.critic_l2, **tx)
+        self.noise = optax.linear_schedule(cfg.noise_start, cfg.noise_end, cfg.noise_decay_steps)
+
+    # ---- the algorithm's part ------------------------------------------------------------------
+    def init_networks(self, key: jax.Array) -> tuple[tuple, Any]:
+        """``(actor_params per group, critic_params)``."""
+        raise NotImplementedError
+
+    def critic_stacked(self) -> bool:
+        """Whether the critic parameters have a leading per-agent axis (one optimiser state per agent)."""
+        return False
+
+    def behaviour(self, actor_params: tuple, obs: tuple, avail: tuple, key: jax.Array, env_steps) -> tuple[tuple, jax.Array]:
+        """Exploratory actions per group and their log-probabilities ``[..., N]`` under the behaviour policy."""
+        raise NotImplementedError
+
+    def greedy(self, actor_params: tuple, obs: tuple, avail: tuple) -> tuple:
+        """The deterministic policy's actions per group (evaluation)."""
+        raise NotImplementedError
+
+    def train_step(self, state: OffPolicyState, batch: dict, key: jax.Array) -> tuple[OffPolicyState, dict]:
+        """One gradient step (critics, actors, targets) on a batch ``[B, ...]``; metrics as scalars / ``[N]``."""
+        raise NotImplementedError
+
+    def policy_change(self, old_actor: tuple, new_actor: tuple, obs: tuple, avail: tuple) -> dict:
+        """How far one update moved each agent's policy on ``obs`` ``[B, ...]``: ``diag/kl_per_agent`` for
+        stochastic/discrete policies (exact KL(old || new) of the action distributions)."""
+        return {}
+
+    # ---- shared helpers ------------------------------------------------------------------------
+    def masked_logits(self, logits: jax.Array, avail: jax.Array) -> jax.Array:
+        return jnp.where(avail, logits, MASKED_LOGIT)
+
+    def categorical_kl_per_agent(self, old_logits: tuple, new_logits: tuple, avail: tuple) -> dict:
+        """Mean over the batch of KL(old || new) per agent, from per-group logits ``[B, n_g, A]``."""
+        kl = [categorical_kl(jax.nn.log_softmax(self.masked_logits(o, a)), jax.nn.log_softmax(self.masked_logits(n, a)), a).mean(0)
+              for o, n, a in zip(old_logits, new_logits, avail)]
+        kl = jnp.concatenate(kl, axis=-1)
+        return {"diag/kl_per_agent": kl, "diag/kl": kl.sum()}
+
+    def update_targets(self, state: OffPolicyState, actors: bool = True) -> OffPolicyState:
+        """Soft (Polyak, ``optax.incremental_update``) or hard (``optax.periodic_update``) target updates,
+        after ``state.grad_steps`` gradient steps."""
+        cfg = self.cfg
+
+        def move(new, old):
+            if cfg.target_update == "soft":
+                return optax.incremental_update(new, old, cfg.tau)
+            return optax.periodic_update(new, old, state.grad_steps, cfg.target_every)
+
+        state = state._replace(target_critic_params=move(state.critic_params, state.target_critic_params))
+        if actors:
+            state = state._replace(target_actor_params=move(state.actor_params, state.target_actor_params))
+        return state
+
+    def apply_critic(self, params, grads, opt):
+        return opt_step(self.critic_tx, params, grads, opt, self.critic_stacked())
+
+    def apply_actors(self, params: tuple, grads: tuple, opt: tuple):
+        pairs = [opt_step(self.actor_tx, p, g, o, self.agents.stacked(k)) for k, (p, g, o) in enumerate(zip(params, grads, opt))]
+        return tuple(p for p, _ in pairs), tuple(o for _, o in pairs)
+
+    # ---- the engine (Algorithm interface) ----------------------------------------------------------
+    def example_transition(self, last: TimeStep) -> dict:
+        """One env copy's transition with the right shapes and dtypes (for the empty buffer)."""
+        one = lambda x: jnp.zeros(jnp.shape(x)[1:], jnp.result_type(x))  # noqa: E731  drop the [E] axis
+        actions = tuple(
+            jnp.zeros((g.n,), jnp.int32) if g.action_space.kind == "discrete" else jnp.zeros((g.n, g.action_space.dim))
+            for g in self.groups
+        )
+        return dict(
+            obs=jax.tree.map(one, last.obs), avail=jax.tree.map(one, last.avail), actions=actions,
+            logp=jnp.zeros((self.n_agents,)), reward=jnp.zeros((self.n_agents,)),
+            next_obs=jax.tree.map(one, last.obs), next_avail=jax.tree.map(one, last.avail),
+            terminated=jnp.zeros((), bool), truncated=jnp.zeros((), bool), active=jnp.zeros((self.n_agents,), bool),
+        )
+
+    def init_state(self, key: jax.Array, last: TimeStep, env_state: Any = None) -> OffPolicyState:
+        actor_params, critic_params = self.init_networks(key)
+        actor_opt = tuple(opt_init(self.actor_tx, p, self.agents.stacked(g)) for g, p in enumerate(actor_params))
+        return OffPolicyState(
+            actor_params=actor_params,
+            critic_params=critic_params,
+            target_actor_params=actor_params,
+            target_critic_params=critic_params,
+            actor_opt=actor_opt,
+            critic_opt=opt_init(self.critic_tx, critic_params, self.critic_stacked()),
+            buffer=replay.init(self.example_transition(last), self.capacity, self.num_envs),
+            grad_steps=jnp.zeros((), jnp.int32),
+            env_state=env_state,
+            last=last,
+            episodes=init_episode_stats(self.num_envs, self.n_agents),
+            key=jax.random.fold_in(key, 1),
+            update=jnp.zeros((), jnp.int32),
+            env_steps=jnp.zeros((), jnp.int32),
+        )
+
+    def policy_view(self, state: OffPolicyState) -> View:
+        return View(state.actor_params, state.env_steps)
+
+    def act(self, view: View, carry, last: TimeStep, key: jax.Array):
+        """Uniformly random valid actions during warm-up, the behaviour policy after it."""
+        k_random, k_policy = jax.random.split(key)
+        actions, logp = self.behaviour(view.actor_params, last.obs, last.avail, k_policy, view.env_steps)
+        random = self.agents.random_actions(k_random, last.avail)
+        warm = view.env_steps < self.cfg.warmup_steps
+        actions = tuple(jnp.where(warm, r, a) for r, a in zip(random, actions))
+        logp = jnp.where(warm, self.random_logp(last.avail), logp)
+        return self.agents.env_actions(actions), (actions, logp), carry
+
+    def random_logp(self, avail: tuple) -> jax.Array:
+        """Log-density of the warm-up policy: uniform over available actions / over the action box."""
+        out = []
+        for g, av in zip(self.groups, avail):
+            sp = g.action_space
+            if sp.kind == "discrete":
+                out.append(-jnp.log(jnp.maximum(av.sum(-1), 1)))
+            else:
+                out.append(jnp.full(av.shape[:-1], -sp.dim * jnp.log(sp.high - sp.low)))
+        return jnp.concatenate(out, axis=-1)
+
+    def transition(self, view: View, last: TimeStep, ts: TimeStep, act_out) -> dict:
+        actions, logp = act_out
+        return dict(
+            obs=last.obs, avail=last.avail, actions=actions, logp=logp, reward=ts.reward,
+            next_obs=ts.final_obs, next_avail=ts.final_avail, terminated=ts.terminated, truncated=ts.truncated,
+            active=last.active,
+        )
+
+    def prepare(self, batch: dict, reward_stats) -> dict:
+        """Rewards as the algorithm learns from them: scaled, and normalised by the buffer's statistics."""
+        reward = batch["reward"] * self.cfg.reward_scale
+        if self.cfg.reward_norm:
+            mean, std = reward_stats
+            reward = (reward - mean * self.cfg.reward_scale) / (std * self.cfg.reward_scale)
+        return dict(batch, reward=reward)
+
+    def learn(self, state: OffPolicyState, traj: dict):
+        """Store the rollout, then ``grad_steps`` gradient steps once ``learning_starts`` transitions are stored."""
+        cfg = self.cfg
+        buffer = replay.insert(state.buffer, traj)
+        key, k_learn, k_diag = jax.random.split(state.key, 3)
+        state = state._replace(buffer=buffer, key=key)
+        stored = buffer.size * self.num_envs
+        stats = replay.field_mean_std(buffer, buffer.data["reward"]) if cfg.reward_norm else None
+
+        def learning(state):
+            def step(st, k):
+                k_batch, k_train = jax.random.split(k)
+                batch = self.prepare(replay.sample(st.buffer, k_batch, cfg.batch_size), stats)
+                st, metrics = self.train_step(st, batch, k_train)
+                return st._replace(grad_steps=st.grad_steps + 1), metrics
+
+            old_actor = state.actor_params
+            state, metrics = jax.lax.scan(step, state, jax.random.split(k_learn, cfg.grad_steps))
+            metrics = jax.tree.map(lambda m: jnp.nanmean(m, 0), metrics)  # over the update's gradient steps (NaN: no actor step)
+            probe = replay.sample(state.buffer, k_diag, min(cfg.batch_size, 256))
+            metrics.update(self.policy_change(old_actor, state.actor_params, probe["obs"], probe["avail"]))
+            return state, metrics
+
+        def waiting(state):
+            shapes = jax.eval_shape(lambda s: learning(s)[1], state)
+            return state, jax.tree.map(lambda a: jnp.full(a.shape, jnp.nan, a.dtype), shapes)
+
+        ready = stored >= jnp.maximum(cfg.learning_starts, 1)
+        state, metrics = jax.lax.cond(ready, learning, waiting, state)
+        metrics["diag/learning"] = ready.astype(jnp.float32)
+        metrics["diag/grad_steps"] = state.grad_steps
+        metrics["progress/buffer"] = stored / (self.capacity * self.num_envs)
+        metrics["progress/warmup"] = (state.env_steps < cfg.warmup_steps).astype(jnp.float32)
+        return state, metrics
+
+    def eval_actions(self, view: View, carry, obs: tuple, avail: tuple, done: jax.Array, key: jax.Array,
+                     deterministic: bool = True):
+        if deterministic:
+            actions = self.greedy(view.actor_params, obs, avail)
+        else:
+            actions, _ = self.behaviour(view.actor_params, obs, avail, key, view.env_steps)
+        return self.agents.env_actions(actions), carry
