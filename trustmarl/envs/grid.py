@@ -36,6 +36,7 @@ round(col/6, 2)]``. MA-Gym quirk kept: in Switch2 the start cells of the absent 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import NamedTuple
 
 import jax
@@ -183,11 +184,13 @@ class Checkers(MultiAgentEnv):
             step=jnp.zeros((), jnp.int32),
         )
 
+    @functools.partial(jax.jit, static_argnums=0)  # one compiled call when used eagerly (checker, render)
     def _reset(self, key: jax.Array) -> tuple[CheckersState, TimeStep]:
         del key  # deterministic
         s = self.initial_state()
         return s, self._timestep(s, jnp.zeros((2,), jnp.float32), False, False)
 
+    @functools.partial(jax.jit, static_argnums=0)
     def _step(self, key: jax.Array, state: CheckersState, actions: tuple) -> tuple[CheckersState, TimeStep]:
         del key
         act = jnp.asarray(actions[0], jnp.int32).reshape(2)
@@ -291,11 +294,13 @@ class Switch(MultiAgentEnv):
         n = self.n_agents
         return SwitchState(pos=jnp.asarray(SWITCH_STARTS[:n]), arrived=jnp.zeros((n,), bool), step=jnp.zeros((), jnp.int32))
 
+    @functools.partial(jax.jit, static_argnums=0)  # one compiled call when used eagerly (checker, render)
     def _reset(self, key: jax.Array) -> tuple[SwitchState, TimeStep]:
         del key  # deterministic
         s = self.initial_state()
         return s, self._timestep(s, jnp.zeros((self.n_agents,), jnp.float32), False, False)
 
+    @functools.partial(jax.jit, static_argnums=0)
     def _step(self, key: jax.Array, state: SwitchState, actions: tuple) -> tuple[SwitchState, TimeStep]:
         del key
         n = self.n_agents

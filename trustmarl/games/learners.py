@@ -171,11 +171,11 @@ def run_learner(
     """
     from trustmarl.games.two_by_two import first_nash
 
+    step = learner_step(method, config)
     payoffs = jnp.asarray(payoffs)
     init = jnp.asarray(init, payoffs.dtype)
     key = jax.random.PRNGKey(0) if key is None else key
     nash = first_nash(payoffs) if nash is None else jnp.asarray(nash, payoffs.dtype)
-    step = learner_step(method, config)
 
     def body(pol, k):
         new, rho = step(payoffs, pol, k, nash)

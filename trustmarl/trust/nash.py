@@ -242,7 +242,10 @@ def solve_metagame(
     n = n_players(g)
     if not jnp.issubdtype(g.dtype, jnp.floating):
         g = g.astype(jnp.float32)
-    k_search, k_select = (None, None) if key is None else tuple(jax.random.split(key))
+    needs_search, needs_select = n >= 3, selection == "random"
+    k_search = k_select = key  # split only when both are used (no random bits at all for n = 2 + "last")
+    if key is not None and needs_search and needs_select:
+        k_search, k_select = jax.random.split(key)
     candidates, valid = equilibrium_candidates(g, k_search, tol, n_starts, n_iters)
     unique = distinct(candidates, valid, dedupe_tol)
     idx, found = select_equilibrium(g, candidates, unique, k_select, selection)
