@@ -114,12 +114,13 @@ def test_estimator_converges_at_root_n_and_clip_is_inactive_when_wide():
 
 def test_estimator_formula_by_hand_with_clip_and_mask():
     """Two agents, three samples: the entries are the spec's formula mean_t prod_{x_j=1} clip(r_j) A_k."""
-    r = np.array([[0.5, 1.05], [1.3, 0.95], [1.0, 2.0]], np.float64)
-    a = np.array([[1.0, -2.0], [0.5, 3.0], [-1.0, 1.0]], np.float64)
+    r = np.array([[0.5, 1.05], [1.3, 0.95], [np.inf, np.nan]], np.float64)  # padding may hold garbage
+    a = np.array([[1.0, -2.0], [0.5, 3.0], [np.nan, 1.0]], np.float64)
     m = np.array([1.0, 1.0, 0.0])  # the third sample is padding
     with jax.enable_x64(True):
         g = np.asarray(metagame_payoffs(r, a, clip=0.1, mask=m))
-    c = np.clip(r, 0.9, 1.1)
+    c = np.clip(r[:2], 0.9, 1.1)
+    m, a = m[:2], a[:2]
     for k in range(2):
         assert g[k, 0, 0] == 0.0
         np.testing.assert_allclose(g[k, 1, 0], np.sum(m * c[:, 0] * a[:, k]) / 2, rtol=1e-14)

@@ -124,10 +124,12 @@ def metagame_payoffs(
         raise ValueError(f"ratios and advantages must both have shape [N, n_agents], got {r.shape} and {adv.shape}")
     n = r.shape[1]
     dtype = jnp.result_type(r.dtype, adv.dtype, jnp.float32)
-    r = r.astype(dtype)
+    m = jnp.ones(r.shape[:1], dtype) if mask is None else jnp.asarray(mask).astype(dtype)
+    keep = (m > 0)[:, None]
+    r = jnp.where(keep, r.astype(dtype), 1.0)  # padding may hold anything (inf, NaN): never read
+    adv = jnp.where(keep, adv.astype(dtype), 0.0)
     if clip is not None:
         r = jnp.clip(r, 1.0 - clip, 1.0 + clip)
-    m = jnp.ones(r.shape[:1], dtype) if mask is None else jnp.asarray(mask).astype(dtype)
     w = jnp.ones(r.shape[:1], dtype)  # [N]; grows to [N, 2, ..., 2]
     for j in range(n):
         factor = jnp.stack([jnp.ones_like(r[:, j]), r[:, j]], axis=-1)  # x_j = 0 keeps pi_j (weight 1)
