@@ -124,7 +124,7 @@ def table1_markdown(result: dict, title: str = "Table 1: convergence rate / mean
         if m in PAPER_TABLE1[families[0]]:
             spec = [_cell(*SPEC_TABLE1[f][m]) for f in families]
             paper = [f"{PAPER_TABLE1[f][m][0]} / {PAPER_TABLE1[f][m][1]:.2f}" for f in families]
-            lines.append(f"| {METHOD_NAMES[m]} | spec reproduction | " + " | ".join(spec) + " |")
+            lines.append(f"| {METHOD_NAMES[m]} | spec reproduction (200 games) | " + " | ".join(spec) + " |")
             lines.append(f"| {METHOD_NAMES[m]} | Wen et al. 2021 | " + " | ".join(paper) + " |")
     games = ", ".join(f"{FAMILY_NAMES[f]} {result[f]['games']} (skipped {result[f]['skipped']})" for f in families)
     lines += [
