@@ -4,6 +4,7 @@ from trustmarl.envs.base import AgentGroup, Box, Discrete, MultiAgentEnv, TimeSt
 from trustmarl.envs.registry import describe, env_defaults, env_names, make, register
 
 # Importing the modules registers their environments.
+from trustmarl.envs import grid as _grid  # noqa: F401,E402
 from trustmarl.envs import matrix as _matrix  # noqa: F401,E402
 from trustmarl.envs import mpe as _mpe  # noqa: F401,E402
 from trustmarl.envs import jaxmarl_adapter as _jaxmarl  # noqa: F401,E402  (lazy: jaxmarl imported on use)

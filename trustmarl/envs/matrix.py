@@ -1,7 +1,9 @@
-"""One-state cooperative games (matrix games and the differential game of seed 001).
+"""One-state games: cooperative matrix games, the differential game of seed 001, and general-sum games.
 
 Every game here has a single state and episodes of length one: after the first step the episode
-is ``terminated`` and ``MultiAgentEnv.step`` resets it. All agents receive the same team reward.
+is ``terminated`` and ``MultiAgentEnv.step`` resets it. In the cooperative games all agents receive the
+same team reward; in the general-sum games (``GeneralSumMatrixGame`` and the named 2x2 games of Wen et
+al. 2021) each agent receives its own payoff.
 
 Observation (every agent) and global state are the constant vector ``[1.0]`` (one feature), so a
 policy of such a game is a state-independent distribution over actions. Agent identities are *not*
@@ -38,6 +40,34 @@ def _agent_names(n: int) -> tuple[str, ...]:
     return tuple(f"agent_{i}" for i in range(n))
 
 
+def _groups_for(counts: tuple[int, ...]) -> tuple[AgentGroup, ...]:
+    """One group per run of consecutive agents with equal action counts (``"agent"`` if only one)."""
+    names = _agent_names(len(counts))
+    runs = []
+    start = 0
+    for _, run in itertools.groupby(range(len(counts)), key=lambda i: counts[i]):
+        run = list(run)
+        runs.append((start, start + len(run)))
+        start += len(run)
+    single = len(runs) == 1
+    return tuple(
+        AgentGroup(
+            name="agent" if single else f"group_{k}",
+            agents=names[lo:hi],
+            obs_dim=1,
+            action_space=Discrete(counts[lo]),
+        )
+        for k, (lo, hi) in enumerate(runs)
+    )
+
+
+def _joint_index(actions: tuple, counts: tuple[int, ...]) -> jax.Array:
+    """Row-major flat index of the joint action (``actions`` is a tuple over groups)."""
+    joint = jnp.concatenate([jnp.asarray(a, dtype=jnp.int32).reshape(-1) for a in actions])
+    strides = np.cumprod((1,) + counts[:0:-1])[::-1]  # row-major strides
+    return jnp.sum(joint * jnp.asarray(strides, dtype=jnp.int32))
+
+
 class _OneStateGame(MultiAgentEnv):
     """Shared machinery: constant observation/state, one-step episodes, a team reward."""
 
@@ -63,11 +93,14 @@ class _OneStateGame(MultiAgentEnv):
         reward = jnp.zeros((self.n_agents,), dtype=jnp.float32)
         return jnp.zeros((), dtype=jnp.int32), self._timestep(reward, False)
 
+    def _rewards(self, actions: tuple) -> jax.Array:
+        """``[n_agents]`` rewards of the joint action: the team reward repeated (general-sum games override)."""
+        team = jnp.asarray(self._team_reward(actions), dtype=jnp.float32)
+        return jnp.full((self.n_agents,), team, dtype=jnp.float32)
+
     def _step(self, key: jax.Array, state: jax.Array, actions: tuple) -> tuple[jax.Array, TimeStep]:
         del key
-        team = jnp.asarray(self._team_reward(actions), dtype=jnp.float32)
-        reward = jnp.full((self.n_agents,), team, dtype=jnp.float32)
-        return state + 1, self._timestep(reward, True)
+        return state + 1, self._timestep(self._rewards(actions), True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,30 +148,10 @@ class MatrixGame(_OneStateGame):
 
     @property
     def groups(self) -> tuple[AgentGroup, ...]:
-        counts = self.action_counts
-        names = _agent_names(len(counts))
-        runs = []
-        start = 0
-        for _, run in itertools.groupby(range(len(counts)), key=lambda i: counts[i]):
-            run = list(run)
-            runs.append((start, start + len(run)))
-            start += len(run)
-        single = len(runs) == 1
-        return tuple(
-            AgentGroup(
-                name="agent" if single else f"group_{k}",
-                agents=names[lo:hi],
-                obs_dim=1,
-                action_space=Discrete(counts[lo]),
-            )
-            for k, (lo, hi) in enumerate(runs)
-        )
+        return _groups_for(self.action_counts)
 
     def _team_reward(self, actions: tuple) -> jax.Array:
-        joint = jnp.concatenate([jnp.asarray(a, dtype=jnp.int32).reshape(-1) for a in actions])
-        flat = jnp.asarray(self.payoff_array.reshape(-1))
-        strides = np.cumprod((1,) + self.action_counts[:0:-1])[::-1]  # row-major strides
-        return flat[jnp.sum(joint * jnp.asarray(strides, dtype=jnp.int32))]
+        return jnp.asarray(self.payoff_array.reshape(-1))[_joint_index(actions, self.action_counts)]
 
 
 def proposition1_payoff(n: int) -> np.ndarray:
@@ -201,6 +214,113 @@ class DifferentialGame(_OneStateGame):
         return a[0] * a[1]  # seed 001 section 4.3 (Figure 1): r(a^1, a^2) = a^1 a^2
 
 
+# Named two-agent, two-action general-sum games of the MATRL reference code (Wen et al. 2021, section 4 and
+# App. D; ``matrix_games/stateless_games.py``), as payoff tensors ``[n_agents, A_1, A_2]`` = ``[2, 2, 2]``:
+# ``P[k, a_1, a_2]`` is agent k's payoff. Equilibria as (P(agent 1 plays 0), P(agent 2 plays 0)).
+MATCHING_PENNIES = (((1.0, -1.0), (-1.0, 1.0)), ((-1.0, 1.0), (1.0, -1.0)))  # unique NE (1/2, 1/2)
+PRISONERS_DILEMMA = (((3.0, 1.0), (4.0, 2.0)), ((3.0, 4.0), (1.0, 2.0)))  # unique NE (0, 0): both defect
+CHICKEN = (((3.0, 2.0), (4.0, 1.0)), ((3.0, 4.0), (2.0, 1.0)))  # NE (1, 0), (0, 1) and a mixed one
+STAG_HUNT = (((4.0, 1.0), (3.0, 2.0)), ((4.0, 3.0), (1.0, 2.0)))  # NE (1, 1), (0, 0) and a mixed one
+GENERAL_SUM_GAMES: dict[str, tuple] = {
+    "matching_pennies": MATCHING_PENNIES,
+    "prisoners_dilemma": PRISONERS_DILEMMA,
+    "chicken": CHICKEN,
+    "stag_hunt": STAG_HUNT,
+    # further games of the reference code (not registered as environments; use matrix/general_sum)
+    "rotation": (((0.0, 3.0), (1.0, 2.0)), ((3.0, 2.0), (0.0, 1.0))),
+    "deadlock": (((1.0, 2.0), (3.0, 4.0)), ((1.0, 3.0), (2.0, 4.0))),
+    "harmony": (((4.0, 3.0), (2.0, 1.0)), ((4.0, 2.0), (3.0, 1.0))),
+    "coordination_1": (((1.0, 0.0), (0.0, 1.0)), ((1.0, 0.0), (0.0, 1.0))),
+    "coordination_2": (((4.0, 2.0), (1.0, 3.0)), ((3.0, 2.0), (1.0, 4.0))),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneralSumMatrixGame(_OneStateGame):
+    """A one-state general-sum game given by a payoff tensor of shape ``[n_agents, A_1, ..., A_n]``.
+
+    Agent ``i`` picks an action in ``{0, ..., A_i - 1}`` and receives ``payoffs[i, a_1, ..., a_n]``
+    (``TimeStep.reward`` is per agent, so each agent learns from its own payoff). Groups as in
+    :class:`MatrixGame`. The default is matching pennies.
+    """
+
+    payoffs: tuple = MATCHING_PENNIES
+
+    description = "One-state general-sum game: payoffs [n_agents, A_1, ..., A_n], one payoff per agent (default: matching pennies)."
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "payoffs", _to_nested_tuple(self.payoffs))
+
+    @property
+    def payoff_array(self) -> np.ndarray:
+        """The payoff tensor ``[n_agents, A_1, ..., A_n]`` as a float32 numpy array."""
+        return np.asarray(self.payoffs, dtype=np.float32)
+
+    @property
+    def action_counts(self) -> tuple[int, ...]:
+        return tuple(int(a) for a in self.payoff_array.shape[1:])
+
+    def validate(self) -> None:
+        try:
+            arr = np.asarray(self.payoffs, dtype=np.float64)
+        except ValueError as e:
+            raise ValueError(
+                f"payoffs must be a rectangular (nested) tensor [n_agents, A_1, ..., A_n] of numbers, got {self.payoffs!r}"
+            ) from e
+        if arr.ndim < 2:
+            raise ValueError(
+                f"payoffs must have shape [n_agents, A_1, ..., A_n] (rank >= 2), got shape {arr.shape}"
+            )
+        if arr.shape[0] != arr.ndim - 1:
+            raise ValueError(
+                f"payoffs has shape {arr.shape}: the first axis must have one entry per agent, i.e. "
+                f"{arr.ndim - 1} for {arr.ndim - 1} action axes (shape [n_agents, A_1, ..., A_n])"
+            )
+        for i, a in enumerate(arr.shape[1:]):
+            if a < 2:
+                raise ValueError(
+                    f"payoffs axis {i + 1} (agent {i}) has {a} action(s); every agent needs >= 2 actions "
+                    f"(payoffs shape {arr.shape})"
+                )
+        if not np.all(np.isfinite(arr)):
+            raise ValueError("payoffs entries must be finite numbers")
+
+    @property
+    def groups(self) -> tuple[AgentGroup, ...]:
+        return _groups_for(self.action_counts)
+
+    def _rewards(self, actions: tuple) -> jax.Array:
+        flat = jnp.asarray(self.payoff_array.reshape(self.n_agents, -1))
+        return flat[:, _joint_index(actions, self.action_counts)]
+
+
+def _named_game(name: str, payoffs: tuple, doc: str) -> type:
+    """A general-sum game with fixed payoffs (no configurable hyperparameters)."""
+    cls = dataclasses.make_dataclass(
+        name,
+        [("payoffs", tuple, dataclasses.field(default=payoffs, init=False))],
+        bases=(GeneralSumMatrixGame,),
+        frozen=True,
+        namespace={"description": doc, "__doc__": doc, "__module__": __name__},
+    )
+    return cls
+
+
+MatchingPennies = _named_game(
+    "MatchingPennies", MATCHING_PENNIES, "Matching pennies (zero-sum, 2 agents x 2 actions): unique NE (1/2, 1/2)."
+)
+PrisonersDilemma = _named_game(
+    "PrisonersDilemma", PRISONERS_DILEMMA, "Prisoner's dilemma (2 agents x 2 actions): unique NE, both play action 1."
+)
+Chicken = _named_game("Chicken", CHICKEN, "Chicken (2 agents x 2 actions): two pure NE (one yields) and a mixed one.")
+StagHunt = _named_game("StagHunt", STAG_HUNT, "Stag hunt (2 agents x 2 actions): NE (stag, stag), (hare, hare) and a mixed one.")
+
+
 register("matrix/custom", MatrixGame, MatrixGame.description)
 register("matrix/proposition1", Proposition1Game, Proposition1Game.description)
 register("matrix/differential", DifferentialGame, DifferentialGame.description)
+register("matrix/general_sum", GeneralSumMatrixGame, GeneralSumMatrixGame.description)
+register("matrix/matching_pennies", MatchingPennies, MatchingPennies.description)
+register("matrix/prisoners_dilemma", PrisonersDilemma, PrisonersDilemma.description)
+register("matrix/chicken", Chicken, Chicken.description)
+register("matrix/stag_hunt", StagHunt, StagHunt.description)

@@ -1,8 +1,10 @@
-"""Trust-region building blocks: ratios and clip rules, divergences and diagnostics, GAE, normalisers.
+"""Trust-region building blocks: ratios and clip rules, divergences and diagnostics, GAE, normalisers,
+and MATRL's meta-game (payoffs, Nash equilibria, mixtures, bounds).
 
 Each piece is a small pure ``jax.numpy`` function, unit-tested on its own; algorithms compose them.
 """
 
+from trustmarl.trust.bounds import joint_coupling, remark1_penalty, theorem1_penalty
 from trustmarl.trust.divergence import (
     approx_kl,
     categorical_kl,
@@ -14,6 +16,17 @@ from trustmarl.trust.divergence import (
     tv_from_ratio,
 )
 from trustmarl.trust.gae import gae, gae_reference
+from trustmarl.trust.metagame import (
+    deviation_gains,
+    expected_payoffs,
+    metagame_payoffs,
+    mixture_probs,
+    mixture_ratio,
+    mixture_tv,
+    nash_conv,
+    regrets,
+)
+from trustmarl.trust.nash import SELECTIONS, MetaNash, solve_metagame
 from trustmarl.trust.normalize import (
     ValueNormState,
     normalize_advantages,
@@ -35,6 +48,20 @@ from trustmarl.trust.ratios import (
 
 __all__ = [
     "CLIP_RULES",
+    "MetaNash",
+    "SELECTIONS",
+    "deviation_gains",
+    "expected_payoffs",
+    "joint_coupling",
+    "metagame_payoffs",
+    "mixture_probs",
+    "mixture_ratio",
+    "mixture_tv",
+    "nash_conv",
+    "regrets",
+    "remark1_penalty",
+    "solve_metagame",
+    "theorem1_penalty",
     "ValueNormState",
     "approx_kl",
     "categorical_kl",
