@@ -181,6 +181,24 @@ def test_check_env_takes_every_name_train_takes(capsys, tmp_path, monkeypatch):
     assert_usage_error(*call(capsys, "check-env", "mpe/simple_spread", "env.bogus=1"), "unknown key env.bogus")
 
 
+def test_train_and_eval_a_users_jax_env_by_import_path(capsys, tmp_path, monkeypatch):
+    """The name that passes check-env trains from the command line, with its fields as env.* keys, and
+    the saved run evaluates (the env is re-imported from the config)."""
+    monkeypatch.syspath_prepend(os.path.join(os.path.dirname(__file__), "..", "envs"))
+    run = tmp_path / "toy"
+    code, _, err = call(capsys, "train", "dummy", "broken_envs:ToyEnv", "env.episode_len=3", *SMALL, "--out", run, "--no-progress")
+    assert code == 2 and "dummy supports discrete actions only" in err  # ToyEnv has a continuous group
+    code, out, err = call(capsys, "train", "mappo", "broken_envs:ToyEnv", "env.episode_len=3", "total_steps=64",
+                          "algo.num_envs=2", "algo.rollout_len=8", "algo.minibatches=1", "algo.epochs=1",
+                          "algo.hidden_sizes=[8]", "algo.share_params=false", "--out", run, "--no-progress")
+    assert code == 0, err
+    assert yaml.safe_load((run / "config.yaml").read_text())["env"] == {"name": "broken_envs:ToyEnv", "episode_len": 3}
+    code, out, _ = call(capsys, "eval", run, "--episodes", "2")
+    assert code == 0 and "mean length 3" in out
+    assert_usage_error(*call(capsys, "train", "mappo", "broken_envs:ToyEnv", "env.nope=1", "--out", tmp_path / "x"),
+                       "unknown key env.nope for broken_envs:ToyEnv")
+
+
 def test_help_exits_0(capsys):
     code, out, _ = call(capsys, "--help")
     assert code == 0 and "train" in out and "check-env" in out

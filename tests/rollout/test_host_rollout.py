@@ -43,10 +43,16 @@ def _tree_close(a, b, atol=1e-5):
 
 # ---- the host loop reproduces the JAX-native rollout --------------------------------------------
 
+OFF_POLICY = {"algo.hidden_sizes": [16], "algo.buffer_size": 64, "algo.batch_size": 8, "algo.learning_starts": 8,
+              "algo.grad_steps": 2}
+
+
 @pytest.mark.parametrize(
     "algo_name, extra",
     [
         ("mappo", {}),
+        ("maddpg", OFF_POLICY),
+        pytest.param("matd3", OFF_POLICY, marks=pytest.mark.slow),
         pytest.param("happo", {}, marks=pytest.mark.slow),
         pytest.param("mappo", {"algo.recurrent": True, "algo.gru_size": 8, "algo.seq_len": 7}, marks=pytest.mark.slow),
     ],
@@ -55,10 +61,11 @@ def test_host_updates_equal_jax_native_updates(algo_name, extra):
     """A deterministic env trained through HostVecEnv gives the same learner as its JAX-native rollout.
 
     Two seeds x 4 envs, 7-step rollouts over 3-step episodes (resets inside and across rollouts), a
-    discrete and a clipped continuous group: parameters, optimiser states, value normaliser, episode
-    bookkeeping and metrics must match after two updates.
+    discrete and a clipped continuous group: parameters, optimiser states, value normaliser or replay
+    buffer and target networks, episode bookkeeping and metrics must match after two updates.
     """
-    overrides = {**SMALL, "algo.num_envs": 4, "algo.rollout_len": 7, "algo.minibatches": 7, "num_seeds": 2,
+    base = OFF_POLICY if extra is OFF_POLICY else {**SMALL, "algo.minibatches": 7}
+    overrides = {**base, "algo.num_envs": 4, "algo.rollout_len": 7, "num_seeds": 2,
                  "algo.share_params": False, **extra}  # the two groups have different spaces
     if extra.get("algo.recurrent"):
         overrides["algo.minibatches"] = 2  # recurrent batches are sequences: 4 envs x 1 sequence of 7 steps

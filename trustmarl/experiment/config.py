@@ -43,6 +43,7 @@ class RunConfig:
     total_steps: int = 1_000_000
     chunk_updates: int = 10  # updates per jitted chunk (progress, metrics and checkpoints between chunks)
     checkpoint_every: int = 10  # chunks between checkpoints (the last one is always saved)
+    checkpoint_seconds: float = 600.0  # checkpoints over 100 MB (replay buffers) are at least this many seconds apart
     eval_episodes: int = 32  # episodes per seed of each evaluation (and of `trustmarl eval`)
     eval_every: int = 0  # env steps per seed between deterministic evaluations during training; 0 = never
 
@@ -51,6 +52,8 @@ class RunConfig:
             raise ConfigError(f"seed={self.seed!r} must be a non-negative integer")
         positive_int(self, "num_seeds", "total_steps", "chunk_updates", "checkpoint_every", "eval_episodes")
         non_negative_int(self, "eval_every")
+        if not (isinstance(self.checkpoint_seconds, (int, float)) and self.checkpoint_seconds >= 0):
+            raise ConfigError(f"checkpoint_seconds={self.checkpoint_seconds!r} must be a number >= 0")
         self.algo.validate()
         validate_env(self.env)
 

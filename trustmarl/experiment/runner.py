@@ -59,6 +59,7 @@ SUMMARY_FILE = "summary.json"
 LAST_CHECKPOINT = Path("checkpoints") / "last.npz"
 # Run keys that may differ when resuming; everything else must equal the saved config.
 RESUMABLE_KEYS = ("total_steps", "env.num_workers")
+LARGE_CHECKPOINT = 100 * 2**20  # bytes: periodic checkpoints this large are at least checkpoint_seconds apart
 
 
 class RunDirError(ConfigError):
@@ -373,6 +374,7 @@ class _Run:
         self.total = total_updates(cfg)
         self.update, self.env_steps, self.wall_before, self.rows = 0, 0, 0.0, []
         self.resumed, self.last_saved, self.last_eval = False, -1, None
+        self.last_save_time, self.last_size, self.bar = -math.inf, 0, None
 
     def restore(self, counters: dict[str, Any], rows: list[dict[str, Any]]) -> None:
         self.update, self.env_steps = int(counters["update"]), int(counters["env_steps"])
@@ -390,11 +392,20 @@ class _Run:
 
     def save(self, state) -> None:
         ckpt = self.out_dir / LAST_CHECKPOINT
-        info = save_checkpoint(ckpt, state, self.counters())
+        save_checkpoint(ckpt, state, self.counters())
         if self.keep_checkpoints:
             shutil.copyfile(ckpt, ckpt.with_name(f"update_{self.update:07d}.npz"))
-        self.last_saved = self.update
-        return info
+        self.last_saved, self.last_save_time = self.update, time.perf_counter()
+        size = self.last_size = ckpt.stat().st_size
+        if size >= LARGE_CHECKPOINT:  # replay buffers: say what is being written
+            message = f"checkpoint at update {self.update}: {size / 2**20:.0f} MB ({ckpt})"
+            (self.bar.write if self.bar is not None else lambda m: print(m, file=sys.stderr))(message)
+
+    def periodic_save_due(self, chunk_i: int) -> bool:
+        """Every ``checkpoint_every`` chunks; large checkpoints (replay buffers) also ``checkpoint_seconds`` apart."""
+        if chunk_i % self.cfg.checkpoint_every:
+            return False
+        return self.last_size < LARGE_CHECKPOINT or time.perf_counter() - self.last_save_time >= self.cfg.checkpoint_seconds
 
     def chunk_length(self) -> int:
         """Updates in the next chunk: ``chunk_updates``, cut at the end of training and at the next evaluation."""
@@ -420,7 +431,7 @@ class _Run:
         atomic_write_text(out_dir / CONFIG_FILE, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         logger = MetricsLogger(out_dir, tensorboard=self.tensorboard, purge_step=self.env_steps + 1 if self.resumed else None)
         session = {"steps": 0, "first_chunk_steps": 0, "first_chunk_end": 0.0, "wall": 0.0}
-        bar = _progress_bar(self.progress, self.total * self.spu, self.env_steps, cfg)
+        bar = self.bar = _progress_bar(self.progress, self.total * self.spu, self.env_steps, cfg)
         status, message, chunk_i = "completed", None, 0
         if not self.resumed:
             self.save(state)  # update 0: a run killed during its first chunk can still be resumed
@@ -466,7 +477,7 @@ class _Run:
                 if bar is not None:
                     bar.update(n * self.spu)
                     bar.set_postfix(_postfix(new_rows, self.last_eval), refresh=False)
-                if chunk_i % cfg.checkpoint_every == 0 or self.update >= self.total:
+                if self.periodic_save_due(chunk_i) or self.update >= self.total:
                     self.save(state)
                 if stop_after_chunks is not None and chunk_i >= stop_after_chunks and self.update < self.total:
                     return {"status": "stopped", "updates": self.update, "env_steps": self.env_steps, "run_dir": str(out_dir)}
@@ -517,6 +528,13 @@ def _postfix(rows: list[dict[str, Any]], last_eval: dict[str, Any] | None) -> di
         post["win"] = _fmt(nanmean([r["episode_win_rate"] for r in rows]), ".2f")
     if last_eval is not None:
         post["eval"] = _fmt(nanmean(last_eval["result"]["return"]))
+    last = rows[-1]
+    if last.get("progress/warmup", 0) > 0:  # off-policy: random actions before the policy acts
+        post["warm-up"] = "on"
+    if "progress/buffer" in last:
+        post["buffer"] = f"{100 * last['progress/buffer']:.0f}%"
+    if last.get("diag/learning", 1) == 0:
+        post["learning"] = "waiting"
     return post
 
 
