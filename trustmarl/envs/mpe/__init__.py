@@ -14,5 +14,12 @@ Importing this package registers all of them.
 
 from trustmarl.envs.mpe.core import ParticleEnv, World
 from trustmarl.envs.mpe.spread import SimpleSpread, SpreadState
+from trustmarl.envs.mpe.classic import (
+    ParticleState, Simple, SimpleAdversary, SimpleCrypto, SimplePush, SimpleReference, SimpleSpeakerListener,
+    SimpleTag, SimpleWorldComm,
+)
 
-__all__ = ["ParticleEnv", "World", "SimpleSpread", "SpreadState"]
+__all__ = [
+    "ParticleEnv", "World", "SimpleSpread", "SpreadState", "ParticleState", "Simple", "SimpleAdversary",
+    "SimpleCrypto", "SimplePush", "SimpleReference", "SimpleSpeakerListener", "SimpleTag", "SimpleWorldComm",
+]
