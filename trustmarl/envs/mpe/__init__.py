@@ -18,8 +18,10 @@ from trustmarl.envs.mpe.classic import (
     ParticleState, Simple, SimpleAdversary, SimpleCrypto, SimplePush, SimpleReference, SimpleSpeakerListener,
     SimpleTag, SimpleWorldComm,
 )
+from trustmarl.envs.mpe.rover_tower import RoverTower, RoverTowerState
 
 __all__ = [
     "ParticleEnv", "World", "SimpleSpread", "SpreadState", "ParticleState", "Simple", "SimpleAdversary",
     "SimpleCrypto", "SimplePush", "SimpleReference", "SimpleSpeakerListener", "SimpleTag", "SimpleWorldComm",
+    "RoverTower", "RoverTowerState",
 ]
