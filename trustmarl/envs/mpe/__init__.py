@@ -19,9 +19,10 @@ from trustmarl.envs.mpe.classic import (
     SimpleTag, SimpleWorldComm,
 )
 from trustmarl.envs.mpe.rover_tower import RoverTower, RoverTowerState
+from trustmarl.envs.mpe.treasure import TreasureCollection, TreasureState
 
 __all__ = [
     "ParticleEnv", "World", "SimpleSpread", "SpreadState", "ParticleState", "Simple", "SimpleAdversary",
     "SimpleCrypto", "SimplePush", "SimpleReference", "SimpleSpeakerListener", "SimpleTag", "SimpleWorldComm",
-    "RoverTower", "RoverTowerState",
+    "RoverTower", "RoverTowerState", "TreasureCollection", "TreasureState",
 ]
