@@ -107,19 +107,17 @@ class _Classic(ParticleEnv):
         return state, self._timestep(state, jnp.zeros((self.n_agents,), state.agent_pos.dtype))
 
     def _reset(self, key: jax.Array) -> tuple[ParticleState, TimeStep]:
-        k_goal, k_agent, k_landmark = jax.random.split(key, 3)
         w = self.world
         dtype = float_dtype()
         r = self.LANDMARK_RANGE
         choices = self.goal_choices()
-        goal = (jax.random.randint(k_goal, (len(choices),), 0, jnp.asarray(choices, jnp.int32)) if choices
-                else jnp.zeros((0,), jnp.int32))
+        u_agent, u_landmark, u_goal = core.uniform_parts(key, (2 * w.n_agents, 2 * w.n_landmarks, len(choices)), dtype)
         state = ParticleState(
-            agent_pos=jax.random.uniform(k_agent, (w.n_agents, 2), dtype, -1.0, 1.0),
+            agent_pos=core.scaled(u_agent, -1.0, 1.0).reshape(w.n_agents, 2),
             agent_vel=jnp.zeros((w.n_agents, 2), dtype),
             comm=jnp.zeros((w.n_agents, w.dim_c), dtype),
-            landmark_pos=jax.random.uniform(k_landmark, (w.n_landmarks, 2), dtype, -r, r),
-            goal=goal,
+            landmark_pos=core.scaled(u_landmark, -r, r).reshape(w.n_landmarks, 2),
+            goal=core.choice_index(u_goal, np.array(choices, dtype=np.int32)),
             step=jnp.zeros((), jnp.int32),
         )
         return self.reset_to(state)

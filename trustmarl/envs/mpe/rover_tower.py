@@ -135,17 +135,17 @@ class RoverTower(ParticleEnv):
         return state, self._timestep(state, jnp.zeros((self.n_agents,), state.agent_pos.dtype))
 
     def _reset(self, key: jax.Array) -> tuple[RoverTowerState, TimeStep]:
-        k_perm, k_goal, k_agent, k_landmark = jax.random.split(key, 4)
-        p, dtype = self.n_rovers, float_dtype()
-        r_of_t = jax.random.permutation(k_perm, p).astype(jnp.int32)
+        p, n_l, dtype = self.n_rovers, self.n_landmarks, float_dtype()
+        u_agent, u_landmark, u_perm, u_goal = core.uniform_parts(key, (4 * p, 2 * n_l, p, p), dtype)
+        r_of_t = jnp.argsort(u_perm).astype(jnp.int32)  # a uniformly random pairing
         state = RoverTowerState(
-            agent_pos=jax.random.uniform(k_agent, (2 * p, 2), dtype, -1.0, 1.0),
+            agent_pos=core.scaled(u_agent, -1.0, 1.0).reshape(2 * p, 2),
             agent_vel=jnp.zeros((2 * p, 2), dtype),
             comm=jnp.zeros((2 * p, DIM_C), dtype),
-            landmark_pos=jax.random.uniform(k_landmark, (self.n_landmarks, 2), dtype, -1.0, 1.0),
+            landmark_pos=core.scaled(u_landmark, -1.0, 1.0).reshape(n_l, 2),
             rover_of_tower=r_of_t,
-            tower_of_rover=jnp.zeros((p,), jnp.int32).at[r_of_t].set(jnp.arange(p, dtype=jnp.int32)),
-            goal=jax.random.randint(k_goal, (p,), 0, self.n_landmarks, dtype=jnp.int32),
+            tower_of_rover=jnp.argsort(r_of_t).astype(jnp.int32),
+            goal=core.choice_index(u_goal, n_l),
             step=jnp.zeros((), jnp.int32),
         )
         return self.reset_to(state)

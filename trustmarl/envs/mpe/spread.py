@@ -163,13 +163,10 @@ class SimpleSpread(ParticleEnv):
 
     # --- dynamics -----------------------------------------------------------------------------
     def _reset(self, key: jax.Array) -> tuple[SpreadState, TimeStep]:
-        k_agent, k_landmark = jax.random.split(key)
         n = self.n_agents
-        # simple_spread.Scenario.reset_world: uniform(-1, 1) positions, zero velocities
-        dtype = float_dtype()
-        agent_pos = jax.random.uniform(k_agent, (n, 2), dtype, -1.0, 1.0)
-        landmark_pos = jax.random.uniform(k_landmark, (n, 2), dtype, -1.0, 1.0)
-        return self.reset_to(agent_pos, landmark_pos)
+        # simple_spread.Scenario.reset_world: uniform(-1, 1) positions, zero velocities (one draw for all)
+        pos = jax.random.uniform(key, (2 * n, 2), float_dtype(), -1.0, 1.0)
+        return self.reset_to(pos[:n], pos[n:])
 
     def _contact_forces(self, pos: jax.Array) -> jax.Array:
         """``[N, 2]`` total contact force on each agent (mpe2 ``World.get_collision_force``)."""

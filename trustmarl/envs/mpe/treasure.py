@@ -149,20 +149,19 @@ class TreasureCollection(ParticleEnv):
     def reset_to(self, state: TreasureState) -> tuple[TreasureState, TimeStep]:
         return state, self._timestep(state, jnp.zeros((self.n_agents,), state.agent_pos.dtype))
 
-    def _draw_treasures(self, key: jax.Array, dtype) -> tuple[jax.Array, jax.Array]:
-        k_pos, k_type = jax.random.split(key)
-        t = self.num_treasures
-        pos = jax.random.uniform(k_pos, (t, 2), dtype, -TREASURE_BOUND, TREASURE_BOUND)
-        return pos, jax.random.randint(k_type, (t,), 0, self.num_deposits, dtype=jnp.int32)
+    def _treasures_from(self, u_pos: jax.Array, u_type: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Positions uniform in ``[-0.95, 0.95]^2`` and uniform types from uniforms in ``[0, 1)``."""
+        pos = core.scaled(u_pos, -TREASURE_BOUND, TREASURE_BOUND).reshape(self.num_treasures, 2)
+        return pos, core.choice_index(u_type, self.num_deposits)
 
     def _reset(self, key: jax.Array) -> tuple[TreasureState, TimeStep]:
-        k_agent, k_treasure, k_respawn = jax.random.split(key, 3)
         dtype = float_dtype()
         n, t = self.num_collectors + self.num_deposits, self.num_treasures
-        treasure_pos, treasure_type = self._draw_treasures(k_treasure, dtype)
-        respawn_pos, respawn_type = self._draw_treasures(k_respawn, dtype)
+        u_agent, u_tpos, u_ttype, u_rpos, u_rtype = core.uniform_parts(key, (2 * n, 2 * t, t, 2 * t, t), dtype)
+        treasure_pos, treasure_type = self._treasures_from(u_tpos, u_ttype)
+        respawn_pos, respawn_type = self._treasures_from(u_rpos, u_rtype)
         state = TreasureState(
-            agent_pos=jax.random.uniform(k_agent, (n, 2), dtype, -1.0, 1.0),
+            agent_pos=core.scaled(u_agent, -1.0, 1.0).reshape(n, 2),
             agent_vel=jnp.zeros((n, 2), dtype),
             holding=jnp.full((self.num_collectors,), -1, jnp.int32),
             treasure_pos=treasure_pos,
@@ -193,7 +192,7 @@ class TreasureCollection(ParticleEnv):
         picked = jnp.stack(picked)
         # dead treasures respawn at their drawn position/type; picked ones die and get new draws
         respawn = ~state.alive
-        new_pos, new_type = self._draw_treasures(key, dtype)
+        new_pos, new_type = self._treasures_from(*core.uniform_parts(key, (2 * self.num_treasures, self.num_treasures), dtype))
         treasure_pos = jnp.where(respawn[:, None], state.respawn_pos, state.treasure_pos)
         treasure_type = jnp.where(respawn, state.respawn_type, state.treasure_type)
         alive = (state.alive & ~picked) | respawn
