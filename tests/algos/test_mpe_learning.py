@@ -5,8 +5,9 @@ Each test trains two seeds (``seed=0``, ``num_seeds=2``) with a fixed budget thr
 ``build_config`` / ``train`` API and compares the final return (the mean episode return, the sum of the
 team reward over an episode, over the last 10% of updates) with a uniformly random policy's mean return,
 measured here over 2048 episodes. Thresholds are about half of the gains measured in calibration runs
-(2026-11, 2-core machine under load; numbers in each test), many standard errors above the noise of both
-estimates. A broken reward (wrong sign, wrong pairing), blind observations or broken dynamics leave the
+(the figures in each test; runs are deterministic on one machine, and these tests reproduced them),
+several standard errors above the noise of both estimates. Times on the loaded 2-core machine: 3-5 min
+each. A broken reward (wrong sign, wrong pairing), blind observations or broken dynamics leave the
 return near the random policy's, or below it, and fail.
 """
 
@@ -51,8 +52,8 @@ def test_mappo_learns_spread2(tmp_path):
     """Spread-2 with the paper's reward (seed 000 §3.2), the mpe/simple_spread preset (JaxMARL's IPPO-FF
     settings, shared parameters), 204,800 env steps per seed.
 
-    Calibration: random policy -43.3; final return -32.3 (seeds -32.4, -32.3), initial -40.8. Required:
-    5 above random (the standard error of each estimate is below 1)."""
+    Measured: random policy -41.8; final return -31.3 (seeds -32.0, -30.6), initial -41.4. Required: 5
+    above random (the standard error of each estimate is below 1)."""
     env = make("mpe/simple_spread", n_agents=2, reward_mode="ful")
     summary = _train(tmp_path, "mpe/simple_spread",
                      {"env.n_agents": 2, "env.reward_mode": "ful", "total_steps": 204_800})
@@ -65,7 +66,7 @@ def test_mappo_learns_rover_tower(tmp_path):
     """Rover-Tower, separate parameters per agent (two groups), learning rates 1e-3, 409,600 env steps
     per seed.
 
-    Calibration: random policy -5.0 (per-episode standard deviation 45: the +10 goal bonus); final return
+    Measured: random policy -5.5 (per-episode standard deviation 45: the +10 goal bonus); final return
     +2.4 (seeds +3.6, +1.2), initial -5.9 (with 307k steps: +0.13). Required: 3 above random."""
     env = make("mpe/rover_tower")
     summary = _train(tmp_path, "mpe/rover_tower", {"algo.share_params": False, "algo.actor_lr": 1e-3,
@@ -79,7 +80,7 @@ def test_mappo_learns_treasure_collection(tmp_path):
     """Cooperative Treasure Collection (100-step episodes), separate parameters per agent, learning rates
     1e-3, 204,800 env steps per seed.
 
-    Calibration: random policy -10.9 (per-episode standard deviation 14); final return -6.1 (seeds -7.3,
+    Measured: random policy -11.0 (per-episode standard deviation 14); final return -6.1 (seeds -7.3,
     -4.9), initial -9.6. Required: 2.5 above random."""
     env = make("mpe/treasure_collection")
     summary = _train(tmp_path, "mpe/treasure_collection", {"algo.share_params": False, "algo.actor_lr": 1e-3,

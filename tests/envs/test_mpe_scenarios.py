@@ -173,7 +173,8 @@ def test_parity_with_mpe2_continuous_float64(name):
 @pytest.mark.slow
 def test_parity_float32_simple_tag():
     """The default float32 env follows mpe2's float64 over an episode with contacts (tags, obstacles):
-    the stiff contact force amplifies float32 rounding, hence 1e-3 (measured: ~1e-5)."""
+    the stiff contact force amplifies float32 rounding (measured: at most 4e-6 over 8 crowded episodes),
+    hence 1e-4."""
     name = "simple_tag"
     module, _ = CLASSIC[name]
     ref = importlib.import_module(f"mpe2.{module}").parallel_env()
@@ -191,8 +192,8 @@ def test_parity_float32_simple_tag():
         assert ts.obs[0].dtype == jnp.float32
         for g, o in zip(env.groups, ts.obs):
             for k, a in enumerate(g.agents):
-                np.testing.assert_allclose(np.asarray(o[k]), obs[a], atol=1e-3, rtol=0)
-        np.testing.assert_allclose(np.asarray(ts.reward), [rew[a] for a in env.agents], atol=1e-3, rtol=0)
+                np.testing.assert_allclose(np.asarray(o[k]), obs[a], atol=1e-4, rtol=0)
+        np.testing.assert_allclose(np.asarray(ts.reward), [rew[a] for a in env.agents], atol=1e-4, rtol=0)
 
 
 # --- Cooperative Treasure Collection ----------------------------------------------------------------------
