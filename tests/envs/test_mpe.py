@@ -244,3 +244,113 @@ def test_hashable_static_argument():
     assert hash(env) == hash(SimpleSpread(n_agents=4)) and env == SimpleSpread(n_agents=4)
     f = jax.jit(lambda e, k: e.reset(k)[1].state, static_argnums=0)
     assert f(env, jax.random.PRNGKey(0)).shape == (env.state_dim,)
+
+
+# --- seed 000's Spread-2 / Spread-3 rewards, continuous actions, integration order ----------------------
+
+def test_spread2_paper_reward_is_twice_mpe2s_mixed_reward():
+    """Spread-2 with the paper's reward (``reward_mode="ful"``: global - #collisions) over an mpe2 episode:
+    the same physics and observations as mpe2, and rewards exactly twice mpe2's ``local_ratio=0.5`` mix."""
+    with jax.enable_x64(True):
+        ref = _mpe2_env(2)
+        names = ["agent_0", "agent_1"]
+        ref.reset(seed=11)
+        world = ref.unwrapped.world
+        env = make("mpe/simple_spread", n_agents=2, reward_mode="ful")
+        assert env.groups[0].obs_dim == 12  # seed 000 §3.2: 12 for N = L = 2
+        state, _ = env.reset_to(np.stack([a.state.p_pos for a in world.agents]),
+                                np.stack([lm.state.p_pos for lm in world.landmarks]))
+        rng = np.random.default_rng(11)
+        for t in range(25):
+            actions = rng.integers(0, 5, size=2)
+            obs, rew, _, trunc, _ = ref.step({k: int(a) for k, a in zip(names, actions)})
+            state, ts = _STEP(env, jax.random.PRNGKey(t), state, (jnp.asarray(actions, jnp.int32),))
+            np.testing.assert_allclose(np.asarray(ts.final_obs[0]), np.stack([obs[k] for k in names]), atol=1e-6)
+            np.testing.assert_allclose(np.asarray(ts.reward), 2 * np.array([rew[k] for k in names]), atol=1e-9)
+            assert bool(ts.truncated) == all(trunc.values())
+
+
+# three agents in a row (pairwise distances 0.2, 0.25, 0.05 < 0.3) and landmarks L0=(0,1), L1=(1,0), L2=(0,-1)
+_ROW = np.array([[0.0, 0.0], [0.2, 0.0], [0.25, 0.0]])
+_LANDMARKS = np.array([[0.0, 1.0], [1.0, 0.0], [0.0, -1.0]])
+_D12 = np.sqrt(0.25 ** 2 + 1)  # |p_2 - L2|
+
+
+@pytest.mark.parametrize(
+    "mode, expected",
+    [
+        # Sep: r_i = -|p_i - L_i|
+        ("sep", [-1.0, -0.8, -_D12]),
+        # Mix: r_0 = r_1 = -(min_{0,1} d(., L0) + min_{0,1} d(., L1)) - 1[collide(0, 1)] = -(1 + 0.8) - 1; r_2 = -|p_2 - L2|
+        ("mix", [-2.8, -2.8, -_D12]),
+        # Ful: -(1 + 0.75 + 1) - 2 collisions each
+        ("ful", [-4.75, -4.75, -4.75]),
+        # mpe2: 0.5 * (-2.75) + 0.5 * (-2)
+        ("mpe2", [-2.375, -2.375, -2.375]),
+    ],
+)
+def test_spread3_reward_modes_hand_computed(mode, expected):
+    """Seed 000 Appendix D rewards (spec §3.3) on a hand-made state. With zero velocities the first step
+    does not move anybody (``p += v dt`` comes first), so its reward is the reward of the initial state;
+    after a second no-op step only the agents that collide in that mode have been pushed apart."""
+    env = make("mpe/simple_spread", n_agents=3, reward_mode=mode)
+    state, _ = env.reset_to(_ROW, _LANDMARKS)
+    noop = (jnp.zeros(3, jnp.int32),)
+    state, ts = _STEP(env, jax.random.PRNGKey(0), state, noop)
+    np.testing.assert_allclose(np.asarray(state.agent_pos), _ROW, atol=1e-7)
+    np.testing.assert_allclose(np.asarray(ts.reward), expected, atol=1e-6)
+    state, _ = _STEP(env, jax.random.PRNGKey(0), state, noop)
+    moved = np.any(np.abs(np.asarray(state.agent_pos) - _ROW) > 1e-6, axis=1)
+    pushed = {"sep": [False, False, False], "mix": [True, True, False], "ful": [True, True, True], "mpe2": [True] * 3}
+    np.testing.assert_array_equal(moved, pushed[mode])
+
+
+def test_continuous_actions_parity_float64():
+    """``continuous_actions=True`` follows mpe2's ``Box(0, 1, 5)`` spread: force 5 (a[2] - a[1], a[4] - a[3]).
+    Actions are multiples of 1/64, exact in float32 and float64."""
+    with jax.enable_x64(True):
+        ref = simple_spread_v3.parallel_env(N=3, max_cycles=25, continuous_actions=True)
+        names = [f"agent_{i}" for i in range(3)]
+        obs, _ = ref.reset(seed=4)
+        world = ref.unwrapped.world
+        env = make("mpe/simple_spread", continuous_actions=True)
+        g = env.groups[0]
+        assert g.action_space.kind == "continuous" and g.action_space.dim == 5
+        assert (g.action_space.low, g.action_space.high) == (0.0, 1.0)
+        state, _ = env.reset_to(np.stack([a.state.p_pos for a in world.agents]),
+                                np.stack([lm.state.p_pos for lm in world.landmarks]))
+        rng = np.random.default_rng(4)
+        for t in range(25):
+            a = rng.integers(0, 65, size=(3, 5)) / 64.0
+            obs, rew, _, _, _ = ref.step({k: a[i].astype(np.float32) for i, k in enumerate(names)})
+            state, ts = _STEP(env, jax.random.PRNGKey(t), state, (jnp.asarray(a),))
+            np.testing.assert_allclose(np.asarray(ts.final_obs[0]), np.stack([obs[k] for k in names]), atol=1e-6)
+            np.testing.assert_allclose(np.asarray(ts.reward), [rew[k] for k in names], atol=1e-9)
+            np.testing.assert_allclose(np.asarray(ts.final_obs[0])[:, 2:4],  # before the auto-reset at the end
+                                       np.stack([x.state.p_pos for x in world.agents]), atol=1e-10)
+
+
+def test_integration_orders():
+    """mpe2 moves with the old velocity (``p += v dt`` first); the original MPE (``velocity_first``, seed 000's
+    physics) moves with the new one. One step of agent 0 pushing right (force 5) from v = (1, 0)."""
+    for order, x_after in (("position_first", 0.1 * 1.0), ("velocity_first", 0.1 * (0.75 * 1.0 + 5 * 0.1))):
+        env = make("mpe/simple_spread", n_agents=1, integration=order)
+        state, _ = env.reset_to([[0.0, 0.0]], [[0.5, 0.5]], agent_vel=[[1.0, 0.0]])
+        state, _ = _STEP(env, jax.random.PRNGKey(0), state, (jnp.array([2], jnp.int32),))  # 2 = right
+        np.testing.assert_allclose(np.asarray(state.agent_vel), [[0.75 + 0.5, 0.0]], atol=1e-6)
+        np.testing.assert_allclose(np.asarray(state.agent_pos), [[x_after, 0.0]], atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"reward_mode": "team"}, "reward_mode must be one of 'mpe2', 'ful', 'sep', 'mix', got 'team'"),
+        ({"reward_mode": "mix", "n_agents": 2}, "reward_mode='mix' .* needs n_agents=3"),
+        ({"reward_mode": "ful", "local_ratio": 0.0}, "local_ratio=0.0 only applies to reward_mode='mpe2'"),
+        ({"integration": "euler"}, "integration must be one of 'position_first', 'velocity_first'"),
+        ({"continuous_actions": "yes"}, "continuous_actions must be true or false"),
+    ],
+)
+def test_validation_of_variants(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        make("mpe/simple_spread", **kwargs)
