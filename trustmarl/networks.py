@@ -85,6 +85,8 @@ class GaussianActor(nn.Module):
 
 
 class Critic(nn.Module):
+    """A scalar value MLP on a flat input: V(s), V(o), or Q(x, a) on joint observations and actions."""
+
     hidden_sizes: Sequence[int]
     activation: str = "tanh"
     layer_norm: bool = False
@@ -193,19 +195,6 @@ class DeterministicActor(nn.Module):
         h = MLP(self.hidden_sizes, self.activation, self.layer_norm)(obs)
         u = nn.Dense(self.action_dim, kernel_init=orthogonal(self.head_gain), bias_init=nn.initializers.zeros)(h)
         return u, self.low + (jnp.tanh(u) + 1.0) * 0.5 * (self.high - self.low)
-
-
-class QCritic(nn.Module):
-    """A Q-value MLP on a flat input (joint observations and actions): ``[...]``."""
-
-    hidden_sizes: Sequence[int]
-    activation: str = "leaky_relu"
-    layer_norm: bool = False
-
-    @nn.compact
-    def __call__(self, x):
-        h = MLP(self.hidden_sizes, self.activation, self.layer_norm)(x)
-        return nn.Dense(1, kernel_init=orthogonal(1.0), bias_init=nn.initializers.zeros)(h)[..., 0]
 
 
 def gumbel_softmax(key: jax.Array, logits: jax.Array, temperature: float = 1.0, hard: bool = True) -> jax.Array:

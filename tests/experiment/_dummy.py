@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from trustmarl.algos.base import Algorithm, init_episode_stats
+from trustmarl.algos.base import Algorithm
 from trustmarl.validation import positive, positive_int
 
 NAME = "dummy"
@@ -61,8 +61,7 @@ class DummyAlgorithm(Algorithm):
         return DummyState(
             params=jax.random.normal(k_params, (self.n_agents, 3)),
             opt={"m": jnp.zeros((self.n_agents, 3)), "count": jnp.int32(0)},
-            env_state=env_state, last=last, episodes=init_episode_stats(self.num_envs, self.n_agents),
-            key=k_rng, update=jnp.int32(0), env_steps=jnp.int32(0),
+            **{**self.loop_fields(key, last, env_state), "key": k_rng},
         )
 
     def policy_view(self, state):

@@ -333,6 +333,20 @@ def runner_env(cfg):
     return make(cfg.env.name, **cfg.env.params)
 
 
+def test_large_checkpoints_are_throttled_and_reported(tmp_path, monkeypatch, capsys):
+    """Checkpoints over the size limit (replay buffers) are at least checkpoint_seconds apart (besides the
+    first and the last) and their size is printed; small ones follow checkpoint_every alone."""
+    monkeypatch.setattr(runner, "LARGE_CHECKPOINT", 1)  # every checkpoint counts as large
+    run(cfg_of(checkpoint_every=1, checkpoint_seconds=3600), tmp_path / "big", keep_checkpoints=True)
+    saved = sorted(p.name for p in (tmp_path / "big" / "checkpoints").glob("update_*.npz"))
+    assert saved == ["update_0000000.npz", f"update_{N_UPDATES:07d}.npz"]
+    err = capsys.readouterr().err
+    assert "checkpoint at update 0: 0 MB" in err and f"checkpoint at update {N_UPDATES}:" in err
+    monkeypatch.setattr(runner, "LARGE_CHECKPOINT", 10**12)
+    run(cfg_of(checkpoint_every=1, checkpoint_seconds=3600), tmp_path / "small", keep_checkpoints=True)
+    assert len(list((tmp_path / "small" / "checkpoints").glob("update_*.npz"))) == 1 + 7  # 7 chunks of 3, 3, ..., 2
+
+
 # ---- divergence ----------------------------------------------------------------------------------
 
 def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path, capsys):

@@ -201,3 +201,18 @@ def test_reaches_the_optimum_of_a_one_step_continuous_game(algo):
     np.testing.assert_allclose(np.asarray(act), [0.4, -0.4], atol=0.06)
     assert float(np.nanmean(np.asarray(metrics["episode_return"])[-50:])) > -0.05
     assert np.asarray(metrics["diag/learning"])[0] == 0 and np.asarray(metrics["diag/learning"])[-1] == 1
+
+
+def test_maac_on_rover_tower_two_groups_attend_to_each_other():
+    """Rovers (obs 13) and towers (obs 8) are different groups; MAAC's critic attends across them: each
+    rover's Q changes when a tower's action changes."""
+    a = build("maac", "mpe/rover_tower", **{"algo.critic_hidden": 16, "algo.attention_heads": 2})
+    state, metrics = jax.jit(lambda s: jax.lax.scan(lambda c, _: a.update(c), s, None, length=3))(a.init(jax.random.PRNGKey(0)))
+    assert np.asarray(metrics["diag/learning"])[-1] == 1 and np.isfinite(np.asarray(metrics["loss/critic"])[-1])
+    assert np.asarray(metrics["diag/q_per_agent"]).shape == (3, 8)
+    obs = tuple(jnp.ones((g.n, g.obs_dim)) for g in a.groups)
+    act = [jax.nn.one_hot(jnp.zeros((g.n,), jnp.int32), g.action_space.n) for g in a.groups]
+    q0, _ = a.critic.apply(state.critic_params, obs, tuple(act))
+    act[1] = act[1].at[2].set(jax.nn.one_hot(3, a.groups[1].action_space.n))  # tower 2 changes its message
+    q1, _ = a.critic.apply(state.critic_params, obs, tuple(act))
+    assert float(jnp.abs(q1[0] - q0[0]).max()) > 1e-6  # the rovers' values depend on the towers' actions

@@ -167,6 +167,14 @@ class Algorithm:
     def init_carry(self, batch_shape: tuple[int, ...]) -> Any:
         return ()
 
+    def loop_fields(self, key: jax.Array, last: TimeStep, env_state: Any) -> dict:
+        """The state fields the loops manage, freshly initialised (for a family's ``init_state``)."""
+        return dict(
+            env_state=env_state, last=last, episodes=init_episode_stats(self.num_envs, self.n_agents),
+            key=jax.random.fold_in(key, 1), update=jnp.zeros((), jnp.int32), env_steps=jnp.zeros((), jnp.int32),
+            carry=self.init_carry((self.num_envs,)),
+        )
+
     # ---- provided: the JAX-native loop ----------------------------------------------------------
     def init(self, key: jax.Array):
         """The full training state, with ``num_envs`` freshly reset JAX-native environments."""

@@ -27,7 +27,7 @@ import optax
 
 from trustmarl import replay
 from trustmarl.algos.agents import adam, opt_init, opt_step
-from trustmarl.algos.base import Algorithm, init_episode_stats
+from trustmarl.algos.base import Algorithm
 from trustmarl.envs.base import TimeStep
 from trustmarl.networks import MASKED_LOGIT
 from trustmarl.trust.divergence import categorical_kl
@@ -157,12 +157,7 @@ class OffPolicy(Algorithm):
             critic_opt=opt_init(self.critic_tx, critic_params, self.critic_stacked()),
             buffer=replay.init(self.example_transition(last), self.capacity, self.num_envs),
             grad_steps=jnp.zeros((), jnp.int32),
-            env_state=env_state,
-            last=last,
-            episodes=init_episode_stats(self.num_envs, self.n_agents),
-            key=jax.random.fold_in(key, 1),
-            update=jnp.zeros((), jnp.int32),
-            env_steps=jnp.zeros((), jnp.int32),
+            **self.loop_fields(key, last, env_state),
         )
 
     def policy_view(self, state: OffPolicyState) -> View:
@@ -210,30 +205,32 @@ class OffPolicy(Algorithm):
         cfg = self.cfg
         buffer = replay.insert(state.buffer, traj)
         key, k_learn, k_diag = jax.random.split(state.key, 3)
-        state = state._replace(buffer=buffer, key=key)
         stored = buffer.size * self.num_envs
         stats = replay.field_mean_std(buffer, buffer.data["reward"]) if cfg.reward_norm else None
+        # the buffer is read, never written, while learning: keep it out of the cond and scan carries
+        learner = state._replace(buffer=None, key=key)
 
-        def learning(state):
+        def learning(learner):
             def step(st, k):
                 k_batch, k_train = jax.random.split(k)
-                batch = self.prepare(replay.sample(st.buffer, k_batch, cfg.batch_size), stats)
+                batch = self.prepare(replay.sample(buffer, k_batch, cfg.batch_size), stats)
                 st, metrics = self.train_step(st, batch, k_train)
                 return st._replace(grad_steps=st.grad_steps + 1), metrics
 
-            old_actor = state.actor_params
-            state, metrics = jax.lax.scan(step, state, jax.random.split(k_learn, cfg.grad_steps))
+            old_actor = learner.actor_params
+            learner, metrics = jax.lax.scan(step, learner, jax.random.split(k_learn, cfg.grad_steps))
             metrics = jax.tree.map(lambda m: jnp.nanmean(m, 0), metrics)  # over the update's gradient steps (NaN: no actor step)
-            probe = replay.sample(state.buffer, k_diag, min(cfg.batch_size, 256))
-            metrics.update(self.policy_change(old_actor, state.actor_params, probe["obs"], probe["avail"]))
-            return state, metrics
+            probe = replay.sample(buffer, k_diag, min(cfg.batch_size, 256))
+            metrics.update(self.policy_change(old_actor, learner.actor_params, probe["obs"], probe["avail"]))
+            return learner, metrics
 
-        def waiting(state):
-            shapes = jax.eval_shape(lambda s: learning(s)[1], state)
-            return state, jax.tree.map(lambda a: jnp.full(a.shape, jnp.nan, a.dtype), shapes)
+        def waiting(learner):
+            shapes = jax.eval_shape(lambda s: learning(s)[1], learner)
+            return learner, jax.tree.map(lambda a: jnp.full(a.shape, jnp.nan, a.dtype), shapes)
 
         ready = stored >= jnp.maximum(cfg.learning_starts, 1)
-        state, metrics = jax.lax.cond(ready, learning, waiting, state)
+        learner, metrics = jax.lax.cond(ready, learning, waiting, learner)
+        state = learner._replace(buffer=buffer)
         metrics["diag/learning"] = ready.astype(jnp.float32)
         metrics["diag/grad_steps"] = state.grad_steps
         metrics["progress/buffer"] = stored / (self.capacity * self.num_envs)

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from trustmarl.algos import register_algo
 from trustmarl.algos.off_policy.config import OffPolicyConfig
 from trustmarl.algos.off_policy.engine import OffPolicy, OffPolicyState
-from trustmarl.networks import DeterministicActor, LogitsActor, QCritic, gumbel_softmax
+from trustmarl.networks import Critic, DeterministicActor, LogitsActor, gumbel_softmax
 from trustmarl.validation import ConfigError, non_negative, positive_int
 
 
@@ -85,7 +85,7 @@ class MADDPG(OffPolicy):
             else DeterministicActor(g.action_space.dim, low=g.action_space.low, high=g.action_space.high, **net)
             for g in self.groups
         )
-        self.critic = QCritic(**net)
+        self.critic = Critic(**net)
         self.n_critics = 2 if cfg.twin_critics else 1
         self.widths = [self.agents.action_width(g) for g in range(len(self.groups))]
         self.joint_obs_dim = sum(g.n * g.obs_dim for g in self.groups)

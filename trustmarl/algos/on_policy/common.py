@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import optax
 
 from trustmarl.algos.agents import adam, concat_agents, linear_decay, masked_mean, opt_init, opt_step
-from trustmarl.algos.base import Algorithm, EpisodeStats, init_episode_stats
+from trustmarl.algos.base import Algorithm, EpisodeStats
 from trustmarl.envs.base import Discrete, MultiAgentEnv, TimeStep
 from trustmarl.networks import (
     CategoricalActor,
@@ -255,13 +255,7 @@ class ActorCritic(Algorithm):
             actor_opt=actor_opt,
             critic_opt=critic_opt,
             value_norm=value_norm_init(),
-            env_state=env_state,
-            last=last,
-            episodes=init_episode_stats(self.num_envs, self.n_agents),
-            key=jax.random.fold_in(key, 1),
-            update=jnp.zeros((), jnp.int32),
-            env_steps=jnp.zeros((), jnp.int32),
-            carry=self.init_carry((self.num_envs,)),
+            **self.loop_fields(key, last, env_state),
         )
 
 
