@@ -332,7 +332,8 @@ def _show_overrides(d: dict[str, Any]) -> str:
 
 
 def _label(algo: str, distinguishing: dict[str, Any]) -> str:
-    parts = [f"{k.split('.', 1)[-1]}={_short(v)}" for k, v in distinguishing.items()]
+    """The configuration's name in reports: the algorithm and its own overrides (``env.*`` values name the task)."""
+    parts = [f"{k.split('.', 1)[-1]}={_short(v)}" for k, v in distinguishing.items() if not k.startswith("env.")]
     return algo + (f" ({', '.join(parts)})" if parts else "")
 
 
@@ -381,7 +382,7 @@ def prepare_dir(sweep: Sweep, sweep_dir: Path, spec_text: str | None, overwrite:
                 f"sweep directory {str(sweep_dir)!r} holds a different sweep ({old.get('name')!r}, "
                 f"{len(old.get('runs', []))} runs); use --overwrite to replace it or --out for a new directory"
             )
-        if overwrite:
+        if overwrite:  # start afresh (also for the same sweep)
             shutil.rmtree(sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     (sweep_dir / RUNS_DIR).mkdir(exist_ok=True)
