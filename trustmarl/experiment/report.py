@@ -345,6 +345,21 @@ def _rly():
     return metrics
 
 
+def _vectorised(estimator):
+    """The same estimator over a batch of resampled ``[reps, runs, tasks]`` matrices (for speed); a test
+    checks it against rliable's function on every resample."""
+    metrics = _rly()
+    if estimator is metrics.aggregate_mean:
+        return lambda b: b.mean(axis=1).mean(axis=1)
+    if estimator is metrics.aggregate_iqm:
+        from scipy.stats import trim_mean
+
+        return lambda b: trim_mean(b.reshape(len(b), -1), proportiontocut=0.25, axis=1)
+    if estimator is metrics.aggregate_median:
+        return lambda b: np.median(b.mean(axis=1), axis=1)
+    return lambda b: np.array([estimator(x) for x in b])
+
+
 def stratified_bootstrap(scores: np.ndarray, estimator, reps: int = 2000, seed: int = 0,
                          ci: float = 0.95) -> tuple[float, float, float]:
     """``(point, low, high)`` of ``estimator(scores)`` for a ``[runs, tasks]`` matrix: runs are resampled with
@@ -356,28 +371,31 @@ def stratified_bootstrap(scores: np.ndarray, estimator, reps: int = 2000, seed: 
         return point, math.nan, math.nan
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, n, size=(reps, n, m))
-    cols = np.arange(m)[None, None, :]
-    boot = np.array([estimator(scores[idx[b], cols[0]]) for b in range(reps)], dtype=np.float64)
+    boot = _vectorised(estimator)(scores[idx, np.arange(m)[None, None, :]])
     lo, hi = np.percentile(boot, [100 * (1 - ci) / 2, 100 * (1 + ci) / 2])
     return point, float(lo), float(hi)
+
+
+def _poi_batch(bx: np.ndarray, by: np.ndarray) -> np.ndarray:
+    """rliable's ``probability_of_improvement`` for ``[reps, runs, tasks]`` batches: per task the Mann-Whitney
+    U / (n_x n_y) = P(X > Y) + P(X = Y)/2, averaged over tasks."""
+    gt = (bx[:, :, None, :] > by[:, None, :, :]).mean(axis=(1, 2))
+    eq = (bx[:, :, None, :] == by[:, None, :, :]).mean(axis=(1, 2))
+    return (gt + 0.5 * eq).mean(axis=1)
 
 
 def poi_bootstrap(x: np.ndarray, y: np.ndarray, reps: int = 2000, seed: int = 0,
                   ci: float = 0.95) -> tuple[float, float, float]:
     """P(X > Y) (rliable's Mann-Whitney estimator, averaged over tasks) with an independent stratified
     bootstrap: the runs of X and of Y are resampled separately within each task."""
-    poi = _rly().probability_of_improvement
-    point = float(poi(x, y))
+    point = float(_rly().probability_of_improvement(x, y))
     if len(x) < 2 or len(y) < 2:
         return point, math.nan, math.nan
     rng = np.random.default_rng(seed)
-    cols = np.arange(x.shape[1])[None, :]
-    boot = []
-    for _ in range(reps):
-        bx = x[rng.integers(0, len(x), size=(len(x), x.shape[1])), cols]
-        by = y[rng.integers(0, len(y), size=(len(y), y.shape[1])), cols]
-        boot.append(poi(bx, by))
-    lo, hi = np.percentile(boot, [100 * (1 - ci) / 2, 100 * (1 + ci) / 2])
+    m = x.shape[1]
+    bx = x[rng.integers(0, len(x), size=(reps, len(x), m)), np.arange(m)[None, None, :]]
+    by = y[rng.integers(0, len(y), size=(reps, len(y), m)), np.arange(m)[None, None, :]]
+    lo, hi = np.percentile(_poi_batch(bx, by), [100 * (1 - ci) / 2, 100 * (1 + ci) / 2])
     return point, float(lo), float(hi)
 
 
@@ -700,13 +718,13 @@ def marl_eval_json(analysis: dict[str, Any], points: int = 20) -> dict[str, Any]
     ``win_rate`` where the runs log one.
     """
     base = analysis["metric"]
-    extra = {}
-    if base not in ("episode_win_rate", "eval/win_rate"):
-        cols = set().union(*(r.columns() for g in analysis["groups"] for r in g.runs))
-        win = next((w for w in ("eval/win_rate", "episode_win_rate") if f"{w}/seed_0" in cols), None)
-        if win:
-            extra["win_rate"] = win
-    metrics_map = {"return" if "win_rate" not in base else "win_rate": base, **extra}
+    runs = [r for g in analysis["groups"] for r in g.runs]
+    every = lambda col: all(f"{col}/seed_0" in r.columns() for r in runs)  # noqa: E731
+    ret = base if "win_rate" not in base else ("eval/return" if every("eval/return") else "episode_return")
+    metrics_map = {"return": ret}
+    win = base if "win_rate" in base else next((w for w in ("eval/win_rate", "episode_win_rate") if every(w)), None)
+    if win:
+        metrics_map["win_rate"] = win
     out: dict[str, Any] = {}
     for g in analysis["groups"]:
         env_name, _, task = g.task.partition("/")
@@ -731,6 +749,54 @@ def marl_eval_json(analysis: dict[str, Any], points: int = 20) -> dict[str, Any]
                                        for name, v in finals.items()}
             runs_out[f"seed_{k}"] = run
     return out
+
+
+MARL_EVAL_SCHEMA = Path(__file__).with_name("marl_eval.schema.json")
+
+
+def validate_marl_eval(data: dict[str, Any]) -> list[str]:
+    """Problems of a marl-eval document (empty when valid): the JSON schema of its README layout
+    (``marl_eval.schema.json``, checked with ``jsonschema`` when installed) and the rules marl-eval's
+    ``DiagnoseData`` checks across the tree: per environment the same algorithms on every task, the same
+    number of runs per algorithm, the same number of steps per run, the same metrics at every step
+    (``absolute_metrics`` included, as the last key of each run), and increasing ``step_count``."""
+    problems: list[str] = []
+    try:
+        import jsonschema
+    except ImportError:  # pragma: no cover - jsonschema is a test dependency
+        jsonschema = None
+    if jsonschema is not None:
+        schema = json.loads(MARL_EVAL_SCHEMA.read_text())
+        for err in jsonschema.Draft202012Validator(schema).iter_errors(data):
+            problems.append(f"schema: {'/'.join(map(str, err.absolute_path))}: {err.message}")
+        if problems:
+            return problems
+    for env, tasks in data.items():
+        algos = {task: sorted(a) for task, a in tasks.items()}
+        if len({tuple(v) for v in algos.values()}) > 1:
+            problems.append(f"{env}: the tasks have different algorithms: {algos}")
+        runs = {(t, a): len(r) for t, al in tasks.items() for a, r in al.items()}
+        if len(set(runs.values())) > 1:
+            problems.append(f"{env}: different numbers of runs: {runs}")
+        steps, metric_sets = set(), set()
+        for t, al in tasks.items():
+            for a, rs in al.items():
+                for name, run in rs.items():
+                    keys = list(run)
+                    if keys[-1] != "absolute_metrics":
+                        problems.append(f"{env}/{t}/{a}/{name}: absolute_metrics is not the last key")
+                    step_keys = [k for k in keys if k != "absolute_metrics"]
+                    steps.add(len(step_keys))
+                    counts = [run[k]["step_count"] for k in step_keys]
+                    if any(b <= c for c, b in zip(counts, counts[1:])):
+                        problems.append(f"{env}/{t}/{a}/{name}: step_count does not increase")
+                    for k in keys:
+                        metric_sets.add(tuple(sorted(m for m in run[k] if m != "step_count")))
+        if len(steps) > 1:
+            problems.append(f"{env}: runs have different numbers of steps: {sorted(steps)}")
+        if len(metric_sets) > 1:
+            problems.append(f"{env}: steps have different metrics: {sorted(metric_sets)}")
+    return problems
 
 
 def _ffill(y: np.ndarray) -> np.ndarray:
@@ -947,5 +1013,6 @@ def _json_safe(obj: Any) -> Any:
 
 __all__ = [
     "METRIC_RULE", "ReportError", "RunData", "Section", "analyse", "choose_metric", "curve_band", "final_scores",
-    "group_runs", "load_runs", "marl_eval_json", "poi_bootstrap", "stratified_bootstrap", "write_report",
+    "group_runs", "load_runs", "marl_eval_json", "poi_bootstrap", "stratified_bootstrap", "validate_marl_eval",
+    "write_report",
 ]

@@ -516,7 +516,7 @@ class Progress:
         c = {"done": 0, "running": 0, "failed": 0, "waiting": 0}
         for s in self.status.values():
             st = s["status"]
-            c["done" if st == "completed" else "running" if st == "running" else
+            c["done" if st == "completed" else "running" if st in ("running", "submitted") else
               "failed" if st in ("failed", "diverged", "env_error") else "waiting"] += 1
         return c
 
@@ -529,9 +529,10 @@ class Progress:
         self.status[name] = {"status": status, "message": message, **extra}
         self._write()
         detail = ""
-        if status == "running":
+        if status in ("running", "submitted"):
             r = self.runs[name]
-            detail = f"started {name} ({r['algo']} on {r['env']}, seeds {r['seed']}..{r['seed'] + r['num_seeds'] - 1})"
+            verb = "started" if status == "running" else "submitted to Ray:"
+            detail = f"{verb} {name} ({r['algo']} on {r['env']}, seeds {r['seed']}..{r['seed'] + r['num_seeds'] - 1})"
         elif status == "completed":
             fr = extra.get("final_return")
             detail = f"finished {name}: final return {fr:.4g}" if isinstance(fr, (int, float)) else f"finished {name}"
@@ -676,7 +677,7 @@ def run_ray(sweep_dir: Path, runs: list[dict[str, Any]], progress: Progress, add
     pending = {}
     for r in runs:
         pending[task.remote(str(Path(sweep_dir).resolve()), r["name"])] = r["name"]
-        progress.event(r["name"], "running")
+        progress.event(r["name"], "submitted")  # Ray starts it when its resources are free
     try:
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1, timeout=5.0)
@@ -729,10 +730,11 @@ def run_sweep(
     runs = index["runs"]
     progress = Progress(sweep_dir, runs, out=out)
     waiting = todo(sweep_dir, runs)
-    skipped = len(runs) - len(waiting)
-    print(f"sweep {sweep.name!r}: {len(runs)} runs in {sweep_dir} ({skipped} already finished, "
-          f"{len(waiting)} to run{' on Ray' if use_ray else f', {jobs} at a time' if not in_process else ', in this process'})",
-          file=out or sys.stderr, flush=True)
+    states = [run_state(sweep_dir, r)[0] for r in runs]
+    kept = f", {states.count('diverged')} diverged (kept)" if "diverged" in states else ""
+    where = " on Ray" if use_ray else ", in this process" if in_process else f", {jobs} at a time"
+    print(f"sweep {sweep.name!r}: {len(runs)} runs in {sweep_dir} ({states.count('completed')} already completed{kept}, "
+          f"{len(waiting)} to run{where})", file=out or sys.stderr, flush=True)
     if use_ray:
         run_ray(sweep_dir, waiting, progress, ray_address, index.get("resources") or {"cpu": 1, "gpu": 0}, ray_module)
     elif in_process:
