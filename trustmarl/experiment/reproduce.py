@@ -174,6 +174,31 @@ def write_reproduction_report(result: dict[str, Any], out_dir: Path) -> Path:
     return out_dir / "report.html"
 
 
+def write_docs_page(result_dir: str | Path, page: str | Path, figures: tuple[str, ...] = ("curves",)) -> Path:
+    """A documentation page for a finished reproduction: the paper-vs-ours table, the setting notes, the
+    final-performance table and ``figures`` (copied next to the page as ``<page stem>/<name>.png``)."""
+    result_dir, page = Path(result_dir), Path(page)
+    res = json.loads((result_dir / "result.json").read_text())
+    md = (result_dir / "report" / "report.md").read_text()
+    lines = [f"# {res['name']}: {res['paper']}, {res['figure']}", "",
+             f"Tier `{res['tier']}`, {res['wall_seconds'] / 60:.1f} min on a 2-core machine shared with other work "
+             f"(`trustmarl reproduce {res['name']} --tier {res['tier']}`).", ""]
+    for title in ("Paper vs ours", "Where our setting differs from the paper's", "Final performance"):
+        start = md.find(f"## {title}")
+        if start >= 0:
+            end = md.find("\n## ", start + 3)
+            lines += [md[start:end if end >= 0 else None].strip(), ""]
+    img_dir = page.parent / page.stem
+    img_dir.mkdir(parents=True, exist_ok=True)
+    for name in figures:
+        src = result_dir / "report" / f"{name}.png"
+        if src.is_file():
+            shutil.copyfile(src, img_dir / f"{name}.png")
+            lines += [f"![{name}]({page.stem}/{name}.png)", ""]
+    page.write_text("\n".join(lines))
+    return page
+
+
 def _show(v: Any) -> str:
     if isinstance(v, float):
         return format(v, ".4g") if math.isfinite(v) else "n/a"
@@ -493,7 +518,7 @@ def _load() -> None:
                "full": "3 x 5 seeds x 1e7 steps: a cluster (~30 CPU-hours per run)"},
     )
     register_reproduction(
-        "decppo-agents", _decppo_agents, paper="Sun et al. (decentralised PPO trust regions, seed 004)",
+        "decppo-agents", _decppo_agents, paper="Sun et al. 2023 (decentralised PPO trust regions, seed 004)",
         figure="Figures 1a, 1c, 2; §5 eq. 9",
         description="the joint TV and ratio range grow with the number of agents; the eps/N clip rule restores them",
         tiers={"smoke": "~1.5 min (2 CPU cores)", "cpu": "~15 min (2 CPU cores)",
@@ -502,4 +527,4 @@ def _load() -> None:
 
 
 __all__ = ["Reproduction", "ReproduceError", "format_list", "get_reproduction", "register_reproduction",
-           "reproduce", "reproduction_names", "run_study", "write_reproduction_report"]
+           "reproduce", "reproduction_names", "run_study", "write_docs_page", "write_reproduction_report"]
