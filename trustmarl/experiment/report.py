@@ -61,8 +61,8 @@ METRIC_NAMES = {
 }
 # Keys that only change how a run is executed, not what it learns: runs differing only here are seeds
 # of the same configuration.
-EXECUTION_KEYS = ("seed", "num_seeds", "total_steps", "chunk_updates", "checkpoint_every", "eval_episodes",
-                  "env.num_workers", "algo.sgd_unroll")
+EXECUTION_KEYS = ("seed", "num_seeds", "chunk_updates", "checkpoint_every", "eval_episodes", "env.num_workers",
+                  "algo.sgd_unroll")
 DIAGNOSTICS = (
     ("independent ratio range (min, max over agents and samples)", ("diag/ratio_max", "diag/ratio_min")),
     ("joint ratio range", ("diag/joint_ratio_max", "diag/joint_ratio_min")),
@@ -239,7 +239,7 @@ class Group:
 
 
 def group_runs(runs: Sequence[RunData]) -> list[Group]:
-    """Pool seeds: runs that differ only in execution keys (seed, total_steps, ...) form one group.
+    """Pool seeds: runs that differ only in execution keys (seed, num_seeds, chunk_updates, ...) form one group.
 
     The task is the environment with the ``env.*`` values that differ between runs of that environment;
     the configuration label is the sweep's label, else the algorithm with the ``algo.*``/run keys in which

@@ -66,9 +66,6 @@ TOP_KEYS = {
 }
 BLOCK_KEYS = {"algos", "algo", "envs", "env", "overrides", "grid", "label"}
 SEED_KEYS = ("seed", "num_seeds")  # set through ``seeds``/``seed``/``seeds_per_run``, not overrides
-# Run keys that only change how a run is executed, not what it learns (ignored when grouping seeds).
-EXECUTION_KEYS = ("seed", "num_seeds", "total_steps", "chunk_updates", "checkpoint_every", "eval_episodes",
-                  "env.num_workers", "algo.sgd_unroll")
 
 
 class SweepError(ConfigError):
@@ -214,7 +211,7 @@ def parse_sweep(data: dict[str, Any]) -> Sweep:
             cfg = build_config(algo, env, {**effective, "seed": base_seed, "num_seeds": min(per_run, seeds)})
         except ConfigError as e:
             raise SweepError(f"{algo} on {env} with {_show_overrides(effective) or 'no overrides'}: {e}") from None
-        resolved = {k: v for k, v in _flat(cfg.to_dict()).items() if k not in EXECUTION_KEYS}
+        resolved = {k: v for k, v in _flat(cfg.to_dict()).items() if k not in SEED_KEYS}
         config_id = _digest(resolved)
         if config_id in seen:
             continue  # the same configuration twice (e.g. a grid over a key the algorithm does not use)
