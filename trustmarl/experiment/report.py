@@ -189,6 +189,8 @@ def load_runs(paths: Iterable[str | Path]) -> list[RunData]:
         if not p.exists():
             raise ReportError(f"{str(p)!r} does not exist")
         found = _find_runs(p)
+        if not found and (p / "sweep.json").is_file():
+            raise ReportError(f"sweep {str(p)!r} has no started runs yet (run `trustmarl sweep` first)")
         if not found:
             raise ReportError(
                 f"{str(p)!r} is not a trustmarl run or sweep directory and holds none (no config.yaml or sweep.json)"
@@ -401,6 +403,8 @@ def poi_bootstrap(x: np.ndarray, y: np.ndarray, reps: int = 2000, seed: int = 0,
 
 def curve_band(y: np.ndarray, reps: int = 2000, seed: int = 0, ci: float = 0.95):
     """Mean over seeds and a percentile-bootstrap band (seeds resampled) for ``y [points, seeds]``."""
+    import warnings
+
     y = np.asarray(y, dtype=np.float64)
     mean = _nanmean(y, axis=1)
     k = y.shape[1]
@@ -409,9 +413,9 @@ def curve_band(y: np.ndarray, reps: int = 2000, seed: int = 0, ci: float = 0.95)
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, k, size=(reps, k))
     boot = _nanmean(y[:, idx], axis=2)  # [points, reps]
-    with np.errstate(invalid="ignore"):
-        lo = np.nanpercentile(np.where(np.isfinite(boot), boot, np.nan), 100 * (1 - ci) / 2, axis=1) if np.isfinite(boot).any() else mean * np.nan
-        hi = np.nanpercentile(np.where(np.isfinite(boot), boot, np.nan), 100 * (1 + ci) / 2, axis=1) if np.isfinite(boot).any() else mean * np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # points where no seed has a value: NaN band
+        lo, hi = np.nanpercentile(boot, [100 * (1 - ci) / 2, 100 * (1 + ci) / 2], axis=1)
     return mean, lo, hi
 
 
