@@ -320,7 +320,8 @@ def _figure1(out_dir: Path, tier: str, jobs: int = 1, in_process: bool = False) 
         comps.append({"claim": f"{algo.upper()}: J after {updates} updates, with vs without the factor",
                       "paper": "(no claim: the figure is one step)",
                       "ours": f"{_fmt(w['final'])} vs {_fmt(wo['final'])}", "holds": None,
-                      "note": "J = mu1 mu2 is unbounded: later updates depend on the step sizes, not on the factor"})
+                      "note": "J = mu1 mu2 keeps growing until the actions reach the box [-10, 10] (J <= 99.94); "
+                              "how fast depends on the step sizes"})
     return {
         "comparisons": comps,
         "run_dirs": [str(sweep_dir)],
@@ -518,18 +519,21 @@ def _load() -> None:
     register_reproduction(
         "hatrpo-figure1", _figure1, paper="Kuba et al. 2022 (HATRPO/HAPPO, seed 001)", figure="Figure 1",
         description="differential game r = a1 a2: with the factor M the sequential update raises J, without it J falls",
-        tiers={"smoke": "~1.5 min (2 CPU cores)", "cpu": "~4 min (2 CPU cores)", "full": "~10 min (2 CPU cores)"},
+        tiers={"smoke": "~1 min (2 CPU cores, measured)", "cpu": "~30 min (2 CPU cores, measured)",
+               "full": "~5 h on 2 CPU cores (estimated; 20 seeds x 50 updates), minutes on a GPU"},
     )
     register_reproduction(
         "hatrpo-proposition1", _proposition1, paper="Kuba et al. 2022 (HATRPO/HAPPO, seed 001)",
         figure="Proposition 1", description="parameter sharing caps J at 2/2^n; non-shared MAPPO/HAPPO/HATRPO reach 1",
-        tiers={"smoke": "~1.5 min (2 CPU cores)", "cpu": "~6 min (2 CPU cores)", "full": "~20 min (2 CPU cores)"},
+        tiers={"smoke": "~2.5 min (2 CPU cores, measured)", "cpu": "~6 min (2 CPU cores, measured)",
+               "full": "~40 min on 2 CPU cores (estimated; n = 2..8, 10 seeds)"},
     )
     register_reproduction(
         "hatrpo-halfcheetah", _halfcheetah, paper="Kuba et al. 2022 (HATRPO/HAPPO, seed 001)",
         figure="Figure 3 (HalfCheetah 2x3)", description="HATRPO and HAPPO above MAPPO on MaMuJoCo HalfCheetah 2x3",
-        tiers={"smoke": "~2 min (2 CPU cores)", "cpu": "~2-3 h (2 CPU cores, estimated from 1.7k steps/s)",
-               "full": "3 x 5 seeds x 1e7 steps: a cluster (~30 CPU-hours per run)"},
+        tiers={"smoke": "~2.5 min (2 CPU cores, measured)",
+               "cpu": "~2 h on 2 CPU cores (estimated from 1.4k steps/s measured with 3 seeds)",
+               "full": "3 algorithms x 5 seeds x 1e7 steps: ~10 h per run on 2 cores; a cluster (sweep --ray)"},
     )
     register_reproduction(
         "decppo-agents", _decppo_agents, paper="Sun et al. 2023 (decentralised PPO trust regions, seed 004)",
