@@ -539,8 +539,8 @@ def _load() -> None:
         "decppo-agents", _decppo_agents, paper="Sun et al. 2023 (decentralised PPO trust regions, seed 004)",
         figure="Figures 1a, 1c, 2; §5 eq. 9",
         description="the joint TV and ratio range grow with the number of agents; the eps/N clip rule restores them",
-        tiers={"smoke": "~1.5 min (2 CPU cores)", "cpu": "~15 min (2 CPU cores)",
-               "full": "SMAX, 5 maps x 2 rules x 5 seeds x 1e7 steps: a GPU"},
+        tiers={"smoke": "~2.5 min (2 CPU cores, measured)", "cpu": "~37 min (2 CPU cores, measured)",
+               "full": "SMAX, 5 maps x 2 rules x 5 seeds x 1e7 steps: a GPU (not measured)"},
     )
 
 
