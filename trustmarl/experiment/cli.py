@@ -293,7 +293,7 @@ def _add_study_parsers(sub) -> None:
                    help="runs at a time, each in its own process (default: half the CPU cores, at least 1)")
     s.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                    help="run each run as a Ray task: no ADDRESS starts a local Ray; 'auto' or HOST:PORT joins a cluster")
-    s.add_argument("--overwrite", action="store_true", help="replace an existing sweep directory holding another sweep")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing sweep directory and start afresh (without it, the same sweep continues)")
     s.add_argument("--dry-run", action="store_true", help="validate the file and list the runs; start nothing")
 
     r = sub.add_parser("report", help="learning curves, final-performance table and diagnostics of runs or sweeps",
