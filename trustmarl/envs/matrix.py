@@ -201,16 +201,26 @@ class DifferentialGame(_OneStateGame):
 
     The action space is declared ``Box(dim=1, low=-10, high=10)`` so that samplers have a range,
     but the environment does **not** clip: the reward uses the raw actions (a Gaussian policy
-    ``N(mu, 1)`` then gives ``E[r] = mu^1 mu^2`` exactly)."""
+    ``N(mu, 1)`` then gives ``E[r] = mu^1 mu^2`` exactly).
+
+    ``offset`` shifts the actions, ``r = (a^1 + o^1)(a^2 + o^2)``: the same game in shifted coordinates.
+    Policies start with means near 0, so ``offset=(-0.25, 0.25)`` starts training at the paper's
+    ``mu_0 = (-0.25, 0.25)`` (``J_0 = -0.0625``) without touching the policy's initialisation."""
 
     description = "Seed 001 Figure 1 differential game: two agents, continuous actions, reward a1 * a2."
+    offset: tuple = (0.0, 0.0)
+
+    def validate(self) -> None:
+        super().validate()
+        if len(self.offset) != 2 or not all(isinstance(o, (int, float)) and not isinstance(o, bool) for o in self.offset):
+            raise ValueError(f"offset must be two numbers (one per agent), got {self.offset!r}")
 
     @property
     def groups(self) -> tuple[AgentGroup, ...]:
         return (AgentGroup("agent", _agent_names(2), 1, Box(dim=1, low=-10.0, high=10.0)),)
 
     def _team_reward(self, actions: tuple) -> jax.Array:
-        a = jnp.asarray(actions[0], dtype=jnp.float32).reshape(2)
+        a = jnp.asarray(actions[0], dtype=jnp.float32).reshape(2) + jnp.asarray(self.offset, dtype=jnp.float32)
         return a[0] * a[1]  # seed 001 section 4.3 (Figure 1): r(a^1, a^2) = a^1 a^2
 
 

@@ -5,6 +5,9 @@
     trustmarl eval RUN_DIR [--episodes N] [--stochastic] [--render [GIF]]
     trustmarl list [--keys [NAME]]
     trustmarl check-env ENV [env.key=value ...] [--seed S]
+    trustmarl sweep SWEEP.yaml [--out DIR] [--jobs N] [--ray [ADDRESS]] [--overwrite] [--dry-run]
+    trustmarl report DIR [DIR ...] [--out DIR] [--metric NAME]
+    trustmarl reproduce NAME [--tier smoke|cpu|full] [--out DIR]  |  trustmarl reproduce --list
 
 Bad input (unknown algorithm, environment or key, wrong type, out-of-range value, bad run
 directory) prints one line ``trustmarl: error: ...`` on stderr and exits with code 2 before
@@ -79,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("env", metavar="ENV")
     c.add_argument("overrides", nargs="*", metavar="env.key=value")
     c.add_argument("--seed", type=int, default=0)
+    _add_study_parsers(sub)
     return p
 
 
@@ -92,7 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # --help
         return int(e.code or 0)
     try:
-        return {"train": _train, "eval": _eval, "list": _list, "check-env": _check_env}[args.command](args)
+        commands = {"train": _train, "eval": _eval, "list": _list, "check-env": _check_env, **_STUDY_COMMANDS}
+        return commands[args.command](args)
     except (ConfigError, CheckpointError, UsageError) as e:
         return _error(str(e))
     except RenderError as e:
@@ -285,6 +290,119 @@ def _check_env(args) -> int:
             print(f"{name}: 1 problem(s) found:\n  - could not build the environment: {type(e).__name__}: {e}")
             return 1
     return checker.report(name, checker.check_env(env, seed=args.seed))
+
+
+# ---- sweep, report, reproduce (trustmarl.experiment.sweep / report / reproduce) -----------------------
+
+def _add_study_parsers(sub) -> None:
+    """Subcommands for studies over many runs: ``sweep``, ``report`` and ``reproduce``."""
+    s = sub.add_parser("sweep", help="run a grid of algorithms x environments x overrides x seeds from a YAML file",
+                       description="trustmarl sweep SWEEP.yaml [--out DIR] [--jobs N | --ray [ADDRESS]]  (see docs/sweeps.md)")
+    s.add_argument("spec", type=Path, metavar="SWEEP.yaml")
+    s.add_argument("--out", type=Path, help="sweep directory (default sweeps/<name>)")
+    s.add_argument("--jobs", type=int, default=None,
+                   help="runs at a time, each in its own process (default: half the CPU cores, at least 1)")
+    s.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run each run as a Ray task: no ADDRESS starts a local Ray; 'auto' or HOST:PORT joins a cluster")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing sweep directory and start afresh (without it, the same sweep continues)")
+    s.add_argument("--dry-run", action="store_true", help="validate the file and list the runs; start nothing")
+
+    r = sub.add_parser("report", help="learning curves, final-performance table and diagnostics of runs or sweeps",
+                       description="trustmarl report DIR [DIR ...] [--out DIR] [--metric NAME]  (see docs/reports.md)")
+    r.add_argument("dirs", type=Path, nargs="+", metavar="DIR", help="run directories, sweep directories or folders of runs")
+    r.add_argument("--out", type=Path, help="report directory (default: DIR/report for one DIR, else report/)")
+    r.add_argument("--metric", default=None,
+                   help="compared metric: team, sum, eval, eval_sum, win_rate or a column name (default: the documented rule)")
+    r.add_argument("--title", default=None, help="title of the report")
+    r.add_argument("--reps", type=int, default=2000, help="bootstrap resamples (default 2000)")
+
+    p = sub.add_parser("reproduce", help="small-scale reproductions of the papers' headline experiments",
+                       description="trustmarl reproduce NAME [--tier smoke|cpu|full] [--out DIR]  |  trustmarl reproduce --list")
+    p.add_argument("name", nargs="?", metavar="NAME")
+    p.add_argument("--list", action="store_true", help="list the reproductions: paper, figure, tiers and their measured times")
+    p.add_argument("--tier", default="smoke", help="smoke (minutes), cpu (a 2-core machine, at most a few hours) or full (paper scale)")
+    p.add_argument("--out", type=Path, help="output directory (default reproductions/<name>-<tier>)")
+    p.add_argument("--jobs", type=int, default=None, help="runs at a time (default: half the CPU cores, at least 1)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output directory of another tier")
+
+
+def _default_jobs() -> int:
+    import os
+
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+def _sweep(args) -> int:
+    from trustmarl.experiment import sweep as sweep_mod
+
+    if args.ray is not None and args.jobs is not None:
+        raise UsageError("--jobs applies to local runs; with --ray, Ray schedules the runs by their resources")
+    jobs = _default_jobs() if args.jobs is None else args.jobs
+    if jobs < 1:
+        raise UsageError(f"--jobs {jobs} must be >= 1")
+    sw = sweep_mod.load_sweep(args.spec)
+    out = args.out if args.out is not None else Path("sweeps") / sw.name
+    if args.dry_run:
+        print(f"sweep {sw.name!r}: {len(sw.runs)} runs -> {out}")
+        for r in sw.runs:
+            print(f"  {r.name}: {sweep_mod.format_overrides({'algo': r.algo, 'env': r.env, **r.train_overrides()})}")
+        return EXIT_OK
+    if args.ray is not None:
+        sweep_mod.check_ray_address(args.ray)
+    try:
+        res = sweep_mod.run_sweep(sw, out, jobs=jobs, use_ray=args.ray is not None, ray_address=args.ray,
+                                  overwrite=args.overwrite, spec_text=args.spec.read_text())
+    except KeyboardInterrupt:
+        print(f"trustmarl: sweep interrupted; continue with: trustmarl sweep {args.spec} --out {out}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    done = sum(1 for s in res["runs"].values() if s == "completed")
+    print(f"sweep {sw.name!r}: {done}/{len(res['runs'])} runs completed in {out}")
+    for f in res["failed"]:
+        print(f"  {f['status']}: {f['name']}: {f['message']}\n    config: {sweep_mod.format_overrides(f['config'])}")
+    if res["failed"]:
+        print(f"re-run `trustmarl sweep {args.spec} --out {out}` to retry failed and resume interrupted runs "
+              f"(diverged runs are kept; delete their directory to run them again)")
+        return 1
+    print(f"report: trustmarl report {out}")
+    return EXIT_OK
+
+
+def _report(args) -> int:
+    from trustmarl.experiment import report as report_mod
+
+    if args.reps < 100:
+        raise UsageError(f"--reps {args.reps} must be >= 100")
+    runs = report_mod.load_runs(args.dirs)  # ReportError (a ConfigError) for anything that is not a run
+    out = args.out if args.out is not None else (args.dirs[0] / "report" if len(args.dirs) == 1 else Path("report"))
+    res = report_mod.write_report(runs, out, metric=args.metric, title=args.title, reps=args.reps)
+    print(f"report of {len(runs)} runs ({res['metric']}: {res['metric_reason']}) written to {out}: "
+          + ", ".join(Path(f).name for f in res["files"]))
+    return EXIT_OK
+
+
+def _reproduce(args) -> int:
+    from trustmarl.experiment import reproduce as repro
+
+    if args.list:
+        if args.name:
+            raise UsageError("--list takes no NAME")
+        print(repro.format_list())
+        return EXIT_OK
+    if not args.name:
+        raise UsageError(f"reproduce needs NAME (one of: {', '.join(repro.reproduction_names())}) or --list")
+    jobs = _default_jobs() if args.jobs is None else args.jobs
+    if jobs < 1:
+        raise UsageError(f"--jobs {jobs} must be >= 1")
+    try:
+        res = repro.reproduce(args.name, args.tier, args.out, jobs=jobs, overwrite=args.overwrite)
+    except KeyboardInterrupt:
+        print(f"trustmarl: interrupted; run the same command again to continue", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(f"{args.name} ({args.tier}) done in {res['wall_seconds']:.0f}s; report: {res.get('report', res['out_dir'])}")
+    return EXIT_OK
+
+
+_STUDY_COMMANDS = {"sweep": _sweep, "report": _report, "reproduce": _reproduce}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,139 @@
+"""``trustmarl reproduce``: the registry (listing, registering your own, tiers), its directory rules, the
+paper-vs-ours report, and the smoke tiers of the built-in reproductions (Figure 1 in the default run,
+the others slow)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from trustmarl.experiment import cli
+from trustmarl.experiment import reproduce as repro
+
+pytest.importorskip("rliable")
+pytest.importorskip("matplotlib")
+
+
+def call(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_list_names_paper_figure_and_tier_times(capsys):
+    code, out, _ = call(capsys, "reproduce", "--list")
+    assert code == 0
+    for name in ("hatrpo-figure1", "hatrpo-proposition1", "hatrpo-halfcheetah", "decppo-agents"):
+        r = repro.get_reproduction(name)
+        assert f"{name}\n  {r.paper}, {r.figure}" in out
+        assert set(r.tiers) == {"smoke", "cpu", "full"}
+        for t, time_text in r.tiers.items():
+            assert f"--tier {t:6s} {time_text}" in out
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["reproduce"], "reproduce needs NAME"),
+    (["reproduce", "nope"], "unknown reproduction 'nope'"),
+    (["reproduce", "hatrpo-figure1", "--tier", "huge"], "has no tier 'huge'"),
+    (["reproduce", "hatrpo-figure1", "--list"], "--list takes no NAME"),
+    (["reproduce", "hatrpo-figure1", "--jobs", "0"], "--jobs 0 must be >= 1"),
+])
+def test_bad_input_exit_2(capsys, tmp_path, monkeypatch, argv, needle):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = call(capsys, *argv)
+    assert code == 2 and err.startswith("trustmarl: error: ") and err.count("\n") == 1 and needle in err, err
+    assert not (tmp_path / "reproductions").exists()
+
+
+def test_register_your_own_and_its_report(capsys, tmp_path, monkeypatch):
+    from test_report import final_window, make_run
+
+    calls = []
+
+    def fake(out_dir, tier, jobs=1):
+        calls.append((tier, jobs))
+        run = out_dir / "runs" / f"r{len(calls)}"
+        make_run(run, final_window([0.5, 0.7]), algo="happo", env="matrix/proposition1")
+        return {"comparisons": [{"claim": "J reaches the optimum", "paper": 1.0, "ours": 0.6, "holds": False,
+                                 "note": "two seeds"}],
+                "run_dirs": [str(out_dir / "runs")], "environment": ["a toy"], "custom": 42}
+
+    monkeypatch.setattr(repro, "_REGISTRY", dict(repro._REGISTRY))
+    repro.register_reproduction("toy", fake, paper="Doe 2024", figure="Table 9", tiers={"smoke": "1 s", "cpu": "2 s"})
+    with pytest.raises(ValueError, match="already registered"):
+        repro.register_reproduction("toy", fake, paper="x", figure="y", tiers=["smoke"])
+    with pytest.raises(ValueError, match="unknown tier 'gpu'"):
+        repro.register_reproduction("toy2", fake, paper="x", figure="y", tiers=["gpu"])
+
+    out = tmp_path / "toy"
+    code, stdout, err = call(capsys, "reproduce", "toy", "--out", out, "--jobs", "3")
+    assert code == 0, err
+    assert calls == [("smoke", 3)] and "toy (smoke) done" in stdout
+    result = json.loads((out / "result.json").read_text())
+    assert result["custom"] == 42 and result["paper"] == "Doe 2024" and result["tier"] == "smoke"
+    md = (out / "report" / "report.md").read_text()
+    assert "## Paper vs ours" in md and "| J reaches the optimum | 1 | 0.6 | no | two seeds |" in md
+    assert "- a toy" in md and "Doe 2024, Table 9" in md
+    assert "data:image/png;base64," in (out / "report" / "report.html").read_text()
+
+    # the same reproduction continues in its directory; another tier needs --overwrite
+    assert call(capsys, "reproduce", "toy", "--out", out)[0] == 0 and len(calls) == 2
+    code, _, err = call(capsys, "reproduce", "toy", "--tier", "cpu", "--out", out)
+    assert code == 2 and "already holds toy (smoke)" in err
+    assert call(capsys, "reproduce", "toy", "--tier", "cpu", "--out", out, "--overwrite")[0] == 0
+    assert calls[-1] == ("cpu", 1) and not (out / "runs" / "r1").exists()  # started afresh
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "keep.txt").write_text("x")
+    code, _, err = call(capsys, "reproduce", "toy", "--out", tmp_path / "other", "--overwrite")
+    assert code == 2 and "not a reproduction directory" in err and (tmp_path / "other" / "keep.txt").exists()
+
+
+def _check(result, expect_all=True):
+    comps = result["comparisons"]
+    assert comps and all(c["ours"] is not None for c in comps)
+    failing = [c for c in comps if c["holds"] is False]
+    if expect_all:
+        assert not failing, failing
+    report = result["report"]
+    assert report.endswith("report.html")
+    return comps
+
+
+def test_figure1_smoke(tmp_path):
+    """Seed 001 Figure 1 at smoke scale (HATRPO; HAPPO joins from the cpu tier): J starts at -0.0625; one
+    update with the factor raises J, without it J falls; the report puts the paper's 0.9375 / -0.5625 beside ours."""
+    res = repro.reproduce("hatrpo-figure1", "smoke", tmp_path / "f1", in_process=True)
+    comps = _check(res)
+    assert len(comps) == 4
+    j0 = comps[0]["ours"]
+    assert j0 == pytest.approx(-0.0625, abs=0.05)
+    md = (tmp_path / "f1" / "report" / "report.md").read_text()
+    assert "| HATRPO with the factor M: J after one update rises | 0.9375 |" in md
+    assert "| HATRPO without the factor (= simultaneous steps): J falls | -0.5625 |" in md
+    index = json.loads((tmp_path / "f1" / "sweep" / "sweep.json").read_text())
+    assert len(index["runs"]) == 2 and all(r["num_seeds"] == 2 for r in index["runs"])
+
+
+@pytest.mark.slow
+def test_proposition1_smoke(tmp_path):
+    res = repro.reproduce("hatrpo-proposition1", "smoke", tmp_path / "p1", in_process=True)
+    comps = _check(res)
+    assert any("2/2^n" in c["claim"] and c["paper"] == 0.125 for c in comps)
+
+
+@pytest.mark.slow
+def test_decppo_agents_smoke(tmp_path):
+    res = repro.reproduce("decppo-agents", "smoke", tmp_path / "d", in_process=True)
+    comps = _check(res, expect_all=False)  # smoke runs are too short for the ratio claim
+    assert comps[0]["holds"] and "N=2" in comps[0]["ours"] and "N=4" in comps[0]["ours"]
+
+
+@pytest.mark.slow
+def test_halfcheetah_smoke(tmp_path):
+    pytest.importorskip("gymnasium_robotics")
+    res = repro.reproduce("hatrpo-halfcheetah", "smoke", tmp_path / "hc", in_process=True)
+    comps = _check(res, expect_all=False)
+    assert {c["claim"] for c in comps} >= {"HATRPO final return", "MAPPO final return"}
+    assert all(np.isfinite(float(c["ours"].split()[0])) for c in comps[:3])
