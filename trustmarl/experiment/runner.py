@@ -182,13 +182,22 @@ def find_divergence(metrics: dict[str, np.ndarray], first_update: int) -> str | 
 # ---- summary -----------------------------------------------------------------------------------
 
 def _window_return(per_seed: np.ndarray, first: bool) -> tuple[float, list[float]]:
-    """NaN-aware mean return of the first or last 10% of updates (at least one), per seed and mean."""
+    """NaN-aware mean return of the first or last 10% of updates (at least one), per seed and mean.
+
+    A seed with no finished episode in that window (long episodes, e.g. 1000-step MaMuJoCo ones with
+    few steps per update) uses its first / last ``w`` updates that have one instead."""
     n = per_seed.shape[0]
     if n == 0:
         return float("nan"), []
     w = max(1, int(math.ceil(0.1 * n)))
     window = per_seed[:w] if first else per_seed[-w:]
-    seeds = [nanmean(window[:, k]) for k in range(window.shape[1])]
+    seeds = []
+    for k in range(window.shape[1]):
+        value = nanmean(window[:, k])
+        if math.isnan(value):
+            finite = per_seed[:, k][np.isfinite(per_seed[:, k])]
+            value = nanmean(finite[:w] if first else finite[-w:])
+        seeds.append(value)
     return nanmean(seeds), seeds
 
 
