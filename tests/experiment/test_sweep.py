@@ -103,7 +103,7 @@ def test_keys_an_algorithm_ignores_are_dropped_and_duplicates_merged():
     ],
 )
 def test_bad_sweep_files_are_one_line_and_exit_2_before_anything(capsys, monkeypatch, tmp_path, data, needles):
-    monkeypatch.setattr(runner, "_build_algorithm", lambda *a, **k: pytest.fail("an algorithm was built"))
+    monkeypatch.setattr(runner, "build_algorithm", lambda *a, **k: pytest.fail("an algorithm was built"))
     monkeypatch.chdir(tmp_path)
     code, out, err = call(capsys, "sweep", write_spec(tmp_path, data))
     assert_usage_error(code, out, err, *needles)
