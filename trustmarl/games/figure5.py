@@ -56,13 +56,19 @@ def run_name(env: str, variant: str) -> str:
     return f"{env.split('/')[-1]}_{variant.lower().replace(' ', '_').replace('/', '')}"
 
 
-def train_command(env: str, variant: str, updates: int, num_seeds: int, out: str = "runs") -> str:
+def _cli_value(v) -> str:
+    if isinstance(v, bool):
+        return str(v).lower()
+    return "[" + ",".join(map(str, v)) + "]" if isinstance(v, (list, tuple)) else str(v)
+
+
+def train_command(env: str, variant: str, updates: int, num_seeds: int, out: str = "runs", overrides: dict | None = None) -> str:
     """The ``trustmarl train`` command of one run (what :func:`reproduce_matrl` executes)."""
-    from trustmarl.algos import make_algorithm  # noqa: F401  (registry)
     from trustmarl.experiment.config import build_config
 
-    spu = build_config("matrl", env).algo.steps_per_update()
-    keys = " ".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in VARIANTS[variant].items())
+    ov = {**(overrides or {}), **VARIANTS[variant]}
+    spu = build_config("matrl", env, ov).algo.steps_per_update()
+    keys = " ".join(f"{k}={_cli_value(v)}" for k, v in ov.items())
     return (f"trustmarl train matrl {env} num_seeds={num_seeds} total_steps={updates * spu} {keys} "
             f"--out {out}/{run_name(env, variant)}").replace("  ", " ")
 
@@ -185,7 +191,7 @@ def reproduce_matrl(out_dir: Path, tier: str = "smoke", envs=ENVS, variants=tupl
             rows = run_variant(env, variant, updates, seeds, out_dir / "runs" / run_name(env, variant), settings["overrides"])
             results[env][variant] = summarise(rows, seeds)
             curve_data[env][variant] = curves(rows, seeds)
-            commands.append(train_command(env, variant, updates, seeds, str(out_dir / "runs")))
+            commands.append(train_command(env, variant, updates, seeds, str(out_dir / "runs"), settings["overrides"]))
     title = f"MATRL and its ablations on the grid worlds ({tier} tier, {seeds} seeds)"
     markdown = table_markdown(results, title)
     (out_dir / "matrl_grid.md").write_text(markdown)
