@@ -231,3 +231,26 @@ def test_matching_pennies_matrl_stays_nearer_the_equilibrium_than_il():
         dist[name] = np.abs(p[:, -40:] - 0.5).max(-1).mean(1)  # per seed
     assert dist["il"].mean() > 0.4, dist  # IL runs to the boundary (matching pennies cycles outwards)
     assert dist["matrl"].mean() < dist["il"].mean() - 0.1, dist
+
+
+@pytest.mark.slow
+def test_checkers_matrl_reaches_the_papers_return_and_is_not_behind_il():
+    """T9 on Checkers, 100 updates (0.2 M env steps) x 5 seeds, the seeds of ``trustmarl train num_seeds=5``.
+
+    Calibration (the reproduction's runs, return summed over agents, mean of the last 20 updates): MATRL
+    18.4 (per seed 16.6-20.2), IL 17.4 (15.0-20.6). The paper's MATRL ~18 is reproduced; its IL ~ -2 is
+    not (our independent PPO reaches 18.3 by 0.4 M steps), so only "not behind IL" is asserted."""
+    from trustmarl.algos import make_algorithm
+    from trustmarl.algos.base import init_seeds
+
+    final = {}
+    for name, variant in (("matrl", {}), ("il", {"algo.independent": True})):
+        a = make_algorithm(build_config("matrl", "grid/checkers", variant), total_updates=100)
+        state = init_seeds(a, jax.random.split(jax.random.PRNGKey(0), 5))
+        run = jax.jit(jax.vmap(lambda s: jax.lax.scan(lambda c, _: a.update(c), s, None, length=100)))
+        _, m = run(state)
+        r = np.asarray(m["episode_return_sum"])
+        assert np.nanmean(r[:, :5]) < 3.0  # starts near the random policy's return
+        final[name] = np.nanmean(r[:, -20:], axis=1)
+    assert final["matrl"].mean() > 16.0 and final["matrl"].min() > 13.0, final
+    assert final["matrl"].mean() > final["il"].mean() - 1.5, final
