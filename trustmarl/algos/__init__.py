@@ -87,3 +87,4 @@ def _load() -> None:
         _LOADED = True
         from trustmarl.algos.off_policy import maac, maddpg  # noqa: F401
         from trustmarl.algos.on_policy import happo, hatrpo, ppo  # noqa: F401
+        from trustmarl.algos.on_policy import matrl  # noqa: F401

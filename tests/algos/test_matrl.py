@@ -1,0 +1,256 @@
+"""PPO-based MATRL (Wen et al. 2021, Algorithm 2; spec seed 002 §2.9 and §5).
+
+T6 (the degenerate cases, bit for bit on matching pennies): ``rho = 1`` is an independent PPO step with
+the best-response settings; ``rho = 0`` is IL-PP (the best response starts from the candidates and
+weighs samples by the other agents' clipped candidate ratios); "w/o BR" with ``rho = 0`` is one IL step.
+Also: the logged meta-game is the spec's estimator on uncentred advantages, rho is its equilibrium,
+the mixture's TV and the best-response weights, rewards-to-go targets, the per-agent KL early stop,
+configuration errors. T9 (slow): learning on matching pennies and Checkers against IL.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from _util import build, fresh_batch
+
+from trustmarl.algos.on_policy.matrl import best_response_weights
+from trustmarl.experiment.config import ConfigError, build_config
+from trustmarl.trust.metagame import expected_payoffs, metagame_payoffs, nash_conv
+from trustmarl.trust.nash import pure_profiles
+
+MP = "matrix/matching_pennies"
+TINY = {"algo.num_envs": 64, "algo.rollout_len": 4, "algo.hidden_sizes": [8], "algo.actor_head_gain": 1.0}
+BR_AS_IL = {"algo.tpr_iters": 5, "algo.actor_lr": 2e-3, "algo.critic_lr": 2e-3, "algo.target_kl": None}  # = br_iters, br_lr, no early stop
+
+_CACHE: dict = {}
+
+
+def learned(**overrides):
+    """``(algo, state, batch, new_state, metrics)``: one jitted ``learn_batch`` on one matching-pennies rollout
+    (the same behaviour state and batch for every configuration; cached)."""
+    key = tuple(sorted(overrides.items()))
+    if key not in _CACHE:
+        a = build("matrl", MP, **TINY, **overrides)
+        if "batch" not in _CACHE:
+            _CACHE["batch"] = fresh_batch(a)
+        state, batch = _CACHE["batch"]
+        state = a.init_state(jax.random.PRNGKey(0), state.last, state.env_state)._replace(
+            actor_params=state.actor_params, critic_params=state.critic_params, key=state.key)
+        new, metrics = jax.jit(a.learn_batch)(state, batch)
+        _CACHE[key] = (a, state, batch, new, jax.tree.map(np.asarray, metrics))
+    return _CACHE[key]
+
+
+def nets(state):
+    return state.actor_params, state.critic_params
+
+
+def bitwise_equal(x, y) -> bool:
+    lx, ly = jax.tree.leaves(x), jax.tree.leaves(y)
+    return len(lx) == len(ly) and all(np.asarray(a).tobytes() == np.asarray(b).tobytes() for a, b in zip(lx, ly))
+
+
+def moved(x, y) -> float:
+    return max(float(np.abs(np.asarray(a) - np.asarray(b)).max()) for a, b in zip(jax.tree.leaves(x), jax.tree.leaves(y)))
+
+
+# ---- T6: degenerate cases, bit for bit --------------------------------------------------------------
+
+def test_no_br_with_rho_0_is_one_independent_step():
+    """"MATRL w/o BR" with rho = 0 keeps the candidates: exactly the IL (independent PPO) update."""
+    _, state, _, il, _ = learned(**{"algo.independent": True})
+    _, _, _, nobr, m = learned(**{"algo.rho": 0.0, "algo.best_response": False})
+    assert moved(nets(state), nets(il)) > 1e-3  # the step did something
+    assert bitwise_equal(nets(il), nets(nobr))
+    assert m["diag/rho_per_agent"].tolist() == [0.0, 0.0]
+
+
+def test_rho_1_is_an_independent_step_with_the_best_response_settings():
+    """rho = 1: the mixture is the current policy and every BR weight is exactly 1, so the update is one
+    independent PPO step with br_iters / br_lr (Wen et al. 2021 section 3.3: MATRL degenerates to IL)."""
+    _, _, _, r1, m = learned(**{"algo.rho": 1.0})
+    _, _, _, il, _ = learned(**{"algo.independent": True, **BR_AS_IL})
+    assert bitwise_equal(nets(r1), nets(il))
+    for k in ("min", "max", "mean"):
+        assert m[f"diag/br_weight_{k}_per_agent"].tolist() == [1.0, 1.0]
+    assert m["diag/mixture_tv_per_agent"].tolist() == [0.0, 0.0]
+
+
+def test_rho_0_is_il_pp_best_response_to_the_candidates():
+    """rho = 0 (IL-PP): the best response starts from the candidates (theta_bar = theta_hat) and weighs agent
+    i's samples by clip(pi_hat_j / pi_j, 1 +- 0.1) of the other agent: recomputed here step by step."""
+    a, state, batch, ilpp, m = learned(**{"algo.rho": 0.0, "algo.actor_lr": 0.05})  # candidates beyond the clip range
+    cfg = a.cfg
+
+    def reference(state, batch):
+        data, _, _ = a.step_data(state, batch)
+        current = nets(state)
+        cand, _, _ = a.ppo_steps(current, (state.actor_opt, state.critic_opt), (a.actor_txs[0], a.critic_tx), batch, data,
+                                 cfg.tpr_iters, 1.5 * cfg.target_kl)
+        logp_hat = a.log_prob(a.policy(cand[0], batch.obs, batch.avail), batch.actions)
+        c = jnp.clip(jnp.exp(logp_hat - batch.logp), 1 - cfg.br_clip, 1 + cfg.br_clip)
+        weight = c[:, ::-1]  # two agents: W_{-0} = c_1, W_{-1} = c_0
+        nxt, _, _ = a.ppo_steps(cand, (state.br_actor_opt, state.br_critic_opt), (a.br_actor_tx, a.br_critic_tx), batch,
+                                data._replace(weight=weight), cfg.br_iters, None)
+        return nxt, cand
+
+    want, cand = jax.jit(reference)(state, batch)
+    assert bitwise_equal(nets(ilpp), want)
+    assert moved(want, cand) > 1e-4  # the best response moved away from the candidates
+    lo, hi = 1 - cfg.br_clip, 1 + cfg.br_clip
+    wmin, wmax = m["diag/br_weight_min_per_agent"], m["diag/br_weight_max_per_agent"]
+    assert np.any(wmin == np.float32(lo)) or np.any(wmax == np.float32(hi)), (wmin, wmax)  # the clip is active
+
+
+# ---- the meta-game, the equilibrium and the mixture as logged -----------------------------------------
+
+def test_logged_metagame_rho_and_mixture_are_consistent():
+    """The logged payoffs are the spec's estimator (clipped candidate ratios, advantages divided by their
+    std but not centred), rho is an equilibrium of them, u(rho) and the mixture TV follow from rho."""
+    a, state, batch, new, m = learned()
+    n = a.n_agents
+    g = np.zeros((n,) + (2,) * n)
+    for x in pure_profiles(n)[1:]:
+        g[(slice(None),) + tuple(x)] = m["diag/meta_payoff_" + "".join(map(str, x)) + "_per_agent"]
+    rho = m["diag/rho_per_agent"]
+    assert float(nash_conv(g, rho)) <= 1e-5 * np.abs(g).max() + 1e-7 and m["diag/nash_fallback"] == 0.0
+    np.testing.assert_allclose(m["diag/meta_value_per_agent"], expected_payoffs(g, rho), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(m["diag/mixture_tv_per_agent"], (1 - rho) * m["diag/candidate_tv_per_agent"], rtol=1e-6)
+    # recompute the estimator from the candidates (the rho = 0 w/o-BR update returns them)
+    _, _, _, cand, _ = learned(**{"algo.rho": 0.0, "algo.best_response": False})
+    r_hat = np.exp(np.asarray(a.log_prob(a.policy(cand.actor_params, batch.obs, batch.avail), batch.actions) - batch.logp))
+    adv = np.asarray(batch.adv)
+    assert np.abs(adv.mean(0)).max() > 1e-3  # the raw advantages are not centred: centring would change G
+    np.testing.assert_allclose(m["diag/adv_std_per_agent"], adv.std(0), rtol=1e-5)
+    want = metagame_payoffs(r_hat, adv / adv.std(0), clip=a.cfg.meta_clip)
+    np.testing.assert_allclose(g, np.asarray(want), rtol=2e-4, atol=2e-6)
+    assert np.abs(g).max() > 1e-3
+
+
+def test_best_response_weights_are_products_of_the_others_clipped_mixture_ratios():
+    rng = np.random.default_rng(0)
+    r = np.exp(rng.normal(0, 0.3, size=(50, 3)))
+    rho = np.array([0.2, 1.0, 0.7])
+    w = np.asarray(best_response_weights(r, rho, 0.1))
+    c = np.clip(rho + (1 - rho) * r, 0.9, 1.1)
+    want = np.stack([c[:, 1] * c[:, 2], c[:, 0] * c[:, 2], c[:, 0] * c[:, 1]], axis=1)
+    np.testing.assert_allclose(w, want, rtol=1e-6)
+    assert np.asarray(best_response_weights(r, np.ones(3), 0.1)).tolist() == np.ones((50, 3)).tolist()
+
+
+# ---- targets, advantages and the early stop -------------------------------------------------------------
+
+def test_value_targets_are_rewards_to_go_and_advantages_are_raw():
+    """Value targets: discounted rewards-to-go, bootstrapped with V only where the rollout is cut (Algorithm 2
+    line 8, reference code); ``batch.adv`` stays uncentred (the meta-game needs it), the PPO losses centre it."""
+    a = build("matrl", MP, **TINY)
+    T, E, N = 5, 2, 2
+    rng = np.random.default_rng(1)
+    reward = rng.normal(size=(T, E, N)).astype(np.float32)
+    value = rng.normal(size=(T, E, N)).astype(np.float32)
+    done = np.zeros((T, E), bool)
+    done[2, 0] = True
+    last = rng.normal(size=(E, N)).astype(np.float32)
+    state = learned()[1]
+    _, adv, target, rtg = a.targets(state, {"reward": reward, "value": value, "done": done}, last)
+    want = np.zeros((T, E, N))
+    nxt = last.astype(np.float64)
+    for t in reversed(range(T)):
+        nxt = reward[t] + a.cfg.gamma * (1.0 - done[t])[:, None] * nxt
+        want[t] = nxt
+    np.testing.assert_allclose(target, want, rtol=1e-5)
+    np.testing.assert_allclose(rtg, want, rtol=1e-5)
+    data, meta_adv, std = learned()[0].step_data(state, learned()[2])
+    np.testing.assert_allclose(np.asarray(data.adv).mean(0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(data.adv).std(0), 1.0, rtol=1e-4)
+    np.testing.assert_allclose(np.asarray(meta_adv) * np.asarray(std), np.asarray(learned()[2].adv), rtol=1e-5, atol=1e-6)
+
+
+def test_kl_early_stop_is_per_agent_and_freezes_the_networks():
+    """The TPR step stops an agent once its sample KL exceeds 1.5 target_kl; stopped networks stay put."""
+    _, _, _, full, m_full = learned(**{"algo.independent": True})  # target_kl 0.1: never reached here
+    assert m_full["diag/tpr_steps_per_agent"].tolist() == [10.0, 10.0]
+    kl = m_full["diag/kl_per_agent"]  # the exact KL reached after 10 steps (the sample KL is close to it)
+    assert kl.max() < 0.1
+    _, _, _, early, m = learned(**{"algo.independent": True, "algo.target_kl": float(kl.min()) / 4})
+    steps = m["diag/tpr_steps_per_agent"]
+    assert 1 <= steps.min() and steps.max() < 10, steps
+    _, _, _, cut, _ = learned(**{"algo.independent": True, "algo.target_kl": None, "algo.tpr_iters": int(steps[0])})
+    agent0 = lambda s: jax.tree.map(lambda x: x[0], nets(s))  # noqa: E731
+    assert bitwise_equal(agent0(early), agent0(cut))  # agent 0 stopped after steps[0] steps
+
+
+def test_configuration_errors():
+    with pytest.raises(ConfigError, match="share_params=true is not allowed for matrl"):
+        build_config("matrl", MP, {"algo.share_params": True})
+    with pytest.raises(ConfigError, match=r"algo.rho=1.5 must be in \[0, 1\]"):
+        build_config("matrl", MP, {"algo.rho": 1.5})
+    with pytest.raises(ConfigError, match="algo.rho has no effect with algo.independent=true"):
+        build_config("matrl", MP, {"algo.rho": 0.0, "algo.independent": True})
+    with pytest.raises(ConfigError, match="algo.epochs is not used by matrl"):
+        build_config("matrl", MP, {"algo.epochs": 3})
+    with pytest.raises(ConfigError, match="algo.critic='state' is not allowed"):
+        build_config("matrl", MP, {"algo.critic": "state"})
+    cfg = build_config("matrl", "grid/switch4")
+    assert cfg.algo.vf_coef == 0.01 and build_config("matrl", "grid/checkers").algo.vf_coef == 1.0  # Table 3
+
+
+# ---- T9: learning (slow; calibrated numbers in docs/matrl.md) -----------------------------------------
+
+def policy_trajectory(variant: dict, n_updates: int, seeds, **overrides):
+    """P(action 0) of both agents after every update on matching pennies: ``[S, U, 2]``."""
+    from trustmarl.algos import make_algorithm
+    from trustmarl.algos.base import init_seeds
+
+    cfg = build_config("matrl", MP, {**overrides, **variant})
+    a = make_algorithm(cfg, total_updates=n_updates)
+    state = init_seeds(a, jnp.stack([jax.random.PRNGKey(s) for s in seeds]))
+    obs, avail = (jnp.ones((1, 2, 1)),), (jnp.ones((1, 2, 2), bool),)
+
+    def body(s, _):
+        s, _ = a.update(s)
+        return s, jnp.exp(a.policy(s.actor_params, obs, avail)[0][0])[0, :, 0]
+
+    _, p = jax.jit(jax.vmap(lambda s: jax.lax.scan(body, s, None, length=n_updates)))(state)
+    return np.asarray(p)
+
+
+@pytest.mark.slow
+def test_matching_pennies_matrl_stays_nearer_the_equilibrium_than_il():
+    """T9 (spec seed 002 §5): after 200 updates (256 samples each, Table 3 losses) MATRL's policies are nearer
+    (1/2, 1/2) than independent PPO's. Calibration, 8 seeds, max-norm distance averaged over the last 40
+    updates: MATRL 0.31 (per seed 0.24-0.37), IL 0.48 (0.43-0.49, at the boundary), IL-PP 0.37, w/o BR 0.47."""
+    ov = {**TINY, "algo.hidden_sizes": [16]}
+    seeds = range(8)
+    dist = {}
+    for name, variant in (("matrl", {}), ("il", {"algo.independent": True})):
+        p = policy_trajectory(variant, 200, seeds, **ov)
+        dist[name] = np.abs(p[:, -40:] - 0.5).max(-1).mean(1)  # per seed
+    assert dist["il"].mean() > 0.4, dist  # IL runs to the boundary (matching pennies cycles outwards)
+    assert dist["matrl"].mean() < dist["il"].mean() - 0.1, dist
+
+
+@pytest.mark.slow
+def test_checkers_matrl_reaches_the_papers_return_and_is_not_behind_il():
+    """T9 on Checkers, 100 updates (0.2 M env steps) x 5 seeds, the seeds of ``trustmarl train num_seeds=5``.
+
+    Calibration (the reproduction's runs, return summed over agents, mean of the last 20 updates): MATRL
+    18.4 (per seed 16.6-20.2), IL 17.4 (15.0-20.6). The paper's MATRL ~18 is reproduced; its IL ~ -2 is
+    not (our independent PPO reaches 18.3 by 0.4 M steps), so only "not behind IL" is asserted."""
+    from trustmarl.algos import make_algorithm
+    from trustmarl.algos.base import init_seeds
+
+    final = {}
+    for name, variant in (("matrl", {}), ("il", {"algo.independent": True})):
+        a = make_algorithm(build_config("matrl", "grid/checkers", variant), total_updates=100)
+        state = init_seeds(a, jax.random.split(jax.random.PRNGKey(0), 5))
+        run = jax.jit(jax.vmap(lambda s: jax.lax.scan(lambda c, _: a.update(c), s, None, length=100)))
+        _, m = run(state)
+        r = np.asarray(m["episode_return_sum"])
+        assert np.nanmean(r[:, :5]) < 3.0  # starts near the random policy's return
+        final[name] = np.nanmean(r[:, -20:], axis=1)
+    assert final["matrl"].mean() > 16.0 and final["matrl"].min() > 13.0, final
+    assert final["matrl"].mean() > final["il"].mean() - 1.5, final
