@@ -117,7 +117,7 @@ class ActorCritic(Algorithm):
     def __init__(self, env: MultiAgentEnv, cfg, total_updates: int | None = None):
         super().__init__(env, cfg, total_updates, share_params=cfg.share_params, agent_id=cfg.agent_id)
         self.n_values = 1 if cfg.critic == "state" else self.n_agents
-        self.shared = cfg.share_params
+        self.shared = self.agents.shared  # share_params="auto" resolved against the env's groups
         self.recurrent = bool(getattr(cfg, "recurrent", False))
         self.seq_len = (getattr(cfg, "seq_len", 0) or cfg.rollout_len) if self.recurrent else 1
         net = dict(hidden_sizes=tuple(cfg.hidden_sizes), activation=cfg.activation, layer_norm=cfg.layer_norm)

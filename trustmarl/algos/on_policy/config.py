@@ -51,7 +51,7 @@ class OnPolicyConfig:
     vf_coef: float = 1.0
     agent_reduction: str = "mean"  # mean | sum over agents (seed 004 §7 #4)
     # agents and networks
-    share_params: bool = True
+    share_params: bool | str = "auto"  # true | false | auto: share when every agent has the same spaces (one group)
     critic: str = "state"  # state: V(global state) | local: V(observation)
     agent_id: bool = True  # append a one-hot agent id to inputs of shared networks
     hidden_sizes: tuple[int, ...] = (64, 64)
@@ -85,6 +85,8 @@ class OnPolicyConfig:
         in_range(self, "gamma", 0.0, 1.0, hi_open=True)
         in_range(self, "gae_lambda", 0.0, 1.0)
         choices(self, self.CHOICES)
+        if isinstance(self.share_params, str) and self.share_params != "auto":
+            raise ConfigError(f"algo.share_params={self.share_params!r} is not allowed; choose true, false or auto")
         hidden_sizes(self)
         batch = self.num_envs * self.rollout_len
         if batch % self.minibatches:
