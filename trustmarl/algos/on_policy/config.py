@@ -41,6 +41,7 @@ class OnPolicyConfig:
     gamma: float = 0.99
     gae_lambda: float = 0.95
     bootstrap_truncation: bool = False
+    critic_time: bool = False  # time-aware critic: it also reads t / max_episode_steps (Pardo et al. 2018)
     reward: str = "team"  # team | agent  (agent: each agent's own reward; needs critic=local)
     normalize_advantages: bool = True
     value_norm: bool = True
@@ -93,6 +94,11 @@ class OnPolicyConfig:
             raise ConfigError(f"algo.minibatches={self.minibatches} must divide num_envs*rollout_len={batch}")
         if self.recurrent:
             self._validate_recurrent()
+        if self.critic_time and self.bootstrap_truncation:
+            raise ConfigError(
+                "algo.critic_time=true and algo.bootstrap_truncation=true are two treatments of time limits "
+                "(the limit is part of the task / the limit only cuts the episode); choose one"
+            )
         if self.reward == "agent" and self.critic != "local":
             raise ConfigError("algo.reward='agent' needs algo.critic='local' (a centralised V(s) has one value per step)")
 
