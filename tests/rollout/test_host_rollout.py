@@ -154,7 +154,7 @@ def test_pettingzoo_simple_spread_has_the_jax_native_inputs():
     cfg_jax = build_config("mappo", "mpe/simple_spread", overrides)
     cfg_host = build_config("mappo", "pettingzoo/simple_spread", overrides)
     assert cfg_jax.algo == cfg_host.algo and cfg_jax.env.params == cfg_host.env.params == {}
-    assert cfg_host.algo.actor_lr == 2.5e-4  # the mpe/simple_spread preset applies to both
+    assert cfg_host.algo.actor_lr == 5e-3 and cfg_host.algo.critic_time  # the mpe/simple_spread preset applies to both
     info = host_registry.probe("pettingzoo/simple_spread", {})
     algo_jax = make_algorithm(cfg_jax)
     algo_host = make_algorithm(cfg_host, env=info)
