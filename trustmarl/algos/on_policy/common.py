@@ -466,7 +466,8 @@ class ActorCritic(Algorithm):
         return tuple(p for p, _ in pairs), tuple(o for _, o in pairs)
 
     def value_loss(self, critic_params, mb: Batch) -> jax.Array:
-        """Squared error to the (normalised) GAE targets, masked for per-agent critics (seed 004 §3.3)."""
+        """Squared error to the (normalised) GAE targets, masked for per-agent critics (Schulman et al. 2017,
+        eq. 9 L_V; targets of Schulman et al. 2016, eq. 16; no value clipping: Sun et al. 2023, footnote 1)."""
         v = self.value(critic_params, mb.obs, mb.state, mb.time)
         v_mask = mb.active if self.n_values == self.n_agents else None
         return 0.5 * masked_mean(jnp.square(v - mb.target), v_mask)

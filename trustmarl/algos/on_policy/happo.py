@@ -160,7 +160,7 @@ class Sequential(ActorCritic):
         opt = ag.take(actor_opt[g], g, i)
         new_params, new_opt, metrics = self.agent_update(g, params, opt, i, data, key)
         _, logp_new = self.agent_log_prob(g, new_params, i, data)
-        # seed 001 eq. 10 / App. D line 14: fold this agent's new/old ratio into M for the next agent
+        # Kuba et al. 2022, eq. 10 / App. D line 14: fold this agent's new/old ratio into M for the next agent
         log_factor = update_factor(log_factor, logp_new, data.logp_old, data.active)
         stats = factor_stats(data.factor, data.active)
         metrics.update(
@@ -227,9 +227,9 @@ class HAPPO(Sequential):
         def loss(p, mb: AgentData):
             dist, logp = self.agent_log_prob(g, p, i, mb)
             ratio = jnp.exp(logp - mb.logp_old)
-            # seed 001 eq. 11: M^{i_{1:m}} · min(r Â, clip(r, 1±eps) Â), M held constant
+            # Kuba et al. 2022 (seed 001), eq. 11: M^{i_{1:m}} · min(r Â, clip(r, 1±eps) Â), M held constant
             pi_loss = -masked_mean(happo_objective(ratio, mb.adv, mb.factor, self.eps), mb.active)
-            ent = masked_mean(self.agent_entropy(g, dist), mb.active)  # entropy bonus 0.01: seed 001 spec §3.6 (code default)
+            ent = masked_mean(self.agent_entropy(g, dist), mb.active)  # entropy bonus: Schulman et al. 2017, eq. 9 (0.01, the HAPPO code's default)
             clip_frac = masked_mean((jnp.abs(ratio - 1.0) > self.eps).astype(jnp.float32), mb.active)
             aux = {"policy_loss": pi_loss, "entropy": ent, "clip_frac": clip_frac,
                    **minibatch_ratio_range(logp - mb.logp_old, mb.active)}

@@ -57,23 +57,24 @@ class PPO(ActorCritic):
         aux = {"diag/clip_frac_per_agent": per_agent_mean((jnp.abs(jnp.exp(log_ratio) - 1.0) > self.eps).astype(jnp.float32), mask),
                **minibatch_ratio_range(log_ratio, mask)}
         if self.joint:
-            # seed 004 eq. 6 (JR-PPO): min(λ A, clip(λ, 1±eps) A) with λ = Π_k λ_k, one term per env step
+            # Sun et al. 2023 (seed 004), eq. 6 (JR-PPO): min(λ A, clip(λ, 1±eps) A), λ = Π_k λ_k, one term per step
             obj = joint_clip_objective(logp, mb.logp, mb.adv[..., 0], self.eps, mask)
             pi_loss = -obj.mean()
             ent = jnp.mean(jnp.sum(entropy * mask, axis=-1))  # entropy of the joint (product) policy = Σ_k H_k
             log_joint = jnp.sum((logp - mb.logp) * mask, axis=-1)
             clip_frac = jnp.mean(jnp.abs(jnp.exp(log_joint) - 1.0) > self.eps)
         else:
-            # seed 004 eq. 3/4: independent ratios λ_k, each clipped at eps_i (eps, or eps/N by eq. 9)
+            # Sun et al. 2023 (seed 004), eq. 3/4 (Schulman et al. 2017, eq. 7 per agent): independent ratios λ_k,
+            # each clipped at eps_i (eps, or eps/N by Sun et al. 2023, eq. 9)
             adv = jnp.broadcast_to(mb.adv, logp.shape)
             ratio = jnp.exp(logp - mb.logp)
             obj = ppo_clip_objective(ratio, adv, self.eps)
             pi_loss = -self.agent_mean(obj, mask)
             aux["diag/policy_loss_per_agent"] = -per_agent_mean(obj, mask)
-            ent = self.agent_mean(entropy, mask)  # entropy bonus: seed 004 spec §3.3 L_ent (MAPPO/IPPO code practice)
+            ent = self.agent_mean(entropy, mask)  # entropy bonus: Schulman et al. 2017, eq. 9 (Yu et al. 2022, MAPPO code)
             clip_frac = masked_mean((jnp.abs(ratio - 1.0) > self.eps).astype(jnp.float32), mask)
         v_loss = self.value_loss(critic_params, mb)
-        total = pi_loss - cfg.ent_coef * ent + cfg.vf_coef * v_loss  # seed 004 spec §3.3: L_pi + c_ent L_ent + c_V L_V
+        total = pi_loss - cfg.ent_coef * ent + cfg.vf_coef * v_loss  # Schulman et al. 2017, eq. 9: L_clip - c_ent H + c_V L_V
         return total, {"loss/policy": pi_loss, "loss/value": v_loss, "loss/entropy": ent, "diag/clip_frac": clip_frac, **aux}
 
     def learn_batch(self, state: TrainState, batch: Batch):
