@@ -47,7 +47,10 @@ class HAPPOConfig(OnPolicyConfig):
     share_params: bool = False  # the paper's agents are heterogeneous (seed 001 §3.10)
     agent_id: bool = False
     critic: str = "state"
-    bootstrap_truncation: bool = True  # time limits are not terminal (seed 001 spec §7 #15, HARL)
+    # A time limit is terminal unless a preset says it only cuts episodes short (MaMuJoCo presets bootstrap
+    # it, as HARL does): bootstrapping a limit that is part of the task made HAPPO end below MAPPO on the
+    # speaker/mover/gate task (tests/algos/test_heterogeneous.py) and hurt on MPE (docs/ppo_family.md).
+    bootstrap_truncation: bool = False
     fixed_order: bool = False  # HARL's ablation; the paper redraws the order every iteration
     use_factor: bool = True  # False: every agent uses the plain advantage (ablation of eq. 10)
     critic_epochs: int = 5
