@@ -107,7 +107,7 @@ def nanmean(x: np.ndarray, axis=None) -> np.ndarray:
 def run_one(algo_name: str, num_seeds: int, total_steps: int, chunk: int, seed: int) -> dict[str, Any]:
     """Train ``num_seeds`` vmapped seeds of ``algo_name`` for ~``total_steps`` env steps each; time it."""
     load_before = os.getloadavg()[0]
-    cfg = build_config(algo_name, ENV, overrides_for(algo_name))
+    cfg = build_config(algo_name, ENV, overrides_for(algo_name), preset="jaxmarl")  # the JaxMARL-settings variant
     spu = cfg.algo.num_envs * cfg.algo.rollout_len
     n_chunks = max(2, round(total_steps / (spu * chunk)))  # >= 2 so that a steady-state chunk exists
     total_updates = n_chunks * chunk

@@ -74,6 +74,20 @@ def test_one_agent_happo_update_equals_ppo_update():
         assert m[f"diag/{k}_per_agent"].tolist() == [1.0]
 
 
+def test_one_agent_happo_over_several_epochs_equals_ppo_and_the_clip_binds():
+    """N = 1, 5 epochs at a large step size, so ratios leave [1 - eps, 1 + eps] after the first epoch:
+    HAPPO's actor update still equals PPO's (Kuba et al. 2022, eq. 11 with M = 1 is Schulman et al. 2017,
+    eq. 7) -- which it cannot with a wrong clip range or no clip -- and the clip was active."""
+    ov = {**ONE_AGENT, "algo.epochs": 5, "algo.actor_lr": 0.05}
+    happo, mappo = build("happo", "matrix/custom", **ov), build("mappo", "matrix/custom", **ov)
+    state, batch, new_h, m = learn_on(happo)
+    new_p, m_p = jax.jit(mappo.learn_batch)(state, batch)
+    for x, y in zip(jax.tree.leaves(new_h.actor_params), jax.tree.leaves(new_p.actor_params)):
+        np.testing.assert_allclose(x, y, atol=2e-5, rtol=1e-4)
+    assert m["diag/clip_frac_per_agent"][0] > 0.1 and float(m["diag/ratio_max_epoch_5"]) > 1.2  # the clip binds
+    np.testing.assert_allclose(m["diag/clip_frac_per_agent"], np.asarray(m_p["diag/clip_frac_per_agent"]), atol=1e-6)
+
+
 # ---- factor semantics ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("algo", ["happo", "hatrpo"])

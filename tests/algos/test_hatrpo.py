@@ -91,3 +91,40 @@ def test_figure1_hatrpo_with_and_without_factor():
     assert mu_f[0] == pytest.approx(0.74, abs=0.1) and mu_f[1] == pytest.approx(1.24, abs=0.15)
     assert mu_f[0] * mu_f[1] > 0.6
     assert mu_n[0] * mu_n[1] < -0.0625
+
+
+def test_shared_parameters_trust_region_is_centred_on_the_policy_before_the_step():
+    """share_params=true: the agent updated second sees a network its predecessor already moved. Its
+    step must stay within KL(π_pre || π_new) < δ of *that* policy, along the natural gradient with the
+    Fisher at the moved parameters (Kuba et al. 2022, eq. 7-8). Measuring the region from the
+    behaviour policy instead would reject every candidate here (KL(π_behaviour || π_pre) > δ already)."""
+    from _util import perturb, synthetic_batch
+
+    delta = 0.01
+    a = build("hatrpo", "matrix/proposition1", **{**N4, "algo.share_params": True, "algo.agent_id": True,
+                                                  "algo.kl_threshold": delta, "algo.hidden_sizes": [8], "algo.cg_iters": 60})
+    state = a.init_state(jax.random.PRNGKey(0), None)
+    _, _, batch = synthetic_batch(a, jax.random.PRNGKey(1), 256, state.actor_params, state.critic_params)
+    i = jnp.asarray(1)
+    data = a._agent_data(batch, 0, i, jnp.zeros(batch.logp.shape[:-1]))
+    moved = perturb(state.actor_params[0], jax.random.PRNGKey(2), 0.3)  # "agent 0 already took its step"
+    flat_m, unravel = flatten(moved)
+
+    def dist(x):
+        return a.agent_dist(0, unravel(x), i, data.obs, data.avail)
+
+    pre = jax.tree.map(jax.lax.stop_gradient, dist(flat_m))
+    kl_from = lambda ref: jax.jit(lambda x: jnp.mean(categorical_kl(ref[0], dist(x)[0], data.avail)))  # noqa: E731
+    assert float(kl_from(data.dist)(flat_m)) > 2 * delta  # the behaviour policy is outside the region already
+
+    new, _, m = jax.jit(lambda p: a.agent_update(0, p, (), i, data, jax.random.PRNGKey(3)))(moved)
+    flat_n = flatten(new)[0]
+    assert float(m["accepted"]) == 1.0
+    kl_pre = float(kl_from(pre)(flat_n))
+    assert 0.0 < kl_pre < delta and abs(kl_pre - float(m["kl_reached"])) < 1e-5
+    # the direction is the damped natural gradient at the moved parameters (dense KL Hessian there)
+    g = jax.grad(lambda x: jnp.mean(jnp.exp(dist_log_prob("discrete", dist(x), data.action) - data.logp_old) * data.adv))(flat_m)
+    h = np.asarray(jax.hessian(kl_from(pre))(flat_m), np.float64) + 0.1 * np.eye(flat_m.size)
+    x = np.linalg.solve(h, np.asarray(g, np.float64))
+    d = np.asarray(flat_n - flat_m, np.float64)
+    assert d @ x / (np.linalg.norm(d) * np.linalg.norm(x)) > 0.99

@@ -50,19 +50,20 @@ def test_heterogeneous_random_payoff_is_solved(algo, extra):
 
 
 MPE = {"algo.num_envs": 16, "algo.rollout_len": 128, "algo.sgd_unroll": False}  # unrolling: slower compile
+# updates and the required gain (team return, last 10% minus first 10% of updates) per algorithm: the tuned
+# presets of MAPPO/IPPO/HAPPO (time-aware critic, lr 3e-3..5e-3) gain 6-7.5 by 40 updates (82k steps) in
+# the preset sweep (docs/ppo_family.md); JR-PPO and HATRPO keep the JaxMARL settings (lead's measurement:
+# gains 1.95-4.2 after 150 updates).
+MPE_RUNS = {"mappo": (40, 3.0), "ippo": (40, 3.0), "happo": (40, 3.0), "jrppo": (150, 1.5), "hatrpo": (150, 1.5)}
 
 
 @pytest.mark.parametrize("algo", ["mappo", "ippo", "jrppo", "happo", "hatrpo"])
 def test_mpe_simple_spread_improves(algo):
-    """~307k env steps x 2 seeds with the MPE preset settings: the mean episode return clearly improves.
-
-    Measured gains (last 10% minus first 10% of updates, seeds 0 and 1): mappo 3.7/3.0, happo 2.7/2.5,
-    hatrpo 4.2/1.95 (returns start near -25); the margin 1.5 is several times the update-to-update noise
-    of a 15-update mean.
-    """
-    updates = 150  # 150 x 16 x 128 = 307k env steps
+    """Two seeds with the MPE preset settings: the mean episode return clearly improves (the margin is
+    several times the update-to-update noise of a mean over 10% of the updates)."""
+    updates, margin = MPE_RUNS[algo]
     a, _, m = train(algo, "mpe/simple_spread", updates, seeds=(0, 1), **MPE)
     gain = np.asarray(final_return(m) - initial_return(m))
-    assert np.all(gain > 1.5), gain
+    assert np.all(gain > margin), gain
     ev = np.asarray(m["diag/explained_variance"])[:, -10:]
     assert np.all((ev > -1.0) & (ev <= 1.0)), ev

@@ -329,3 +329,84 @@ def test_mamujoco_full_observation_and_humanoid_partition():
         # one actuator per agent, agent_i drives actuator i
         local = {a: np.array([float(i)]) for i, a in enumerate(inner.possible_agents)}
         np.testing.assert_array_equal(inner.map_local_actions_to_global_action(local), np.arange(17.0))
+
+
+# --- every host preset through terminated and truncated episodes ------------------------------------
+
+# preset -> (steps, terminations expected of the long-limit copy under random actions). Envs that cannot
+# end by termination under random actions (simple_spread never does; pursuit only when every evader is
+# caught; HalfCheetah and the swimmer have no unhealthy states) are run through truncations only.
+# PettingZoo 1.27's multiwalker reports its time limit (max_cycles) as a termination, not a truncation
+# (multiwalker.py sets terminations at env.frames >= max_cycles): its short copy "terminates" too.
+TIME_LIMIT_IS_TERMINATION = {"sisl/multiwalker"}
+ENDINGS = {
+    "pettingzoo/simple_spread": (24, 0),
+    "sisl/multiwalker": (150, 2),
+    "sisl/pursuit": (18, 0),
+    "mamujoco/halfcheetah_2x3": (24, 0),
+    "mamujoco/halfcheetah_6x1": (24, 0),
+    "mamujoco/walker2d_2x3": (80, 2),
+    "mamujoco/ant_4x2": (150, 1),
+    "mamujoco/hopper_3x1": (80, 2),
+    "mamujoco/humanoid_17x1": (80, 2),
+    "mamujoco/many_segment_swimmer_10x2": (24, 0),
+}
+
+
+def test_every_host_preset_is_listed():
+    from trustmarl.envs.host import registry
+
+    assert sorted(ENDINGS) == registry.host_env_names()
+
+
+@pytest.mark.parametrize("name", sorted(ENDINGS))
+def test_host_preset_through_terminated_and_truncated_episodes(name):
+    """Two copies: one with a time limit of 6 steps (truncations), one with 400 (terminations where the
+    env has them). Every step's fields are well formed; after a termination the next step starts a new
+    episode; the terminal step's final_state repeats the last state the env gave (multiwalker raised
+    when asked for it after its walkers fell)."""
+    from trustmarl.envs.host import registry
+
+    if name.startswith("mamujoco/"):
+        pytest.importorskip("gymnasium_robotics")
+    steps, terminations = ENDINGS[name]
+    key = registry.PRESETS[name].max_steps_key
+    short, long = (registry.make_factory(name, {key: n}) for n in (6, 400 if terminations else 6))
+    rng = np.random.default_rng(0)
+    ends = {"terminated": [0, 0], "truncated": [0, 0]}
+    with HostVecEnv([short, long], num_workers=0, seed=3) as vec:
+        ts = vec.reset()
+        check_shapes(vec, ts)
+        for _ in range(steps):
+            prev_state = ts.state
+            ts = vec.step(random_actions(vec, rng, ts.avail))
+            check_shapes(vec, ts)
+            for e in range(2):
+                ends["terminated"][e] += int(ts.terminated[e])
+                ends["truncated"][e] += int(ts.truncated[e])
+                assert not (ts.terminated[e] and ts.truncated[e])
+                if ts.terminated[e]:
+                    np.testing.assert_array_equal(ts.final_state[e], prev_state[e])
+    limit_ends = "terminated" if name in TIME_LIMIT_IS_TERMINATION else "truncated"
+    assert ends[limit_ends][0] >= steps // 6 - 1, ends
+    if name not in TIME_LIMIT_IS_TERMINATION:
+        assert ends["terminated"][0] == 0, ends
+    assert ends["terminated"][1] >= terminations, ends
+
+
+@pytest.mark.slow
+def test_train_happo_multiwalker_through_falls(tmp_path):
+    """The command that died at the first fall (exit 4): `trustmarl train happo sisl/multiwalker` now
+    trains through terminated episodes."""
+    from trustmarl.experiment.cli import main
+
+    out = tmp_path / "run"
+    code = main(["train", "happo", "sisl/multiwalker", "total_steps=400", "algo.num_envs=2", "algo.rollout_len=100",
+                 "algo.hidden_sizes=[16]", "env.num_workers=0", "--out", str(out), "--no-progress"])
+    assert code == 0
+    import json
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["env_steps"] == 400
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert sum(r["episodes"] for r in rows) >= 2  # episodes ended (the walkers fell) and training went on

@@ -48,6 +48,34 @@ def test_missing_jaxmarl_raises_missing_extra(monkeypatch):
         jm.SMAX_3m().groups
 
 
+_HIDE_JAXMARL = """
+import importlib.abc, sys
+class Hide(importlib.abc.MetaPathFinder):  # as if jaxmarl (and brax) were not installed
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in ("jaxmarl", "brax"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, Hide())
+from trustmarl.experiment.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("env,extra", [("smax/3m", "jaxmarl"), ("mabrax/ant_4x2", "mabrax")])
+def test_train_without_jaxmarl_installed_is_one_line_and_exit_2(tmp_path, env, extra):
+    """`trustmarl train happo smax/3m` on an install without the extra: one line naming the pip extra,
+    exit code 2, no traceback, no run directory (the CLI in a fresh process where jaxmarl is missing)."""
+    import subprocess
+
+    out = tmp_path / "run"
+    res = subprocess.run([sys.executable, "-c", _HIDE_JAXMARL, "train", "happo", env, "--out", str(out), "--no-progress"],
+                         capture_output=True, text=True, timeout=600)
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2, res.stderr
+    assert len(lines) == 1 and lines[0].startswith("trustmarl: error:"), res.stderr
+    assert f"pip install 'trustmarl[{extra}]'" in lines[0] and env in lines[0]
+    assert not out.exists()
+
+
 jaxmarl = pytest.importorskip("jaxmarl")
 
 

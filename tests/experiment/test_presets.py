@@ -57,9 +57,36 @@ def test_presets_build_for_every_algorithm(family, tasks):
 
 
 def test_task_preset_overrides_family_preset():
-    assert build_config("hatrpo", "mamujoco/walker2d_2x3").algo.kl_threshold == pytest.approx(1e-3)
-    assert build_config("hatrpo", "mamujoco/halfcheetah_2x3").algo.kl_threshold == pytest.approx(1e-4)
+    assert build_config("hatrpo", "mamujoco/hopper_3x1").algo.kl_threshold == pytest.approx(1e-3)
+    assert build_config("hatrpo", "mamujoco/halfcheetah_2x3").algo.kl_threshold == pytest.approx(1e-2)
+    assert build_config("happo", "mamujoco/halfcheetah_2x3").algo.epochs == 15
     assert build_config("happo", "smax/3s5z").algo.gamma == pytest.approx(0.95)
     assert build_config("happo", "smax/3m").algo.gamma == pytest.approx(0.99)
     # user overrides beat every preset
     assert build_config("hatrpo", "mamujoco/walker2d_2x3", {"algo.kl_threshold": 0.02}).algo.kl_threshold == 0.02
+
+
+def test_paper_preset_variant_selects_the_papers_exact_values():
+    """MaMuJoCo defaults are HARL's settings (they learn); --preset paper layers Kuba et al. 2022's
+    Tables 3-4/6 on top; an unknown variant names the available ones."""
+    default = build_config("happo", "mamujoco/halfcheetah_2x3").algo
+    paper = build_config("happo", "mamujoco/halfcheetah_2x3", preset="paper").algo
+    assert (default.actor_lr, default.num_envs, default.rollout_len, default.hidden_sizes) == (5e-4, 20, 200, (128, 128, 128))
+    assert (paper.actor_lr, paper.critic_lr, paper.num_envs, paper.rollout_len, paper.hidden_sizes, paper.clip_eps,
+            paper.epochs) == (5e-6, 5e-3, 4, 1000, (64,), 0.3, 5)
+    assert [p.name for p in preset_files("hatrpo", "mamujoco/walker2d_2x3", "paper")][-2:] == [
+        "mamujoco.paper.yaml", "mamujoco_walker2d_2x3.paper.yaml"]
+    assert build_config("hatrpo", "mamujoco/walker2d_2x3", preset="paper").algo.kl_threshold == pytest.approx(1e-3)
+    assert build_config("hatrpo", "mamujoco/halfcheetah_2x3", preset="paper").algo.kl_threshold == pytest.approx(1e-4)
+    with pytest.raises(ConfigError, match=r"--preset 'papr': no such preset for happo on mamujoco/halfcheetah_2x3; available: paper"):
+        build_config("happo", "mamujoco/halfcheetah_2x3", preset="papr")
+    with pytest.raises(ConfigError, match=r"available: none"):
+        build_config("happo", "mpe/simple_spread", preset="paper")
+
+
+def test_preset_flag_on_the_command_line(tmp_path, capsys):
+    from trustmarl.experiment.cli import main
+
+    assert main(["train", "happo", "mpe/simple_spread", "--preset", "paper", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--preset 'paper'" in err[0] and not (tmp_path / "r").exists()

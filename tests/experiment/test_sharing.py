@@ -36,3 +36,18 @@ def test_overwrite_with_bad_config_keeps_the_old_run(tmp_path, capsys):
     code = main(["train", "mappo", "matrix/custom", HETERO, "algo.share_params=true", "--out", str(out), "--overwrite", "--no-progress"])
     assert code == 2
     assert sorted(p.name for p in out.iterdir()) == before and (out / "summary.json").exists()
+
+
+def test_default_shares_only_when_every_agent_has_the_same_spaces(tmp_path):
+    """MAPPO/IPPO/JR-PPO default to share_params=auto: one network on MPE (one group), one per agent on a
+    heterogeneous env (three groups) instead of stopping; true is still refused there, bad strings too."""
+    for algo in ("mappo", "ippo", "jrppo"):
+        assert build_config(algo, "mpe/simple_spread").algo.share_params == "auto"
+        assert make_algorithm(build_config(algo, "mpe/simple_spread"), 1).shared
+        hetero = make_algorithm(build_config(algo, "matrix/custom", {"env.payoff": [[[1, 0], [0, 1], [0, 0]], [[0, 0], [0, 0], [1, 1]]]}), 1)
+        assert not hetero.shared and len(hetero.groups) == 3
+        assert all(hetero.stacked(g) for g in range(3))
+    assert main(["train", "mappo", "matrix/custom", HETERO, "total_steps=64", "algo.num_envs=8", "algo.rollout_len=4",
+                 "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    with pytest.raises(ConfigError, match="share_params='sometimes'.*true, false or auto"):
+        build_config("mappo", "mpe/simple_spread", {"algo.share_params": "sometimes"})

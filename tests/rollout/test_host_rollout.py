@@ -50,7 +50,7 @@ OFF_POLICY = {"algo.hidden_sizes": [16], "algo.buffer_size": 64, "algo.batch_siz
 @pytest.mark.parametrize(
     "algo_name, extra",
     [
-        ("mappo", {}),
+        ("mappo", {"algo.critic_time": True}),  # the time-aware critic's step counter rides in the loop's carry
         ("maddpg", OFF_POLICY),
         pytest.param("matd3", OFF_POLICY, marks=pytest.mark.slow),
         pytest.param("happo", {}, marks=pytest.mark.slow),
@@ -161,7 +161,7 @@ def test_pettingzoo_simple_spread_has_the_jax_native_inputs():
     cfg_jax = build_config("mappo", "mpe/simple_spread", overrides)
     cfg_host = build_config("mappo", "pettingzoo/simple_spread", overrides)
     assert cfg_jax.algo == cfg_host.algo and cfg_jax.env.params == cfg_host.env.params == {}
-    assert cfg_host.algo.actor_lr == 2.5e-4  # the mpe/simple_spread preset applies to both
+    assert cfg_host.algo.actor_lr == 5e-3 and cfg_host.algo.critic_time  # the mpe/simple_spread preset applies to both
     info = host_registry.probe("pettingzoo/simple_spread", {})
     algo_jax = make_algorithm(cfg_jax)
     algo_host = make_algorithm(cfg_host, env=info)
@@ -264,9 +264,9 @@ def test_env_crash_stops_run_resumable(tmp_path, capsys):
 
 # ---- learning on Multi-Agent MuJoCo ----------------------------------------------------------------
 
-# The paper's MaMuJoCo actor lr (5e-6, Table 4, kept in the preset) needs millions of steps; these
-# short runs use HARL's 5e-4. Measured (2 seeds, 8 envs x 100 steps, 100-step episodes): the mean return
-# per update goes from about -14 (updates 1-5) to 0..20 by 16k steps and 65-100 by 48k steps.
+# The paper's preset (--preset paper: one 64-unit layer, critic lr 5e-3, clip 0.3) with HARL's actor lr
+# 5e-4 instead of the paper's 5e-6 (Table 4), which needs millions of steps: small and quick to compile.
+# Measured (2 seeds, 8 envs x 100 steps, 100-step episodes): the mean return per update goes from about -14 (updates 1-5) to 0..20 by 16k steps and 65-100 by 48k steps.
 HALFCHEETAH = {"algo.num_envs": 8, "algo.rollout_len": 100, "env.max_episode_steps": 100, "algo.actor_lr": 5e-4,
                "chunk_updates": 10}
 
@@ -275,7 +275,7 @@ def test_happo_learns_halfcheetah_2x3(tmp_path):
     """HAPPO on MaMuJoCo HalfCheetah 2x3, 24k steps through the runner: the last 10% of updates beat the
     first 10% by more than 15 (measured gain about 40), and the saved policy evaluates."""
     pytest.importorskip("gymnasium_robotics")
-    cfg = build_config("happo", "mamujoco/halfcheetah_2x3", {**HALFCHEETAH, "total_steps": 24_000})
+    cfg = build_config("happo", "mamujoco/halfcheetah_2x3", {**HALFCHEETAH, "total_steps": 24_000}, preset="paper")
     summary = train(cfg, tmp_path / "run", progress=False, tensorboard=False)
     assert summary["status"] == "completed" and summary["env_steps"] == 24_000
     assert summary["final_return"] > summary["initial_return"] + 15.0, summary
@@ -287,7 +287,7 @@ def test_happo_learns_halfcheetah_2x3(tmp_path):
 def test_happo_learns_halfcheetah_2x3_two_seeds(tmp_path):
     """2 vmapped seeds x 48k steps: both seeds end above +30 mean return over the last 6 updates (measured 98 and 61)."""
     pytest.importorskip("gymnasium_robotics")
-    cfg = build_config("happo", "mamujoco/halfcheetah_2x3", {**HALFCHEETAH, "total_steps": 48_000, "num_seeds": 2})
+    cfg = build_config("happo", "mamujoco/halfcheetah_2x3", {**HALFCHEETAH, "total_steps": 48_000, "num_seeds": 2}, preset="paper")
     summary = train(cfg, tmp_path / "run", progress=False, tensorboard=False)
     assert summary["status"] == "completed"
     rows = read_jsonl(tmp_path / "run" / "metrics.jsonl")

@@ -69,11 +69,11 @@ def check_compatible(cfg, env) -> None:
             f"{spec.name} supports {' and '.join(spec.action_kinds)} actions only, but {cfg.env.name} has "
             f"{bad[0].action_space.kind} actions in group(s) {groups}"
         )
-    if getattr(cfg.algo, "share_params", False) and len(env.groups) > 1:
+    if getattr(cfg.algo, "share_params", False) is True and len(env.groups) > 1:  # "auto" never fails
         groups = "; ".join(f"{g.name} ({', '.join(g.agents)}: obs {g.obs_dim}, {g.action_space})" for g in env.groups)
         raise ConfigError(
             f"algo.share_params=true needs every agent to have the same observation and action spaces, "
-            f"but {cfg.env.name} has {len(env.groups)} groups: {groups}; use algo.share_params=false"
+            f"but {cfg.env.name} has {len(env.groups)} groups: {groups}; use algo.share_params=false or auto"
         )
 
 

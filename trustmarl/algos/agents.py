@@ -24,16 +24,17 @@ from trustmarl.envs.base import Discrete
 class AgentGroups:
     """The groups of ``env`` and how networks are applied to them.
 
-    ``share_params``: one network per group (HARL/MAPPO sharing) instead of one per agent;
+    ``share_params``: one network per group (HARL/MAPPO sharing) instead of one per agent; ``"auto"``
+    shares when all agents form one group (same spaces) and gives each agent its own network otherwise;
     ``agent_id``: with sharing, append a one-hot agent id (within the group) to the inputs.
     """
 
-    def __init__(self, env, share_params: bool = False, agent_id: bool = False):
+    def __init__(self, env, share_params: bool | str = False, agent_id: bool = False):
         self.env = env
         self.groups = tuple(env.groups)
         self.kinds = tuple(g.action_space.kind for g in self.groups)
         self.n_agents = int(env.n_agents)
-        self.shared = bool(share_params)
+        self.shared = len(self.groups) == 1 if share_params == "auto" else bool(share_params)
         self.agent_id = bool(agent_id)
         # global agent index -> (group, index within the group); group -> first global index
         self.agent_group = np.concatenate([np.full(g.n, k) for k, g in enumerate(self.groups)]).astype(np.int32)

@@ -111,16 +111,18 @@ def _silenced() -> Iterator[None]:
         sys.stdout, sys.stderr = saved_streams
 
 
-def import_jaxmarl() -> Any:
-    """Import ``jaxmarl`` (silencing its import-time prints) or raise :class:`MissingExtraError`."""
+def import_jaxmarl(name: str | None = None) -> Any:
+    """Import ``jaxmarl`` (silencing its import-time prints) or raise :class:`MissingExtraError` naming
+    the extra that provides it: ``trustmarl[mabrax]`` for the MaBrax env ``name``, else ``trustmarl[jaxmarl]``."""
     if sys.modules.get("jaxmarl") is not None:
         return sys.modules["jaxmarl"]
     try:
         with _silenced():
             import jaxmarl
     except ImportError as err:
+        install = INSTALL_MABRAX if name in _MABRAX_IDS else INSTALL_JAXMARL
         raise MissingExtraError(
-            f"JaxMARL environments need the optional package 'jaxmarl' ({err}); install it with {INSTALL_JAXMARL}"
+            f"JaxMARL environments need the optional package 'jaxmarl' ({err}); install it with {install}"
         ) from err
     return jaxmarl
 
@@ -128,7 +130,7 @@ def import_jaxmarl() -> Any:
 @functools.lru_cache(maxsize=None)
 def raw_env(name: str, scenario: str | None = None, kwargs: Kwargs = ()) -> Any:
     """The JaxMARL env ``jaxmarl.make(name, scenario=map_name_to_scenario(scenario), **kwargs)`` (cached)."""
-    jaxmarl = import_jaxmarl()
+    jaxmarl = import_jaxmarl(name)
     kw = dict(kwargs)
     if scenario is not None:
         from jaxmarl.environments.smax import map_name_to_scenario
@@ -274,7 +276,7 @@ class JaxMARLEnv(MultiAgentEnv):
             hash(self.kwargs)
         except TypeError as err:
             raise ValueError(f"kwargs values must be hashable (use tuples, not lists): {err}") from None
-        jaxmarl = import_jaxmarl()
+        jaxmarl = import_jaxmarl(self.name)
         if self.name not in jaxmarl.registered_envs:
             raise ValueError(f"name {self.name!r} is not a JaxMARL env; choose one of: {', '.join(jaxmarl.registered_envs)}")
         if self.scenario is not None:

@@ -1,6 +1,6 @@
 """The ``trustmarl`` command line.
 
-    trustmarl train ALGO ENV [key=value ...] [--out DIR] [--config FILE] [--overwrite] [--no-progress]
+    trustmarl train ALGO ENV [key=value ...] [--out DIR] [--config FILE] [--preset NAME] [--overwrite] [--no-progress]
     trustmarl train --resume RUN_DIR [total_steps=N]
     trustmarl eval RUN_DIR [--episodes N] [--stochastic] [--render [GIF]]
     trustmarl list [--keys [NAME]]
@@ -60,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("args", nargs="*", metavar="ALGO ENV [key=value ...]")
     t.add_argument("--out", type=Path, help="run directory (default runs/<algo>_<env>_<time>)")
     t.add_argument("--config", type=Path, help="YAML file of settings (applied before key=value)")
+    t.add_argument("--preset", metavar="NAME", help="a named preset variant on top of the defaults, e.g. "
+                   "'paper' for a paper's exact settings (files configs/<algo>/<...>.NAME.yaml)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     t.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -135,8 +137,8 @@ def _train(args) -> int:
     from trustmarl.experiment import runner
 
     if args.resume is not None:
-        if args.config is not None or args.out is not None or args.overwrite:
-            raise UsageError("--resume cannot be combined with --config, --out or --overwrite")
+        if args.config is not None or args.out is not None or args.overwrite or args.preset is not None:
+            raise UsageError("--resume cannot be combined with --config, --preset, --out or --overwrite")
         bad = [a for a in args.args if "=" not in a]
         if bad:
             raise UsageError(f"with --resume only key=value overrides are allowed, got {bad[0]!r}")
@@ -145,7 +147,7 @@ def _train(args) -> int:
     if len(args.args) < 2 or "=" in args.args[0] or "=" in args.args[1]:
         raise UsageError("train needs ALGO and ENV (e.g. trustmarl train mappo mpe/simple_spread), or --resume RUN_DIR")
     algo, env, *rest = args.args
-    cfg = build_config(algo, env, parse_overrides(rest), args.config)
+    cfg = build_config(algo, env, parse_overrides(rest), args.config, preset=args.preset)
     out = args.out if args.out is not None else default_out_dir(algo, env)
     return _run(runner, cfg, out, resume=False, args=args)
 

@@ -209,16 +209,28 @@ def load_yaml(path: Path) -> dict[str, Any]:
     return _flatten(data)
 
 
-def preset_files(algo: str, env: str) -> list[Path]:
+def preset_files(algo: str, env: str, variant: str | None = None) -> list[Path]:
     """The packaged presets that apply, most general first: ``configs/<algo>.yaml``, then the
     environment family's ``configs/<algo>/<family>.yaml`` (family = the name before ``/``), then the
-    task's ``configs/<algo>/<env with / and : as _>.yaml``."""
+    task's ``configs/<algo>/<env with / and : as _>.yaml``. A named ``variant`` (``--preset NAME``)
+    adds the same three layers named ``<...>.<variant>.yaml`` on top (e.g. ``happo/mamujoco.paper.yaml``,
+    a paper's exact settings beside the defaults); a variant with no file for ``algo`` on ``env`` is an error."""
     env = host_registry.preset_name(env)
     files = [PRESET_DIR / f"{algo}.yaml"]
     if "/" in env:
         files.append(PRESET_DIR / algo / (env.split("/", 1)[0] + ".yaml"))
     files.append(PRESET_DIR / algo / (env.replace("/", "_").replace(":", "_") + ".yaml"))
-    return [f for f in files if f.exists()]
+    layers = [f for f in files if f.exists()]
+    if variant is not None:
+        extra = [f.with_suffix(f".{variant}.yaml") for f in files]
+        extra = [f for f in extra if f.exists()]
+        if not extra:
+            known = sorted({p.name[len(f.stem) + 1 : -len(".yaml")] for f in files for p in f.parent.glob(f"{f.stem}.*.yaml")})
+            raise ConfigError(
+                f"--preset {variant!r}: no such preset for {algo} on {env}; available: {', '.join(known) or 'none'}"
+            )
+        layers += extra
+    return layers
 
 
 def drop_unused(algo: str, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -235,14 +247,16 @@ def build_config(
     env: str,
     overrides: dict[str, Any] | None = None,
     config_file: str | Path | None = None,
+    preset: str | None = None,
 ) -> RunConfig:
-    """Resolve a run config for ``algo`` on ``env``; raises ``ConfigError`` on any bad input."""
+    """Resolve a run config for ``algo`` on ``env``; raises ``ConfigError`` on any bad input.
+    ``preset`` names a preset variant (see :func:`preset_files`)."""
     from trustmarl.algos import algo_config_class, algo_names  # late import: algos import this module
 
     if algo not in algo_names():
         raise ConfigError(f"unknown algorithm {algo!r}; choose one of: {', '.join(algo_names())}")
     env_kind(env)  # raises for an unknown name
-    layers: list[dict[str, Any]] = [load_yaml(f) for f in preset_files(algo, env)]
+    layers: list[dict[str, Any]] = [load_yaml(f) for f in preset_files(algo, env, preset)]
     if config_file is not None:
         layers.append(load_yaml(Path(config_file)))
     layers.append(dict(overrides or {}))

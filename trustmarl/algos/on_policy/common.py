@@ -18,6 +18,12 @@ the rollout ``[T, E]`` is cut into ``n_seq = T*E/seq_len`` sequences, every fiel
 sample whole sequences, and the policy is re-evaluated by unrolling from each sequence's stored
 hidden state with the stored resets (Kuba et al. 2022 (HATRPO/HAPPO) practice, as in HARL). Losses
 reduce over all leading axes.
+
+Time-aware critic (``critic_time=true``; Pardo et al. 2018, "Time Limits in Reinforcement Learning",
+§3): when a time limit ends episodes and is treated as terminal, the return from a state depends on
+the time left, which observations rarely show; the critic then also reads ``t / max_episode_steps``
+(t = steps taken in the episode before the observation). The step counter lives in the loop's
+``carry`` (``(hidden, t)``), restarts at ``last.done``, and each transition stores its time.
 """
 
 from __future__ import annotations
@@ -107,6 +113,7 @@ class Batch(NamedTuple):
     target: jax.Array  # [B, K] value targets (normalised when value_norm)
     hidden: tuple = ()  # recurrent only: per group [n_seq, n_g, H]
     reset: Any = None  # recurrent only: [n_seq, seq_len] episode-start flags
+    time: Any = None  # critic_time only: [B] (or [n_seq, seq_len]) t / max_episode_steps of each sample
 
 
 class ActorCritic(Algorithm):
@@ -117,8 +124,10 @@ class ActorCritic(Algorithm):
     def __init__(self, env: MultiAgentEnv, cfg, total_updates: int | None = None):
         super().__init__(env, cfg, total_updates, share_params=cfg.share_params, agent_id=cfg.agent_id)
         self.n_values = 1 if cfg.critic == "state" else self.n_agents
-        self.shared = cfg.share_params
+        self.shared = self.agents.shared  # share_params="auto" resolved against the env's groups
         self.recurrent = bool(getattr(cfg, "recurrent", False))
+        self.critic_time = bool(getattr(cfg, "critic_time", False))
+        self.time_scale = 1.0 / max(1, int(getattr(env, "max_episode_steps", 1)))
         self.seq_len = (getattr(cfg, "seq_len", 0) or cfg.rollout_len) if self.recurrent else 1
         net = dict(hidden_sizes=tuple(cfg.hidden_sizes), activation=cfg.activation, layer_norm=cfg.layer_norm)
         head_net = dict(net, hidden_sizes=()) if self.recurrent else net  # recurrent: the head sits on the GRU
@@ -164,9 +173,9 @@ class ActorCritic(Algorithm):
             if self.recurrent:  # (hidden, obs, avail, reset)
                 inputs = (jnp.zeros((grp.n, self.cfg.gru_size)), obs, avail, jnp.zeros((grp.n, 1), bool))
             actor_params.append(ag.init(actor, ka, g, *inputs))
-            critic_local.append(ag.init(self.critic, kc, g, obs))
+            critic_local.append(ag.init(self.critic, kc, g, self.time_input(obs, jnp.zeros(obs.shape[:-1]))))
         if self.cfg.critic == "state":
-            critic_params = self.critic.init(k_critic, jnp.zeros((self.env.state_dim,)))
+            critic_params = self.critic.init(k_critic, self.time_input(jnp.zeros((self.env.state_dim,)), jnp.zeros(())))
         else:
             critic_params = tuple(critic_local)
         return tuple(actor_params), critic_params
@@ -182,10 +191,25 @@ class ActorCritic(Algorithm):
         return tuple(ag.apply(self.actors[g], actor_params[g], g, ag.with_id(g, obs[g]), avail[g]) for g in range(len(self.groups)))
 
     def init_carry(self, batch_shape: tuple[int, ...]) -> tuple:
-        """Zero actor hidden states, per group ``[*batch_shape, n_g, gru_size]``; ``()`` if not recurrent."""
-        if not self.recurrent:
-            return ()
-        return tuple(jnp.zeros(tuple(batch_shape) + (g.n, self.cfg.gru_size)) for g in self.groups)
+        """Zero actor hidden states, per group ``[*batch_shape, n_g, gru_size]`` (``()`` if not recurrent);
+        with ``critic_time`` the pair ``(hidden, steps [*batch_shape] int32)``."""
+        hidden = ()
+        if self.recurrent:
+            hidden = tuple(jnp.zeros(tuple(batch_shape) + (g.n, self.cfg.gru_size)) for g in self.groups)
+        return (hidden, jnp.zeros(tuple(batch_shape), jnp.int32)) if self.critic_time else hidden
+
+    def split_carry(self, carry) -> tuple[tuple, Any]:
+        """``(actor hidden states, episode step counter or None)``."""
+        return (carry[0], carry[1]) if self.critic_time else (carry, None)
+
+    def time_input(self, x: jax.Array, time: jax.Array | None) -> jax.Array:
+        """``x`` ``[lead..., d]`` or ``[lead..., n_g, d]`` with the time fraction ``time`` ``[lead...]``
+        appended (critic_time), else ``x``."""
+        if not self.critic_time:
+            return x
+        t = jnp.reshape(time, jnp.shape(time) + (1,) * (x.ndim - 1 - jnp.ndim(time)))
+        t = jnp.broadcast_to(t, x.shape[:-1])
+        return jnp.concatenate([x, t[..., None].astype(x.dtype)], axis=-1)
 
 
     def policy_step(self, actor_params: tuple, hidden: tuple, obs: tuple, avail: tuple, reset: jax.Array):
@@ -225,13 +249,17 @@ class ActorCritic(Algorithm):
     def entropy(self, dists: tuple) -> jax.Array:
         return concat_agents([dist_entropy(k, d) for k, d in zip(self.kinds, dists)])
 
-    def value(self, critic_params, obs: tuple, state: jax.Array) -> jax.Array:
-        """Critic output ``[..., K]`` (in normalised units when value normalisation is on)."""
+    def value(self, critic_params, obs: tuple, state: jax.Array, time: jax.Array | None = None) -> jax.Array:
+        """Critic output ``[..., K]`` (in normalised units when value normalisation is on); ``time``
+        ``[...]`` is the episode-time fraction the time-aware critic reads (``critic_time``)."""
+        if self.critic_time and time is None:
+            raise ValueError("critic_time=true: the critic needs the episode time of every sample")
         if self.cfg.critic == "state":
-            return self.critic.apply(critic_params, state)[..., None]
+            return self.critic.apply(critic_params, self.time_input(state, time))[..., None]
         ag = self.agents
         return concat_agents(
-            [ag.apply(self.critic, critic_params[g], g, ag.with_id(g, obs[g]), out_axes=-1) for g in range(len(self.groups))]
+            [ag.apply(self.critic, critic_params[g], g, self.time_input(ag.with_id(g, obs[g]), time), out_axes=-1)
+             for g in range(len(self.groups))]
         )
 
     def denorm(self, vn: ValueNormState, v: jax.Array) -> jax.Array:
@@ -270,6 +298,7 @@ class ActorCritic(Algorithm):
         hidden state ``carry`` (reset where ``last.done``), advance it, and append a 5th element, a
         :class:`Recurrence`, for the trajectory.
         """
+        carry, steps = self.split_carry(carry)
         if self.recurrent:
             if len(carry) != len(self.groups):
                 raise ValueError("recurrent actors: the carry must hold one hidden state per group")
@@ -279,11 +308,18 @@ class ActorCritic(Algorithm):
             dists = self.policy(view.actor_params, last.obs, last.avail)
         keys = jax.random.split(key, len(self.groups))
         actions = tuple(dist_sample(k, d, kk) for k, d, kk in zip(self.kinds, dists, keys))
-        value = self.denorm(view.value_norm, self.value(view.critic_params, last.obs, last.state))
+        time = None
+        if self.critic_time:  # steps taken in the episode before ``last`` (0 on a first observation)
+            steps = jnp.where(last.done, 0, steps)
+            time = steps * self.time_scale
+        value = self.denorm(view.value_norm, self.value(view.critic_params, last.obs, last.state, time))
         out = (actions, self.log_prob(dists, actions), dists, value)
         if self.recurrent:
             out += (Recurrence(hidden_in=carry, reset=reset, hidden_out=hidden),)
             carry = hidden
+        if self.critic_time:
+            out += (time,)
+            carry = (carry, steps + 1)
         return self.env_actions(actions), out, carry
 
     def transition(self, view: View, last: TimeStep, ts: TimeStep, act_out) -> dict:
@@ -292,8 +328,10 @@ class ActorCritic(Algorithm):
         actions, logp, dists, value = act_out[:4]
         team = ts.reward.mean(-1)  # the team reward: mean of the agents' rewards
         reward = ts.reward if cfg.reward == "agent" else jnp.broadcast_to(team[:, None], value.shape)
+        time = act_out[-1] if self.critic_time else None
         if cfg.bootstrap_truncation:  # a time limit is not a terminal state: bootstrap V(final)
-            v_final = self.denorm(view.value_norm, self.value(view.critic_params, ts.final_obs, ts.final_state))
+            t_final = None if time is None else time + self.time_scale
+            v_final = self.denorm(view.value_norm, self.value(view.critic_params, ts.final_obs, ts.final_state, t_final))
             trunc = jnp.logical_and(ts.truncated, ~ts.terminated)
             reward = reward + cfg.gamma * trunc[:, None] * v_final
         transition = dict(
@@ -302,10 +340,15 @@ class ActorCritic(Algorithm):
         )
         if self.recurrent:  # what the training unroll needs to replay the behaviour policy
             transition.update(hidden=act_out[4].hidden_in, reset=act_out[4].reset)
+        if self.critic_time:
+            transition["time"] = time
         return transition
 
     def last_value(self, state: TrainState) -> jax.Array:
-        return self.denorm(state.value_norm, self.value(state.critic_params, state.last.obs, state.last.state))
+        time = None
+        if self.critic_time:
+            time = jnp.where(state.last.done, 0, self.split_carry(state.carry)[1]) * self.time_scale
+        return self.denorm(state.value_norm, self.value(state.critic_params, state.last.obs, state.last.state, time))
 
     # ---- returns and batches -------------------------------------------------------------------
     def targets(self, state: TrainState, traj: dict, last_value: jax.Array):
@@ -349,6 +392,7 @@ class ActorCritic(Algorithm):
             adv=flat(adv),
             returns=flat(returns),
             target=flat(target),
+            time=flat(traj["time"]) if self.critic_time else None,
         )
         return state, batch
 
@@ -362,6 +406,8 @@ class ActorCritic(Algorithm):
             return x.reshape((t // L * e, L) + x.shape[3:])
 
         fields = {k: traj[k] for k in ("obs", "avail", "actions", "dist", "logp", "state", "active", "value", "reset")}
+        if self.critic_time:
+            fields["time"] = traj["time"]
         fields.update(adv=adv, returns=returns, target=target)
         fields = jax.tree.map(seq, fields)
         hidden = jax.tree.map(lambda x: seq(x)[:, 0], traj["hidden"])  # the state entering each sequence
@@ -376,11 +422,13 @@ class ActorCritic(Algorithm):
         raise NotImplementedError
 
     # ---- gradient epochs -------------------------------------------------------------------
-    def sgd(self, loss_fn, apply_fn, params, opt, data, key, epochs: int, minibatches: int):
+    def sgd(self, loss_fn, apply_fn, params, opt, data, key, epochs: int, minibatches: int, reduce=None):
         """``epochs`` x ``minibatches`` gradient steps of ``loss_fn(params, minibatch) -> (loss, aux)``.
 
         ``data`` is a pytree with a leading batch axis; ``apply_fn(params, grads, opt) -> (params, opt)``
-        applies one optimiser step. Returns the new ``(params, opt)`` and the mean of ``aux``.
+        applies one optimiser step. Returns the new ``(params, opt)`` and the mean of ``aux``, or
+        ``reduce(aux)`` of the stacked ``[epochs, minibatches, ...]`` values when ``reduce`` is given
+        (e.g. per-epoch ratio ranges, :func:`trustmarl.algos.on_policy.diagnostics.reduce_epochs`).
         The batch is shuffled once per epoch (one gather) and split by reshaping; with ``sgd_unroll``
         the small loops are unrolled, which XLA on CPU runs faster than a ``while`` loop.
         """
@@ -399,7 +447,7 @@ class ActorCritic(Algorithm):
             return jax.lax.scan(minibatch_step, carry, jax.tree.map(split, data), unroll=unroll)
 
         (params, opt), aux = jax.lax.scan(epoch, (params, opt), jax.random.split(key, epochs), unroll=unroll)
-        return params, opt, jax.tree.map(jnp.mean, aux)
+        return params, opt, (reduce(aux) if reduce is not None else jax.tree.map(jnp.mean, aux))
 
     def apply_actor(self, actor_params, grads, actor_opt):
         pairs = [opt_step(self.actor_txs[g], p, gr, o, self.stacked(g)) for g, (p, gr, o) in enumerate(zip(actor_params, grads, actor_opt))]
@@ -412,8 +460,9 @@ class ActorCritic(Algorithm):
         return tuple(p for p, _ in pairs), tuple(o for _, o in pairs)
 
     def value_loss(self, critic_params, mb: Batch) -> jax.Array:
-        """Squared error to the (normalised) GAE targets, masked for per-agent critics (seed 004 §3.3)."""
-        v = self.value(critic_params, mb.obs, mb.state)
+        """Squared error to the (normalised) GAE targets, masked for per-agent critics (Schulman et al. 2017,
+        eq. 9 L_V; targets of Schulman et al. 2016, eq. 16; no value clipping: Sun et al. 2023, footnote 1)."""
+        v = self.value(critic_params, mb.obs, mb.state, mb.time)
         v_mask = mb.active if self.n_values == self.n_agents else None
         return 0.5 * masked_mean(jnp.square(v - mb.target), v_mask)
 
@@ -432,10 +481,13 @@ class ActorCritic(Algorithm):
         clipped to the action box. Recurrent actors advance the hidden state ``carry`` (zeroed where
         ``done``, the flag of the step that produced ``obs``); feed-forward ones pass ``()`` through.
         """
+        carry, steps = self.split_carry(carry)
         if self.recurrent:
             carry, dists = self.policy_step(view.actor_params, carry, obs, avail, done)
         else:
             dists = self.policy(view.actor_params, obs, avail)
+        if self.critic_time:  # the critic's step counter is not used to act
+            carry = (carry, steps)
         if deterministic:
             actions = tuple(dist_mode(kd, d) for kd, d in zip(self.kinds, dists))
         else:

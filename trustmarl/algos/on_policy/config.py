@@ -41,6 +41,7 @@ class OnPolicyConfig:
     gamma: float = 0.99
     gae_lambda: float = 0.95
     bootstrap_truncation: bool = False
+    critic_time: bool = False  # time-aware critic: it also reads t / max_episode_steps (Pardo et al. 2018)
     reward: str = "team"  # team | agent  (agent: each agent's own reward; needs critic=local)
     normalize_advantages: bool = True
     value_norm: bool = True
@@ -51,7 +52,7 @@ class OnPolicyConfig:
     vf_coef: float = 1.0
     agent_reduction: str = "mean"  # mean | sum over agents (seed 004 §7 #4)
     # agents and networks
-    share_params: bool = True
+    share_params: bool | str = "auto"  # true | false | auto: share when every agent has the same spaces (one group)
     critic: str = "state"  # state: V(global state) | local: V(observation)
     agent_id: bool = True  # append a one-hot agent id to inputs of shared networks
     hidden_sizes: tuple[int, ...] = (64, 64)
@@ -85,12 +86,19 @@ class OnPolicyConfig:
         in_range(self, "gamma", 0.0, 1.0, hi_open=True)
         in_range(self, "gae_lambda", 0.0, 1.0)
         choices(self, self.CHOICES)
+        if isinstance(self.share_params, str) and self.share_params != "auto":
+            raise ConfigError(f"algo.share_params={self.share_params!r} is not allowed; choose true, false or auto")
         hidden_sizes(self)
         batch = self.num_envs * self.rollout_len
         if batch % self.minibatches:
             raise ConfigError(f"algo.minibatches={self.minibatches} must divide num_envs*rollout_len={batch}")
         if self.recurrent:
             self._validate_recurrent()
+        if self.critic_time and self.bootstrap_truncation:
+            raise ConfigError(
+                "algo.critic_time=true and algo.bootstrap_truncation=true are two treatments of time limits "
+                "(the limit is part of the task / the limit only cuts the episode); choose one"
+            )
         if self.reward == "agent" and self.critic != "local":
             raise ConfigError("algo.reward='agent' needs algo.critic='local' (a centralised V(s) has one value per step)")
 

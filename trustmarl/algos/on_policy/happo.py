@@ -33,7 +33,7 @@ from trustmarl.algos import register_algo
 from trustmarl.algos.agents import masked_mean, opt_step
 from trustmarl.algos.on_policy.common import ActorCritic, Batch, TrainState
 from trustmarl.algos.on_policy.config import OnPolicyConfig
-from trustmarl.algos.on_policy.diagnostics import trust_region_diagnostics
+from trustmarl.algos.on_policy.diagnostics import epoch_metrics, minibatch_ratio_range, reduce_epochs, trust_region_diagnostics
 from trustmarl.validation import ConfigError, positive_int
 from trustmarl.networks import dist_entropy, dist_log_prob
 from trustmarl.trust.sequential import draw_order, factor_from_log, factor_stats, happo_objective, update_factor
@@ -47,7 +47,10 @@ class HAPPOConfig(OnPolicyConfig):
     share_params: bool = False  # the paper's agents are heterogeneous (seed 001 §3.10)
     agent_id: bool = False
     critic: str = "state"
-    bootstrap_truncation: bool = True  # time limits are not terminal (seed 001 spec §7 #15, HARL)
+    # A time limit is terminal unless a preset says it only cuts episodes short (MaMuJoCo presets bootstrap
+    # it, as HARL does): bootstrapping a limit that is part of the task made HAPPO end below MAPPO on the
+    # speaker/mover/gate task (tests/algos/test_heterogeneous.py) and hurt on MPE (docs/ppo_family.md).
+    bootstrap_truncation: bool = False
     fixed_order: bool = False  # HARL's ablation; the paper redraws the order every iteration
     use_factor: bool = True  # False: every agent uses the plain advantage (ablation of eq. 10)
     critic_epochs: int = 5
@@ -160,7 +163,7 @@ class Sequential(ActorCritic):
         opt = ag.take(actor_opt[g], g, i)
         new_params, new_opt, metrics = self.agent_update(g, params, opt, i, data, key)
         _, logp_new = self.agent_log_prob(g, new_params, i, data)
-        # seed 001 eq. 10 / App. D line 14: fold this agent's new/old ratio into M for the next agent
+        # Kuba et al. 2022, eq. 10 / App. D line 14: fold this agent's new/old ratio into M for the next agent
         log_factor = update_factor(log_factor, logp_new, data.logp_old, data.active)
         stats = factor_stats(data.factor, data.active)
         metrics.update(
@@ -194,8 +197,13 @@ class Sequential(ActorCritic):
         )
         state = state._replace(actor_params=actor_params, actor_opt=actor_opt, key=key)
         state, critic_metrics = self.critic_learn(state, batch, k_critic, self.cfg.critic_epochs, self.cfg.critic_minibatches)
+        # per-epoch ratio ranges [positions, epochs] -> over all agents per epoch (Sun et al. 2023, Fig. 1a)
+        epochs = {}
+        if "ratio_max_epoch" in per_position:
+            epochs = epoch_metrics(per_position.pop("ratio_min_epoch").min(0), per_position.pop("ratio_max_epoch").max(0))
         # per-position metrics -> per-agent arrays (agent order), plus the order itself
         metrics = {f"diag/{k}_per_agent": jnp.zeros_like(v).at[order].set(v) for k, v in per_position.items()}
+        metrics.update(epochs)
         # each agent's position in this iteration's order (0 = updated first, factor M = 1)
         metrics["diag/position_per_agent"] = jnp.zeros_like(order).at[order].set(jnp.arange(self.n_agents, dtype=order.dtype))
         # the actors' losses, averaged over agents (the runner's NaN guard watches loss/*)
@@ -222,14 +230,16 @@ class HAPPO(Sequential):
         def loss(p, mb: AgentData):
             dist, logp = self.agent_log_prob(g, p, i, mb)
             ratio = jnp.exp(logp - mb.logp_old)
-            # seed 001 eq. 11: M^{i_{1:m}} · min(r Â, clip(r, 1±eps) Â), M held constant
+            # Kuba et al. 2022 (seed 001), eq. 11: M^{i_{1:m}} · min(r Â, clip(r, 1±eps) Â), M held constant
             pi_loss = -masked_mean(happo_objective(ratio, mb.adv, mb.factor, self.eps), mb.active)
-            ent = masked_mean(self.agent_entropy(g, dist), mb.active)  # entropy bonus 0.01: seed 001 spec §3.6 (code default)
+            ent = masked_mean(self.agent_entropy(g, dist), mb.active)  # entropy bonus: Schulman et al. 2017, eq. 9 (0.01, the HAPPO code's default)
             clip_frac = masked_mean((jnp.abs(ratio - 1.0) > self.eps).astype(jnp.float32), mb.active)
-            return pi_loss - cfg.ent_coef * ent, {"policy_loss": pi_loss, "entropy": ent, "clip_frac": clip_frac}
+            aux = {"policy_loss": pi_loss, "entropy": ent, "clip_frac": clip_frac,
+                   **minibatch_ratio_range(logp - mb.logp_old, mb.active)}
+            return pi_loss - cfg.ent_coef * ent, aux
 
         apply = lambda p, gr, o: opt_step(self.actor_txs[g], p, gr, o, False)  # noqa: E731
-        params, opt, aux = self.sgd(loss, apply, params, opt, data, key, cfg.epochs, cfg.minibatches)
+        params, opt, aux = self.sgd(loss, apply, params, opt, data, key, cfg.epochs, cfg.minibatches, reduce=reduce_epochs)
         return params, opt, aux
 
 

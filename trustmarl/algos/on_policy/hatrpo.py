@@ -65,7 +65,7 @@ class HATRPOConfig(HAPPOConfig):
 
 class HATRPO(Sequential):
     def kl(self, g: int, old_dist: tuple, new_dist: tuple, avail: jax.Array) -> jax.Array:
-        """Exact per-sample KL(old || new) (spec §7 #6: not the code's approximation)."""
+        """Exact per-sample KL(old || new) (not the reference code's sum_a [e^d - 1 - d] approximation)."""
         if self.kinds[g] == "discrete":
             return categorical_kl(old_dist[0], new_dist[0], avail)
         return gaussian_kl(old_dist[0], old_dist[1], new_dist[0], new_dist[1])
@@ -81,23 +81,28 @@ class HATRPO(Sequential):
     def agent_update(self, g, params, opt, i, data: AgentData, key):
         cfg = self.cfg
         flat, unravel = flatten(params)
-        old_dist = jax.tree.map(jax.lax.stop_gradient, data.dist)
         weight = jax.lax.stop_gradient(data.factor * data.adv)  # M^{i_{1:m}} · Â, eq. 10
 
-        def surrogate(x):  # seed 001 eq. 10 / App. D: mean of r^{i_m}(θ) · M^{i_{1:m}}
+        def surrogate(x):  # Kuba et al. 2022, eq. 10 / App. D: mean of r^{i_m}(θ) · M^{i_{1:m}}
             _, logp = self.agent_log_prob(g, unravel(x), i, data)
             return masked_mean(jnp.exp(logp - data.logp_old) * weight, data.active)
 
         def dist_of(x):
             return self.agent_dist(g, unravel(x), i, data.obs, data.avail, data.hidden, data.reset)
 
-        def mean_kl(x):  # the trust region: mean KL(π_old || π_θ) over the batch
-            return masked_mean(self.kl(g, old_dist, dist_of(x), data.avail), data.active)
+        # The trust region is centred on the policy just before this agent's step (Kuba et al. 2022,
+        # Algorithm 1 / eq. 7: each agent's KL is to its own current policy). For separate agents that
+        # is the behaviour policy; a shared network (HARL's share_param) has already been moved by the
+        # agents earlier in the order, so both the KL and its Fisher are taken at the moved parameters.
+        pre_dist = jax.lax.stop_gradient(dist_of(flat)) if self.shared else jax.tree.map(jax.lax.stop_gradient, data.dist)
+
+        def mean_kl(x):  # the trust region: mean KL(π_pre || π_θ) over the batch
+            return masked_mean(self.kl(g, pre_dist, dist_of(x), data.avail), data.active)
 
         surr_old, grad = jax.value_and_grad(surrogate)(flat)
-        # the Hessian of mean_kl at θ_old, as J^T F J (Fisher identity); equal to make_fvp(mean_kl, ...) there
+        # the Hessian of mean_kl at θ_pre, as J^T F J (Fisher identity); equal to make_fvp(mean_kl, ...) there
         w = data.active / jnp.maximum(jnp.sum(data.active), 1.0)
-        fvp = fisher_outer_product(dist_of, flat, lambda d: self.fisher(g, old_dist, d, w), cfg.cg_damping)
+        fvp = fisher_outer_product(dist_of, flat, lambda d: self.fisher(g, pre_dist, d, w), cfg.cg_damping)
         full_step, expected, step_size = trpo_step(grad, fvp, cfg.kl_threshold, cfg.cg_iters)  # eq. 8
         new_flat, accepted, steps, kl_reached, improvement = backtracking_line_search(
             surrogate, mean_kl, flat, full_step, expected, surr_old, cfg.kl_threshold,

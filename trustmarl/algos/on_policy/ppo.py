@@ -20,7 +20,13 @@ from trustmarl.algos import register_algo
 from trustmarl.algos.agents import masked_mean
 from trustmarl.algos.on_policy.common import ActorCritic, Batch, TrainState
 from trustmarl.algos.on_policy.config import OnPolicyConfig
-from trustmarl.algos.on_policy.diagnostics import trust_region_diagnostics
+from trustmarl.algos.on_policy.diagnostics import (
+    epoch_metrics,
+    minibatch_ratio_range,
+    per_agent_mean,
+    reduce_epochs,
+    trust_region_diagnostics,
+)
 from trustmarl.validation import ConfigError
 from trustmarl.trust.ratios import joint_clip_objective, per_agent_clip, ppo_clip_objective
 
@@ -46,23 +52,30 @@ class PPO(ActorCritic):
         logp = self.log_prob(dists, mb.actions)  # [..., N]
         entropy = self.entropy(dists)
         mask = mb.active
+        log_ratio = logp - mb.logp
+        # the same per-agent vocabulary as HAPPO: |λ_k - 1| > eps_i per agent (JR-PPO: against its joint eps)
+        aux = {"diag/clip_frac_per_agent": per_agent_mean((jnp.abs(jnp.exp(log_ratio) - 1.0) > self.eps).astype(jnp.float32), mask),
+               **minibatch_ratio_range(log_ratio, mask)}
         if self.joint:
-            # seed 004 eq. 6 (JR-PPO): min(λ A, clip(λ, 1±eps) A) with λ = Π_k λ_k, one term per env step
+            # Sun et al. 2023 (seed 004), eq. 6 (JR-PPO): min(λ A, clip(λ, 1±eps) A), λ = Π_k λ_k, one term per step
             obj = joint_clip_objective(logp, mb.logp, mb.adv[..., 0], self.eps, mask)
             pi_loss = -obj.mean()
             ent = jnp.mean(jnp.sum(entropy * mask, axis=-1))  # entropy of the joint (product) policy = Σ_k H_k
             log_joint = jnp.sum((logp - mb.logp) * mask, axis=-1)
             clip_frac = jnp.mean(jnp.abs(jnp.exp(log_joint) - 1.0) > self.eps)
         else:
-            # seed 004 eq. 3/4: independent ratios λ_k, each clipped at eps_i (eps, or eps/N by eq. 9)
+            # Sun et al. 2023 (seed 004), eq. 3/4 (Schulman et al. 2017, eq. 7 per agent): independent ratios λ_k,
+            # each clipped at eps_i (eps, or eps/N by Sun et al. 2023, eq. 9)
             adv = jnp.broadcast_to(mb.adv, logp.shape)
             ratio = jnp.exp(logp - mb.logp)
-            pi_loss = -self.agent_mean(ppo_clip_objective(ratio, adv, self.eps), mask)
-            ent = self.agent_mean(entropy, mask)  # entropy bonus: seed 004 spec §3.3 L_ent (MAPPO/IPPO code practice)
+            obj = ppo_clip_objective(ratio, adv, self.eps)
+            pi_loss = -self.agent_mean(obj, mask)
+            aux["diag/policy_loss_per_agent"] = -per_agent_mean(obj, mask)
+            ent = self.agent_mean(entropy, mask)  # entropy bonus: Schulman et al. 2017, eq. 9 (Yu et al. 2022, MAPPO code)
             clip_frac = masked_mean((jnp.abs(ratio - 1.0) > self.eps).astype(jnp.float32), mask)
         v_loss = self.value_loss(critic_params, mb)
-        total = pi_loss - cfg.ent_coef * ent + cfg.vf_coef * v_loss  # seed 004 spec §3.3: L_pi + c_ent L_ent + c_V L_V
-        return total, {"loss/policy": pi_loss, "loss/value": v_loss, "loss/entropy": ent, "diag/clip_frac": clip_frac}
+        total = pi_loss - cfg.ent_coef * ent + cfg.vf_coef * v_loss  # Schulman et al. 2017, eq. 9: L_clip - c_ent H + c_V L_V
+        return total, {"loss/policy": pi_loss, "loss/value": v_loss, "loss/entropy": ent, "diag/clip_frac": clip_frac, **aux}
 
     def learn_batch(self, state: TrainState, batch: Batch):
         cfg = self.cfg
@@ -75,8 +88,9 @@ class PPO(ActorCritic):
         key, k_epochs = jax.random.split(state.key)
         params, opt, metrics = self.sgd(
             loss, apply, (state.actor_params, state.critic_params), (state.actor_opt, state.critic_opt),
-            batch, k_epochs, cfg.epochs, cfg.minibatches,
+            batch, k_epochs, cfg.epochs, cfg.minibatches, reduce=reduce_epochs,
         )
+        metrics.update(epoch_metrics(metrics.pop("ratio_min_epoch"), metrics.pop("ratio_max_epoch")))
         metrics.update(trust_region_diagnostics(self, params[0], batch))
         state = state._replace(actor_params=params[0], critic_params=params[1], actor_opt=opt[0], critic_opt=opt[1], key=key)
         return state, metrics

@@ -20,7 +20,11 @@ Conventions (documented here once, used everywhere in ``trustmarl.envs.host``):
   per dimension before calling the environment. The group's :class:`~trustmarl.envs.base.Box` carries
   scalar bounds (the smallest low and largest high when bounds differ per dimension).
 - **Global state**: ``env.state()`` when the environment implements it, otherwise the concatenation of
-  all agents' (flattened) observations in global agent order.
+  all agents' (flattened) observations in global agent order. After a step that ends the episode by
+  *termination* the env is not asked for its state (SISL multiwalker, for one, has torn down its world
+  by then and raises): ``state`` (the episode's ``final_state``) repeats the last state it gave. Nothing
+  reads it: a terminal state is never bootstrapped from. After a truncation the state is asked for
+  as usual, since bootstrapping a time limit needs it.
 - **Agents that leave** mid-episode (absent from the step dicts) get reward 0, ``active=False`` and
   their last observation. The episode ends when ``env.agents`` is empty or every agent of the step is
   terminated or truncated; it counts as *truncated* only when all of them are truncated and none is
@@ -162,6 +166,7 @@ class PettingZooAdapter:
         self.n_agents = len(self.agents)
         self._use_env_state, self.state_dim = self._probe_state()
         self._last_obs = {a: np.zeros(obs_dim_of(self._obs_spaces[a]), np.float32) for a in self.agents}
+        self._last_state = np.zeros(self.state_dim, np.float32)
 
     def _probe_state(self) -> tuple[bool, int]:
         """Whether ``env.state()`` is implemented, and the global state width."""
@@ -200,7 +205,7 @@ class PettingZooAdapter:
         a = np.asarray(action, dtype=np.float64).reshape(space.shape)
         return np.clip(a, space.low, space.high).astype(space.dtype)  # policy output is unbounded: clip
 
-    def _fields(self, obs: dict, infos: dict, rewards: dict, live: set) -> tuple:
+    def _fields(self, obs: dict, infos: dict, rewards: dict, live: set, terminated: bool = False) -> tuple:
         obs_out, avail_out = [], []
         for g in self.groups:
             rows, masks = [], []
@@ -211,8 +216,11 @@ class PettingZooAdapter:
                 masks.append(self._mask(g, a, obs.get(a), infos.get(a) if isinstance(infos, dict) else None))
             obs_out.append(np.stack(rows).astype(np.float32))
             avail_out.append(np.stack(masks).reshape(g.n, g.avail_dim))
-        if self._use_env_state:
+        if self._use_env_state and terminated:  # the env may be gone (see the module docstring)
+            state = self._last_state
+        elif self._use_env_state:
             state = np.asarray(self.env.state(), dtype=np.float32).reshape(-1)
+            self._last_state = state
         else:
             state = np.concatenate([o.reshape(-1) for o in obs_out]).astype(np.float32)
         reward = np.array([float(rewards.get(a, 0.0)) for a in self.agents], dtype=np.float32)
@@ -244,8 +252,9 @@ class PettingZooAdapter:
             bool(terms.get(a, False)) for a in acted
         )
         live = {a for a in obs if a in live_before}
-        o, av, s, r, act = self._fields(obs, infos or {}, rewards, live)
-        return Step(o, av, s, r, bool(done and not truncated), bool(truncated), act)
+        terminated = bool(done and not truncated)
+        o, av, s, r, act = self._fields(obs, infos or {}, rewards, live, terminated)
+        return Step(o, av, s, r, terminated, bool(truncated), act)
 
     def close(self) -> None:
         close = getattr(self.env, "close", None)
