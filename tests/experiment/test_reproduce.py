@@ -25,7 +25,7 @@ def call(capsys, *argv):
 def test_list_names_paper_figure_and_tier_times(capsys):
     code, out, _ = call(capsys, "reproduce", "--list")
     assert code == 0
-    for name in ("hatrpo-figure1", "hatrpo-proposition1", "hatrpo-halfcheetah", "decppo-agents"):
+    for name in ("hatrpo-figure1", "hatrpo-proposition1", "hatrpo-halfcheetah", "decppo-agents", "matrl-matrix-games", "matrl-grid"):
         r = repro.get_reproduction(name)
         assert f"{name}\n  {r.paper}, {r.figure}" in out
         assert set(r.tiers) == {"smoke", "cpu", "full"}
@@ -147,3 +147,22 @@ def test_matrl_matrix_games_cpu_tier(tmp_path):
     assert sum(c["paper"] == "0.99 / 86.5" for c in comps) == 1  # MATRL on coordination games, as printed
     assert [c["holds"] for c in comps if c["holds"] is not None] == [True, True, True]
     assert (tmp_path / "mg" / "figure4.png").is_file() and (tmp_path / "mg" / "table1.md").is_file()
+
+
+def test_matrl_grid_compares_with_the_paper_and_orders_matrl_against_il(monkeypatch, tmp_path):
+    """The registered Figure 5 reproduction turns figure5's numbers into paper-vs-ours rows (runs faked)."""
+    from trustmarl.games import figure5
+
+    def fake(out_dir, tier):
+        s = lambda m: {"final_return_sum_mean": m, "final_return_sum_std": 0.5}  # noqa: E731
+        return {"results": {"grid/checkers": {"MATRL": s(18.0), "IL": s(-2.0)},
+                            "grid/switch4": {"MATRL": s(1.0), "IL": s(2.0)}}}
+
+    monkeypatch.setattr(figure5, "reproduce_matrl", fake)
+    res = repro.get_reproduction("matrl-grid").fn(tmp_path, "smoke")
+    rows = {c["claim"]: c for c in res["comparisons"]}
+    assert rows["grid/checkers, MATRL: return summed over agents (last 10% of updates)"]["ours"] == "18.00 ± 0.50"
+    assert rows["grid/checkers, MATRL: return summed over agents (last 10% of updates)"]["paper"] == "about 18"
+    assert rows["grid/checkers: MATRL's return >= IL's"]["holds"] is True
+    assert rows["grid/switch4: MATRL's return >= IL's"]["holds"] is False
+    assert res["run_dirs"] == [str(tmp_path / "runs")]
