@@ -27,7 +27,7 @@ def _preset_cases():
 def test_preset_is_valid_yaml_for_a_known_algorithm(algo, path):
     assert algo in algo_names(), f"{path} is for unknown algorithm {algo!r}"
     data = yaml.safe_load(path.read_text())
-    assert isinstance(data, dict) and set(data) <= {"algo", "env", "total_steps", "num_seeds", "seed"}
+    assert isinstance(data, dict) and set(data) <= {"algo", "env", "total_steps", "num_seeds", "seed", "eval_every", "eval_episodes"}
     unused = set(data.get("algo") or {}) & set(algo_config_class(algo).UNUSED)
     assert not unused, f"{path} sets keys {algo} does not use: {sorted(unused)}"
 
@@ -80,8 +80,10 @@ def test_paper_preset_variant_selects_the_papers_exact_values():
     assert build_config("hatrpo", "mamujoco/halfcheetah_2x3", preset="paper").algo.kl_threshold == pytest.approx(1e-4)
     with pytest.raises(ConfigError, match=r"--preset 'papr': no such preset for happo on mamujoco/halfcheetah_2x3; available: paper"):
         build_config("happo", "mamujoco/halfcheetah_2x3", preset="papr")
-    with pytest.raises(ConfigError, match=r"available: none"):
+    with pytest.raises(ConfigError, match=r"available: jaxmarl"):
         build_config("happo", "mpe/simple_spread", preset="paper")
+    with pytest.raises(ConfigError, match=r"available: none"):
+        build_config("happo", "smax/3m", preset="paper")
 
 
 def test_preset_flag_on_the_command_line(tmp_path, capsys):
@@ -90,3 +92,39 @@ def test_preset_flag_on_the_command_line(tmp_path, capsys):
     assert main(["train", "happo", "mpe/simple_spread", "--preset", "paper", "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--preset 'paper'" in err[0] and not (tmp_path / "r").exists()
+
+
+def _layers_beneath(path):
+    """The preset files applied before ``path`` on its own task (see ``preset_files``); variant files
+    (``<...>.<variant>.yaml``) come after every base layer of their level."""
+    algo = path.stem if path.parent == PRESET_DIR else path.parent.name
+    base, _, variant = path.name[: -len(".yaml")].partition(".")
+    chain = [PRESET_DIR / f"{algo}.yaml"]
+    if path.parent != PRESET_DIR:
+        family = base.split("_", 1)[0]
+        chain += [PRESET_DIR / algo / f"{family}.yaml"] if base != family else []
+        chain.append(PRESET_DIR / algo / f"{base}.yaml")
+    if variant:
+        chain += [c.with_suffix(f".{variant}.yaml") for c in chain]
+    return algo, [c for c in chain if c.exists() and c != path]
+
+
+@pytest.mark.parametrize("path", [p for p in sorted(PRESET_DIR.rglob("*.yaml")) if p.name.count(".") == 1],
+                         ids=lambda p: str(p).split("configs/")[-1])
+def test_presets_state_only_what_differs_from_the_layer_beneath(path):
+    """A base preset that restates a default hides what is special about the task and goes stale when the
+    default changes. Named variants (``--preset paper``, ``--preset jaxmarl``) are exempt: they pin a
+    paper's or another library's complete settings, on purpose independent of our defaults."""
+    import dataclasses
+
+    from trustmarl.experiment.config import _field_types, coerce, load_yaml
+
+    algo, chain = _layers_beneath(path)
+    cls = algo_config_class(algo)
+    types = _field_types(cls)
+    values = {f"algo.{f.name}": getattr(cls(name=algo), f.name) for f in dataclasses.fields(cls)}
+    for layer in chain:
+        values.update(load_yaml(layer))
+    restated = [k for k, v in load_yaml(path).items() if k.startswith("algo.") and k in values
+                and coerce(k, v, types[k[5:]]) == coerce(k, values[k], types[k[5:]])]
+    assert not restated, f"{path.name} restates the value beneath it for {restated}"
