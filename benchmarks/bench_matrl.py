@@ -112,6 +112,8 @@ def bench_env(env: str, rounds: int, num_seeds: int) -> dict:
         times = [timed(rollout, state)[1] for _ in range(rounds)]
         out["rollout_per_update_s"] = statistics.median(times)
         out["rollout_share_of_il_update"] = out["rollout_per_update_s"] / out["IL"]["wall_per_update_s"]
+        out["ratio_learn"] = ((out["MATRL"]["wall_per_update_s"] - out["rollout_per_update_s"])
+                              / (out["IL"]["wall_per_update_s"] - out["rollout_per_update_s"]))  # the update minus its rollout
     out["config"] = runs["MATRL"]["cfg"].to_dict()
     return out
 
