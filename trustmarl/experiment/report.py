@@ -42,7 +42,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import yaml
 
-from trustmarl.experiment.config import ConfigError
+from trustmarl.experiment.config import ConfigError, flat_config
 
 METRIC_ALIASES = {
     "team": "episode_return",
@@ -138,14 +138,7 @@ def _num(v: Any) -> float:
         return math.nan
 
 
-def _flat(d: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update({f"{k}.{kk}": vv for kk, vv in v.items()})
-        else:
-            out[k] = v
-    return out
+_flat = flat_config  # one level: {"algo": {"lr": 1}} -> {"algo.lr": 1}
 
 
 def _read_rows(run_dir: Path) -> list[dict[str, Any]]:

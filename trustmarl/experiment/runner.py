@@ -51,7 +51,7 @@ from trustmarl.experiment.checkpoint import (
     read_meta,
     save_checkpoint,
 )
-from trustmarl.experiment.config import ConfigError, RunConfig, config_from_dict, env_kind
+from trustmarl.experiment.config import ConfigError, RunConfig, config_from_dict, env_kind, flat_config
 from trustmarl.experiment.logger import MetricsLogger, chunk_rows, nanmean, truncate_metrics
 
 CONFIG_FILE = "config.yaml"
@@ -113,15 +113,7 @@ def _check_resume_compatible(saved: RunConfig, cfg: RunConfig, run_dir: Path) ->
         )
 
 
-def _flat(d: dict[str, Any]) -> dict[str, Any]:
-    """``{"algo": {"lr": 1}}`` -> ``{"algo.lr": 1}`` (one level, as in config files)."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update({f"{k}.{kk}": vv for kk, vv in v.items()})
-        else:
-            out[k] = v
-    return out
+_flat = flat_config  # one level: {"algo": {"lr": 1}} -> {"algo.lr": 1}
 
 
 def _check_new_dir(out_dir: Path, overwrite: bool) -> None:

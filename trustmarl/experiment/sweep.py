@@ -52,7 +52,7 @@ from typing import Any, Callable, Iterable
 
 import yaml
 
-from trustmarl.experiment.config import ConfigError, build_config, drop_unused
+from trustmarl.experiment.config import ConfigError, build_config, drop_unused, flat_config
 
 INDEX_FILE = "sweep.json"
 SPEC_FILE = "sweep.yaml"
@@ -302,14 +302,7 @@ def _import_all(modules: Iterable[str]) -> None:
             raise SweepError(f"cannot import {m!r} (listed in 'imports'): {e}") from None
 
 
-def _flat(d: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update({f"{k}.{kk}": vv for kk, vv in v.items()})
-        else:
-            out[k] = v
-    return out
+_flat = flat_config  # one level: {"algo": {"lr": 1}} -> {"algo.lr": 1}
 
 
 def _digest(d: dict[str, Any]) -> str:
