@@ -219,15 +219,9 @@ def _show(v: Any) -> str:
 
 
 def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return _json_safe(obj.item())
-    return obj
+    from trustmarl.experiment.report import _json_safe as safe  # one home: non-finite floats -> null
+
+    return safe(obj)
 
 
 # ---- helpers for the built-in reproductions ----------------------------------------------------------
