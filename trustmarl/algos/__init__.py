@@ -85,6 +85,9 @@ def _load() -> None:
     global _LOADED
     if not _LOADED:
         _LOADED = True
+        from trustmarl.compilation import install_default
+
+        install_default()  # a straight-line Threefry on the CPU: same numbers, far fewer runtime ops
         from trustmarl.algos.off_policy import maac, maddpg  # noqa: F401
         from trustmarl.algos.on_policy import happo, hatrpo, ppo  # noqa: F401
         from trustmarl.algos.on_policy import matrl  # noqa: F401

@@ -36,7 +36,7 @@ class OnPolicyConfig:
     anneal_lr: bool = False
     adam_eps: float = 1e-5
     max_grad_norm: float = 10.0
-    sgd_unroll: bool = False  # unroll the epoch/minibatch loops: faster updates, ~2x longer compilation
+    sgd_unroll: bool = False  # unroll the epoch/minibatch loops: no faster since trustmarl.compilation, ~4x longer compilation
     # returns and advantages
     gamma: float = 0.99
     gae_lambda: float = 0.95

@@ -1,0 +1,100 @@
+"""How trustmarl's programs are compiled on the CPU: a straight-line Threefry lowering.
+
+JAX's default random numbers come from the Threefry-2x32 hash (Salmon et al. 2011, "Parallel random
+numbers: as easy as 1, 2, 3", 20 rounds). On the CPU, JAX lowers each hash to a 5-iteration
+``while`` loop to keep programs small. Inside a training loop that draws random numbers at every
+environment step (action sampling, key splits, automatic resets), every such loop costs dozens of
+small runtime operations per step: on MPE simple_spread at JaxMARL's settings it was about 70 % of
+the ~100k runtime operations of one update (``benchmarks/profile_update.py``).
+
+:func:`straight_line_threefry` registers a CPU lowering of the same hash written out round by
+round, as JAX already does on accelerators. The random numbers are **bit for bit** the same
+(``tests/algos/test_compilation.py`` compares both lowerings); only the compiled program changes:
+fewer runtime operations, and small loops (epochs, minibatches) no longer need unrolling to be fast,
+so compilation is shorter too. It is installed when :mod:`trustmarl.algos` is imported (building any algorithm does), affects programs
+lowered after that (in this process, also code that is not trustmarl's; results are unchanged), and
+can be turned off with the environment variable ``TRUSTMARL_ROLLED_THREEFRY=1`` or
+``straight_line_threefry(False)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import numpy as np
+
+_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))  # Salmon et al. 2011, Table 4 (Threefry-2x32)
+_PARITY = np.uint32(0x1BD11BDA)  # key-schedule parity constant (Threefish, Ferguson et al. 2010)
+_installed: dict[str, object] = {}
+
+
+def threefry2x32_straight(key1, key2, x1, x2):
+    """Threefry-2x32 with 20 rounds, written out: ``(key1, key2)`` hash the counters ``(x1, x2)``.
+
+    Every round is ``x0 += x1; x1 = rotl(x1, r) ^ x0``; a key is injected every 4 rounds.
+    """
+    import jax.numpy as jnp
+    from jax import lax
+
+    def rotl(v, r):
+        return lax.shift_left(v, np.uint32(r)) | lax.shift_right_logical(v, np.uint32(32 - r))
+
+    ks = (key1, key2, key1 ^ key2 ^ _PARITY)
+    x0, x1 = x1 + ks[0], x2 + ks[1]
+    for i in range(5):
+        for r in _ROTATIONS[i % 2]:
+            x0 = x0 + x1
+            x1 = rotl(x1, r) ^ x0
+        x0 = x0 + ks[(i + 1) % 3]
+        x1 = x1 + ks[(i + 2) % 3] + jnp.asarray(i + 1, np.uint32)
+    return x0, x1
+
+
+def straight_line_threefry(enable: bool = True) -> bool:
+    """Lower Threefry on the CPU round by round (``enable``) or restore JAX's rolled loop.
+
+    Returns whether the straight-line lowering is now in place. Programs already compiled keep the
+    lowering they were compiled with.
+    """
+    from jax.extend.random import threefry2x32_p
+    from jax.interpreters import mlir
+
+    if "rolled" not in _installed:  # JAX's own CPU rule, to restore it
+        _installed["rolled"] = mlir._platform_specific_lowerings.get("cpu", {}).get(threefry2x32_p)  # noqa: SLF001
+    if enable:
+        mlir.register_lowering(threefry2x32_p, mlir.lower_fun(threefry2x32_straight, multiple_results=True), platform="cpu",
+                               inline=False)
+    elif _installed["rolled"] is not None:
+        entry = _installed["rolled"]
+        mlir.register_lowering(threefry2x32_p, entry.rule, platform="cpu", inline=getattr(entry, "inline", True))
+    _installed["enabled"] = enable
+    return enable
+
+
+@contextlib.contextmanager
+def rolled_threefry():
+    """Lower (and so compile) inside the block with JAX's rolled Threefry loop, then restore.
+
+    For programs that run once, such as initialisation, where the loop's smaller program compiles
+    faster and its runtime cost does not matter. Call the jitted function inside the block (lowering
+    happens at the first call); the compiled program keeps its lowering afterwards.
+    """
+    enabled = bool(_installed.get("enabled"))
+    if enabled:
+        straight_line_threefry(False)
+    try:
+        yield
+    finally:
+        if enabled:
+            straight_line_threefry(True)
+
+
+def install_default() -> None:
+    """What ``import trustmarl.algos`` does: the straight-line lowering unless ``TRUSTMARL_ROLLED_THREEFRY=1``."""
+    if os.environ.get("TRUSTMARL_ROLLED_THREEFRY", "") not in ("", "0"):
+        return
+    try:
+        straight_line_threefry(True)
+    except (ImportError, AttributeError):  # a JAX without these hooks: keep its lowering
+        pass
