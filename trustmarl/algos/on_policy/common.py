@@ -61,6 +61,24 @@ from trustmarl.trust.normalize import (
 __all__ = ["ActorCritic", "Batch", "Recurrence", "TrainState", "View", "masked_mean"]
 
 
+def shuffle_order(key: jax.Array, n: int) -> jax.Array:
+    """A random order of ``range(n)`` (minibatch shuffling): one sort of random 32-bit keys whose low
+    ``b = ceil(log2 n)`` bits are replaced by the index, so the sorted keys carry the permutation.
+
+    A one-operand integer sort is ~3.5x faster on XLA:CPU than ``argsort`` of random floats (a
+    two-operand sort). Equal random parts (32 - b bits) keep index order, as equal floats do in an
+    argsort; with n = 2048 that is about one pair per shuffle. Above 4096 samples (fewer than 20
+    random bits) it falls back to ``argsort`` of uniform floats.
+    """
+    b = max(1, (n - 1).bit_length())
+    if b > 12:
+        return jnp.argsort(jax.random.uniform(key, (n,)))
+    bits = jax.random.bits(key, (n,), jnp.uint32)
+    low = jnp.uint32((1 << b) - 1)
+    packed = (bits & ~low) | jnp.arange(n, dtype=jnp.uint32)
+    return (jax.lax.sort(packed) & low).astype(jnp.int32)
+
+
 class TrainState(NamedTuple):
     actor_params: tuple  # per group; stacked on a leading agent axis unless shared
     critic_params: Any  # one network (critic="state") or a tuple per group (critic="local")
@@ -442,7 +460,7 @@ class ActorCritic(Algorithm):
             return apply_fn(params, grads, opt), aux
 
         def epoch(carry, k):
-            perm = jnp.argsort(jax.random.uniform(k, (batch_size,)))  # one sort: cheaper than random.permutation
+            perm = shuffle_order(k, batch_size)
             split = lambda x: x[perm].reshape((minibatches, batch_size // minibatches) + x.shape[1:])  # noqa: E731
             return jax.lax.scan(minibatch_step, carry, jax.tree.map(split, data), unroll=unroll)
 
