@@ -9,11 +9,12 @@ as soon as the running mean of its last 5 logged returns reaches the threshold (
   over agents of each update's finished episodes (``episode_return_sum``).
 - JaxMARL's IPPO-FF and MAPPO-RNN MPE baselines, imported **unchanged** from a JaxMARL checkout
   (``--jaxmarl-repo``, its ``baselines/`` folder) with their own YAML configs (one seed; their
-  ``TOTAL_TIMESTEPS`` of 1e7 sets the learning-rate schedule). Only the logging and config libraries
-  they import are replaced by stubs here: ``wandb.log`` (called every update through
-  ``io_callback``) records the time and return and stops the run at the threshold; ``hydra`` and
-  ``omegaconf`` are not used; ``distrax.Categorical`` is a 10-line logits categorical (sample,
-  log_prob, entropy) because distrax is not installed. Their logged return is MPELogWrapper's
+  ``TOTAL_TIMESTEPS`` of 1e7 sets the learning-rate schedule), run as ``jax.jit(make_train(config))``
+  on ``PRNGKey(0)`` (no vmap). Only the logging and config libraries they import are replaced by the
+  stubs of ``jaxmarl_baseline.py`` (their one home, shared with bench_mpe.py): ``wandb.log`` (called
+  every update through ``io_callback``) records the time and return and stops the run at the
+  threshold; ``hydra`` and ``omegaconf`` are not used; ``distrax.Categorical`` is a 10-line logits
+  categorical because distrax is not installed. Their logged return is MPELogWrapper's
   ``returned_episode_returns`` (reward times the number of agents, i.e. the sum over agents): IPPO-FF
   averages it over the rollout, MAPPO-RNN takes the rollout's last step.
 
@@ -28,62 +29,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import jaxmarl_baseline  # noqa: E402
+from jaxmarl_baseline import BASELINES, add_repo_argument, fresh_process, run_fresh  # noqa: E402
 
 THRESHOLD, WINDOW = -60.0, 5
 ROOT = Path(__file__).resolve().parent.parent
-
-_STUBS = r'''
-import sys, time, types
-import jax, jax.numpy as jnp
-START, THRESHOLD, WINDOW, MAX_STEPS, STEPS_PER_UPDATE = {start}, {threshold}, {window}, {max_steps}, {spu}
-LOG = {{"t": [], "steps": [], "ret": []}}
-class Stop(Exception):
-    pass
-def log(metric, *a, **k):
-    if "returned_episode_returns" not in metric and "returns" not in metric:
-        return
-    r = metric.get("returns", metric.get("returned_episode_returns"))
-    LOG["t"].append(time.time() - START); LOG["ret"].append(float(jnp.mean(jnp.asarray(r))))
-    LOG["steps"].append(len(LOG["ret"]) * STEPS_PER_UPDATE)
-    recent = LOG["ret"][-WINDOW:]
-    if sum(recent) / len(recent) >= THRESHOLD or LOG["steps"][-1] >= MAX_STEPS:
-        raise Stop()
-wandb = types.ModuleType("wandb"); wandb.log = log; wandb.init = lambda *a, **k: None
-hydra = types.ModuleType("hydra"); hydra.main = lambda *a, **k: (lambda f: f)
-omegaconf = types.ModuleType("omegaconf"); omegaconf.OmegaConf = type("OmegaConf", (), {{"to_container": staticmethod(lambda c: c)}})
-distrax = types.ModuleType("distrax")
-class Categorical:
-    def __init__(self, logits): self.logits = jax.nn.log_softmax(logits, axis=-1)
-    def sample(self, seed): return jax.random.categorical(seed, self.logits, axis=-1)
-    def log_prob(self, x): return jnp.take_along_axis(self.logits, x[..., None].astype(jnp.int32), axis=-1)[..., 0]
-    def entropy(self): return -jnp.sum(jnp.exp(self.logits) * self.logits, axis=-1)
-distrax.Categorical = Categorical
-sys.modules.update(wandb=wandb, hydra=hydra, omegaconf=omegaconf, distrax=distrax)
-'''
-
-_JAXMARL = _STUBS + r'''
-import importlib.util, json, yaml
-sys.path.insert(0, "{folder}")
-spec = importlib.util.spec_from_file_location("baseline", "{script}")
-mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
-def num(v):  # OmegaConf reads 1e7 and 2.5e-4 as numbers, YAML 1.1 as strings
-    try:
-        return float(v) if isinstance(v, str) else v
-    except ValueError:
-        return v
-config = {{k: num(v) for k, v in yaml.safe_load(open("{config}")).items()}}
-config["NUM_SEEDS"] = 1
-try:
-    jax.block_until_ready(jax.jit(mod.make_train(config))(jax.random.PRNGKey(0)))
-except Exception as e:  # the Stop raised inside the io_callback surfaces as a runtime error
-    if not LOG["ret"]:
-        raise
-print("RESULT " + json.dumps(LOG))
-'''
 
 _OURS = r'''
 import json, sys, time
@@ -113,26 +67,23 @@ while not done and len(LOG["ret"]) < updates:
 print("RESULT " + json.dumps(LOG))
 '''
 
-JAXMARL = {
-    "jaxmarl-ippo-ff": ("baselines/IPPO/ippo_ff_mpe.py", "baselines/IPPO/config/ippo_ff_mpe.yaml"),
-    "jaxmarl-mappo-rnn": ("baselines/MAPPO/mappo_rnn_mpe.py", "baselines/MAPPO/config/mappo_homogenous_rnn_mpe.yaml"),
-}
-
 
 def run_contender(name: str, args) -> dict:
-    common = dict(threshold=THRESHOLD, window=WINDOW, max_steps=args.max_steps)
-    if name in JAXMARL:
-        script, config = (Path(args.jaxmarl_repo) / p for p in JAXMARL[name])
-        code = _JAXMARL.format(start="_T0", spu=16 * 128, folder=script.parent, script=script, config=config, **common)
-    else:
-        code = _OURS.format(start="_T0", root=ROOT, algo=name, chunk=args.chunk, **common)
-    code = "import time\n_T0 = time.time()  # process start (before any import)\n" + code
     load = os.getloadavg()[0]
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=args.timeout)
-    line = [x for x in res.stdout.splitlines() if x.startswith("RESULT ")]
-    if not line:
-        return {"name": name, "error": res.stderr[-2000:]}
-    log = json.loads(line[-1][7:])
+    if name in BASELINES:  # one seed, no vmap, PRNGKey(0); the recorder stops it at the threshold
+        res = run_fresh(jaxmarl_baseline.__file__, "run_baseline", args.timeout, repo=str(args.jaxmarl_repo),
+                        name=name, seed=0, stop_return=THRESHOLD, window=WINDOW, max_steps=args.max_steps)
+        log = res if "error" in res else {
+            "t": [t - res["t_start"] for t in res["update_times"]],
+            "steps": [(i + 1) * res["steps_per_update"] for i in range(len(res["returns"]))],
+            "ret": res["returns"],
+        }
+    else:
+        code = _OURS.format(start="_T0", root=ROOT, algo=name, chunk=args.chunk, threshold=THRESHOLD, window=WINDOW,
+                            max_steps=args.max_steps)
+        log = fresh_process(code, args.timeout)
+    if "error" in log:
+        return {"name": name, "error": log["error"]}
     out = {"name": name, "load_before": load, "updates_logged": len(log["ret"]), "log": log}
     hit = None
     for i in range(len(log["ret"])):
@@ -148,7 +99,7 @@ def run_contender(name: str, args) -> dict:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--contenders", nargs="+", default=["mappo", "ippo", "happo", "jaxmarl-ippo-ff", "jaxmarl-mappo-rnn"])
-    p.add_argument("--jaxmarl-repo", default=None, help="a JaxMARL checkout (its baselines/ folder); needed for jaxmarl-*")
+    add_repo_argument(p)  # needed for jaxmarl-*
     p.add_argument("--max-steps", type=int, default=1_000_000)
     p.add_argument("--chunk", type=int, default=5, help="updates per jitted chunk of ours (the stop is checked between chunks)")
     p.add_argument("--timeout", type=int, default=3600)
@@ -157,7 +108,7 @@ def main(argv=None):
     results = []
     print("| contender | env steps to -60 | seconds from process start | updates logged | load before |\n|---|---:|---:|---:|---:|")
     for name in args.contenders:
-        if name in JAXMARL and not args.jaxmarl_repo:
+        if name in BASELINES and not args.jaxmarl_repo:
             print(f"| {name} | skipped: --jaxmarl-repo not given | | | |")
             continue
         r = run_contender(name, args)
