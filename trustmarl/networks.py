@@ -19,6 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.custom_batching import custom_vmap
 
 from trustmarl.initializers import orthogonal  # LAPACK-free: avoids an XLA:CPU deadlock
 
@@ -33,16 +34,36 @@ def _act(name: str):
     return {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu, "leaky_relu": lambda x: nn.leaky_relu(x, 0.01)}[name]
 
 
+@custom_vmap
+def _transposed(x: jax.Array) -> jax.Array:
+    """``x.T`` for ``x`` ``[rows, in]``; under a ``vmap`` of more than one, materialised
+    (``optimization_barrier``), so that XLA keeps it as an operand instead of folding it back into
+    the product (see :func:`dense`)."""
+    return x.T
+
+
+@_transposed.def_vmap
+def _transposed_batched(axis_size, in_batched, x):
+    if not in_batched[0]:  # called under a vmap that does not map x
+        return x.T, False
+    xt = jnp.swapaxes(x, -1, -2)
+    if axis_size == 1:  # XLA drops a batch of one: JAX's own program is the faster one there
+        return xt, True
+    return jax.lax.optimization_barrier(xt), True
+
+
 @jax.custom_jvp
 def dense(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
-    """``x @ kernel + bias`` for ``x`` ``[..., in]``, with a weight gradient that XLA:CPU runs fast.
+    """``x @ kernel + bias`` for ``x`` ``[..., in]``, with a weight gradient that XLA:CPU runs fast
+    when the layer is ``vmap``ped (over several seeds, or over agents with separate parameters).
 
-    The tangent's weight term is written as ``(x^T)^T @ dkernel`` with ``x^T`` materialised
-    (``optimization_barrier``), so that reverse mode computes the kernel's gradient as a plain
-    ``x^T @ g`` matrix product. JAX's own rule contracts the sample axis of ``x`` in place, a form
-    that XLA:CPU sends to a slower generic kernel (about 1.6x slower gradient steps of a 64-unit MLP,
-    ``benchmarks/profile_update.py``). Values and gradients are the same up to float rounding;
-    forward mode (HATRPO's Fisher-vector products) works as usual.
+    JAX's rule computes the kernel's gradient by contracting the sample axis of ``x`` in place; for a
+    batched (vmapped) layer XLA:CPU sends that product to a slow generic kernel (1.3x slower updates
+    with 8 vmapped seeds, ``benchmarks/profile_update.py --ab``). Here the tangent's weight term is
+    ``(x^T)^T @ dkernel`` with ``x^T`` materialised when batched, so reverse mode computes a plain
+    batched ``x^T @ g``. Unbatched, ``x^T`` folds back and the program is JAX's own (which is the
+    faster one there). Values and gradients equal JAX's up to float rounding; forward mode (HATRPO's
+    Fisher-vector products) works as usual.
     """
     return x @ kernel + bias
 
@@ -52,7 +73,7 @@ def _dense_jvp(primals, tangents):
     x, kernel, bias = primals
     dx, dkernel, dbias = tangents
     y = x @ kernel + bias
-    xt = jax.lax.optimization_barrier(x.reshape(-1, x.shape[-1]).T)  # [in, samples]
+    xt = _transposed(x.reshape(-1, x.shape[-1]))  # [in, samples]
     dy = dx @ kernel + (xt.T @ dkernel).reshape(y.shape) + dbias
     return y, dy
 
