@@ -106,7 +106,7 @@ def registry_page() -> str:
     from trustmarl.envs import registry
     from trustmarl.envs.host import registry as host_registry
     from trustmarl.experiment import config as config_mod
-    from trustmarl.experiment import reproduce
+    from trustmarl.studies import reproduce
 
     out = ["# Registered algorithms, environments and reproductions", "",
            "Generated from the registries when the documentation is built (`trustmarl list`, "

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from trustmarl.envs.base import TimeStep, strong_types
+from trustmarl.envs.base import RenderError, TimeStep, strong_types
 
 
 class JaxStepper:
@@ -109,8 +109,6 @@ class RenderStepper:
     def frame(self) -> np.ndarray:
         frame = self.env.render()
         if frame is None or np.ndim(frame) != 3:
-            from trustmarl.experiment.render import RenderError
-
             raise RenderError(f"{type(self.env).__name__}.render() returned {type(frame).__name__}, not an RGB array "
                               "(is render_mode='rgb_array' supported?)")
         return np.asarray(frame)

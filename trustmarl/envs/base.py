@@ -19,6 +19,10 @@ import jax
 import jax.numpy as jnp
 
 
+class RenderError(RuntimeError):
+    """An environment that cannot render headless (no rgb_array mode, no OpenGL backend, ...)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Discrete:
     """``n`` discrete actions, with an available-action mask."""

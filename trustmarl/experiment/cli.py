@@ -294,7 +294,7 @@ def _check_env(args) -> int:
     return checker.report(name, checker.check_env(env, seed=args.seed))
 
 
-# ---- sweep, report, reproduce (trustmarl.experiment.sweep / report / reproduce) -----------------------
+# ---- sweep, report, reproduce (trustmarl.studies.sweep / report / reproduce) -----------------------
 
 def _add_study_parsers(sub) -> None:
     """Subcommands for studies over many runs: ``sweep``, ``report`` and ``reproduce``."""
@@ -335,7 +335,7 @@ def _default_jobs() -> int:
 
 
 def _sweep(args) -> int:
-    from trustmarl.experiment import sweep as sweep_mod
+    from trustmarl.studies import sweep as sweep_mod
 
     if args.ray is not None and args.jobs is not None:
         raise UsageError("--jobs applies to local runs; with --ray, Ray schedules the runs by their resources")
@@ -370,7 +370,7 @@ def _sweep(args) -> int:
 
 
 def _report(args) -> int:
-    from trustmarl.experiment import report as report_mod
+    from trustmarl.studies import report as report_mod
 
     if args.reps < 100:
         raise UsageError(f"--reps {args.reps} must be >= 100")
@@ -383,7 +383,7 @@ def _report(args) -> int:
 
 
 def _reproduce(args) -> int:
-    from trustmarl.experiment import reproduce as repro
+    from trustmarl.studies import reproduce as repro
 
     if args.list:
         if args.name:

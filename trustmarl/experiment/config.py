@@ -208,16 +208,32 @@ def flat_config(d: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_yaml(path: Path) -> dict[str, Any]:
+def read_yaml_mapping(path: str | Path, what: str = "config file", error: type[Exception] = ConfigError,
+                      hint: str = "", empty_ok: bool = False) -> dict[str, Any]:
+    """The mapping a YAML file holds (every YAML file trustmarl reads goes through here), or one line
+    raised as ``error``: a missing file, a directory, unreadable or invalid YAML, not a mapping (``hint``
+    is appended to that message, e.g. the allowed keys). An empty file is ``{}`` when ``empty_ok``."""
+    path = Path(path)
     try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"config file {str(path)!r} does not exist") from None
+        raise error(f"{what} {str(path)!r} does not exist") from None
+    except IsADirectoryError:
+        raise error(f"{str(path)!r} is a directory, not a {what}") from None
+    except OSError as e:
+        raise error(f"cannot read {what} {str(path)!r}: {e.strerror or e}") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {e}") from None
+        raise error(f"{what} {str(path)!r} is not valid YAML: {' '.join(str(e).split())}") from None
+    if data is None and empty_ok:
+        return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys to values")
-    return _flatten(data)
+        raise error(f"{what} {str(path)!r} must hold a mapping{hint}")
+    return data
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    """A config file (``--config``, presets) as flat ``key: value`` overrides."""
+    return _flatten(read_yaml_mapping(path, "config file", hint=" of keys to values", empty_ok=True))
 
 
 def preset_files(algo: str, env: str, variant: str | None = None) -> list[Path]:

@@ -14,9 +14,7 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 
-
-class RenderError(RuntimeError):
-    """An environment that cannot render headless (no rgb_array mode, no OpenGL backend, ...)."""
+from trustmarl.envs.base import RenderError  # noqa: F401  (raised here; defined with the env contract)
 
 
 def draw_circles(pos, radius: Sequence[float], colors: Sequence[tuple], size: int = 320, extent: float = 1.5) -> np.ndarray:

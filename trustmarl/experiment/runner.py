@@ -51,7 +51,7 @@ from trustmarl.experiment.checkpoint import (
     read_meta,
     save_checkpoint,
 )
-from trustmarl.experiment.config import ConfigError, RunConfig, config_from_dict, env_kind, flat_config
+from trustmarl.experiment.config import ConfigError, RunConfig, config_from_dict, env_kind, flat_config, read_yaml_mapping
 from trustmarl.experiment.logger import MetricsLogger, chunk_rows, nanmean, truncate_metrics
 
 CONFIG_FILE = "config.yaml"
@@ -79,13 +79,7 @@ def load_run_config(run_dir: Path) -> RunConfig:
         raise RunDirError(f"run directory {str(run_dir)!r} does not exist")
     if not is_run_dir(run_dir):
         raise RunDirError(f"{str(run_dir)!r} is not a trustmarl run directory (no {CONFIG_FILE})")
-    try:
-        data = yaml.safe_load((run_dir / CONFIG_FILE).read_text())
-    except yaml.YAMLError as e:
-        raise RunDirError(f"{run_dir / CONFIG_FILE} is not valid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise RunDirError(f"{run_dir / CONFIG_FILE} does not hold a config mapping")
-    return config_from_dict(data)
+    return config_from_dict(read_yaml_mapping(run_dir / CONFIG_FILE, "run config", RunDirError))
 
 
 def resume_config(run_dir: Path, overrides: dict[str, Any] | None = None) -> RunConfig:

@@ -1,8 +1,8 @@
 """Matrix games on exact payoffs: IGA, IGA-PP, WoLF-IGA and IGA-based MATRL (Wen et al. 2021).
 
 ``reproduce_matrix_games(out_dir, tier)`` writes Table 1 and Figures 4 and 9; ``python -m trustmarl.games``
-runs it. ``reproduce_matrl(out_dir, tier)`` (``trustmarl.games.figure5``) trains the PPO-based ``matrl``
-algorithm and its ablations on Checkers and Switch4 (Figure 5). The learners are pure JAX steps (vmapped over games); the random game families are drawn
+runs it. (The PPO-based ``matrl`` algorithm's grid-world study, Figure 5, is ``trustmarl.studies.matrl_grid``:
+studies build on training runs, this package does not.) The learners are pure JAX steps (vmapped over games); the random game families are drawn
 exactly as the reference code draws them.
 """
 
@@ -18,7 +18,6 @@ from trustmarl.games.learners import (
     run_learner,
     wolf_step,
 )
-from trustmarl.games.figure5 import reproduce_matrl
 from trustmarl.games.random_games import FAMILIES, random_game, random_games
 from trustmarl.games.reproduce import reproduce_matrix_games
 from trustmarl.games.table1 import convergence_steps, table1, table1_markdown
@@ -41,7 +40,6 @@ __all__ = [
     "random_game",
     "random_games",
     "reproduce_matrix_games",
-    "reproduce_matrl",
     "run_learner",
     "table1",
     "table1_markdown",

@@ -27,7 +27,7 @@ validated with :func:`trustmarl.experiment.config.build_config` before anything 
 Running a sweep again skips completed runs, resumes interrupted ones from their last checkpoint and
 retries runs that failed without a result; diverged runs are reported and left alone (a deterministic
 run diverges again). Locally, ``jobs`` runs go at a time, each in its own process
-(``python -m trustmarl.experiment.sweep worker SWEEP_DIR RUN``); with Ray, each run is a Ray task with
+(``python -m trustmarl.studies.sweep worker SWEEP_DIR RUN``); with Ray, each run is a Ray task with
 its CPU/GPU request, writing into the same sweep directory (on a cluster it must be on a shared
 filesystem).
 """
@@ -48,11 +48,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
-import yaml
 
-from trustmarl.experiment.config import ConfigError, build_config, drop_unused, flat_config
+from trustmarl.experiment.config import ConfigError, build_config, drop_unused, flat_config, read_yaml_mapping
 
 INDEX_FILE = "sweep.json"
 SPEC_FILE = "sweep.yaml"
@@ -122,16 +121,7 @@ class Sweep:
 def load_sweep(path: str | Path) -> Sweep:
     """Read and validate a sweep file; raises :class:`SweepError` (one line) on any bad input."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise SweepError(f"sweep file {str(path)!r} does not exist") from None
-    except IsADirectoryError:
-        raise SweepError(f"{str(path)!r} is a directory, not a sweep file") from None
-    except yaml.YAMLError as e:
-        raise SweepError(f"sweep file {str(path)!r} is not valid YAML: {' '.join(str(e).split())}") from None
-    if not isinstance(data, dict):
-        raise SweepError(f"sweep file {str(path)!r} must hold a mapping (keys: {', '.join(sorted(TOP_KEYS))})")
+    data = read_yaml_mapping(path, "sweep file", SweepError, hint=f" (keys: {', '.join(sorted(TOP_KEYS))})")
     data.setdefault("name", path.stem)
     return parse_sweep(data)
 
@@ -467,10 +457,10 @@ def _result(name: str, summary: dict[str, Any], skipped: bool = False) -> dict[s
 
 
 def worker_main(argv: list[str]) -> int:
-    """``python -m trustmarl.experiment.sweep worker SWEEP_DIR RUN``: exit 0 completed, 3 diverged,
+    """``python -m trustmarl.studies.sweep worker SWEEP_DIR RUN``: exit 0 completed, 3 diverged,
     4 env error, 2 could not start (the message is the last line of the log)."""
     if len(argv) != 2:
-        print("usage: python -m trustmarl.experiment.sweep worker SWEEP_DIR RUN", file=sys.stderr)
+        print("usage: python -m trustmarl.studies.sweep worker SWEEP_DIR RUN", file=sys.stderr)
         return 2
     try:
         res = run_one(argv[0], argv[1])
@@ -556,7 +546,7 @@ def run_local(sweep_dir: Path, runs: list[dict[str, Any]], progress: Progress, j
                 log.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} {r['algo']} on {r['env']} ===\n")
                 log.flush()
                 proc = subprocess.Popen(
-                    [python or sys.executable, "-m", "trustmarl.experiment.sweep", "worker", str(sweep_dir), r["name"]],
+                    [python or sys.executable, "-m", "trustmarl.studies.sweep", "worker", str(sweep_dir), r["name"]],
                     stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
                 )
                 active[r["name"]] = (proc, log, time.time())
@@ -765,7 +755,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["worker"]:
         return worker_main(argv[1:])
-    print("usage: python -m trustmarl.experiment.sweep worker SWEEP_DIR RUN  (use `trustmarl sweep` instead)",
+    print("usage: python -m trustmarl.studies.sweep worker SWEEP_DIR RUN  (use `trustmarl sweep` instead)",
           file=sys.stderr)
     return 2
 

@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from trustmarl.games.figure5 import (  # noqa: E402
+from trustmarl.studies.matrl_grid import (  # noqa: E402
     PAPER_UPDATES,
     curves,
     final_window,

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from trustmarl.experiment import cli
-from trustmarl.experiment import report as rep
+from trustmarl.studies import report as rep
 from trustmarl.experiment.logger import row_to_json
 
 jsonschema = pytest.importorskip("jsonschema")
@@ -235,7 +235,7 @@ def test_marl_eval_export_matches_the_schema(tmp_path):
 
 
 def test_report_on_a_sweep_uses_its_labels(tmp_path):
-    from trustmarl.experiment import sweep as sweep_mod
+    from trustmarl.studies import sweep as sweep_mod
 
     sd = tmp_path / "sw"
     (sd / "runs").mkdir(parents=True)

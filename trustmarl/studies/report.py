@@ -40,9 +40,8 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
-import yaml
 
-from trustmarl.experiment.config import ConfigError, flat_config
+from trustmarl.experiment.config import ConfigError, flat_config, read_yaml_mapping
 
 METRIC_ALIASES = {
     "team": "episode_return",
@@ -155,12 +154,7 @@ def _read_rows(run_dir: Path) -> list[dict[str, Any]]:
 
 def load_run(run_dir: Path, label: str | None = None) -> RunData:
     run_dir = Path(run_dir)
-    try:
-        config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise ReportError(f"cannot read {run_dir / 'config.yaml'}: {' '.join(str(e).split())}") from None
-    if not isinstance(config, dict):
-        raise ReportError(f"{run_dir / 'config.yaml'} does not hold a config mapping")
+    config = read_yaml_mapping(run_dir / "config.yaml", "run config", ReportError)
     summary = None
     if (run_dir / "summary.json").is_file():
         try:

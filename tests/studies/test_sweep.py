@@ -15,10 +15,11 @@ import pytest
 import yaml
 
 from trustmarl.experiment import cli, runner
-from trustmarl.experiment import sweep as sweep_mod
+from trustmarl.studies import sweep as sweep_mod
 from trustmarl.experiment.logger import read_jsonl
 
 HERE = Path(__file__).resolve().parent
+EXPERIMENT = HERE.parent / "experiment"  # the dummy algorithm lives beside the experiment tests
 ENV = "matrix/proposition1"
 # tiny dummy runs: 8 env steps per update, 20 updates in chunks of 5, a checkpoint after every chunk
 SMALL = {"total_steps": 160, "chunk_updates": 5, "checkpoint_every": 1}
@@ -41,7 +42,7 @@ def assert_usage_error(code, out, err, *needles):
 def plugin(tmp_path, monkeypatch):
     """A module that registers the dummy algorithm, importable by worker processes (PYTHONPATH)."""
     (tmp_path / "dummy_plugin.py").write_text(
-        f"import sys\nsys.path.insert(0, {str(HERE)!r})\nimport _dummy\n_dummy.register()\n"
+        f"import sys\nsys.path.insert(0, {str(EXPERIMENT)!r})\nimport _dummy\n_dummy.register()\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), str(HERE.parents[1])]))

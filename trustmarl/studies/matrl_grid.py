@@ -16,7 +16,7 @@ Each (environment, variant) pair is one ``trustmarl train`` run with ``num_seeds
 ``out_dir/runs/<env>_<variant>``; a finished run is reused and an interrupted one resumed. Returns are
 compared as the paper reports them: the episode return summed over agents (``episode_return_sum``).
 ``reproduce_matrl(out_dir, tier)`` writes ``matrl_grid.md`` (the table), ``matrl_grid.json`` (all
-numbers) and ``matrl_grid.png`` (learning curves); ``python -m trustmarl.games.figure5`` runs it.
+numbers) and ``matrl_grid.png`` (learning curves); ``python -m trustmarl.studies.matrl_grid`` runs it.
 """
 
 from __future__ import annotations
@@ -207,7 +207,7 @@ def reproduce_matrl(out_dir: Path, tier: str = "smoke", envs=ENVS, variants=tupl
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trustmarl.games.figure5", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m trustmarl.studies.matrl_grid", description=__doc__.split("\n\n")[0])
     parser.add_argument("--tier", choices=tuple(TIERS), default="cpu")
     parser.add_argument("--out", type=Path, default=Path("runs/matrl_grid"))
     parser.add_argument("--envs", nargs="+", default=list(ENVS), choices=ENVS)

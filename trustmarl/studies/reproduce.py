@@ -17,7 +17,7 @@ The returned dict may hold (all optional; anything else is kept in ``result.json
 :func:`reproduce` writes ``result.json`` and, when there are runs, a report (``report/report.html``, ...)
 with a "Paper vs ours" section. Register your own::
 
-    from trustmarl.experiment.reproduce import register_reproduction
+    from trustmarl.studies.reproduce import register_reproduction
     register_reproduction("matrl-table1", reproduce_matrix_games, paper="Wen et al. 2022 (MATRL)",
                           figure="Table 1, Figure 4", tiers={"smoke": "1 min", "cpu": "20 min", "full": "2 h"})
 """
@@ -153,7 +153,7 @@ def reproduce(name: str, tier: str = "smoke", out_dir: str | Path | None = None,
 
 def _runs_seconds(run_dirs) -> float:
     """Training time of every run (``wall_seconds_total`` of their summaries, resumed sessions included)."""
-    from trustmarl.experiment.report import load_runs
+    from trustmarl.studies.report import load_runs
 
     try:
         return float(sum((r.summary or {}).get("wall_seconds_total") or 0.0 for r in load_runs(run_dirs)))
@@ -163,7 +163,7 @@ def _runs_seconds(run_dirs) -> float:
 
 def write_reproduction_report(result: dict[str, Any], out_dir: Path) -> Path:
     """The report of ``result["run_dirs"]`` with the paper-vs-ours table and the environment notes first."""
-    from trustmarl.experiment.report import Section, load_runs, write_report
+    from trustmarl.studies.report import Section, load_runs, write_report
 
     sections = []
     comps = result.get("comparisons") or []
@@ -219,7 +219,7 @@ def _show(v: Any) -> str:
 
 
 def _json_safe(obj: Any) -> Any:
-    from trustmarl.experiment.report import _json_safe as safe  # one home: non-finite floats -> null
+    from trustmarl.studies.report import _json_safe as safe  # one home: non-finite floats -> null
 
     return safe(obj)
 
@@ -228,7 +228,7 @@ def _json_safe(obj: Any) -> Any:
 
 def run_study(out_dir: Path, spec: dict[str, Any], jobs: int = 1, in_process: bool = False) -> Path:
     """Run a sweep mapping into ``out_dir/sweep`` (skipping finished runs); returns the sweep directory."""
-    from trustmarl.experiment import sweep as sweep_mod
+    from trustmarl.studies import sweep as sweep_mod
 
     sw = sweep_mod.parse_sweep(spec)
     sweep_dir = Path(out_dir) / "sweep"
@@ -239,8 +239,8 @@ def run_study(out_dir: Path, spec: dict[str, Any], jobs: int = 1, in_process: bo
 
 
 def _runs_by_name(sweep_dir: Path) -> dict[str, Any]:
-    from trustmarl.experiment.report import load_run
-    from trustmarl.experiment.sweep import load_index
+    from trustmarl.studies.report import load_run
+    from trustmarl.studies.sweep import load_index
 
     index = load_index(sweep_dir)
     out = {}
@@ -356,7 +356,7 @@ def _proposition1(out_dir: Path, tier: str, jobs: int = 1, in_process: bool = Fa
     }
     sweep_dir = run_study(out_dir, spec, jobs, in_process)
     runs = _runs_by_name(sweep_dir)
-    from trustmarl.experiment.report import final_scores
+    from trustmarl.studies.report import final_scores
 
     comps = []
     for n in ns:
@@ -405,7 +405,7 @@ def _halfcheetah(out_dir: Path, tier: str, jobs: int = 1, in_process: bool = Fal
             "algos": ["hatrpo", "happo", "mappo"], "env": "mamujoco/halfcheetah_2x3"}
     sweep_dir = run_study(out_dir, spec, jobs, in_process)
     runs = _runs_by_name(sweep_dir)
-    from trustmarl.experiment.report import final_scores
+    from trustmarl.studies.report import final_scores
 
     final = {e["algo"]: float(np.mean(final_scores(r, "episode_return"))) for e, r in runs.values()}
     steps = {e["algo"]: (r.summary or {}).get("env_steps") for e, r in runs.values()}
@@ -579,8 +579,8 @@ def _matrix_games(out_dir: Path, tier: str) -> dict[str, Any]:
 
 
 def _matrl_grid(out_dir: Path, tier: str) -> dict[str, Any]:
-    """MATRL Figure 5a-b on the grid worlds (:func:`trustmarl.games.figure5.reproduce_matrl`)."""
-    from trustmarl.games.figure5 import PAPER, reproduce_matrl
+    """MATRL Figure 5a-b on the grid worlds (:func:`trustmarl.studies.matrl_grid.reproduce_matrl`)."""
+    from trustmarl.studies.matrl_grid import PAPER, reproduce_matrl
 
     numbers = reproduce_matrl(Path(out_dir), tier)
     res = numbers["results"]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from trustmarl.experiment import cli
-from trustmarl.experiment import reproduce as repro
+from trustmarl.studies import reproduce as repro
 
 pytest.importorskip("rliable")
 pytest.importorskip("matplotlib")
@@ -151,7 +151,7 @@ def test_matrl_matrix_games_cpu_tier(tmp_path):
 
 def test_matrl_grid_compares_with_the_paper_and_orders_matrl_against_il(monkeypatch, tmp_path):
     """The registered Figure 5 reproduction turns figure5's numbers into paper-vs-ours rows (runs faked)."""
-    from trustmarl.games import figure5
+    from trustmarl.studies import matrl_grid as figure5
 
     def fake(out_dir, tier):
         s = lambda m: {"final_return_sum_mean": m, "final_return_sum_std": 0.5}  # noqa: E731
