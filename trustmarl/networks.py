@@ -1,10 +1,8 @@
-"""Policy and value networks (Flax) and the action distributions they parameterise.
+"""Policy and value networks (Flax).
 
-Distributions are plain functions of their parameters so that losses, KL/TV diagnostics and the
-HATRPO Fisher-vector products all use one definition:
-
-- categorical: parameter = log-probabilities over actions (unavailable actions at ``MASKED_LOGP``);
-- diagonal Gaussian: parameters = (mean, log_std), log_std state-independent and learned.
+Actors output the parameters of their action distribution (:mod:`trustmarl.distributions`: masked
+log-probabilities for a categorical, ``(mean, log_std)`` for a diagonal Gaussian with a learned,
+state-independent log_std); off-policy actors output raw logits or deterministic actions.
 
 Recurrent actors (:class:`RecurrentActor`) put a GRU cell between an MLP encoder and the head of a
 feed-forward actor; they map ``(hidden, obs, avail, reset) -> (hidden', dist)``, and :func:`unroll`
@@ -23,7 +21,7 @@ from jax.custom_batching import custom_vmap
 
 from trustmarl.initializers import orthogonal  # LAPACK-free: avoids an XLA:CPU deadlock
 
-MASKED_LOGIT = -1e9  # logit of an unavailable action: finite, so no NaN in gradients
+from trustmarl.distributions import MASKED_LOGIT  # noqa: E402,F401  (re-exported: networks mask with it)
 
 
 ACTIVATIONS = ("tanh", "relu", "gelu", "leaky_relu")
@@ -186,38 +184,6 @@ def unroll(step: Callable[..., tuple[Any, Any]], hidden: Any, inputs: Any, reset
     ``[L, ...]``; equal to a Python loop over t, but one ``lax.scan``.
     """
     return jax.lax.scan(lambda h, xr: step(h, xr[0], xr[1]), hidden, (inputs, reset))
-
-
-# ---- distributions ---------------------------------------------------------------------------
-
-def dist_sample(kind: str, dist: tuple, key: jax.Array) -> jax.Array:
-    if kind == "discrete":
-        return jax.random.categorical(key, dist[0], axis=-1).astype(jnp.int32)
-    mean, log_std = dist
-    return mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
-
-
-def dist_mode(kind: str, dist: tuple) -> jax.Array:
-    if kind == "discrete":
-        return jnp.argmax(dist[0], axis=-1).astype(jnp.int32)
-    return dist[0]
-
-
-def dist_log_prob(kind: str, dist: tuple, action: jax.Array) -> jax.Array:
-    """Log-probability of ``action``; for Gaussians summed over action dimensions (joint density)."""
-    if kind == "discrete":
-        return jnp.take_along_axis(dist[0], action[..., None], axis=-1)[..., 0]
-    mean, log_std = dist
-    z = (action - mean) * jnp.exp(-log_std)
-    return jnp.sum(-0.5 * z * z - log_std - 0.5 * jnp.log(2.0 * jnp.pi), axis=-1)
-
-
-def dist_entropy(kind: str, dist: tuple) -> jax.Array:
-    if kind == "discrete":
-        logp = dist[0]
-        return -jnp.sum(jnp.exp(logp) * logp, axis=-1)
-    _, log_std = dist
-    return jnp.sum(log_std + 0.5 * jnp.log(2.0 * jnp.pi * jnp.e), axis=-1)
 
 
 # ---- off-policy networks ---------------------------------------------------------------------

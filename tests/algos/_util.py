@@ -82,7 +82,6 @@ def _synthetic_batch(a, key, batch_size: int = 256, actor_params=None, critic_pa
     Much cheaper than compiling a rollout; used by the loss-level tests.
     """
     from trustmarl.algos.on_policy.common import Batch
-    from trustmarl.networks import dist_sample
 
     ks = jax.random.split(key, 8)
     if actor_params is None or critic_params is None:
@@ -90,7 +89,7 @@ def _synthetic_batch(a, key, batch_size: int = 256, actor_params=None, critic_pa
     obs = tuple(jax.random.normal(jax.random.fold_in(ks[1], g), (batch_size, grp.n, grp.obs_dim)) for g, grp in enumerate(a.groups))
     avail = tuple(jnp.ones((batch_size, grp.n, grp.avail_dim), bool) for grp in a.groups)
     dist = a.policy(actor_params, obs, avail)
-    actions = tuple(dist_sample(k, d, jax.random.fold_in(ks[2], g)) for g, (k, d) in enumerate(zip(a.kinds, dist)))
+    actions = tuple(dd.sample(d, jax.random.fold_in(ks[2], g)) for g, (dd, d) in enumerate(zip(a.dists, dist)))
     n, kv = a.n_agents, a.n_values
     batch = Batch(
         obs=obs, avail=avail, actions=actions, dist=dist, logp=a.log_prob(dist, actions),

@@ -13,7 +13,7 @@ import pytest
 from _util import build
 from test_happo import fig1_update, learn_on
 
-from trustmarl.networks import dist_log_prob
+from trustmarl.distributions import Categorical
 from trustmarl.trust.divergence import categorical_kl
 from trustmarl.trust.natural import backtracking_line_search, flatten, make_fvp, trpo_step
 
@@ -39,7 +39,7 @@ def test_one_agent_hatrpo_is_trpo():
         return a.actors[0].apply(unravel(x), obs, avail)[0]
 
     def surrogate(x):  # TRPO surrogate E[π_θ(a|o)/π_old(a|o) Â]
-        return jnp.mean(jnp.exp(dist_log_prob("discrete", (logp_all(x),), act) - logp_old) * adv)
+        return jnp.mean(jnp.exp(Categorical(logp_all(x).shape[-1]).log_prob((logp_all(x),), act) - logp_old) * adv)
 
     def mean_kl(x):  # exact mean KL(π_old || π_θ)
         return jnp.mean(categorical_kl(old_logp, logp_all(x), avail))
@@ -123,7 +123,7 @@ def test_shared_parameters_trust_region_is_centred_on_the_policy_before_the_step
     kl_pre = float(kl_from(pre)(flat_n))
     assert 0.0 < kl_pre < delta and abs(kl_pre - float(m["kl_reached"])) < 1e-5
     # the direction is the damped natural gradient at the moved parameters (dense KL Hessian there)
-    g = jax.grad(lambda x: jnp.mean(jnp.exp(dist_log_prob("discrete", dist(x), data.action) - data.logp_old) * data.adv))(flat_m)
+    g = jax.grad(lambda x: jnp.mean(jnp.exp(Categorical(dist(x)[0].shape[-1]).log_prob(dist(x), data.action) - data.logp_old) * data.adv))(flat_m)
     h = np.asarray(jax.hessian(kl_from(pre))(flat_m), np.float64) + 0.1 * np.eye(flat_m.size)
     x = np.linalg.solve(h, np.asarray(g, np.float64))
     d = np.asarray(flat_n - flat_m, np.float64)

@@ -93,7 +93,7 @@ def test_rho_0_is_il_pp_best_response_to_the_candidates():
         logp_hat = a.log_prob(a.policy(cand[0], batch.obs, batch.avail), batch.actions)
         c = jnp.clip(jnp.exp(logp_hat - batch.logp), 1 - cfg.br_clip, 1 + cfg.br_clip)
         weight = c[:, ::-1]  # two agents: W_{-0} = c_1, W_{-1} = c_0
-        nxt, _, _ = a.ppo_steps(cand, (state.br_actor_opt, state.br_critic_opt), (a.br_actor_tx, a.br_critic_tx), batch,
+        nxt, _, _ = a.ppo_steps(cand, (state.extra["br_actor_opt"], state.extra["br_critic_opt"]), (a.br_actor_tx, a.br_critic_tx), batch,
                                 data._replace(weight=weight), cfg.br_iters, None)
         return nxt, cand
 

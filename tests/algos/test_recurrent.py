@@ -22,7 +22,6 @@ from trustmarl.algos import algo_config_class, make_algorithm
 from trustmarl.algos.evaluation import evaluate
 from trustmarl.envs.base import AgentGroup, Box, Discrete, MultiAgentEnv
 from trustmarl.experiment.config import ConfigError, EnvConfig, RunConfig, build_config
-from trustmarl.networks import dist_log_prob
 
 
 @dataclasses.dataclass(frozen=True)

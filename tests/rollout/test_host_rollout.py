@@ -25,7 +25,6 @@ from trustmarl.experiment import cli  # noqa: E402
 from trustmarl.experiment.config import ConfigError, build_config  # noqa: E402
 from trustmarl.experiment.logger import read_jsonl  # noqa: E402
 from trustmarl.experiment.runner import evaluate_run, load_run_state, train  # noqa: E402
-from trustmarl.networks import dist_mode  # noqa: E402
 from trustmarl.rollout import HostTrainer  # noqa: E402
 
 GUESS = "pettingzoo:toy_envs:guess_env"
@@ -225,7 +224,7 @@ def test_learns_toy_pettingzoo_env_and_host_eval(tmp_path):
         total = 0.0
         while True:
             dists = policy(params, tuple(jnp.asarray(o) for o in step.obs), tuple(jnp.asarray(a) for a in step.avail))
-            step = adapter.step(tuple(np.asarray(dist_mode(k, d)) for k, d in zip(algo.kinds, dists)))
+            step = adapter.step(tuple(np.asarray(dd.mode(d)) for dd, d in zip(algo.dists, dists)))
             total += float(step.reward.mean())
             if step.terminated or step.truncated:
                 break

@@ -60,7 +60,8 @@ def make_algorithm(cfg, total_updates: int | None = None, env=None):
 
 
 def check_compatible(cfg, env) -> None:
-    """The algorithm supports the env's action kinds, and parameter sharing has one group to share in."""
+    """The algorithm supports the env's action kinds, parameter sharing has one group to share in, and the
+    config's own env checks pass (``check_env(env)`` of the hyperparameter class, e.g. one flag per agent)."""
     spec = _ALGOS[cfg.algo.name]
     bad = [g for g in env.groups if g.action_space.kind not in spec.action_kinds]
     if bad:
@@ -75,6 +76,9 @@ def check_compatible(cfg, env) -> None:
             f"algo.share_params=true needs every agent to have the same observation and action spaces, "
             f"but {cfg.env.name} has {len(env.groups)} groups: {groups}; use algo.share_params=false or auto"
         )
+    check_env = getattr(cfg.algo, "check_env", None)
+    if check_env is not None:
+        check_env(env)
 
 
 _LOADED = False

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from trustmarl.envs.base import Discrete
+from trustmarl.distributions import for_space
 
 
 class AgentGroups:
@@ -33,6 +33,7 @@ class AgentGroups:
         self.env = env
         self.groups = tuple(env.groups)
         self.kinds = tuple(g.action_space.kind for g in self.groups)
+        self.dists = tuple(for_space(g.action_space) for g in self.groups)  # one distribution object per group
         self.n_agents = int(env.n_agents)
         self.shared = len(self.groups) == 1 if share_params == "auto" else bool(share_params)
         self.agent_id = bool(agent_id)
@@ -94,37 +95,23 @@ class AgentGroups:
     # ---- actions -----------------------------------------------------------------------------
     def env_actions(self, actions: tuple) -> tuple:
         """Continuous actions are clipped to the action box before the environment sees them."""
-        out = []
-        for grp, a in zip(self.groups, actions):
-            sp = grp.action_space
-            out.append(a if isinstance(sp, Discrete) else jnp.clip(a, sp.low, sp.high))
-        return tuple(out)
+        return tuple(d.clip(a) if d.kind == "continuous" else a for d, a in zip(self.dists, actions))
 
     def random_actions(self, key: jax.Array, avail: tuple) -> tuple:
         """Uniformly random valid actions for ``avail`` ``[..., n_g, n_actions]`` (continuous: uniform in the box)."""
-        out = []
-        for g, (grp, av) in enumerate(zip(self.groups, avail)):
-            k = jax.random.fold_in(key, g)
-            sp = grp.action_space
-            if isinstance(sp, Discrete):
-                out.append(jax.random.categorical(k, jnp.where(av, 0.0, -jnp.inf), axis=-1).astype(jnp.int32))
-            else:
-                shape = av.shape[:-1] + (sp.dim,)
-                out.append(jax.random.uniform(k, shape, minval=sp.low, maxval=sp.high))
-        return tuple(out)
+        return tuple(d.random(jax.random.fold_in(key, g), av) for g, (d, av) in enumerate(zip(self.dists, avail)))
+
+    def random_log_prob(self, avail: tuple) -> jax.Array:
+        """``[..., N]``: log-density of :meth:`random_actions` (uniform over the available actions / the box)."""
+        return concat_agents([d.random_log_prob(av) for d, av in zip(self.dists, avail)])
 
     def action_width(self, g: int) -> int:
         """Width of group ``g``'s action as a critic input: one-hot size or box dimension."""
-        sp = self.groups[g].action_space
-        return sp.n if isinstance(sp, Discrete) else sp.dim
+        return self.dists[g].width
 
     def action_vectors(self, actions: tuple) -> tuple:
         """Per group, actions as critic inputs ``[..., n_g, width]``: discrete ones one-hot, continuous as they are."""
-        out = []
-        for grp, a in zip(self.groups, actions):
-            sp = grp.action_space
-            out.append(jax.nn.one_hot(a, sp.n) if isinstance(sp, Discrete) else a)
-        return tuple(out)
+        return tuple(d.action_vector(a) for d, a in zip(self.dists, actions))
 
 
 def concat_agents(xs: list[jax.Array]) -> jax.Array:

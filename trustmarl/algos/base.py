@@ -138,6 +138,7 @@ class Algorithm:
         self.agents = AgentGroups(env, share_params, agent_id)
         self.groups = self.agents.groups
         self.kinds = self.agents.kinds
+        self.dists = self.agents.dists  # per group: its action distribution object (trustmarl.distributions)
         self.n_agents = self.agents.n_agents
         self.num_envs = int(cfg.num_envs)
         self.rollout_len = int(cfg.rollout_len)

@@ -1,8 +1,10 @@
 """The off-policy engine: replay, the update-to-data schedule, warm-up, exploration and target networks.
 
-Every off-policy algorithm (MADDPG, MATD3, MAAC; later MAMD/MAMT) is this engine plus four methods:
-``init_networks`` (actors and critics), ``behaviour`` (exploratory actions), ``greedy`` (deterministic
-actions for evaluation) and ``train_step`` (one gradient step on a sampled batch, targets included).
+Every off-policy algorithm (MADDPG, MATD3, MAAC and the algorithms built on them) is this engine plus
+four methods: ``init_networks`` (actors and critics), ``behaviour`` (exploratory actions), ``greedy``
+(deterministic actions for evaluation) and ``train_step`` (one gradient step on a sampled batch,
+targets included). An algorithm that needs more state (old policies, trust radii, further networks and
+their optimisers) returns it from ``init_extra``; it lives in ``state.extra``.
 The schedule, as Stable-Baselines3's ``collect_rollouts(train_freq, learning_starts, replay_buffer)``
 states it, is: each update, every one of ``num_envs`` env copies takes ``rollout_len`` steps (uniformly
 random actions during the first ``warmup_steps`` env steps), the transitions are appended to the
@@ -49,6 +51,7 @@ class OffPolicyState(NamedTuple):
     update: jax.Array
     env_steps: jax.Array
     carry: tuple = ()
+    extra: Any = ()  # the algorithm's own state (``init_extra``): old policies, trust radii, further networks
 
 
 class View(NamedTuple):
@@ -65,16 +68,27 @@ class OffPolicy(Algorithm):
         super().__init__(env, cfg, total_updates, share_params=cfg.share_params, agent_id=cfg.agent_id)
         self.name = cfg.name
         self.capacity = cfg.capacity()
-        tx = dict(eps=cfg.adam_eps, b1=cfg.adam_b1, weight_decay=cfg.weight_decay)
-        self.actor_tx = adam(cfg.actor_lr, cfg.actor_max_grad_norm, l2=cfg.actor_l2, **tx)
+        self.actor_tx = self.make_tx(cfg.actor_lr, cfg.actor_max_grad_norm, l2=cfg.actor_l2)
         # MAAC/MAMT code: the critic's gradient norm is clipped at 10 x the number of agents
-        self.critic_tx = adam(cfg.critic_lr, cfg.critic_max_grad_norm * self.n_agents, l2=cfg.critic_l2, **tx)
+        self.critic_tx = self.make_tx(cfg.critic_lr, cfg.critic_max_grad_norm * self.n_agents, l2=cfg.critic_l2)
         self.noise = optax.linear_schedule(cfg.noise_start, cfg.noise_end, cfg.noise_decay_steps)
 
     # ---- the algorithm's part ------------------------------------------------------------------
     def init_networks(self, key: jax.Array) -> tuple[tuple, Any]:
         """``(actor_params per group, critic_params)``."""
         raise NotImplementedError
+
+    def init_extra(self, key: jax.Array, actor_params: tuple, critic_params: Any) -> Any:
+        """The algorithm's own state beyond the engine's fields, kept in ``state.extra`` (checkpointed and
+        vmapped over seeds with the rest): e.g. a dict of old policies, trust radii, further networks and
+        their optimiser states (:meth:`make_tx`). Subclasses extend their parent's dict. Default: ``()``."""
+        return ()
+
+    def make_tx(self, lr: float, max_grad_norm: float, l2: float = 0.0):
+        """Adam for a further network, with the run's Adam settings (eps, beta1, weight decay): clipped at
+        ``max_grad_norm`` (global norm), PyTorch-style ``l2`` added to the gradient after clipping."""
+        cfg = self.cfg
+        return adam(lr, max_grad_norm, l2=l2, eps=cfg.adam_eps, b1=cfg.adam_b1, weight_decay=cfg.weight_decay)
 
     def critic_stacked(self) -> bool:
         """Whether the critic parameters have a leading per-agent axis (one optimiser state per agent)."""
@@ -134,10 +148,7 @@ class OffPolicy(Algorithm):
     def example_transition(self, last: TimeStep) -> dict:
         """One env copy's transition with the right shapes and dtypes (for the empty buffer)."""
         one = lambda x: jnp.zeros(jnp.shape(x)[1:], jnp.result_type(x))  # noqa: E731  drop the [E] axis
-        actions = tuple(
-            jnp.zeros((g.n,), jnp.int32) if g.action_space.kind == "discrete" else jnp.zeros((g.n, g.action_space.dim))
-            for g in self.groups
-        )
+        actions = jax.tree.map(one, self.agents.random_actions(jax.random.key(0), last.avail))
         return dict(
             obs=jax.tree.map(one, last.obs), avail=jax.tree.map(one, last.avail), actions=actions,
             logp=jnp.zeros((self.n_agents,)), reward=jnp.zeros((self.n_agents,)),
@@ -158,6 +169,7 @@ class OffPolicy(Algorithm):
             buffer=replay.init(self.example_transition(last), self.capacity, self.num_envs),
             grad_steps=jnp.zeros((), jnp.int32),
             **self.loop_fields(key, last, env_state),
+            extra=self.init_extra(jax.random.fold_in(key, 2), actor_params, critic_params),
         )
 
     def policy_view(self, state: OffPolicyState) -> View:
@@ -170,19 +182,8 @@ class OffPolicy(Algorithm):
         random = self.agents.random_actions(k_random, last.avail)
         warm = view.env_steps < self.cfg.warmup_steps
         actions = tuple(jnp.where(warm, r, a) for r, a in zip(random, actions))
-        logp = jnp.where(warm, self.random_logp(last.avail), logp)
+        logp = jnp.where(warm, self.agents.random_log_prob(last.avail), logp)
         return self.agents.env_actions(actions), (actions, logp), carry
-
-    def random_logp(self, avail: tuple) -> jax.Array:
-        """Log-density of the warm-up policy: uniform over available actions / over the action box."""
-        out = []
-        for g, av in zip(self.groups, avail):
-            sp = g.action_space
-            if sp.kind == "discrete":
-                out.append(-jnp.log(jnp.maximum(av.sum(-1), 1)))
-            else:
-                out.append(jnp.full(av.shape[:-1], -sp.dim * jnp.log(sp.high - sp.low)))
-        return jnp.concatenate(out, axis=-1)
 
     def transition(self, view: View, last: TimeStep, ts: TimeStep, act_out) -> dict:
         actions, logp = act_out

@@ -10,11 +10,21 @@ critic outputs one value per own action). Per gradient step, on a batch from the
   ``y_i = r_i + gamma (1 - terminated) Q'_i(o', a') - log pi'_i(a'_i | o'_i) / soft_reward_scale``, ``a' ~ pi'``
   (the target policies); the attention-logit penalty and the 1/n scaling of the gradients of the
   modules shared by all agents (keys, selectors, values, state-action encoders) follow the authors' code;
-- actors (Iqbal & Sha 2019, eq. 4 and the counterfactual baseline of eq. 5): with ``a~ ~ pi`` for every agent,
+- actors (Iqbal & Sha 2019, eq. 4 and the counterfactual baseline of eq. 5), on the critic *after* this
+  iteration's critic step (the order of the authors' code): with ``a~ ~ pi`` for every agent,
   ``A_i = Q_i(o, a~) - sum_{a_i} pi_i(a_i | o_i) Q_i(o, (a_i, a~_-i))`` and the score-function loss
   ``E[log pi_i(a~_i | o_i) sg(log pi_i(a~_i | o_i) / soft_reward_scale - A_i)] + policy_reg mean(logits^2)``,
   i.e. soft policy iteration with entropy coefficient ``1 / soft_reward_scale`` (the paper's reward scale);
-- targets: Polyak averaging of the critic and the actors after every gradient step.
+- targets: Polyak averaging of the critic and the actors after every gradient step;
+- a lagged old policy (hard copy every ``old_policy_lag`` = m iterations, as the MAAC/MAMT code keeps):
+  ``diag/kl_delta_per_agent`` is the batch mean of ``log pi_i(a~_i) - log pi_i^old(a~_i)`` (Li et al. 2022,
+  Figs. 15-18), the anchor of the mirror-descent algorithms built on MAAC.
+
+The update is written as hooks that MAAC's descendants (MAMD, MAMT, F2A2-SAC) override or reuse:
+:meth:`MAAC.critic_step` (:meth:`~MAAC.soft_target`, :meth:`~MAAC.critic_loss`), :meth:`MAAC.policy_terms`
+(``a~``, log pi, Q, baseline, advantage), :meth:`MAAC.actor_coefficient` (the detached per-agent factor
+of the score-function loss), :meth:`MAAC.after_actors` (further networks), with their own state in
+``state.extra`` (:meth:`MAAC.init_extra`).
 
 The preset follows the MAMT paper's Table 2 (= the MAAC reference code): 12 env copies, an update every
 100 env steps, 4 gradient steps of batch 1024, tau 0.001, reward scale 100, rewards normalised by the
@@ -24,6 +34,7 @@ buffer's statistics, critic L2 1e-3. Not reproduced: the reference code's BatchN
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -49,6 +60,7 @@ class MAACConfig(OffPolicyConfig):
     critic_hidden: int = 128
     attention_heads: int = 4
     attention_penalty: float = 1e-3
+    old_policy_lag: int = 100  # m: gradient iterations between hard copies of the lagged old policy (kl_delta)
 
     UNUSED = {
         "noise_start": "MAAC's actors are stochastic (softmax policies): no action noise",
@@ -60,12 +72,27 @@ class MAACConfig(OffPolicyConfig):
     def validate(self) -> None:
         super().validate()
         positive(self, "soft_reward_scale")
-        positive_int(self, "critic_hidden", "attention_heads")
+        positive_int(self, "critic_hidden", "attention_heads", "old_policy_lag")
         non_negative(self, "attention_penalty")
         if self.critic_hidden % self.attention_heads:
             raise ConfigError(
                 f"algo.attention_heads={self.attention_heads} must divide algo.critic_hidden={self.critic_hidden}"
             )
+
+
+class PolicyTerms(NamedTuple):
+    """The shared terms of the family's actor losses on a batch ``[B, ...]`` (per group tuples, ``[B, N]`` arrays)."""
+
+    logits: tuple  # [B, n_g, A] raw actor outputs (carry gradients)
+    logp: tuple  # [B, n_g, A] log pi_i(. | o_i), unavailable actions masked (carry gradients)
+    actions: tuple  # [B, n_g] a~ ~ pi (no gradient)
+    logp_a: jax.Array  # [B, N] log pi_i(a~_i | o_i) (carries the gradient)
+    q_all: tuple  # [B, n_g, A] Q_i(o, (., a~_-i)) (no gradient)
+    q: jax.Array  # [B, N] Q_i(o, a~)
+    baseline: jax.Array  # [B, N] sum_a pi_i(a | o_i) Q_i(o, (a, a~_-i))
+    adv: jax.Array  # [B, N] Q_i - b_i
+    old_logp: Any = None  # [B, n_g, A] log pi_i^old(. | o_i) of the lagged old policy, when given (no gradient)
+    old_logp_a: Any = None  # [B, N] log pi_i^old(a~_i | o_i)
 
 
 class MAAC(OffPolicy):
@@ -113,60 +140,107 @@ class MAAC(OffPolicy):
         _, logp = self.log_policies(actor_params, obs, avail)
         return tuple(jnp.argmax(lp, -1).astype(jnp.int32) for lp in logp)
 
-    # ---- learning ------------------------------------------------------------------------------
+    # ---- learning: one gradient iteration, in hooks (critic, policy terms, actor coefficient, after the actors)
     def train_step(self, state: OffPolicyState, batch: dict, key):
-        cfg = self.cfg
+        """Critic step, then the actors on the *updated* critic (the MAAC and MAMT code's order), then
+        :meth:`after_actors`, then the Polyak targets."""
         k_next, k_act = jax.random.split(key)
-        # soft target: y_i = r_i + gamma (1 - d) Q'_i(o', a') - log pi'_i(a'_i | o'_i) / alpha  (a' ~ target policies)
-        _, next_logp = self.log_policies(state.target_actor_params, batch["next_obs"], batch["next_avail"])
-        next_a = self.sample(next_logp, k_next)
-        q_next, _ = self.critic.apply(state.target_critic_params, batch["next_obs"], self.onehot(next_a))
-        not_done = 1.0 - batch["terminated"].astype(jnp.float32)[:, None]
+        pre_actor = state.actor_params
+        state, metrics = self.critic_step(state, batch, k_next)
+        state, terms, actor_metrics = self.actor_step(state, batch, k_act)
+        state, more = self.after_actors(state, batch, terms, pre_actor, jax.random.fold_in(key, 2))
+        return self.update_targets(state), {**metrics, **actor_metrics, **more}
+
+    def soft_target(self, target_actor_params, target_critic_params, batch: dict, key) -> jax.Array:
+        """``y_i = r_i + gamma (1 - terminated) Q'_i(o', a') - log pi'_i(a'_i | o'_i) / soft_reward_scale`` with
+        ``a' ~ pi'`` (Iqbal & Sha 2019, eq. 3 with the soft target of their code), ``[B, N]``, no gradient."""
+        cfg = self.cfg
+        _, next_logp = self.log_policies(target_actor_params, batch["next_obs"], batch["next_avail"])
+        next_a = self.sample(next_logp, key)
+        q_next, _ = self.critic.apply(target_critic_params, batch["next_obs"], self.onehot(next_a))
+        not_done = 1.0 - batch["terminated"].astype(jnp.float32)[:, None]  # truncation bootstraps
         y = batch["reward"] + cfg.gamma * not_done * self.gather(q_next, next_a) - self.gather(next_logp, next_a) / cfg.soft_reward_scale
-        y = jax.lax.stop_gradient(y)  # [B, N]
+        return jax.lax.stop_gradient(y)
 
-        def critic_loss(params):
-            q_all, logits = self.critic.apply(params, batch["obs"], self.onehot(batch["actions"]))
-            q = self.gather(q_all, batch["actions"])
-            per_agent = jnp.mean(jnp.square(q - y), axis=0)  # Iqbal & Sha 2019, eq. 3
-            n = self.n_agents
-            # the authors' attention-logit penalty: 1e-3 * sum over agents and heads of mean(logit^2) over j != i
-            penalty = jnp.sum(jnp.square(logits)) / (logits.shape[0] * max(n - 1, 1))
-            return per_agent.sum() + cfg.attention_penalty * penalty, (per_agent, q.mean(0))
+    def critic_loss(self, critic_params, batch: dict, y: jax.Array):
+        """``sum_i E[(Q_i(o, a) - y_i)^2]`` (Iqbal & Sha 2019, eq. 3) plus the authors' attention-logit penalty
+        ``attention_penalty * sum over agents and heads of mean_(j != i) logit^2``; aux ``(per-agent loss, mean Q)``."""
+        q_all, logits = self.critic.apply(critic_params, batch["obs"], self.onehot(batch["actions"]))
+        q = self.gather(q_all, batch["actions"])
+        per_agent = jnp.mean(jnp.square(q - y), axis=0)
+        penalty = jnp.sum(jnp.square(logits)) / (logits.shape[0] * max(self.n_agents - 1, 1))
+        return per_agent.sum() + self.cfg.attention_penalty * penalty, (per_agent, q.mean(0))
 
-        grads, (c_loss, q_mean) = jax.grad(critic_loss, has_aux=True)(state.critic_params)
+    def critic_step(self, state: OffPolicyState, batch: dict, key):
+        """One Adam step of the critic; the gradients of the modules every agent shares are scaled by 1/n."""
+        y = self.soft_target(state.target_actor_params, state.target_critic_params, batch, key)
+        grads, (c_loss, q_mean) = jax.grad(self.critic_loss, has_aux=True)(state.critic_params, batch, y)
         grads = scale_shared(grads, 1.0 / self.n_agents)
         critic_params, critic_opt = self.apply_critic(state.critic_params, grads, state.critic_opt)
+        state = state._replace(critic_params=critic_params, critic_opt=critic_opt)
+        return state, {"loss/critic": c_loss.mean(), "diag/critic_loss_per_agent": c_loss, "diag/q_per_agent": q_mean}
 
-        # actors with the counterfactual baseline (Iqbal & Sha 2019, eq. 4-5)
+    def policy_terms(self, actor_params, critic_params, batch: dict, key, old_actor_params=None) -> PolicyTerms:
+        """What every actor loss of the family reads (Iqbal & Sha 2019, eq. 4-5): ``a~ ~ pi`` for every agent,
+        ``Q_i(o, a~)``, the counterfactual baseline ``b_i = sum_a pi_i(a | o_i) Q_i(o, (a, a~_-i))`` and
+        ``A_i = Q_i - b_i``. Only ``logp``/``logp_a``/``logits`` carry gradients (to the actors)."""
+        logits, logp = self.log_policies(actor_params, batch["obs"], batch["avail"])
+        acts = self.sample(jax.lax.stop_gradient(logp), key)
+        q_all, _ = self.critic.apply(critic_params, batch["obs"], self.onehot(acts))
+        q_all = jax.lax.stop_gradient(q_all)
+        probs = [jax.lax.stop_gradient(jnp.exp(lp)) for lp in logp]
+        baseline = jnp.concatenate([jnp.sum(p * q, -1) for p, q in zip(probs, q_all)], -1)
+        q = self.gather(q_all, acts)
+        old_logp = old = None
+        if old_actor_params is not None:
+            _, old_logp = jax.lax.stop_gradient(self.log_policies(old_actor_params, batch["obs"], batch["avail"]))
+            old = self.gather(old_logp, acts)
+        return PolicyTerms(logits, logp, acts, self.gather(logp, acts), q_all, q, baseline, q - baseline, old_logp, old)
+
+    def actor_coefficient(self, state: OffPolicyState, terms: PolicyTerms) -> tuple[jax.Array, dict]:
+        """The detached per-sample, per-agent factor ``f_i`` of the score-function loss
+        ``E[log pi_i(a~_i | o_i) f_i]``: MAAC's soft policy iteration ``f_i = log pi_i(a~_i) / soft_reward_scale - A_i``
+        (Iqbal & Sha 2019, eq. 4 with entropy coefficient 1 / soft_reward_scale). ``[B, N]`` and metrics."""
+        return terms.logp_a / self.cfg.soft_reward_scale - terms.adv, {}
+
+    def actor_penalty(self, state: OffPolicyState, terms: PolicyTerms) -> jax.Array:
+        """``[N]``: a differentiable per-agent term added to the actor loss (e.g. an exact divergence). MAAC: 0."""
+        return jnp.zeros((self.n_agents,))
+
+    def actor_step(self, state: OffPolicyState, batch: dict, key):
+        """One Adam step of every actor on ``E[log pi_i(a~_i) sg(f_i)] + policy_reg mean(logits^2)``."""
+        cfg = self.cfg
+
         def actor_loss(actor_params):
-            logits, logp = self.log_policies(actor_params, batch["obs"], batch["avail"])
-            acts = self.sample(jax.lax.stop_gradient(logp), k_act)
-            q_all, _ = self.critic.apply(state.critic_params, batch["obs"], self.onehot(acts))
-            q_all = jax.lax.stop_gradient(q_all)
-            baseline = jnp.concatenate([jnp.sum(jnp.exp(lp) * q, -1) for lp, q in zip(logp, q_all)], -1)
-            adv = self.gather(q_all, acts) - baseline
-            logp_a = self.gather(logp, acts)  # [B, N]
-            pol = logp_a * jax.lax.stop_gradient(logp_a / cfg.soft_reward_scale - adv)
-            reg = jnp.concatenate([jnp.mean(jnp.square(lg), axis=(0, -1)) for lg in logits])
-            per_agent = pol.mean(0) + cfg.policy_reg * reg
-            entropy = jnp.concatenate([-jnp.sum(jnp.exp(lp) * jnp.where(jnp.isfinite(lp), lp, 0.0), -1).mean(0) for lp in logp])
-            return per_agent.sum(), (per_agent, entropy)
+            terms = self.policy_terms(actor_params, state.critic_params, batch, key, state.extra["old_actor"])
+            coef, aux = self.actor_coefficient(state, terms)
+            pol = terms.logp_a * jax.lax.stop_gradient(coef)
+            reg = jnp.concatenate([jnp.mean(jnp.square(lg), axis=(0, -1)) for lg in terms.logits])
+            per_agent = pol.mean(0) + cfg.policy_reg * reg + self.actor_penalty(state, terms)
+            return per_agent.sum(), (per_agent, jax.lax.stop_gradient(terms), aux)
 
-        grads, (a_loss, entropy) = jax.grad(actor_loss, has_aux=True)(state.actor_params)
+        grads, (a_loss, terms, aux) = jax.grad(actor_loss, has_aux=True)(state.actor_params)
         actor_params, actor_opt = self.apply_actors(state.actor_params, grads, state.actor_opt)
-        state = state._replace(critic_params=critic_params, critic_opt=critic_opt, actor_params=actor_params, actor_opt=actor_opt)
-        return self.update_targets(state), {
-            "loss/critic": c_loss.mean(), "loss/actor": a_loss.mean(), "loss/entropy": entropy.mean(),
-            "diag/critic_loss_per_agent": c_loss, "diag/actor_loss_per_agent": a_loss, "diag/q_per_agent": q_mean,
-            "diag/entropy_per_agent": entropy,
+        entropy = jnp.concatenate([-jnp.sum(jnp.exp(lp) * jnp.where(jnp.isfinite(lp), lp, 0.0), -1).mean(0) for lp in terms.logp])
+        metrics = {
+            "loss/actor": a_loss.mean(), "loss/entropy": entropy.mean(), "diag/actor_loss_per_agent": a_loss,
+            "diag/entropy_per_agent": entropy, "diag/advantage_per_agent": terms.adv.mean(0),
+            # Li et al. 2022's consecutive-policy divergence: batch mean of log pi_i(a~_i) - log pi_i^old(a~_i), a~ ~ pi
+            "diag/kl_delta_per_agent": (terms.logp_a - terms.old_logp_a).mean(0), **aux,
         }
+        return state._replace(actor_params=actor_params, actor_opt=actor_opt), terms, metrics
 
-    def policy_change(self, old_actor, new_actor, obs, avail):
-        old, _ = self.log_policies(old_actor, obs, avail)
-        new, _ = self.log_policies(new_actor, obs, avail)
-        return self.categorical_kl_per_agent(old, new, avail)
+    def after_actors(self, state: OffPolicyState, batch: dict, terms: PolicyTerms, pre_actor: tuple, key):
+        """Steps after the actors' (further networks, trust radii). MAAC: the lagged old policy (the MAAC and
+        MAMT code) becomes a hard copy of the actors from before this iteration's step whenever
+        ``(niter + 1) % old_policy_lag == 0``, ``niter`` counting critic steps including this one."""
+        niter = state.grad_steps + 1
+        refresh = (niter + 1) % self.cfg.old_policy_lag == 0
+        old = jax.tree.map(lambda p, o: jnp.where(refresh, p, o), pre_actor, state.extra["old_actor"])
+        return state._replace(extra={**state.extra, "old_actor": old}), {}
 
+    def init_extra(self, key, actor_params, critic_params):
+        return {"old_actor": actor_params}
 
 def scale_shared(grads, factor: float):
     """Scale the gradients of the critic modules every agent shares (MAAC code: 1/n after the backward pass)."""

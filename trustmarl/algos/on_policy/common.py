@@ -42,10 +42,6 @@ from trustmarl.networks import (
     Critic,
     GaussianActor,
     RecurrentActor,
-    dist_entropy,
-    dist_log_prob,
-    dist_mode,
-    dist_sample,
     unroll,
 )
 from trustmarl.trust.gae import gae
@@ -92,6 +88,7 @@ class TrainState(NamedTuple):
     update: jax.Array  # updates done
     env_steps: jax.Array  # env steps of this seed
     carry: tuple = ()  # recurrent actors: per group [E, n_g, gru_size] hidden state entering the next step; else ()
+    extra: Any = ()  # the algorithm's own state (``init_extra``), e.g. further optimisers and counters
 
 
 class View(NamedTuple):
@@ -262,10 +259,10 @@ class ActorCritic(Algorithm):
         return self.policy(actor_params, batch.obs, batch.avail)
 
     def log_prob(self, dists: tuple, actions: tuple) -> jax.Array:
-        return concat_agents([dist_log_prob(k, d, a) for k, d, a in zip(self.kinds, dists, actions)])
+        return concat_agents([dd.log_prob(d, a) for dd, d, a in zip(self.dists, dists, actions)])
 
     def entropy(self, dists: tuple) -> jax.Array:
-        return concat_agents([dist_entropy(k, d) for k, d in zip(self.kinds, dists)])
+        return concat_agents([dd.entropy(d) for dd, d in zip(self.dists, dists)])
 
     def value(self, critic_params, obs: tuple, state: jax.Array, time: jax.Array | None = None) -> jax.Array:
         """Critic output ``[..., K]`` (in normalised units when value normalisation is on); ``time``
@@ -302,7 +299,13 @@ class ActorCritic(Algorithm):
             critic_opt=critic_opt,
             value_norm=value_norm_init(),
             **self.loop_fields(key, last, env_state),
+            extra=self.init_extra(jax.random.fold_in(key, 2), actor_params, critic_params),
         )
+
+    def init_extra(self, key: jax.Array, actor_params: tuple, critic_params: Any) -> Any:
+        """The algorithm's own state beyond the family's fields, kept in ``state.extra`` (checkpointed and
+        vmapped over seeds with the rest), e.g. a dict of further optimiser states. Default: ``()``."""
+        return ()
 
 
     def policy_view(self, state: TrainState) -> View:
@@ -325,7 +328,7 @@ class ActorCritic(Algorithm):
         else:
             dists = self.policy(view.actor_params, last.obs, last.avail)
         keys = jax.random.split(key, len(self.groups))
-        actions = tuple(dist_sample(k, d, kk) for k, d, kk in zip(self.kinds, dists, keys))
+        actions = tuple(dd.sample(d, kk) for dd, d, kk in zip(self.dists, dists, keys))
         time = None
         if self.critic_time:  # steps taken in the episode before ``last`` (0 on a first observation)
             steps = jnp.where(last.done, 0, steps)
@@ -507,8 +510,8 @@ class ActorCritic(Algorithm):
         if self.critic_time:  # the critic's step counter is not used to act
             carry = (carry, steps)
         if deterministic:
-            actions = tuple(dist_mode(kd, d) for kd, d in zip(self.kinds, dists))
+            actions = tuple(dd.mode(d) for dd, d in zip(self.dists, dists))
         else:
             ks = jax.random.split(key, len(self.groups))
-            actions = tuple(dist_sample(kd, d, kk) for kd, d, kk in zip(self.kinds, dists, ks))
+            actions = tuple(dd.sample(d, kk) for dd, d, kk in zip(self.dists, dists, ks))
         return self.env_actions(actions), carry

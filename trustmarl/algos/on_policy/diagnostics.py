@@ -20,29 +20,21 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from trustmarl.networks import dist_entropy
 from trustmarl.trust.divergence import (
-    categorical_kl,
-    categorical_tv,
     explained_variance,
-    gaussian_kl,
     joint_tv_estimate,
     ratio_range,
-    tv_from_ratio,
 )
 
 
-def per_agent_kl_tv(kinds, old_dists, new_dists, avail, log_ratio):
-    """Per-sample ``[B, N]`` KL(old||new) and TV between behaviour and current policies."""
+def per_agent_kl_tv(dists, old_dists, new_dists, avail, log_ratio):
+    """Per-sample ``[B, N]`` KL(old||new) and TV between behaviour and current policies (``dists``: the
+    groups' distribution objects; a Gaussian's TV is estimated from the taken action's ``log_ratio``)."""
     kls, tvs, start = [], [], 0
-    for kind, old, new, av in zip(kinds, old_dists, new_dists, avail):
+    for dist, old, new, av in zip(dists, old_dists, new_dists, avail):
         n = old[0].shape[-2]
-        if kind == "discrete":
-            kls.append(categorical_kl(old[0], new[0], av))
-            tvs.append(categorical_tv(old[0], new[0], av))
-        else:
-            kls.append(gaussian_kl(old[0], old[1], new[0], new[1]))
-            tvs.append(tv_from_ratio(log_ratio[..., start : start + n]))
+        kls.append(dist.kl(old, new, av))
+        tvs.append(dist.tv(old, new, av, log_ratio[..., start : start + n]))
         start += n
     return jnp.concatenate(kls, axis=-1), jnp.concatenate(tvs, axis=-1)
 
@@ -50,7 +42,7 @@ def per_agent_kl_tv(kinds, old_dists, new_dists, avail, log_ratio):
 def trust_region_diagnostics(algo, actor_params, batch) -> dict[str, jax.Array]:
     dists = algo.batch_policy(actor_params, batch)
     log_ratio = algo.log_prob(dists, batch.actions) - batch.logp  # [..., N]
-    kl, tv = per_agent_kl_tv(algo.kinds, batch.dist, dists, batch.avail, log_ratio)
+    kl, tv = per_agent_kl_tv(algo.dists, batch.dist, dists, batch.avail, log_ratio)
     flat = lambda x: x.reshape((-1, x.shape[-1]))  # noqa: E731  [..., N] -> [B, N]
     log_ratio, kl, tv, mask = flat(log_ratio), flat(kl), flat(tv), flat(batch.active)
     rmin, rmax = ratio_range(log_ratio, mask, axis=0)
@@ -58,7 +50,7 @@ def trust_region_diagnostics(algo, actor_params, batch) -> dict[str, jax.Array]:
     joint_log_ratio = jnp.sum(log_ratio * mask, axis=-1)
     tv_max = jnp.max(jnp.where(mask > 0, tv, 0.0), axis=0)
     kl_per_agent = jnp.sum(kl * mask, 0) / denom
-    entropy = flat(jnp.concatenate([dist_entropy(k, d) for k, d in zip(algo.kinds, dists)], axis=-1))
+    entropy = flat(algo.entropy(dists))
     return {
         "diag/ratio_min_per_agent": rmin,
         "diag/ratio_max_per_agent": rmax,

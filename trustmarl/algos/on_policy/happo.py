@@ -35,7 +35,6 @@ from trustmarl.algos.on_policy.common import ActorCritic, Batch, TrainState
 from trustmarl.algos.on_policy.config import OnPolicyConfig
 from trustmarl.algos.on_policy.diagnostics import epoch_metrics, minibatch_ratio_range, reduce_epochs, trust_region_diagnostics
 from trustmarl.validation import ConfigError, positive_int
-from trustmarl.networks import dist_entropy, dist_log_prob
 from trustmarl.trust.sequential import draw_order, factor_from_log, factor_stats, happo_objective, update_factor
 
 
@@ -127,10 +126,10 @@ class Sequential(ActorCritic):
 
     def agent_log_prob(self, g: int, params, i, data: AgentData) -> tuple[tuple, jax.Array]:
         dist = self.agent_dist(g, params, i, data.obs, data.avail, data.hidden, data.reset)
-        return dist, dist_log_prob(self.kinds[g], dist, data.action)
+        return dist, self.dists[g].log_prob(dist, data.action)
 
     def agent_entropy(self, g: int, dist: tuple) -> jax.Array:
-        return dist_entropy(self.kinds[g], dist)
+        return self.dists[g].entropy(dist)
 
     def agent_update(self, g: int, params, opt, i, data: AgentData, key: jax.Array):
         """Return the agent's new parameters, optimiser state and a dict of scalar metrics."""

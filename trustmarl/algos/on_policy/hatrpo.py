@@ -23,7 +23,6 @@ from trustmarl.algos import register_algo
 from trustmarl.algos.agents import masked_mean
 from trustmarl.algos.on_policy.happo import AgentData, HAPPOConfig, Sequential
 from trustmarl.validation import ConfigError, positive, positive_int
-from trustmarl.trust.divergence import categorical_kl, gaussian_kl
 from trustmarl.trust.natural import backtracking_line_search, fisher_outer_product, flatten, trpo_step
 
 
@@ -66,17 +65,13 @@ class HATRPOConfig(HAPPOConfig):
 class HATRPO(Sequential):
     def kl(self, g: int, old_dist: tuple, new_dist: tuple, avail: jax.Array) -> jax.Array:
         """Exact per-sample KL(old || new) (not the reference code's sum_a [e^d - 1 - d] approximation)."""
-        if self.kinds[g] == "discrete":
-            return categorical_kl(old_dist[0], new_dist[0], avail)
-        return gaussian_kl(old_dist[0], old_dist[1], new_dist[0], new_dist[1])
+        return self.dists[g].kl(old_dist, new_dist, avail)
 
     def fisher(self, g: int, old_dist: tuple, d: tuple, w: jax.Array) -> tuple:
         """The Fisher metric of the old distribution applied to a tangent ``d`` of its parameters, per
         sample weighted by ``w`` (the masked-mean weights): categorical log-probs ``p ⊙ d``; Gaussian
         (mean, log σ) ``(d_μ / σ², 2 d_logσ)``."""
-        if self.kinds[g] == "discrete":
-            return (jnp.exp(old_dist[0]) * d[0] * w[..., None],)
-        return (d[0] * jnp.exp(-2.0 * old_dist[1]) * w[..., None], 2.0 * d[1] * w[..., None])
+        return self.dists[g].fisher(old_dist, d, w)
 
     def agent_update(self, g, params, opt, i, data: AgentData, key):
         cfg = self.cfg

@@ -32,23 +32,21 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from trustmarl.algos import register_algo
 from trustmarl.algos.agents import opt_init, opt_step
-from trustmarl.algos.base import EpisodeStats
 from trustmarl.algos.on_policy.common import ActorCritic, Batch, TrainState
 from trustmarl.algos.on_policy.config import OnPolicyConfig
 from trustmarl.algos.on_policy.diagnostics import per_agent_kl_tv, trust_region_diagnostics
-from trustmarl.envs.base import TimeStep
 from trustmarl.trust.bounds import remark1_penalty, theorem1_penalty
 from trustmarl.trust.gae import gae
 from trustmarl.trust.metagame import expected_payoffs, metagame_payoffs, mixture_ratio, nash_conv
 from trustmarl.trust.nash import SELECTIONS, pure_profiles, solve_metagame
-from trustmarl.trust.normalize import ValueNormState, value_norm_normalize, value_norm_update
+from trustmarl.trust.normalize import value_norm_normalize, value_norm_update
 from trustmarl.trust.ratios import ppo_clip_objective
 from trustmarl.validation import ConfigError, non_negative, positive, positive_int
 
@@ -138,26 +136,6 @@ class MATRLConfig(OnPolicyConfig):
             raise ConfigError("algo.rho has no effect with algo.independent=true (no meta-game); leave it null")
 
 
-class MATRLState(NamedTuple):
-    """:class:`~trustmarl.algos.on_policy.common.TrainState` plus the best-response optimisers and a fallback count."""
-
-    actor_params: tuple
-    critic_params: Any
-    actor_opt: tuple  # the TPR (candidate) optimisers
-    critic_opt: Any
-    br_actor_opt: tuple  # the best-response optimisers
-    br_critic_opt: Any
-    nash_fallbacks: jax.Array  # int32: updates whose meta-game had no equilibrium found (rho = 1 used)
-    value_norm: ValueNormState
-    env_state: Any
-    last: TimeStep
-    episodes: EpisodeStats
-    key: jax.Array
-    update: jax.Array
-    env_steps: jax.Array
-    carry: tuple = ()
-
-
 class StepData(NamedTuple):
     """What the TPR and best-response losses read besides the batch."""
 
@@ -197,12 +175,13 @@ class MATRL(ActorCritic):
         return self.cfg.tpr_iters
 
     # ---- state -------------------------------------------------------------------------------
-    def init_state(self, key: jax.Array, last: TimeStep, env_state: Any = None) -> MATRLState:
-        ts: TrainState = super().init_state(key, last, env_state)
-        br_actor = tuple(opt_init(self.br_actor_tx, p, True) for p in ts.actor_params)
-        br_critic = tuple(opt_init(self.br_critic_tx, p, True) for p in ts.critic_params)
-        return MATRLState(**ts._asdict(), br_actor_opt=br_actor, br_critic_opt=br_critic,
-                          nash_fallbacks=jnp.zeros((), jnp.int32))
+    def init_extra(self, key, actor_params, critic_params) -> dict:
+        """The best-response optimisers and the count of updates whose meta-game had no equilibrium found."""
+        return {
+            "br_actor_opt": tuple(opt_init(self.br_actor_tx, p, True) for p in actor_params),
+            "br_critic_opt": tuple(opt_init(self.br_critic_tx, p, True) for p in critic_params),
+            "nash_fallbacks": jnp.zeros((), jnp.int32),
+        }
 
     # ---- targets -------------------------------------------------------------------------------
     def targets(self, state, traj: dict, last_value: jax.Array):
@@ -308,7 +287,7 @@ class MATRL(ActorCritic):
         v_old = value_norm_normalize(state.value_norm, batch.value) if self.cfg.value_norm else batch.value
         return StepData(ppo_adv, jnp.ones_like(adv), v_old), meta_adv, std
 
-    def learn_batch(self, state: MATRLState, batch: Batch):
+    def learn_batch(self, state: TrainState, batch: Batch):
         cfg = self.cfg
         key, k_nash = jax.random.split(state.key)
         data, meta_adv, adv_std = self.step_data(state, batch)
@@ -328,7 +307,7 @@ class MATRL(ActorCritic):
         # the candidates against the behaviour policy: ratios, KL and TV per sample [B, N]
         cand_dists = self.policy(candidate[0], batch.obs, batch.avail)
         log_ratio = jnp.where(mask > 0, self.log_prob(cand_dists, batch.actions) - batch.logp, 0.0)
-        kl_hat, tv_hat = per_agent_kl_tv(self.kinds, batch.dist, cand_dists, batch.avail, log_ratio)
+        kl_hat, tv_hat = per_agent_kl_tv(self.dists, batch.dist, cand_dists, batch.avail, log_ratio)
         alpha = jnp.max(jnp.where(mask > 0, tv_hat, 0.0), axis=0)  # max-over-batch TV: the estimate of alpha_j
         eps = jnp.max(jnp.abs(jnp.where(mask > 0, batch.adv, 0.0)), axis=0)  # max |A_i| over the batch: eps_i
         metrics.update({
@@ -340,15 +319,17 @@ class MATRL(ActorCritic):
         })
 
         if cfg.independent:  # plain IL: the candidate is the next policy
-            nxt, br_opts = candidate, (state.br_actor_opt, state.br_critic_opt)
+            nxt, br_opts = candidate, (state.extra["br_actor_opt"], state.extra["br_critic_opt"])
         else:
             nxt, br_opts, meta_metrics, found = self.meta_step(
                 state, batch, data, meta_adv, adv_std, current, candidate, jnp.exp(log_ratio), tv_hat, alpha, eps, k_nash
             )
             metrics.update(meta_metrics)
-            state = state._replace(nash_fallbacks=state.nash_fallbacks + (~found).astype(jnp.int32))
-            metrics["diag/nash_fallbacks_total"] = state.nash_fallbacks
-        state = state._replace(actor_params=nxt[0], critic_params=nxt[1], br_actor_opt=br_opts[0], br_critic_opt=br_opts[1], key=key)
+            fallbacks = state.extra["nash_fallbacks"] + (~found).astype(jnp.int32)
+            state = state._replace(extra={**state.extra, "nash_fallbacks": fallbacks})
+            metrics["diag/nash_fallbacks_total"] = fallbacks
+        extra = {**state.extra, "br_actor_opt": br_opts[0], "br_critic_opt": br_opts[1]}
+        state = state._replace(actor_params=nxt[0], critic_params=nxt[1], extra=extra, key=key)
         metrics.update(trust_region_diagnostics(self, nxt[0], batch))
         return state, metrics
 
@@ -383,7 +364,7 @@ class MATRL(ActorCritic):
         for x in pure_profiles(n)[1:]:  # every joint choice but all-current (0 by definition)
             name = "".join(map(str, x))
             metrics[f"diag/meta_payoff_{name}_per_agent"] = payoffs[(slice(None),) + tuple(int(v) for v in x)]
-        br_opts = (state.br_actor_opt, state.br_critic_opt)
+        br_opts = (state.extra["br_actor_opt"], state.extra["br_critic_opt"])
         if not cfg.best_response:  # "MATRL w/o BR": the mixture is the next policy
             return mixed, br_opts, metrics, found
         # 5. best response to pi_bar_{-i} (eq. 6) from the mixture, with per-sample truncated weights
