@@ -106,7 +106,7 @@ def test_ring_plus_random_edges(n, ps):
 
 
 def mh_reference(adj):
-    """Metropolis-Hastings weights by plain loops (Xiao & Boyd 2004, eq. 15)."""
+    """Metropolis-Hastings weights by plain loops (Xiao & Boyd 2004)."""
     n = len(adj)
     d = adj.sum(1)
     w = np.zeros((n, n))

@@ -27,7 +27,7 @@ Each agent's own view, Metropolis-Hastings mixing
 Without a central machine nobody computes the average (5.4c). Each agent ``i`` keeps its own *view*
 ``v_i`` of ``w_sh`` and forms it from the copies ``p_j`` its neighbours last published, with the
 Metropolis-Hastings weights of the graph (Xiao & Boyd 2004, "Fast linear iterations for distributed
-averaging", eq. 15)::
+averaging")::
 
     W_ij = 1 / (1 + max(d_i, d_j))   for every edge {i, j},     W_ii = 1 - sum_{j != i} W_ij,
     v_i  <- sum_j W_ij p_j
@@ -220,7 +220,7 @@ def metropolis_weights(adjacency: ArrayLike, dtype=jnp.float32) -> Array:
     """``[n, n]`` Metropolis-Hastings weights of a graph: symmetric and doubly stochastic.
 
     ``W_ij = 1 / (1 + max(d_i, d_j))`` on edges, 0 off the graph, and ``W_ii = 1 - sum_{j != i} W_ij``
-    (Xiao & Boyd 2004, eq. 15), the latter computed as ``1/(1+d_i) + sum_j (1/(1+d_i) - W_ij)`` (every
+    (Xiao & Boyd 2004), the latter computed as ``1/(1+d_i) + sum_j (1/(1+d_i) - W_ij)`` (every
     term >= 0, so no cancellation; on a regular graph such as the complete graph or a ring every
     entry of a row is then exactly the same float). An agent without neighbours gets ``W_ii = 1``.
     """
