@@ -1,9 +1,11 @@
 """Trust-region building blocks: ratios and clip rules, divergences and diagnostics, GAE, normalisers,
-and MATRL's meta-game (payoffs, Nash equilibria, mixtures, bounds).
+MATRL's meta-game (payoffs, Nash equilibria, mixtures, bounds), and F2A2's consensus of per-agent
+parameter copies (the namespace ``trustmarl.trust.consensus``: graphs, mixing, PDHG, accounting).
 
 Each piece is a small pure ``jax.numpy`` function, unit-tested on its own; algorithms compose them.
 """
 
+from trustmarl.trust import consensus
 from trustmarl.trust.bounds import joint_coupling, remark1_penalty, theorem1_penalty
 from trustmarl.trust.divergence import (
     approx_kl,
@@ -66,6 +68,7 @@ __all__ = [
     "approx_kl",
     "categorical_kl",
     "categorical_tv",
+    "consensus",
     "explained_variance",
     "gae",
     "gae_reference",
