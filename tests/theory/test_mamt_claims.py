@@ -418,6 +418,11 @@ def test_coordination_graph_edges_and_weights():
             else:
                 assert e[t, i, j] == (c[t, i, j] >= thr)
                 assert w[t, i, j] == pytest.approx(c[t, i, j] if c[t, i, j] >= thr else 0.0, abs=1e-7)
+    # a coefficient equal to the threshold is an edge (C >= delta_cc); n = 2 has C = 1 off the diagonal
+    _, e = coordination_graph(jnp.asarray(C3), 0.3)
+    assert bool(e[2, 1]) and not bool(e[0, 2])
+    _, e2 = coordination_graph(jnp.array([[0.0, 1.0], [1.0, 0.0]]), 1.0)
+    assert bool(jnp.all(e2))
 
 
 # =====================================================================================================
