@@ -342,7 +342,9 @@ TIME_LIMIT_IS_TERMINATION = {"sisl/multiwalker"}
 ENDINGS = {
     "pettingzoo/simple_spread": (24, 0),
     "sisl/multiwalker": (150, 2),
+    "sisl/multiwalker_li2022": (150, 1),  # its time limit is a truncation (trustmarl.envs.host.sisl)
     "sisl/pursuit": (18, 0),
+    "sisl/pursuit_li2022": (18, 0),
     "mamujoco/halfcheetah_2x3": (24, 0),
     "mamujoco/halfcheetah_6x1": (24, 0),
     "mamujoco/walker2d_2x3": (80, 2),

@@ -1,6 +1,8 @@
 """Trust-region building blocks: ratios and clip rules, divergences and diagnostics, GAE, normalisers,
-MATRL's meta-game (payoffs, Nash equilibria, mixtures, bounds), and F2A2's consensus of per-agent
-parameter copies (the namespace ``trustmarl.trust.consensus``: graphs, mixing, PDHG, accounting).
+MATRL's meta-game (payoffs, Nash equilibria, mixtures, bounds), MAMD/MAMT's Tsallis mirror-descent
+penalties and learned per-agent trust regions (coordination coefficients, D_ns, TRD-Net), and F2A2's
+consensus of per-agent parameter copies (the namespace ``trustmarl.trust.consensus``: graphs, mixing,
+PDHG, accounting).
 
 Each piece is a small pure ``jax.numpy`` function, unit-tested on its own; algorithms compose them.
 """
@@ -38,6 +40,17 @@ from trustmarl.trust.normalize import (
     value_norm_stats,
     value_norm_update,
 )
+from trustmarl.trust.radii import (
+    TRDNet,
+    clamp_radii,
+    coordination_coefficients,
+    coordination_graph,
+    gcn_aggregate,
+    model_cross_entropy,
+    nonstationarity,
+    pad_log_probs,
+    tightest_teammate,
+)
 from trustmarl.trust.ratios import (
     CLIP_RULES,
     joint_clip_objective,
@@ -47,8 +60,29 @@ from trustmarl.trust.ratios import (
     per_agent_clip,
     ppo_clip_objective,
 )
+from trustmarl.trust.tsallis import (
+    log_q,
+    mirror_descent_surrogate,
+    tsallis_penalty,
+    tsallis_penalty_sample,
+    tsallis_relative_entropy,
+)
 
 __all__ = [
+    "TRDNet",
+    "clamp_radii",
+    "coordination_coefficients",
+    "coordination_graph",
+    "gcn_aggregate",
+    "log_q",
+    "mirror_descent_surrogate",
+    "model_cross_entropy",
+    "nonstationarity",
+    "pad_log_probs",
+    "tightest_teammate",
+    "tsallis_penalty",
+    "tsallis_penalty_sample",
+    "tsallis_relative_entropy",
     "CLIP_RULES",
     "MetaNash",
     "SELECTIONS",

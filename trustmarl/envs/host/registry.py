@@ -5,6 +5,9 @@ Host environments are named next to the JAX-native ones (``trustmarl list`` show
 - ``pettingzoo/simple_spread`` - mpe2 ``simple_spread_v3`` (discrete); keys ``n_agents``, ``local_ratio``,
   ``max_cycles`` as for the JAX-native ``mpe/simple_spread``, whose observation layout it shares.
 - ``sisl/multiwalker``, ``sisl/pursuit`` - PettingZoo SISL; their ``parallel_env`` keywords as ``env.*`` keys.
+- ``sisl/multiwalker_li2022``, ``sisl/pursuit_li2022`` - the same as Li et al. (2022) ran them (Discrete(16)
+  incremental torques; the old Pursuit reward; 25-step episodes as truncations): ``env.episode_limit`` and
+  the ``parallel_env`` keywords (see :mod:`trustmarl.envs.host.sisl`).
 - ``mamujoco/<task>`` (``halfcheetah_2x3``, ``halfcheetah_6x1``, ``walker2d_2x3``, ``ant_4x2``,
   ``hopper_3x1``, ``humanoid_17x1``, ``many_segment_swimmer_10x2``) - keys ``agent_obsk``,
   ``observation``, ``max_episode_steps`` (see :mod:`trustmarl.envs.host.mamujoco`).
@@ -62,6 +65,15 @@ def _sisl(fn_name: str):
     return build
 
 
+def _sisl_li2022(fn_name: str):
+    def build(p: dict[str, Any]):
+        from trustmarl.envs.host import sisl
+
+        return getattr(sisl, fn_name)(**p)
+
+    return build
+
+
 def _mamujoco(task: str):
     def build(p: dict[str, Any]):
         from trustmarl.envs.host.mamujoco import mamujoco
@@ -81,6 +93,9 @@ _PURSUIT = dict(
     n_catch=2, freeze_evaders=False, tag_reward=0.01, catch_reward=5.0, urgency_reward=-0.1, surround=True,
     constraint_window=1.0,
 )
+# Li et al. 2022 (MAMT): Discrete(16) incremental torques, 25-step episodes (trustmarl.envs.host.sisl)
+_MULTIWALKER_LI2022 = dict(_MULTIWALKER, episode_limit=25, torque_step=0.2)
+_PURSUIT_LI2022 = dict(_PURSUIT, urgency_reward=0.0, shared_reward=False, episode_limit=25)
 _MAMUJOCO_OPTIONS = dict(agent_obsk=1, observation="local", max_episode_steps=1000)
 #: registry name suffix -> ``MAMUJOCO_TASKS`` key (agents x actuators per agent)
 MAMUJOCO_PRESETS = {
@@ -110,6 +125,18 @@ def _presets() -> dict[str, HostEnvSpec]:
         HostEnvSpec(
             "sisl/pursuit", "host env: PettingZoo SISL pursuit_v5 (discrete); needs trustmarl[pettingzoo]",
             dict(_PURSUIT), _sisl("sisl_pursuit"), "max_cycles",
+        ),
+        HostEnvSpec(
+            "sisl/multiwalker_li2022",
+            "host env: SISL multiwalker_v9 as in Li et al. 2022 (MAMT): Discrete(16) incremental torques, "
+            "25-step episodes; needs trustmarl[pettingzoo]",
+            dict(_MULTIWALKER_LI2022), _sisl_li2022("sisl_multiwalker_li2022"), "episode_limit",
+        ),
+        HostEnvSpec(
+            "sisl/pursuit_li2022",
+            "host env: SISL pursuit_v5 as in Li et al. 2022 (MAMT): no urgency penalty, per-pursuer rewards, "
+            "25-step episodes; needs trustmarl[pettingzoo]",
+            dict(_PURSUIT_LI2022), _sisl_li2022("sisl_pursuit_li2022"), "episode_limit",
         ),
     ]
     for suffix, task in MAMUJOCO_PRESETS.items():

@@ -1,4 +1,4 @@
-"""MPE ``simple_spread`` (cooperative navigation) with N agents and the reward variants of seed 000.
+"""MPE ``simple_spread`` (cooperative navigation) with N agents, and the Spread variants of Li et al. (2022).
 
 The default reproduces ``mpe2.simple_spread_v3.parallel_env(N, local_ratio, max_cycles,
 continuous_actions)`` exactly (up to float32 rounding): same physics, observations, global state,
@@ -21,20 +21,31 @@ Rewards (``reward_mode``; all computed after the move; ``global = -sum_l min_a |
 ``#coll(i) = #{j != i : |p_i - p_j| < 0.3}``):
 
 - ``"mpe2"`` (default): ``(1 - local_ratio) * global - local_ratio * #coll(i)``, mpe2's reward.
-- ``"ful"``: ``global - #coll(i)``: the reward of Lowe et al. (2017) as seed 000 uses it, both for
-  **Spread-2** (``n_agents=2``, seed 000 §3.2) and **Spread-3-Ful** (``n_agents=3``, Appendix D).
-  The original MPE code also counted each agent's collision with itself, a constant -1 per agent
-  and step; like mpe2 we leave that constant out (returns are 25 higher per episode than with it).
+- ``"ful"``: ``global - #coll(i)``: the reward of Lowe et al. (2017) as Li et al. (2022, Appendix F.1)
+  describe it, for **Spread** (2 agents) and **Spread-3-Ful** (3 agents, Appendix D).
 - ``"sep"`` (**Spread-3-Sep**, any N): ``r_i = -|p_i - p_{L_i}|``, agent ``i`` owns landmark ``i``;
   agents do not collide (no contact forces, no penalty).
 - ``"mix"`` (**Spread-3-Mix**, N = 3): ``r_0 = r_1 = -sum_{l in {L0, L1}} min_{a in {0, 1}} |p_a - p_l|
   - 1[|p_0 - p_1| < 0.3]``, ``r_2 = -|p_2 - p_{L2}|``; only agents 0 and 1 collide with each other.
 
-The Sep/Mix definitions are those fixed by the spec of seed 000 (``/work/shared/spec``, §3.3: Appendix
-D of the paper leaves the Mix pair's landmark set open; the spec's reading is used). Seed 000 ran the
-original MPE physics (MAAC's code, ``integration="velocity_first"``); the default keeps mpe2's order.
-Observations are the same in every mode, so in ``sep``/``mix`` an agent's landmark is identified by
-its position in the observation: train with ``algo.share_params=false`` (or agent ids).
+Li et al. (2022, Appendix D) define Sep/Mix/Ful in words only ("the minimum distance between i and k
+and the landmark"); which landmarks the Mix pair shares is our reading (the two landmarks of the two
+agents' own Sep rewards). Observations are the same in every mode, so in ``sep``/``mix`` an agent's
+landmark is identified by its position in the observation: train with ``algo.share_params=false``
+(or agent ids).
+
+**Named environments** (Li et al. 2022): ``mpe/spread_2`` (:class:`Spread2`), ``mpe/spread_3_sep``,
+``mpe/spread_3_mix``, ``mpe/spread_3_ful`` fix ``n_agents`` and ``reward_mode`` and default to the
+original MPE integration order (``integration="velocity_first"``; the authors' code builds on the
+original MPE), 25-step episodes. Two differences from the original MPE code, kept on purpose:
+
+- it counts each agent's collision with itself, a constant -1 per agent and step; like mpe2 we leave
+  that constant out;
+- it hands every agent of a ``collaborative`` scenario (``simple_spread`` is one) the **sum** of all
+  agents' rewards. Li et al. (2022, Appendix F.1) describe per-agent rewards ("globally rewarded ...
+  locally penalised for each collision"), which is what we give. With the sum and the self-collisions
+  the original's per-agent reward is ``N * (our team reward) - N`` per step (team reward = the mean
+  over agents), so only the scale and offset of returns differ for ``ful``.
 
 Arrays are float32 (JAX's default float); with ``jax.enable_x64(True)`` they are float64, which
 the parity tests use to compare with mpe2 step by step (positions and velocities to 1e-10,
@@ -83,7 +94,7 @@ def _others_index(n: int) -> np.ndarray:  # kept for code importing it from here
 
 @dataclasses.dataclass(frozen=True)
 class SimpleSpread(ParticleEnv):
-    """MPE ``simple_spread`` (mpe2 ``simple_spread_v3``) in JAX, with seed 000's Spread-2/Spread-3 rewards."""
+    """MPE ``simple_spread`` (mpe2 ``simple_spread_v3``) in JAX, with the Spread-2/Spread-3 rewards of Li et al. 2022."""
 
     n_agents: int = 3  # type: ignore[assignment]
     local_ratio: float = _DEFAULT_LOCAL_RATIO
@@ -93,7 +104,7 @@ class SimpleSpread(ParticleEnv):
     integration: str = "position_first"
 
     description = ("MPE simple_spread (cooperative navigation, N agents), exact JAX port of mpe2 simple_spread_v3; "
-                   "reward_mode=ful/sep/mix gives seed 000's Spread-2 and Spread-3-Ful/Sep/Mix.")
+                   "reward_mode=ful/sep/mix gives the Spread-2 / Spread-3 rewards of Li et al. 2022")
 
     # --- spaces -------------------------------------------------------------------------------
     def validate(self) -> None:
@@ -216,3 +227,65 @@ class SimpleSpread(ParticleEnv):
 
 
 register("mpe/simple_spread", SimpleSpread, SimpleSpread.description)
+
+
+# --- the named environments of Li et al. 2022 (MAMT) ----------------------------------------------
+# The team size and the reward are fixed (not env.* keys); max_cycles, continuous_actions and the
+# integration order stay configurable, with the original MPE order as the default.
+
+_FIXED = dict(init=False, repr=True, compare=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Spread2(SimpleSpread):
+    """Spread (Li et al. 2022, Appendix F.1): 2 agents, 2 landmarks, ``-sum_l min_a |p_a - p_l| - #coll(i)``."""
+
+    n_agents: int = dataclasses.field(default=2, **_FIXED)  # type: ignore[assignment]
+    local_ratio: float = dataclasses.field(default=_DEFAULT_LOCAL_RATIO, **_FIXED)
+    reward_mode: str = dataclasses.field(default="ful", **_FIXED)
+    integration: str = "velocity_first"
+
+    description = ("Spread (Li et al. 2022, App. F.1): 2 agents, 2 landmarks; global distance reward minus "
+                   "own collisions; original MPE physics")
+
+
+@dataclasses.dataclass(frozen=True)
+class Spread3Sep(Spread2):
+    """Spread-3-Sep (Li et al. 2022, Appendix D): each agent is rewarded only by its own landmark and nobody collides."""
+
+    n_agents: int = dataclasses.field(default=3, **_FIXED)  # type: ignore[assignment]
+    reward_mode: str = dataclasses.field(default="sep", **_FIXED)
+
+    description = ("Spread-3-Sep (Li et al. 2022, App. D): 3 agents, agent i rewarded by -|p_i - L_i| only, "
+                   "no collisions (independent agents)")
+
+
+@dataclasses.dataclass(frozen=True)
+class Spread3Mix(Spread2):
+    """Spread-3-Mix (Li et al. 2022, Appendix D): agents 0 and 1 share a two-landmark Spread reward, agent 2 is alone."""
+
+    n_agents: int = dataclasses.field(default=3, **_FIXED)  # type: ignore[assignment]
+    reward_mode: str = dataclasses.field(default="mix", **_FIXED)
+
+    description = ("Spread-3-Mix (Li et al. 2022, App. D): agents 0 and 1 coupled (landmarks 0, 1 and their "
+                   "collision), agent 2 rewarded by -|p_2 - L_2| alone")
+
+
+@dataclasses.dataclass(frozen=True)
+class Spread3Ful(Spread2):
+    """Spread-3-Ful (Li et al. 2022, Appendix D): the standard 3-agent Spread reward, every agent coupled."""
+
+    n_agents: int = dataclasses.field(default=3, **_FIXED)  # type: ignore[assignment]
+
+    description = ("Spread-3-Ful (Li et al. 2022, App. D): 3 agents, 3 landmarks, global distance reward minus "
+                   "own collisions (fully coupled)")
+
+
+PAPER_SPREADS = {
+    "mpe/spread_2": Spread2,
+    "mpe/spread_3_sep": Spread3Sep,
+    "mpe/spread_3_mix": Spread3Mix,
+    "mpe/spread_3_ful": Spread3Ful,
+}
+for _name, _cls in PAPER_SPREADS.items():
+    register(_name, _cls, _cls.description)
