@@ -92,6 +92,6 @@ def _load() -> None:
         from trustmarl.compilation import install_default
 
         install_default()  # a straight-line Threefry on the CPU: same numbers, far fewer runtime ops
-        from trustmarl.algos.off_policy import maac, maddpg  # noqa: F401
+        from trustmarl.algos.off_policy import maac, maddpg, mamd, mamt  # noqa: F401
         from trustmarl.algos.on_policy import happo, hatrpo, ppo  # noqa: F401
         from trustmarl.algos.on_policy import matrl  # noqa: F401

@@ -64,6 +64,10 @@ class View(NamedTuple):
 class OffPolicy(Algorithm):
     """The engine; subclasses implement ``init_networks``, ``behaviour``, ``greedy`` and ``train_step``."""
 
+    # metrics of train_step reported from the update's last gradient step instead of their mean over the
+    # update's steps (e.g. an index such as MAMT's tightest teammate, whose mean means nothing)
+    LAST_STEP_METRICS: frozenset[str] = frozenset()
+
     def __init__(self, env, cfg, total_updates: int | None = None):
         super().__init__(env, cfg, total_updates, share_params=cfg.share_params, agent_id=cfg.agent_id)
         self.name = cfg.name
@@ -220,7 +224,8 @@ class OffPolicy(Algorithm):
 
             old_actor = learner.actor_params
             learner, metrics = jax.lax.scan(step, learner, jax.random.split(k_learn, cfg.grad_steps))
-            metrics = jax.tree.map(lambda m: jnp.nanmean(m, 0), metrics)  # over the update's gradient steps (NaN: no actor step)
+            metrics = {k: m[-1] if k in self.LAST_STEP_METRICS else jnp.nanmean(m, 0)  # over the update's gradient
+                       for k, m in metrics.items()}  # steps (NaN: no actor step)
             probe = replay.sample(buffer, k_diag, min(cfg.batch_size, 256))
             metrics.update(self.policy_change(old_actor, learner.actor_params, probe["obs"], probe["avail"]))
             return learner, metrics
