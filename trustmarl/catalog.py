@@ -19,11 +19,12 @@ import inspect
 import json
 import re
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
 CATALOG_FILE = Path(__file__).with_name("catalog.json")
-_FIELD_LINE = re.compile(r"^\s+(\w+)\s*:[^#]*#\s*(.+?)\s*$")
+_FIELD_LINE = re.compile(r"^\s+(\w+)\s*:")
 
 
 @functools.lru_cache(maxsize=1)
@@ -57,10 +58,29 @@ def field_help(cls: type) -> dict[str, str]:
         except (OSError, TypeError):
             continue
         own = set(getattr(klass, "__annotations__", {}))
-        for line in source.splitlines():
-            m = _FIELD_LINE.match(line)
+        lines = source.splitlines()
+        for row, comment in _comments(source).items():
+            m = _FIELD_LINE.match(lines[row - 1])
             if m and m.group(1) in own:
-                out[m.group(1)] = m.group(2)
+                out[m.group(1)] = comment
+    return out
+
+
+def _comments(source: str) -> dict[int, str]:
+    """``{line number: comment text}`` of the comments that end a line of code (not whole-line comments)."""
+    import io
+    import tokenize
+
+    out: dict[int, str] = {}
+    code_rows: set[int] = set()
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(textwrap.dedent(source)).readline):
+            if tok.type == tokenize.COMMENT and tok.start[0] in code_rows:
+                out[tok.start[0]] = tok.string.lstrip("#").strip()
+            elif tok.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.COMMENT):
+                code_rows.add(tok.start[0])
+    except (tokenize.TokenError, IndentationError):
+        pass
     return out
 
 
@@ -111,6 +131,7 @@ def build() -> dict[str, Any]:
         cls = spec.config_cls
         out["algorithms"][name] = {
             "description": spec.description, "family": spec.family, "action_kinds": list(spec.action_kinds),
+            "config": f"{cls.__module__}:{cls.__qualname__}",
             "keys": config_keys(cls), "unused": dict(getattr(cls, "UNUSED", {})),
         }
     for name in registry.registered_names():

@@ -131,6 +131,16 @@ def import_path_of(name: str) -> str | None:
 
 
 def algo_config_class(name: str) -> type:
+    """The hyperparameter dataclass of ``name``. A built-in one is imported from its own module when the
+    algorithm's module is not loaded yet (``OnPolicyConfig`` needs no JAX, so MAPPO's settings are
+    checked without it)."""
+    from trustmarl import catalog
+
+    entry = catalog.algorithms().get(name)
+    if name not in _ALGOS and entry is not None:
+        from trustmarl.envs.registry import import_object
+
+        return import_object(entry["config"])
     return algo_spec(name).config_cls
 
 

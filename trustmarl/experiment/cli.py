@@ -56,6 +56,12 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
         super().__init__(prog, max_help_position=30, width=100)
 
 
+def _wrap(text: str) -> str:
+    import textwrap
+
+    return textwrap.fill(text, width=100)
+
+
 def _epilog(*examples: str, notes: str = "") -> str:
     text = "examples:\n" + "\n".join(f"  {e}" for e in examples)
     return text + (f"\n\n{notes}" if notes else "")
@@ -72,7 +78,7 @@ def _run_keys_help() -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="trustmarl", description="Multi-agent RL with trust-region methods (JAX).",
+    p = _Parser(prog="trustmarl", description=_wrap("Multi-agent RL with trust-region methods (JAX)."),
                 formatter_class=_Formatter,
                 epilog=_epilog("trustmarl train mappo mpe/simple_spread total_steps=1000000",
                                "trustmarl eval runs/<run> --episodes 100",
@@ -83,11 +89,11 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser(
         "train", help="train ALGO on ENV (or resume a run)", formatter_class=_Formatter,
         usage="trustmarl train ALGO ENV [key=value ...] [options]\n       trustmarl train --resume RUN_DIR [total_steps=N] [--rescale-schedule]",
-        description="Train ALGO (`trustmarl list`, or module.path:Class for an algorithm of your own) on ENV "
+        description=_wrap("Train ALGO (`trustmarl list`, or module.path:Class for an algorithm of your own) on ENV "
                     "(`trustmarl list`, or module.path:Attr for an environment of your own). Settings: dataclass "
-                    "defaults < packaged presets < --preset < --config < key=value.",
+                    "defaults < packaged presets < --preset < --config < key=value."),
         epilog=_epilog("trustmarl train happo mpe/simple_spread algo.clip_eps=0.1 num_seeds=4 --out runs/happo",
-                       "trustmarl train --resume runs/happo total_steps=4000000",
+                       "trustmarl train --resume runs/happo total_steps=4000000 --rescale-schedule",
                        "trustmarl train examples.iql:IQL mpe/simple_spread total_steps=200000",
                        notes=_run_keys_help()))
     t.add_argument("args", nargs="*", metavar="ALGO ENV [key=value ...]",
@@ -107,8 +113,8 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser(
         "eval", help="evaluate the last checkpoint of a run", formatter_class=_Formatter,
-        description="Evaluate the last checkpoint of RUN_DIR on fresh episodes of every seed (greedy actions unless "
-                    "--stochastic) and print the mean team return, each agent's return and the env's outcomes.",
+        description=_wrap("Evaluate the last checkpoint of RUN_DIR on fresh episodes of every seed (greedy actions unless "
+                    "--stochastic) and print the mean team return, each agent's return and the env's outcomes."),
         epilog=_epilog("trustmarl eval runs/happo --episodes 100", "trustmarl eval runs/happo --render episode.gif"))
     e.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory written by `trustmarl train`")
     e.add_argument("--episodes", type=int, default=None, metavar="N", help="episodes per seed (default: the run's eval_episodes)")
@@ -120,8 +126,8 @@ def _parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser(
         "list", help="algorithms, environments and their hyperparameters", formatter_class=_Formatter,
-        description="List the algorithms and environments, or with --keys the hyperparameters of one of them "
-                    "(each with its default and a one-line description).",
+        description=_wrap("List the algorithms and environments, or with --keys the hyperparameters of one of them "
+                    "(each with its default and a one-line description)."),
         epilog=_epilog("trustmarl list", "trustmarl list --keys happo", "trustmarl list --keys mpe/simple_spread"))
     ls.add_argument("--keys", nargs="?", const="all", metavar="NAME",
                     help="the hyperparameter keys of NAME (an algorithm, environment or import path; all if omitted)")
@@ -129,8 +135,8 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser(
         "check-env", help="check an environment (yours or a registered one) against the contract",
         formatter_class=_Formatter,
-        description="Check ENV against the environment contract (spaces, shapes, dtypes, reset/step, "
-                    "determinism); ENV as for train: a registered name, module.path:Attr or pettingzoo:module.path:attr.",
+        description=_wrap("Check ENV against the environment contract (spaces, shapes, dtypes, reset/step, "
+                    "determinism); ENV as for train: a registered name, module.path:Attr or pettingzoo:module.path:attr."),
         epilog=_epilog("trustmarl check-env my_pkg.my_env:MyEnv env.size=7", "trustmarl check-env sisl/pursuit --seed 3"))
     c.add_argument("env", metavar="ENV", help="the environment to check")
     c.add_argument("overrides", nargs="*", metavar="env.key=value", help="the environment's hyperparameters")
@@ -153,6 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         commands = {"train": _train, "eval": _eval, "list": _list, "check-env": _check_env, **_STUDY_COMMANDS}
         return commands[args.command](args)
+    except BrokenPipeError:  # `trustmarl list | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except (ConfigError, UsageError) as e:
         return _error(str(e))
     except Exception as e:
@@ -196,6 +205,14 @@ def default_out_dir(algo: str, env: str) -> Path:
     return Path("runs") / f"{algo}_{env}_{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def _check_run_dir(path: Path) -> None:
+    """The checks of ``runner.load_run_config`` that need no JAX (its messages), made before importing the runner."""
+    if not path.is_dir():
+        raise UsageError(f"run directory {str(path)!r} does not exist")
+    if not (path / "config.yaml").is_file():
+        raise UsageError(f"{str(path)!r} is not a trustmarl run directory (no config.yaml)")
+
+
 def _train(args) -> int:
     from trustmarl.experiment.config import build_config, parse_overrides
 
@@ -205,6 +222,7 @@ def _train(args) -> int:
         bad = [a for a in args.args if "=" not in a]
         if bad:
             raise UsageError(f"with --resume only key=value overrides are allowed, got {bad[0]!r}")
+        _check_run_dir(args.resume)
         from trustmarl.experiment import runner
 
         cfg = runner.resume_config(args.resume, parse_overrides(args.args))
@@ -236,10 +254,11 @@ def _run(runner, cfg, out: Path, resume: bool, args) -> int:
 # ---- eval ----------------------------------------------------------------------------------------
 
 def _eval(args) -> int:
-    from trustmarl.experiment.runner import evaluate_run
-
     if args.episodes is not None and args.episodes < 1:
         raise UsageError(f"--episodes {args.episodes} must be >= 1")
+    _check_run_dir(args.run_dir)
+    from trustmarl.experiment.runner import evaluate_run
+
     res = evaluate_run(args.run_dir, episodes=args.episodes, deterministic=not args.stochastic)
     if args.json:
         print(json.dumps(res))
@@ -391,33 +410,52 @@ def _check_env(args) -> int:
 
 def _add_study_parsers(sub) -> None:
     """Subcommands for studies over many runs: ``sweep``, ``report`` and ``reproduce``."""
-    s = sub.add_parser("sweep", help="run a grid of algorithms x environments x overrides x seeds from a YAML file",
-                       description="trustmarl sweep SWEEP.yaml [--out DIR] [--jobs N | --ray [ADDRESS]]  (see docs/sweeps.md)")
-    s.add_argument("spec", type=Path, metavar="SWEEP.yaml")
-    s.add_argument("--out", type=Path, help="sweep directory (default sweeps/<name>)")
-    s.add_argument("--jobs", type=int, default=None,
+    s = sub.add_parser(
+        "sweep", help="run a grid of algorithms x environments x overrides x seeds from a YAML file",
+        formatter_class=_Formatter,
+        description=_wrap("Run every configuration of SWEEP.yaml (algos x envs x grid, seeds vmapped in one run per "
+                    "configuration), --jobs at a time or as Ray tasks. Running it again skips finished runs and "
+                    "resumes killed ones. The file format: docs/sweeps.md."),
+        epilog=_epilog("trustmarl sweep compare.yaml --jobs 2", "trustmarl sweep compare.yaml --dry-run",
+                       "trustmarl sweep compare.yaml --ray auto"))
+    s.add_argument("spec", type=Path, metavar="SWEEP.yaml", help="the sweep file (keys: name, algos, envs, seeds, "
+                   "overrides, grid, runs, imports, resources)")
+    s.add_argument("--out", type=Path, metavar="DIR", help="sweep directory (default sweeps/<name>)")
+    s.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="runs at a time, each in its own process (default: half the CPU cores, at least 1)")
     s.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                    help="run each run as a Ray task: no ADDRESS starts a local Ray; 'auto' or HOST:PORT joins a cluster")
     s.add_argument("--overwrite", action="store_true", help="replace an existing sweep directory and start afresh (without it, the same sweep continues)")
     s.add_argument("--dry-run", action="store_true", help="validate the file and list the runs; start nothing")
 
-    r = sub.add_parser("report", help="learning curves, final-performance table and diagnostics of runs or sweeps",
-                       description="trustmarl report DIR [DIR ...] [--out DIR] [--metric NAME]  (see docs/reports.md)")
+    r = sub.add_parser(
+        "report", help="learning curves, final-performance table and diagnostics of runs or sweeps",
+        formatter_class=_Formatter,
+        description=_wrap("Compare runs: learning curves with 95% bootstrap bands over seeds, mean/IQM of the final "
+                    "scores with 95% CIs, probability of improvement, per-agent returns and trust-region diagnostics; "
+                    "PNG/SVG figures, Markdown, one HTML page and marl-eval JSON (docs/reports.md). Intervals need "
+                    "at least 5 seeds per configuration to be reliable."),
+        epilog=_epilog("trustmarl report sweeps/compare", "trustmarl report runs/a runs/b --metric sum --out report"))
     r.add_argument("dirs", type=Path, nargs="+", metavar="DIR", help="run directories, sweep directories or folders of runs")
-    r.add_argument("--out", type=Path, help="report directory (default: DIR/report for one DIR, else report/)")
-    r.add_argument("--metric", default=None,
-                   help="compared metric: team, sum, eval, eval_sum, win_rate or a column name (default: the documented rule)")
+    r.add_argument("--out", type=Path, metavar="DIR", help="report directory (default: DIR/report for one DIR, else report/)")
+    r.add_argument("--metric", default=None, metavar="NAME",
+                   help="compared metric: team, sum, eval, eval_sum, win_rate or a column name (default: the win rate, "
+                        "else the evaluation return, else the team return)")
     r.add_argument("--title", default=None, help="title of the report")
-    r.add_argument("--reps", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    r.add_argument("--reps", type=int, default=2000, metavar="N", help="bootstrap resamples (default 2000, at least 100)")
 
-    p = sub.add_parser("reproduce", help="small-scale reproductions of the papers' headline experiments",
-                       description="trustmarl reproduce NAME [--tier smoke|cpu|full] [--out DIR]  |  trustmarl reproduce --list")
-    p.add_argument("name", nargs="?", metavar="NAME")
+    p = sub.add_parser(
+        "reproduce", help="small-scale reproductions of the papers' headline experiments", formatter_class=_Formatter,
+        usage="trustmarl reproduce NAME [--tier {smoke,cpu,full}] [options]\n       trustmarl reproduce --list",
+        description=_wrap("Run one of the papers' headline experiments at a tier and write its report, the paper's "
+                    "numbers beside ours (docs/reproductions.md); running it again continues."),
+        epilog=_epilog("trustmarl reproduce --list", "trustmarl reproduce hatrpo-figure1 --tier cpu"))
+    p.add_argument("name", nargs="?", metavar="NAME", help="a reproduction (trustmarl reproduce --list)")
     p.add_argument("--list", action="store_true", help="list the reproductions: paper, figure, tiers and their measured times")
-    p.add_argument("--tier", default="smoke", help="smoke (minutes), cpu (a 2-core machine, at most a few hours) or full (paper scale)")
-    p.add_argument("--out", type=Path, help="output directory (default reproductions/<name>-<tier>)")
-    p.add_argument("--jobs", type=int, default=None, help="runs at a time (default: half the CPU cores, at least 1)")
+    p.add_argument("--tier", default="smoke", choices=TIERS,
+                   help="smoke (minutes), cpu (a 2-core machine, at most a few hours) or full (paper scale); default smoke")
+    p.add_argument("--out", type=Path, metavar="DIR", help="output directory (default reproductions/<name>-<tier>)")
+    p.add_argument("--jobs", type=int, default=None, metavar="N", help="runs at a time (default: half the CPU cores, at least 1)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory of another tier")
 
 

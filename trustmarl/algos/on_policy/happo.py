@@ -52,8 +52,8 @@ class HAPPOConfig(OnPolicyConfig):
     bootstrap_truncation: bool = False
     fixed_order: bool = False  # HARL's ablation; the paper redraws the order every iteration
     use_factor: bool = True  # False: every agent uses the plain advantage (ablation of eq. 10)
-    critic_epochs: int = 5
-    critic_minibatches: int = 1
+    critic_epochs: int = 5  # passes of the critic over the rollout per update (after all actors)
+    critic_minibatches: int = 1  # critic minibatches per epoch
 
     UNUSED: typing.ClassVar[dict[str, str]] = {
         "vf_coef": "the critic is fitted on its own (algo.critic_lr, algo.critic_epochs, algo.critic_minibatches)",

@@ -32,11 +32,11 @@ class HATRPOConfig(HAPPOConfig):
 
     name: str = "hatrpo"
     kl_threshold: float = 0.01  # δ
-    cg_iters: int = 10
-    cg_damping: float = 0.1
-    ls_steps: int = 10
-    backtrack: float = 0.5
-    accept_ratio: float = 0.5
+    cg_iters: int = 10  # conjugate-gradient iterations for the natural-gradient direction
+    cg_damping: float = 0.1  # damping added to the Fisher-vector products
+    ls_steps: int = 10  # backtracking line-search steps
+    backtrack: float = 0.5  # step shrink factor of each line-search step
+    accept_ratio: float = 0.5  # accept a step when its improvement is at least this fraction of the expected one
     ent_coef: float = 0.0  # unused: HATRPO has no entropy bonus (spec §7 #19)
 
     _STEP = "each agent takes one conjugate-gradient step with a line search (algo.kl_threshold, algo.cg_iters, algo.ls_steps)"

@@ -90,17 +90,17 @@ class MATRLConfig(OnPolicyConfig):
     # 2-3. meta-game and Nash
     meta_clip: float | None = 0.1  # App. E: clipping the meta-game importance ratios is "vital"; None = off
     selection: str = "random"  # equilibrium selection (section 3.2: random), see trustmarl.trust.nash
-    nash_tol: float = 1e-5
-    nash_starts: int = 32
-    nash_iters: int = 50
+    nash_tol: float = 1e-5  # tolerance of the meta-game Nash solver
+    nash_starts: int = 32  # random starts of the Nash solver
+    nash_iters: int = 50  # iterations per start of the Nash solver
     rho: float | None = None  # force the meta-strategy: 0 = IL-PP, 1 = keep the current policies; None = Nash
     # 5. best response (Table 3: lr 0.002, 5 iterations, importance-weight clip 0.1)
     best_response: bool = True  # false: "MATRL w/o BR" (the next policy is the mixture)
-    br_iters: int = 5
-    br_lr: float = 2e-3
-    br_clip: float = 0.1
+    br_iters: int = 5  # full-batch steps of the best response
+    br_lr: float = 2e-3  # step size of the best response
+    br_clip: float = 0.1  # importance-weight clip of the best response
     # plain independent PPO (the paper's IL baseline): the next policy is the TPR candidate
-    independent: bool = False
+    independent: bool = False  # plain independent PPO (the paper's IL baseline): the next policy is the TPR candidate
 
     _STEPS = "MATRL takes full-batch steps: algo.tpr_iters (candidate) and algo.br_iters (best response)"
     UNUSED: typing.ClassVar[dict[str, str]] = {

@@ -32,9 +32,13 @@ paper's code. **Reward**: the single-agent task reward, given to every agent. **
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
+import logging
 import os
 import tempfile
+import warnings
 from typing import Any
 
 import numpy as np
@@ -55,13 +59,34 @@ MAMUJOCO_TASKS: dict[str, tuple[str, str]] = {
 _EXTRA_MSG = "Multi-Agent MuJoCo needs gymnasium-robotics and mujoco: pip install 'trustmarl[mujoco]'"
 
 
+_log = logging.getLogger(__name__)
+_SEEN: set[str] = set()
+
+
+def _debug_once(message: str) -> None:
+    """Third-party notices (Gymnasium-Robotics' import-time notice, MuJoCo compiler deprecations) go to the
+    debug log once per process instead of the terminal, so that a run's output and its errors stay readable
+    (``logging.basicConfig(level=logging.DEBUG)`` shows them)."""
+    message = " ".join(str(message).split())
+    if message and message not in _SEEN:
+        _SEEN.add(message)
+        _log.debug("%s", message)
+
+
 def _require() -> Any:
-    """Import ``gymnasium_robotics.mamujoco_v1`` or raise :class:`MissingExtraError`."""
+    """Import ``gymnasium_robotics.mamujoco_v1`` (quietly) or raise :class:`MissingExtraError`."""
     try:
-        import mujoco  # noqa: F401
-        from gymnasium_robotics import mamujoco_v1
+        with contextlib.redirect_stderr(io.StringIO()) as notices, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            import mujoco
+            from gymnasium_robotics import mamujoco_v1
     except ImportError as err:
         raise MissingExtraError(f"{_EXTRA_MSG} ({err})") from err
+    for line in notices.getvalue().splitlines():
+        _debug_once(line)
+    for w in caught:
+        _debug_once(f"{w.category.__name__}: {w.message}")
+    mujoco.set_mju_user_warning(_debug_once)  # compiler notices printed by MuJoCo's C code
     return mamujoco_v1
 
 

@@ -1,0 +1,45 @@
+"""``trustmarl/catalog.json`` (what ``--help``, ``list`` and the name checks read without importing JAX) equals
+what the registries hold, and every hyperparameter of every algorithm has a one-line description."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from trustmarl import algos, catalog
+
+
+def test_catalog_file_is_up_to_date():
+    built, saved = catalog.build(), catalog.load()
+    assert built == saved, "trustmarl/catalog.json is out of date: run  python -m trustmarl.catalog"
+
+
+@pytest.mark.parametrize("name", algos.registered_names())
+def test_every_hyperparameter_has_a_description(name):
+    spec = algos.algo_spec(name)
+    if not spec.builtin:
+        pytest.skip("registered by a test")
+    missing = [k for k, v in catalog.config_keys(spec.config_cls).items() if not v["help"]]
+    assert not missing, (f"{name}: add a one-line comment beside these fields of {spec.config_cls.__qualname__} "
+                         f"(`trustmarl list --keys {name}` prints it): {missing}")
+
+
+def test_field_help_reads_inline_comments_along_the_bases():
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Base:
+        a: int = 1  # the a
+        b: int = 2  # the b
+
+    @dataclasses.dataclass
+    class Child(Base):
+        b: int = 3  # a new b
+        c: float = 0.5
+        d: str = "x#y"  # with a hash in the value
+
+    assert catalog.field_help(Child) == {"a": "the a", "b": "a new b", "d": "with a hash in the value"}
+    keys = catalog.config_keys(Child)
+    assert keys["b"] == {"default": 3, "help": "a new b"} and keys["c"]["help"] == ""
+    assert json.loads(json.dumps(keys)) == keys
