@@ -256,6 +256,14 @@ def _run(runner, cfg, out: Path, resume: bool, args) -> int:
 def _eval(args) -> int:
     if args.episodes is not None and args.episodes < 1:
         raise UsageError(f"--episodes {args.episodes} must be >= 1")
+    if args.render:
+        suffix = Path(args.render).suffix.lower()
+        if suffix not in (".gif", ".mp4"):
+            raise UsageError(f"--render {args.render}: the file name must end in .gif or .mp4")
+        import importlib.util
+
+        if suffix == ".mp4" and not all(importlib.util.find_spec(m) for m in ("imageio", "imageio_ffmpeg")):
+            raise UsageError("--render *.mp4 needs imageio with ffmpeg: pip install 'imageio[ffmpeg]' (or name a .gif file)")
     _check_run_dir(args.run_dir)
     from trustmarl.experiment.runner import evaluate_run
 
@@ -280,7 +288,9 @@ def _eval(args) -> int:
         from trustmarl.experiment.runner import render_run
 
         out = render_run(args.run_dir, args.render or None, deterministic=not args.stochastic)
-        print(f"episode ({out['frames']} frames, return {out['return']:.4g}) written to {out['path']}")
+        every = f", every {out['stride']}th step" if out["stride"] > 1 else ""
+        print(f"episode of {out['steps']} steps (return {out['return']:.4g}) written to {out['path']}: "
+              f"{out['frames']} frames at {out['fps']:.3g} fps{every}")
     return EXIT_OK
 
 
