@@ -231,6 +231,17 @@ def _per_agent_window(rows: list[dict[str, Any]], name: str) -> list[float]:
     return [nanmean([float(r.get(f"{name}/agent_{i}", float("nan"))) for r in rows[-w:]]) for i in agents]
 
 
+def _action_probabilities(rows: list[dict[str, Any]]) -> list[list[float]]:
+    """``[agent][action]`` means over the last 10% of updates of ``diag/action_prob_<a>_per_agent/agent_<i>``."""
+    names = sorted({k.split("/")[1] for r in rows[-1:] for k in r if k.startswith("diag/action_prob_")},
+                   key=lambda n: int(n[len("action_prob_"):-len("_per_agent")]))
+    if not names:
+        return []
+    actions = [f"diag/{n}" for n in names]
+    agents = _per_agent_window(rows, actions[0])
+    return [[_per_agent_window(rows, a)[i] for a in actions] for i in range(len(agents))]
+
+
 def _json_safe(obj: Any) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
@@ -273,6 +284,9 @@ def _summary(cfg, run_dir, rows, status, updates, env_steps, session, wall_total
             _per_seed_returns(rows, cfg.num_seeds, "episode_return_sum"), first=False
         )
         out["final_return_per_agent"] = _per_agent_window(rows, "episode_return_per_agent")
+    probs = _action_probabilities(rows)
+    if probs:  # what the policies do (MATRL on small discrete games): a flat zero-sum return says nothing
+        out["final_action_probs_per_agent"] = probs
     outcomes = sorted({k for r in rows for k in r if k.startswith("episode_") and "/" not in k}
                       - {"episode_return", "episode_return_sum", "episode_length"})
     for name in outcomes:  # env outcomes such as SMAX's episode_win_rate, over the last 10% of updates
@@ -307,6 +321,9 @@ def _print_result(summary: dict[str, Any], out=None) -> None:
         extra += f"; evaluation return {_fmt(s['final_eval_return'])} (deterministic, update {s['final_eval_update']})"
     if "final_win_rate" in s:
         extra += "; final win rate " + _fmt(s["final_win_rate"], ".3g")
+    if s.get("final_action_probs_per_agent"):
+        extra += "; action probabilities per agent " + ", ".join(
+            "[" + " ".join(_fmt(p, ".2f") for p in agent) + "]" for agent in s["final_action_probs_per_agent"])
     print(
         f"{s['algo']} on {s['env']} ({s['num_seeds']} seed{'s' if s['num_seeds'] != 1 else ''}, "
         f"{s['env_steps']} env steps each): return {_fmt(s['initial_return'])} -> {_fmt(s['final_return'])} "

@@ -331,7 +331,21 @@ class MATRL(ActorCritic):
         extra = {**state.extra, "br_actor_opt": br_opts[0], "br_critic_opt": br_opts[1]}
         state = state._replace(actor_params=nxt[0], critic_params=nxt[1], extra=extra, key=key)
         metrics.update(trust_region_diagnostics(self, nxt[0], batch))
+        metrics.update(self.action_probabilities(nxt[0], batch))
         return state, metrics
+
+    def action_probabilities(self, actor_params: tuple, batch: Batch) -> dict[str, jax.Array]:
+        """``diag/action_prob_<a>_per_agent``: each agent's probability of action ``a`` under the next policy, averaged
+        over the batch's states, when every agent has the same few (at most 4) discrete actions. On a matrix game
+        (one state) this is the policy itself: what a zero-sum or general-sum run learns when its returns stay
+        flat (matching pennies: both agents at 1/2)."""
+        kinds = {(d.kind, getattr(d, "n", 0)) for d in self.dists}
+        if len(kinds) != 1 or next(iter(kinds))[0] != "discrete" or not 1 < next(iter(kinds))[1] <= 4:
+            return {}
+        logp = jnp.concatenate([d[0] for d in self.policy(actor_params, batch.obs, batch.avail)], axis=-2)  # [B, N, A]
+        weight = batch.active[..., None]
+        probs = jnp.sum(jnp.exp(logp) * weight, axis=0) / jnp.maximum(jnp.sum(weight, axis=0), 1.0)  # [N, A]
+        return {f"diag/action_prob_{a}_per_agent": probs[:, a] for a in range(probs.shape[-1])}
 
     def meta_step(self, state, batch, data, meta_adv, adv_std, current, candidate, ratio_hat, tv_hat, alpha, eps, key):
         """Steps 2-5: meta-game, Nash, mixture and best response; ``(next, br_opts, metrics, found)``."""
