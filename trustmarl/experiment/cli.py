@@ -541,6 +541,7 @@ def _reproduce(args) -> int:
     except KeyboardInterrupt:
         print(f"trustmarl: interrupted; run the same command again to continue", file=sys.stderr)
         return EXIT_INTERRUPTED
+    print(repro.format_verdict(res))
     print(f"{args.name} ({args.tier}) done in {res['wall_seconds']:.0f}s; report: {res.get('report', res['out_dir'])}")
     return EXIT_OK
 

@@ -1,6 +1,6 @@
 """Hyperparameters of the off-policy family (MADDPG, MATD3, MAAC).
 
-Defaults are the shared rows of the MAMT paper's Tables 1-3 (Li et al. 2022, seed 000 spec §2.8),
+Defaults are the shared rows of the MAMT paper's Tables 1-3 (Li et al. 2022),
 which are also MAAC's (Iqbal & Sha 2019) reference-code settings: 12 env copies, an update every
 100 env steps (summed over the copies), 4 gradient steps of batch 1024, buffer 1e6, Adam lr 1e-3,
 discount 0.99, 128-unit LeakyReLU networks, actor gradient clip 0.5, critic clip 10 x agents.

@@ -20,7 +20,7 @@ from trustmarl.validation import (
 class OnPolicyConfig:
     """Hyperparameters of the on-policy actor-critic family (MAPPO, IPPO, JR-PPO).
 
-    Defaults follow the seed 004 spec §3.9 recommendation where it gives one and JaxMARL's MPE
+    Defaults follow the MAPPO reference settings (Yu et al. 2021) where Sun et al. 2023 state none and JaxMARL's MPE
     settings for the rollout shape; algorithm presets in ``trustmarl/configs`` override them.
     """
 
@@ -50,7 +50,7 @@ class OnPolicyConfig:
     clip_rule: str = "fixed"  # fixed | per_agent (eps/N) | nth_root | joint (JR-PPO)
     ent_coef: float = 0.01  # entropy bonus coefficient
     vf_coef: float = 1.0  # value-loss coefficient
-    agent_reduction: str = "mean"  # mean | sum over agents (seed 004 §7 #4)
+    agent_reduction: str = "mean"  # mean | sum over agents of the per-agent losses
     # agents and networks
     share_params: bool | str = "auto"  # true | false | auto: share when every agent has the same spaces (one group)
     critic: str = "state"  # state: V(global state) | local: V(observation)

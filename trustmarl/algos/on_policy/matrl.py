@@ -1,4 +1,4 @@
-"""MATRL: multi-agent trust region learning on PPO (Wen et al. 2021, Algorithm 2; spec seed 002 §2.9).
+"""MATRL: multi-agent trust region learning on PPO (Wen et al. 2021, Algorithm 2).
 
 One iteration on the batch of the current joint policy ``pi`` (per-agent rewards and critics):
 
@@ -20,7 +20,7 @@ Ablations (flags): ``best_response=false`` ("MATRL w/o BR": the next policy is t
 ``rho=0`` (IL-PP: best response to the candidates), ``rho=1`` (best response to the current policies:
 an independent step), ``independent=true`` (plain independent PPO: the next policy is the candidate).
 
-Differences from the reference code (``matrl-project/matrl``), following the spec (seed 002 §6): the
+Differences from the reference code (``matrl-project/matrl``), as documented in docs/matrl.md: the
 meta-game is the mean of the products (not the product of means, on mean-zero advantages), candidates
 restart from the current networks every iteration, entropy is a bonus in every loss and is the exact
 per-state entropy (the code's sample estimate ``mean(-log pi(a_t))`` has the gradient of the
@@ -212,7 +212,7 @@ class MATRL(ActorCritic):
         pi_loss = -per_agent_mean(data.weight * ppo_clip_objective(ratio, data.adv, cfg.clip_eps), mask)
         # sample KL(pi_old || pi): its expectation under pi_old is the KL (reference code's kl term and early stop)
         kl = per_agent_mean(batch.logp - logp, mask)
-        ent = per_agent_mean(self.entropy(dists), mask)  # exact entropy per state (bonus; spec seed 002 §2.2)
+        ent = per_agent_mean(self.entropy(dists), mask)  # exact entropy per state (the entropy bonus of the authors' code)
         v = self.value(critic_params, batch.obs, batch.state)
         err = jnp.square(v - batch.target)
         if cfg.vf_clip is not None:  # PPO2 value clipping around the behaviour critic (reference code)
@@ -275,8 +275,8 @@ class MATRL(ActorCritic):
     # ---- one iteration ---------------------------------------------------------------------------
     def step_data(self, state, batch: Batch) -> tuple[StepData, jax.Array, jax.Array]:
         """``(data, meta_adv, adv_std)``: per-agent PPO advantages (normalised when configured), the
-        meta-game's advantages (divided by the std, NOT mean-centred: Wen et al. 2021 eq. 3 and the
-        spec's estimator) and the per-agent std."""
+        meta-game's advantages (divided by the std, NOT mean-centred: the
+        estimator of Wen et al. 2021, eq. 3) and the per-agent std."""
         mask = batch.active
         adv = batch.adv
         mean = per_agent_mean(adv, mask)

@@ -4,7 +4,7 @@
 calling it builds a ``gymnasium_robotics.mamujoco_v1`` Parallel API env, which
 :class:`~trustmarl.envs.host.vector.HostVecEnv` wraps with the PettingZoo adapter.
 
-Tasks of seed 001 §4.1 (HATRPO/HAPPO Figure 3) provided here, as ``MAMUJOCO_TASKS`` keys:
+Tasks of Kuba et al. 2022, Section 4.1 (Figure 3) provided here, as ``MAMUJOCO_TASKS`` keys:
 ``HalfCheetah-2x3``, ``HalfCheetah-6x1``, ``Walker2d-2x3``, ``Ant-4x2``, ``Hopper-3x1``,
 ``Humanoid-17x1`` and ``ManySegmentSwimmer-10x2`` (a 20-segment swimmer, 2 rotors per agent). Any other
 ``(scenario, agent_conf)`` pair that Gymnasium-Robotics knows works through :func:`mamujoco`.
@@ -20,7 +20,7 @@ graph edges and global (torso) nodes are Gymnasium-Robotics' own.
   joints up to ``agent_obsk`` hops away. ``agent_obsk`` defaults to Gymnasium-Robotics' default, 1.
   Agents' observation widths can differ, so one task can give several agent groups.
 - ``"full"``: every agent observes the full single-agent MuJoCo observation (``env.state()``) followed by
-  a one-hot agent id: the setting the HATRPO/HAPPO paper's code actually used (seed 001 §4.1: its
+  a one-hot agent id: the setting the HATRPO/HAPPO paper's code actually used (Kuba et al. 2022, Section 4.1: its
   ``agent_obsk`` was parsed but unused). That code also standardised each observation vector over its own
   elements; we do not (use the trainer's observation normaliser instead).
 

@@ -1,7 +1,7 @@
 """JAX-native Multi-Agent Particle Environments (``mpe/*``): a vectorised particle-world core and its scenarios.
 
 - :mod:`trustmarl.envs.mpe.core`: the physics (entities, actions, contact forces, integration).
-- :mod:`trustmarl.envs.mpe.spread`: ``mpe/simple_spread`` (N agents; mpe2's reward and seed 000's
+- :mod:`trustmarl.envs.mpe.spread`: ``mpe/simple_spread`` (N agents; mpe2's reward and Li et al. 2022's
   Spread-2 / Spread-3 Sep/Mix/Ful rewards).
 - :mod:`trustmarl.envs.mpe.rover_tower`: ``mpe/rover_tower`` (Iqbal & Sha 2019; seeds 000 and 003).
 - :mod:`trustmarl.envs.mpe.treasure`: ``mpe/treasure_collection`` (Cooperative Treasure Collection).

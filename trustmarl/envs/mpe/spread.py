@@ -1,4 +1,4 @@
-"""MPE ``simple_spread`` (cooperative navigation) with N agents and the reward variants of seed 000.
+"""MPE ``simple_spread`` (cooperative navigation) with N agents and the reward variants of Li et al. 2022 (MAMT).
 
 The default reproduces ``mpe2.simple_spread_v3.parallel_env(N, local_ratio, max_cycles,
 continuous_actions)`` exactly (up to float32 rounding): same physics, observations, global state,
@@ -21,8 +21,8 @@ Rewards (``reward_mode``; all computed after the move; ``global = -sum_l min_a |
 ``#coll(i) = #{j != i : |p_i - p_j| < 0.3}``):
 
 - ``"mpe2"`` (default): ``(1 - local_ratio) * global - local_ratio * #coll(i)``, mpe2's reward.
-- ``"ful"``: ``global - #coll(i)``: the reward of Lowe et al. (2017) as seed 000 uses it, both for
-  **Spread-2** (``n_agents=2``, seed 000 §3.2) and **Spread-3-Ful** (``n_agents=3``, Appendix D).
+- ``"ful"``: ``global - #coll(i)``: the reward of Lowe et al. (2017) as Li et al. 2022 use it, both for
+  **Spread-2** (``n_agents=2``, Li et al. 2022, Section 5) and **Spread-3-Ful** (``n_agents=3``, Appendix D).
   The original MPE code also counted each agent's collision with itself, a constant -1 per agent
   and step; like mpe2 we leave that constant out (returns are 25 higher per episode than with it).
 - ``"sep"`` (**Spread-3-Sep**, any N): ``r_i = -|p_i - p_{L_i}|``, agent ``i`` owns landmark ``i``;
@@ -30,8 +30,8 @@ Rewards (``reward_mode``; all computed after the move; ``global = -sum_l min_a |
 - ``"mix"`` (**Spread-3-Mix**, N = 3): ``r_0 = r_1 = -sum_{l in {L0, L1}} min_{a in {0, 1}} |p_a - p_l|
   - 1[|p_0 - p_1| < 0.3]``, ``r_2 = -|p_2 - p_{L2}|``; only agents 0 and 1 collide with each other.
 
-The Sep/Mix definitions are those fixed by the spec of seed 000 (``/work/shared/spec``, §3.3: Appendix
-D of the paper leaves the Mix pair's landmark set open; the spec's reading is used). Seed 000 ran the
+The Sep/Mix definitions follow Li et al. 2022, Appendix D, which leaves the Mix pair's landmark set
+open; we read it as the landmarks of agents 0 and 1 (docs/environments.md). Li et al. 2022 ran the
 original MPE physics (MAAC's code, ``integration="velocity_first"``); the default keeps mpe2's order.
 Observations are the same in every mode, so in ``sep``/``mix`` an agent's landmark is identified by
 its position in the observation: train with ``algo.share_params=false`` (or agent ids).
@@ -83,7 +83,7 @@ def _others_index(n: int) -> np.ndarray:  # kept for code importing it from here
 
 @dataclasses.dataclass(frozen=True)
 class SimpleSpread(ParticleEnv):
-    """MPE ``simple_spread`` (mpe2 ``simple_spread_v3``) in JAX, with seed 000's Spread-2/Spread-3 rewards."""
+    """MPE ``simple_spread`` (mpe2 ``simple_spread_v3``) in JAX, with Li et al. 2022's Spread-2/Spread-3 rewards."""
 
     n_agents: int = 3  # type: ignore[assignment]
     local_ratio: float = _DEFAULT_LOCAL_RATIO
@@ -93,7 +93,7 @@ class SimpleSpread(ParticleEnv):
     integration: str = "position_first"
 
     description = ("MPE simple_spread (cooperative navigation, N agents), exact JAX port of mpe2 simple_spread_v3; "
-                   "reward_mode=ful/sep/mix gives seed 000's Spread-2 and Spread-3-Ful/Sep/Mix.")
+                   "reward_mode=ful/sep/mix gives Li et al. 2022's Spread-2 and Spread-3-Ful/Sep/Mix.")
 
     # --- spaces -------------------------------------------------------------------------------
     def validate(self) -> None:
