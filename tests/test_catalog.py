@@ -43,3 +43,19 @@ def test_field_help_reads_inline_comments_along_the_bases():
     keys = catalog.config_keys(Child)
     assert keys["b"] == {"default": 3, "help": "a new b"} and keys["c"]["help"] == ""
     assert json.loads(json.dumps(keys)) == keys
+
+
+def test_a_stale_entry_is_not_trusted(monkeypatch):
+    """When a hyperparameter class changed after the catalog was written, the name checks read the class
+    itself: an out-of-date catalog makes the command line slower, never wrong."""
+    from trustmarl.experiment.config import build_config
+
+    assert catalog.fresh_algorithm("mappo") is not None
+    stale = json.loads(json.dumps(catalog.load()))
+    entry = stale["algorithms"]["mappo"]
+    (path, classes), = entry["sources"].items()
+    entry["sources"][path] = {k: "0" * 16 for k in classes}  # as if OnPolicyConfig had been edited
+    del entry["keys"]["clip_eps"]  # ... and had gained clip_eps since
+    monkeypatch.setattr(catalog, "load", lambda: stale)
+    assert catalog.fresh_algorithm("mappo") is None
+    assert build_config("mappo", "matrix/proposition1", {"algo.clip_eps": 0.1}).algo.clip_eps == 0.1

@@ -40,8 +40,47 @@ def algorithms() -> dict[str, dict[str, Any]]:
     return load()["algorithms"]
 
 
-def environments() -> dict[str, dict[str, Any]]:
-    return load()["environments"]
+def fresh_algorithm(name: str) -> dict[str, Any] | None:
+    """The catalog entry of ``name`` if the hyperparameter classes it was written from are unchanged (their
+    source text is hashed; nothing is imported), else ``None``: callers then read the class itself, so a
+    checkout whose catalog is out of date is slower, never wrong."""
+    entry = algorithms().get(name)
+    if entry is None:
+        return None
+    root = Path(__file__).resolve().parent.parent
+    for rel, classes in entry.get("sources", {}).items():
+        try:
+            text = (root / rel).read_text()
+        except OSError:
+            return None
+        if {q: _class_digest(text, q) for q in classes} != classes:
+            return None
+    return entry
+
+
+def _class_digest(module_text: str, qualname: str) -> str | None:
+    """A hash of the source of top-level class ``qualname`` in ``module_text`` (``None`` if it is not there)."""
+    import ast
+    import hashlib
+
+    for node in ast.parse(module_text).body:
+        if isinstance(node, ast.ClassDef) and node.name == qualname:
+            segment = ast.get_source_segment(module_text, node) or ""
+            return hashlib.sha1(segment.encode()).hexdigest()[:16]
+    return None
+
+
+def _sources(cls: type) -> dict[str, dict[str, str]]:
+    """``{module path relative to the package's parent: {class: hash}}`` of ``cls`` and its dataclass bases."""
+    root = Path(__file__).resolve().parent.parent
+    out: dict[str, dict[str, str]] = {}
+    for klass in inspect.getmro(cls):
+        if klass is object or not dataclasses.is_dataclass(klass):
+            continue
+        path = Path(inspect.getfile(klass)).resolve()
+        digest = _class_digest(path.read_text(), klass.__qualname__)
+        out.setdefault(path.relative_to(root).as_posix(), {})[klass.__qualname__] = digest
+    return dict(sorted(out.items()))
 
 
 # ---- hyperparameter descriptions -----------------------------------------------------------------
@@ -132,7 +171,7 @@ def build() -> dict[str, Any]:
         out["algorithms"][name] = {
             "description": spec.description, "family": spec.family, "action_kinds": list(spec.action_kinds),
             "config": f"{cls.__module__}:{cls.__qualname__}",
-            "keys": config_keys(cls), "unused": dict(getattr(cls, "UNUSED", {})),
+            "keys": config_keys(cls), "unused": dict(getattr(cls, "UNUSED", {})), "sources": _sources(cls),
         }
     for name in registry.registered_names():
         factory = registry.env_factory(name)

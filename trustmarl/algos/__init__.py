@@ -136,7 +136,7 @@ def algo_config_class(name: str) -> type:
     checked without it)."""
     from trustmarl import catalog
 
-    entry = catalog.algorithms().get(name)
+    entry = catalog.fresh_algorithm(name)
     if name not in _ALGOS and entry is not None:
         from trustmarl.envs.registry import import_object
 

@@ -322,7 +322,7 @@ def _list(args) -> int:
     shown_algo = False
     for name in names:
         if name in algo_names or (algos.is_import_path(name) and not config_mod.is_known_env(name)):
-            entry = catalog.algorithms().get(name)
+            entry = catalog.fresh_algorithm(name)
             if entry is None:
                 spec = algos.algo_spec(name)  # an import path, or registered in this process: read its class
                 entry = {"description": spec.description, "keys": catalog.config_keys(spec.config_cls),

@@ -379,7 +379,7 @@ def _check_before_import(algo: str, merged: dict[str, Any], user_layers: list[di
             )
         run_kwargs[key] = coerce(key, value, run_types[key])
     RunConfig(algo=None, env=None, **run_kwargs).validate_run_keys()
-    entry = catalog.algorithms().get(algo)
+    entry = catalog.fresh_algorithm(algo)
     if entry is None:
         return
     unused = entry["unused"]
