@@ -40,6 +40,10 @@ def algorithms() -> dict[str, dict[str, Any]]:
     return load()["algorithms"]
 
 
+def environments() -> dict[str, dict[str, Any]]:
+    return load()["environments"]
+
+
 def fresh_algorithm(name: str) -> dict[str, Any] | None:
     """The catalog entry of ``name`` if the hyperparameter classes it was written from are unchanged (their
     source text is hashed; nothing is imported), else ``None``: callers then read the class itself, so a

@@ -67,3 +67,11 @@ def test_import_path_errors_are_one_line(capsys, monkeypatch):
         code = cli.main(argv)
         err = capsys.readouterr().err
         assert code == 2 and err.count("\n") == 1 and needle in err, (argv, err)
+
+
+def test_list_keys_of_an_algorithm_by_import_path(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    assert cli.main(["list", "--keys", "examples.iql:IQL"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("iql (algorithm): IQL: independent deep Q-learning")
+    assert "algo.epsilon_decay_steps = 10000" in out and "env steps over which epsilon falls linearly" in out

@@ -321,7 +321,7 @@ def _list(args) -> int:
     names = algo_names + env_names if args.keys == "all" else [args.keys]
     shown_algo = False
     for name in names:
-        if name in algo_names or (algos.is_import_path(name) and not config_mod.is_known_env(name)):
+        if name in algo_names or _is_algorithm_path(name):
             entry = catalog.fresh_algorithm(name)
             if entry is None:
                 spec = algos.algo_spec(name)  # an import path, or registered in this process: read its class
@@ -355,6 +355,19 @@ def _list(args) -> int:
         print("run keys:")
         _print_keys("", {k: {"default": v, "help": run_key_help().get(k, "")} for k, v in _run_keys().items()})
     return EXIT_OK
+
+
+def _is_algorithm_path(name: str) -> bool:
+    """An import path that names a registered algorithm (importing its module); else an environment's."""
+    from trustmarl import algos
+
+    if not algos.is_import_path(name):
+        return False
+    try:
+        algos.algo_spec(name)
+    except ConfigError:
+        return False
+    return True
 
 
 def _print_keys(prefix: str, keys: dict[str, dict[str, Any]]) -> None:
