@@ -59,3 +59,18 @@ def test_a_stale_entry_is_not_trusted(monkeypatch):
     monkeypatch.setattr(catalog, "load", lambda: stale)
     assert catalog.fresh_algorithm("mappo") is None
     assert build_config("mappo", "matrix/proposition1", {"algo.clip_eps": 0.1}).algo.clip_eps == 0.1
+
+
+def test_every_environment_key_has_a_description():
+    from trustmarl.experiment.config import all_env_names, env_key_help
+
+    missing = {}
+    for name in all_env_names():
+        try:
+            keys = env_key_help(name)
+        except Exception:  # noqa: BLE001 - an optional package is missing here
+            continue
+        bad = [k for k, v in keys.items() if not v["help"] or v["help"].startswith("type:")]
+        if bad:
+            missing[name] = bad
+    assert not missing, f"add a one-line comment beside these env fields: {missing}"

@@ -119,7 +119,10 @@ def _comments(source: str) -> dict[int, str]:
     try:
         for tok in tokenize.generate_tokens(io.StringIO(textwrap.dedent(source)).readline):
             if tok.type == tokenize.COMMENT and tok.start[0] in code_rows:
-                out[tok.start[0]] = tok.string.lstrip("#").strip()
+                parts = [p.strip() for p in tok.string.split("#")[1:]]  # "# type: ignore[...]  # text"
+                text = next((p for p in parts if p and not p.startswith(("type:", "noqa", "pragma"))), "")
+                if text:
+                    out[tok.start[0]] = text
             elif tok.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.COMMENT):
                 code_rows.add(tok.start[0])
     except (tokenize.TokenError, IndentationError):

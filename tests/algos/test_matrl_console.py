@@ -9,7 +9,6 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from trustmarl.experiment import cli
 from trustmarl.experiment.runner import load_run_state

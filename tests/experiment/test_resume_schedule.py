@@ -5,7 +5,6 @@ line naming ``--rescale-schedule``, and with that option the schedule is the one
 from __future__ import annotations
 
 import dataclasses
-import shutil
 
 import jax
 import jax.numpy as jnp

@@ -114,7 +114,7 @@ class MatrixGame(_OneStateGame):
     as nested tuples so the environment stays hashable.
     """
 
-    payoff: tuple = CLIMBING_GAME
+    payoff: tuple = CLIMBING_GAME  # the team reward of every joint action, an n-dimensional table
 
     description = "One-state cooperative matrix game with a user-given payoff tensor (default: climbing game)."
 
@@ -172,7 +172,7 @@ class Proposition1Game(_OneStateGame):
     joint action is ``(0^{n/2}, 1^{n/2})`` or ``(1^{n/2}, 0^{n/2})``, else 0. The optimum is 1; the
     best shared policy only reaches ``2 / 2^n``."""
 
-    n_agents: int = 4  # type: ignore[assignment]
+    n_agents: int = 4  # type: ignore[assignment]  # agents (even)
 
     description = "Kuba et al. 2022, Proposition 1 game: parameter sharing is exponentially suboptimal (n even agents)."
 
@@ -208,7 +208,7 @@ class DifferentialGame(_OneStateGame):
     ``mu_0 = (-0.25, 0.25)`` (``J_0 = -0.0625``) without touching the policy's initialisation."""
 
     description = "Kuba et al. 2022, Figure 1 differential game: two agents, continuous actions, reward a1 * a2."
-    offset: tuple = (0.0, 0.0)
+    offset: tuple = (0.0, 0.0)  # added to each agent's action before the reward (the starting point of Figure 1)
 
     def validate(self) -> None:
         super().validate()
@@ -254,7 +254,7 @@ class GeneralSumMatrixGame(_OneStateGame):
     :class:`MatrixGame`. The default is matching pennies.
     """
 
-    payoffs: tuple = MATCHING_PENNIES
+    payoffs: tuple = MATCHING_PENNIES  # [n_agents, A_1, ..., A_n]: each agent's payoff of every joint action
 
     description = "One-state general-sum game: payoffs [n_agents, A_1, ..., A_n], one payoff per agent (default: matching pennies)."
 

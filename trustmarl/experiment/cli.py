@@ -68,7 +68,7 @@ def _epilog(*examples: str, notes: str = "") -> str:
 
 
 def _run_keys_help() -> str:
-    from trustmarl.experiment.config import RunConfig, run_key_help
+    from trustmarl.experiment.config import run_key_help
 
     helps = run_key_help()
     lines = ["run keys (key=value; `trustmarl list --keys` shows algo.* and env.* keys):"]
@@ -552,7 +552,7 @@ def _reproduce(args) -> int:
     try:
         res = repro.reproduce(args.name, args.tier, args.out, jobs=jobs, overwrite=args.overwrite)
     except KeyboardInterrupt:
-        print(f"trustmarl: interrupted; run the same command again to continue", file=sys.stderr)
+        print("trustmarl: interrupted; run the same command again to continue", file=sys.stderr)
         return EXIT_INTERRUPTED
     print(repro.format_verdict(res))
     print(f"{args.name} ({args.tier}) done in {res['wall_seconds']:.0f}s; report: {res.get('report', res['out_dir'])}")

@@ -129,7 +129,12 @@ def env_key_help(name: str) -> dict[str, dict[str, Any]]:
     from trustmarl import catalog
 
     if env_kind(name) == "host":
-        out = {k: {"default": v, "help": ""} for k, v in host_registry.env_defaults(name).items()}
+        known = {"agent_obsk": "graph distance of the joints an agent observes (Multi-Agent MuJoCo)",
+                 "observation": "local: the agent_obsk view | full: the whole observation plus a one-hot agent id",
+                 "max_episode_steps": "episode length (time limit)", "max_cycles": "episode length (time limit)",
+                 "n_agents": "agents", "local_ratio": "weight of the agent's own reward against the global one"}
+        other = f"a keyword argument of {name}'s PettingZoo constructor"
+        out = {k: {"default": v, "help": known.get(k, other)} for k, v in host_registry.env_defaults(name).items()}
         out["num_workers"]["help"] = ("worker processes stepping the env copies; -1: automatic (0 for cheap envs, "
                                       "else one per copy up to the CPU count)")
         return out

@@ -535,7 +535,7 @@ def _decppo_agents(out_dir: Path, tier: str, jobs: int = 1, in_process: bool = F
     if ns_sorted:
         worst = max(rmax["fixed"].values())
         comps.append({
-            "claim": f"clipping does not bound the ratios (Fig. 1a: eps=0.1 gives ratios > 1.2)",
+            "claim": "clipping does not bound the ratios (Fig. 1a: eps=0.1 gives ratios > 1.2)",
             "paper": "> 1.2", "ours": f"max ratio {_fmt(worst)} (fixed rule, over training and N)",
             "holds": bool(worst > 1 + eps), "note": "diag/ratio_max: max over agents and samples after each update"})
     return {

@@ -87,7 +87,7 @@ class World:
     landmark_collide: tuple[bool, ...]
     no_contact: frozenset = frozenset()  # {(i, j)}: agent pairs whose contact force is switched off
     dim_c: int = 0
-    integration: str = "position_first"
+    integration: str = "position_first"  # position_first (mpe2) | velocity_first (the original MPE and MAAC code)
 
     @classmethod
     def make(

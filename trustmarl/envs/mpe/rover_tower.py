@@ -77,10 +77,10 @@ class RoverTowerState(NamedTuple):
 class RoverTower(ParticleEnv):
     """Rover-Tower (MAAC ``multi_speaker_listener``): towers see where their blind rover must go and tell it."""
 
-    n_rovers: int = 4
-    n_landmarks: int = 6
-    max_cycles: int = 25
-    integration: str = "velocity_first"
+    n_rovers: int = 4  # rovers (each paired with a tower)
+    n_landmarks: int = 6  # goal landmarks
+    max_cycles: int = 25  # episode length (time limit)
+    integration: str = "velocity_first"  # velocity_first (the MAAC code) | position_first (mpe2)
 
     description = ("Rover-Tower (Iqbal & Sha 2019): 4 blind rovers guided by 4 static speaking towers to goal "
                    "landmarks; per-pair rewards (Li et al. 2022; Li et al. 2023).")

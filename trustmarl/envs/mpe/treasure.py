@@ -80,12 +80,12 @@ class TreasureState(NamedTuple):
 class TreasureCollection(ParticleEnv):
     """Cooperative Treasure Collection (mpe2 ``collect_treasure_v1``; MAAC's CTC) with 100-step episodes."""
 
-    num_collectors: int = 6
-    num_deposits: int = 2
-    num_treasures: int = 6
-    max_cycles: int = 100
-    continuous_actions: bool = False
-    integration: str = "position_first"
+    num_collectors: int = 6  # collector agents
+    num_deposits: int = 2  # banks (deposit agents)
+    num_treasures: int = 6  # treasures on the field
+    max_cycles: int = 100  # episode length (100, as Li et al. 2023)
+    continuous_actions: bool = False  # continuous force actions instead of 5 discrete ones
+    integration: str = "position_first"  # position_first (mpe2) | velocity_first (the original MPE)
 
     description = ("Cooperative Treasure Collection (Iqbal & Sha 2019): 6 collectors bring respawning treasures to "
                    "2 banks; JAX port of mpe2 collect_treasure_v1, 100-step episodes (Li et al. 2023).")
