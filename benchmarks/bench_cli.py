@@ -33,7 +33,8 @@ COMMANDS = {
     "list --keys happo": ["list", "--keys", "happo"],
     "error: unknown algorithm": ["train", "nope", "mpe/simple_spread"],
     "error: unknown run key": ["train", "mappo", "mpe/simple_spread", "bogus=1"],
-    "error: algo value (imports the algorithm)": ["train", "mappo", "mpe/simple_spread", "algo.clip_eps=-1"],
+    "error: MAPPO value": ["train", "mappo", "mpe/simple_spread", "algo.clip_eps=-1"],
+    "error: HAPPO value (imports JAX)": ["train", "happo", "mpe/simple_spread", "algo.clip_eps=-1"],
 }
 
 
