@@ -4,8 +4,9 @@ The example of ``docs/writing_an_algorithm.md``: an off-policy algorithm is the 
 (replay, update-to-data schedule, warm-up, target networks, checkpoints, evaluation, host envs)
 plus four methods. Every agent learns its own ``Q_i(o_i, .)`` from its own reward, epsilon-greedy.
 
-    python -c "import examples.iql"  # registers "iql"; then use it like any built-in algorithm:
-    trustmarl.experiment.runner.train(build_config("iql", "matrix/custom", {...}), "runs/iql")
+    trustmarl train examples.iql:IQL mpe/simple_spread --out runs/iql   # by import path, from the repo root
+    trustmarl eval runs/iql                                              # the run records the import path
+    import examples.iql  # in Python: registers "iql"; build_config("iql", ENV, {...}) then works
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ class IQLConfig(OffPolicyConfig):
     """The engine's hyperparameters plus epsilon-greedy exploration."""
 
     name: str = "iql"
-    epsilon_start: float = 1.0
-    epsilon_end: float = 0.05
-    epsilon_decay_steps: int = 10_000
+    epsilon_start: float = 1.0  # probability of a random action at the start
+    epsilon_end: float = 0.05  # ... after epsilon_decay_steps env steps (a schedule in env steps: resume continues it)
+    epsilon_decay_steps: int = 10_000  # env steps over which epsilon falls linearly
 
     def validate(self) -> None:
         super().validate()

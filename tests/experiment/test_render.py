@@ -22,15 +22,16 @@ def test_eval_render_writes_an_episode_gif(tmp_path, capsys):
     gif = tmp_path / "ep.gif"
     assert main(["eval", str(run), "--episodes", "2", "--render", str(gif)]) == 0
     out = capsys.readouterr().out
-    assert "(7 frames" in out and "written to" in out  # the reset state and 6 steps
-    img = Image.open(gif)
-    frames = []
-    for i in range(img.n_frames):
-        img.seek(i)
-        frames.append(np.asarray(img.convert("RGB")))
-    assert 2 <= len(frames) <= 7  # Pillow merges identical consecutive frames
+    frames = _gif_frames(gif)
+    # the reset state and 6 steps; the message states what the file holds
+    assert f"episode of 6 steps (return " in out and f"written to {gif}: 7 frames at 10 fps" in out, out
+    assert len(frames) == 7  # the step/return overlay differs on every frame: none is merged
     assert frames[0].shape == (320, 320, 3)
     assert any(np.abs(f.astype(int) - frames[0]).sum() > 0 for f in frames[1:])  # the agents move
+    assert (frames[3][2:14, 2:60] < 80).any() and (frames[3][2:14, 2:60] > 200).any()  # the overlay's text box
+
+    assert main(["eval", str(run), "--render", str(tmp_path / "ep.avi")]) == 2
+    assert "must end in .gif or .mp4" in capsys.readouterr().err
 
 
 def test_render_on_an_env_without_render_is_a_clear_error(tmp_path, capsys):
@@ -70,7 +71,7 @@ def test_eval_render_mamujoco_halfcheetah(tmp_path, capsys):
     args = ["train", "mappo", "mamujoco/halfcheetah_2x3", "env.max_episode_steps=12", "env.num_workers=0", *TINY]
     assert main([*args, "--out", str(run)]) == 0
     assert main(["eval", str(run), "--episodes", "1", "--render"]) == 0
-    assert "(13 frames" in capsys.readouterr().out
+    assert "13 frames at" in capsys.readouterr().out
     frames = _gif_frames(run / "episode.gif")
     assert frames[0].shape == (320, 320, 3)  # MuJoCo's 480x480 shrunk to 320
     assert frames[0].std() > 10  # a scene, not a blank image
@@ -94,7 +95,7 @@ def test_render_sisl_multiwalker_and_pursuit(tmp_path):
         view = jax.tree.map(lambda x: x[None], algo.policy_view(_init_state(algo)))  # a seed axis of 1
         factory = host_registry.make_factory(name, params).rendering()
         out = render_host_episode(algo, factory, view, jax.random.PRNGKey(0), tmp_path / f"{name[5:]}.gif")
-        assert out["frames"] == 6 and np.isfinite(out["return"])
+        assert out["frames"] == 6 and out["steps"] == 5 and np.isfinite(out["return"])
         frames = _gif_frames(out["path"])
         assert frames[0].shape == shape and frames[0].std() > 10
 
@@ -131,3 +132,34 @@ def test_write_gif_keeps_long_episodes_small(tmp_path):
     kept = _gif_frames(path)
     assert len(kept) == 251  # frames 0, 4, ..., 996 and the last one (999)
     assert kept[-1][0, 0, 0] == 999 % 256 and kept[1][0, 0, 0] == 4
+
+
+def test_overlay_states_step_and_return():
+    from trustmarl.experiment.render import overlay
+
+    blank = np.full((60, 200, 3), 255, np.uint8)
+    a, b = overlay(blank, 3, -1.5), overlay(blank, 4, -1.5)
+    assert a.shape == blank.shape and (a[:15, :150] < 100).any() and (a[20:] == 255).all()  # text top-left only
+    assert (a != b).any()  # another step, another label
+
+
+def test_mp4_needs_imageio_ffmpeg_and_writes_every_frame(tmp_path, monkeypatch):
+    """Without imageio[ffmpeg]: one line naming the install command. With it (a stand-in here): every frame,
+    at the env's frame rate, padded to even sides for H.264."""
+    import importlib.util
+    import types
+
+    from trustmarl.experiment import render
+
+    frames = [np.full((213, 320, 3), i, np.uint8) for i in range(30)]
+    if importlib.util.find_spec("imageio_ffmpeg") is None:
+        with pytest.raises(render.RenderError, match=r"pip install 'imageio\[ffmpeg\]'"):
+            render.write_episode(frames, tmp_path / "ep.mp4", fps=15)
+    seen = {}
+    v2 = types.SimpleNamespace(mimwrite=lambda path, fr, fps, macro_block_size: seen.update(path=path, frames=fr, fps=fps))
+    monkeypatch.setitem(sys.modules, "imageio", types.SimpleNamespace(v2=v2))
+    monkeypatch.setitem(sys.modules, "imageio.v2", v2)
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", types.ModuleType("imageio_ffmpeg"))
+    out = render.write_episode(frames, tmp_path / "ep.mp4", fps=15)
+    assert out["frames"] == 30 and out["fps"] == 15 and out["stride"] == 1
+    assert len(seen["frames"]) == 30 and seen["frames"][0].shape == (214, 320, 3) and seen["fps"] == 15

@@ -44,6 +44,6 @@ def test_markdown_states_paper_spec_and_ours(result):
     md = table1_markdown(result)
     assert "| MATRL | trustmarl | 0.990 / 87.7 | 0.990 / 57.4 | 0.835 / 324.6 |" in md
     assert "| MATRL | Wen et al. 2021 | 0.99 / 86.54 | 0.9825 / 75.52 | 0.846 / 369.40 |" in md
-    assert "| IGA | spec reproduction (200 games) | 0.990 / 132.7 | 0.985 / 80.5 | 0.765 / 431.0 |" in md
+    assert "| IGA | reference-code protocol, earlier run (200 games) | 0.990 / 132.7 | 0.985 / 80.5 | 0.765 / 431.0 |" in md
     json.dumps(result)  # plain numbers
     assert np.isfinite(result["cyclic"]["iga"]["mean_steps"])

@@ -89,7 +89,56 @@ def test_final_scores_mean_ci_iqm_and_probability_of_improvement(tmp_path):
     assert {p["x"], p["y"]} == {"mappo (clip_eps=0.1)", "mappo (clip_eps=0.2)"}
     expected = (6 + 0.5 * 4) / 32 if p["x"] == "mappo (clip_eps=0.1)" else 1 - (6 + 0.5 * 4) / 32
     assert p["p"] == pytest.approx(expected)
-    assert p["ci"][0] <= p["p"] <= p["ci"][1]
+    assert p["seeds"] in ([4, 8], [8, 4]) and all(math.isnan(c) for c in p["ci"])  # A has 4 seeds: no interval
+    assert row_a["intervals_reliable"] is False and row_b["intervals_reliable"] is True
+    c = make_run(tmp_path / "c", final_window([1.0, 2, 3, 4, 5]), algo_params={"clip_eps": 0.3})
+    (p,) = [p for p in rep.analyse(rep.load_runs([b, c]), reps=4000)["poi"]]
+    assert p["ci"][0] <= p["p"] <= p["ci"][1] and p["ci"][1] - p["ci"][0] > 0.2
+
+
+def test_few_seeds_are_flagged_and_poi_has_no_false_certainty(tmp_path):
+    """Two seeds each, every seed of A above every seed of B: P(A > B) = 1, and the bootstrap 'interval' would
+    be [1, 1] (every resample of 2 seeds keeps that order); the report shows no interval and says why."""
+    a = make_run(tmp_path / "a", final_window([3.0, 4.0]), algo="happo")
+    b = make_run(tmp_path / "b", final_window([1.0, 2.0]), algo="mappo")
+    res = rep.write_report([a, b], tmp_path / "rep", reps=500)
+    (p,) = res["analysis"]["poi"]
+    assert p["p"] == pytest.approx(1.0) and all(math.isnan(c) for c in p["ci"])
+    assert rep.poi_bootstrap(np.array([[3.0], [4.0]]), np.array([[1.0], [2.0]]), 500)[1:] == (1.0, 1.0)  # the trap
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "| mpe/simple_spread | happo | mappo | 2, 2 | 1.000 | n/a (fewer than 5 seeds) |" in md
+    assert "[1, 1]" not in md and "[1.000, 1.000]" not in md
+    assert "Fewer than 5 seeds per configuration: the intervals are unreliable" in md
+    assert re.search(r"\| happo \| 2 \| 3\.5 \| \[3, 4\]\* \|", md)  # the interval is starred
+    assert "reliable from 5" in md and "both have 5" in md  # the minimum seeds of each statistic
+    assert "1 task;" in md and "1 tasks" not in md
+    html_page = (tmp_path / "rep" / "report.html").read_text()
+    assert "the intervals are unreliable" in html_page
+
+
+def test_figures_poi_dot_not_clipped_diagnostics_legend_and_per_agent_caption(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    diag = {"diag/ratio_max": np.linspace(1.3, 1.0, 20), "diag/ratio_min": np.linspace(0.7, 1.0, 20),
+            "diag/clip_frac": np.linspace(0.3, 0.1, 20)}
+    agents = {"episode_return_per_agent/agent_0": np.linspace(0, 1, 20),
+              "episode_return_per_agent/agent_1": np.linspace(0, 2, 20)}  # different rewards on a cooperative task
+    a = make_run(tmp_path / "a", final_window([3.0, 4.0]), algo="happo", extra={**diag, **agents})
+    b = make_run(tmp_path / "b", final_window([1.0, 2.0]), algo="mappo", extra=diag)
+    analysis = rep.analyse(rep.load_runs([a, b]), reps=200)
+    ax = rep.plot_poi(analysis).axes[0]
+    dot = [line for line in ax.lines if line.get_marker() == "o"][0]
+    lo, hi = ax.get_xlim()
+    assert dot.get_xdata()[0] == pytest.approx(1.0) and hi > 1.0 and lo < 0.0 and not dot.get_clip_on()
+    fig = rep.plot_diagnostics(analysis, rep.diagnostic_panels(analysis["groups"][0].runs + analysis["groups"][1].runs))
+    (legend,) = fig.legends  # one legend for all panels, the clip-fraction panel included
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert "happo" in labels and "mappo" in labels and any("dashed" in t for t in labels)
+    assert not any(ax.get_legend() for ax in fig.axes)
+    res = rep.write_report([a, b], tmp_path / "rep", reps=200)
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "per_agent.png" in md and "general-sum" not in md
 
 
 def test_bootstrap_is_over_seeds_not_updates(tmp_path):

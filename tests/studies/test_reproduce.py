@@ -36,7 +36,7 @@ def test_list_names_paper_figure_and_tier_times(capsys):
 @pytest.mark.parametrize("argv, needle", [
     (["reproduce"], "reproduce needs NAME"),
     (["reproduce", "nope"], "unknown reproduction 'nope'"),
-    (["reproduce", "hatrpo-figure1", "--tier", "huge"], "has no tier 'huge'"),
+    (["reproduce", "hatrpo-figure1", "--tier", "huge"], "argument --tier: invalid choice: 'huge' (choose from 'smoke', 'cpu', 'full')"),
     (["reproduce", "hatrpo-figure1", "--list"], "--list takes no NAME"),
     (["reproduce", "hatrpo-figure1", "--jobs", "0"], "--jobs 0 must be >= 1"),
 ])
@@ -71,11 +71,13 @@ def test_register_your_own_and_its_report(capsys, tmp_path, monkeypatch):
     code, stdout, err = call(capsys, "reproduce", "toy", "--out", out, "--jobs", "3")
     assert code == 0, err
     assert calls == [("smoke", 3)] and "toy (smoke) done" in stdout
+    assert "paper vs ours: Doe 2024, Table 9 (smoke tier)" in stdout  # the verdict, on the console
+    assert "  [FAILS] J reaches the optimum: paper 1; ours 0.6" in stdout and "0 of 1 checked claims hold" in stdout
     result = json.loads((out / "result.json").read_text())
     assert result["custom"] == 42 and result["paper"] == "Doe 2024" and result["tier"] == "smoke"
     md = (out / "report" / "report.md").read_text()
     assert "## Paper vs ours" in md and "| J reaches the optimum | 1 | 0.6 | no | two seeds |" in md
-    assert "- a toy" in md and "Doe 2024, Table 9" in md
+    assert "- a toy" in md and md.startswith("# Doe 2024, Table 9: reproduction toy (smoke)")
     assert "data:image/png;base64," in (out / "report" / "report.html").read_text()
 
     # the same reproduction continues in its directory; another tier needs --overwrite
@@ -166,3 +168,18 @@ def test_matrl_grid_compares_with_the_paper_and_orders_matrl_against_il(monkeypa
     assert rows["grid/checkers: MATRL's return >= IL's"]["holds"] is True
     assert rows["grid/switch4: MATRL's return >= IL's"]["holds"] is False
     assert res["run_dirs"] == [str(tmp_path / "runs")]
+
+
+def test_matrl_matrix_games_writes_the_report_it_names(capsys, tmp_path):
+    """A reproduction without training runs (exact computations) still writes the HTML report the console names:
+    the paper-vs-ours table and its figures, embedded; the verdict is printed."""
+    code, out, err = call(capsys, "reproduce", "matrl-matrix-games", "--out", tmp_path / "mg")
+    assert code == 0, err
+    report = tmp_path / "mg" / "report" / "report.html"
+    assert f"report: {report}" in out and report.is_file()
+    page = report.read_text()
+    assert "Paper vs ours" in page and page.count("src='data:image/png;base64,") == 2  # Figures 4 and 9
+    assert "<title>Wen et al. 2021 (MATRL), Table 1, Figures 4 and 9" in page
+    assert "paper vs ours: Wen et al. 2021 (MATRL), Table 1, Figures 4 and 9 (smoke tier)" in out
+    assert "checked claims hold at this tier" in out and "[holds]" in out
+    assert "seed 00" not in page + out

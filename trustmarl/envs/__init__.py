@@ -1,13 +1,27 @@
-"""JAX-native multi-agent environments and the registry."""
+"""JAX-native multi-agent environments and the registry.
 
-from trustmarl.envs.base import AgentGroup, Box, Discrete, MultiAgentEnv, TimeStep
-from trustmarl.envs.registry import describe, env_defaults, env_names, make, register
+Importing this package is cheap (no JAX): the environment modules are imported, and register their
+environments, the first time the registry is asked for them (:func:`trustmarl.envs.registry.env_names`,
+``make``, ...). The names below are loaded on first use.
+"""
 
-# Importing the modules registers their environments.
-from trustmarl.envs import grid as _grid  # noqa: F401,E402
-from trustmarl.envs import matrix as _matrix  # noqa: F401,E402
-from trustmarl.envs import mpe as _mpe  # noqa: F401,E402
-from trustmarl.envs import jaxmarl_adapter as _jaxmarl  # noqa: F401,E402  (lazy: jaxmarl imported on use)
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "AgentGroup": "trustmarl.envs.base",
+    "Box": "trustmarl.envs.base",
+    "Discrete": "trustmarl.envs.base",
+    "MultiAgentEnv": "trustmarl.envs.base",
+    "TimeStep": "trustmarl.envs.base",
+    "describe": "trustmarl.envs.registry",
+    "env_defaults": "trustmarl.envs.registry",
+    "env_names": "trustmarl.envs.registry",
+    "make": "trustmarl.envs.registry",
+    "register": "trustmarl.envs.registry",
+}
 
 
 def to_pettingzoo(env_or_name, render_mode=None, **kwargs):
@@ -16,6 +30,12 @@ def to_pettingzoo(env_or_name, render_mode=None, **kwargs):
     from trustmarl.envs.pettingzoo_wrapper import to_pettingzoo as _to_pettingzoo
 
     return _to_pettingzoo(env_or_name, render_mode=render_mode, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'trustmarl.envs' has no attribute {name!r}")
 
 
 __all__ = [

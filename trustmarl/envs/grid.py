@@ -122,10 +122,10 @@ class Checkers(MultiAgentEnv):
     lemon, 0 eaten; row-major over columns 0-5) and ``step / max_steps``.
     """
 
-    max_steps: int = 100
-    step_cost: float = -0.01
-    full_observable: bool = False
-    reward_mode: str = "individual"
+    max_steps: int = 100  # episode length (time limit)
+    step_cost: float = -0.01  # reward every agent pays each step
+    full_observable: bool = False  # every agent sees the whole grid instead of its 5x5 view
+    reward_mode: str = "individual"  # individual: each agent's own reward | team: every agent gets the sum
 
     description = "MA-Gym Checkers (MATRL paper version): 2 agents collect apples, avoid lemons; agent 0 scores 5x."
 
@@ -251,12 +251,12 @@ class Switch(MultiAgentEnv):
     Global state (``3 n + 1`` floats): normalised positions, arrived flags and ``step / max_steps``.
     """
 
-    n_agents: int = 4  # type: ignore[assignment]
-    max_steps: int = 50
-    step_cost: float = -0.1
-    arrival_reward: float = 5.0
-    full_observable: bool = False
-    reward_mode: str = "individual"
+    n_agents: int = 4  # type: ignore[assignment]  # agents
+    max_steps: int = 50  # episode length (time limit)
+    step_cost: float = -0.1  # reward every agent pays each step
+    arrival_reward: float = 5.0  # reward of an agent reaching its target room
+    full_observable: bool = False  # every agent sees the whole grid instead of its 5x5 view
+    reward_mode: str = "individual"  # individual: each agent's own reward | team: every agent gets the sum
 
     description = "MA-Gym Switch (MATRL paper version): agents cross a one-cell corridor to the opposite room."
 

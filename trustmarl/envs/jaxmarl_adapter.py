@@ -254,9 +254,9 @@ class JaxMARLEnv(MultiAgentEnv):
     accepted and converted; values must be hashable), e.g. ``(("max_steps", 200),)``.
     """
 
-    name: str = SMAX_ENV_ID
-    scenario: str | None = "3m"
-    kwargs: tuple = ()
+    name: str = SMAX_ENV_ID  # the JaxMARL environment id (jaxmarl.make)
+    scenario: str | None = "3m"  # the SMAX map
+    kwargs: tuple = ()  # further JaxMARL constructor arguments as (key, value) pairs
 
     description = "A JaxMARL environment (jaxmarl.make(name, **kwargs)) behind trustmarl's contract."
 

@@ -1,4 +1,4 @@
-"""One-state games: cooperative matrix games, the differential game of seed 001, and general-sum games.
+"""One-state games: cooperative matrix games, the differential game of Kuba et al. 2022, and general-sum games.
 
 Every game here has a single state and episodes of length one: after the first step the episode
 is ``terminated`` and ``MultiAgentEnv.step`` resets it. In the cooperative games all agents receive the
@@ -8,7 +8,7 @@ al. 2021) each agent receives its own payoff.
 Observation (every agent) and global state are the constant vector ``[1.0]`` (one feature), so a
 policy of such a game is a state-independent distribution over actions. Agent identities are *not*
 part of the observation: that is what makes parameter sharing suboptimal in Proposition 1
-(seed 001 section 2.3); an algorithm that wants agent ids adds them itself.
+(Kuba et al. 2022, Section 2.3); an algorithm that wants agent ids adds them itself.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ class MatrixGame(_OneStateGame):
     as nested tuples so the environment stays hashable.
     """
 
-    payoff: tuple = CLIMBING_GAME
+    payoff: tuple = CLIMBING_GAME  # the team reward of every joint action, an n-dimensional table
 
     description = "One-state cooperative matrix game with a user-given payoff tensor (default: climbing game)."
 
@@ -155,7 +155,7 @@ class MatrixGame(_OneStateGame):
 
 
 def proposition1_payoff(n: int) -> np.ndarray:
-    """Payoff tensor ``[2]*n`` of seed 001 Proposition 1 (section 2.3): 1 on ``(0^{n/2},1^{n/2})``
+    """Payoff tensor ``[2]*n`` of Kuba et al. 2022, Proposition 1 (Section 2.3): 1 on ``(0^{n/2},1^{n/2})``
     and ``(1^{n/2},0^{n/2})``, 0 elsewhere."""
     if n < 2 or n % 2:
         raise ValueError(f"n_agents must be an even integer >= 2, got {n!r}")
@@ -168,13 +168,13 @@ def proposition1_payoff(n: int) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class Proposition1Game(_OneStateGame):
-    """Seed 001 Proposition 1 (section 2.3): ``n`` even agents, binary actions, team reward 1 iff the
+    """Kuba et al. 2022, Proposition 1 (Section 2.3): ``n`` even agents, binary actions, team reward 1 iff the
     joint action is ``(0^{n/2}, 1^{n/2})`` or ``(1^{n/2}, 0^{n/2})``, else 0. The optimum is 1; the
     best shared policy only reaches ``2 / 2^n``."""
 
-    n_agents: int = 4  # type: ignore[assignment]
+    n_agents: int = 4  # type: ignore[assignment]  # agents (even)
 
-    description = "Seed 001 Proposition 1 game: parameter sharing is exponentially suboptimal (n even agents)."
+    description = "Kuba et al. 2022, Proposition 1 game: parameter sharing is exponentially suboptimal (n even agents)."
 
     def validate(self) -> None:
         n = self.n_agents
@@ -191,12 +191,12 @@ class Proposition1Game(_OneStateGame):
         first, second = a[:half], a[half:]
         zeros_ones = jnp.all(first == 0) & jnp.all(second == 1)
         ones_zeros = jnp.all(first == 1) & jnp.all(second == 0)
-        return (zeros_ones | ones_zeros).astype(jnp.float32)  # seed 001 section 2.3 (Proposition 1)
+        return (zeros_ones | ones_zeros).astype(jnp.float32)  # Kuba et al. 2022, Section 2.3 (Proposition 1)
 
 
 @dataclasses.dataclass(frozen=True)
 class DifferentialGame(_OneStateGame):
-    """Seed 001 Figure 1 (section 4.3): two agents, one state, actions ``a^i`` in R, reward
+    """Kuba et al. 2022, Figure 1 (Section 4.3): two agents, one state, actions ``a^i`` in R, reward
     ``a^1 * a^2``.
 
     The action space is declared ``Box(dim=1, low=-10, high=10)`` so that samplers have a range,
@@ -207,8 +207,8 @@ class DifferentialGame(_OneStateGame):
     Policies start with means near 0, so ``offset=(-0.25, 0.25)`` starts training at the paper's
     ``mu_0 = (-0.25, 0.25)`` (``J_0 = -0.0625``) without touching the policy's initialisation."""
 
-    description = "Seed 001 Figure 1 differential game: two agents, continuous actions, reward a1 * a2."
-    offset: tuple = (0.0, 0.0)
+    description = "Kuba et al. 2022, Figure 1 differential game: two agents, continuous actions, reward a1 * a2."
+    offset: tuple = (0.0, 0.0)  # added to each agent's action before the reward (the starting point of Figure 1)
 
     def validate(self) -> None:
         super().validate()
@@ -221,7 +221,7 @@ class DifferentialGame(_OneStateGame):
 
     def _team_reward(self, actions: tuple) -> jax.Array:
         a = jnp.asarray(actions[0], dtype=jnp.float32).reshape(2) + jnp.asarray(self.offset, dtype=jnp.float32)
-        return a[0] * a[1]  # seed 001 section 4.3 (Figure 1): r(a^1, a^2) = a^1 a^2
+        return a[0] * a[1]  # Kuba et al. 2022, Section 4.3 (Figure 1): r(a^1, a^2) = a^1 a^2
 
 
 # Named two-agent, two-action general-sum games of the MATRL reference code (Wen et al. 2021, section 4 and
@@ -254,7 +254,7 @@ class GeneralSumMatrixGame(_OneStateGame):
     :class:`MatrixGame`. The default is matching pennies.
     """
 
-    payoffs: tuple = MATCHING_PENNIES
+    payoffs: tuple = MATCHING_PENNIES  # [n_agents, A_1, ..., A_n]: each agent's payoff of every joint action
 
     description = "One-state general-sum game: payoffs [n_agents, A_1, ..., A_n], one payoff per agent (default: matching pennies)."
 

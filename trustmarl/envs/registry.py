@@ -5,6 +5,10 @@ Besides registered names, a JAX-native environment can be named by its import pa
 keys) or instance. The same string works in ``trustmarl train``, ``eval`` and ``check-env``;
 an import path to anything else (a PettingZoo Parallel env factory) is a host env
 (:mod:`trustmarl.envs.host.registry`).
+
+Names and descriptions of the built-in environments come from :mod:`trustmarl.catalog` without
+importing them (no JAX); their modules are imported, and register themselves, when an environment is
+built or its keys are read (:func:`env_factory`).
 """
 
 from __future__ import annotations
@@ -14,12 +18,21 @@ import importlib
 import inspect
 from typing import Any, Callable
 
-from trustmarl.envs.base import MultiAgentEnv
+from trustmarl import catalog
 
-_REGISTRY: dict[str, tuple[Callable[..., MultiAgentEnv], str]] = {}
+_REGISTRY: dict[str, tuple[Callable[..., Any], str]] = {}
+_LOADED = False
 
 
-def register(name: str, factory: Callable[..., MultiAgentEnv], description: str) -> None:
+def _load() -> None:
+    """Import the built-in environment modules once (each registers its environments)."""
+    global _LOADED
+    if not _LOADED:
+        _LOADED = True
+        from trustmarl.envs import grid, jaxmarl_adapter, matrix, mpe  # noqa: F401
+
+
+def register(name: str, factory: Callable[..., Any], description: str) -> None:
     """Register ``factory`` (usually an environment dataclass) under ``name``."""
     if name in _REGISTRY:
         raise ValueError(f"environment {name!r} is already registered")
@@ -27,12 +40,25 @@ def register(name: str, factory: Callable[..., MultiAgentEnv], description: str)
 
 
 def env_names() -> list[str]:
+    """Built-in (from the catalog, nothing imported) and registered JAX-native environment names."""
+    if not catalog.environments():  # no catalog (a source checkout being rebuilt): import the modules
+        _load()
+    return sorted(set(_REGISTRY) | set(catalog.environments()))
+
+
+def registered_names() -> list[str]:
+    """The names the registry holds once every built-in module is imported (what the catalog is built from)."""
+    _load()
     return sorted(_REGISTRY)
+
+
+def is_registered(name: str) -> bool:
+    return name in _REGISTRY or name in catalog.environments()
 
 
 def is_import_path(name: str) -> bool:
     """``"module.path:attr"`` (not a registered name, not the ``pettingzoo:`` prefix form)."""
-    if name in _REGISTRY or name.startswith("pettingzoo:") or name.count(":") != 1:
+    if is_registered(name) or name.startswith("pettingzoo:") or name.count(":") != 1:
         return False
     module, attr = name.split(":")
     return bool(module) and bool(attr) and all(p.isidentifier() for p in module.split(".") + attr.split("."))
@@ -53,12 +79,14 @@ def import_object(name: str) -> Any:
 
 
 def is_jax_env_object(obj: Any) -> bool:
+    from trustmarl.envs.base import MultiAgentEnv
+
     return (inspect.isclass(obj) and issubclass(obj, MultiAgentEnv)) or isinstance(obj, MultiAgentEnv)
 
 
 def is_jax_env(name: str) -> bool:
     """A registered name or an import path to a :class:`MultiAgentEnv` subclass or instance."""
-    if name in _REGISTRY:
+    if is_registered(name):
         return True
     if not is_import_path(name):
         return False
@@ -71,11 +99,17 @@ def is_jax_env(name: str) -> bool:
 def describe(name: str) -> str:
     if name in _REGISTRY:
         return _REGISTRY[name][1]
+    if name in catalog.environments():
+        return catalog.environments()[name]["description"]
     obj = env_factory(name)
     return getattr(obj, "description", "") or f"JAX-native env {name}"
 
 
-def env_factory(name: str) -> Callable[..., MultiAgentEnv]:
+def env_factory(name: str) -> Callable[..., Any]:
+    from trustmarl.envs.base import MultiAgentEnv
+
+    if name not in _REGISTRY and not is_import_path(name):
+        _load()
     if name in _REGISTRY:
         return _REGISTRY[name][0]
     if is_import_path(name):
@@ -104,7 +138,7 @@ def env_defaults(name: str) -> dict[str, Any]:
     return out
 
 
-def make(name: str, **kwargs: Any) -> MultiAgentEnv:
+def make(name: str, **kwargs: Any):
     """Build the environment ``name`` with hyperparameters ``kwargs`` (validated)."""
     factory = env_factory(name)
     allowed = env_defaults(name)

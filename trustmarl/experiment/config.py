@@ -38,9 +38,9 @@ class RunConfig:
 
     algo: Any  # an algorithm's hyperparameter dataclass (beside its algorithm, e.g. OnPolicyConfig)
     env: EnvConfig
-    seed: int = 0
-    num_seeds: int = 1
-    total_steps: int = 1_000_000
+    seed: int = 0  # seed of the first training seed; the others are derived from it
+    num_seeds: int = 1  # independent seeds trained together as one vmap (each with the full algo.num_envs)
+    total_steps: int = 1_000_000  # env steps per seed
     chunk_updates: int = 10  # updates per jitted chunk (progress, metrics and checkpoints between chunks)
     checkpoint_every: int = 10  # chunks between checkpoints (the last one is always saved)
     checkpoint_seconds: float = 600.0  # checkpoints over 100 MB (replay buffers) are at least this many seconds apart
@@ -48,17 +48,28 @@ class RunConfig:
     eval_every: int = 0  # env steps per seed between deterministic evaluations during training; 0 = never
 
     def validate(self) -> None:
+        self.validate_run_keys()
+        self.algo.validate()
+        validate_env(self.env)
+
+    def validate_run_keys(self) -> None:
+        """The top-level run keys alone (checked before the algorithm's module is imported)."""
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed={self.seed!r} must be a non-negative integer")
         positive_int(self, "num_seeds", "total_steps", "chunk_updates", "checkpoint_every", "eval_episodes")
         non_negative_int(self, "eval_every")
         if not (isinstance(self.checkpoint_seconds, (int, float)) and self.checkpoint_seconds >= 0):
             raise ConfigError(f"checkpoint_seconds={self.checkpoint_seconds!r} must be a number >= 0")
-        self.algo.validate()
-        validate_env(self.env)
 
     def to_dict(self) -> dict[str, Any]:
+        """The resolved config as saved in a run directory. An algorithm of your own also records its import
+        path (``algo.import``) so that a new process can import it again."""
+        from trustmarl.algos import import_path_of
+
         algo = {f.name: _plain(getattr(self.algo, f.name)) for f in dataclasses.fields(self.algo)}
+        path = import_path_of(self.algo.name)
+        if path is not None:
+            algo = {"name": algo.pop("name"), "import": path, **algo}
         env = {"name": self.env.name, **{k: _plain(v) for k, v in self.env.params.items()}}
         top = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("algo", "env")}
         return {"algo": algo, "env": env, **top}
@@ -110,6 +121,34 @@ def env_defaults(name: str) -> dict[str, Any]:
     if env_kind(name) == "host":
         return host_registry.env_defaults(name)
     return env_registry.env_defaults(name)
+
+
+def env_key_help(name: str) -> dict[str, dict[str, Any]]:
+    """``{key: {"default": ..., "help": ...}}`` of an environment's ``env.*`` keys: a built-in JAX-native env's
+    from :mod:`trustmarl.catalog` (nothing imported), others from their dataclass or host preset."""
+    from trustmarl import catalog
+
+    if env_kind(name) == "host":
+        known = {"agent_obsk": "graph distance of the joints an agent observes (Multi-Agent MuJoCo)",
+                 "observation": "local: the agent_obsk view | full: the whole observation plus a one-hot agent id",
+                 "max_episode_steps": "episode length (time limit)", "max_cycles": "episode length (time limit)",
+                 "n_agents": "agents", "local_ratio": "weight of the agent's own reward against the global one"}
+        other = f"a keyword argument of {name}'s PettingZoo constructor"
+        out = {k: {"default": v, "help": known.get(k, other)} for k, v in host_registry.env_defaults(name).items()}
+        out["num_workers"]["help"] = ("worker processes stepping the env copies; -1: automatic (0 for cheap envs, "
+                                      "else one per copy up to the CPU count)")
+        return out
+    entry = catalog.environments().get(name)
+    if entry is not None and entry.get("keys") is not None:
+        return entry["keys"]
+    return catalog.env_keys(name)
+
+
+def run_key_help() -> dict[str, str]:
+    """One-line descriptions of the run keys (the comments beside ``RunConfig``'s fields)."""
+    from trustmarl import catalog
+
+    return catalog.field_help(RunConfig)
 
 
 def describe_env(name: str) -> str:
@@ -278,28 +317,32 @@ def build_config(
 ) -> RunConfig:
     """Resolve a run config for ``algo`` on ``env``; raises ``ConfigError`` on any bad input.
     ``preset`` names a preset variant (see :func:`preset_files`)."""
-    from trustmarl.algos import algo_config_class, algo_names  # late import: algos import this module
+    from trustmarl import algos  # late import: algos import this module
 
-    if algo not in algo_names():
-        raise ConfigError(f"unknown algorithm {algo!r}; choose one of: {', '.join(algo_names())}")
+    if not algos.is_known(algo):
+        raise algos.unknown_algorithm(algo)
     env_kind(env)  # raises for an unknown name
+    algo = algos.resolve_name(algo)  # an import path: its module is imported and registers the algorithm
     layers: list[dict[str, Any]] = [load_yaml(f) for f in preset_files(algo, env, preset)]
     if config_file is not None:
         layers.append(load_yaml(Path(config_file)))
     layers.append(dict(overrides or {}))
-    algo_cls = algo_config_class(algo)
-    for layer in layers[-2 if config_file is not None else -1:]:  # what the user set (presets are checked by tests)
-        for key in layer:
-            if key.startswith("algo.") and key[5:] in getattr(algo_cls, "UNUSED", {}):
-                raise ConfigError(f"{key} is not used by {algo}: {algo_cls.UNUSED[key[5:]]}")
+    user_layers = layers[-2 if config_file is not None else -1:]  # what the user set (presets are checked by tests)
     merged: dict[str, Any] = {}
     for layer in layers:
         merged.update(layer)
     merged.pop("algo.name", None)
     merged.pop("env.name", None)
-
-    algo_types = _field_types(algo_cls)
+    merged.pop("algo.import", None)
     run_types = {k: v for k, v in _field_types(RunConfig).items() if k not in ("algo", "env")}
+    _check_before_import(algo, merged, user_layers, run_types)
+
+    algo_cls = algos.algo_config_class(algo)
+    for layer in user_layers:
+        for key in layer:
+            if key.startswith("algo.") and key[5:] in getattr(algo_cls, "UNUSED", {}):
+                raise ConfigError(f"{key} is not used by {algo}: {algo_cls.UNUSED[key[5:]]}")
+    algo_types = _field_types(algo_cls)
     algo_kwargs: dict[str, Any] = {"name": algo}
     env_params: dict[str, Any] = {}
     run_kwargs: dict[str, Any] = {}
@@ -324,17 +367,55 @@ def build_config(
     return cfg
 
 
+def _check_before_import(algo: str, merged: dict[str, Any], user_layers: list[dict[str, Any]],
+                         run_types: dict[str, Any]) -> None:
+    """The errors that need no algorithm module (no JAX): unknown and bad run keys, and for a built-in
+    algorithm, unknown or unused ``algo.*`` keys (from :mod:`trustmarl.catalog`)."""
+    from trustmarl import catalog
+
+    run_kwargs = {}
+    for key, value in merged.items():
+        if key.startswith(("algo.", "env.")):
+            continue
+        if key not in run_types:
+            raise ConfigError(
+                f"unknown key {key!r}; allowed: {', '.join(run_types)}, algo.<hyperparameter>, env.<hyperparameter>"
+                " (see `trustmarl list`)"
+            )
+        run_kwargs[key] = coerce(key, value, run_types[key])
+    RunConfig(algo=None, env=None, **run_kwargs).validate_run_keys()
+    entry = catalog.fresh_algorithm(algo)
+    if entry is None:
+        return
+    unused = entry["unused"]
+    for layer in user_layers:
+        for key in layer:
+            if key.startswith("algo.") and key[5:] in unused:
+                raise ConfigError(f"{key} is not used by {algo}: {unused[key[5:]]}")
+    for key in merged:
+        if key.startswith("algo.") and key[5:] not in entry["keys"] and key[5:] not in unused:
+            allowed = ", ".join("algo." + n for n in entry["keys"])
+            raise ConfigError(f"unknown key {key!r} for algorithm {algo}; allowed: {allowed}")
+
+
 def config_from_dict(data: dict[str, Any]) -> RunConfig:
     """Rebuild a saved (resolved) config, validating it like a new one."""
     flat = _flatten(data)
     algo = flat.pop("algo.name", None)
     env = flat.pop("env.name", None)
+    path = flat.pop("algo.import", None)
     if algo is None or env is None:
         raise ConfigError("saved config lacks algo.name or env.name")
-    from trustmarl.algos import algo_config_class, algo_names
+    from trustmarl import algos
+    from trustmarl.algos import algo_config_class
 
-    if algo not in algo_names():
-        raise ConfigError(f"unknown algorithm {algo!r} in saved config; choose one of: {', '.join(algo_names())}")
+    if algo not in algos.algo_names() and path is not None:
+        found = algos.algo_spec(str(path)).name  # imports the module that registers it
+        if found != algo:
+            raise ConfigError(f"saved config names algorithm {algo!r} but {path!r} registers {found!r}")
+    if algo not in algos.algo_names():
+        raise algos.unknown_algorithm(algo, " in saved config (an algorithm of your own is found again when its "
+                                            "module is importable: the config records it as algo.import)")
     algo_types = _field_types(algo_config_class(algo))
     run_types = _field_types(RunConfig)
     kwargs = {}

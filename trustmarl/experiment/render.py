@@ -1,4 +1,5 @@
-"""Record an episode of a trained policy and write it as an animated GIF (headless, Pillow only).
+"""Record an episode of a trained policy and write it as an animated GIF (Pillow) or an MP4 video
+(``imageio[ffmpeg]``, when installed), headless; every frame shows the step and the team return so far.
 
 A JAX-native environment renders by implementing ``render(env_state) -> uint8 [H, W, 3]``; host
 environments render through their own ``render()`` in ``rgb_array`` mode.
@@ -31,13 +32,89 @@ def draw_circles(pos, radius: Sequence[float], colors: Sequence[tuple], size: in
     return np.asarray(img)
 
 
+class _Returns:
+    """A stepper that also keeps the episode's team return so far (the mean over agents of the rewards)."""
+
+    def __init__(self, stepper):
+        self.stepper, self.shape, self.value, self.done = stepper, stepper.shape, 0.0, False
+
+    def reset(self):
+        self.value, self.done = 0.0, False
+        return self.stepper.reset()
+
+    def step(self, actions):
+        ts = self.stepper.step(actions)
+        if not self.done:
+            self.value += float(np.mean(np.asarray(ts.reward, np.float64).reshape(-1, np.shape(ts.reward)[-1])[0]))
+            self.done = bool(np.ravel(np.asarray(ts.terminated) | np.asarray(ts.truncated))[0])
+        return ts
+
+    def frame(self):
+        return self.stepper.frame()
+
+
+def overlay(frame: np.ndarray, step: int, ret: float) -> np.ndarray:
+    """``frame`` with "step T  return R" in its top-left corner (black on a white box)."""
+    from PIL import Image, ImageDraw
+
+    img = Image.fromarray(np.ascontiguousarray(np.asarray(frame, dtype=np.uint8)[..., :3]))
+    draw = ImageDraw.Draw(img)
+    text = f"step {step}  return {ret:.4g}"
+    left, top, right, bottom = draw.textbbox((4, 3), text)
+    draw.rectangle([left - 3, top - 2, right + 3, bottom + 2], fill=(255, 255, 255))
+    draw.text((4, 3), text, fill=(0, 0, 0))
+    return np.asarray(img)
+
+
 def _record(algo, view, stepper, key: jax.Array, deterministic: bool) -> tuple[list[np.ndarray], float]:
-    """One episode through the shared episode loop, a frame after the reset and after every step."""
+    """One episode through the shared episode loop, a frame after the reset and after every step, each with
+    the step and the return so far drawn on it."""
     from trustmarl.algos.evaluation import run_episodes
 
     frames: list[np.ndarray] = []
-    result = run_episodes(algo, view, stepper, key, deterministic, on_step=lambda t: frames.append(stepper.frame()))
+    tracked = _Returns(stepper)
+    result = run_episodes(algo, view, tracked, key, deterministic,
+                          on_step=lambda t: frames.append(overlay(tracked.frame(), t, tracked.value)))
     return frames, float(result["return"][0])
+
+
+def write_episode(frames: Sequence[np.ndarray], path: str | Path, fps: float) -> dict[str, Any]:
+    """Write ``frames`` as a GIF (``.gif``) or an MP4 video (``.mp4``, needs ``imageio[ffmpeg]``); returns what
+    the file holds: ``frames`` written, ``fps`` and ``stride`` (every ``stride``-th recorded frame)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".mp4":
+        write_mp4(frames, path, fps)
+        return {"path": str(path), "frames": len(frames), "fps": float(fps), "stride": 1}
+    if suffix != ".gif":
+        raise RenderError(f"cannot write {str(path)!r}: the file name must end in .gif or .mp4")
+    out = write_gif(frames, path, fps=fps)
+    from PIL import Image
+
+    with Image.open(out) as img:
+        written = int(getattr(img, "n_frames", 1))
+        delay = img.info.get("duration") or 100
+    return {"path": str(out), "frames": written, "fps": 1000.0 / delay, "stride": max(1, -(-len(frames) // 250))}
+
+
+def write_mp4(frames: Sequence[np.ndarray], path: str | Path, fps: float) -> Path:
+    """Write ``frames`` as an H.264 MP4 with ``imageio`` and its ffmpeg plugin (``pip install 'imageio[ffmpeg]'``);
+    :class:`RenderError` naming the install command when they are missing."""
+    try:
+        import imageio.v2 as iio
+        import imageio_ffmpeg  # noqa: F401
+    except ImportError:
+        raise RenderError("writing an MP4 needs imageio with ffmpeg: pip install 'imageio[ffmpeg]' "
+                          "(or name a .gif file)") from None
+    if not frames:
+        raise ValueError("no frames to write")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h, w = np.asarray(frames[0]).shape[:2]
+    pad = ((0, h % 2), (0, w % 2), (0, 0))  # H.264 (yuv420p) needs even sides
+    iio.mimwrite(path, [np.pad(np.asarray(f, np.uint8)[..., :3], pad, mode="edge") for f in frames], fps=fps,
+                 macro_block_size=1)
+    return path
 
 
 def render_jax_episode(algo, view, key: jax.Array, path: str | Path, deterministic: bool = True, fps: int = 10) -> dict:
@@ -51,8 +128,7 @@ def render_jax_episode(algo, view, key: jax.Array, path: str | Path, determinist
     k_env, k_act = jax.random.split(key)
     stepper = JaxStepper(env, 1, 1, k_env, auto_reset=False)  # keep the episode's last state
     frames, total = _record(algo, view, stepper, k_act, deterministic)
-    out = write_gif(frames, path, fps=fps)
-    return {"path": str(out), "frames": len(frames), "return": total}
+    return {**write_episode(frames, path, fps), "steps": len(frames) - 1, "return": total}
 
 
 def write_gif(frames: Sequence[np.ndarray], path: str | Path, fps: float = 10, max_frames: int = 250,
@@ -127,8 +203,7 @@ def render_host_episode(algo, factory: Any, view, key: jax.Array, path: str | Pa
         close = getattr(env, "close", None)
         if callable(close):
             close()
-    out = write_gif(frames, path, fps=_render_fps(env))
-    return {"path": str(out), "frames": len(frames), "return": total}
+    return {**write_episode(frames, path, _render_fps(env)), "steps": len(frames) - 1, "return": total}
 
 
 def _render_fps(env: Any, default: float = 20.0) -> float:

@@ -97,6 +97,34 @@ def resume_config(run_dir: Path, overrides: dict[str, Any] | None = None) -> Run
     return config_from_dict(data)
 
 
+def annealed_keys(algo_cfg) -> list[str]:
+    """The ``algo.*`` switches that are on and make a schedule depend on the run's length (``total_steps``):
+    ``HORIZON_KEYS`` of the hyperparameter class (default ``("anneal_lr",)``). Exploration schedules are
+    counted in env steps (``noise_decay_steps``, ...) and never depend on it."""
+    return [k for k in getattr(algo_cfg, "HORIZON_KEYS", ("anneal_lr",)) if getattr(algo_cfg, k, False)]
+
+
+def _check_schedule(cfg: RunConfig, run_dir: Path, rescale: bool) -> None:
+    """A new ``total_steps`` on resume continues every schedule counted in env steps as it was. A schedule
+    annealed over the run's length (``algo.anneal_lr``) has no single continuation: refuse, naming the option,
+    unless ``rescale`` (``--rescale-schedule``) asks for the schedule of a run of the new length."""
+    keys = annealed_keys(cfg.algo)
+    if not keys or rescale:
+        return
+    counters = read_meta(run_dir / LAST_CHECKPOINT)["counters"]
+    saved, new = int(counters.get("total_updates", 0)), total_updates(cfg)
+    if new == saved:
+        return
+    update = int(counters.get("update", 0))
+    switches = ", ".join(f"algo.{k}=true" for k in keys)
+    raise ConfigError(
+        f"{str(run_dir)!r} anneals over {saved} updates ({switches}) and is at update {update}, where its learning "
+        f"rate is {max(0.0, 1 - update / saved):.3g} x the initial one; total_steps={cfg.total_steps} ({new} updates) "
+        f"would change that schedule: add --rescale-schedule to continue on the schedule of a {new}-update run "
+        f"({max(0.0, 1 - update / new):.3g} x now, falling to 0 at update {new}), or start a new run"
+    )
+
+
 def _check_resume_compatible(saved: RunConfig, cfg: RunConfig, run_dir: Path) -> None:
     a, b = _flat(saved.to_dict()), _flat(cfg.to_dict())
     diff = [k for k in sorted(set(a) | set(b)) if k not in RESUMABLE_KEYS and a.get(k) != b.get(k)]
@@ -203,6 +231,17 @@ def _per_agent_window(rows: list[dict[str, Any]], name: str) -> list[float]:
     return [nanmean([float(r.get(f"{name}/agent_{i}", float("nan"))) for r in rows[-w:]]) for i in agents]
 
 
+def _action_probabilities(rows: list[dict[str, Any]]) -> list[list[float]]:
+    """``[agent][action]`` means over the last 10% of updates of ``diag/action_prob_<a>_per_agent/agent_<i>``."""
+    names = sorted({k.split("/")[1] for r in rows[-1:] for k in r if k.startswith("diag/action_prob_")},
+                   key=lambda n: int(n[len("action_prob_"):-len("_per_agent")]))
+    if not names:
+        return []
+    actions = [f"diag/{n}" for n in names]
+    agents = _per_agent_window(rows, actions[0])
+    return [[_per_agent_window(rows, a)[i] for a in actions] for i in range(len(agents))]
+
+
 def _json_safe(obj: Any) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
@@ -245,6 +284,9 @@ def _summary(cfg, run_dir, rows, status, updates, env_steps, session, wall_total
             _per_seed_returns(rows, cfg.num_seeds, "episode_return_sum"), first=False
         )
         out["final_return_per_agent"] = _per_agent_window(rows, "episode_return_per_agent")
+    probs = _action_probabilities(rows)
+    if probs:  # what the policies do (MATRL on small discrete games): a flat zero-sum return says nothing
+        out["final_action_probs_per_agent"] = probs
     outcomes = sorted({k for r in rows for k in r if k.startswith("episode_") and "/" not in k}
                       - {"episode_return", "episode_return_sum", "episode_length"})
     for name in outcomes:  # env outcomes such as SMAX's episode_win_rate, over the last 10% of updates
@@ -279,6 +321,9 @@ def _print_result(summary: dict[str, Any], out=None) -> None:
         extra += f"; evaluation return {_fmt(s['final_eval_return'])} (deterministic, update {s['final_eval_update']})"
     if "final_win_rate" in s:
         extra += "; final win rate " + _fmt(s["final_win_rate"], ".3g")
+    if s.get("final_action_probs_per_agent"):
+        extra += "; action probabilities per agent " + ", ".join(
+            "[" + " ".join(_fmt(p, ".2f") for p in agent) + "]" for agent in s["final_action_probs_per_agent"])
     print(
         f"{s['algo']} on {s['env']} ({s['num_seeds']} seed{'s' if s['num_seeds'] != 1 else ''}, "
         f"{s['env_steps']} env steps each): return {_fmt(s['initial_return'])} -> {_fmt(s['final_return'])} "
@@ -330,11 +375,15 @@ def train(
     stop_after_chunks: int | None = None,
     keep_checkpoints: bool = False,
     tensorboard: bool = True,
+    rescale_schedule: bool = False,
 ) -> dict[str, Any]:
     """Train ``cfg`` into ``out_dir`` and return the summary (also written to ``summary.json``).
 
     ``resume=True`` continues the run saved in ``out_dir`` from its last checkpoint (``cfg`` may be
-    ``None`` to use the saved config; otherwise it must equal it except for ``total_steps``).
+    ``None`` to use the saved config; otherwise it must equal it except for ``total_steps``). Schedules
+    counted in env steps (exploration) continue as they were; a learning rate annealed over the run's
+    length (``algo.anneal_lr``) refuses a new ``total_steps`` unless ``rescale_schedule``, which continues
+    on the schedule of a run of the new length (``lr * (1 - update / new_updates)``).
     ``stop_after_chunks`` stops after that many chunks of this call *as if the process were killed*
     (no extra checkpoint, no summary; returns ``{"status": "stopped", ...}``) - for tests.
     ``keep_checkpoints`` also keeps a numbered checkpoint at every save. Raises ``RunDirError`` or
@@ -343,6 +392,8 @@ def train(
     t_start = time.perf_counter()
     out_dir = Path(out_dir)
     cfg = _check_run_dir(cfg, out_dir, resume, overwrite)
+    if resume:
+        _check_schedule(cfg, out_dir, rescale_schedule)
     algo = build_algorithm(cfg)  # may raise ConfigError: nothing on disk is touched yet
     backend = make_backend(cfg, algo)
     try:
@@ -611,6 +662,6 @@ def render_run(run_dir, path=None, deterministic: bool = True, seed: int = 0) ->
 
 
 __all__ = [
-    "CheckpointError", "RunDirError", "evaluate_run", "find_divergence", "is_run_dir", "load_run_config",
+    "CheckpointError", "RunDirError", "annealed_keys", "evaluate_run", "find_divergence", "is_run_dir", "load_run_config",
     "load_run_state", "resume_config", "train",
 ]

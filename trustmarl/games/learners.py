@@ -7,7 +7,7 @@ learning rate 0.02, best-response rate 0.03, IGA-PP prediction length 0.01, WoLF
 
 MATRL here is the IGA-based MATRL of Wen et al. 2021, section 4 / App. D (Algorithm 1 with IGA as the
 independent learner) WITHOUT the reference code's ``kl_coeff * KL`` term, which is not a trust-region
-penalty (it always pushes probabilities up): the spec's reproduction of Table 1 drops it.
+penalty (it always pushes probabilities up): our reproduction of Table 1 drops it.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Convergence of IGA, IGA-PP, WoLF-IGA and MATRL on random 2x2 games (Wen et al. 2021, Table 1).
 
-Protocol (reference code ``run_stateless.py``, as the spec fixes it): for each family, games with seeds
+Protocol (the reference code's ``run_stateless.py``): for each family, games with seeds
 ``0 .. n_games-1`` (:mod:`trustmarl.games.random_games`); games whose support enumeration gives 2 or 4
 equilibria (degenerate) are skipped; every learner starts at (0.9, 0.2) and runs 1000 iterations; a run
 has converged when both policies are within 0.05 of one equilibrium, and its *steps* are the number
@@ -30,7 +30,7 @@ PAPER_TABLE1 = {
     "anticoordination": {"iga": (0.975, 88.95), "iga_pp": (0.975, 83.11), "matrl": (0.9825, 75.52)},
     "cyclic": {"iga": (0.78, 452.92), "iga_pp": (0.809, 432.98), "matrl": (0.846, 369.40)},
 }
-# The spec's reproduction (seed-002 spec, T5), 200 games per family, same protocol as here.
+# An earlier run of the reference code's protocol (200 games per family), kept to compare with.
 SPEC_TABLE1 = {
     "coordination": {"iga": (0.990, 132.7), "iga_pp": (0.990, 130.5), "matrl": (0.990, 87.7)},
     "anticoordination": {"iga": (0.985, 80.5), "iga_pp": (0.985, 76.3), "matrl": (0.990, 57.4)},
@@ -112,7 +112,7 @@ def _cell(rate: float, steps: float) -> str:
 
 
 def table1_markdown(result: dict, title: str = "Table 1: convergence rate / mean steps on random 2x2 games") -> str:
-    """A Markdown table of ``result`` (from :func:`table1`) beside the paper's and the spec's numbers."""
+    """A Markdown table of ``result`` (from :func:`table1`) beside the paper's and those of an earlier run of the reference code's protocol."""
     families = [f for f in FAMILIES if f in result]
     methods = [m for m in METHODS if m in result[families[0]]]
     lines = [f"### {title}", ""]
@@ -124,7 +124,7 @@ def table1_markdown(result: dict, title: str = "Table 1: convergence rate / mean
         if m in PAPER_TABLE1[families[0]]:
             spec = [_cell(*SPEC_TABLE1[f][m]) for f in families]
             paper = [f"{PAPER_TABLE1[f][m][0]} / {PAPER_TABLE1[f][m][1]:.2f}" for f in families]
-            lines.append(f"| {METHOD_NAMES[m]} | spec reproduction (200 games) | " + " | ".join(spec) + " |")
+            lines.append(f"| {METHOD_NAMES[m]} | reference-code protocol, earlier run (200 games) | " + " | ".join(spec) + " |")
             lines.append(f"| {METHOD_NAMES[m]} | Wen et al. 2021 | " + " | ".join(paper) + " |")
     games = ", ".join(f"{FAMILY_NAMES[f]} {result[f]['games']} (skipped {result[f]['skipped']})" for f in families)
     lines += [

@@ -3,7 +3,7 @@
 A game has transitions ``P[s, a_1, a_2, s']``, rewards ``R[i, s, a_1, a_2]`` (general sum), an initial
 distribution ``p0[s]`` and a discount ``gamma``; policies are tables ``pi_1[s, a_1]``, ``pi_2[s, a_2]``.
 Everything is exact linear algebra (a linear solve per evaluation), jittable and vmappable, so
-Theorem 1 and Remark 1 can be checked on thousands of random games (spec T1-T3).
+Theorem 1 and Remark 1 can be checked on thousands of random games (`tests/games/test_tabular.py`).
 
 Conventions (Wen et al. 2021, section 3.1 and App. B, as TRPO): ``eta_i = E[sum_t gamma^t R_i]``;
 ``p^pi(s) = sum_t gamma^t P(s_t = s)`` is the *unnormalised* discounted visitation, for which Theorem 1

@@ -24,6 +24,14 @@ counterpart, ``team``/``eval``/``win_rate`` the above, and any other column name
 A run's **final score** per seed is its mean over the last 10% of the updates where the metric was
 measured (at least one; for evaluation metrics only the updates with an evaluation count), the
 window of ``summary.json``'s ``final_return``.
+
+**Seeds each statistic needs** (:data:`MIN_SEEDS`): a 95% percentile-bootstrap interval is computed from
+2 seeds but is unreliable below 5 (with n seeds there are few distinct resamples, and the interval
+is too narrow: Agarwal et al. 2021 recommend stratified bootstrap intervals over at least a handful of
+runs); the report says so for every configuration with fewer. The IQM trims a quarter of the seeds at
+each end, so below 4 seeds it equals the mean. The probability of improvement P(X > Y) is a point
+estimate from one seed each; its interval is only shown when X and Y both have 5 seeds (with 2 seeds
+each, every resample gives 0, 0.5 or 1 and the "interval" [1, 1] claims certainty it does not have).
 """
 
 from __future__ import annotations
@@ -71,6 +79,8 @@ DIAGNOSTICS = (
     ("clip fraction", ("diag/clip_frac",)),
 )
 FINAL_FRACTION = 0.1
+#: seeds (per configuration and task) from which each statistic is reported as reliable; see the module doc
+MIN_SEEDS = {"interval": 5, "iqm": 4, "poi_interval": 5}
 
 
 class ReportError(ConfigError):
@@ -464,6 +474,7 @@ def analyse(runs: Sequence[RunData], metric: str | None = None, reps: int = 2000
             row["iqm"], row["iqm_ci"] = _pack(stratified_bootstrap(m, metrics.aggregate_iqm, reps, seed))
             row["median"] = float(np.median(per_seed))
             row["std"] = float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else math.nan
+        row["intervals_reliable"] = bool(len(per_seed) >= MIN_SEEDS["interval"])
         row["status"] = sorted({(r.summary or {}).get("status", "running or killed") for r in g.runs})
         table.append(row)
     poi = []
@@ -474,10 +485,15 @@ def analyse(runs: Sequence[RunData], metric: str | None = None, reps: int = 2000
             best = max(present, key=lambda c: float(np.mean(scores[(task, c)])))
             pairs = [(best, c) for c in present if c != best]
         for a, b in pairs:
-            p, lo, hi = poi_bootstrap(scores[(task, a)][:, None], scores[(task, b)][:, None], reps, seed)
-            poi.append({"task": task, "x": a, "y": b, "p": p, "ci": [lo, hi]})
+            x, y = scores[(task, a)], scores[(task, b)]
+            p, lo, hi = poi_bootstrap(x[:, None], y[:, None], reps, seed)
+            enough = min(len(x), len(y)) >= MIN_SEEDS["poi_interval"]
+            poi.append({"task": task, "x": a, "y": b, "p": p, "ci": [lo, hi] if enough else [math.nan, math.nan],
+                        "seeds": [int(len(x)), int(len(y))]})
     aggregate = _aggregate(tasks, configs, scores, reps, seed, notes)
-    return {"metric": base, "metric_name": METRIC_NAMES.get(base, base), "metric_reason": reason,
+    few = [r for r in table if r["seeds"] < MIN_SEEDS["interval"]]
+    return {"few_seeds": [f"{r['config']} on {r['task']} ({r['seeds']})" for r in few],
+            "min_seeds": dict(MIN_SEEDS), "metric": base, "metric_name": METRIC_NAMES.get(base, base), "metric_reason": reason,
             "tasks": tasks, "configs": configs, "table": table, "poi": poi, "aggregate": aggregate,
             "notes": notes, "reps": reps, "groups": groups}
 
@@ -602,13 +618,16 @@ def plot_poi(analysis: dict[str, Any]):
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(poi) + 1.2))
     for i, p in enumerate(poi):
         if np.isfinite(p["ci"][0]):
-            ax.plot(p["ci"], [i, i], color="tab:blue", lw=4, alpha=0.5)
-        ax.plot([p["p"]], [i], "o", color="tab:blue")
+            ax.plot(p["ci"], [i, i], color="tab:blue", lw=4, alpha=0.5, solid_capstyle="butt")
+        ax.plot([p["p"]], [i], "o", color="tab:blue", clip_on=False, zorder=3)
     ax.axvline(0.5, color="k", ls="--", lw=0.8)
     ax.set_yticks(range(len(poi)))
     ax.set_yticklabels([f"P({p['x']} > {p['y']})" + (f"  [{p['task']}]" if len(analysis["tasks"]) > 1 else "") for p in poi], fontsize=8)
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("probability of improvement (95% CI)")
+    ax.set_xlim(-0.04, 1.04)  # a dot at 0 or 1 is drawn whole
+    ax.set_ylim(-0.6, len(poi) - 0.4)
+    enough = all(np.isfinite(p["ci"][0]) for p in poi)
+    ax.set_xlabel("probability of improvement" + (" (95% CI)" if enough else
+                  f" (95% CI only where both have at least {MIN_SEEDS['poi_interval']} seeds)"))
     ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     return fig
@@ -686,9 +705,20 @@ def plot_diagnostics(analysis: dict[str, Any], panels, reps: int = 2000):
                         color="0.5", fontsize=8)
             if i == len(panels) - 1:
                 ax.set_xlabel("environment steps (per seed)")
-            if i == 0 and ax.lines:
-                ax.legend(fontsize=7)
-    fig.tight_layout()
+    from matplotlib.lines import Line2D
+
+    present = [c for c in analysis["configs"] if any(line.get_label() == c for ax in axes.flat for line in ax.lines)]
+    handles = [Line2D([], [], color=colors[c], lw=1.6, label=c) for c in present]
+    if any(len(names) > 1 for _, names in panels):
+        handles += [Line2D([], [], color="0.3", lw=1.3, label="solid: maximum (or the value)"),
+                    Line2D([], [], color="0.3", lw=1.3, ls="--", label="dashed: minimum")]
+    if handles:  # one legend for every panel (each column, each row), above them
+        ncol = min(len(handles), 2 * len(tasks))
+        fig.legend(handles=handles, loc="upper center", ncol=ncol, fontsize=8, frameon=False, bbox_to_anchor=(0.5, 1.0))
+        rows_of_legend = math.ceil(len(handles) / ncol)
+        fig.tight_layout(rect=(0, 0, 1, 1 - min(0.25, 0.3 * rows_of_legend / fig.get_size_inches()[1])))
+    else:
+        fig.tight_layout()
     return fig
 
 
@@ -834,16 +864,26 @@ def _sections(analysis: dict[str, Any], figures: list[tuple[str, str]], runs: Se
               extra: Sequence[Section]) -> list[Section]:
     a = analysis
     secs: list[Section] = list(extra)
+    k = MIN_SEEDS["interval"]
     secs.append(Section("Compared metric", [
         f"**{a['metric_name']}** (`{a['metric']}`), {a['metric_reason']}. The final score of a seed is its mean over "
         f"the last 10% of the updates where the metric was measured. Intervals are 95% percentile bootstraps over "
         f"seeds ({a['reps']} resamples; runs resampled within each task), never over episodes. IQM = interquartile "
-        "mean (rliable). With fewer than 2 seeds there is no interval (n/a).",
+        "mean (rliable).",
+        f"Seeds each statistic needs: a 95% interval is computed from 2 seeds and reliable from {k} (marked * below "
+        f"that); the IQM differs from the mean from {MIN_SEEDS['iqm']} seeds; the interval of P(X > Y) is shown "
+        f"when X and Y both have {MIN_SEEDS['poi_interval']}.",
     ]))
+    warn = []
+    if a.get("few_seeds"):
+        warn = [f"**Fewer than {k} seeds per configuration: the intervals are unreliable** (too few distinct "
+                f"resamples; run more seeds before drawing conclusions): {', '.join(a['few_seeds'])}."]
     header = ["task", "configuration", "seeds", "mean", "95% CI", "IQM", "IQM 95% CI", "per seed"]
-    rows = [[r["task"], r["config"], r["seeds"], _fmt(r.get("mean")), _fmt(r.get("mean_ci")), _fmt(r.get("iqm")),
-             _fmt(r.get("iqm_ci")), ", ".join(_fmt(v, ".3g") for v in r["final_per_seed"])] for r in a["table"]]
-    secs.append(Section("Final performance", [], header, rows))
+    star = lambda r, ci: _fmt(ci) + ("*" if not r.get("intervals_reliable", True) and ci is not None  # noqa: E731
+                                     and all(math.isfinite(x) for x in ci) else "")
+    rows = [[r["task"], r["config"], r["seeds"], _fmt(r.get("mean")), star(r, r.get("mean_ci")), _fmt(r.get("iqm")),
+             star(r, r.get("iqm_ci")), ", ".join(_fmt(v, ".3g") for v in r["final_per_seed"])] for r in a["table"]]
+    secs.append(Section("Final performance", warn, header, rows))
     if a["aggregate"]:
         secs.append(Section("Aggregate over tasks", [
             "Scores min-max normalised per task over every compared run (marl-eval's convention, so relative to "
@@ -852,11 +892,15 @@ def _sections(analysis: dict[str, Any], figures: list[tuple[str, str]], runs: Se
             [[r["config"], r["tasks"], r["seeds_per_task"], _fmt(r["iqm"]), _fmt(r["iqm_ci"]), _fmt(r["mean"]),
               _fmt(r["mean_ci"])] for r in a["aggregate"]]))
     if a["poi"]:
+        kp = MIN_SEEDS["poi_interval"]
         secs.append(Section("Probability of improvement", [
             "P(X > Y): the probability that a seed of X ends above a seed of Y (Mann-Whitney, rliable), averaged "
-            "over tasks; 95% CI from resampling the seeds of X and Y independently."],
-            ["task", "X", "Y", "P(X > Y)", "95% CI"],
-            [[p["task"], p["x"], p["y"], _fmt(p["p"], ".3f"), _fmt(p["ci"], ".3f")] for p in a["poi"]]))
+            f"over tasks; 95% CI from resampling the seeds of X and Y independently, shown when both have at least "
+            f"{kp} seeds."],
+            ["task", "X", "Y", "seeds (X, Y)", "P(X > Y)", "95% CI"],
+            [[p["task"], p["x"], p["y"], ", ".join(map(str, p.get("seeds", []))), _fmt(p["p"], ".3f"),
+              _fmt(p["ci"], ".3f") if math.isfinite(p["ci"][0]) else f"n/a (fewer than {kp} seeds)"]
+             for p in a["poi"]]))
     secs.append(Section("Figures", [f"![{cap}]({name}.png)" for name, cap in figures]))
     run_rows = []
     for r in runs:
@@ -961,7 +1005,7 @@ def write_report(
         figures.append(("poi", "Probability of improvement between configurations", plot_poi(analysis)))
     bases = per_agent_bases(runs)  # type: ignore[arg-type]
     if bases:
-        figures.append(("per_agent", "Per-agent returns (general-sum: the agents' rewards differ)",
+        figures.append(("per_agent", "Per-agent returns (shown because the agents' rewards differ)",
                         plot_per_agent(analysis, bases, reps)))
     panels = diagnostic_panels(runs)  # type: ignore[arg-type]
     if panels:
@@ -977,8 +1021,8 @@ def write_report(
         plt.close(fig)
         files += [str(out / f"{name}.png"), str(out / f"{name}.svg")]
     title = title or f"trustmarl report: {', '.join(analysis['tasks'])}"
-    stamp = f"{len(runs)} runs, {len(analysis['configs'])} configurations, {len(analysis['tasks'])} tasks; " \
-            f"written {time.strftime('%Y-%m-%d %H:%M:%S')} by `trustmarl report`."
+    stamp = f"{_count(len(runs), 'run')}, {_count(len(analysis['configs']), 'configuration')}, " \
+            f"{_count(len(analysis['tasks']), 'task')}; written {time.strftime('%Y-%m-%d %H:%M:%S')} by `trustmarl report`."
     sections = _sections(analysis, [(n, c) for n, c, _ in figures], runs, extra_sections)  # type: ignore[arg-type]
     (out / "report.md").write_text(_markdown(title, sections, stamp))
     (out / "report.html").write_text(_html(title, sections, stamp, images))
@@ -988,6 +1032,10 @@ def write_report(
     files += [str(out / n) for n in ("report.md", "report.html", "results.json", "marl_eval.json")]
     return {"files": files, "metric": analysis["metric"], "metric_reason": analysis["metric_reason"],
             "analysis": analysis, "out_dir": str(out)}
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _json_safe(obj: Any) -> Any:

@@ -18,7 +18,7 @@ The returned dict may hold (all optional; anything else is kept in ``result.json
 with a "Paper vs ours" section. Register your own::
 
     from trustmarl.studies.reproduce import register_reproduction
-    register_reproduction("matrl-table1", reproduce_matrix_games, paper="Wen et al. 2022 (MATRL)",
+    register_reproduction("matrl-table1", reproduce_matrix_games, paper="Wen et al. 2021 (MATRL)",
                           figure="Table 1, Figure 4", tiers={"smoke": "1 min", "cpu": "20 min", "full": "2 h"})
 """
 
@@ -147,8 +147,74 @@ def reproduce(name: str, tier: str = "smoke", out_dir: str | Path | None = None,
     if result.get("run_dirs"):
         result["runs_wall_seconds"] = _runs_seconds(result["run_dirs"])
         result["report"] = str(write_reproduction_report(result, out / "report"))
+    else:  # no training runs (exact computations): the paper-vs-ours page and the figures in out_dir
+        result["report"] = str(write_paper_report(result, out / "report", sorted(out.glob("*.png"))))
     (out / "result.json").write_text(json.dumps(_json_safe(result), indent=2, default=str) + "\n")
     return result
+
+
+def format_verdict(result: dict[str, Any]) -> str:
+    """The paper-vs-ours comparison as console lines, ending with how many checked claims hold."""
+    comps = result.get("comparisons") or []
+    lines = [f"paper vs ours: {result['paper']}, {result['figure']} ({result['tier']} tier)"]
+    for c in comps:
+        mark = {True: "holds", False: "FAILS", None: "  -  "}.get(c.get("holds"), "  -  ")
+        lines.append(f"  [{mark}] {c.get('claim', '')}: paper {_show(c.get('paper'))}; ours {_show(c.get('ours'))}")
+    checked = [c for c in comps if c.get("holds") is not None]
+    held = sum(1 for c in checked if c["holds"])
+    if checked:
+        lines.append(f"{held} of {len(checked)} checked claims hold at this tier"
+                     + (f" ({len(comps) - len(checked)} numbers shown without a check)" if len(comps) > len(checked) else ""))
+    else:
+        lines.append("no claim is checked at this tier (the numbers are shown beside the paper's)")
+    return "\n".join(lines)
+
+
+def _comparison_sections(result: dict[str, Any]) -> list:
+    from trustmarl.studies.report import Section
+
+    sections = []
+    comps = result.get("comparisons") or []
+    if comps:
+        time_note = (f" (training time of the runs {result['runs_wall_seconds'] / 60:.1f} min)"
+                     if result.get("runs_wall_seconds") else f" ({result.get('wall_seconds', 0):.0f} s)")
+        sections.append(Section(
+            "Paper vs ours",
+            [f"{result['paper']}, {result['figure']}; tier `{result['tier']}`{time_note}. 'holds' says whether our "
+             "results show the paper's claim at this scale (n/a: nothing to check)."],
+            ["claim", "paper", "ours", "holds", "note"],
+            [[c.get("claim", ""), _show(c.get("paper")), _show(c.get("ours")),
+              {True: "yes", False: "no", None: "n/a"}.get(c.get("holds")), c.get("note", "")] for c in comps],
+        ))
+    if result.get("environment"):
+        sections.append(Section("Where our setting differs from the paper's", [f"- {e}" for e in result["environment"]]))
+    return sections
+
+
+def _title(result: dict[str, Any]) -> str:
+    return result.get("title") or f"{result['paper']}, {result['figure']}: reproduction {result['name']} ({result['tier']})"
+
+
+def write_paper_report(result: dict[str, Any], out_dir: Path, figures: list[Path] = ()) -> Path:
+    """``report.md`` and a self-contained ``report.html`` for a reproduction without training runs: the
+    paper-vs-ours table, the setting notes and ``figures`` (PNG files, embedded)."""
+    from trustmarl.studies.report import Section, _html, _markdown
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sections = _comparison_sections(result)
+    images = {}
+    if figures:
+        paras = []
+        for f in figures:
+            images[f.stem] = Path(f).read_bytes()
+            shutil.copyfile(f, out_dir / f.name)
+            paras.append(f"![{f.stem}]({f.stem}.png)")
+        sections.append(Section("Figures", paras))
+    stamp = f"written {time.strftime('%Y-%m-%d %H:%M:%S')} by `trustmarl reproduce {result['name']} --tier {result['tier']}`."
+    (out_dir / "report.md").write_text(_markdown(_title(result), sections, stamp))
+    (out_dir / "report.html").write_text(_html(_title(result), sections, stamp, images))
+    return out_dir / "report.html"
 
 
 def _runs_seconds(run_dirs) -> float:
@@ -163,26 +229,11 @@ def _runs_seconds(run_dirs) -> float:
 
 def write_reproduction_report(result: dict[str, Any], out_dir: Path) -> Path:
     """The report of ``result["run_dirs"]`` with the paper-vs-ours table and the environment notes first."""
-    from trustmarl.studies.report import Section, load_runs, write_report
+    from trustmarl.studies.report import load_runs, write_report
 
-    sections = []
-    comps = result.get("comparisons") or []
-    if comps:
-        sections.append(Section(
-            "Paper vs ours",
-            [f"{result['paper']}, {result['figure']}; tier `{result['tier']}` (training time of the runs "
-             f"{result.get('runs_wall_seconds', 0) / 60:.1f} min). 'holds' says whether our runs show the paper's "
-             "claim at this scale (n/a: nothing to check)."],
-            ["claim", "paper", "ours", "holds", "note"],
-            [[c.get("claim", ""), _show(c.get("paper")), _show(c.get("ours")),
-              {True: "yes", False: "no", None: "n/a"}.get(c.get("holds")), c.get("note", "")] for c in comps],
-        ))
-    if result.get("environment"):
-        sections.append(Section("Where our setting differs from the paper's", [f"- {e}" for e in result["environment"]]))
     runs = load_runs(result["run_dirs"])
-    title = result.get("title") or f"Reproduction {result['name']} ({result['tier']}): {result['paper']}, {result['figure']}"
-    write_report(runs, out_dir, metric=result.get("metric"), title=title, extra_sections=sections,
-                 reps=1000 if result["tier"] == "smoke" else 2000)
+    write_report(runs, out_dir, metric=result.get("metric"), title=_title(result),
+                 extra_sections=_comparison_sections(result), reps=1000 if result["tier"] == "smoke" else 2000)
     return out_dir / "report.html"
 
 
@@ -265,10 +316,10 @@ def _fmt(x: float, spec: str = ".3g") -> str:
     return format(x, spec) if isinstance(x, float) and math.isfinite(x) else "n/a"
 
 
-# ---- seed 001: Figure 1, the differential game ---------------------------------------------------------
+# ---- Kuba et al. 2022, Figure 1: the differential game ---------------------------------------------------------
 
 FIG1_J0 = -0.0625  # mu0 = (-0.25, 0.25)
-FIG1_SEQUENTIAL = 0.9375  # one exact HATRPO step, either order (Kuba et al. 2022, Fig. 1; spec §4.3)
+FIG1_SEQUENTIAL = 0.9375  # one exact HATRPO step, either order (Kuba et al. 2022, Figure 1)
 FIG1_SIMULTANEOUS = -0.5625  # one exact independent step of each agent
 
 
@@ -333,7 +384,7 @@ def _figure1(out_dir: Path, tier: str, jobs: int = 1, in_process: bool = False) 
     }
 
 
-# ---- seed 001: Proposition 1 ----------------------------------------------------------------------
+# ---- Kuba et al. 2022, Proposition 1 ----------------------------------------------------------------------
 
 P1_SETTINGS = {"algo.num_envs": 32, "algo.rollout_len": 4, "algo.epochs": 5, "algo.minibatches": 1,
                "algo.actor_head_gain": 1.0, "algo.agent_id": False, "algo.ent_coef": 0.0, "algo.actor_lr": 3e-3,
@@ -388,7 +439,7 @@ def _proposition1(out_dir: Path, tier: str, jobs: int = 1, in_process: bool = Fa
     }
 
 
-# ---- seed 001: Figure 3, HalfCheetah 2x3 ---------------------------------------------------------------
+# ---- Kuba et al. 2022, Figure 3: HalfCheetah 2x3 ---------------------------------------------------------------
 
 def _halfcheetah(out_dir: Path, tier: str, jobs: int = 1, in_process: bool = False) -> dict[str, Any]:
     if tier == "smoke":
@@ -434,14 +485,14 @@ def _halfcheetah(out_dir: Path, tier: str, jobs: int = 1, in_process: bool = Fal
     }
 
 
-# ---- seed 004: the trust region grows with the number of agents ------------------------------------------
+# ---- Sun et al. 2023: the trust region grows with the number of agents ------------------------------------------
 
 SMAX_AGENTS = {"smax/3m": 3, "smax/2s3z": 5, "smax/3s5z": 8, "smax/10m_vs_11m": 10, "smax/27m_vs_30m": 27}
 
 
 def _decppo_agents(out_dir: Path, tier: str, jobs: int = 1, in_process: bool = False) -> dict[str, Any]:
     eps = 0.1
-    # the MAPPO SMAC reference settings (seed 004 spec §3.9): 15 epochs on one minibatch, lr 5e-4
+    # the MAPPO SMAC reference settings (Yu et al. 2021): 15 epochs on one minibatch, lr 5e-4
     ppo = {"algo.clip_eps": eps, "algo.epochs": 15, "algo.minibatches": 1, "algo.actor_lr": 5e-4,
            "algo.critic_lr": 5e-4, "algo.anneal_lr": False}
     if tier == "full":
@@ -477,14 +528,14 @@ def _decppo_agents(out_dir: Path, tier: str, jobs: int = 1, in_process: bool = F
             "ours": "; ".join(f"N={n}: {_fmt(tv['fixed'][n])}" for n in ns_sorted) + f" (x{_fmt(g_fixed)})",
             "holds": bool(g_fixed > 1.0), "note": "mean of diag/tv_joint over the first 10% of updates"})
         comps.append({
-            "claim": "the eps/N rule (clip_rule=per_agent) keeps the joint TV from growing with N (§5, eq. 9)",
+            "claim": "the eps/N rule (clip_rule=per_agent) keeps the joint TV from growing with N (Section 5, eq. 9)",
             "paper": "joint TV bounded by about eps, whatever N",
             "ours": "; ".join(f"N={n}: {_fmt(tv['per_agent'].get(n, math.nan))}" for n in ns_sorted) + f" (x{_fmt(g_per)})",
             "holds": bool(g_per < g_fixed), "note": "growth factor below the fixed rule's"})
     if ns_sorted:
         worst = max(rmax["fixed"].values())
         comps.append({
-            "claim": f"clipping does not bound the ratios (Fig. 1a: eps=0.1 gives ratios > 1.2)",
+            "claim": "clipping does not bound the ratios (Fig. 1a: eps=0.1 gives ratios > 1.2)",
             "paper": "> 1.2", "ours": f"max ratio {_fmt(worst)} (fixed rule, over training and N)",
             "holds": bool(worst > 1 + eps), "note": "diag/ratio_max: max over agents and samples after each update"})
     return {
@@ -511,40 +562,40 @@ def _load() -> None:
         return
     _LOADED = True
     register_reproduction(
-        "hatrpo-figure1", _figure1, paper="Kuba et al. 2022 (HATRPO/HAPPO, seed 001)", figure="Figure 1",
+        "hatrpo-figure1", _figure1, paper="Kuba et al. 2022 (HATRPO/HAPPO)", figure="Figure 1",
         description="differential game r = a1 a2: with the factor M the sequential update raises J, without it J falls",
         tiers={"smoke": "~1 min (2 CPU cores, measured)", "cpu": "~30 min (2 CPU cores, measured)",
                "full": "~5 h on 2 CPU cores (estimated; 20 seeds x 50 updates), minutes on a GPU"},
     )
     register_reproduction(
-        "hatrpo-proposition1", _proposition1, paper="Kuba et al. 2022 (HATRPO/HAPPO, seed 001)",
+        "hatrpo-proposition1", _proposition1, paper="Kuba et al. 2022 (HATRPO/HAPPO)",
         figure="Proposition 1", description="parameter sharing caps J at 2/2^n; non-shared MAPPO/HAPPO/HATRPO reach 1",
         tiers={"smoke": "~2.5 min (2 CPU cores, measured)", "cpu": "~6 min (2 CPU cores, measured)",
                "full": "~40 min on 2 CPU cores (estimated; n = 2..8, 10 seeds)"},
     )
     register_reproduction(
-        "hatrpo-halfcheetah", _halfcheetah, paper="Kuba et al. 2022 (HATRPO/HAPPO, seed 001)",
+        "hatrpo-halfcheetah", _halfcheetah, paper="Kuba et al. 2022 (HATRPO/HAPPO)",
         figure="Figure 3 (HalfCheetah 2x3)", description="HATRPO and HAPPO above MAPPO on MaMuJoCo HalfCheetah 2x3",
         tiers={"smoke": "~2.5 min (2 CPU cores, measured)",
                "cpu": "~2 h on 2 CPU cores (estimated from 1.4k steps/s measured with 3 seeds)",
                "full": "3 algorithms x 5 seeds x 1e7 steps: ~10 h per run on 2 cores; a cluster (sweep --ray)"},
     )
     register_reproduction(
-        "decppo-agents", _decppo_agents, paper="Sun et al. 2023 (decentralised PPO trust regions, seed 004)",
-        figure="Figures 1a, 1c, 2; §5 eq. 9",
+        "decppo-agents", _decppo_agents, paper="Sun et al. 2023 (trust regions of decentralised PPO)",
+        figure="Figures 1a, 1c, 2; Section 5, eq. 9",
         description="the joint TV and ratio range grow with the number of agents; the eps/N clip rule restores them",
         tiers={"smoke": "~2.5 min (2 CPU cores, measured)", "cpu": "~37 min (2 CPU cores, measured)",
                "full": "SMAX, 5 maps x 2 rules x 5 seeds x 1e7 steps: a GPU (not measured)"},
     )
     register_reproduction(
-        "matrl-matrix-games", _matrix_games, paper="Wen et al. 2021 (MATRL, seed 002)", figure="Table 1, Figures 4 and 9",
+        "matrl-matrix-games", _matrix_games, paper="Wen et al. 2021 (MATRL)", figure="Table 1, Figures 4 and 9",
         description="convergence rate and steps of IGA, IGA-PP, WoLF-IGA and MATRL on random 2x2 games; matching-pennies trajectories",
         tiers={"smoke": "~15 s (2 CPU cores, measured)", "cpu": "~20 s (2 CPU cores under load, measured)",
                "full": "~30 s (2 CPU cores under load, measured; adds 1000 games per family)"},
     )
 
     register_reproduction(
-        "matrl-grid", _matrl_grid, paper="Wen et al. 2021 (MATRL, seed 002)", figure="Figure 5a-b (Checkers, Switch4)",
+        "matrl-grid", _matrl_grid, paper="Wen et al. 2021 (MATRL)", figure="Figure 5a-b (Checkers, Switch4)",
         description="PPO-based MATRL, MATRL w/o BR, IL-PP and IL on the MA-Gym grid worlds, returns summed over agents",
         tiers={"smoke": "~1.5 min (2 CPU cores, measured)",
                "cpu": "~1.8 h (2 CPU cores under load, measured: 8 runs x 5 seeds x 400k env steps)",
@@ -573,7 +624,7 @@ def _matrix_games(out_dir: Path, tier: str) -> dict[str, Any]:
             "paper": "holds", "ours": f"{t['matrl']['rate']:.3g} vs {t['iga']['rate']:.3g}; {t['matrl']['mean_steps']:.1f} vs {t['iga']['mean_steps']:.1f}",
             "holds": bool(t["matrl"]["rate"] >= t["iga"]["rate"] and t["matrl"]["mean_steps"] < t["iga"]["mean_steps"]),
         })
-    return {"comparisons": comparisons, "title": "MATRL matrix games (Table 1, Figures 4 and 9)",
+    return {"comparisons": comparisons,
             "environment": ["exact payoffs of random 2x2 games (the reference code's generators); no sampling"],
             "numbers": numbers}
 
@@ -598,7 +649,7 @@ def _matrl_grid(out_dir: Path, tier: str) -> dict[str, Any]:
             comparisons.append({"claim": f"{env}: MATRL's return >= IL's", "paper": "holds",
                                 "ours": f"{m['final_return_sum_mean']:.2f} vs {il['final_return_sum_mean']:.2f}",
                                 "holds": bool(m["final_return_sum_mean"] >= il["final_return_sum_mean"])})
-    return {"comparisons": comparisons, "title": "MATRL on the grid worlds (Figure 5a-b)",
+    return {"comparisons": comparisons,
             "environment": ["MA-Gym Checkers and Switch4 rebuilt in JAX (environments.md); "
                             "the cpu tier runs Switch4 for 200 of the paper's 500 updates"],
             "run_dirs": [str(Path(out_dir) / "runs")], "metric": "episode_return_sum", "numbers": numbers}

@@ -71,7 +71,7 @@ class SweepError(ConfigError):
     """A bad sweep file or sweep directory (reported as one line, exit code 2)."""
 
 
-# ---- the spec ------------------------------------------------------------------------------------
+# ---- the sweep file ---------------------------------------------------------------------------------
 
 @dataclasses.dataclass
 class RunSpec:

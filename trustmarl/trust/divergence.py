@@ -5,7 +5,7 @@ actions carry ``-inf`` or a very negative number. Unavailable actions (``avail =
 zero old probability are excluded, with NaN-free values and gradients. Nothing is renormalised: the
 inputs are assumed to be normalised over the available actions already.
 
-Diagnostics follow seed 004 section 7 / seed-004 spec 3.8: per-agent TV distances, their joint
+Diagnostics follow Sun et al. 2023, Section 7: per-agent TV distances, their joint
 estimate ``sum_k max_t TV_t^k`` (Prop. 2 upper bound) and ratio ranges.
 """
 
@@ -30,7 +30,7 @@ def categorical_kl(
     """Exact ``KL(old || new) = sum_a p_old(a) (log p_old(a) - log p_new(a))`` over the last axis.
 
     Unavailable actions are excluded. For product policies the joint KL is the sum of the per-agent
-    KLs (seed-004 spec 2.6, [rec]); Pinsker gives ``TV <= sqrt(KL / 2)``.
+    KLs (our choice); Pinsker gives ``TV <= sqrt(KL / 2)``.
     """
     lo = jnp.asarray(logp_old_all)
     ln = jnp.asarray(logp_new_all)
@@ -48,7 +48,7 @@ def categorical_tv(
 ) -> Array:
     """Exact total variation ``0.5 sum_a |p_new(a) - p_old(a)|`` over available actions.
 
-    seed 004 section 3 (D_TV definition) and section 7 (per-state per-agent TV, Fig. 1b).
+    Sun et al. 2023, Section 3 (D_TV definition) and Section 7 (per-state per-agent TV, Fig. 1b).
     """
     lo = jnp.asarray(logp_old_all)
     ln = jnp.asarray(logp_new_all)
@@ -94,7 +94,7 @@ def tv_from_ratio(log_ratio: ArrayLike) -> Array:
 
 
 def joint_tv_estimate(tv: ArrayLike, mask: ArrayLike | None = None) -> Array:
-    """Joint trust-region estimate ``sum_k max_t TV_t^k`` (seed 004 section 7, Prop. 2 upper bound).
+    """Joint trust-region estimate ``sum_k max_t TV_t^k`` (Sun et al. 2023, Section 7, Prop. 2 upper bound).
 
     ``tv`` has shape ``[T, N]`` (samples x agents); more leading sample axes (``[T, E, N]``) are all
     maximised over. Masked entries (dead agents, padding) are ignored; an agent with no unmasked
@@ -110,7 +110,7 @@ def joint_tv_estimate(tv: ArrayLike, mask: ArrayLike | None = None) -> Array:
 def ratio_range(
     log_ratio: ArrayLike, mask: ArrayLike | None = None, axis: int | tuple[int, ...] | None = 0
 ) -> tuple[Array, Array]:
-    """``(min, max)`` of ``exp(log_ratio)`` over ``axis``, ignoring masked entries (seed 004 Fig. 1a).
+    """``(min, max)`` of ``exp(log_ratio)`` over ``axis``, ignoring masked entries (Sun et al. 2023, Fig. 1a).
 
     With ``axis=0`` on ``[T, N]`` inputs this gives per-agent ranges; ``axis=None`` reduces all.
     Slices with no unmasked entry report ``(1, 1)`` (the ratio of an agent that did not act).

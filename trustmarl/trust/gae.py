@@ -7,7 +7,7 @@ bootstrapped across it:
     A_t     = delta_t + gamma lambda (1 - done_t) A_{t+1},      A_T = 0
     R_t     = A_t + V_t                                         (critic targets)
 
-(seed 004 section 3.2; seed-004 spec 7 #11: with lambda = 1, A_t is the discounted Monte-Carlo
+(Sun et al. 2023, Section 3.2; with lambda = 1, A_t is the discounted Monte-Carlo
 return minus V_t.) Time-limit truncation is treated as termination unless the caller folds the
 bootstrap value into ``rewards``.
 """

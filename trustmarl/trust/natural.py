@@ -1,8 +1,8 @@
 """Natural-gradient trust-region step: Fisher-vector products, conjugate gradient, TRPO step and
 backtracking line search (the per-agent HATRPO update).
 
-References: seed 001 (Kuba et al., ICLR 2022) eq. 8 and App. D Algorithm 2; the implementation details
-(damping, CG tolerance, acceptance rule of the line search) follow seed 001 spec §3.5 and §7 #7-8.
+References: Kuba et al. 2022 (ICLR), eq. 8 and App. D Algorithm 2; the implementation details
+(damping, CG tolerance, acceptance rule of the line search) follow the authors' code.
 
 Every function is pure ``jax.numpy``/``lax`` and can be traced inside ``jax.jit``. Parameters are a
 pytree of one agent's actor network; the solver works on the flat vector from :func:`flatten`.
@@ -34,7 +34,7 @@ def fisher_vector_product(
     ``kl_fn(params)`` must return the mean ``KL(pi_old || pi_params)`` over the batch with the old
     distribution held fixed: computing the old distribution (e.g. old logits, old mean/log-std) and
     wrapping it in ``jax.lax.stop_gradient`` is the caller's job. At ``params = old`` the Hessian equals
-    the average Fisher information (seed 001 §3.5 / App. D; damping seed 001 spec §7 #8, code default 0.1).
+    the average Fisher information (Kuba et al. 2022, App. D; damping as in the authors' code, default 0.1).
 
     ``params`` may be a pytree or already a flat vector; ``v`` is flat (same layout as :func:`flatten`).
     The product uses forward-over-reverse differentiation (``jvp`` of ``grad``), never forming ``H``.
@@ -64,7 +64,7 @@ def fisher_outer_product(
     At the behaviour parameters this equals the Hessian of the mean KL (the Fisher identity), so it
     can replace :func:`fisher_vector_product` there: one linearisation, then a JVP and its transpose
     per product instead of a second-order derivative through the loss (TRPO, Schulman et al. 2015,
-    App. C; seed 001 eq. 8 uses the same matrix).
+    App. C; Kuba et al. 2022, eq. 8 uses the same matrix).
     """
     _, jvp = jax.linearize(dist_fn, params)
     vjp = jax.linear_transpose(jvp, params)
@@ -81,7 +81,7 @@ def conjugate_gradient(
 ) -> Array:
     """Approximate ``A^{-1} b`` for symmetric positive-definite ``A`` given as ``matvec``.
 
-    Standard CG from ``x0 = 0`` (the TRPO/HATRPO choice, seed 001 spec §3.5: 10 iterations,
+    Standard CG from ``x0 = 0`` (the TRPO/HATRPO choice, as in the authors' code: 10 iterations,
     residual tolerance 1e-10). Runs a fixed ``iters`` loop (``lax.fori_loop``) and freezes the iterate
     once the squared residual ``r.r`` drops below ``tol`` (the equivalent of an early ``break``), so
     ``matvec`` is still evaluated ``iters`` times but the result equals the early-stopped one.
@@ -122,7 +122,7 @@ def trpo_step(
     """Full natural-gradient step of TRPO/HATRPO before backtracking.
 
     ``x = CG(H, g)``, ``step_size = sqrt(2 max_kl / x^T H x)``, ``full_step = step_size * x``
-    (seed 001 eq. 8 with ``alpha^0``; ``H`` here is whatever ``fvp`` multiplies by, i.e. including the
+    (Kuba et al. 2022, eq. 8 with ``alpha^0``; ``H`` here is whatever ``fvp`` multiplies by, i.e. including the
     damping), so that the quadratic KL model ``0.5 full_step^T H full_step`` equals ``max_kl``.
     Returns ``(full_step, expected_improve, step_size)`` with ``expected_improve = g . full_step``
     (the linearised surrogate gain). If ``x^T H x`` is non-positive or any quantity is non-finite
@@ -131,7 +131,7 @@ def trpo_step(
     x = conjugate_gradient(fvp, grad, iters=cg_iters, tol=cg_tol)
     xhx = jnp.vdot(x, fvp(x))
     ok = (xhx > 0) & jnp.isfinite(xhx) & jnp.all(jnp.isfinite(x))
-    step_size = jnp.where(ok, jnp.sqrt(2.0 * max_kl / jnp.where(ok, xhx, 1.0)), 0.0)  # seed 001 eq. 8
+    step_size = jnp.where(ok, jnp.sqrt(2.0 * max_kl / jnp.where(ok, xhx, 1.0)), 0.0)  # Kuba et al. 2022, eq. 8
     full_step = jnp.where(ok, step_size * x, jnp.zeros_like(x))
     expected_improve = jnp.where(ok, jnp.vdot(grad, full_step), 0.0)
     return full_step, expected_improve, step_size
@@ -149,7 +149,7 @@ def backtracking_line_search(
     backtrack: float = 0.5,
     max_steps: int = 10,
 ) -> tuple[Array, Array, Array, Array, Array]:
-    """Backtracking line search of HATRPO (seed 001 App. D Algorithm 2; code rule, spec §3.5 / §7 #7).
+    """Backtracking line search of HATRPO (Kuba et al. 2022, App. D Algorithm 2; the acceptance rule of the authors' code).
 
     ``surrogate_fn(flat)`` is the surrogate to *maximise* (e.g. mean of ratio * M); ``kl_fn(flat)`` is
     the mean ``KL(pi_old || pi_flat)``; ``surr_old = surrogate_fn(params_flat)``.

@@ -1,6 +1,6 @@
 """Value normalisation (running statistics) and advantage normalisation, as pure functions.
 
-Value normalisation follows the description in seed-001 spec section 3.7 (MAPPO/HARL "ValueNorm"):
+Value normalisation follows MAPPO's and HARL's "ValueNorm" (Yu et al. 2021):
 exponential running averages of the mean and of the mean of squares with weight ``beta`` close to
 1, a debiasing term (as in Adam: the running averages start at 0 and are divided by the accumulated
 weight ``1 - beta^k``), and the variance clamped from below at ``1e-2``. It is a running normaliser,

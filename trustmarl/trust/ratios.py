@@ -1,8 +1,8 @@
 """Probability ratios, clip rules and PPO-clip objectives (independent and joint).
 
-Notation follows seed 004 ("Trust Region Bounds for Decentralized PPO Under Non-stationarity"):
+Notation follows Sun et al. 2023 ("Trust Region Bounds for Decentralized PPO Under Non-stationarity"):
 ``lambda_k = pi_new_k(a^k|s^k) / pi_old_k(a^k|s^k)`` is agent k's *independent* ratio and
-``lambda_joint = prod_k lambda_k`` the *joint* ratio of the product policy (seed 004 section 4.1).
+``lambda_joint = prod_k lambda_k`` the *joint* ratio of the product policy (Sun et al. 2023, Section 4.1).
 
 All array functions are pure ``jax.numpy`` code, jit/vmap friendly, and accept arbitrary leading
 batch dimensions. Objectives are returned elementwise and are meant to be MAXIMISED (negate and
@@ -25,9 +25,9 @@ def per_agent_clip(eps: float, n_agents: int, rule: str = "per_agent") -> float:
 
     Rules:
       * ``"fixed"``: ``eps`` for every agent (plain IPPO/MAPPO).
-      * ``"per_agent"``: ``eps / n_agents`` (seed 004 eq. 9, the alpha/N rule: per-agent ratios in
+      * ``"per_agent"``: ``eps / n_agents`` (Sun et al. 2023, eq. 9, the alpha/N rule: per-agent ratios in
         ``[1 - eps/N, 1 + eps/N]`` bound the joint TV by ``eps`` via Thm 3 + Prop. 2).
-      * ``"nth_root"``: ``(1 + eps)**(1/N) - 1`` (extension, seed-004 spec 2.3 delta*): the symmetric
+      * ``"nth_root"``: ``(1 + eps)**(1/N) - 1`` (our extension): the symmetric
         per-agent range whose N-fold product reaches exactly ``1 + eps``, so the joint ratio of N
         in-range agents stays inside ``[1 - eps, 1 + eps]``. Not from the paper.
 
@@ -42,8 +42,8 @@ def per_agent_clip(eps: float, n_agents: int, rule: str = "per_agent") -> float:
     if rule == "fixed" or n_agents == 1:
         return float(eps)  # every rule reduces to single-agent PPO's eps for N = 1 (exactly)
     if rule == "per_agent":
-        return float(eps) / int(n_agents)  # seed 004 eq. 9
-    return math.pow(1.0 + float(eps), 1.0 / int(n_agents)) - 1.0  # seed-004 spec 2.3 delta* [ext]
+        return float(eps) / int(n_agents)  # Sun et al. 2023, eq. 9
+    return math.pow(1.0 + float(eps), 1.0 / int(n_agents)) - 1.0  # our extension: (1 + delta)^N = 1 + eps
 
 
 def log_ratio(logp_new: ArrayLike, logp_old: ArrayLike) -> Array:
@@ -54,7 +54,7 @@ def log_ratio(logp_new: ArrayLike, logp_old: ArrayLike) -> Array:
 def ppo_clip_objective(ratio: ArrayLike, adv: ArrayLike, eps: float | ArrayLike) -> Array:
     """PPO clipped surrogate term ``min(lambda A, clip(lambda, 1-eps, 1+eps) A)``, elementwise.
 
-    seed 004 eq. 2 (PPO; eqs. 3/4 apply it per agent). To be maximised.
+    Sun et al. 2023, eq. 2 (PPO; eqs. 3/4 apply it per agent). To be maximised.
     """
     ratio = jnp.asarray(ratio)
     adv = jnp.asarray(adv)
@@ -79,8 +79,8 @@ def _masked_diff(logp_new: ArrayLike, logp_old: ArrayLike, mask: ArrayLike | Non
 def joint_log_ratio(logp_new: ArrayLike, logp_old: ArrayLike, mask: ArrayLike | None = None) -> Array:
     """``log lambda_joint = sum_k m_k (log pi_new_k - log pi_old_k)`` over the LAST axis (agents).
 
-    seed 004 section 4.1: the joint ratio of a product policy is the product of the independent
-    ratios. Masked (dead) agents contribute 0 (seed-004 spec 3.2 / 7 #16).
+    Sun et al. 2023, Section 4.1: the joint ratio of a product policy is the product of the independent
+    ratios. Masked (dead) agents contribute 0.
     """
     return jnp.sum(_masked_diff(logp_new, logp_old, mask), axis=-1)
 
@@ -91,9 +91,9 @@ def joint_ratio(
     mask: ArrayLike | None = None,
     max_log_ratio: float = 20.0,
 ) -> Array:
-    """``lambda_joint = exp(clip(sum_k log lambda_k, -max, +max))`` (seed 004 section 4.1).
+    """``lambda_joint = exp(clip(sum_k log lambda_k, -max, +max))`` (Sun et al. 2023, Section 4.1).
 
-    The clamp in log space is an overflow guard for many agents (seed-004 spec 7 #15); it is inactive
+    The clamp in log space is an overflow guard for many agents; it is inactive
     for any realistic ratio and zeroes the gradient only beyond ``exp(+-max_log_ratio)``.
     """
     lr = joint_log_ratio(logp_new, logp_old, mask)
@@ -109,7 +109,7 @@ def joint_clip_objective(
 ) -> Array:
     """JR-PPO term ``min(lambda_joint A, clip(lambda_joint, 1-eps, 1+eps) A)`` per timestep.
 
-    seed 004 eq. 6 (JR-PPO, Algorithm 1). ``logp_*`` have shape ``[..., N]`` (agents last),
+    Sun et al. 2023, eq. 6 (JR-PPO, Algorithm 1). ``logp_*`` have shape ``[..., N]`` (agents last),
     ``adv`` has shape ``[...]`` (one centralised advantage per timestep). To be maximised.
     """
     return ppo_clip_objective(joint_ratio(logp_new, logp_old, mask), adv, eps)

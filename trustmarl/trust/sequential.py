@@ -1,11 +1,11 @@
 """Sequential (heterogeneous-agent) update primitives of HAPPO/HATRPO.
 
 At every iteration the agents are updated one after another in a random order ``i_1..i_n``
-(seed 001 Algorithm 1 / App. D Algorithms 2-3). Agent ``i_m`` maximises its surrogate weighted by the
+(Kuba et al. 2022, Algorithm 1 / App. D Algorithms 2-3). Agent ``i_m`` maximises its surrogate weighted by the
 compound factor ``M^{i_{1:m}} = prod_{earlier agents} pi_new(a|o) / pi_old(a|o)`` times the joint
-advantage (seed 001 Proposition 3, eq. 9-10). The factor is kept in log space (seed 001 spec §7 #4)
-as a per-sample quantity (no products over time, spec §7 #30), and it is neither clipped nor
-normalised by default (spec §3.4 (b)).
+advantage (Kuba et al. 2022, Proposition 3, eq. 9-10). The factor is kept in log space
+as a per-sample quantity (no products over time), and it is neither clipped nor
+normalised by default.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ Array = jax.Array
 def draw_order(key: Array, n_agents: int, fixed: bool = False) -> Array:
     """Update order of the agents: a uniform random permutation (int32), or ``arange`` when ``fixed``.
 
-    Random order every iteration is what seed 001 Proposition 2 requires; ``fixed`` is the HARL
-    ``fixed_order`` ablation (spec §7 #18). ``fixed`` and ``n_agents`` must be static under jit.
+    Random order every iteration is what Kuba et al. 2022, Proposition 2 requires; ``fixed`` is the HARL
+    ``fixed_order`` ablation. ``fixed`` and ``n_agents`` must be static under jit.
     """
     if fixed:
         return jnp.arange(n_agents, dtype=jnp.int32)
@@ -37,9 +37,9 @@ def update_factor(
 ) -> Array:
     """Fold one updated agent into the compound factor: ``log M + mask * (logp_new - logp_old)``.
 
-    seed 001 App. D (Alg. 2 line 14): ``M^{i_{1:m+1}} = pi_new^{i_m}/pi_old^{i_m} * M^{i_{1:m}}``.
+    Kuba et al. 2022, App. D (Alg. 2 line 14): ``M^{i_{1:m+1}} = pi_new^{i_m}/pi_old^{i_m} * M^{i_{1:m}}``.
     ``logp_*`` are the agent's *joint* log-probabilities of its action (summed over action
-    dimensions = product of per-dimension ratios, spec §7 #9), evaluated per sample on the whole
+    dimensions = product of per-dimension ratios), evaluated per sample on the whole
     rollout with the parameters after / before the agent's update. ``mask`` (e.g. active masks)
     leaves inactive samples' factor unchanged.
     """
@@ -50,7 +50,7 @@ def update_factor(
 
 
 def factor_from_log(log_factor: Array, clip: tuple[float, float] | None = None) -> Array:
-    """``M = exp(log M)``; optionally clipped to ``[clip[0], clip[1]]`` (off by default, spec §7 #4)."""
+    """``M = exp(log M)``; optionally clipped to ``[clip[0], clip[1]]`` (off by default, as in the authors' code)."""
     factor = jnp.exp(log_factor)
     if clip is not None:
         factor = jnp.clip(factor, clip[0], clip[1])
@@ -58,7 +58,7 @@ def factor_from_log(log_factor: Array, clip: tuple[float, float] | None = None) 
 
 
 def factor_stats(factor: Array, mask: Array | None = None) -> dict[str, Array]:
-    """Mean, min and max of the factor over (active) samples, for logging (spec §7 #4).
+    """Mean, min and max of the factor over (active) samples, for logging.
 
     With a mask that selects no sample, all three statistics are NaN.
     """
@@ -82,8 +82,8 @@ def factor_stats(factor: Array, mask: Array | None = None) -> dict[str, Array]:
 def happo_objective(ratio: Array, adv: Array, factor: Array, eps: float) -> Array:
     """Per-sample HAPPO objective (to maximise) ``M * min(r A, clip(r, 1-eps, 1+eps) A)``.
 
-    seed 001 eq. 11. The factor (> 0) sits outside the min, which equals ``min(r M A, clip(r) M A)``
-    (spec §3.2); it is a constant of the current agent's update (``stop_gradient``).
+    Kuba et al. 2022, eq. 11. The factor (> 0) sits outside the min, which equals ``min(r M A, clip(r) M A)``
+    ; it is a constant of the current agent's update (``stop_gradient``).
     """
     factor = jax.lax.stop_gradient(factor)
     unclipped = ratio * adv

@@ -57,9 +57,9 @@ class MAACConfig(OffPolicyConfig):
     reward_norm: bool = True
     critic_l2: float = 1e-3
     soft_reward_scale: float = 100.0  # the entropy coefficient is 1 / soft_reward_scale
-    critic_hidden: int = 128
-    attention_heads: int = 4
-    attention_penalty: float = 1e-3
+    critic_hidden: int = 128  # width of the attention critic's embeddings
+    attention_heads: int = 4  # attention heads of the critic (Iqbal & Sha 2019, eq. 3)
+    attention_penalty: float = 1e-3  # coefficient of the squared attention logits in the critic loss
     old_policy_lag: int = 100  # m: gradient iterations between hard copies of the lagged old policy (kl_delta)
 
     UNUSED = {

@@ -45,7 +45,7 @@ class MADDPGConfig(OffPolicyConfig):
     twin_critics: bool = False  # MATD3: two critics per agent, min of the targets
     policy_delay: int = 1  # MATD3: actor and target updates every this many critic steps
     target_noise: float = 0.0  # MATD3: std of the target policy smoothing noise (continuous actions)
-    target_noise_clip: float = 0.5
+    target_noise_clip: float = 0.5  # MATD3: the smoothing noise is clipped to +-this value
 
     CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {**OffPolicyConfig.CHOICES, "actor_others": ("buffer", "current")}
 

@@ -20,7 +20,7 @@ hidden state with the stored resets (Kuba et al. 2022 (HATRPO/HAPPO) practice, a
 reduce over all leading axes.
 
 Time-aware critic (``critic_time=true``; Pardo et al. 2018, "Time Limits in Reinforcement Learning",
-§3): when a time limit ends episodes and is treated as terminal, the return from a state depends on
+Section 3): when a time limit ends episodes and is treated as terminal, the return from a state depends on
 the time left, which observations rarely show; the critic then also reads ``t / max_episode_steps``
 (t = steps taken in the episode before the observation). The step counter lives in the loop's
 ``carry`` (``(hidden, t)``), restarts at ``last.done``, and each transition stores its time.
@@ -373,7 +373,7 @@ class ActorCritic(Algorithm):
 
     # ---- returns and batches -------------------------------------------------------------------
     def targets(self, state: TrainState, traj: dict, last_value: jax.Array):
-        """GAE advantages and value targets; updates the value normaliser (seed 001 §3.7)."""
+        """GAE advantages and value targets; updates the value normaliser (as MAPPO and HARL do, Yu et al. 2021)."""
         cfg = self.cfg
         done = jnp.broadcast_to(traj["done"][..., None], traj["value"].shape).astype(jnp.float32)
         adv, returns = gae(traj["reward"], traj["value"], done, last_value, cfg.gamma, cfg.gae_lambda)

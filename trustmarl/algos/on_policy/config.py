@@ -20,49 +20,49 @@ from trustmarl.validation import (
 class OnPolicyConfig:
     """Hyperparameters of the on-policy actor-critic family (MAPPO, IPPO, JR-PPO).
 
-    Defaults follow the seed 004 spec §3.9 recommendation where it gives one and JaxMARL's MPE
+    Defaults follow the MAPPO reference settings (Yu et al. 2021) where Sun et al. 2023 state none and JaxMARL's MPE
     settings for the rollout shape; algorithm presets in ``trustmarl/configs`` override them.
     """
 
     name: str = "mappo"
     # rollout
-    num_envs: int = 16
-    rollout_len: int = 128
+    num_envs: int = 16  # env copies per seed, stepped together
+    rollout_len: int = 128  # env steps per copy in one update's rollout
     # optimisation
-    epochs: int = 4
-    minibatches: int = 4
-    actor_lr: float = 5e-4
-    critic_lr: float = 5e-4
-    anneal_lr: bool = False
-    adam_eps: float = 1e-5
-    max_grad_norm: float = 10.0
+    epochs: int = 4  # passes over the rollout per update
+    minibatches: int = 4  # minibatches per epoch
+    actor_lr: float = 5e-4  # Adam step size of the actors
+    critic_lr: float = 5e-4  # Adam step size of the critic
+    anneal_lr: bool = False  # both step sizes fall linearly to 0 over the run's total_steps
+    adam_eps: float = 1e-5  # Adam's epsilon
+    max_grad_norm: float = 10.0  # global-norm gradient clipping of each network (per agent when not shared)
     sgd_unroll: bool = False  # unroll the epoch/minibatch loops: no faster since trustmarl.compilation, ~4x longer compilation
     # returns and advantages
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    bootstrap_truncation: bool = False
+    gamma: float = 0.99  # discount factor
+    gae_lambda: float = 0.95  # GAE lambda (Schulman et al. 2016)
+    bootstrap_truncation: bool = False  # bootstrap V at time limits (the limit only cuts the episode) instead of treating it as terminal
     critic_time: bool = False  # time-aware critic: it also reads t / max_episode_steps (Pardo et al. 2018)
     reward: str = "team"  # team | agent  (agent: each agent's own reward; needs critic=local)
-    normalize_advantages: bool = True
-    value_norm: bool = True
+    normalize_advantages: bool = True  # standardise the advantages of each batch
+    value_norm: bool = True  # critic targets normalised by a running mean and std (as in MAPPO, Yu et al. 2021)
     # losses
-    clip_eps: float = 0.2
+    clip_eps: float = 0.2  # PPO clip range eps of the ratio (Schulman et al. 2017, eq. 7)
     clip_rule: str = "fixed"  # fixed | per_agent (eps/N) | nth_root | joint (JR-PPO)
-    ent_coef: float = 0.01
-    vf_coef: float = 1.0
-    agent_reduction: str = "mean"  # mean | sum over agents (seed 004 §7 #4)
+    ent_coef: float = 0.01  # entropy bonus coefficient
+    vf_coef: float = 1.0  # value-loss coefficient
+    agent_reduction: str = "mean"  # mean | sum over agents of the per-agent losses
     # agents and networks
     share_params: bool | str = "auto"  # true | false | auto: share when every agent has the same spaces (one group)
     critic: str = "state"  # state: V(global state) | local: V(observation)
     agent_id: bool = True  # append a one-hot agent id to inputs of shared networks
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    activation: str = "tanh"
-    layer_norm: bool = False
-    log_std_init: float = -0.5
+    hidden_sizes: tuple[int, ...] = (64, 64)  # hidden layer widths of actors and critics
+    activation: str = "tanh"  # tanh | relu | gelu
+    layer_norm: bool = False  # layer normalisation after each hidden layer
+    log_std_init: float = -0.5  # initial log standard deviation of Gaussian (continuous) policies
     actor_head_gain: float = 0.01  # orthogonal-init gain of the policy head; larger = more random initial policies
     # recurrent actors (critics stay feed-forward): MLP encoder -> GRU -> head, trained on sequences
-    recurrent: bool = False
-    gru_size: int = 64
+    recurrent: bool = False  # GRU actors (MLP encoder -> GRU -> head), trained on sequences; critics stay feed-forward
+    gru_size: int = 64  # GRU hidden state width
     seq_len: int = 0  # training sequence length; 0 = the whole rollout_len; must divide rollout_len
 
     # keys an algorithm inherits but does not read, with the reason; setting one is an error

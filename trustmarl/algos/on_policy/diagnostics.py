@@ -1,4 +1,4 @@
-"""Trust-region diagnostics logged after every update (seed 004 §3.8, seed 001 §7).
+"""Trust-region diagnostics logged after every update (Sun et al. 2023, Section 7; Kuba et al. 2022).
 
 Computed once per update on the whole batch, with the updated policies against the behaviour
 policies that collected it: per-agent ratio range, KL(old||new), per-agent TV (exact over

@@ -1,4 +1,4 @@
-"""HAPPO: heterogeneous-agent PPO with sequential updates (seed 001 §4.2, App. D Algorithm 3).
+"""HAPPO: heterogeneous-agent PPO with sequential updates (Kuba et al. 2022, Section 4.2, App. D Algorithm 3).
 
 Each iteration: one centralised critic V(s) gives the joint advantage Â(s, a) (GAE); a fresh random
 permutation of all agents (across all groups) is drawn; the agents update one after another, agent
@@ -7,7 +7,7 @@ i_m maximising  M^{i_{1:m}} · min(r Â, clip(r, 1±eps) Â)  (eq. 11), where th
     M^{i_{1:m}}(s, a) = Π_{earlier agents j} π_new^j(a^j|o^j) / π_old^j(a^j|o^j)      (eq. 10)
 
 is computed once per agent update on the whole rollout, never differentiated, and logged. The
-critic is fitted after all actors (HARL schedule, seed 001 spec §7 #17).
+critic is fitted after all actors (the schedule of HARL, the authors' later code).
 
 The agent loop is a ``lax.scan`` over positions in the permutation; the agent's group is chosen with
 ``lax.switch`` and its parameters sliced out of the group's stacked parameters, so heterogeneous
@@ -43,7 +43,7 @@ class HAPPOConfig(OnPolicyConfig):
     """HAPPO hyperparameters: the on-policy set plus the sequential-update options."""
 
     name: str = "happo"
-    share_params: bool = False  # the paper's agents are heterogeneous (seed 001 §3.10)
+    share_params: bool = False  # one network per agent, as the paper's heterogeneous agents
     agent_id: bool = False
     critic: str = "state"
     # A time limit is terminal unless a preset says it only cuts episodes short (MaMuJoCo presets bootstrap
@@ -52,8 +52,8 @@ class HAPPOConfig(OnPolicyConfig):
     bootstrap_truncation: bool = False
     fixed_order: bool = False  # HARL's ablation; the paper redraws the order every iteration
     use_factor: bool = True  # False: every agent uses the plain advantage (ablation of eq. 10)
-    critic_epochs: int = 5
-    critic_minibatches: int = 1
+    critic_epochs: int = 5  # passes of the critic over the rollout per update (after all actors)
+    critic_minibatches: int = 1  # critic minibatches per epoch
 
     UNUSED: typing.ClassVar[dict[str, str]] = {
         "vf_coef": "the critic is fitted on its own (algo.critic_lr, algo.critic_epochs, algo.critic_minibatches)",
@@ -229,7 +229,7 @@ class HAPPO(Sequential):
         def loss(p, mb: AgentData):
             dist, logp = self.agent_log_prob(g, p, i, mb)
             ratio = jnp.exp(logp - mb.logp_old)
-            # Kuba et al. 2022 (seed 001), eq. 11: M^{i_{1:m}} · min(r Â, clip(r, 1±eps) Â), M held constant
+            # Kuba et al. 2022, eq. 11: M^{i_{1:m}} · min(r Â, clip(r, 1±eps) Â), M held constant
             pi_loss = -masked_mean(happo_objective(ratio, mb.adv, mb.factor, self.eps), mb.active)
             ent = masked_mean(self.agent_entropy(g, dist), mb.active)  # entropy bonus: Schulman et al. 2017, eq. 9 (0.01, the HAPPO code's default)
             clip_frac = masked_mean((jnp.abs(ratio - 1.0) > self.eps).astype(jnp.float32), mb.active)
@@ -244,5 +244,5 @@ class HAPPO(Sequential):
 
 register_algo(
     "happo", HAPPOConfig, HAPPO,
-    "HAPPO: sequential per-agent PPO in a random order, weighted by the compound ratio factor M (seed 001 eq. 10-11)",
+    "HAPPO: sequential per-agent PPO in a random order, weighted by the compound ratio factor M (Kuba et al. 2022, eq. 10-11)",
 )

@@ -1,4 +1,4 @@
-"""HATRPO: sequential per-agent trust-region steps (seed 001 §4.1 eq. 8, App. D Algorithm 2).
+"""HATRPO: sequential per-agent trust-region steps (Kuba et al. 2022, Section 4.1, eq. 8, App. D Algorithm 2).
 
 Agent i_m, in the iteration's random order, takes one natural-gradient step on the factor-weighted
 surrogate  E[ r^{i_m}(θ) · M^{i_{1:m}} ]  (eq. 10; M from the already-updated agents) subject to the
@@ -28,16 +28,16 @@ from trustmarl.trust.natural import backtracking_line_search, fisher_outer_produ
 
 @dataclasses.dataclass
 class HATRPOConfig(HAPPOConfig):
-    """HATRPO hyperparameters (seed 001 spec §3.5, §7 #7-8; HARL defaults where the paper is silent)."""
+    """HATRPO hyperparameters (Kuba et al. 2022, App. D; the authors' code and HARL where the paper is silent)."""
 
     name: str = "hatrpo"
     kl_threshold: float = 0.01  # δ
-    cg_iters: int = 10
-    cg_damping: float = 0.1
-    ls_steps: int = 10
-    backtrack: float = 0.5
-    accept_ratio: float = 0.5
-    ent_coef: float = 0.0  # unused: HATRPO has no entropy bonus (spec §7 #19)
+    cg_iters: int = 10  # conjugate-gradient iterations for the natural-gradient direction
+    cg_damping: float = 0.1  # damping added to the Fisher-vector products
+    ls_steps: int = 10  # backtracking line-search steps
+    backtrack: float = 0.5  # step shrink factor of each line-search step
+    accept_ratio: float = 0.5  # accept a step when its improvement is at least this fraction of the expected one
+    ent_coef: float = 0.0  # unused: HATRPO has no entropy bonus
 
     _STEP = "each agent takes one conjugate-gradient step with a line search (algo.kl_threshold, algo.cg_iters, algo.ls_steps)"
     UNUSED: typing.ClassVar[dict[str, str]] = {
@@ -47,7 +47,7 @@ class HATRPOConfig(HAPPOConfig):
         "actor_lr": _STEP + "; the critic uses algo.critic_lr",
         "clip_eps": "the trust region is the KL bound algo.kl_threshold, not a clip range",
         "clip_rule": "the trust region is the KL bound algo.kl_threshold, not a clip range",
-        "ent_coef": "HATRPO has no entropy bonus (seed 001 spec §7 #19)",
+        "ent_coef": "HATRPO has no entropy bonus (Kuba et al. 2022, eq. 8)",
     }
 
     def validate(self) -> None:
@@ -117,5 +117,5 @@ class HATRPO(Sequential):
 
 register_algo(
     "hatrpo", HATRPOConfig, HATRPO,
-    "HATRPO: sequential per-agent KL-constrained natural-gradient steps with the factor M (seed 001 eq. 8)",
+    "HATRPO: sequential per-agent KL-constrained natural-gradient steps with the factor M (Kuba et al. 2022, eq. 8)",
 )

@@ -1,4 +1,4 @@
-"""MATRL: multi-agent trust region learning on PPO (Wen et al. 2021, Algorithm 2; spec seed 002 §2.9).
+"""MATRL: multi-agent trust region learning on PPO (Wen et al. 2021, Algorithm 2).
 
 One iteration on the batch of the current joint policy ``pi`` (per-agent rewards and critics):
 
@@ -20,7 +20,7 @@ Ablations (flags): ``best_response=false`` ("MATRL w/o BR": the next policy is t
 ``rho=0`` (IL-PP: best response to the candidates), ``rho=1`` (best response to the current policies:
 an independent step), ``independent=true`` (plain independent PPO: the next policy is the candidate).
 
-Differences from the reference code (``matrl-project/matrl``), following the spec (seed 002 §6): the
+Differences from the reference code (``matrl-project/matrl``), as documented in docs/matrl.md: the
 meta-game is the mean of the products (not the product of means, on mean-zero advantages), candidates
 restart from the current networks every iteration, entropy is a bonus in every loss and is the exact
 per-state entropy (the code's sample estimate ``mean(-log pi(a_t))`` has the gradient of the
@@ -90,17 +90,17 @@ class MATRLConfig(OnPolicyConfig):
     # 2-3. meta-game and Nash
     meta_clip: float | None = 0.1  # App. E: clipping the meta-game importance ratios is "vital"; None = off
     selection: str = "random"  # equilibrium selection (section 3.2: random), see trustmarl.trust.nash
-    nash_tol: float = 1e-5
-    nash_starts: int = 32
-    nash_iters: int = 50
+    nash_tol: float = 1e-5  # tolerance of the meta-game Nash solver
+    nash_starts: int = 32  # random starts of the Nash solver
+    nash_iters: int = 50  # iterations per start of the Nash solver
     rho: float | None = None  # force the meta-strategy: 0 = IL-PP, 1 = keep the current policies; None = Nash
     # 5. best response (Table 3: lr 0.002, 5 iterations, importance-weight clip 0.1)
     best_response: bool = True  # false: "MATRL w/o BR" (the next policy is the mixture)
-    br_iters: int = 5
-    br_lr: float = 2e-3
-    br_clip: float = 0.1
+    br_iters: int = 5  # full-batch steps of the best response
+    br_lr: float = 2e-3  # step size of the best response
+    br_clip: float = 0.1  # importance-weight clip of the best response
     # plain independent PPO (the paper's IL baseline): the next policy is the TPR candidate
-    independent: bool = False
+    independent: bool = False  # plain independent PPO (the paper's IL baseline): the next policy is the TPR candidate
 
     _STEPS = "MATRL takes full-batch steps: algo.tpr_iters (candidate) and algo.br_iters (best response)"
     UNUSED: typing.ClassVar[dict[str, str]] = {
@@ -212,7 +212,7 @@ class MATRL(ActorCritic):
         pi_loss = -per_agent_mean(data.weight * ppo_clip_objective(ratio, data.adv, cfg.clip_eps), mask)
         # sample KL(pi_old || pi): its expectation under pi_old is the KL (reference code's kl term and early stop)
         kl = per_agent_mean(batch.logp - logp, mask)
-        ent = per_agent_mean(self.entropy(dists), mask)  # exact entropy per state (bonus; spec seed 002 §2.2)
+        ent = per_agent_mean(self.entropy(dists), mask)  # exact entropy per state (the entropy bonus of the authors' code)
         v = self.value(critic_params, batch.obs, batch.state)
         err = jnp.square(v - batch.target)
         if cfg.vf_clip is not None:  # PPO2 value clipping around the behaviour critic (reference code)
@@ -275,8 +275,8 @@ class MATRL(ActorCritic):
     # ---- one iteration ---------------------------------------------------------------------------
     def step_data(self, state, batch: Batch) -> tuple[StepData, jax.Array, jax.Array]:
         """``(data, meta_adv, adv_std)``: per-agent PPO advantages (normalised when configured), the
-        meta-game's advantages (divided by the std, NOT mean-centred: Wen et al. 2021 eq. 3 and the
-        spec's estimator) and the per-agent std."""
+        meta-game's advantages (divided by the std, NOT mean-centred: the
+        estimator of Wen et al. 2021, eq. 3) and the per-agent std."""
         mask = batch.active
         adv = batch.adv
         mean = per_agent_mean(adv, mask)
@@ -331,7 +331,21 @@ class MATRL(ActorCritic):
         extra = {**state.extra, "br_actor_opt": br_opts[0], "br_critic_opt": br_opts[1]}
         state = state._replace(actor_params=nxt[0], critic_params=nxt[1], extra=extra, key=key)
         metrics.update(trust_region_diagnostics(self, nxt[0], batch))
+        metrics.update(self.action_probabilities(nxt[0], batch))
         return state, metrics
+
+    def action_probabilities(self, actor_params: tuple, batch: Batch) -> dict[str, jax.Array]:
+        """``diag/action_prob_<a>_per_agent``: each agent's probability of action ``a`` under the next policy, averaged
+        over the batch's states, when every agent has the same few (at most 4) discrete actions. On a matrix game
+        (one state) this is the policy itself: what a zero-sum or general-sum run learns when its returns stay
+        flat (matching pennies: both agents at 1/2)."""
+        kinds = {(d.kind, getattr(d, "n", 0)) for d in self.dists}
+        if len(kinds) != 1 or next(iter(kinds))[0] != "discrete" or not 1 < next(iter(kinds))[1] <= 4:
+            return {}
+        logp = jnp.concatenate([d[0] for d in self.policy(actor_params, batch.obs, batch.avail)], axis=-2)  # [B, N, A]
+        weight = batch.active[..., None]
+        probs = jnp.sum(jnp.exp(logp) * weight, axis=0) / jnp.maximum(jnp.sum(weight, axis=0), 1.0)  # [N, A]
+        return {f"diag/action_prob_{a}_per_agent": probs[:, a] for a in range(probs.shape[-1])}
 
     def meta_step(self, state, batch, data, meta_adv, adv_std, current, candidate, ratio_hat, tv_hat, alpha, eps, key):
         """Steps 2-5: meta-game, Nash, mixture and best response; ``(next, br_opts, metrics, found)``."""

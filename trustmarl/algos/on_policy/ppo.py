@@ -1,11 +1,11 @@
-"""MAPPO, IPPO and JR-PPO: simultaneous PPO updates of all agents (seed 004).
+"""MAPPO, IPPO and JR-PPO: simultaneous PPO updates of all agents (Sun et al. 2023).
 
 The three differ only in configuration:
-- MAPPO: centralised critic V(s); independent per-agent ratios, each clipped (seed 004 eq. 3/4);
-- IPPO: decentralised critic V(o^k) (seed 004 §3.3);
+- MAPPO: centralised critic V(s); independent per-agent ratios, each clipped (Sun et al. 2023, eq. 3/4);
+- IPPO: decentralised critic V(o^k) (de Witt et al. 2020; Sun et al. 2023, Section 3);
 - JR-PPO: one joint ratio per env step, the product of the agents' ratios, clipped (eq. 6, Alg. 1).
 The per-agent clip range follows ``clip_rule``: ``fixed`` (eps), ``per_agent`` (eps/N, eq. 9) or
-``nth_root`` ((1+eps)^(1/N) - 1, spec §2.3 extension).
+``nth_root`` ((1+eps)^(1/N) - 1, our extension: the symmetric per-agent share).
 The losses reduce over all leading sample axes (``[B]``, or ``[n_seq, seq_len]`` for recurrent actors).
 """
 
@@ -41,7 +41,7 @@ class PPO(ActorCritic):
         self.eps = cfg.clip_eps if self.joint else per_agent_clip(cfg.clip_eps, self.n_agents, cfg.clip_rule)
 
     def agent_mean(self, x: jax.Array, mask: jax.Array) -> jax.Array:
-        """Reduce ``[..., N]`` over samples and agents: mean, or sum over agents (seed 004 §7 #4)."""
+        """Reduce ``[..., N]`` over samples and agents: mean, or sum over agents."""
         if self.cfg.agent_reduction == "sum":
             return jnp.mean(jnp.sum(x * mask, axis=-1))
         return masked_mean(x, mask)
@@ -57,14 +57,14 @@ class PPO(ActorCritic):
         aux = {"diag/clip_frac_per_agent": per_agent_mean((jnp.abs(jnp.exp(log_ratio) - 1.0) > self.eps).astype(jnp.float32), mask),
                **minibatch_ratio_range(log_ratio, mask)}
         if self.joint:
-            # Sun et al. 2023 (seed 004), eq. 6 (JR-PPO): min(λ A, clip(λ, 1±eps) A), λ = Π_k λ_k, one term per step
+            # Sun et al. 2023, eq. 6 (JR-PPO): min(λ A, clip(λ, 1±eps) A), λ = Π_k λ_k, one term per step
             obj = joint_clip_objective(logp, mb.logp, mb.adv[..., 0], self.eps, mask)
             pi_loss = -obj.mean()
             ent = jnp.mean(jnp.sum(entropy * mask, axis=-1))  # entropy of the joint (product) policy = Σ_k H_k
             log_joint = jnp.sum((logp - mb.logp) * mask, axis=-1)
             clip_frac = jnp.mean(jnp.abs(jnp.exp(log_joint) - 1.0) > self.eps)
         else:
-            # Sun et al. 2023 (seed 004), eq. 3/4 (Schulman et al. 2017, eq. 7 per agent): independent ratios λ_k,
+            # Sun et al. 2023, eq. 3/4 (Schulman et al. 2017, eq. 7 per agent): independent ratios λ_k,
             # each clipped at eps_i (eps, or eps/N by Sun et al. 2023, eq. 9)
             adv = jnp.broadcast_to(mb.adv, logp.shape)
             ratio = jnp.exp(logp - mb.logp)
@@ -118,6 +118,6 @@ class IPPOConfig(OnPolicyConfig):
     critic: str = "local"
 
 
-register_algo("mappo", OnPolicyConfig, PPO, "MAPPO: PPO with a centralised critic V(s); clip eps, eps/N or nth-root (seed 004)")
-register_algo("ippo", IPPOConfig, PPO, "IPPO: PPO with decentralised critics V(o); clip eps, eps/N or nth-root (seed 004)")
-register_algo("jrppo", JRPPOConfig, PPO, "JR-PPO: PPO on the clipped joint ratio Π_k λ_k (seed 004 Alg. 1)")
+register_algo("mappo", OnPolicyConfig, PPO, "MAPPO: PPO with a centralised critic V(s); clip eps, eps/N or nth-root (Sun et al. 2023)")
+register_algo("ippo", IPPOConfig, PPO, "IPPO: PPO with decentralised critics V(o); clip eps, eps/N or nth-root (Sun et al. 2023)")
+register_algo("jrppo", JRPPOConfig, PPO, "JR-PPO: PPO on the clipped joint ratio Π_k λ_k (Sun et al. 2023, Alg. 1)")

@@ -4,7 +4,7 @@
 calling it builds a ``gymnasium_robotics.mamujoco_v1`` Parallel API env, which
 :class:`~trustmarl.envs.host.vector.HostVecEnv` wraps with the PettingZoo adapter.
 
-Tasks of seed 001 §4.1 (HATRPO/HAPPO Figure 3) provided here, as ``MAMUJOCO_TASKS`` keys:
+Tasks of Kuba et al. 2022, Section 4.1 (Figure 3) provided here, as ``MAMUJOCO_TASKS`` keys:
 ``HalfCheetah-2x3``, ``HalfCheetah-6x1``, ``Walker2d-2x3``, ``Ant-4x2``, ``Hopper-3x1``,
 ``Humanoid-17x1`` and ``ManySegmentSwimmer-10x2`` (a 20-segment swimmer, 2 rotors per agent). Any other
 ``(scenario, agent_conf)`` pair that Gymnasium-Robotics knows works through :func:`mamujoco`.
@@ -20,7 +20,7 @@ graph edges and global (torso) nodes are Gymnasium-Robotics' own.
   joints up to ``agent_obsk`` hops away. ``agent_obsk`` defaults to Gymnasium-Robotics' default, 1.
   Agents' observation widths can differ, so one task can give several agent groups.
 - ``"full"``: every agent observes the full single-agent MuJoCo observation (``env.state()``) followed by
-  a one-hot agent id: the setting the HATRPO/HAPPO paper's code actually used (seed 001 §4.1: its
+  a one-hot agent id: the setting the HATRPO/HAPPO paper's code actually used (Kuba et al. 2022, Section 4.1: its
   ``agent_obsk`` was parsed but unused). That code also standardised each observation vector over its own
   elements; we do not (use the trainer's observation normaliser instead).
 
@@ -32,9 +32,13 @@ paper's code. **Reward**: the single-agent task reward, given to every agent. **
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
+import logging
 import os
 import tempfile
+import warnings
 from typing import Any
 
 import numpy as np
@@ -55,13 +59,34 @@ MAMUJOCO_TASKS: dict[str, tuple[str, str]] = {
 _EXTRA_MSG = "Multi-Agent MuJoCo needs gymnasium-robotics and mujoco: pip install 'trustmarl[mujoco]'"
 
 
+_log = logging.getLogger(__name__)
+_SEEN: set[str] = set()
+
+
+def _debug_once(message: str) -> None:
+    """Third-party notices (Gymnasium-Robotics' import-time notice, MuJoCo compiler deprecations) go to the
+    debug log once per process instead of the terminal, so that a run's output and its errors stay readable
+    (``logging.basicConfig(level=logging.DEBUG)`` shows them)."""
+    message = " ".join(str(message).split())
+    if message and message not in _SEEN:
+        _SEEN.add(message)
+        _log.debug("%s", message)
+
+
 def _require() -> Any:
-    """Import ``gymnasium_robotics.mamujoco_v1`` or raise :class:`MissingExtraError`."""
+    """Import ``gymnasium_robotics.mamujoco_v1`` (quietly) or raise :class:`MissingExtraError`."""
     try:
-        import mujoco  # noqa: F401
-        from gymnasium_robotics import mamujoco_v1
+        with contextlib.redirect_stderr(io.StringIO()) as notices, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            import mujoco
+            from gymnasium_robotics import mamujoco_v1
     except ImportError as err:
         raise MissingExtraError(f"{_EXTRA_MSG} ({err})") from err
+    for line in notices.getvalue().splitlines():
+        _debug_once(line)
+    for w in caught:
+        _debug_once(f"{w.category.__name__}: {w.message}")
+    mujoco.set_mju_user_warning(_debug_once)  # compiler notices printed by MuJoCo's C code
     return mamujoco_v1
 
 

@@ -296,13 +296,13 @@ class PettingZooFactory:
         return import_attr(self.spec)(**dict(self.kwargs))
 
 
-def load_pettingzoo(spec: str, **kwargs: Any) -> PettingZooFactory:
-    """A factory for the Parallel API env ``spec`` ("module.path:attr") built with ``kwargs``.
+def load_pettingzoo(path: str, **kwargs: Any) -> PettingZooFactory:
+    """A factory for the Parallel API env at the import path ``path`` ("module.path:attr") built with ``kwargs``.
 
     The import is attempted at once, so a missing package fails here with :class:`MissingExtraError`.
     """
-    import_attr(spec)
-    return PettingZooFactory(spec, tuple(sorted(kwargs.items())))
+    import_attr(path)
+    return PettingZooFactory(path, tuple(sorted(kwargs.items())))
 
 
 def mpe2_simple_spread(N: int = 3, local_ratio: float = 0.5, max_cycles: int = 25) -> PettingZooFactory:

@@ -30,8 +30,6 @@ import dataclasses
 import os
 from typing import Any, Callable
 
-from trustmarl.envs.base import AgentGroup, GroupedAgents
-
 GENERIC_PREFIX = "pettingzoo:"
 AUTO_WORKERS = -1
 DEFAULT_MAX_EPISODE_STEPS = 1000  # for generic envs that do not say (bounds host evaluation episodes)
@@ -247,14 +245,33 @@ def validate_params(name: str, params: dict[str, Any]) -> None:
 
 # ---- the env description the algorithms need -----------------------------------------------------
 
-@dataclasses.dataclass(frozen=True)
-class HostEnvInfo(GroupedAgents):
-    """What an algorithm reads from its ``env``: groups, state width, agent count, episode limit."""
+def _host_env_info_class():
+    """``HostEnvInfo``, defined on first use (its base class lives with JAX in :mod:`trustmarl.envs.base`)."""
+    global _HOST_ENV_INFO
+    if _HOST_ENV_INFO is None:
+        from trustmarl.envs.base import AgentGroup, GroupedAgents
 
-    name: str
-    groups: tuple[AgentGroup, ...]
-    state_dim: int
-    max_episode_steps: int
+        @dataclasses.dataclass(frozen=True)
+        class HostEnvInfo(GroupedAgents):
+            """What an algorithm reads from its ``env``: groups, state width, agent count, episode limit."""
+
+            name: str
+            groups: tuple[AgentGroup, ...]
+            state_dim: int
+            max_episode_steps: int
+
+        HostEnvInfo.__module__, HostEnvInfo.__qualname__ = __name__, "HostEnvInfo"  # picklable by name
+        _HOST_ENV_INFO = HostEnvInfo
+    return _HOST_ENV_INFO
+
+
+_HOST_ENV_INFO = None
+
+
+def __getattr__(name: str):
+    if name == "HostEnvInfo":
+        return _host_env_info_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _max_episode_steps(name: str, params: dict[str, Any], env: Any) -> int:
@@ -272,14 +289,14 @@ def _max_episode_steps(name: str, params: dict[str, Any], env: Any) -> int:
     return DEFAULT_MAX_EPISODE_STEPS
 
 
-def probe(name: str, params: dict[str, Any]) -> HostEnvInfo:
+def probe(name: str, params: dict[str, Any]):
     """Build one copy in this process to read its spaces (then close it)."""
     from trustmarl.envs.host.pettingzoo_adapter import PettingZooAdapter
 
     env = make_factory(name, params)()
     try:
         adapter = env if isinstance(env, PettingZooAdapter) else PettingZooAdapter(env)
-        return HostEnvInfo(name, tuple(adapter.groups), int(adapter.state_dim), _max_episode_steps(name, params, env))
+        return _host_env_info_class()(name, tuple(adapter.groups), int(adapter.state_dim), _max_episode_steps(name, params, env))
     finally:
         close = getattr(env, "close", None)
         if callable(close):

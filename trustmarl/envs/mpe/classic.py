@@ -175,8 +175,8 @@ class Simple(_Classic):
 
     A single-agent debugging task (Lowe et al. 2017)."""
 
-    max_cycles: int = 25
-    continuous_actions: bool = False
+    max_cycles: int = 25  # episode length (time limit)
+    continuous_actions: bool = False  # continuous force actions instead of 5 discrete ones
 
     description = "MPE simple (1 agent reaches a landmark), exact JAX port of mpe2 simple_v3."
 
@@ -212,9 +212,9 @@ class SimpleReference(_Classic):
     actions ``Discrete(50)`` (move x message) or ``Box(0, 1, 15)``. Reward of agent ``i``:
     ``(1 - local_ratio) * mean_j(r_j) + local_ratio * r_i`` with ``r_i = -|p_other - p_goal_i|``."""
 
-    local_ratio: float = 0.5
-    max_cycles: int = 25
-    continuous_actions: bool = False
+    local_ratio: float = 0.5  # weight of the agent's own reward against the global one
+    max_cycles: int = 25  # episode length (time limit)
+    continuous_actions: bool = False  # continuous force actions instead of 5 discrete ones
 
     description = "MPE simple_reference (2 speaking agents guide each other), exact JAX port of mpe2 simple_reference_v3."
     GOAL_CHOICES = (3, 3)  # goal landmark known by agent 0 (for agent 1) and by agent 1 (for agent 0)
@@ -262,8 +262,8 @@ class SimpleSpeakerListener(_Classic):
     Groups ``speaker`` (obs: goal colour, 3; ``Discrete(3)``) and ``listener`` (obs ``[v, 3 landmarks - p,
     message (3)]``, 11; ``Discrete(5)``). Both get ``-|p_listener - p_goal|^2``."""
 
-    max_cycles: int = 25
-    continuous_actions: bool = False
+    max_cycles: int = 25  # episode length (time limit)
+    continuous_actions: bool = False  # continuous force actions instead of 5 discrete ones
 
     description = "MPE simple_speaker_listener (a static speaker guides a listener), exact JAX port of mpe2 simple_speaker_listener_v4."
     GOAL_CHOICES = (3,)
@@ -308,8 +308,8 @@ class SimplePush(_Classic):
     colour (3), landmarks - p, landmark colours (6), other - p]``, 19). Rewards: agent ``-|p - p_goal|``;
     adversary ``|p_agent - p_goal| - |p_adversary - p_goal|``."""
 
-    max_cycles: int = 25
-    continuous_actions: bool = False
+    max_cycles: int = 25  # episode length (time limit)
+    continuous_actions: bool = False  # continuous force actions instead of 5 discrete ones
 
     description = "MPE simple_push (an agent reaches the goal, an adversary pushes it away), exact JAX port of mpe2 simple_push_v3."
     GOAL_CHOICES = (2,)
@@ -355,9 +355,9 @@ class SimpleAdversary(_Classic):
     landmarks - p, others - p]``, ``2 + 4N``). Rewards: agents ``-min_agents |p - p_goal| +
     |p_adversary - p_goal|``; adversary ``-|p_adversary - p_goal|``."""
 
-    num_good: int = 2
-    max_cycles: int = 25
-    continuous_actions: bool = False
+    num_good: int = 2  # good agents
+    max_cycles: int = 25  # episode length (time limit)
+    continuous_actions: bool = False  # continuous force actions instead of 5 discrete ones
 
     description = "MPE simple_adversary (agents hide the goal landmark from an adversary), exact JAX port of mpe2 simple_adversary_v3."
 
@@ -412,11 +412,11 @@ class SimpleTag(_Classic):
     adversary) pair in contact; good agents ``-10`` per adversary touching them and a penalty for
     leaving the arena (``bound``)."""
 
-    num_good: int = 1
-    num_adversaries: int = 3
-    num_obstacles: int = 2
-    max_cycles: int = 25
-    continuous_actions: bool = False
+    num_good: int = 1  # good agents
+    num_adversaries: int = 3  # adversaries
+    num_obstacles: int = 2  # obstacles
+    max_cycles: int = 25  # episode length (time limit)
+    continuous_actions: bool = False  # continuous force actions instead of 5 discrete ones
 
     description = "MPE simple_tag (predator-prey with obstacles), exact JAX port of mpe2 simple_tag_v3."
     LANDMARK_RANGE = 0.9
@@ -478,8 +478,8 @@ class SimpleCrypto(_Classic):
     ``Discrete(4)``. Rewards (a message counts once it is not all zeros): Eve ``-|c_eve - goal|^2``; Bob
     and Alice ``|c_eve - goal|^2 - |c_bob - goal|^2``, with goal and key one-hot over the 4 symbols."""
 
-    max_cycles: int = 25
-    continuous_actions: bool = False
+    max_cycles: int = 25  # episode length (time limit)
+    continuous_actions: bool = False  # continuous force actions instead of 5 discrete ones
 
     description = "MPE simple_crypto (Alice and Bob share a key, Eve eavesdrops), exact JAX port of mpe2 simple_crypto_v3."
     GOAL_CHOICES = (2, 2)  # goal landmark, key landmark
@@ -532,13 +532,13 @@ class SimpleWorldComm(_Classic):
     touched, ``-0.05 min_food |p - p_food|``; adversaries ``-0.1 min_good |p - p_good|`` and ``+5`` per
     (good, adversary) pair in contact."""
 
-    num_good: int = 2
-    num_adversaries: int = 4
-    num_obstacles: int = 1
-    num_food: int = 2
-    num_forests: int = 2
-    max_cycles: int = 25
-    continuous_actions: bool = False
+    num_good: int = 2  # good agents
+    num_adversaries: int = 4  # adversaries
+    num_obstacles: int = 1  # obstacles
+    num_food: int = 2  # food landmarks
+    num_forests: int = 2  # forests
+    max_cycles: int = 25  # episode length (time limit)
+    continuous_actions: bool = False  # continuous force actions instead of 5 discrete ones
 
     description = "MPE simple_world_comm (predator-prey with a speaking leader, food and forests), exact JAX port of mpe2 simple_world_comm_v3."
     LANDMARK_RANGE = 0.9

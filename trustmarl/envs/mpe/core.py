@@ -15,7 +15,7 @@ The world follows ``mpe2._mpe_utils.core.World`` (Lowe et al. 2017; PettingZoo's
   vector, a continuous one as given; silent agents have ``c = 0``.
 - **Contact force** between two colliding entities ``a, b`` with ``d = p_a - p_b`` and ``m = size_a +
   size_b``: ``F_a = 100 * d / |d| * k * softplus(-(|d| - m) / k)``, ``k = 1e-3``, and ``F_b = -F_a``.
-  Pairs can be switched off one by one (the Spread-3 variants of seed 000 take some agents out of the
+  Pairs can be switched off one by one (the Spread-3 variants of Li et al. 2022 take some agents out of the
   collisions).
 - **Integration** with ``dt = 0.1`` and damping ``0.25``, ``F`` the action force plus contact forces:
   mpe2 (``position_first``, the default) does ``p += v dt; v = 0.75 v + F / m dt``, then clips the speed
@@ -87,7 +87,7 @@ class World:
     landmark_collide: tuple[bool, ...]
     no_contact: frozenset = frozenset()  # {(i, j)}: agent pairs whose contact force is switched off
     dim_c: int = 0
-    integration: str = "position_first"
+    integration: str = "position_first"  # position_first (mpe2) | velocity_first (the original MPE and MAAC code)
 
     @classmethod
     def make(

@@ -1,6 +1,6 @@
 """Rover-Tower (Iqbal & Sha, "Actor-Attention-Critic for Multi-Agent Reinforcement Learning", ICML 2019),
-the ``multi_speaker_listener`` scenario of the MAAC code, used by seed 000 (MAMT, §3.5 of its spec) and
-seed 003 (F2A2, §3.2). No Python package ships it; this is a rebuild from the spec.
+the ``multi_speaker_listener`` scenario of the MAAC code, used by Li et al. 2022 (MAMT) and
+Li et al. 2023 (F2A2). No Python package ships it; this is a rebuild from the MAAC code.
 
 - **Agents.** ``n_rovers`` rovers (listeners, ids 0..P-1) and as many towers (speakers, ids P..2P-1);
   ``n_landmarks`` landmarks (radius 0.04). Rovers: radius 0.075, mass 1, acceleration 1.5, maximum
@@ -20,7 +20,7 @@ seed 003 (F2A2, §3.2). No Python package ships it; this is a rebuild from the s
 - **Episode**: truncated after ``max_cycles`` = 25 steps (MAAC's ``episode_length``).
 - **Global state**: the concatenation of all observations (rovers then towers), ``8P + ...`` = 84.
 - **Physics**: the original MPE integration (``integration="velocity_first"``: ``v = 0.75 v + F dt``,
-  clipped to the maximum speed, then ``p += v dt``), as in the MAAC code and spec §3.1; mpe2's order
+  clipped to the maximum speed, then ``p += v dt``), as in the MAAC code (Iqbal & Sha 2019); mpe2's order
   (``position_first``) is available.
 
 Deviations: MAAC's one-hot action vectors are trustmarl's discrete indices, and the movement actions
@@ -77,13 +77,13 @@ class RoverTowerState(NamedTuple):
 class RoverTower(ParticleEnv):
     """Rover-Tower (MAAC ``multi_speaker_listener``): towers see where their blind rover must go and tell it."""
 
-    n_rovers: int = 4
-    n_landmarks: int = 6
-    max_cycles: int = 25
-    integration: str = "velocity_first"
+    n_rovers: int = 4  # rovers (each paired with a tower)
+    n_landmarks: int = 6  # goal landmarks
+    max_cycles: int = 25  # episode length (time limit)
+    integration: str = "velocity_first"  # velocity_first (the MAAC code) | position_first (mpe2)
 
     description = ("Rover-Tower (Iqbal & Sha 2019): 4 blind rovers guided by 4 static speaking towers to goal "
-                   "landmarks; per-pair rewards (seeds 000 and 003).")
+                   "landmarks; per-pair rewards (Li et al. 2022; Li et al. 2023).")
 
     def validate(self) -> None:
         core.validate_int("n_rovers", self.n_rovers, 1)

@@ -96,12 +96,12 @@ def _others_index(n: int) -> np.ndarray:  # kept for code importing it from here
 class SimpleSpread(ParticleEnv):
     """MPE ``simple_spread`` (mpe2 ``simple_spread_v3``) in JAX, with the Spread-2/Spread-3 rewards of Li et al. 2022."""
 
-    n_agents: int = 3  # type: ignore[assignment]
-    local_ratio: float = _DEFAULT_LOCAL_RATIO
-    max_cycles: int = 25
-    reward_mode: str = "mpe2"
-    continuous_actions: bool = False
-    integration: str = "position_first"
+    n_agents: int = 3  # type: ignore[assignment]  # agents (and as many landmarks)
+    local_ratio: float = _DEFAULT_LOCAL_RATIO  # weight of the agent's own collision penalty against the global reward
+    max_cycles: int = 25  # episode length (time limit)
+    reward_mode: str = "mpe2"  # mpe2 | ful | sep | mix (Li et al. 2022's Spread variants)
+    continuous_actions: bool = False  # continuous force actions instead of 5 discrete ones
+    integration: str = "position_first"  # position_first (mpe2) | velocity_first (the original MPE)
 
     description = ("MPE simple_spread (cooperative navigation, N agents), exact JAX port of mpe2 simple_spread_v3; "
                    "reward_mode=ful/sep/mix gives the Spread-2 / Spread-3 rewards of Li et al. 2022")

@@ -1,5 +1,5 @@
 """Cooperative Treasure Collection (CTC; Iqbal & Sha, ICML 2019, MAAC ``fullobs_collect_treasure``),
-used by seed 003 (F2A2, §3.1 of its spec): a JAX port of ``mpe2.collect_treasure_v1``.
+used by Li et al. 2023 (F2A2): a JAX port of ``mpe2.collect_treasure_v1``.
 
 - **Agents.** ``num_collectors`` collectors (radius 0.05, mass 1) then ``num_deposits`` deposits ("banks",
   radius 0.075, mass 2.25, deposit ``d`` accepts treasure type ``d``); all with acceleration 1.5,
@@ -19,7 +19,7 @@ used by seed 003 (F2A2, §3.1 of its spec): a JAX port of ``mpe2.collect_treasur
   sorted by distance: ``[p_j - p, v_j, deposit type one-hot, holding one-hot]``, then every treasure,
   alive ones sorted by distance, dead ones last as zeros: ``[p_t - p, type one-hot]``. 86 for a
   collector and 84 for a deposit by default; the global state (684) is their concatenation.
-- **Episode**: truncated after ``max_cycles`` = 100 steps (seed 003: "reset each environment after every
+- **Episode**: truncated after ``max_cycles`` = 100 steps (Li et al. 2023: "reset each environment after every
   100 steps"; mpe2's default is 25).
 
 The respawn positions and types are drawn when a treasure is picked up and kept in the state
@@ -80,15 +80,15 @@ class TreasureState(NamedTuple):
 class TreasureCollection(ParticleEnv):
     """Cooperative Treasure Collection (mpe2 ``collect_treasure_v1``; MAAC's CTC) with 100-step episodes."""
 
-    num_collectors: int = 6
-    num_deposits: int = 2
-    num_treasures: int = 6
-    max_cycles: int = 100
-    continuous_actions: bool = False
-    integration: str = "position_first"
+    num_collectors: int = 6  # collector agents
+    num_deposits: int = 2  # banks (deposit agents)
+    num_treasures: int = 6  # treasures on the field
+    max_cycles: int = 100  # episode length (100, as Li et al. 2023)
+    continuous_actions: bool = False  # continuous force actions instead of 5 discrete ones
+    integration: str = "position_first"  # position_first (mpe2) | velocity_first (the original MPE)
 
     description = ("Cooperative Treasure Collection (Iqbal & Sha 2019): 6 collectors bring respawning treasures to "
-                   "2 banks; JAX port of mpe2 collect_treasure_v1, 100-step episodes (seed 003).")
+                   "2 banks; JAX port of mpe2 collect_treasure_v1, 100-step episodes (Li et al. 2023).")
 
     def validate(self) -> None:
         core.validate_int("num_collectors", self.num_collectors, 1)
