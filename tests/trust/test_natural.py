@@ -142,7 +142,9 @@ def test_fisher_outer_product_equals_kl_hessian_at_old(policy):
         flat, unravel = flatten(params_old)
         old = dist_fn(params_old)
         hessian = np.asarray(jax.hessian(lambda x: jnp.sum(kl(old, dist_fn(unravel(x))) * w))(flat))
-        algo = SimpleNamespace(kinds=(kind,))
+        from trustmarl.distributions import Categorical, DiagGaussian
+
+        algo = SimpleNamespace(dists=(Categorical(4) if kind == "discrete" else DiagGaussian(2),))
         fvp = fisher_outer_product(lambda x: dist_fn(unravel(x)), flat, lambda d: HATRPO.fisher(algo, 0, old, d, w), 0.1)
         v = np.asarray(jax.random.normal(k[3], (3,) + flat.shape, jnp.float64))
         got = np.stack([np.asarray(fvp(jnp.asarray(x))) for x in v])

@@ -46,13 +46,17 @@ class MAMDConfig(MAACConfig):
     tsallis_q: float = 0.2  # q of the Tsallis logarithm (Li et al. 2022, Table 1; the authors' code runs 1.0)
     md_coef: float = 100.0  # c: the penalty is divided by it (the authors' code: tr_scale = 100)
     penalty: str = "code"  # code: E[ln_q pi - ln_q pi_old] (score function) | tsallis_relative_entropy (exact)
-    constrained: tuple[bool, ...] | None = None  # per agent: mirror-descent loss (true) or MAAC's; None = all
+    constrained: tuple[bool, ...] | None = None  # per agent: mirror-descent loss (true) or MAAC's; None: mamd all, mamd_op all but the last
 
     CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {**MAACConfig.CHOICES, "penalty": PENALTIES}
 
     def validate(self) -> None:
         super().validate()
         positive(self, "tsallis_q", "md_coef")
+
+    def default_mask(self, n_agents: int) -> tuple[bool, ...]:
+        """Without ``constrained``: mirror descent for every agent."""
+        return (True,) * n_agents
 
     def check_env(self, env) -> None:
         """The agent mask fits the environment (one flag per agent, in the env's agent order)."""
@@ -70,20 +74,16 @@ class MAMDOPConfig(MAMDConfig):
 
     name: str = "mamd_op"
 
-    def validate(self) -> None:
-        super().validate()
-        if self.constrained is None:
-            raise ConfigError(
-                "mamd_op needs algo.constrained, one true/false per agent (e.g. algo.constrained=[true,true,false]); "
-                "the presets mpe/spread_3_sep, _mix and _ful set the paper's masks"
-            )
+    def default_mask(self, n_agents: int) -> tuple[bool, ...]:
+        """Without ``constrained``: every agent but the last (on Spread-3 the paper's Mix variant)."""
+        return (True,) * (n_agents - 1) + (False,)
 
 
 class MAMD(MAAC):
     def __init__(self, env, cfg: MAMDConfig, total_updates: int | None = None):
         super().__init__(env, cfg, total_updates)
         n = self.n_agents
-        mask = (True,) * n if cfg.constrained is None else tuple(bool(c) for c in cfg.constrained)
+        mask = cfg.default_mask(n) if cfg.constrained is None else tuple(bool(c) for c in cfg.constrained)
         self.constrained = jnp.asarray(mask, bool)  # [N]
 
     def penalty_terms(self, terms: PolicyTerms) -> jax.Array:

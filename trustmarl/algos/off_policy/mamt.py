@@ -50,19 +50,19 @@ class MAMTConfig(MAMDConfig):
 
     name: str = "mamt"
     tr_min: float = radii.TR_MIN  # the trust-region clip [0.01, 100]
-    tr_max: float = radii.TR_MAX
+    tr_max: float = radii.TR_MAX  # upper clip of delta_i
     tr_init: float = 0.01  # initial delta_i (the authors' code)
     cc_threshold: float = 0.2  # "delta in coordination coefficient": edge threshold on C (code: 0.05)
     delta_loss: str = "penalty"  # penalty: sum_i sg(D_q,i)/delta_i + mean KL^ | reference: mean KL^ (code)
-    delta_lr: float = 1e-3
+    delta_lr: float = 1e-3  # Adam learning rate of the slow (delta) step
     slow_every: int = 1  # gradient iterations between two slow (delta) steps
-    trd_hidden: int = 128
-    trd_lr: float = 1e-3
+    trd_hidden: int = 128  # hidden width of TRD-Net's GCN and MLP layers
+    trd_lr: float = 1e-3  # Adam learning rate of TRD-Net (the fast step)
     self_loop_weight: float = 0.0  # 0: the code's zero-weight self-loops in TRD-Net's GCN
     monotone_tr_layers: bool = False  # TRD-Net's monotone (exp-weight) layers, commented out in the code
     train_modeling_policy: bool = True  # false: modelling policies frozen at initialisation (the code)
-    model_lr: float = 1e-3
-    model_max_grad_norm: float = 0.5
+    model_lr: float = 1e-3  # Adam learning rate of the teammate-modelling policies
+    model_max_grad_norm: float = 0.5  # gradient-norm clip of the modelling policies' step
     l2: float = 1e-3  # PyTorch-style weight decay on TRD-Net and delta (the code's Adam weight_decay)
 
     UNUSED: typing.ClassVar[dict[str, str]] = {
