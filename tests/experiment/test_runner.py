@@ -333,18 +333,27 @@ def runner_env(cfg):
     return make(cfg.env.name, **cfg.env.params)
 
 
-def test_large_checkpoints_are_throttled_and_reported(tmp_path, monkeypatch, capsys):
-    """Checkpoints over the size limit (replay buffers) are at least checkpoint_seconds apart (besides the
-    first and the last) and their size is printed; small ones follow checkpoint_every alone."""
-    monkeypatch.setattr(runner, "LARGE_CHECKPOINT", 1)  # every checkpoint counts as large
-    run(cfg_of(checkpoint_every=1, checkpoint_seconds=3600), tmp_path / "big", keep_checkpoints=True)
-    saved = sorted(p.name for p in (tmp_path / "big" / "checkpoints").glob("update_*.npz"))
-    assert saved == ["update_0000000.npz", f"update_{N_UPDATES:07d}.npz"]
+def test_checkpoint_cadence_adapts_to_the_write_time(tmp_path, monkeypatch, capsys):
+    """Periodic checkpoints every checkpoint_every chunks or checkpoint_seconds after the last, whichever
+    is first, never sooner than 20x the last write's duration (<= 5% of the run); large ones are reported."""
+    def saved(name):
+        return sorted(p.name for p in (tmp_path / name / "checkpoints").glob("update_*.npz"))
+
+    monkeypatch.setattr(runner, "LARGE_CHECKPOINT", 1)  # every checkpoint counts as large: reported
+    monkeypatch.setattr(runner, "WRITE_SHARE", 1e-9)  # every write "takes" far longer than the run
+    monkeypatch.setattr(runner, "THROTTLE_ABOVE", 0.0)  # however small
+    run(cfg_of(checkpoint_every=1, checkpoint_seconds=0), tmp_path / "slow", keep_checkpoints=True)
+    assert saved("slow") == ["update_0000000.npz", f"update_{N_UPDATES:07d}.npz"]  # the first and the last only
     err = capsys.readouterr().err
-    assert "checkpoint at update 0: 0 MB" in err and f"checkpoint at update {N_UPDATES}:" in err
-    monkeypatch.setattr(runner, "LARGE_CHECKPOINT", 10**12)
-    run(cfg_of(checkpoint_every=1, checkpoint_seconds=3600), tmp_path / "small", keep_checkpoints=True)
-    assert len(list((tmp_path / "small" / "checkpoints").glob("update_*.npz"))) == 1 + 7  # 7 chunks of 3, 3, ..., 2
+    assert "checkpoint at update 0: 0 MB in " in err and f"checkpoint at update {N_UPDATES}:" in err
+    monkeypatch.setattr(runner, "WRITE_SHARE", 0.05)
+    monkeypatch.setattr(runner, "THROTTLE_ABOVE", 0.5)
+    run(cfg_of(checkpoint_every=1, checkpoint_seconds=3600), tmp_path / "chunks", keep_checkpoints=True)
+    assert len(saved("chunks")) == 1 + 7  # every one of 7 chunks of 3, 3, ..., 2
+    run(cfg_of(checkpoint_every=100, checkpoint_seconds=0), tmp_path / "seconds", keep_checkpoints=True)
+    assert len(saved("seconds")) == 1 + 7  # checkpoint_seconds=0: time-based, after every chunk
+    run(cfg_of(checkpoint_every=100, checkpoint_seconds=3600), tmp_path / "neither", keep_checkpoints=True)
+    assert len(saved("neither")) == 2  # update 0 and the end
 
 
 # ---- divergence ----------------------------------------------------------------------------------

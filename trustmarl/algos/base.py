@@ -168,6 +168,23 @@ class Algorithm:
     def init_carry(self, batch_shape: tuple[int, ...]) -> Any:
         return ()
 
+    # ---- checkpoints: the policy apart from bulky data ----------------------------------------------
+    def split_bulk(self, state) -> tuple[Any, Any]:
+        """``(core, bulk)``: the state without its bulky data and that data (``None``: nothing bulky). A
+        checkpoint writes the bulk (a replay buffer) to a file of its own, cut by :meth:`trim_bulk`, and
+        reads it only to resume training; evaluation, rendering and ``trustmarl.load_policy`` read the
+        core alone. Works on seed-batched states and on their templates (``jax.ShapeDtypeStruct`` leaves)."""
+        return state, None
+
+    def trim_bulk(self, bulk) -> Any:
+        """The part of a seed-batched ``bulk`` worth saving (numpy leaves; default: all of it)."""
+        return bulk
+
+    def join_bulk(self, core, bulk, template) -> Any:
+        """The state from ``core`` and a saved ``bulk`` (:meth:`trim_bulk`'s output, numpy) fitted to the
+        full state's ``template``; inverse of :meth:`split_bulk`."""
+        return core
+
     def loop_fields(self, key: jax.Array, last: TimeStep, env_state: Any) -> dict:
         """The state fields the loops manage, freshly initialised (for a family's ``init_state``)."""
         return dict(

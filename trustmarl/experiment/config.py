@@ -43,7 +43,7 @@ class RunConfig:
     total_steps: int = 1_000_000  # env steps per seed
     chunk_updates: int = 10  # updates per jitted chunk (progress, metrics and checkpoints between chunks)
     checkpoint_every: int = 10  # chunks between checkpoints (the last one is always saved)
-    checkpoint_seconds: float = 600.0  # checkpoints over 100 MB (replay buffers) are at least this many seconds apart
+    checkpoint_seconds: float = 300.0  # also checkpoint this long after the last one; never sooner than 20x its write time
     eval_episodes: int = 32  # episodes per seed of each evaluation (and of `trustmarl eval`)
     eval_every: int = 0  # env steps per seed between deterministic evaluations during training; 0 = never
 
