@@ -3,9 +3,11 @@ directory safety, divergence handling and evaluation; plus one short real MAPPO 
 
 from __future__ import annotations
 
+import ast
 import csv
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -213,6 +215,30 @@ def test_result_is_printed(tmp_path, capsys):
         "last.npz", "update_0000000.npz", "update_0000005.npz"]
     assert f"{s['initial_return']:.4g} -> {s['final_return']:.4g}" in printed
     assert f"run saved to {out}" in printed
+
+
+def test_progress_bar_shows_compiling_moves_in_one_chunk_and_keeps_the_return(tmp_path, capsys):
+    """The first chunk's compilation is named; a run that fits in one chunk goes in tenths, so the bar
+    moves; a chunk in which no episode ended (the dummy's every 4th update) shows the last return, not n/a."""
+    run(cfg_of(total_steps=8 * 10, chunk_updates=10), tmp_path / "one", progress=True)
+    bar = capsys.readouterr().err
+    assert "compiling the first chunk" in bar
+    assert len(set(re.findall(r"\b(\d+(?:\.\d+)?)/80\.0", bar))) >= 10  # 8, 16, ..., 80 env steps
+    assert "ret=n/a" not in bar and "ret=" in bar
+    rows = read_jsonl(tmp_path / "one" / "metrics.jsonl")
+    assert len(rows) == 10 and math.isnan(rows[2]["episode_return"])  # update 3: no episode ended
+
+
+def test_runner_names_no_algorithm_or_environment_metric():
+    """What the bar shows beyond the return comes from the algorithm (``progress_postfix``) and the env's
+    outcomes (``episode_<key>``); the runner lists no off-policy or SMAX metric names."""
+    tree = ast.parse(Path(runner.__file__).read_text())
+    docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                  if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef)) and n.body and isinstance(n.body[0], ast.Expr)}
+    strings = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+               and id(n) not in docstrings]
+    for name in ("progress/", "warm", "win", "buffer"):
+        assert not [s for s in strings if name in s], name
 
 
 # ---- determinism and resume ----------------------------------------------------------------------

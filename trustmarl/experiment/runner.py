@@ -294,6 +294,8 @@ def _summary(cfg, run_dir, rows, status, updates, env_steps, session, wall_total
         out["final_action_probs_per_agent"] = probs
     outcomes = sorted({k for r in rows for k in r if k.startswith("episode_") and "/" not in k}
                       - {"episode_return", "episode_return_sum", "episode_length"})
+    if outcomes:
+        out["outcomes"] = [name[8:] for name in outcomes]
     for name in outcomes:  # env outcomes such as SMAX's episode_win_rate, over the last 10% of updates
         out[f"final_{name[8:]}"], out[f"final_{name[8:]}_per_seed"] = _window_return(
             _per_seed_returns(rows, cfg.num_seeds, name), first=False
@@ -324,8 +326,8 @@ def _print_result(summary: dict[str, Any], out=None) -> None:
         extra += f"; sum over agents {_fmt(s.get('initial_return_sum'))} -> {_fmt(s['final_return_sum'])}"
     if "final_eval_return" in s:
         extra += f"; evaluation return {_fmt(s['final_eval_return'])} (deterministic, update {s['final_eval_update']})"
-    if "final_win_rate" in s:
-        extra += "; final win rate " + _fmt(s["final_win_rate"], ".3g")
+    for name in s.get("outcomes", []):  # env outcomes, e.g. SMAX's win rate
+        extra += f"; final {name.replace('_', ' ')} " + _fmt(s[f"final_{name}"], ".3g")
     if s.get("final_action_probs_per_agent"):
         extra += "; action probabilities per agent " + ", ".join(
             "[" + " ".join(_fmt(p, ".2f") for p in agent) + "]" for agent in s["final_action_probs_per_agent"])
@@ -471,6 +473,7 @@ class _Run:
         self.update, self.env_steps, self.wall_before, self.rows = 0, 0, 0.0, []
         self.resumed, self.last_saved, self.last_eval = False, -1, None
         self.last_save_time, self.last_size, self.write_seconds, self.bar = -math.inf, 0, 0.0, None
+        self.last_return = math.nan  # the progress bar's training return, kept while no episode ends
 
     def restore(self, counters: dict[str, Any], rows: list[dict[str, Any]]) -> None:
         self.update, self.env_steps = int(counters["update"]), int(counters["env_steps"])
@@ -509,8 +512,11 @@ class _Run:
         return chunk_i % self.cfg.checkpoint_every == 0 or since >= self.cfg.checkpoint_seconds
 
     def chunk_length(self) -> int:
-        """Updates in the next chunk: ``chunk_updates``, cut at the end of training and at the next evaluation."""
+        """Updates in the next chunk: ``chunk_updates``, cut at the end of training and at the next evaluation.
+        A run that fits in one chunk goes in tenths (the same compiled program), so its progress bar moves."""
         n = min(self.cfg.chunk_updates, self.total - self.update)
+        if self.total <= self.cfg.chunk_updates:
+            n = min(n, max(1, -(-self.total // 10)))
         every = self.cfg.eval_every
         if every:
             next_eval = (self.env_steps // every + 1) * every  # env steps of the next evaluation
@@ -539,6 +545,8 @@ class _Run:
         try:
             while self.update < self.total:
                 n = self.chunk_length()
+                if bar is not None and chunk_i == 0:  # the first chunk compiles first (seconds to minutes)
+                    bar.set_postfix_str("compiling the first chunk", refresh=True)
                 try:
                     new_state, metrics = self.backend.run(state, n)
                 except HostEnvError as e:  # a host env copy raised (or its worker died): stop, stay resumable
@@ -575,9 +583,11 @@ class _Run:
                 chunk_i += 1
                 if chunk_i == 1:
                     session["first_chunk_steps"], session["first_chunk_end"] = session["steps"], elapsed
+                value = nanmean([r.get(self.backend.algo.PROGRESS_METRIC, math.nan) for r in new_rows])
+                self.last_return = self.last_return if math.isnan(value) else value
                 if bar is not None:
+                    bar.set_postfix(_postfix(self.backend.algo, new_rows, self.last_eval, self.last_return), refresh=False)
                     bar.update(n * self.spu)
-                    bar.set_postfix(_postfix(new_rows, self.last_eval), refresh=False)
                 if self.periodic_save_due(chunk_i) or self.update >= self.total:
                     self.save(state)
                 if stop_after_chunks is not None and chunk_i >= stop_after_chunks and self.update < self.total:
@@ -619,24 +629,26 @@ def eval_columns(result: dict[str, np.ndarray]) -> dict[str, float]:
     return row
 
 
-def _postfix(rows: list[dict[str, Any]], last_eval: dict[str, Any] | None) -> dict[str, str]:
-    post = {"ret": _fmt(nanmean([r["episode_return"] for r in rows]))}
+def _postfix(algo, rows: list[dict[str, Any]], last_eval: dict[str, Any] | None, last_return: float) -> dict[str, str]:
+    """The progress bar's fields after a chunk: ``ret``, the mean of the algorithm's ``PROGRESS_METRIC`` over
+    the chunk's updates (``last_return`` when no episode ended in it), the last evaluation's return, per-agent
+    returns, the env's outcomes (``episode_<key>`` from ``TimeStep.info``, e.g. SMAX's win rate) and the
+    algorithm's own fields (:meth:`Algorithm.progress_postfix`)."""
+    value = nanmean([r.get(algo.PROGRESS_METRIC, math.nan) for r in rows])
+    post = {"ret": _fmt(last_return if math.isnan(value) else value)}
     agents = sorted(k for k in rows[-1] if k.startswith("episode_return_per_agent/agent_"))
     if 1 < len(agents) <= 4:  # per-agent returns (general-sum games), and their sum
         post["agents"] = "[" + ",".join(_fmt(nanmean([r.get(k, math.nan) for r in rows]), ".3g") for k in agents) + "]"
         post["sum"] = _fmt(nanmean([r.get("episode_return_sum", math.nan) for r in rows]))
-    if "episode_win_rate" in rows[-1]:  # SMAX
-        post["win"] = _fmt(nanmean([r["episode_win_rate"] for r in rows]), ".2f")
+    for k in sorted(k for k in rows[-1] if k.startswith("episode_") and "/" not in k and k not in _EPISODE_STATS):
+        post[k[len("episode_"):]] = _fmt(nanmean([r.get(k, math.nan) for r in rows]), ".2f")  # env outcomes
     if last_eval is not None:
         post["eval"] = _fmt(nanmean(last_eval["result"]["return"]))
-    last = rows[-1]
-    if last.get("progress/warmup", 0) > 0:  # off-policy: random actions before the policy acts
-        post["warm-up"] = "on"
-    if "progress/buffer" in last:
-        post["buffer"] = f"{100 * last['progress/buffer']:.0f}%"
-    if last.get("diag/learning", 1) == 0:
-        post["learning"] = "waiting"
+    post.update(algo.progress_postfix(rows[-1]))
     return post
+
+
+_EPISODE_STATS = ("episode_return", "episode_return_sum", "episode_length")
 
 
 def _progress_bar(progress: bool, total: int, initial: int, cfg: RunConfig):
@@ -645,7 +657,7 @@ def _progress_bar(progress: bool, total: int, initial: int, cfg: RunConfig):
     from tqdm.auto import tqdm
 
     return tqdm(
-        total=total, initial=initial, unit="step", unit_scale=True, dynamic_ncols=True,
+        total=total, initial=initial, unit="step", unit_scale=True, dynamic_ncols=True, mininterval=0,  # once a chunk
         desc=f"{cfg.algo.name} {cfg.env.name}", file=sys.stderr,
     )
 

@@ -176,6 +176,15 @@ class OffPolicy(Algorithm):
             extra=self.init_extra(jax.random.fold_in(key, 2), actor_params, critic_params),
         )
 
+    def progress_postfix(self, row: dict) -> dict[str, str]:
+        """``warm-up`` while actions are random, the buffer's fill, ``learning: waiting`` before ``learning_starts``."""
+        post = {"warm-up": "on"} if row.get("progress/warmup", 0) > 0 else {}
+        if "progress/buffer" in row:
+            post["buffer"] = f"{100 * row['progress/buffer']:.0f}%"
+        if row.get("diag/learning", 1) == 0:
+            post["learning"] = "waiting"
+        return post
+
     def split_bulk(self, state: OffPolicyState):
         """The replay buffer is the bulk: checkpoints save its filled part beside the rest, read to resume."""
         return state._replace(buffer=None), state.buffer

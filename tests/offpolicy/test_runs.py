@@ -76,3 +76,11 @@ def test_resume_with_a_longer_run_grows_the_buffer(stopped, tmp_path):
     assert jax.tree.leaves(state.buffer.data)[0].shape[1] == 32 and int(state.buffer.size[0]) == 32
     first = np.asarray(state.buffer.data["obs"][0])[0, :8]
     assert np.abs(first).sum() > 0  # the steps stored before the resume are kept, in order
+
+
+def test_progress_fields_come_from_the_engine():
+    """The off-policy engine names its own progress fields (the runner knows none of them)."""
+    a = make_algorithm(build_config("maddpg", "mpe/simple_spread", {"total_steps": 960}), total_updates=10)
+    assert a.progress_postfix({"progress/warmup": 1.0, "progress/buffer": 0.25, "diag/learning": 0.0}) == {
+        "warm-up": "on", "buffer": "25%", "learning": "waiting"}
+    assert a.progress_postfix({"progress/warmup": 0.0, "progress/buffer": 1.0, "diag/learning": 1.0}) == {"buffer": "100%"}
