@@ -426,6 +426,23 @@ def test_evaluate_run(tmp_path):
     assert noisy["per_seed_return"] != pytest.approx(expected)
 
 
+def test_periodic_evaluations_compile_once(tmp_path, monkeypatch):
+    """Every evaluation of a run reuses one compiled acting program and env stepper (a fresh one per
+    evaluation took seconds each: periodic evaluation would cost far more than 5% of a run)."""
+    traced = {"n": 0}
+    original = _dummy.DummyAlgorithm.eval_actions
+
+    def counting(self, *args, **kwargs):
+        traced["n"] += 1  # runs once per trace (compilation), not per call
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(_dummy.DummyAlgorithm, "eval_actions", counting)
+    summary = run(cfg_of(eval_every=16, eval_episodes=2), tmp_path / "evals")
+    rows = read_jsonl(tmp_path / "evals" / "metrics.jsonl")
+    assert len([r for r in rows if "eval/return" in r]) == 10 and summary["status"] == "completed"
+    assert traced["n"] == 1
+
+
 # ---- a real algorithm ----------------------------------------------------------------------------
 
 def test_real_mappo_run_resumes_exactly(tmp_path):

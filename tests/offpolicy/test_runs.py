@@ -84,3 +84,13 @@ def test_progress_fields_come_from_the_engine():
     assert a.progress_postfix({"progress/warmup": 1.0, "progress/buffer": 0.25, "diag/learning": 0.0}) == {
         "warm-up": "on", "buffer": "25%", "learning": "waiting"}
     assert a.progress_postfix({"progress/warmup": 0.0, "progress/buffer": 1.0, "diag/learning": 1.0}) == {"buffer": "100%"}
+
+
+def test_deterministic_evaluation_is_on_by_default_for_the_family():
+    """The off-policy papers report the deterministic policy's return over 10 test episodes: the family
+    evaluates it every 10k env steps unless told otherwise; other families keep it off."""
+    for algo in ("maddpg", "matd3", "maac"):
+        cfg = build_config(algo, "mpe/simple_spread", {})
+        assert (cfg.eval_every, cfg.eval_episodes) == (10_000, 10), algo
+    assert build_config("maddpg", "mpe/simple_spread", {"eval_every": 0}).eval_every == 0  # the user wins
+    assert build_config("mappo", "mpe/simple_spread", {}).eval_every == 0

@@ -74,6 +74,9 @@ class OffPolicyConfig:
     gumbel_temperature: float = 1.0  # temperature of the Gumbel-softmax samples of discrete actions
 
     UNUSED: typing.ClassVar[dict[str, str]] = {}
+    # run keys this family sets by default: the off-policy papers report the deterministic policy's return
+    # over 10 test episodes; evaluating every 10k env steps costs under 5% of a run (benchmarks/bench_eval_cost.py)
+    RUN_DEFAULTS: typing.ClassVar[dict[str, int]] = {"eval_every": 10_000, "eval_episodes": 10}
     CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {
         "target_update": ("soft", "hard"),
         "activation": ACTIVATIONS,
