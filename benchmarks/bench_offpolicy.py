@@ -92,8 +92,9 @@ def measure(algo: str, k: int, overrides: dict, n_updates: int, n_fill: int) -> 
     def grads_only(s):
         def step(st, key):
             k_batch, k_train = jax.random.split(key)
+            steps = st.buffer.steps
             batch = a.prepare(a.sample_batch(st.buffer, k_batch, a.cfg.batch_size),
-                              replay.field_mean_std(st.buffer.steps, st.buffer.steps.data["reward"]) if a.cfg.reward_norm else None)
+                              replay.field_mean_std(steps, steps.data["reward"]) if a.cfg.reward_norm else None)
             st, _ = a.train_step(st, batch, k_train)
             return st, None
 

@@ -24,7 +24,6 @@ from trustmarl.validation import (
     positive_int,
 )
 
-
 DEFAULT_BUFFER = 1_000_000  # transitions per seed of a run that sets no algo.buffer_size (the papers' 1e6)
 
 
