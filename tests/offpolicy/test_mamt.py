@@ -3,6 +3,9 @@ Spread-3 masks of MAMD-OP) and bad input, refused in one line before compiling."
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from trustmarl.algos import make_algorithm
@@ -12,7 +15,8 @@ from trustmarl.validation import ConfigError
 
 TINY = {"algo.hidden_sizes": [16], "algo.num_envs": 2, "algo.rollout_len": 4, "algo.buffer_size": 64,
         "algo.batch_size": 8, "algo.learning_starts": 8, "algo.grad_steps": 1, "algo.critic_hidden": 8,
-        "algo.attention_heads": 2, "algo.trd_hidden": 8}
+        "algo.attention_heads": 2}
+TRD = {"algo.trd_hidden": 8}
 
 
 # ---- presets ---------------------------------------------------------------------------------------
@@ -93,3 +97,144 @@ def test_cli_exits_2_with_one_line(capsys, tmp_path, argv, needle):
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("trustmarl: error: ") and err.count("\n") == 1 and needle in err, err
     assert not (tmp_path / "run").exists() or not any((tmp_path / "run").rglob("*.msgpack"))
+
+
+# ---- cross-checks on the engine ----------------------------------------------------------------------
+
+def run(algo, updates: int, seed: int = 0):
+    state = jax.jit(algo.init)(jax.random.PRNGKey(seed))
+    update = jax.jit(algo.update)
+    out = []
+    for _ in range(updates):
+        state, metrics = update(state)
+        out.append(metrics)
+    return state, out
+
+
+C = 7.0
+
+
+@pytest.fixture(scope="module")
+def fixed_radius_runs():
+    """MAMT with tr_min = tr_max = tr_init = c and MAMD with md_coef = c, same seed, 2 agents, 4 updates."""
+    common = {**TINY, "env.n_agents": 2, "algo.old_policy_lag": 3, "algo.tsallis_q": 0.5}
+    mamt = make_algorithm(build_config("mamt", "mpe/simple_spread", {**common, **TRD, "algo.tr_min": C, "algo.tr_max": C,
+                                                                    "algo.tr_init": C}), total_updates=10)
+    mamd = make_algorithm(build_config("mamd", "mpe/simple_spread", {**common, "algo.md_coef": C}), total_updates=10)
+    return run(mamt, 4), run(mamd, 4)
+
+
+def test_fixed_radii_give_mamds_actor_steps(fixed_radius_runs):
+    """Li et al. 2022: MAMT is MAMD with per-agent divisors delta_i; pinned at c by the clamp, every actor and
+    critic step is MAMD's (the trust-region networks do not feed back into them)."""
+    (s_mamt, m_mamt), (s_mamd, m_mamd) = fixed_radius_runs
+    assert int(s_mamt.grad_steps) == int(s_mamd.grad_steps) > 2
+    np.testing.assert_array_equal(np.asarray(s_mamt.extra["delta"]), [C, C])  # the clamp holds delta at c
+    for a, b in zip(jax.tree.leaves(s_mamt.actor_params), jax.tree.leaves(s_mamd.actor_params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
+    for a, b in zip(jax.tree.leaves(s_mamt.extra["old_actor"]), jax.tree.leaves(s_mamd.extra["old_actor"])):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(np.asarray(m_mamt[-1]["diag/kl_delta_per_agent"]),
+                               np.asarray(m_mamd[-1]["diag/kl_delta_per_agent"]), rtol=1e-4, atol=1e-7)
+    # the trust-region networks did learn meanwhile
+    assert np.isfinite(float(m_mamt[-1]["loss/trd"])) and np.isfinite(float(m_mamt[-1]["loss/modeling"]))
+
+
+PER_AGENT = ("delta", "kl_hat", "d_ns", "tightest_teammate", "penalty", "coordination_mean", "coordination_var",
+             "modeling_loss", "kl_delta")
+
+
+def test_per_agent_diagnostics_are_logged(fixed_radius_runs):
+    """Issue list of Li et al. 2022's figures: delta, K^L, D_ns, j*, the penalty, C's mean and variance
+    (Figs. 12-14), kl_delta (Figs. 15-18), per agent; the three losses as scalars."""
+    (_, metrics), _ = fixed_radius_runs
+    m = metrics[-1]
+    for name in PER_AGENT:
+        v = np.asarray(m[f"diag/{name}_per_agent"])
+        assert v.shape == (2,) and np.all(np.isfinite(v)), name
+    for name in ("loss/trd", "loss/delta", "loss/modeling"):
+        assert np.shape(m[name]) == () and np.isfinite(float(m[name])), name
+    np.testing.assert_array_equal(np.asarray(m["diag/tightest_teammate_per_agent"]), [1, 0])  # two agents
+    np.testing.assert_allclose(np.asarray(m["diag/coordination_mean_per_agent"]), [1.0, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(m["diag/coordination_var_per_agent"]), [0.0, 0.0], atol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def three_agent_step():
+    """One call of MAMT's trust-region steps (Li et al. 2022, steps 5-10) on a hand-built 3-agent batch."""
+    algo = make_algorithm(build_config("mamt", "mpe/spread_3_ful", {**TINY, **TRD}), total_updates=1)
+    state = jax.jit(algo.init)(jax.random.PRNGKey(3))
+    k = jax.random.split(jax.random.PRNGKey(5), 5)
+    g = algo.groups[0]
+    b = 8
+    old = jax.tree.map(lambda x: x + 0.3 * jax.random.normal(k[0], x.shape), state.actor_params)
+    state = state._replace(extra={**state.extra, "old_actor": old})
+    batch = {"obs": (2.0 * jax.random.normal(k[1], (b, g.n, g.obs_dim)),),
+             "avail": (jnp.ones((b, g.n, g.action_space.n), bool),),
+             "actions": (jax.random.randint(k[2], (b, g.n), 0, g.action_space.n),)}
+    # a critic with spread-out values, so that the coordination coefficients differ between agents
+    critic = jax.tree.map(lambda x: 3.0 * x, state.critic_params)
+    terms = algo.policy_terms(state.actor_params, critic, batch, k[3], old)
+    lm, _ = algo.model_log_probs(state.extra["model"], batch["obs"], batch["avail"])
+    new_state, metrics = jax.jit(lambda s, bt, t: algo.trust_region_steps(s, bt, t, {}))(state, batch, terms)
+    return algo, state, batch, terms, np.asarray(lm, np.float64), new_state, metrics
+
+
+def _loop_coefficients(q, base):
+    """C[b, i, j] = exp|Q_i - b_j| / sum_{k != j} exp|Q_k - b_j| for i != j, 0 on the diagonal (eq. 7)."""
+    bsz, n = q.shape
+    c = np.zeros((bsz, n, n))
+    for s in range(bsz):
+        for j in range(n):
+            w = {i: np.exp(abs(q[s, i] - base[s, j])) for i in range(n) if i != j}
+            for i, v in w.items():
+                c[s, i, j] = v / sum(w.values())
+    return c
+
+
+def test_coordination_nonstationarity_and_modelling_against_loops(three_agent_step):
+    algo, _, batch, terms, lm, _, m = three_agent_step
+    q, base = np.asarray(terms.q, np.float64), np.asarray(terms.baseline, np.float64)
+    c = _loop_coefficients(q, base)
+    n = 3
+    own = [[c[s, i, j] for s in range(len(q)) for j in range(n) if j != i] for i in range(n)]
+    np.testing.assert_allclose(np.asarray(m["diag/coordination_mean_per_agent"]), [np.mean(o) for o in own], rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(m["diag/coordination_var_per_agent"]), [np.var(o) for o in own], rtol=1e-3, atol=1e-9)
+    assert np.ptp([np.mean(o) for o in own]) > 1e-3  # the agents' coefficients do differ here
+    # tightest teammate: argmax over j != i of the batch sum of C[b, i, j]
+    jstar = [max((j for j in range(n) if j != i), key=lambda j: c[:, i, j].sum()) for i in range(n)]
+    np.testing.assert_array_equal(np.asarray(m["diag/tightest_teammate_per_agent"]), jstar)
+    # D_ns,i = KL(pi_j* || m_i(.|o_i, j*)) / |A_j*| (eq. 5), with agent i's model before its step
+    logp = np.asarray(terms.logp[0], np.float64)  # [B, N, A]
+    n_act = logp.shape[-1]
+    d_ns = [np.mean([sum(np.exp(logp[s, jstar[i], a]) * (logp[s, jstar[i], a] - lm[s, i, jstar[i], a])
+                         for a in range(n_act)) / n_act for s in range(len(q))]) for i in range(n)]
+    np.testing.assert_allclose(np.asarray(m["diag/d_ns_per_agent"]), d_ns, rtol=1e-4, atol=1e-7)
+    # modelling cross-entropy over the teammates j != i only, on the replayed actions
+    acts = np.asarray(batch["actions"][0])
+    ce = [sum(np.mean([-lm[s, i, j, acts[s, j]] for s in range(len(q))]) for j in range(n) if j != i) for i in range(n)]
+    np.testing.assert_allclose(np.asarray(m["diag/modeling_loss_per_agent"]), ce, rtol=1e-5)
+    # the penalty D_q,i: the batch mean of ln_q pi_i(a~) - ln_q pi_i^old(a~), q = 0.2
+    qq = algo.cfg.tsallis_q
+
+    def lnq(p):
+        return (np.maximum(p, 1e-6) ** (1 - qq) - 1) / (1 - qq)
+
+    pen = (lnq(np.exp(np.asarray(terms.logp_a, np.float64))) - lnq(np.exp(np.asarray(terms.old_logp_a, np.float64)))).mean(0)
+    np.testing.assert_allclose(np.asarray(m["diag/penalty_per_agent"]), pen, rtol=1e-4, atol=1e-7)
+
+
+def test_radii_move_inside_the_clip_and_the_networks_step(three_agent_step):
+    """The slow step moves each delta_i from tr_init = tr_min = 0.01 by one Adam step (1e-3) in the direction of
+    its penalty D_q,i (the term sum_i D_q,i / delta_i dominates at delta = 0.01), and the clip holds it at
+    0.01 where D_q,i < 0 (the authors' penalty at q = 0.2 can be negative); TRD-Net and the modelling
+    policies take their steps (train_modeling_policy=true)."""
+    algo, state, _, _, _, new, m = three_agent_step
+    delta = np.asarray(new.extra["delta"])
+    pen = np.asarray(m["diag/penalty_per_agent"])
+    assert np.any(pen < 0) and np.any(pen > 0), pen  # both cases occur on this batch
+    np.testing.assert_allclose(delta, np.clip(0.01 + algo.cfg.delta_lr * np.sign(pen), 0.01, 100.0), rtol=1e-3)
+    np.testing.assert_array_equal(np.asarray(m["diag/delta_per_agent"]), delta)
+    for key in ("trd", "model"):
+        assert any(not np.array_equal(np.asarray(a), np.asarray(b))
+                   for a, b in zip(jax.tree.leaves(state.extra[key]), jax.tree.leaves(new.extra[key]))), key
