@@ -221,9 +221,8 @@ class MADDPG(OffPolicy):
             state = state._replace(actor_params=actor_params, actor_opt=actor_opt)
             return self.update_targets(state), a_loss
 
-        def critic_only(state):
-            moved = self.update_targets(state, actors=False) if cfg.policy_delay > 1 else state
-            return moved, jnp.full((self.n_agents,), jnp.nan)
+        def critic_only(state):  # between delayed steps no target moves (Fujimoto et al. 2018, Algorithm 1)
+            return state, jnp.full((self.n_agents,), jnp.nan)
 
         if cfg.policy_delay == 1:
             state, a_loss = actor_update(state)
