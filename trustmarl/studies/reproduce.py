@@ -601,6 +601,23 @@ def _load() -> None:
                "cpu": "~1.8 h (2 CPU cores under load, measured: 8 runs x 5 seeds x 400k env steps)",
                "full": "~3.2 h on 2 CPU cores (estimated from the cpu tier; Switch4 at the paper's 500 updates)"},
     )
+    from trustmarl.studies import mamt_studies as li2022
+
+    register_reproduction(
+        "mamt-divergence", li2022.divergence, paper="Li et al. 2022 (MAMT)", figure="Figures 15-18",
+        description="per-agent divergence between consecutive policies (kl_delta): MAMT and MAMD below MAAC on Spread-2",
+        tiers=li2022.TIER_TIMES["mamt-divergence"],
+    )
+    register_reproduction(
+        "mamt-dilemma", li2022.dilemma, paper="Li et al. 2022 (MAMT)", figure="Figure 8 (Appendix D)",
+        description="the trust-region decomposition dilemma: MAAC, MAMD and MAMD-OP on Spread-3 Sep, Mix and Ful",
+        tiers=li2022.TIER_TIMES["mamt-dilemma"],
+    )
+    register_reproduction(
+        "mamt-compare", li2022.compare, paper="Li et al. 2022 (MAMT)", figure="main-text comparison (report only)",
+        description="MAMT, MAMD, MAAC, MADDPG and MAPPO on Spread-2 and Rover-Tower, deterministic evaluation return",
+        tiers=li2022.TIER_TIMES["mamt-compare"],
+    )
 
 def _matrix_games(out_dir: Path, tier: str) -> dict[str, Any]:
     """MATRL Table 1 / Figures 4 and 9 on exact payoffs (:func:`trustmarl.games.reproduce_matrix_games`)."""
