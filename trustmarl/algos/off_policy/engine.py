@@ -71,7 +71,7 @@ class OffPolicy(Algorithm):
     def __init__(self, env, cfg, total_updates: int | None = None):
         super().__init__(env, cfg, total_updates, share_params=cfg.share_params, agent_id=cfg.agent_id)
         self.name = cfg.name
-        self.capacity = cfg.capacity()
+        self.capacity = cfg.capacity(total_updates)  # total_updates None: the 1e6 default, uncapped
         self.actor_tx = self.make_tx(cfg.actor_lr, cfg.actor_max_grad_norm, l2=cfg.actor_l2)
         # MAAC/MAMT code: the critic's gradient norm is clipped at 10 x the number of agents
         self.critic_tx = self.make_tx(cfg.critic_lr, cfg.critic_max_grad_norm * self.n_agents, l2=cfg.critic_l2)
@@ -175,6 +175,26 @@ class OffPolicy(Algorithm):
             **self.loop_fields(key, last, env_state),
             extra=self.init_extra(jax.random.fold_in(key, 2), actor_params, critic_params),
         )
+
+    def progress_postfix(self, row: dict) -> dict[str, str]:
+        """``warm-up`` while actions are random, the buffer's fill, ``learning: waiting`` before ``learning_starts``."""
+        post = {"warm-up": "on"} if row.get("progress/warmup", 0) > 0 else {}
+        if "progress/buffer" in row:
+            post["buffer"] = f"{100 * row['progress/buffer']:.0f}%"
+        if row.get("diag/learning", 1) == 0:
+            post["learning"] = "waiting"
+        return post
+
+    def split_bulk(self, state: OffPolicyState):
+        """The replay buffer is the bulk: checkpoints save its filled part beside the rest, read to resume."""
+        return state._replace(buffer=None), state.buffer
+
+    def trim_bulk(self, bulk: replay.Replay) -> replay.Replay:
+        return replay.filled_part(bulk)
+
+    def join_bulk(self, core: OffPolicyState, bulk: replay.Replay, template: OffPolicyState) -> OffPolicyState:
+        buf = replay.refill(bulk, jax.tree.leaves(template.buffer.data)[0].shape[1])  # [S, C, E, ...]: C
+        return core._replace(buffer=jax.tree.map(jnp.asarray, buf))
 
     def policy_view(self, state: OffPolicyState) -> View:
         return View(state.actor_params, state.env_steps)
