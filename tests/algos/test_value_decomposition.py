@@ -82,6 +82,7 @@ def test_td_target_against_numpy(name):
     next_avail = np.ones((B, 2, 3), bool)
     next_avail[0, 0, 1] = next_avail[1, 1, 0] = next_avail[2, :, 2] = False
     window = {"next_obs": (jnp.ones((B, 1, 2, 1)),), "next_avail": (jnp.asarray(next_avail)[:, None],),
+              "obs": (jnp.ones((B, 1, 2, 1)),), "avail": (jnp.ones((B, 1, 2, 3), bool),),
               "reward": jnp.asarray(np.random.default_rng(1).normal(size=(B, 1, 2)), jnp.float32),
               "terminated": jnp.asarray([[0], [1], [0], [0], [1], [0]], bool),
               "truncated": jnp.asarray([[0], [0], [1], [0], [0], [1]], bool),
@@ -219,3 +220,41 @@ def test_presets_carry_the_papers_settings():
         assert build_config(algo, "mpe/simple_spread").algo.epsilon_anneal_end == 200_000
     assert build_config("qmix", "grid/checkers").algo.mixer_embed == 128
     assert build_config("qtran", "grid/switch4").algo.joint_hidden == (128, 128)
+
+
+# ---- recurrent agents ---------------------------------------------------------------------------
+
+def test_recurrent_agents_replay_their_stored_steps_exactly():
+    """GRU agents: the stored hidden states chain (reset where an episode starts), and unrolling a stored window
+    from its first hidden state reproduces the utilities and the greedy actions taken while acting (epsilon 0);
+    one update learns from windows with finite losses."""
+    cfg = build_config("vdn", "mpe/simple_spread", {
+        "env.n_agents": 2, "env.max_cycles": 5, "algo.num_envs": 2, "algo.rollout_len": 8, "algo.hidden_sizes": [8],
+        "algo.recurrent": True, "algo.gru_size": 8, "algo.seq_len": 4, "algo.buffer_size": 64, "algo.batch_size": 2,
+        "algo.learning_starts": 8, "algo.epsilon_start": 0.0, "algo.epsilon_end": 0.0, "algo.share_params": False})
+    a = make_algorithm(cfg)
+    state0 = a.init(jax.random.PRNGKey(0))
+    state, metrics = jax.jit(a.update)(state0)
+    assert float(metrics["diag/learning"]) == 1.0 and np.isfinite(float(metrics["loss/td"]))
+    traj = jax.tree.map(lambda x: x[:8], state.buffer.data)  # [T=8, E=2, ...]: the rollout, acted with state0's networks
+    params, first = state0.actor_params, np.asarray(traj["first"])
+    assert first[5].all() and not first[1:5].any()  # 5-step episodes: step 5 starts the next one
+    h, q_steps = tuple(x[0] for x in traj["hidden"]), []
+    for t in range(8):
+        h = tuple(jnp.where(jnp.asarray(first[t])[:, None, None], 0.0, x) for x in h)
+        np.testing.assert_allclose(h[0], traj["hidden"][0][t], atol=1e-6)  # the hidden state acting stored
+        obs, avail = (traj["obs"][0][t],), (traj["avail"][0][t],)
+        h, q = a.q_step(params, h, obs, avail, jnp.zeros(2, bool))
+        q_steps.append(q[0])
+        np.testing.assert_array_equal(np.argmax(q[0], -1), traj["actions"][0][t])  # greedy (epsilon 0) actions
+    window = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), traj)  # 2 windows of 8 steps
+    q, q_next = a.utilities(params, window)
+    np.testing.assert_allclose(jnp.swapaxes(q[0], 0, 1), jnp.stack(q_steps), rtol=1e-5, atol=1e-6)
+    assert q_next[0].shape == q[0].shape == (2, 8, 2, 5)
+
+
+def test_recurrent_settings_are_checked():
+    with pytest.raises(ConfigError, match=r"algo.seq_len=30 is longer than the episodes of mpe/simple_spread \(at most 25"):
+        make_algorithm(build_config("qmix", "mpe/simple_spread", {"algo.recurrent": True, "algo.seq_len": 30}))
+    with pytest.raises(ConfigError, match=r"algo.n_steps>1 is not available with algo.recurrent=true"):
+        build_config("vdn", "mpe/simple_spread", {"algo.recurrent": True, "algo.n_steps": 3})

@@ -75,12 +75,12 @@ class QTRAN(QLearning):
     def targets(self, state, batch):
         # y = R + gamma^k (1 - terminated) Q^-_jt(s', a_bar'), a_bar' the online (double Q) or target argmax
         params = state.actor_params if self.cfg.double_q else state.target_actor_params
-        a_next = self.greedy(params, batch["next_obs"], batch["next_avail"])
+        a_next = tuple(jnp.argmax(q, -1) for q in self.utilities(params, batch)[1])
         return self.team(batch["reward"]) + batch["discount"] * self.joint_q(
             state.target_critic_params, batch["next_state"], a_next)
 
     def losses(self, q_params, mixer_params, batch, y):
-        q_all = self.q_values(q_params, batch["obs"], batch["avail"])
+        q_all = self.utilities(q_params, batch, with_next=False)[0]
         a_bar = tuple(jnp.argmax(q, -1) for q in q_all)
         q_taken, q_greedy = chosen(q_all, batch["actions"]), chosen(q_all, a_bar)
         s = batch["state"]
@@ -88,7 +88,7 @@ class QTRAN(QLearning):
                              self.joint_q(mixer_params, s, a_bar), self.v_jt.apply(mixer_params["v"], s), y)
         cfg = self.cfg
         total = terms["loss/td"] + cfg.lambda_opt * terms["loss/opt"] + cfg.lambda_nopt * terms["loss/nopt"]
-        return total, {**terms, "diag/q_per_agent": q_taken.mean(0)}
+        return total, {**terms, "diag/q_per_agent": q_taken.reshape(-1, q_taken.shape[-1]).mean(0)}
 
 
 register_algo("qtran", QTRANConfig, QTRAN,
