@@ -225,6 +225,11 @@ class OffPolicy(Algorithm):
             reward = (reward - mean * self.cfg.reward_scale) / (std * self.cfg.reward_scale)
         return dict(batch, reward=reward)
 
+    def sample_batch(self, buffer: replay.Replay, key: jax.Array, reward_stats) -> dict:
+        """One gradient step's batch ``[B, ...]``: uniform transitions with prepared rewards. Algorithms that
+        learn from several consecutive steps (n-step returns, recurrent agents) override it."""
+        return self.prepare(replay.sample(buffer, key, self.cfg.batch_size), reward_stats)
+
     def learn(self, state: OffPolicyState, traj: dict):
         """Store the rollout, then ``grad_steps`` gradient steps once ``learning_starts`` transitions are stored."""
         cfg = self.cfg
@@ -238,7 +243,7 @@ class OffPolicy(Algorithm):
         def learning(learner):
             def step(st, k):
                 k_batch, k_train = jax.random.split(k)
-                batch = self.prepare(replay.sample(buffer, k_batch, cfg.batch_size), stats)
+                batch = self.sample_batch(buffer, k_batch, stats)
                 st, metrics = self.train_step(st, batch, k_train)
                 return st._replace(grad_steps=st.grad_steps + 1), metrics
 
