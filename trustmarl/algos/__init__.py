@@ -197,4 +197,4 @@ def _load() -> None:
         install_default()  # a straight-line Threefry on the CPU: same numbers, far fewer runtime ops
         from trustmarl.algos.off_policy import maac, maddpg, mamd, mamt  # noqa: F401
         from trustmarl.algos.on_policy import happo, hatrpo, ppo  # noqa: F401
-        from trustmarl.algos.on_policy import matrl  # noqa: F401
+        from trustmarl.algos.on_policy import coma, matrl  # noqa: F401
