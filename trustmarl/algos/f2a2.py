@@ -204,7 +204,9 @@ def comm_metrics(counters: C.CommCounters, payload: dict[str, int], observed_sca
     broadcast count is one message per agent per event; ``observed_scalars`` counts the joint observations
     and executed actions every agent reads during training (not communication). Centralised algorithms
     pass zero counters: they report 0."""
-    f = lambda x: x.astype(jnp.float32)  # noqa: E731
+    def f(x):
+        return x.astype(jnp.float32)
+
     size = float(sum(payload.values()))
     per_agent = {
         "consensus_events": f(counters.events),
@@ -236,5 +238,5 @@ def observed_record_size(env) -> int:
     return int(env.state_dim) + int(env.n_agents)
 
 
-__all__ = ["ConsensusFields", "critic_surrogate", "actor_weight", "copies_of", "mean_copies", "penalty_grads",
-           "after_critic", "tie_copies", "consensus_metrics", "comm_metrics"]
+__all__ = ["ConsensusFields", "actor_weight", "after_critic", "comm_metrics", "consensus_metrics", "copies_of",
+           "critic_surrogate", "mean_copies", "penalty_grads", "tie_copies"]

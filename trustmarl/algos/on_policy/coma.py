@@ -75,7 +75,7 @@ class COMAConfig(OnPolicyConfig):
     value_norm: bool = False  # (unused)
     normalize_advantages: bool = False  # (unused)
 
-    UNUSED = {
+    UNUSED: typing.ClassVar[dict[str, str]] = {
         "clip_eps": "COMA takes plain policy-gradient steps (no ratio clipping)",
         "clip_rule": "COMA takes plain policy-gradient steps (no ratio clipping)",
         "gae_lambda": "COMA's targets are TD(lambda) on Q: see td_lambda",
@@ -190,7 +190,7 @@ class COMA(ActorCritic):
                 jnp.broadcast_to(state[..., None, :], lead + (grp.n, state.shape[-1])), obs[g],
                 joint[..., None, :] * self.others[sl], jnp.broadcast_to(ids[sl], lead + ids[sl].shape)], axis=-1)
             if self.copies:  # agent i reads its own copy of the group's head
-                params = jax.tree.map(lambda p: p[sl], critic_params[g])
+                params = jax.tree.map(lambda p, sl=sl: p[sl], critic_params[g])
                 out.append(jax.vmap(net.apply, in_axes=(0, -2), out_axes=-2)(params, x))
             else:
                 out.append(net.apply(critic_params[g], x))
