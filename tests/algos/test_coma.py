@@ -128,20 +128,29 @@ def _f64(tree):
     return jax.tree.map(lambda x: x.astype(jnp.float64) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
 
 
-def _learn_runs(optimizer: str, updates: int = 3):
-    """COMA and F2A2-COMA (w/o-JOINT, copies replaced by their mean) learning ``updates`` times from one rollout, float64."""
+@pytest.fixture(scope="module")
+def rollout():
+    """One COMA rollout (float32) and the initial states of COMA and F2A2-COMA on it."""
     key = jax.random.PRNGKey(4)
+    coma = make_algorithm(build_config("coma", "mpe/simple_spread", TINY), total_updates=4)
+    s0 = jax.jit(coma.init)(key)
+    s0, traj, _ = jax.jit(coma.rollout)(s0)
+    return s0, traj
+
+
+def _learn_runs(rollout, optimizer: str, updates: int = 3):
+    """COMA and F2A2-COMA (w/o-JOINT, copies replaced by their mean) learning ``updates`` times from one rollout, float64."""
+    s0, traj = rollout
     coma = make_algorithm(build_config("coma", "mpe/simple_spread", {**TINY, "algo.optimizer": optimizer}), total_updates=4)
     f2 = make_algorithm(build_config("f2a2_coma", "mpe/simple_spread", {
         **TINY, "algo.optimizer": optimizer, "algo.consensus": "mean", "algo.joint": False}), total_updates=4)
-    s0 = jax.jit(coma.init)(key)
-    s0, traj, _ = jax.jit(coma.rollout)(s0)
-    f0 = jax.jit(f2.init)(key)
-    f0 = f0._replace(last=s0.last, env_state=s0.env_state, key=s0.key, carry=s0.carry, episodes=s0.episodes)
+    f0 = jax.jit(f2.init_state)(jax.random.PRNGKey(4), s0.last, s0.env_state)  # COMA's init: the same networks
+    f0 = f0._replace(key=s0.key, carry=s0.carry, episodes=s0.episodes)
+    c0 = jax.jit(coma.init_state)(jax.random.PRNGKey(4), s0.last, s0.env_state)._replace(key=s0.key)
     out = []
     with jax.enable_x64(True):
         traj = _f64(traj)
-        for algo, state in ((coma, _f64(s0)), (f2, _f64(f0))):
+        for algo, state in ((coma, _f64(c0)), (f2, _f64(f0))):
             learn = jax.jit(algo.learn)
             for _ in range(updates):
                 state, metrics = learn(state, traj)
@@ -150,8 +159,8 @@ def _learn_runs(optimizer: str, updates: int = 3):
 
 
 @pytest.fixture(scope="module")
-def sgd_runs():
-    return _learn_runs("sgd")
+def sgd_runs(rollout):
+    return _learn_runs(rollout, "sgd")
 
 
 def _max_diff(coma_state, f2_state):
@@ -184,9 +193,9 @@ def test_f2a2_coma_reduces_to_coma(sgd_runs):
     assert float(fm["comm/consensus_events_total"]) == 3 * 4 * 3
 
 
-def test_f2a2_coma_does_not_reduce_to_coma_with_adam():
+def test_f2a2_coma_does_not_reduce_to_coma_with_adam(rollout):
     """Adam per agent is not Adam on the mean gradient: the same comparison must fail."""
-    _, _, ((cs, _), (fs, _)) = _learn_runs("adam", updates=1)
+    _, _, ((cs, _), (fs, _)) = _learn_runs(rollout, "adam", updates=1)
     assert max(_max_diff(cs, fs)[:2]) > 1e-6
 
 
