@@ -195,6 +195,6 @@ def _load() -> None:
         from trustmarl.compilation import install_default
 
         install_default()  # a straight-line Threefry on the CPU: same numbers, far fewer runtime ops
-        from trustmarl.algos.off_policy import maac, maddpg, mamd, mamt  # noqa: F401
+        from trustmarl.algos.off_policy import f2a2_sac, maac, maddpg, mamd, mamt  # noqa: F401
         from trustmarl.algos.on_policy import happo, hatrpo, ppo  # noqa: F401
         from trustmarl.algos.on_policy import coma, matrl  # noqa: F401
