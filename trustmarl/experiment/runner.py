@@ -300,6 +300,9 @@ def _summary(cfg, run_dir, rows, status, updates, env_steps, session, wall_total
         out[f"final_{name[8:]}"], out[f"final_{name[8:]}_per_seed"] = _window_return(
             _per_seed_returns(rows, cfg.num_seeds, name), first=False
         )
+    for k, v in (rows[-1] if rows else {}).items():  # communication totals so far (decentralised training; 0 if centralised)
+        if k.startswith("comm/") and k.endswith("_total") and "/seed_" not in k:
+            out[k] = v
     if last_eval:  # the last periodic evaluation (deterministic policy)
         out["final_eval_update"] = last_eval["update"]
         out["final_eval_env_steps"] = last_eval["env_steps"]

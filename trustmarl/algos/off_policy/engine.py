@@ -92,6 +92,8 @@ class OffPolicy(Algorithm):
         """Adam for a further network, with the run's Adam settings (eps, beta1, weight decay): clipped at
         ``max_grad_norm`` (global norm), PyTorch-style ``l2`` added to the gradient after clipping."""
         cfg = self.cfg
+        if getattr(cfg, "optimizer", "adam") == "sgd":
+            return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.add_decayed_weights(l2), optax.sgd(lr))
         return adam(lr, max_grad_norm, l2=l2, eps=cfg.adam_eps, b1=cfg.adam_b1, weight_decay=cfg.weight_decay)
 
     def critic_stacked(self) -> bool:
