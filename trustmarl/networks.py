@@ -11,6 +11,7 @@ runs any such step function over a time axis with episode resets. Critics are al
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
@@ -87,7 +88,15 @@ class Dense(nn.Module):
     def __call__(self, x):
         kernel = self.param("kernel", self.kernel_init, (jnp.shape(x)[-1], self.features), jnp.float32)
         bias = self.param("bias", self.bias_init, (self.features,), jnp.float32)
+        if plain_dense():
+            return x @ kernel + bias
         return dense(x, kernel, bias)
+
+
+def plain_dense() -> bool:
+    """``TRUSTMARL_PLAIN_DENSE=1`` (read when a network is traced): :class:`Dense` computes ``x @ kernel + bias``
+    with JAX's own gradient rule instead of :func:`dense`'s (the same values, slower vmapped updates on the CPU)."""
+    return os.environ.get("TRUSTMARL_PLAIN_DENSE", "") not in ("", "0")
 
 
 class MLP(nn.Module):

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _refnets import (
+from refnets import (
     agent_params,
     attention_critic,
     directional,

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _refnets import tiny_env
+from refnets import tiny_env
 
 from trustmarl.algos import make_algorithm
 from trustmarl.envs.base import Discrete

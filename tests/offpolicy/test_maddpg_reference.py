@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _refnets import directional, dot, mlp, random_direction, tiny_env, to_numpy
+from refnets import directional, dot, mlp, random_direction, tiny_env, to_numpy
 
 from trustmarl.algos import make_algorithm
 from trustmarl.envs.base import Box

@@ -111,6 +111,7 @@ class MATRLConfig(OnPolicyConfig):
         "recurrent": "MATRL supports feed-forward actors only",
         "gru_size": "MATRL supports feed-forward actors only",
         "seq_len": "MATRL supports feed-forward actors only",
+        "critic_time": "MATRL's critics read the observation only (no time-aware critic); use algo.bootstrap_truncation",
     }
     CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {
         **OnPolicyConfig.CHOICES,

@@ -99,7 +99,9 @@ def random_direction(tree, rng: np.random.Generator, keep=lambda path: True):
     def leaf(path, x):
         name = "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
         return rng.standard_normal(np.shape(x)) if keep(name) else np.zeros(np.shape(x))
-    return jax.tree_util.tree_map_with_path(leaf, tree)
+    out = jax.tree_util.tree_map_with_path(leaf, tree)
+    assert any(np.any(x != 0) for x in jax.tree.leaves(out)), "the direction selects no parameter"
+    return out
 
 
 # ---- a trivial environment: cheap to reset and compile, any number of agents and action kind -------
