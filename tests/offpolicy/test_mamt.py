@@ -238,3 +238,32 @@ def test_radii_move_inside_the_clip_and_the_networks_step(three_agent_step):
     for key in ("trd", "model"):
         assert any(not np.array_equal(np.asarray(a), np.asarray(b))
                    for a, b in zip(jax.tree.leaves(state.extra[key]), jax.tree.leaves(new.extra[key]))), key
+
+
+def test_reference_preset_freezes_the_models_and_moves_delta_by_the_predicted_kl_alone():
+    """``--preset reference`` (the authors' code): the modelling policies never step, and the slow step follows
+    d mean(K^L) / d delta alone (no penalty term), with K^L from TRD-Net *after* the fast step: the first Adam
+    step is -delta_lr * sign(g + l2 delta), then the clip."""
+    cfg = build_config("mamt", "mpe/spread_3_ful", {**TINY, **TRD}, preset="reference")
+    algo = make_algorithm(cfg, total_updates=1)
+    state = jax.jit(algo.init)(jax.random.PRNGKey(3))
+    k = jax.random.split(jax.random.PRNGKey(5), 4)
+    g = algo.groups[0]
+    batch = {"obs": (2.0 * jax.random.normal(k[1], (8, g.n, g.obs_dim)),),
+             "avail": (jnp.ones((8, g.n, g.action_space.n), bool),),
+             "actions": (jax.random.randint(k[2], (8, g.n), 0, g.action_space.n),)}
+    terms = algo.policy_terms(state.actor_params, state.critic_params, batch, k[3], state.extra["old_actor"])
+    new, m = jax.jit(lambda s, bt, t: algo.trust_region_steps(s, bt, t, {}))(state, batch, terms)
+    for a, b in zip(jax.tree.leaves(state.extra["model"]), jax.tree.leaves(new.extra["model"])):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    from trustmarl.trust.radii import coordination_coefficients
+
+    coef = coordination_coefficients(terms.q, terms.baseline)
+    act = (jax.nn.one_hot(terms.actions[0], g.action_space.n),)
+    delta0 = state.extra["delta"]
+    grad = np.asarray(jax.grad(lambda d: algo.trd.apply(new.extra["trd"], batch["obs"], act, d, coef).mean())(delta0))
+    step = grad + cfg.algo.l2 * np.asarray(delta0)
+    expect = np.clip(np.asarray(delta0) - cfg.algo.delta_lr * np.sign(step), cfg.algo.tr_min, cfg.algo.tr_max)
+    np.testing.assert_allclose(np.asarray(new.extra["delta"]), expect, rtol=1e-4)
+    np.testing.assert_allclose(float(m["loss/delta"]),
+                               float(algo.trd.apply(new.extra["trd"], batch["obs"], act, delta0, coef).mean()), rtol=1e-5)

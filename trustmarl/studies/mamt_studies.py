@@ -45,7 +45,7 @@ MAPPO_TABLE4 = {"algo.num_envs": 12, "algo.rollout_len": 350, "algo.actor_lr": 1
 # per tier: episodes per run, seeds, and the run keys
 TIERS = {
     "smoke": {"episodes": None, "seeds": 1},
-    "cpu": {"episodes": 2000, "seeds": 3},
+    "cpu": {"episodes": 3000, "seeds": 3},
     "full": {"episodes": 50_000, "seeds": 8},
 }
 
@@ -150,7 +150,7 @@ def divergence(out_dir: Path, tier: str, jobs: int = 1, in_process: bool = False
             "Spread-2 is the paper's 2-agent Spread (global distance reward minus own collisions), rebuilt in JAX "
             "with the original MPE integration order; the paper's own Spread code was not released.",
             "The smoke tier runs tiny networks for 300 env steps at q = 0.2 only: it checks the code path, no claim.",
-            "cpu tier: 3 seeds x 2,000 episodes and a 1e5 buffer instead of 8 seeds x 50,000 episodes and 1e6.",
+            "cpu tier: 3 seeds x 3,000 episodes and a 1e5 buffer instead of 8 seeds x 50,000 episodes and 1e6.",
         ],
     }
 
@@ -229,9 +229,23 @@ def compare(out_dir: Path, tier: str, jobs: int = 1, in_process: bool = False) -
     }
 
 
-# measured on a 2-core machine shared with other work (benchmarks/README.md), or estimated from those rates
+# Times: the smoke tiers measured on 2 CPU cores at a load of about 20 (other work running); the others
+# estimated from benchmarks/bench_offpolicy.py (one gradient iteration per episode at the paper's ratio; on an
+# idle 2-core machine about 20 iterations/s for MAAC and MAMD on Spread-2, MAMT's CPU time per iteration 3.1x
+# MAAC's; 3 vmapped seeds cost about 3.5x one seed).
 TIER_TIMES = {
-    "mamt-divergence": {"smoke": "not measured", "cpu": "not measured", "full": "not measured"},
-    "mamt-dilemma": {"smoke": "not measured", "cpu": "not measured", "full": "not measured"},
-    "mamt-compare": {"smoke": "not measured", "cpu": "not measured", "full": "not measured"},
+    "mamt-divergence": {
+        "smoke": "11 min at a load of 20 on 2 CPU cores (measured); about 1 min idle (estimated)",
+        "cpu": "~1.5 h on 2 idle CPU cores (estimated: 5 configurations x 3 seeds x 3,000 episodes)",
+        "full": "8 seeds x 50,000 episodes, Spread-2 and Rover-Tower: ~60 h of 2 CPU cores for Spread-2 alone "
+                "(estimated); a GPU or a cluster (sweep --ray)"},
+    "mamt-dilemma": {
+        "smoke": "~25 min at a load of 20 on 2 CPU cores (estimated from mamt-divergence's smoke tier); ~3 min idle",
+        "cpu": "~1.5 h on 2 idle CPU cores (estimated: 7 configurations x 3 seeds x 3,000 episodes)",
+        "full": "7 configurations x 8 seeds x 50,000 episodes: ~60 h of 2 CPU cores (estimated); a GPU or a cluster"},
+    "mamt-compare": {
+        "smoke": "11 min at a load of 20 on 2 CPU cores (the same runs as mamt-divergence's smoke tier)",
+        "cpu": "~1.5-2 h on 2 idle CPU cores (estimated; Rover-Tower's 8 agents not measured)",
+        "full": "5 algorithms x 2 environments x 8 seeds x 50,000 episodes: over 100 h of 2 CPU cores (estimated); "
+                "a GPU or a cluster"},
 }
