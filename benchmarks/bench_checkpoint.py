@@ -29,7 +29,6 @@ import jax.numpy as jnp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from trustmarl import replay  # noqa: E402
 from trustmarl.experiment import runner  # noqa: E402
 from trustmarl.experiment.backends import build_algorithm, make_backend, total_updates  # noqa: E402
 from trustmarl.experiment.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
@@ -43,10 +42,11 @@ def case(total_steps: int, seeds: int, folder: Path) -> dict:
     t0 = time.perf_counter()
     state = jax.block_until_ready(backend.init())
     alloc = time.perf_counter() - t0
-    cap = replay.capacity(jax.tree.map(lambda x: x[0], state.buffer))
+    steps = getattr(state.buffer, "steps", state.buffer)  # replay.Transitions, or a Replay (older checkouts)
+    cap = algo.capacity
     fill = min(cap, total_updates(cfg) * algo.rollout_len)  # steps per copy stored by the run's end
-    buf = state.buffer._replace(pos=jnp.full((seeds,), fill % cap, jnp.int32), size=jnp.full((seeds,), fill, jnp.int32))
-    state = state._replace(buffer=buf)
+    steps = steps._replace(pos=jnp.full((seeds,), fill % cap, jnp.int32), size=jnp.full((seeds,), fill, jnp.int32))
+    state = state._replace(buffer=state.buffer._replace(steps=steps) if hasattr(state.buffer, "steps") else steps)
     counters = {"update": total_updates(cfg), "env_steps": total_steps, "total_updates": total_updates(cfg)}
     ckpt = folder / "checkpoints" / "last.npz"
     t0 = time.perf_counter()
@@ -57,7 +57,7 @@ def case(total_steps: int, seeds: int, folder: Path) -> dict:
     write = time.perf_counter() - t0
     size = sum(p.stat().st_size for p in ckpt.parent.glob("*.npz"))
     template = backend.template()
-    del state, buf
+    del state, steps
     t0 = time.perf_counter()
     if hasattr(runner, "read_checkpoint"):
         runner.read_checkpoint(ckpt, algo, template, policy_only=True)
@@ -66,7 +66,8 @@ def case(total_steps: int, seeds: int, folder: Path) -> dict:
     read = time.perf_counter() - t0
     return {
         "total_steps": total_steps, "seeds": seeds, "capacity_transitions": cap * algo.num_envs,
-        "buffer_bytes_per_seed": sum(x.size // seeds * x.dtype.itemsize for x in jax.tree.leaves(template.buffer.data)),
+        "buffer_bytes_per_seed": sum(x.size // seeds * x.dtype.itemsize for x in jax.tree.leaves(template.buffer)
+                                     if len(x.shape) > 2),  # the arrays [seeds, time, copies, ...]
         "alloc_seconds": alloc, "checkpoint_bytes": size, "write_seconds": write, "policy_read_seconds": read,
     }
 

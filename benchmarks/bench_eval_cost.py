@@ -72,7 +72,8 @@ def main() -> None:
         m["share"] = {f"{t}/{e}": share(m, t, e) for t in args.total_steps for e in args.every}
         results.append(m)
         print(f"{algo}: training {1e3 * m['train_seconds_per_env_step']:.2f} ms/env step; evaluation of "
-              f"{args.episodes} episodes: first {m['first_eval_seconds']:.1f} s (compiles), then {m['repeat_eval_seconds']:.3f} s")
+              f"{args.episodes} episodes: first {m['first_eval_seconds']:.1f} s (compiles), "
+              f"then {m['repeat_eval_seconds']:.3f} s")
         for t in args.total_steps:
             print(f"  {t:>9,} env steps: " + ", ".join(f"every {e:,}: {100 * share(m, t, e):.1f}%" for e in args.every))
     if args.out is not None:

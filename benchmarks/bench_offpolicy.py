@@ -105,8 +105,8 @@ def measure(algo: str, k: int, overrides: dict, n_updates: int, n_fill: int, env
     def grads_only(s):
         def step(st, key):
             k_batch, k_train = jax.random.split(key)
-            batch = a.prepare(replay.sample(st.buffer, k_batch, a.cfg.batch_size),
-                              replay.field_mean_std(st.buffer, st.buffer.data["reward"]) if a.cfg.reward_norm else None)
+            stats = replay.field_mean_std(st.buffer.steps, st.buffer.steps.data["reward"]) if a.cfg.reward_norm else None
+            batch = a.sample_batch(st.buffer, k_batch, stats)
             st, _ = a.train_step(st, batch, k_train)
             return st, None
 
@@ -118,7 +118,7 @@ def measure(algo: str, k: int, overrides: dict, n_updates: int, n_fill: int, env
     env_steps = n_updates * a.steps_per_update * k
     return {
         "algo": algo, "env": env, "seeds": k, "updates": n_updates, "grad_steps": n_grad * k,
-        "buffer_per_seed_mb": replay.nbytes(jax.tree.map(lambda x: x[0], state.buffer)) / 2**20,
+        "buffer_per_seed_mb": replay.transitions_nbytes(jax.tree.map(lambda x: x[0], state.buffer)) / 2**20,
         "engine_seconds": t_engine, "grad_only_seconds": t_grad, "compile_seconds": c_engine,
         "env_steps_per_s": env_steps / t_engine, "grad_steps_per_s": n_grad * k / t_engine,
         "grad_only_steps_per_s": n_grad * k / t_grad, "overhead": t_engine / t_grad - 1.0,

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from refnets import attention_critic, to_numpy
 
+from trustmarl import replay
 from trustmarl.algos import make_algorithm
 from trustmarl.envs.base import AgentGroup, Box, MultiAgentEnv
 from trustmarl.experiment.config import build_config
@@ -127,7 +128,7 @@ def test_terminated_transitions_do_not_bootstrap_truncated_ones_do():
     """MADDPG's target y = r + gamma (1 - terminated) Q'(x', mu'(o')): a truncated transition bootstraps."""
     a = build("maddpg", "matrix/custom", env_obj=CoordinationGame(), **{"algo.gamma": 0.9})
     state = a.init(jax.random.PRNGKey(1))
-    batch = a.prepare(jax.tree.map(lambda x: x[0, :2], state.buffer.data), None)  # 2 transitions
+    batch = a.prepare(a.draw(state.buffer, jax.random.PRNGKey(0), 2), None)  # 2 (empty) transitions
     batch.update(reward=jnp.array([[1.0, 1.0], [2.0, 2.0]]), terminated=jnp.array([True, False]),
                  truncated=jnp.array([False, True]), obs=(jnp.array([[[0.3], [-0.2]], [[1.0], [0.5]]]),),
                  next_obs=(jnp.array([[[2.0], [1.0]], [[-1.5], [0.7]]]),))
@@ -141,17 +142,21 @@ def test_terminated_transitions_do_not_bootstrap_truncated_ones_do():
 
 
 def test_buffer_holds_the_true_next_observation_at_auto_resets():
-    """Episodes of simple_spread cut at 3 steps: the stored next observation of a transition that ends an
-    episode is its final observation, not the reset observation the env returned."""
-    a = build("maddpg", **{"env.max_cycles": 3, "algo.rollout_len": 6})
+    """Episodes of simple_spread cut at 4 steps: the next observation of a transition that ends an episode
+    is its final observation, not the reset observation the env returned (the buffer keeps it apart: it
+    stores each observation once)."""
+    a = build("maddpg", **{"env.max_cycles": 4, "algo.rollout_len": 8})
     state = jax.jit(a.update)(a.init(jax.random.PRNGKey(5)))[0]
-    data = jax.tree.map(lambda x: np.asarray(x[:6]), state.buffer.data)  # [T=6, E=2, ...]
-    assert data["truncated"][2].all() and data["truncated"][5].all() and not data["truncated"][[0, 1, 3, 4]].any()
-    obs, nxt = data["obs"][0], data["next_obs"][0]
-    np.testing.assert_array_equal(nxt[:2], obs[1:3])  # within an episode: the next step's observation
-    assert not np.allclose(nxt[2], obs[3])  # at the reset: the final observation, not the new episode's first
-    # the final observation continues the episode: velocity/position of step 3 follow from step 2 (finite, moved)
-    assert np.isfinite(nxt[2]).all() and not np.allclose(nxt[2], obs[2])
+    assert not isinstance(state.buffer.finals, tuple)  # 4-step episodes: finals kept apart (sparse layout)
+    step, nxt = replay.gather_transitions(state.buffer, jnp.arange(8), jnp.zeros(8, jnp.int32))  # copy 0, in order
+    data = jax.tree.map(np.asarray, step)
+    assert data["truncated"][3] and data["truncated"][7] and not data["truncated"][[0, 1, 2, 4, 5, 6]].any()
+    obs, nxt = data["obs"][0], np.asarray(nxt["obs"][0])
+    np.testing.assert_array_equal(nxt[:3], obs[1:4])  # within an episode: the next step's observation
+    assert not np.allclose(nxt[3], obs[4])  # at the reset: the final observation, not the new episode's first
+    # the final observation continues the episode: velocity/position of step 4 follow from step 3 (finite, moved)
+    assert np.isfinite(nxt[3]).all() and not np.allclose(nxt[3], obs[3])
+    np.testing.assert_array_equal(nxt[7], np.asarray(state.last.final_obs[0][0]))  # the newest step's: the last final
     assert not data["terminated"].any()
 
 

@@ -110,3 +110,70 @@ def test_refill_to_another_capacity_keeps_time_order_and_the_newest_steps():
     one = jax.tree.map(lambda x: jnp.asarray(x[0]), bigger)
     one = replay.insert(one, _traj(7, 2, 2))
     assert np.asarray(one.data["id"])[:7, 0].tolist() == [2, 3, 4, 5, 6, 7, 8]
+
+
+# ---- transitions storing each observation once ----------------------------------------------------
+
+def _episodes(steps: int, envs: int, min_len: int, seed: int = 0):
+    """Per copy: observations ``o_t`` (unique values), episode ends after at least ``min_len`` steps, and
+    each step's successor as an env gives it (``final_obs``: the true last observation at an end)."""
+    rng = np.random.default_rng(seed)
+    obs = np.zeros((steps + 1, envs, 2), np.float32)
+    done = np.zeros((steps, envs), bool)
+    nxt = np.zeros((steps, envs, 2), np.float32)
+    for e in range(envs):
+        left = rng.integers(min_len, 2 * min_len)
+        for t in range(steps + 1):
+            obs[t, e] = [1000 * e + t, t % 7]
+        for t in range(steps):
+            left -= 1
+            done[t, e] = left == 0
+            nxt[t, e] = -obs[t, e] - 0.5 if done[t, e] else obs[t + 1, e]  # a final observation differs
+            if done[t, e]:
+                left = rng.integers(min_len, 2 * min_len)
+    return obs[:-1], done, nxt
+
+
+@pytest.mark.parametrize("min_len", [1, 4, 6])
+def test_transitions_store_each_observation_once_and_sample_bit_identical_batches(min_len):
+    """Against a buffer holding (obs, next_obs) per step: the same batches for the same keys, through
+    wrap-arounds, in the sparse layout (episodes of >= 4 steps) and the dense one."""
+    cap, envs, chunk = 12, 3, 5
+    obs, done, nxt = _episodes(8 * chunk, envs, min_len)
+    full = replay.init({"obs": jnp.zeros(2), "next_obs": jnp.zeros(2), "done": jnp.zeros((), bool)}, cap, envs)
+    buf = replay.init_transitions({"obs": jnp.zeros(2), "done": jnp.zeros((), bool)}, {"obs": jnp.zeros(2)}, cap, envs,
+                                  replay.final_capacity(cap, min_len))
+    assert isinstance(buf.finals, tuple) == (min_len < 4)
+    insert = jax.jit(replay.insert_transitions)
+    for i in range(8):
+        sl = slice(i * chunk, (i + 1) * chunk)
+        full = replay.insert(full, {"obs": obs[sl], "next_obs": nxt[sl], "done": done[sl]})
+        buf = insert(buf, {"obs": obs[sl], "done": done[sl]}, {"obs": nxt[sl]}, jnp.asarray(done[sl]))
+        for k in range(3):
+            key = jax.random.PRNGKey(10 * i + k)
+            want = replay.sample(full, key, 64)
+            step, succ = replay.sample_transitions(buf, key, 64)
+            assert np.asarray(step["obs"]).tobytes() == np.asarray(want["obs"]).tobytes()
+            assert np.asarray(succ["obs"]).tobytes() == np.asarray(want["next_obs"]).tobytes(), (i, k)
+    if min_len >= 4:  # one observation per step plus one per episode (the finals ring), not two per step
+        assert "next" not in buf.steps.data and buf.finals["obs"].shape[0] == cap // min_len + 2 < cap
+
+
+def test_sparse_transitions_survive_a_checkpoint_and_a_new_capacity():
+    cap, envs = 12, 2
+    obs, done, nxt = _episodes(30, envs, 5, seed=1)
+    buf = replay.init_transitions({"obs": jnp.zeros(2)}, {"obs": jnp.zeros(2)}, cap, envs, replay.final_capacity(cap, 5))
+    buf = replay.insert_transitions(buf, {"obs": obs[:7]}, {"obs": nxt[:7]}, jnp.asarray(done[:7]))
+    seeds = jax.tree.map(lambda x: np.stack([np.asarray(x)] * 2), buf)
+    back = replay.refill_transitions(replay.filled_transitions(seeds), cap, replay.final_capacity(cap, 5))
+    assert all(np.asarray(a).tobytes() == np.asarray(b).tobytes() for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(seeds)))
+    for t0 in range(7, 30, 6):  # wrap around, then move to a bigger buffer and compare with a fresh one
+        buf = replay.insert_transitions(buf, {"obs": obs[t0:t0 + 6]}, {"obs": nxt[t0:t0 + 6]}, jnp.asarray(done[t0:t0 + 6]))
+    seeds = jax.tree.map(lambda x: np.stack([np.asarray(x)] * 2), buf)
+    big = jax.tree.map(lambda x: jnp.asarray(x[0]), replay.refill_transitions(replay.filled_transitions(seeds), 20,
+                                                                               replay.final_capacity(20, 5)))
+    assert int(big.steps.size) == 12
+    step, succ = replay.sample_transitions(big, jax.random.PRNGKey(0), 256)
+    t = np.asarray(step["obs"])[:, 0] % 1000  # the global step of each sampled observation
+    e = (np.asarray(step["obs"])[:, 0] // 1000).astype(int)
+    np.testing.assert_array_equal(np.asarray(succ["obs"]), nxt[t.astype(int), e])

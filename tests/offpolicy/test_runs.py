@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from jaxcache import compilation_cache
 
+from trustmarl import replay
 from trustmarl.algos import make_algorithm
+from trustmarl.experiment.backends import build_algorithm
 from trustmarl.experiment.checkpoint import CheckpointError, read_meta
 from trustmarl.experiment.config import build_config
 from trustmarl.experiment.runner import evaluate_run, load_run_state, train
@@ -51,7 +53,7 @@ def test_checkpoint_holds_the_filled_part_beside_the_policy(stopped):
     obs = [s for p, s in shapes.items() if "'obs'" in p][0]
     assert obs[:3] == [1, 8, 2]  # 1 seed, the 8 steps stored per copy (of 24), 2 copies
     state = load_run_state(stopped / "run")[2]
-    assert jax.tree.leaves(state.buffer.data)[0].shape[1] == 24 and int(state.buffer.size[0]) == 8
+    assert jax.tree.leaves(state.buffer.steps.data)[0].shape[1] == 24 and int(state.buffer.steps.size[0]) == 8
     assert load_run_state(stopped / "run", policy_only=True)[2].buffer is None
 
 
@@ -73,8 +75,8 @@ def test_resume_with_a_longer_run_grows_the_buffer(stopped, tmp_path):
         summary = train(cfg, run, resume=True, **KW)
     assert summary["status"] == "completed" and summary["updates"] == 8
     state = load_run_state(run)[2]
-    assert jax.tree.leaves(state.buffer.data)[0].shape[1] == 32 and int(state.buffer.size[0]) == 32
-    first = np.asarray(state.buffer.data["obs"][0])[0, :8]
+    assert jax.tree.leaves(state.buffer.steps.data)[0].shape[1] == 32 and int(state.buffer.steps.size[0]) == 32
+    first = np.asarray(state.buffer.steps.data["obs"][0])[0, :8]
     assert np.abs(first).sum() > 0  # the steps stored before the resume are kept, in order
 
 
@@ -94,3 +96,51 @@ def test_deterministic_evaluation_is_on_by_default_for_the_family():
         assert (cfg.eval_every, cfg.eval_episodes) == (10_000, 10), algo
     assert build_config("maddpg", "mpe/simple_spread", {"eval_every": 0}).eval_every == 0  # the user wins
     assert build_config("mappo", "mpe/simple_spread", {}).eval_every == 0
+
+
+def test_engine_batches_are_those_of_a_buffer_holding_every_field_per_step():
+    """The buffer stores each observation once (5-step episodes: the sparse layout) and actions as int8,
+    yet a batch equals, bit for bit and dtype for dtype, the one drawn with the same key from a buffer
+    holding every transition field per step (the layout before)."""
+    cfg = build_config("maddpg", "mpe/simple_spread", {**{k: v for k, v in TINY.items() if k.startswith(("algo.", "env."))},
+                                                       "algo.buffer_size": 24})
+    a = make_algorithm(cfg, total_updates=10)
+    state = jax.jit(a.init)(jax.random.PRNGKey(0))
+    full = replay.init(a.example_transition(state.last), a.capacity, a.num_envs)
+    buf = a.init_buffer(a.example_transition(state.last))
+    assert buf.steps.data["actions"][0].dtype == np.int8 and "next" not in buf.steps.data  # sparse, compact
+    rollout, sample = jax.jit(a.rollout), jax.jit(a.draw, static_argnums=2)
+    for i in range(5):  # 5 x 4 steps into 12 per copy: wraps around
+        state, traj, _ = rollout(state)
+        full = replay.insert(full, traj)
+        step, nxt = a.split_transition(traj)
+        buf = replay.insert_transitions(buf, step, nxt, traj["terminated"] | traj["truncated"])
+        key = jax.random.PRNGKey(i)
+        want, got = replay.sample(full, key, 32), sample(buf, key, 32)
+        assert jax.tree.structure(want) == jax.tree.structure(got)
+        for x, y in zip(jax.tree.leaves(want), jax.tree.leaves(got)):
+            assert x.dtype == y.dtype and np.asarray(x).tobytes() == np.asarray(y).tobytes()
+    assert replay.transitions_nbytes(buf) < 0.8 * replay.nbytes(full)  # here 1 final per 3 steps; 1 per 25 on MPE
+
+
+def test_integer_observations_are_stored_in_the_dtype_the_env_declares():
+    """SISL pursuit's observations are counts 0..30 (its preset declares uint8): the buffer stores them as
+    uint8 (a quarter of float32) and batches give them back as float32, exactly."""
+    pytest.importorskip("pettingzoo")
+    from trustmarl.rollout.host import placeholder_timestep
+
+    cfg = build_config("maddpg", "sisl/pursuit", {"algo.num_envs": 2, "algo.rollout_len": 4, "algo.buffer_size": 16,
+                                                  "algo.hidden_sizes": [8], "env.n_pursuers": 2, "env.n_evaders": 2})
+    a = build_algorithm(cfg)  # a host env: its description from one copy
+    assert a.env.obs_storage == "uint8"
+    last = placeholder_timestep(a.env, (a.num_envs,))
+    buf = a.init_buffer(a.example_transition(last))
+    assert buf.steps.data["obs"][0].dtype == np.uint8 and buf.steps.data["next"]["obs"][0].dtype == np.uint8
+    counts = np.random.default_rng(0).integers(0, 31, (4, 2) + last.obs[0].shape[1:]).astype(np.float32)
+    traj = {**jax.tree.map(lambda x: np.zeros((4, 2) + np.shape(x), np.asarray(x).dtype), a.example_transition(last)),
+            "obs": (counts,), "next_obs": (counts + 1,)}
+    step, nxt = a.split_transition(traj)
+    buf = replay.insert_transitions(buf, step, nxt, np.zeros((4, 2), bool))
+    batch = a.draw(buf, jax.random.PRNGKey(0), 64)
+    assert batch["obs"][0].dtype == np.float32 and set(np.unique(batch["obs"][0])) <= set(np.unique(counts))
+    np.testing.assert_array_equal(batch["next_obs"][0], batch["obs"][0] + 1)

@@ -243,7 +243,8 @@ class Algorithm:
 
 
 def init_seeds(algo: Algorithm, keys: jax.Array) -> Any:
-    """``init`` for each key, stacked on a leading seed axis (the same values as ``vmap(init)``).
+    """``init`` for each key, stacked on a leading seed axis (the same values as ``vmap(init)``), built in
+    place: the memory of the stacked state plus one seed's.
 
     Seeds are initialised one at a time with one jitted ``init``: on XLA:CPU (jax 0.10) a
     ``jit(vmap(init))`` over seeds of Flax networks with orthogonal initialisers can deadlock. It is
@@ -254,6 +255,13 @@ def init_seeds(algo: Algorithm, keys: jax.Array) -> Any:
 
     init = jax.jit(algo.init)
     with rolled_threefry():  # runs once: JAX's smaller rolled-loop program compiles faster
-        states = [init(keys[0])]
-    states += [init(k) for k in keys[1:]]
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+        first = init(keys[0])
+    n = len(keys)
+    # the seed-stacked state is allocated once and each further seed written into it in place (donated):
+    # never all seeds' states and their stack at once (replay buffers: twice the memory)
+    stacked = jax.jit(lambda s: jax.tree.map(lambda x: jnp.stack([x] * n), s))(first)
+    del first
+    put = jax.jit(lambda st, s, k: jax.tree.map(lambda a, x: a.at[k].set(x), st, s), donate_argnums=0)
+    for k in range(1, n):
+        stacked = put(stacked, init(keys[k]), k)
+    return stacked

@@ -167,6 +167,18 @@ class MultiAgentEnv(GroupedAgents):
         """An upper bound on the episode length (evaluation scans this many steps)."""
         return 1000
 
+    @property
+    def obs_storage(self) -> str | None:
+        """A dtype that holds every observation exactly (e.g. ``"uint8"`` for small integer counts), which
+        replay buffers store them in; ``None``: float32 as given."""
+        return None
+
+    @property
+    def min_episode_steps(self) -> int:
+        """A lower bound on the episode length (1: an episode may end at any step). Off-policy replay
+        buffers keep one final observation per episode apart and size that store by it."""
+        return 1
+
     def validate(self) -> None:
         """Raise ``ValueError`` naming a bad hyperparameter; subclasses extend it."""
 

@@ -60,6 +60,13 @@ def build_algorithm(cfg: RunConfig, updates: int | None = None):
     return make_algorithm(cfg, total_updates=updates or total_updates(cfg), env=env_info(cfg))
 
 
+def has_bulk(algo) -> bool:
+    """Whether the algorithm's state holds bulky data (replay buffers): :meth:`Algorithm.split_bulk` is its own."""
+    from trustmarl.algos.base import Algorithm
+
+    return type(algo).split_bulk is not Algorithm.split_bulk
+
+
 def make_backend(cfg: RunConfig, algo):
     """The backend for ``cfg``'s environment kind (host backends start their workers in ``init``/``resume``)."""
     return HostBackend(cfg, algo) if env_kind(cfg.env.name) == "host" else JaxBackend(cfg, algo)
@@ -70,10 +77,12 @@ class _Chunks:
 
     ``chunk(state, n)`` runs the first ``n <= length`` updates; the others are skipped by a ``lax.cond``
     on an unbatched flag, so a shorter chunk reuses the same program instead of compiling a second
-    one (tens of seconds on CPU). Metrics come back ``[seeds, n, ...]``.
+    one (tens of seconds on CPU). Metrics come back ``[seeds, n, ...]``. ``donate``: the input state's
+    arrays are handed to the program, which updates them in place (a state with replay buffers is
+    then held once in memory, not twice); the caller's input is deleted.
     """
 
-    def __init__(self, algo, length: int):
+    def __init__(self, algo, length: int, donate: bool = False):
         self.algo, self.length = algo, int(length)
 
         def one_seed(state, n):
@@ -83,7 +92,7 @@ class _Chunks:
 
             return jax.lax.scan(body, state, jnp.arange(self.length))
 
-        self._fn = jax.jit(jax.vmap(one_seed, in_axes=(0, None)))
+        self._fn = jax.jit(jax.vmap(one_seed, in_axes=(0, None)), donate_argnums=(0,) if donate else ())
 
     def __call__(self, state, n: int):
         if not 1 <= n <= self.length:
@@ -116,7 +125,7 @@ class JaxBackend:
 
     def run(self, state, n: int):
         if self._chunks is None:
-            self._chunks = _Chunks(self.algo, self.cfg.chunk_updates)
+            self._chunks = _Chunks(self.algo, self.cfg.chunk_updates, donate=has_bulk(self.algo))
         return self._chunks(state, n)
 
     def evaluate(self, state, episodes: int, seed: int | None = None, deterministic: bool = True) -> dict:

@@ -570,9 +570,9 @@ class _Run:
                     logger.write(new_rows)
                     self.rows.extend(new_rows)
                     status = "diverged"
-                    message = f"training diverged: {diverged}; kept the last good checkpoint (update {self.update})"
-                    if self.last_saved != self.update:
+                    if self.last_saved != self.update and _alive(state):
                         self.save(state)  # the state before this chunk is the last good one
+                    message = f"training diverged: {diverged}; kept the last good checkpoint (update {self.last_saved})"
                     break
                 new_update = self.update + n
                 new_steps = new_rows[-1]["env_steps"] if new_rows[-1]["env_steps"] is not None else new_update * self.spu
@@ -598,8 +598,11 @@ class _Run:
             if self.update >= self.total and self.last_saved != self.update:
                 self.save(state)
         except KeyboardInterrupt:
-            if self.last_saved != self.update:
+            if self.last_saved != self.update and _alive(state):
                 self.save(state)  # ``state`` is the last completed chunk (``update`` counts it)
+            elif self.last_saved != self.update:  # the interrupted chunk had been handed the state (donated)
+                print(f"trustmarl: interrupted during a chunk that updates the state in place; the last checkpoint is "
+                      f"at update {self.last_saved}", file=sys.stderr)
             raise
         finally:
             if bar is not None:
@@ -616,6 +619,11 @@ class _Run:
             print(f"trustmarl: {message}", file=sys.stderr)
         _print_result(summary)
         return summary
+
+
+def _alive(state) -> bool:
+    """Whether ``state`` still holds its arrays (a chunk that was donated the state deletes them)."""
+    return not any(getattr(x, "is_deleted", lambda: False)() for x in jax.tree.leaves(state))
 
 
 def eval_columns(result: dict[str, np.ndarray]) -> dict[str, float]:

@@ -16,7 +16,9 @@ A transition (one env copy, one step) holds the observations, available actions 
 group, the behaviour policy's log-probability of each agent's action, every agent's reward, the
 *true* next observation and available actions (``final_obs``/``final_avail`` at an auto-reset),
 ``terminated`` and ``truncated`` separately (time limits bootstrap, terminal states do not) and the
-agents' ``active`` flags.
+agents' ``active`` flags. The buffer stores each observation once (:class:`trustmarl.replay.Transitions`:
+the next observation is the next step's, the true final one kept apart where an episode ended) and
+discrete actions in the smallest integer type that holds them; batches are the full transitions above.
 """
 
 from __future__ import annotations
@@ -35,6 +37,14 @@ from trustmarl.networks import MASKED_LOGIT
 from trustmarl.trust.divergence import categorical_kl
 
 
+def _action_dtype(group) -> Any:
+    """Discrete actions: the smallest signed integer type holding ``0 .. n - 1``; others as they are."""
+    n = getattr(group.action_space, "n", None)
+    if n is None:
+        return jnp.float32
+    return jnp.int8 if n <= 127 else jnp.int16 if n <= 32767 else jnp.int32
+
+
 class OffPolicyState(NamedTuple):
     actor_params: tuple  # per group (stacked over the group's agents unless shared)
     critic_params: Any  # the algorithm's critic(s)
@@ -42,7 +52,7 @@ class OffPolicyState(NamedTuple):
     target_critic_params: Any
     actor_opt: tuple
     critic_opt: Any
-    buffer: replay.Replay
+    buffer: replay.Transitions  # each observation stored once per step (replay.Transitions)
     grad_steps: jax.Array  # gradient steps taken (int32)
     env_state: Any
     last: TimeStep
@@ -162,6 +172,44 @@ class OffPolicy(Algorithm):
             terminated=jnp.zeros((), bool), truncated=jnp.zeros((), bool), active=jnp.zeros((self.n_agents,), bool),
         )
 
+    # a transition's successor fields and the step fields they repeat (stored once: replay.Transitions)
+    NEXT = {"next_obs": "obs", "next_avail": "avail"}
+
+    def split_transition(self, transition: dict) -> tuple[dict, dict]:
+        """``(per-step fields, successor fields)`` of a transition (or a trajectory of them)."""
+        step = {k: v for k, v in transition.items() if k not in self.NEXT}
+        return step, {v: transition[k] for k, v in self.NEXT.items()}
+
+    def init_buffer(self, example: dict) -> replay.Transitions:
+        """The empty buffer: discrete actions in the smallest integer type that holds them, observations in
+        the env's ``obs_storage`` dtype when it declares one (both exact), the successor fields in the
+        sparse layout when the env's episodes last at least ``min_episode_steps`` >= 4 steps."""
+        step, nxt = self.split_transition(example)
+        step["actions"] = tuple(a.astype(_action_dtype(g)) for a, g in zip(step["actions"], self.groups))
+        storage = getattr(self.env, "obs_storage", None)
+        if storage is not None:  # observations the env declares integer-valued: exact in that dtype
+            step["obs"], nxt["obs"] = (tuple(o.astype(storage) for o in x) for x in (step["obs"], nxt["obs"]))
+        finals = replay.final_capacity(self.capacity, int(getattr(self.env, "min_episode_steps", 1)))
+        return replay.init_transitions(step, nxt, self.capacity, self.num_envs, finals)
+
+    def as_batch(self, step: dict, nxt: dict) -> dict:
+        """Stored fields (step and successor) as ``transition`` made them: actions and observations back in
+        their own dtypes, the successors under their ``next_...`` names."""
+        step = dict(step, actions=tuple(a.astype(jnp.int32) if jnp.issubdtype(a.dtype, jnp.integer) else a
+                                        for a in step["actions"]))
+        step["obs"], obs_next = (tuple(o.astype(jnp.float32) for o in x) for x in (step["obs"], nxt["obs"]))
+        nxt = dict(nxt, obs=obs_next)
+        return {**step, **{k: nxt[v] for k, v in self.NEXT.items()}}
+
+    def draw(self, buffer: replay.Transitions, key: jax.Array, batch_size: int) -> dict:
+        """``batch_size`` transitions ``[B, ...]`` drawn uniformly (as :func:`trustmarl.replay.sample`)."""
+        return self.as_batch(*replay.sample_transitions(buffer, key, batch_size))
+
+    def draw_windows(self, buffer: replay.Transitions, key: jax.Array, batch_size: int, length: int) -> dict:
+        """``batch_size`` windows of ``length`` consecutive transitions of one env copy ``[B, L, ...]``
+        (as :func:`trustmarl.replay.sample_windows`)."""
+        return self.as_batch(*replay.sample_transition_windows(buffer, key, batch_size, length))
+
     def init_state(self, key: jax.Array, last: TimeStep, env_state: Any = None) -> OffPolicyState:
         actor_params, critic_params = self.init_networks(key)
         actor_opt = tuple(opt_init(self.actor_tx, p, self.agents.stacked(g)) for g, p in enumerate(actor_params))
@@ -172,7 +220,7 @@ class OffPolicy(Algorithm):
             target_critic_params=critic_params,
             actor_opt=actor_opt,
             critic_opt=opt_init(self.critic_tx, critic_params, self.critic_stacked()),
-            buffer=replay.init(self.example_transition(last), self.capacity, self.num_envs),
+            buffer=self.init_buffer(self.example_transition(last)),
             grad_steps=jnp.zeros((), jnp.int32),
             **self.loop_fields(key, last, env_state),
             extra=self.init_extra(jax.random.fold_in(key, 2), actor_params, critic_params),
@@ -191,11 +239,12 @@ class OffPolicy(Algorithm):
         """The replay buffer is the bulk: checkpoints save its filled part beside the rest, read to resume."""
         return state._replace(buffer=None), state.buffer
 
-    def trim_bulk(self, bulk: replay.Replay) -> replay.Replay:
-        return replay.filled_part(bulk)
+    def trim_bulk(self, bulk: replay.Transitions) -> replay.Transitions:
+        return replay.filled_transitions(bulk)
 
-    def join_bulk(self, core: OffPolicyState, bulk: replay.Replay, template: OffPolicyState) -> OffPolicyState:
-        buf = replay.refill(bulk, jax.tree.leaves(template.buffer.data)[0].shape[1])  # [S, C, E, ...]: C
+    def join_bulk(self, core: OffPolicyState, bulk: replay.Transitions, template: OffPolicyState) -> OffPolicyState:
+        finals = None if isinstance(template.buffer.finals, tuple) else jax.tree.leaves(template.buffer.finals)[0].shape[1]
+        buf = replay.refill_transitions(bulk, self.capacity, finals)
         return core._replace(buffer=jax.tree.map(jnp.asarray, buf))
 
     def policy_view(self, state: OffPolicyState) -> View:
@@ -227,18 +276,19 @@ class OffPolicy(Algorithm):
             reward = (reward - mean * self.cfg.reward_scale) / (std * self.cfg.reward_scale)
         return dict(batch, reward=reward)
 
-    def sample_batch(self, buffer: replay.Replay, key: jax.Array, reward_stats) -> dict:
+    def sample_batch(self, buffer: replay.Transitions, key: jax.Array, reward_stats) -> dict:
         """One gradient step's batch ``[B, ...]``: uniform transitions with prepared rewards. Algorithms that
         learn from several consecutive steps (n-step returns, recurrent agents) override it."""
-        return self.prepare(replay.sample(buffer, key, self.cfg.batch_size), reward_stats)
+        return self.prepare(self.draw(buffer, key, self.cfg.batch_size), reward_stats)
 
     def learn(self, state: OffPolicyState, traj: dict):
         """Store the rollout, then ``grad_steps`` gradient steps once ``learning_starts`` transitions are stored."""
         cfg = self.cfg
-        buffer = replay.insert(state.buffer, traj)
+        step, nxt = self.split_transition(traj)
+        buffer = replay.insert_transitions(state.buffer, step, nxt, traj["terminated"] | traj["truncated"])
         key, k_learn, k_diag = jax.random.split(state.key, 3)
-        stored = buffer.size * self.num_envs
-        stats = replay.field_mean_std(buffer, buffer.data["reward"]) if cfg.reward_norm else None
+        stored = buffer.steps.size * self.num_envs
+        stats = replay.field_mean_std(buffer.steps, buffer.steps.data["reward"]) if cfg.reward_norm else None
         # the buffer is read, never written, while learning: keep it out of the cond and scan carries
         learner = state._replace(buffer=None, key=key)
 
@@ -253,7 +303,7 @@ class OffPolicy(Algorithm):
             learner, metrics = jax.lax.scan(step, learner, jax.random.split(k_learn, cfg.grad_steps))
             metrics = {k: m[-1] if k in self.LAST_STEP_METRICS else jnp.nanmean(m, 0)  # over the update's gradient
                        for k, m in metrics.items()}  # steps (NaN: no actor step)
-            probe = replay.sample(buffer, k_diag, min(cfg.batch_size, 256))
+            probe = self.draw(buffer, k_diag, min(cfg.batch_size, 256))
             metrics.update(self.policy_change(old_actor, learner.actor_params, probe["obs"], probe["avail"]))
             return learner, metrics
 

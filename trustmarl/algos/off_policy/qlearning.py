@@ -338,12 +338,12 @@ class QLearning(OffPolicy):
     def sample_batch(self, buffer, key, reward_stats):
         cfg = self.cfg
         if cfg.recurrent:
-            window = self.prepare(replay.sample_windows(buffer, key, cfg.batch_size, cfg.seq_len), reward_stats)
+            window = self.prepare(self.draw_windows(buffer, key, cfg.batch_size, cfg.seq_len), reward_stats)
             return dict(window, discount=cfg.gamma * (1.0 - window["terminated"].astype(jnp.float32)))
         if cfg.n_steps == 1:
             batch = super().sample_batch(buffer, key, reward_stats)
             return dict(batch, discount=cfg.gamma * (1.0 - batch["terminated"].astype(jnp.float32)))
-        window = self.prepare(replay.sample_windows(buffer, key, cfg.batch_size, cfg.n_steps), reward_stats)
+        window = self.prepare(self.draw_windows(buffer, key, cfg.batch_size, cfg.n_steps), reward_stats)
         return n_step(window, cfg.gamma)
 
     def team(self, reward: jax.Array) -> jax.Array:

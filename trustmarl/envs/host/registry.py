@@ -46,6 +46,7 @@ class HostEnvSpec:
     max_steps_key: str | None = None  # the key holding the episode limit
     cheap: bool = False  # auto num_workers = 0
     preset_alias: str | None = None  # use the algorithm presets of this (JAX-native) env name
+    obs_storage: str | None = None  # a dtype holding every observation exactly (integer counts): replay buffers use it
 
 
 def _simple_spread(p: dict[str, Any]):
@@ -122,7 +123,7 @@ def _presets() -> dict[str, HostEnvSpec]:
         ),
         HostEnvSpec(
             "sisl/pursuit", "host env: PettingZoo SISL pursuit_v5 (discrete); needs trustmarl[pettingzoo]",
-            dict(_PURSUIT), _sisl("sisl_pursuit"), "max_cycles",
+            dict(_PURSUIT), _sisl("sisl_pursuit"), "max_cycles", obs_storage="uint8",  # counts 0..30
         ),
         HostEnvSpec(
             "sisl/multiwalker_li2022",
@@ -134,7 +135,7 @@ def _presets() -> dict[str, HostEnvSpec]:
             "sisl/pursuit_li2022",
             "host env: SISL pursuit_v5 as in Li et al. 2022 (MAMT): no urgency penalty, per-pursuer rewards, "
             "25-step episodes; needs trustmarl[pettingzoo]",
-            dict(_PURSUIT_LI2022), _sisl_li2022("sisl_pursuit_li2022"), "episode_limit",
+            dict(_PURSUIT_LI2022), _sisl_li2022("sisl_pursuit_li2022"), "episode_limit", obs_storage="uint8",
         ),
     ]
     for suffix, task in MAMUJOCO_PRESETS.items():
@@ -259,6 +260,7 @@ def _host_env_info_class():
             groups: tuple[AgentGroup, ...]
             state_dim: int
             max_episode_steps: int
+            obs_storage: str | None = None  # a dtype holding every observation exactly (replay buffers use it)
 
         HostEnvInfo.__module__, HostEnvInfo.__qualname__ = __name__, "HostEnvInfo"  # picklable by name
         _HOST_ENV_INFO = HostEnvInfo
@@ -296,7 +298,9 @@ def probe(name: str, params: dict[str, Any]):
     env = make_factory(name, params)()
     try:
         adapter = env if isinstance(env, PettingZooAdapter) else PettingZooAdapter(env)
-        return _host_env_info_class()(name, tuple(adapter.groups), int(adapter.state_dim), _max_episode_steps(name, params, env))
+        storage = PRESETS[name].obs_storage if name in PRESETS else None
+        return _host_env_info_class()(name, tuple(adapter.groups), int(adapter.state_dim), _max_episode_steps(name, params, env),
+                                      storage)
     finally:
         close = getattr(env, "close", None)
         if callable(close):

@@ -84,6 +84,10 @@ class _Classic(ParticleEnv):
         return self.max_cycles
 
     @property
+    def min_episode_steps(self) -> int:
+        return self.max_cycles  # truncated after max_cycles steps, never terminated
+
+    @property
     def state_dim(self) -> int:
         return sum(g.n * g.obs_dim for g in self.groups)
 

@@ -112,6 +112,10 @@ class RoverTower(ParticleEnv):
     def max_episode_steps(self) -> int:
         return self.max_cycles
 
+    @property
+    def min_episode_steps(self) -> int:
+        return self.max_cycles  # truncated after max_cycles steps, never terminated
+
     # --- states --------------------------------------------------------------------------------
     def make_state(self, agent_pos, landmark_pos, rover_of_tower, goal, agent_vel=None, comm=None,
                    step: int = 0) -> RoverTowerState:

@@ -144,6 +144,10 @@ class SimpleSpread(ParticleEnv):
         return self.max_cycles
 
     @property
+    def min_episode_steps(self) -> int:
+        return self.max_cycles  # truncated after max_cycles steps, never terminated
+
+    @property
     def state_dim(self) -> int:
         return self.n_agents * self.obs_dim
 
