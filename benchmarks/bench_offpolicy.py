@@ -1,6 +1,6 @@
 """Speed of the off-policy engine: env steps/s and gradient steps/s, and the engine's overhead.
 
-For each algorithm (MADDPG, MATD3, MAAC) and seed count K on MPE simple_spread at the papers'
+For each algorithm (MADDPG, MATD3, MAAC; any off-policy one by ``--algos``, e.g. ``vdn qmix``) and seed count K on MPE simple_spread at the papers'
 update-to-data ratio (MAAC's: 12 env copies, an update every 96 env steps, 4 gradient steps of batch
 1024, buffer 1e6, 128-unit networks; ``--buffer`` to change the buffer), the script
 
@@ -92,8 +92,8 @@ def measure(algo: str, k: int, overrides: dict, n_updates: int, n_fill: int) -> 
     def grads_only(s):
         def step(st, key):
             k_batch, k_train = jax.random.split(key)
-            batch = a.prepare(replay.sample(st.buffer, k_batch, a.cfg.batch_size),
-                              replay.field_mean_std(st.buffer, st.buffer.data["reward"]) if a.cfg.reward_norm else None)
+            batch = a.sample_batch(st.buffer, k_batch,
+                                   replay.field_mean_std(st.buffer, st.buffer.data["reward"]) if a.cfg.reward_norm else None)
             st, _ = a.train_step(st, batch, k_train)
             return st, None
 
