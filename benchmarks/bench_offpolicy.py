@@ -1,6 +1,6 @@
 """Speed of the off-policy engine: env steps/s and gradient steps/s, and the engine's overhead.
 
-For each algorithm (MADDPG, MATD3, MAAC; MAMD and MAMT with ``--algos``) and seed count K on MPE
+For each algorithm (MADDPG, MATD3, MAAC; any off-policy one by ``--algos``, e.g. ``mamd mamt`` or ``vdn qmix``) and seed count K on MPE
 simple_spread (``--env``, e.g. ``mpe/spread_2``, Li et al. 2022's Spread) at the papers'
 update-to-data ratio (MAAC's: 12 env copies, an update every 96 env steps, 4 gradient steps of batch
 1024, buffer 1e6, 128-unit networks; ``--buffer`` to change the buffer), the script
