@@ -1,6 +1,7 @@
 """Speed of the off-policy engine: env steps/s and gradient steps/s, and the engine's overhead.
 
-For each algorithm (MADDPG, MATD3, MAAC) and seed count K on MPE simple_spread at the papers'
+For each algorithm (MADDPG, MATD3, MAAC; MAMD and MAMT with ``--algos``) and seed count K on MPE
+simple_spread (``--env``, e.g. ``mpe/spread_2``, Li et al. 2022's Spread) at the papers'
 update-to-data ratio (MAAC's: 12 env copies, an update every 96 env steps, 4 gradient steps of batch
 1024, buffer 1e6, 128-unit networks; ``--buffer`` to change the buffer), the script
 
@@ -14,11 +15,14 @@ update-to-data ratio (MAAC's: 12 env copies, an update every 96 env steps, 4 gra
 ``--harl`` adds MADDPG at HARL's MPE settings (10 env copies, 0.1 gradient steps per env step, batch
 1000, 128-128 MLPs; 10 x 10 env steps and 10 gradient steps per update), next to HARL's own rate
 measured on this kind of machine (about 115 env steps/s; quoted from the issue, not measured here).
-It also prints the projected wall-clock of a paper-length MAAC run on Spread (50,000 episodes of 25
+With MAAC among the algorithms, every other algorithm's time per gradient step is also given as a
+ratio to MAAC's (MAMD and MAMT are MAAC plus their actor loss and trust-region networks; Li et al.
+2022's target: MAMT at most 2x MAAC). It also prints the projected wall-clock of a paper-length run on Spread (50,000 episodes of 25
 steps = 1.25M env steps) from the measured one-seed rate. Run from the repository root::
 
     .venv/bin/python benchmarks/bench_offpolicy.py                      # all algorithms, K = 1 and 8
     .venv/bin/python benchmarks/bench_offpolicy.py --algos maac --seeds 1 --updates 20
+    .venv/bin/python benchmarks/bench_offpolicy.py --algos maac mamd mamt --seeds 1 --env mpe/spread_2
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ PAPER_MAAC_STEPS = 50_000 * 25
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--algos", nargs="+", default=["maddpg", "matd3", "maac"])
+    p.add_argument("--env", default=ENV, help="a JAX-native MPE environment (default %(default)s)")
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 8])
     p.add_argument("--updates", type=int, default=20, help="timed updates (after compiling and filling)")
     p.add_argument("--fill", type=int, default=20, help="updates run before timing (fill the buffer)")
@@ -74,8 +79,8 @@ def _timed(fn, *args, repeats: int = 2):
     return best, compile_s, out
 
 
-def measure(algo: str, k: int, overrides: dict, n_updates: int, n_fill: int) -> dict:
-    cfg = build_config(algo, ENV, {"algo.learning_starts": 0, **overrides, "num_seeds": k})
+def measure(algo: str, k: int, overrides: dict, n_updates: int, n_fill: int, env: str = ENV) -> dict:
+    cfg = build_config(algo, env, {"algo.learning_starts": 0, **overrides, "num_seeds": k})
     a = make_algorithm(cfg, total_updates=n_fill + n_updates)
     state = init_seeds(a, jax.random.split(jax.random.PRNGKey(0), k))
 
@@ -102,7 +107,7 @@ def measure(algo: str, k: int, overrides: dict, n_updates: int, n_fill: int) -> 
     t_grad, c_grad, _ = _timed(jax.jit(jax.vmap(grads_only)), state)
     env_steps = n_updates * a.steps_per_update * k
     return {
-        "algo": algo, "seeds": k, "updates": n_updates, "grad_steps": n_grad * k,
+        "algo": algo, "env": env, "seeds": k, "updates": n_updates, "grad_steps": n_grad * k,
         "buffer_per_seed_mb": replay.nbytes(jax.tree.map(lambda x: x[0], state.buffer)) / 2**20,
         "engine_seconds": t_engine, "grad_only_seconds": t_grad, "compile_seconds": c_engine,
         "env_steps_per_s": env_steps / t_engine, "grad_steps_per_s": n_grad * k / t_engine,
@@ -114,7 +119,7 @@ def measure(algo: str, k: int, overrides: dict, n_updates: int, n_fill: int) -> 
 def main(argv=None):
     args = parse_args(argv)
     info = machine_info()
-    print(f"# bench_offpolicy  backend={info['backend']}  cpus={info['cpu_count']}  "
+    print(f"# bench_offpolicy  env={args.env}  backend={info['backend']}  cpus={info['cpu_count']}  "
           f"load avg={' '.join(f'{x:.2f}' for x in info['loadavg_1_5_15'])}")
     rows = []
     cases = [(a, k, {"algo.buffer_size": args.buffer}) for a in args.algos for k in args.seeds]
@@ -123,7 +128,7 @@ def main(argv=None):
     print(f"{'algo':8s} {'K':>2s} {'env steps/s':>12s} {'grad steps/s':>13s} {'grads alone/s':>14s} "
           f"{'overhead':>9s} {'vs K=1':>7s} {'compile s':>9s}")
     for algo, k, ov in cases:
-        r = measure(algo, k, ov, args.updates, args.fill)
+        r = measure(algo, k, ov, args.updates, args.fill, args.env)
         r["harl_settings"] = ov.get("algo.batch_size") == 1000
         base = next((x for x in rows if x["algo"] == algo and x["seeds"] == 1 and not x["harl_settings"]), None)
         r["aggregate_vs_one_seed"] = r["env_steps_per_s"] / base["env_steps_per_s"] if base and k > 1 else None
@@ -135,9 +140,17 @@ def main(argv=None):
         if r["harl_settings"]:
             print(f"#   MADDPG at HARL's settings: {r['env_steps_per_s'] / HARL_MADDPG_STEPS_PER_S:.1f}x HARL's "
                   f"{HARL_MADDPG_STEPS_PER_S:.0f} env steps/s (quoted, not measured here)")
-        if algo == "maac" and k == 1:
+        if k == 1 and algo in ("maac", "mamd", "mamt"):
             hours = PAPER_MAAC_STEPS / r["env_steps_per_s"] / 3600
-            print(f"#   a paper-length MAAC run on Spread (50,000 x 25 env steps) would take {hours:.1f} h at this rate")
+            print(f"#   a paper-length {algo.upper()} run (50,000 x 25 env steps) would take {hours:.1f} h at this rate")
+    maac = {x["seeds"]: x for x in rows if x["algo"] == "maac" and not x["harl_settings"]}
+    for r in rows:
+        if r["algo"] != "maac" and not r["harl_settings"] and r["seeds"] in maac:
+            m = maac[r["seeds"]]
+            r["time_per_grad_step_vs_maac"] = m["grad_steps_per_s"] / r["grad_steps_per_s"]
+            r["time_per_grad_step_alone_vs_maac"] = m["grad_only_steps_per_s"] / r["grad_only_steps_per_s"]
+            print(f"#   {r['algo']} K={r['seeds']}: time per gradient step {r['time_per_grad_step_vs_maac']:.2f}x MAAC's "
+                  f"(engine), {r['time_per_grad_step_alone_vs_maac']:.2f}x (gradient steps alone)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"machine": info, "results": rows}, indent=1, default=float) + "\n")
     print(f"# written to {args.out}")

@@ -5,6 +5,7 @@ Importing the package is cheap; the public names below are loaded on first use::
     import trustmarl
     cfg = trustmarl.build_config("mappo", "mpe/simple_spread", {"total_steps": 100_000})
     summary = trustmarl.train(cfg, "runs/demo")
+    policy = trustmarl.load_policy("runs/demo", seed=0)  # policy.act(obs, deterministic=True)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ _LAZY = {
     "ConfigError": "trustmarl.experiment.config",
     "train": "trustmarl.experiment.runner",
     "evaluate_run": "trustmarl.experiment.runner",
+    "load_policy": "trustmarl.experiment.policy",
     "make_algorithm": "trustmarl.algos",
     "algo_names": "trustmarl.algos",
     "make_env": ("trustmarl.envs", "make"),

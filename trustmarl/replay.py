@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 class Replay(NamedTuple):
@@ -101,3 +102,45 @@ def field_mean_std(buf: Replay, field: jax.Array, eps: float = 1e-8) -> tuple[ja
 def nbytes(buf: Replay) -> int:
     """Memory of the stored arrays (one seed)."""
     return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(buf.data))
+
+
+# ---- checkpoints (numpy, outside jit; leaves with a leading seed axis: data [S, C, E, ...], pos/size [S]) ----
+
+def filled_part(buf: Replay) -> Replay:
+    """The time indices that hold data, for a checkpoint: ``[:size]`` while no seed's buffer has wrapped
+    around (the write position is then ``size``, the data a prefix), everything after. Seeds share the
+    cut (their largest fill); :func:`refill` restores the buffer bit for bit."""
+    size = np.asarray(buf.size)
+    n = int(size.max(initial=0))
+    data = jax.tree.map(lambda d: np.asarray(d)[:, :n], buf.data)
+    return Replay(data, np.asarray(buf.pos), size)
+
+
+def refill(saved: Replay, capacity: int) -> Replay:
+    """A buffer of ``capacity`` steps per copy from :func:`filled_part`'s ``saved`` (seed-batched numpy).
+
+    With the capacity it was saved with: zeros after the saved part (as an empty buffer holds), so a
+    resumed run continues bitwise. With another capacity (a resumed run of another length whose buffer is
+    sized to the run): the stored steps in time order, the newest ``capacity`` of them if fewer fit."""
+    n = jax.tree.leaves(saved.data)[0].shape[1]
+    pos, size = np.asarray(saved.pos, np.int32), np.asarray(saved.size, np.int32)
+    if n < capacity and (pos == size).all():  # a prefix: pad
+        pad = lambda d: np.concatenate([d, np.zeros((d.shape[0], capacity - n) + d.shape[2:], d.dtype)], 1)  # noqa: E731
+        return Replay(jax.tree.map(pad, saved.data), pos, size)
+    if n == capacity:
+        return Replay(saved.data, pos % capacity, size)
+    # another capacity: time order (oldest first) per seed, then keep the newest ``capacity`` steps
+    seeds = []
+    for s in range(pos.shape[0]):
+        order = (pos[s] - size[s] + np.arange(size[s])) % max(n, 1)
+        order = order[max(0, size[s] - capacity):]
+        seeds.append(order)
+    keep = np.minimum(size, capacity).astype(np.int32)
+
+    def fit(d):
+        out = np.zeros((d.shape[0], capacity) + d.shape[2:], d.dtype)
+        for s, order in enumerate(seeds):
+            out[s, : len(order)] = d[s, order]
+        return out
+
+    return Replay(jax.tree.map(fit, saved.data), keep % capacity, keep)

@@ -3,9 +3,11 @@ directory safety, divergence handling and evaluation; plus one short real MAPPO 
 
 from __future__ import annotations
 
+import ast
 import csv
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -215,6 +217,30 @@ def test_result_is_printed(tmp_path, capsys):
     assert f"run saved to {out}" in printed
 
 
+def test_progress_bar_shows_compiling_moves_in_one_chunk_and_keeps_the_return(tmp_path, capsys):
+    """The first chunk's compilation is named; a run that fits in one chunk goes in tenths, so the bar
+    moves; a chunk in which no episode ended (the dummy's every 4th update) shows the last return, not n/a."""
+    run(cfg_of(total_steps=8 * 10, chunk_updates=10), tmp_path / "one", progress=True)
+    bar = capsys.readouterr().err
+    assert "compiling the first chunk" in bar
+    assert len(set(re.findall(r"\b(\d+(?:\.\d+)?)/80\.0", bar))) >= 10  # 8, 16, ..., 80 env steps
+    assert "ret=n/a" not in bar and "ret=" in bar
+    rows = read_jsonl(tmp_path / "one" / "metrics.jsonl")
+    assert len(rows) == 10 and math.isnan(rows[2]["episode_return"])  # update 3: no episode ended
+
+
+def test_runner_names_no_algorithm_or_environment_metric():
+    """What the bar shows beyond the return comes from the algorithm (``progress_postfix``) and the env's
+    outcomes (``episode_<key>``); the runner lists no off-policy or SMAX metric names."""
+    tree = ast.parse(Path(runner.__file__).read_text())
+    docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                  if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef)) and n.body and isinstance(n.body[0], ast.Expr)}
+    strings = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+               and id(n) not in docstrings]
+    for name in ("progress/", "warm", "win", "buffer"):
+        assert not [s for s in strings if name in s], name
+
+
 # ---- determinism and resume ----------------------------------------------------------------------
 
 def test_same_config_gives_identical_run_and_overwrite_replaces(run_a, tmp_path):
@@ -333,18 +359,27 @@ def runner_env(cfg):
     return make(cfg.env.name, **cfg.env.params)
 
 
-def test_large_checkpoints_are_throttled_and_reported(tmp_path, monkeypatch, capsys):
-    """Checkpoints over the size limit (replay buffers) are at least checkpoint_seconds apart (besides the
-    first and the last) and their size is printed; small ones follow checkpoint_every alone."""
-    monkeypatch.setattr(runner, "LARGE_CHECKPOINT", 1)  # every checkpoint counts as large
-    run(cfg_of(checkpoint_every=1, checkpoint_seconds=3600), tmp_path / "big", keep_checkpoints=True)
-    saved = sorted(p.name for p in (tmp_path / "big" / "checkpoints").glob("update_*.npz"))
-    assert saved == ["update_0000000.npz", f"update_{N_UPDATES:07d}.npz"]
+def test_checkpoint_cadence_adapts_to_the_write_time(tmp_path, monkeypatch, capsys):
+    """Periodic checkpoints every checkpoint_every chunks or checkpoint_seconds after the last, whichever
+    is first, never sooner than 20x the last write's duration (<= 5% of the run); large ones are reported."""
+    def saved(name):
+        return sorted(p.name for p in (tmp_path / name / "checkpoints").glob("update_*.npz"))
+
+    monkeypatch.setattr(runner, "LARGE_CHECKPOINT", 1)  # every checkpoint counts as large: reported
+    monkeypatch.setattr(runner, "WRITE_SHARE", 1e-9)  # every write "takes" far longer than the run
+    monkeypatch.setattr(runner, "THROTTLE_ABOVE", 0.0)  # however small
+    run(cfg_of(checkpoint_every=1, checkpoint_seconds=0), tmp_path / "slow", keep_checkpoints=True)
+    assert saved("slow") == ["update_0000000.npz", f"update_{N_UPDATES:07d}.npz"]  # the first and the last only
     err = capsys.readouterr().err
-    assert "checkpoint at update 0: 0 MB" in err and f"checkpoint at update {N_UPDATES}:" in err
-    monkeypatch.setattr(runner, "LARGE_CHECKPOINT", 10**12)
-    run(cfg_of(checkpoint_every=1, checkpoint_seconds=3600), tmp_path / "small", keep_checkpoints=True)
-    assert len(list((tmp_path / "small" / "checkpoints").glob("update_*.npz"))) == 1 + 7  # 7 chunks of 3, 3, ..., 2
+    assert "checkpoint at update 0: 0 MB in " in err and f"checkpoint at update {N_UPDATES}:" in err
+    monkeypatch.setattr(runner, "WRITE_SHARE", 0.05)
+    monkeypatch.setattr(runner, "THROTTLE_ABOVE", 0.5)
+    run(cfg_of(checkpoint_every=1, checkpoint_seconds=3600), tmp_path / "chunks", keep_checkpoints=True)
+    assert len(saved("chunks")) == 1 + 7  # every one of 7 chunks of 3, 3, ..., 2
+    run(cfg_of(checkpoint_every=100, checkpoint_seconds=0), tmp_path / "seconds", keep_checkpoints=True)
+    assert len(saved("seconds")) == 1 + 7  # checkpoint_seconds=0: time-based, after every chunk
+    run(cfg_of(checkpoint_every=100, checkpoint_seconds=3600), tmp_path / "neither", keep_checkpoints=True)
+    assert len(saved("neither")) == 2  # update 0 and the end
 
 
 # ---- divergence ----------------------------------------------------------------------------------
@@ -389,6 +424,23 @@ def test_evaluate_run(tmp_path):
     assert (res["episodes"], res["deterministic"], res["update"]) == (5, True, N_UPDATES)
     noisy = evaluate_run(out, episodes=40, deterministic=False)
     assert noisy["per_seed_return"] != pytest.approx(expected)
+
+
+def test_periodic_evaluations_compile_once(tmp_path, monkeypatch):
+    """Every evaluation of a run reuses one compiled acting program and env stepper (a fresh one per
+    evaluation took seconds each: periodic evaluation would cost far more than 5% of a run)."""
+    traced = {"n": 0}
+    original = _dummy.DummyAlgorithm.eval_actions
+
+    def counting(self, *args, **kwargs):
+        traced["n"] += 1  # runs once per trace (compilation), not per call
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(_dummy.DummyAlgorithm, "eval_actions", counting)
+    summary = run(cfg_of(eval_every=16, eval_episodes=2), tmp_path / "evals")
+    rows = read_jsonl(tmp_path / "evals" / "metrics.jsonl")
+    assert len([r for r in rows if "eval/return" in r]) == 10 and summary["status"] == "completed"
+    assert traced["n"] == 1
 
 
 # ---- a real algorithm ----------------------------------------------------------------------------

@@ -73,3 +73,40 @@ def test_reward_statistics_cover_the_filled_part_only():
     np.testing.assert_allclose(mean, ref.mean(0), rtol=1e-6)
     np.testing.assert_allclose(std, ref.std(0), rtol=1e-4)
     assert replay.nbytes(buf) == 6 * 2 * 2 * 4
+
+
+# ---- checkpoints: the filled part, restored bit for bit or resized in time order ------------------
+
+def _seeds(buf, n=2):
+    return jax.tree.map(lambda x: np.stack([np.asarray(x)] * n), buf)
+
+
+def test_filled_part_is_the_prefix_until_the_buffer_wraps_and_refill_restores_it_bitwise():
+    buf = replay.insert(replay.init(_example(), capacity=8, num_envs=3), _traj(0, 3, 3))
+    saved = replay.filled_part(_seeds(buf))
+    assert saved.data["id"].shape == (2, 3, 3)  # 3 of 8 steps stored: only those are saved
+    back = replay.refill(saved, 8)
+    assert all(np.asarray(a).tobytes() == np.asarray(b).tobytes() and np.asarray(a).dtype == np.asarray(b).dtype
+               for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(_seeds(buf))))
+    full = replay.insert(buf, _traj(3, 7, 3))  # 10 steps in 8: wrapped, write position 2
+    saved = replay.filled_part(_seeds(full))
+    assert saved.data["id"].shape == (2, 8, 3)
+    back = replay.refill(saved, 8)
+    assert all(np.asarray(a).tobytes() == np.asarray(b).tobytes()
+               for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(_seeds(full))))
+
+
+def test_refill_to_another_capacity_keeps_time_order_and_the_newest_steps():
+    """A resumed run of another length (buffer sized to the run): the stored steps oldest first, the
+    newest that fit; sampling and insertion then behave as for a buffer filled in that order."""
+    full = replay.insert(replay.insert(replay.init(_example(), capacity=5, num_envs=2), _traj(0, 4, 2)), _traj(4, 3, 2))
+    saved = replay.filled_part(_seeds(full))  # steps 2..6 of each copy, wrapped at position 2
+    bigger = replay.refill(saved, 9)
+    assert bigger.data["id"][0, :5, 1].tolist() == [1002, 1003, 1004, 1005, 1006] and (bigger.data["id"][0, 5:] == 0).all()
+    assert bigger.pos.tolist() == [5, 5] and bigger.size.tolist() == [5, 5]
+    smaller = replay.refill(saved, 3)
+    assert smaller.data["id"][1, :, 0].tolist() == [4, 5, 6]
+    assert smaller.pos.tolist() == [0, 0] and smaller.size.tolist() == [3, 3]
+    one = jax.tree.map(lambda x: jnp.asarray(x[0]), bigger)
+    one = replay.insert(one, _traj(7, 2, 2))
+    assert np.asarray(one.data["id"])[:7, 0].tolist() == [2, 3, 4, 5, 6, 7, 8]

@@ -57,16 +57,19 @@ def test_train_commands_are_the_paper_lengths():
     assert cmd == "trustmarl train matrl grid/checkers num_seeds=5 total_steps=400000 algo.independent=true --out runs/checkers_il"
     cmd = train_command("grid/switch4", "IL-PP", PAPER_UPDATES["grid/switch4"], 5)
     assert "total_steps=1000000 algo.rho=0.0" in cmd
+    cmd = train_command("grid/switch4", "QMIX", PAPER_UPDATES["grid/switch4"], 5)  # the same env steps as MATRL's
+    assert cmd == "trustmarl train qmix grid/switch4 num_seeds=5 total_steps=1000000 --out runs/switch4_qmix"
 
 
-@pytest.mark.slow  # ~2-3 min of compilation: 8 runs
+@pytest.mark.slow  # ~5-6 min of compilation: 14 runs
 def test_smoke_tier_writes_table_curves_and_resumes(tmp_path):
     numbers = reproduce_matrl(tmp_path, "smoke")
     for name in ("matrl_grid.md", "matrl_grid.json", "matrl_grid.png"):
         assert (tmp_path / name).stat().st_size > 0
     saved = json.loads((tmp_path / "matrl_grid.json").read_text())
     assert set(saved["results"]) == {"grid/checkers", "grid/switch4"}
-    assert all(len(v) == 4 for v in saved["results"].values())
+    assert all(len(v) == 7 for v in saved["results"].values())
+    assert saved["results"]["grid/checkers"]["QMIX"]["env_steps"] == saved["results"]["grid/checkers"]["MATRL"]["env_steps"]
     assert saved["results"]["grid/switch4"]["MATRL"]["updates"] == 2
     again = reproduce_matrl(tmp_path, "smoke")  # finished runs are reused, not retrained
     assert again["seconds"] < numbers["seconds"] / 3

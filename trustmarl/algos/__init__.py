@@ -172,6 +172,7 @@ def check_compatible(cfg, env) -> None:
         raise ConfigError(
             f"{spec.name} supports {' and '.join(spec.action_kinds)} actions only, but {cfg.env.name} has "
             f"{bad[0].action_space.kind} actions in group(s) {groups}"
+            + ("; for continuous actions use maddpg or matd3 (off-policy), or mappo/happo" if bad[0].action_space.kind == "continuous" else "")
         )
     if getattr(cfg.algo, "share_params", False) is True and len(env.groups) > 1:  # "auto" never fails
         groups = "; ".join(f"{g.name} ({', '.join(g.agents)}: obs {g.obs_dim}, {g.action_space})" for g in env.groups)
@@ -195,6 +196,6 @@ def _load() -> None:
         from trustmarl.compilation import install_default
 
         install_default()  # a straight-line Threefry on the CPU: same numbers, far fewer runtime ops
-        from trustmarl.algos.off_policy import f2a2_sac, maac, maddpg, mamd, mamt  # noqa: F401
+        from trustmarl.algos.off_policy import f2a2_sac, iql, maac, maddpg, mamd, mamt, qmix, qtran, vdn  # noqa: F401
         from trustmarl.algos.on_policy import happo, hatrpo, ppo  # noqa: F401
         from trustmarl.algos.on_policy import coma, matrl  # noqa: F401

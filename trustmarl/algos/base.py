@@ -43,6 +43,8 @@ from trustmarl.envs.base import TimeStep
 #   "episode_return_per_agent"   [n_agents] each agent's own return
 #   "episode_length"             mean episode length; "episode_<key>" for every env outcome in TimeStep.info
 #   "episodes"                   number of episodes that ended during the rollout
+#   "diag/learning"              (optional) 0 for an update that did not learn (e.g. an off-policy warm-up):
+#                                its NaN losses are no divergence
 #   "loss/..."                   loss terms; "diag/..." diagnostics; per-agent diagnostics are arrays
 #                                of shape [n_agents] under names ending in "_per_agent".
 REQUIRED_METRICS = ("env_steps", "episode_return", "episode_return_sum", "episode_return_per_agent", "episodes")
@@ -131,6 +133,9 @@ class Algorithm:
     """
 
     name = "algorithm"
+    # the metric the progress bar shows as ``ret`` (its mean over a chunk's updates; the last value is kept
+    # while no episode ends); further fields come from :meth:`progress_postfix`
+    PROGRESS_METRIC = "episode_return"
 
     def __init__(self, env, cfg, total_updates: int | None = None, share_params: bool = False, agent_id: bool = False):
         self.env = env
@@ -167,6 +172,27 @@ class Algorithm:
 
     def init_carry(self, batch_shape: tuple[int, ...]) -> Any:
         return ()
+
+    def progress_postfix(self, row: dict) -> dict[str, str]:
+        """The algorithm's own fields in the progress bar, from the last metrics row (default: none)."""
+        return {}
+
+    # ---- checkpoints: the policy apart from bulky data ----------------------------------------------
+    def split_bulk(self, state) -> tuple[Any, Any]:
+        """``(core, bulk)``: the state without its bulky data and that data (``None``: nothing bulky). A
+        checkpoint writes the bulk (a replay buffer) to a file of its own, cut by :meth:`trim_bulk`, and
+        reads it only to resume training; evaluation, rendering and ``trustmarl.load_policy`` read the
+        core alone. Works on seed-batched states and on their templates (``jax.ShapeDtypeStruct`` leaves)."""
+        return state, None
+
+    def trim_bulk(self, bulk) -> Any:
+        """The part of a seed-batched ``bulk`` worth saving (numpy leaves; default: all of it)."""
+        return bulk
+
+    def join_bulk(self, core, bulk, template) -> Any:
+        """The state from ``core`` and a saved ``bulk`` (:meth:`trim_bulk`'s output, numpy) fitted to the
+        full state's ``template``; inverse of :meth:`split_bulk`."""
+        return core
 
     def loop_fields(self, key: jax.Array, last: TimeStep, env_state: Any) -> dict:
         """The state fields the loops manage, freshly initialised (for a family's ``init_state``)."""

@@ -32,9 +32,7 @@ class JaxStepper:
     def __init__(self, env, num_seeds: int, episodes: int, key: jax.Array, auto_reset: bool = True):
         self.env, self.shape = env, (int(num_seeds), int(episodes))
         self._key = key
-        step = env.step if auto_reset else (lambda k, s, a: strong_types(env._step(k, s, a)))
-        self._reset = jax.jit(jax.vmap(jax.vmap(env.reset)))
-        self._step = jax.jit(jax.vmap(jax.vmap(step)))
+        self._reset, self._step = _stepper_fns(env, auto_reset)
         self._t = 0
         self.state = None
 
@@ -57,6 +55,23 @@ class JaxStepper:
 
     def close(self) -> None:
         pass
+
+
+def _cached(obj, key: tuple, build: Callable[[], Any]) -> Any:
+    """``build()`` once per object and ``key``, kept in the object's ``__dict__`` (frozen dataclasses
+    too), so repeated evaluations of a run reuse one compiled program and it goes with the object."""
+    cache = vars(obj).setdefault("_trustmarl_compiled", {})
+    if key not in cache:
+        cache[key] = build()
+    return cache[key]
+
+
+def _stepper_fns(env, auto_reset: bool):
+    def build():
+        step = env.step if auto_reset else (lambda k, s, a: strong_types(env._step(k, s, a)))
+        return jax.jit(jax.vmap(jax.vmap(env.reset))), jax.jit(jax.vmap(jax.vmap(step)))
+
+    return _cached(env, ("stepper", auto_reset), build)
 
 
 class HostStepper:
@@ -130,7 +145,8 @@ def run_episodes(algo, views, stepper, key: jax.Array, deterministic: bool = Tru
     """
     n_seeds, n_eps = stepper.shape
     max_steps = int(max_steps or algo.env.max_episode_steps)
-    act = jax.jit(jax.vmap(lambda v, c, o, a, d, k: algo.eval_actions(v, c, o, a, d, k, deterministic)))
+    act = _cached(algo, ("act", deterministic), lambda: jax.jit(jax.vmap(
+        lambda v, c, o, a, d, k: algo.eval_actions(v, c, o, a, d, k, deterministic))))
     ts = stepper.reset()
     if on_step is not None:
         on_step(0)

@@ -11,7 +11,6 @@ rebuild the pytree; every key path, shape and dtype must match it.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import tempfile
@@ -31,13 +30,19 @@ class CheckpointError(ValueError):
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(file)`` on a temporary file in ``path``'s folder, then ``fsync`` and ``os.replace`` it
+    onto ``path``: a process killed meanwhile leaves the previous ``path`` intact."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # as open() would create it (mkstemp's 0600 would hide run files)
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -77,8 +82,9 @@ def _leaf_to_numpy(x: Any) -> tuple[np.ndarray, dict[str, Any]]:
     return arr, info
 
 
-def save_checkpoint(path: Path, state: Any, counters: dict[str, Any]) -> None:
-    """Save the pytree ``state`` with JSON-serialisable ``counters`` to ``path`` (atomic)."""
+def save_checkpoint(path: Path, state: Any, counters: dict[str, Any], sidecar: bool = True) -> None:
+    """Save the pytree ``state`` with JSON-serialisable ``counters`` to ``path`` (atomic), and the counters
+    to a JSON ``sidecar`` beside it."""
     path = Path(path)
     leaves_with_paths, _ = jax.tree_util.tree_flatten_with_path(state)
     arrays: dict[str, np.ndarray] = {}
@@ -89,10 +95,9 @@ def save_checkpoint(path: Path, state: Any, counters: dict[str, Any]) -> None:
         leaves_meta.append({"path": jax.tree_util.keystr(key_path), **info})
     meta = {"format": FORMAT_VERSION, "counters": counters, "leaves": leaves_meta}
     arrays[_META] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
-    atomic_write_text(path.with_suffix(".json"), json.dumps({"format": FORMAT_VERSION, **counters}, indent=2) + "\n")
+    atomic_write(path, lambda f: np.savez(f, **arrays))  # streamed to the file: no second copy in memory
+    if sidecar:
+        atomic_write_text(path.with_suffix(".json"), json.dumps({"format": FORMAT_VERSION, **counters}, indent=2) + "\n")
 
 
 def read_meta(path: Path) -> dict[str, Any]:
@@ -101,11 +106,13 @@ def read_meta(path: Path) -> dict[str, Any]:
         return _meta(data, path)
 
 
-def load_checkpoint(path: Path, template: Any) -> tuple[Any, dict[str, Any]]:
+def load_checkpoint(path: Path, template: Any, flexible_axis: int | None = None) -> tuple[Any, dict[str, Any]]:
     """Load a checkpoint into the structure of ``template``; returns ``(state, counters)``.
 
     ``template`` may hold arrays or ``jax.ShapeDtypeStruct`` leaves. Raises ``CheckpointError``
-    naming the first key path whose presence, shape or dtype does not match.
+    naming the first key path whose presence, shape or dtype does not match. ``flexible_axis``: a stored
+    leaf may differ from the template in the length of this axis (a replay buffer saved trimmed to its
+    filled part); the caller fits it.
     """
     path = Path(path)
     expected, treedef = jax.tree_util.tree_flatten_with_path(template)
@@ -125,11 +132,11 @@ def load_checkpoint(path: Path, template: Any) -> tuple[Any, dict[str, Any]]:
         leaves = []
         for i, ((_, want), info) in enumerate(zip(expected, stored)):
             arr = data[f"leaf_{i:05d}"]
-            leaves.append(_restore_leaf(arr, info, want, path))
+            leaves.append(_restore_leaf(arr, info, want, path, flexible_axis))
     return jax.tree_util.tree_unflatten(treedef, leaves), meta["counters"]
 
 
-def _restore_leaf(arr: np.ndarray, info: dict[str, Any], want: Any, path: Path) -> Any:
+def _restore_leaf(arr: np.ndarray, info: dict[str, Any], want: Any, path: Path, flexible_axis: int | None = None) -> Any:
     name = info["path"]
     if info.get("bits"):
         arr = arr.view(np.dtype(jax.numpy.dtype(info["dtype"])))
@@ -142,8 +149,15 @@ def _restore_leaf(arr: np.ndarray, info: dict[str, Any], want: Any, path: Path) 
         return key
     if _is_prng_key(want):
         raise CheckpointError(f"checkpoint {path}: {name} is stored as {arr.dtype} but the state expects a PRNG key")
-    if tuple(arr.shape) != tuple(want.shape):
+    have, shape = list(arr.shape), list(want.shape)
+    if flexible_axis is not None and len(have) == len(shape) > flexible_axis:
+        have[flexible_axis] = shape[flexible_axis]
+    if have != shape:
         raise CheckpointError(f"checkpoint {path}: {name} has shape {tuple(arr.shape)}, expected {tuple(want.shape)}")
+    if flexible_axis is not None:
+        if np.dtype(arr.dtype) != np.dtype(want.dtype):
+            raise CheckpointError(f"checkpoint {path}: {name} has dtype {arr.dtype}, expected {want.dtype}")
+        return arr  # numpy: the caller fits it to the template and moves it to the device once
     if np.dtype(arr.dtype) != np.dtype(want.dtype):
         raise CheckpointError(f"checkpoint {path}: {name} has dtype {arr.dtype}, expected {want.dtype}")
     return jax.numpy.asarray(arr)

@@ -43,9 +43,9 @@ class RunConfig:
     total_steps: int = 1_000_000  # env steps per seed
     chunk_updates: int = 10  # updates per jitted chunk (progress, metrics and checkpoints between chunks)
     checkpoint_every: int = 10  # chunks between checkpoints (the last one is always saved)
-    checkpoint_seconds: float = 600.0  # checkpoints over 100 MB (replay buffers) are at least this many seconds apart
-    eval_episodes: int = 32  # episodes per seed of each evaluation (and of `trustmarl eval`)
-    eval_every: int = 0  # env steps per seed between deterministic evaluations during training; 0 = never
+    checkpoint_seconds: float = 300.0  # also checkpoint this long after the last one; never sooner than 20x its write time
+    eval_episodes: int = 32  # episodes per seed of each evaluation (and of `trustmarl eval`); off-policy algorithms: 10
+    eval_every: int = 0  # env steps per seed between deterministic evaluations in training; 0 = never; off-policy: 10000
 
     def validate(self) -> None:
         self.validate_run_keys()
@@ -338,6 +338,9 @@ def build_config(
     _check_before_import(algo, merged, user_layers, run_types)
 
     algo_cls = algos.algo_config_class(algo)
+    # run keys an algorithm family sets by default, below every preset and user layer (e.g. the off-policy
+    # family's periodic deterministic evaluation)
+    merged = {**getattr(algo_cls, "RUN_DEFAULTS", {}), **merged}
     for layer in user_layers:
         for key in layer:
             if key.startswith("algo.") and key[5:] in getattr(algo_cls, "UNUSED", {}):

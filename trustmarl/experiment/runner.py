@@ -14,7 +14,9 @@ Run directory::
     config.yaml              resolved config (RunConfig.to_dict())
     metrics.jsonl / .csv     one row per update (see ``logger.chunk_rows``)
     tb/                      TensorBoard events (aggregate scalars, step = env steps of one seed)
-    checkpoints/last.npz     latest good state (+ last.json sidecar with the counters)
+    checkpoints/last.npz     latest good state but its bulky data (+ last.json sidecar with the counters):
+                             policy, optimisers, normalisers, counters; all that eval/render/load_policy read
+    checkpoints/resume_<update>.npz  the bulky data (replay buffers: their filled part only), read to resume
     summary.json             result and throughput; ``status`` is "completed", "diverged" or "env_error"
 
 **Host (Python) environments** (``pettingzoo/...``, ``sisl/...``, ``mamujoco/...``,
@@ -59,7 +61,10 @@ SUMMARY_FILE = "summary.json"
 LAST_CHECKPOINT = Path("checkpoints") / "last.npz"
 # Run keys that may differ when resuming; everything else must equal the saved config.
 RESUMABLE_KEYS = ("total_steps", "env.num_workers")
-LARGE_CHECKPOINT = 100 * 2**20  # bytes: periodic checkpoints this large are at least checkpoint_seconds apart
+LARGE_CHECKPOINT = 100 * 2**20  # bytes: checkpoints this large are reported when written
+WRITE_SHARE = 0.05  # at most this share of a run's time goes into writing periodic checkpoints ...
+THROTTLE_ABOVE = 0.5  # ... that take longer than this many seconds to write (smaller ones follow checkpoint_every)
+RESUME_PREFIX = "resume_"
 
 
 class RunDirError(ConfigError):
@@ -289,6 +294,8 @@ def _summary(cfg, run_dir, rows, status, updates, env_steps, session, wall_total
         out["final_action_probs_per_agent"] = probs
     outcomes = sorted({k for r in rows for k in r if k.startswith("episode_") and "/" not in k}
                       - {"episode_return", "episode_return_sum", "episode_length"})
+    if outcomes:
+        out["outcomes"] = [name[8:] for name in outcomes]
     for name in outcomes:  # env outcomes such as SMAX's episode_win_rate, over the last 10% of updates
         out[f"final_{name[8:]}"], out[f"final_{name[8:]}_per_seed"] = _window_return(
             _per_seed_returns(rows, cfg.num_seeds, name), first=False
@@ -322,8 +329,8 @@ def _print_result(summary: dict[str, Any], out=None) -> None:
         extra += f"; sum over agents {_fmt(s.get('initial_return_sum'))} -> {_fmt(s['final_return_sum'])}"
     if "final_eval_return" in s:
         extra += f"; evaluation return {_fmt(s['final_eval_return'])} (deterministic, update {s['final_eval_update']})"
-    if "final_win_rate" in s:
-        extra += "; final win rate " + _fmt(s["final_win_rate"], ".3g")
+    for name in s.get("outcomes", []):  # env outcomes, e.g. SMAX's win rate
+        extra += f"; final {name.replace('_', ' ')} " + _fmt(s[f"final_{name}"], ".3g")
     if s.get("final_action_probs_per_agent"):
         extra += "; action probabilities per agent " + ", ".join(
             "[" + " ".join(_fmt(p, ".2f") for p in agent) + "]" for agent in s["final_action_probs_per_agent"])
@@ -335,6 +342,51 @@ def _print_result(summary: dict[str, Any], out=None) -> None:
         file=out,
     )
     print(f"run saved to {s['run_dir']}", file=out)
+
+
+# ---- checkpoints ---------------------------------------------------------------------------------
+
+def write_checkpoint(ckpt: Path, algo, state, counters: dict[str, Any], keep_old: bool = False) -> int:
+    """Save ``state`` as ``ckpt`` plus, for an algorithm with bulky data (:meth:`Algorithm.split_bulk`:
+    replay buffers), ``resume_<update>.npz`` beside it holding that data's filled part. The bulk is
+    written first and ``ckpt`` names it, so a process killed in between leaves a consistent pair; older
+    bulk files are then removed (unless ``keep_old``). Returns the bytes written."""
+    ckpt = Path(ckpt)
+    core, bulk = algo.split_bulk(state)
+    written = 0
+    if bulk is not None:
+        name = f"{RESUME_PREFIX}{int(counters['update']):07d}.npz"
+        save_checkpoint(ckpt.with_name(name), algo.trim_bulk(bulk), {"update": counters["update"]}, sidecar=False)
+        counters = {**counters, "resume_file": name}
+        written += ckpt.with_name(name).stat().st_size
+    save_checkpoint(ckpt, core, counters)
+    written += ckpt.stat().st_size
+    if bulk is not None and not keep_old:
+        for old in ckpt.parent.glob(f"{RESUME_PREFIX}*.npz"):
+            if old.name != counters["resume_file"]:
+                old.unlink(missing_ok=True)
+    return written
+
+
+def read_checkpoint(ckpt: Path, algo, template, policy_only: bool = False):
+    """``(state, counters)`` of a checkpoint written by :func:`write_checkpoint` (``template``: the full
+    state's shapes). ``policy_only``: without the bulky data (the state's bulk field is ``None``), which is
+    then never read: what evaluation and rendering need. Also reads checkpoints holding everything in one file."""
+    ckpt = Path(ckpt)
+    core_t, bulk_t = algo.split_bulk(template)
+    if bulk_t is None:
+        return load_checkpoint(ckpt, template)
+    counters = read_meta(ckpt)["counters"]
+    if "resume_file" not in counters:  # one file with everything (written before the bulk had a file of its own)
+        return load_checkpoint(ckpt, template)
+    core, counters = load_checkpoint(ckpt, core_t)
+    if policy_only:
+        return core, counters
+    bulk_file = ckpt.with_name(counters["resume_file"])
+    if not bulk_file.is_file():
+        raise CheckpointError(f"checkpoint {ckpt} needs {bulk_file.name} beside it to resume, which is missing")
+    bulk, _ = load_checkpoint(bulk_file, bulk_t, flexible_axis=1)  # [seeds, time, ...]: time is the filled part
+    return algo.join_bulk(core, bulk, template), counters
 
 
 # ---- training ----------------------------------------------------------------------------------
@@ -358,7 +410,7 @@ def _check_run_dir(cfg: RunConfig | None, out_dir: Path, resume: bool, overwrite
 def _restore(backend, total: int, out_dir: Path):
     """Last checkpoint of a run: ``(state, counters, metrics rows)``; rows written after the
     checkpoint (a killed run) are dropped from the files."""
-    state, counters = load_checkpoint(out_dir / LAST_CHECKPOINT, backend.template())
+    state, counters = read_checkpoint(out_dir / LAST_CHECKPOINT, backend.algo, backend.template())
     update = int(counters["update"])
     if update > total:
         raise ConfigError(
@@ -423,7 +475,8 @@ class _Run:
         self.total = total_updates(cfg)
         self.update, self.env_steps, self.wall_before, self.rows = 0, 0, 0.0, []
         self.resumed, self.last_saved, self.last_eval = False, -1, None
-        self.last_save_time, self.last_size, self.bar = -math.inf, 0, None
+        self.last_save_time, self.last_size, self.write_seconds, self.bar = -math.inf, 0, 0.0, None
+        self.last_return = math.nan  # the progress bar's training return, kept while no episode ends
 
     def restore(self, counters: dict[str, Any], rows: list[dict[str, Any]]) -> None:
         self.update, self.env_steps = int(counters["update"]), int(counters["env_steps"])
@@ -441,24 +494,32 @@ class _Run:
 
     def save(self, state) -> None:
         ckpt = self.out_dir / LAST_CHECKPOINT
-        save_checkpoint(ckpt, state, self.counters())
+        t0 = time.perf_counter()
+        size = self.last_size = write_checkpoint(ckpt, self.backend.algo, state, self.counters(), self.keep_checkpoints)
         if self.keep_checkpoints:
             shutil.copyfile(ckpt, ckpt.with_name(f"update_{self.update:07d}.npz"))
         self.last_saved, self.last_save_time = self.update, time.perf_counter()
-        size = self.last_size = ckpt.stat().st_size
+        self.write_seconds = self.last_save_time - t0
         if size >= LARGE_CHECKPOINT:  # replay buffers: say what is being written
-            message = f"checkpoint at update {self.update}: {size / 2**20:.0f} MB ({ckpt})"
+            message = f"checkpoint at update {self.update}: {size / 2**20:.0f} MB in {self.write_seconds:.1f} s ({ckpt.parent})"
             (self.bar.write if self.bar is not None else lambda m: print(m, file=sys.stderr))(message)
 
     def periodic_save_due(self, chunk_i: int) -> bool:
-        """Every ``checkpoint_every`` chunks; large checkpoints (replay buffers) also ``checkpoint_seconds`` apart."""
-        if chunk_i % self.cfg.checkpoint_every:
+        """Every ``checkpoint_every`` chunks or ``checkpoint_seconds`` after the last checkpoint, whichever
+        comes first, but never sooner than ``1 / WRITE_SHARE`` (20) times the last write's duration after it
+        when that took over ``THROTTLE_ABOVE`` seconds: writing checkpoints (replay buffers: hundreds of MB)
+        takes at most ~5% of the run's time."""
+        since = time.perf_counter() - self.last_save_time
+        if self.write_seconds > THROTTLE_ABOVE and since < self.write_seconds / WRITE_SHARE:
             return False
-        return self.last_size < LARGE_CHECKPOINT or time.perf_counter() - self.last_save_time >= self.cfg.checkpoint_seconds
+        return chunk_i % self.cfg.checkpoint_every == 0 or since >= self.cfg.checkpoint_seconds
 
     def chunk_length(self) -> int:
-        """Updates in the next chunk: ``chunk_updates``, cut at the end of training and at the next evaluation."""
+        """Updates in the next chunk: ``chunk_updates``, cut at the end of training and at the next evaluation.
+        A run that fits in one chunk goes in tenths (the same compiled program), so its progress bar moves."""
         n = min(self.cfg.chunk_updates, self.total - self.update)
+        if self.total <= self.cfg.chunk_updates:
+            n = min(n, max(1, -(-self.total // 10)))
         every = self.cfg.eval_every
         if every:
             next_eval = (self.env_steps // every + 1) * every  # env steps of the next evaluation
@@ -487,6 +548,8 @@ class _Run:
         try:
             while self.update < self.total:
                 n = self.chunk_length()
+                if bar is not None and chunk_i == 0:  # the first chunk compiles first (seconds to minutes)
+                    bar.set_postfix_str("compiling the first chunk", refresh=True)
                 try:
                     new_state, metrics = self.backend.run(state, n)
                 except HostEnvError as e:  # a host env copy raised (or its worker died): stop, stay resumable
@@ -523,9 +586,11 @@ class _Run:
                 chunk_i += 1
                 if chunk_i == 1:
                     session["first_chunk_steps"], session["first_chunk_end"] = session["steps"], elapsed
+                value = nanmean([r.get(self.backend.algo.PROGRESS_METRIC, math.nan) for r in new_rows])
+                self.last_return = self.last_return if math.isnan(value) else value
                 if bar is not None:
+                    bar.set_postfix(_postfix(self.backend.algo, new_rows, self.last_eval, self.last_return), refresh=False)
                     bar.update(n * self.spu)
-                    bar.set_postfix(_postfix(new_rows, self.last_eval), refresh=False)
                 if self.periodic_save_due(chunk_i) or self.update >= self.total:
                     self.save(state)
                 if stop_after_chunks is not None and chunk_i >= stop_after_chunks and self.update < self.total:
@@ -567,24 +632,26 @@ def eval_columns(result: dict[str, np.ndarray]) -> dict[str, float]:
     return row
 
 
-def _postfix(rows: list[dict[str, Any]], last_eval: dict[str, Any] | None) -> dict[str, str]:
-    post = {"ret": _fmt(nanmean([r["episode_return"] for r in rows]))}
+def _postfix(algo, rows: list[dict[str, Any]], last_eval: dict[str, Any] | None, last_return: float) -> dict[str, str]:
+    """The progress bar's fields after a chunk: ``ret``, the mean of the algorithm's ``PROGRESS_METRIC`` over
+    the chunk's updates (``last_return`` when no episode ended in it), the last evaluation's return, per-agent
+    returns, the env's outcomes (``episode_<key>`` from ``TimeStep.info``, e.g. SMAX's win rate) and the
+    algorithm's own fields (:meth:`Algorithm.progress_postfix`)."""
+    value = nanmean([r.get(algo.PROGRESS_METRIC, math.nan) for r in rows])
+    post = {"ret": _fmt(last_return if math.isnan(value) else value)}
     agents = sorted(k for k in rows[-1] if k.startswith("episode_return_per_agent/agent_"))
     if 1 < len(agents) <= 4:  # per-agent returns (general-sum games), and their sum
         post["agents"] = "[" + ",".join(_fmt(nanmean([r.get(k, math.nan) for r in rows]), ".3g") for k in agents) + "]"
         post["sum"] = _fmt(nanmean([r.get("episode_return_sum", math.nan) for r in rows]))
-    if "episode_win_rate" in rows[-1]:  # SMAX
-        post["win"] = _fmt(nanmean([r["episode_win_rate"] for r in rows]), ".2f")
+    for k in sorted(k for k in rows[-1] if k.startswith("episode_") and "/" not in k and k not in _EPISODE_STATS):
+        post[k[len("episode_"):]] = _fmt(nanmean([r.get(k, math.nan) for r in rows]), ".2f")  # env outcomes
     if last_eval is not None:
         post["eval"] = _fmt(nanmean(last_eval["result"]["return"]))
-    last = rows[-1]
-    if last.get("progress/warmup", 0) > 0:  # off-policy: random actions before the policy acts
-        post["warm-up"] = "on"
-    if "progress/buffer" in last:
-        post["buffer"] = f"{100 * last['progress/buffer']:.0f}%"
-    if last.get("diag/learning", 1) == 0:
-        post["learning"] = "waiting"
+    post.update(algo.progress_postfix(rows[-1]))
     return post
+
+
+_EPISODE_STATS = ("episode_return", "episode_return_sum", "episode_length")
 
 
 def _progress_bar(progress: bool, total: int, initial: int, cfg: RunConfig):
@@ -593,22 +660,24 @@ def _progress_bar(progress: bool, total: int, initial: int, cfg: RunConfig):
     from tqdm.auto import tqdm
 
     return tqdm(
-        total=total, initial=initial, unit="step", unit_scale=True, dynamic_ncols=True,
+        total=total, initial=initial, unit="step", unit_scale=True, dynamic_ncols=True, mininterval=0,  # once a chunk
         desc=f"{cfg.algo.name} {cfg.env.name}", file=sys.stderr,
     )
 
 
 # ---- evaluation --------------------------------------------------------------------------------
 
-def load_run_state(run_dir: Path):
-    """``(cfg, algo, state, counters)`` of the last checkpoint of a run (``state`` has a leading seed axis)."""
+def load_run_state(run_dir: Path, policy_only: bool = False):
+    """``(cfg, algo, state, counters)`` of the last checkpoint of a run (``state`` has a leading seed axis).
+    ``policy_only``: without the bulky data only training needs (replay buffers; their field is ``None``)."""
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
     ckpt = run_dir / LAST_CHECKPOINT
     if not ckpt.is_file():
         raise RunDirError(f"{str(run_dir)!r} has no checkpoint ({LAST_CHECKPOINT})")
     algo = build_algorithm(cfg, int(read_meta(ckpt)["counters"].get("total_updates", 1)))
-    state, counters = load_checkpoint(ckpt, make_backend(cfg, algo).template())  # template: no env is started
+    template = make_backend(cfg, algo).template()  # shapes only: no env is started, nothing allocated
+    state, counters = read_checkpoint(ckpt, algo, template, policy_only)
     return cfg, algo, state, counters
 
 
@@ -618,7 +687,7 @@ def evaluate_run(
     """Evaluate the last checkpoint of a run on ``episodes`` fresh episodes per seed (default
     ``cfg.eval_episodes``): per seed and as means, the team return, the sum over agents, each agent's
     return, the episode length and the env's outcomes (``mean_win_rate`` / ``per_seed_win_rate`` on SMAX)."""
-    cfg, algo, state, counters = load_run_state(run_dir)
+    cfg, algo, state, counters = load_run_state(run_dir, policy_only=True)
     episodes = cfg.eval_episodes if episodes is None else int(episodes)
     if episodes < 1:
         raise ConfigError(f"episodes={episodes} must be an integer >= 1")
@@ -651,7 +720,7 @@ def render_run(run_dir, path=None, deterministic: bool = True, seed: int = 0) ->
     from trustmarl.experiment import render
 
     render.headless()  # before anything creates an OpenGL/SDL context
-    cfg, algo, state, _ = load_run_state(run_dir)
+    cfg, algo, state, _ = load_run_state(run_dir, policy_only=True)
     path = Path(run_dir) / "episode.gif" if path is None else Path(path)
     view = jax.tree.map(lambda x: x[:1], jax.vmap(algo.policy_view)(state))  # seed 0
     if env_kind(cfg.env.name) == "jax":

@@ -12,6 +12,9 @@ IL-PP              ``algo.rho=0``                    best response to the other 
 IL                 ``algo.independent=true``         the independent PPO candidate
 =================  ================================  =============================================
 
+Beside them, the off-policy CTDE baselines of Figure 5 -- VDN, QMIX and QTRAN (``vdn``, ``qmix``, ``qtran`` with
+their grid-world presets, Wen et al. 2021's Table 4) -- train for the same env steps per tier.
+
 Each (environment, variant) pair is one ``trustmarl train`` run with ``num_seeds`` seeds vmapped, in
 ``out_dir/runs/<env>_<variant>``; a finished run is reused and an interrupted one resumed. Returns are
 compared as the paper reports them: the episode return summed over agents (``episode_return_sum``).
@@ -35,6 +38,8 @@ VARIANTS: dict[str, dict] = {
     "IL-PP": {"algo.rho": 0.0},
     "IL": {"algo.independent": True},
 }
+# the value-decomposition baselines of Figure 5a-b: variant -> algorithm (their presets hold Table 4's settings)
+BASELINES: dict[str, str] = {"VDN": "vdn", "QMIX": "qmix", "QTRAN": "qtran"}
 ENVS = ("grid/checkers", "grid/switch4")
 PAPER_UPDATES = {"grid/checkers": 200, "grid/switch4": 500}  # reference code: epochs x 2000 env steps
 # the paper's reported returns (sums over agents, read off Figure 5 / stated in section 4)
@@ -62,14 +67,25 @@ def _cli_value(v) -> str:
     return "[" + ",".join(map(str, v)) + "]" if isinstance(v, (list, tuple)) else str(v)
 
 
-def train_command(env: str, variant: str, updates: int, num_seeds: int, out: str = "runs", overrides: dict | None = None) -> str:
-    """The ``trustmarl train`` command of one run (what :func:`reproduce_matrl` executes)."""
+def algo_of(variant: str, overrides: dict | None = None) -> tuple[str, dict]:
+    """The algorithm of a variant and its overrides (a baseline takes the tier's overrides only)."""
+    if variant in BASELINES:
+        return BASELINES[variant], dict(overrides or {})
+    return "matrl", {**(overrides or {}), **VARIANTS[variant]}
+
+
+def env_steps(env: str, updates: int, overrides: dict | None = None) -> int:
+    """Env steps per seed of ``updates`` MATRL updates (every variant and baseline trains this long)."""
     from trustmarl.experiment.config import build_config
 
-    ov = {**(overrides or {}), **VARIANTS[variant]}
-    spu = build_config("matrl", env, ov).algo.steps_per_update()
+    return updates * build_config("matrl", env, dict(overrides or {})).algo.steps_per_update()
+
+
+def train_command(env: str, variant: str, updates: int, num_seeds: int, out: str = "runs", overrides: dict | None = None) -> str:
+    """The ``trustmarl train`` command of one run (what :func:`reproduce_matrl` executes)."""
+    algo, ov = algo_of(variant, overrides)
     keys = " ".join(f"{k}={_cli_value(v)}" for k, v in ov.items())
-    return (f"trustmarl train matrl {env} num_seeds={num_seeds} total_steps={updates * spu} {keys} "
+    return (f"trustmarl train {algo} {env} num_seeds={num_seeds} total_steps={env_steps(env, updates, overrides)} {keys} "
             f"--out {out}/{run_name(env, variant)}").replace("  ", " ")
 
 
@@ -79,9 +95,9 @@ def run_variant(env: str, variant: str, updates: int, num_seeds: int, run_dir: P
     from trustmarl.experiment.logger import read_jsonl
     from trustmarl.experiment.runner import LAST_CHECKPOINT, train
 
-    ov = {**(overrides or {}), **VARIANTS[variant], "num_seeds": num_seeds, "checkpoint_every": 1}
-    cfg = build_config("matrl", env, ov)
-    cfg.total_steps = updates * cfg.algo.steps_per_update()
+    algo, ov = algo_of(variant, overrides)
+    cfg = build_config(algo, env, {**ov, "num_seeds": num_seeds, "checkpoint_every": 1})
+    cfg.total_steps = env_steps(env, updates, overrides)
     run_dir = Path(run_dir)
     summary = run_dir / "summary.json"
     done = summary.is_file() and json.loads(summary.read_text()).get("status") == "completed"
@@ -147,7 +163,8 @@ def plot(curve_data: dict, path: Path, num_seeds: int) -> Path:
     envs = list(curve_data)
     fig = Figure(figsize=(6.2 * len(envs), 4.4), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(envs)))
-    colours = {"MATRL": "tab:red", "MATRL w/o BR": "tab:orange", "IL-PP": "tab:green", "IL": "tab:blue"}
+    colours = {"MATRL": "tab:red", "MATRL w/o BR": "tab:orange", "IL-PP": "tab:green", "IL": "tab:blue",
+               "VDN": "tab:purple", "QMIX": "tab:brown", "QTRAN": "tab:gray"}
     for ax, env in zip(axes, envs):
         for variant, (steps, vals) in curve_data[env].items():
             mean = np.nanmean(vals, axis=0)
@@ -166,8 +183,9 @@ def plot(curve_data: dict, path: Path, num_seeds: int) -> Path:
     return path
 
 
-def reproduce_matrl(out_dir: Path, tier: str = "smoke", envs=ENVS, variants=tuple(VARIANTS)) -> dict:
-    """MATRL vs MATRL w/o BR vs IL-PP vs IL on Checkers and Switch4 (Wen et al. 2021, Figure 5a-b).
+def reproduce_matrl(out_dir: Path, tier: str = "smoke", envs=ENVS, variants=tuple(VARIANTS) + tuple(BASELINES)) -> dict:
+    """MATRL vs MATRL w/o BR vs IL-PP vs IL, and VDN, QMIX, QTRAN, on Checkers and Switch4 (Wen et al. 2021,
+    Figure 5a-b); ``variants`` picks some.
 
     Tiers: ``smoke`` (2 updates, 2 seeds, small networks: checks the pipeline), ``cpu`` (5 seeds,
     0.4 M env steps on both worlds: the paper's length for Checkers, 40% of it for Switch4),
@@ -192,7 +210,7 @@ def reproduce_matrl(out_dir: Path, tier: str = "smoke", envs=ENVS, variants=tupl
             results[env][variant] = summarise(rows, seeds)
             curve_data[env][variant] = curves(rows, seeds)
             commands.append(train_command(env, variant, updates, seeds, str(out_dir / "runs"), settings["overrides"]))
-    title = f"MATRL and its ablations on the grid worlds ({tier} tier, {seeds} seeds)"
+    title = f"MATRL, its ablations and the value-decomposition baselines on the grid worlds ({tier} tier, {seeds} seeds)"
     markdown = table_markdown(results, title)
     (out_dir / "matrl_grid.md").write_text(markdown)
     plot(curve_data, out_dir / "matrl_grid.png", seeds)

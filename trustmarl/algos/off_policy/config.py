@@ -2,7 +2,8 @@
 
 Defaults are the shared rows of the MAMT paper's Tables 1-3 (Li et al. 2022),
 which are also MAAC's (Iqbal & Sha 2019) reference-code settings: 12 env copies, an update every
-100 env steps (summed over the copies), 4 gradient steps of batch 1024, buffer 1e6, Adam lr 1e-3,
+100 env steps (summed over the copies), 4 gradient steps of batch 1024, buffer 1e6 (or the
+run's length when shorter), Adam lr 1e-3,
 discount 0.99, 128-unit LeakyReLU networks, actor gradient clip 0.5, critic clip 10 x agents.
 """
 
@@ -24,6 +25,9 @@ from trustmarl.validation import (
 )
 
 
+DEFAULT_BUFFER = 1_000_000  # transitions per seed of a run that sets no algo.buffer_size (the papers' 1e6)
+
+
 @dataclasses.dataclass
 class OffPolicyConfig:
     """Hyperparameters shared by every off-policy algorithm (the engine's schedule, replay, targets, optimisers)."""
@@ -34,7 +38,7 @@ class OffPolicyConfig:
     rollout_len: int = 8  # env steps per copy between two learning phases (12 x 8 = 96 per update, as MAAC's 100)
     warmup_steps: int = 0  # env steps (per seed) of uniformly random actions before the policy acts
     # replay and learning
-    buffer_size: int = 1_000_000  # transitions over all env copies of one seed
+    buffer_size: int = 0  # transitions over all env copies of one seed; 0: as many as the run stores, at most 1e6
     batch_size: int = 1024  # transitions per gradient step
     grad_steps: int = 4  # gradient steps per update
     learning_starts: int = 1024  # stored transitions needed before the first gradient step
@@ -71,6 +75,9 @@ class OffPolicyConfig:
     gumbel_temperature: float = 1.0  # temperature of the Gumbel-softmax samples of discrete actions
 
     UNUSED: typing.ClassVar[dict[str, str]] = {}
+    # run keys this family sets by default: the off-policy papers report the deterministic policy's return
+    # over 10 test episodes; evaluating every 10k env steps costs under 5% of a run (benchmarks/bench_eval_cost.py)
+    RUN_DEFAULTS: typing.ClassVar[dict[str, int]] = {"eval_every": 10_000, "eval_episodes": 10}
     CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {
         "target_update": ("soft", "hard"),
         "optimizer": ("adam", "sgd"),
@@ -81,14 +88,21 @@ class OffPolicyConfig:
         """Env steps of one seed per update."""
         return self.num_envs * self.rollout_len
 
-    def capacity(self) -> int:
-        """Buffer steps per env copy (at least one update's worth)."""
-        return max(self.rollout_len, self.buffer_size // self.num_envs)
+    def capacity(self, total_updates: int | None = None) -> int:
+        """Buffer steps per env copy (at least one update's worth). ``buffer_size`` when set; otherwise
+        (0) the steps a run of ``total_updates`` updates stores, at most ``DEFAULT_BUFFER`` transitions:
+        a buffer the run can never fill is neither allocated nor written into checkpoints."""
+        if self.buffer_size:
+            return max(self.rollout_len, self.buffer_size // self.num_envs)
+        fill = DEFAULT_BUFFER // self.num_envs
+        if total_updates is not None:
+            fill = min(fill, int(total_updates) * self.rollout_len)
+        return max(self.rollout_len, fill)
 
     def validate(self) -> None:
-        positive_int(self, "num_envs", "rollout_len", "buffer_size", "batch_size", "grad_steps", "target_every",
+        positive_int(self, "num_envs", "rollout_len", "batch_size", "grad_steps", "target_every",
                      "noise_decay_steps")
-        non_negative_int(self, "warmup_steps", "learning_starts")
+        non_negative_int(self, "warmup_steps", "learning_starts", "buffer_size")
         positive(self, "actor_lr", "critic_lr", "adam_eps", "actor_max_grad_norm", "critic_max_grad_norm",
                  "reward_scale", "gumbel_temperature")
         non_negative(self, "actor_l2", "critic_l2", "weight_decay", "policy_reg", "noise_start", "noise_end")
@@ -97,7 +111,7 @@ class OffPolicyConfig:
         in_range(self, "adam_b1", 0.0, 1.0, hi_open=True)
         choices(self, self.CHOICES)
         hidden_sizes(self)
-        if self.buffer_size < self.steps_per_update():
+        if 0 < self.buffer_size < self.steps_per_update():
             raise ConfigError(
                 f"algo.buffer_size={self.buffer_size} must hold at least one update's transitions "
                 f"(num_envs*rollout_len={self.steps_per_update()})"

@@ -71,7 +71,7 @@ class OffPolicy(Algorithm):
     def __init__(self, env, cfg, total_updates: int | None = None):
         super().__init__(env, cfg, total_updates, share_params=cfg.share_params, agent_id=cfg.agent_id)
         self.name = cfg.name
-        self.capacity = cfg.capacity()
+        self.capacity = cfg.capacity(total_updates)  # total_updates None: the 1e6 default, uncapped
         self.actor_tx = self.make_tx(cfg.actor_lr, cfg.actor_max_grad_norm, l2=cfg.actor_l2)
         # MAAC/MAMT code: the critic's gradient norm is clipped at 10 x the number of agents
         self.critic_tx = self.make_tx(cfg.critic_lr, cfg.critic_max_grad_norm * self.n_agents, l2=cfg.critic_l2)
@@ -178,6 +178,26 @@ class OffPolicy(Algorithm):
             extra=self.init_extra(jax.random.fold_in(key, 2), actor_params, critic_params),
         )
 
+    def progress_postfix(self, row: dict) -> dict[str, str]:
+        """``warm-up`` while actions are random, the buffer's fill, ``learning: waiting`` before ``learning_starts``."""
+        post = {"warm-up": "on"} if row.get("progress/warmup", 0) > 0 else {}
+        if "progress/buffer" in row:
+            post["buffer"] = f"{100 * row['progress/buffer']:.0f}%"
+        if row.get("diag/learning", 1) == 0:
+            post["learning"] = "waiting"
+        return post
+
+    def split_bulk(self, state: OffPolicyState):
+        """The replay buffer is the bulk: checkpoints save its filled part beside the rest, read to resume."""
+        return state._replace(buffer=None), state.buffer
+
+    def trim_bulk(self, bulk: replay.Replay) -> replay.Replay:
+        return replay.filled_part(bulk)
+
+    def join_bulk(self, core: OffPolicyState, bulk: replay.Replay, template: OffPolicyState) -> OffPolicyState:
+        buf = replay.refill(bulk, jax.tree.leaves(template.buffer.data)[0].shape[1])  # [S, C, E, ...]: C
+        return core._replace(buffer=jax.tree.map(jnp.asarray, buf))
+
     def policy_view(self, state: OffPolicyState) -> View:
         return View(state.actor_params, state.env_steps)
 
@@ -207,6 +227,11 @@ class OffPolicy(Algorithm):
             reward = (reward - mean * self.cfg.reward_scale) / (std * self.cfg.reward_scale)
         return dict(batch, reward=reward)
 
+    def sample_batch(self, buffer: replay.Replay, key: jax.Array, reward_stats) -> dict:
+        """One gradient step's batch ``[B, ...]``: uniform transitions with prepared rewards. Algorithms that
+        learn from several consecutive steps (n-step returns, recurrent agents) override it."""
+        return self.prepare(replay.sample(buffer, key, self.cfg.batch_size), reward_stats)
+
     def learn(self, state: OffPolicyState, traj: dict):
         """Store the rollout, then ``grad_steps`` gradient steps once ``learning_starts`` transitions are stored."""
         cfg = self.cfg
@@ -220,7 +245,7 @@ class OffPolicy(Algorithm):
         def learning(learner):
             def step(st, k):
                 k_batch, k_train = jax.random.split(k)
-                batch = self.prepare(replay.sample(buffer, k_batch, cfg.batch_size), stats)
+                batch = self.sample_batch(buffer, k_batch, stats)
                 st, metrics = self.train_step(st, batch, k_train)
                 return st._replace(grad_steps=st.grad_steps + 1), metrics
 

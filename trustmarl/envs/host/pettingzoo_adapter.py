@@ -151,6 +151,27 @@ class Step:
     active: np.ndarray  # [n_agents] bool
 
 
+def observation_array(raw: Any) -> np.ndarray:
+    """One agent's PettingZoo observation as the flat float32 vector the policies read."""
+    if isinstance(raw, dict) and "observation" in raw:
+        raw = raw["observation"]
+    return np.asarray(raw, dtype=np.float32).reshape(-1)
+
+
+def action_mask(group: AgentGroup, raw_obs: Any, info: Any) -> np.ndarray:
+    """One agent's available actions ``[avail_dim]``: ``raw_obs["action_mask"]``, else ``info["action_mask"]``,
+    else all of them."""
+    n = group.avail_dim
+    mask = None
+    if isinstance(raw_obs, dict) and "action_mask" in raw_obs:
+        mask = raw_obs["action_mask"]
+    elif isinstance(info, dict) and "action_mask" in info:
+        mask = info["action_mask"]
+    if mask is None or n == 0:
+        return np.ones((n,), dtype=bool)
+    return np.asarray(mask).reshape(n).astype(bool)
+
+
 class PettingZooAdapter:
     """One PettingZoo Parallel API environment as numpy contract fields (see the module docstring)."""
 
@@ -183,20 +204,10 @@ class PettingZooAdapter:
 
     # --- conversions ------------------------------------------------------------------------------
     def _obs_array(self, agent: str, raw: Any) -> np.ndarray:
-        if isinstance(raw, dict) and "observation" in raw:
-            raw = raw["observation"]
-        return np.asarray(raw, dtype=np.float32).reshape(-1)
+        return observation_array(raw)
 
     def _mask(self, group: AgentGroup, agent: str, raw_obs: Any, info: Any) -> np.ndarray:
-        n = group.avail_dim
-        mask = None
-        if isinstance(raw_obs, dict) and "action_mask" in raw_obs:
-            mask = raw_obs["action_mask"]
-        elif isinstance(info, dict) and "action_mask" in info:
-            mask = info["action_mask"]
-        if mask is None or n == 0:
-            return np.ones((n,), dtype=bool)
-        return np.asarray(mask).reshape(n).astype(bool)
+        return action_mask(group, raw_obs, info)
 
     def _env_action(self, agent: str, action: np.ndarray) -> Any:
         space = self._act_spaces[agent]

@@ -1,0 +1,96 @@
+"""Off-policy runs sized to the run: the buffer holds what the run stores (unless set), checkpoints hold
+its filled part in a file of their own that only resuming reads, and a resume of another length refits it."""
+
+from __future__ import annotations
+
+import shutil
+
+import jax
+import numpy as np
+import pytest
+from jaxcache import compilation_cache
+
+from trustmarl.algos import make_algorithm
+from trustmarl.experiment.checkpoint import CheckpointError, read_meta
+from trustmarl.experiment.config import build_config
+from trustmarl.experiment.runner import evaluate_run, load_run_state, train
+
+TINY = {"algo.hidden_sizes": [8], "algo.num_envs": 2, "algo.rollout_len": 4, "algo.batch_size": 8,
+        "algo.learning_starts": 8, "algo.grad_steps": 1, "env.n_agents": 2, "env.max_cycles": 5,
+        "chunk_updates": 2, "checkpoint_every": 1, "eval_every": 0}
+KW = dict(progress=False, tensorboard=False)
+
+
+def test_buffer_is_sized_to_the_run_unless_set():
+    cfg = build_config("maddpg", "mpe/simple_spread", {"total_steps": 30_000})
+    assert cfg.algo.buffer_size == 0
+    a = make_algorithm(cfg, total_updates=30_000 // 96)
+    assert a.capacity * a.num_envs == (30_000 // 96) * 96  # every transition the run stores, no more
+    assert make_algorithm(cfg, total_updates=10**6).capacity == 1_000_000 // 12  # at most the papers' 1e6
+    explicit = build_config("maddpg", "mpe/simple_spread", {"total_steps": 30_000, "algo.buffer_size": 1_000_000})
+    assert make_algorithm(explicit, total_updates=312).capacity == 1_000_000 // 12  # set explicitly: as given
+
+
+@pytest.fixture(scope="module")
+def stopped(tmp_path_factory):
+    """A MADDPG run of 6 updates (auto-sized buffer: 24 steps per copy) stopped after its first chunk."""
+    root = tmp_path_factory.mktemp("offpolicy_ckpt")
+    with compilation_cache(root / "cache"):
+        cfg = build_config("maddpg", "mpe/simple_spread", {**TINY, "total_steps": 48})
+        train(cfg, root / "run", stop_after_chunks=1, **KW)
+        yield root
+
+
+def test_checkpoint_holds_the_filled_part_beside_the_policy(stopped):
+    ckpt = stopped / "run" / "checkpoints"
+    assert sorted(p.name for p in ckpt.glob("*.npz")) == ["last.npz", "resume_0000002.npz"]  # older ones removed
+    core = read_meta(ckpt / "last.npz")
+    assert not any(".buffer" in leaf["path"] for leaf in core["leaves"])  # the policy file has no buffer
+    bulk = read_meta(ckpt / core["counters"]["resume_file"])
+    shapes = {leaf["path"]: leaf["shape"] for leaf in bulk["leaves"]}
+    obs = [s for p, s in shapes.items() if "'obs'" in p][0]
+    assert obs[:3] == [1, 8, 2]  # 1 seed, the 8 steps stored per copy (of 24), 2 copies
+    state = load_run_state(stopped / "run")[2]
+    assert jax.tree.leaves(state.buffer.data)[0].shape[1] == 24 and int(state.buffer.size[0]) == 8
+    assert load_run_state(stopped / "run", policy_only=True)[2].buffer is None
+
+
+def test_eval_reads_the_policy_alone_and_resume_needs_the_buffer(stopped, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(stopped / "run", run)
+    (run / "checkpoints" / "resume_0000002.npz").unlink()
+    res = evaluate_run(run, episodes=2)  # never opens the buffer file
+    assert np.isfinite(res["mean_return"])
+    with pytest.raises(CheckpointError, match="resume_0000002.npz"):
+        train(None, run, resume=True, **KW)
+
+
+def test_resume_with_a_longer_run_grows_the_buffer(stopped, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(stopped / "run", run)
+    with compilation_cache(stopped / "cache"):
+        cfg = build_config("maddpg", "mpe/simple_spread", {**TINY, "total_steps": 64})
+        summary = train(cfg, run, resume=True, **KW)
+    assert summary["status"] == "completed" and summary["updates"] == 8
+    state = load_run_state(run)[2]
+    assert jax.tree.leaves(state.buffer.data)[0].shape[1] == 32 and int(state.buffer.size[0]) == 32
+    first = np.asarray(state.buffer.data["obs"][0])[0, :8]
+    assert np.abs(first).sum() > 0  # the steps stored before the resume are kept, in order
+
+
+def test_progress_fields_come_from_the_engine():
+    """The off-policy engine names its own progress fields (the runner knows none of them)."""
+    a = make_algorithm(build_config("maddpg", "mpe/simple_spread", {"total_steps": 960}), total_updates=10)
+    assert a.progress_postfix({"progress/warmup": 1.0, "progress/buffer": 0.25, "diag/learning": 0.0}) == {
+        "warm-up": "on", "buffer": "25%", "learning": "waiting"}
+    assert a.progress_postfix({"progress/warmup": 0.0, "progress/buffer": 1.0, "diag/learning": 1.0}) == {"buffer": "100%"}
+
+
+def test_deterministic_evaluation_is_on_by_default_for_the_family():
+    """The off-policy papers report the deterministic policy's return over 10 test episodes: the family
+    evaluates it every 10k env steps unless told otherwise; other families keep it off."""
+    for algo in ("maddpg", "matd3", "maac"):
+        cfg = build_config(algo, "mpe/simple_spread", {})
+        assert (cfg.eval_every, cfg.eval_episodes) == (10_000, 10), algo
+    assert build_config("maddpg", "mpe/simple_spread", {"eval_every": 0}).eval_every == 0  # the user wins
+    assert build_config("mappo", "mpe/simple_spread", {}).eval_every == 0
