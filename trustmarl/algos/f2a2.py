@@ -32,9 +32,11 @@ import dataclasses
 import math
 import typing
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from trustmarl.networks import MASKED_LOGIT
 from trustmarl.trust import consensus as C
 from trustmarl.validation import ConfigError
 
@@ -239,4 +241,43 @@ def observed_record_size(env) -> int:
 
 
 __all__ = ["ConsensusFields", "actor_weight", "after_critic", "comm_metrics", "consensus_metrics", "copies_of",
-           "critic_surrogate", "mean_copies", "penalty_grads", "tie_copies"]
+           "critic_surrogate", "mean_copies", "moa_log_probs", "moa_loss", "moa_tv", "penalty_grads", "tie_copies", "TeammateModel"]
+
+
+# ---- teammate models (Li et al. 2023, Section 5.2, simplified) --------------------------------------
+#
+# Agent i never reads agent j's policy; it learns a model pi~_j(. | o_j) by supervised learning on j's
+# executed actions (observed as labels). Here: one MLP per observer and target group on [o_j, onehot(j)]
+# (the paper's character / mental recurrent nets and its two prediction heads are not implemented).
+
+
+class TeammateModel(nn.Module):
+    """Logits ``[..., n_g, A]`` of the actions of a group's agents from ``[o_j, onehot(j)]`` (one hidden ReLU layer)."""
+
+    n_actions: int
+    hidden: int = 128
+
+    @nn.compact
+    def __call__(self, obs):
+        n = obs.shape[-2]
+        x = jnp.concatenate([obs, jnp.broadcast_to(jnp.eye(n, dtype=obs.dtype), obs.shape[:-2] + (n, n))], -1)
+        return nn.Dense(self.n_actions)(nn.relu(nn.Dense(self.hidden)(x)))
+
+
+def moa_log_probs(model: TeammateModel, params, obs: jax.Array, avail: jax.Array) -> jax.Array:
+    """``[n_observers, ..., n_g, A]``: every observer's predicted log-probabilities (params stacked over observers)."""
+    logits = jax.vmap(model.apply, in_axes=(0, None))(params, obs)
+    return jax.nn.log_softmax(jnp.where(avail, logits, MASKED_LOGIT), -1)
+
+
+def moa_loss(logp: jax.Array, actions: jax.Array, others: jax.Array) -> jax.Array:
+    """``[n_observers]`` cross-entropy on the executed actions ``[B, n_g]``, averaged over the other agents
+    (``others`` ``[n_observers, n_g]``: 1 where the target is not the observer)."""
+    nll = -jnp.take_along_axis(logp, jnp.broadcast_to(actions[None, ..., None], logp.shape[:-1] + (1,)), -1)[..., 0]
+    return jnp.sum(nll.mean(1) * others, -1) / jnp.maximum(jnp.sum(others, -1), 1.0)
+
+
+def moa_tv(logp: jax.Array, true_logp: jax.Array, others: jax.Array) -> jax.Array:
+    """``[n_observers]`` total-variation distance ``1/2 sum_a |pi~_j(a) - pi_j(a)|`` to the true policies, over the others."""
+    tv = 0.5 * jnp.sum(jnp.abs(jnp.exp(logp) - jnp.exp(true_logp)[None]), -1).mean(1)
+    return jnp.sum(tv * others, -1) / jnp.maximum(jnp.sum(others, -1), 1.0)

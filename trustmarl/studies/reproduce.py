@@ -594,6 +594,9 @@ def _load() -> None:
                "full": "~30 s (2 CPU cores under load, measured; adds 1000 games per family)"},
     )
 
+    from trustmarl.studies import f2a2_repro
+
+    f2a2_repro.register()
     register_reproduction(
         "matrl-grid", _matrl_grid, paper="Wen et al. 2021 (MATRL)", figure="Figure 5a-b (Checkers, Switch4)",
         description="PPO-based MATRL, MATRL w/o BR, IL-PP and IL, and the VDN, QMIX and QTRAN baselines, on the MA-Gym "

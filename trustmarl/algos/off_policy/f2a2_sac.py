@@ -35,10 +35,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from trustmarl.algos import f2a2, register_algo
-from trustmarl.algos.off_policy.maac import MAAC, SHARED_CRITIC_MODULES, MAACConfig
+from trustmarl.algos.off_policy.maac import MAAC, SHARED_CRITIC_MODULES, MAACConfig, PolicyTerms
 from trustmarl.networks import MASKED_LOGIT
 from trustmarl.trust import consensus as C
-from trustmarl.validation import ConfigError
+from trustmarl.algos.agents import opt_init, opt_step
+from trustmarl.validation import ConfigError, positive, positive_int
 
 SHARE = {"critic": None, "maac": SHARED_CRITIC_MODULES, "attention": ("key", "selector", "value")}
 
@@ -52,6 +53,9 @@ class F2A2SACConfig(MAACConfig, f2a2.ConsensusFields):
     combine: str = "sum"  # sum | mean of the buffer and resampled estimators (Li et al. 2023 sum them)
     n_critics: int = 2  # 2: twin critics (Prop. 6) | 1: MAAC's single critic
     ratio_clip: float = 1.0  # eps of the truncated importance ratios min(eps, ratio) (inf: untruncated)
+    moa: bool = False  # teammate models: the others' unexecuted actions come from each agent's model of them (false: their true policies)
+    moa_hidden: int = 128  # hidden width of the teammate models (one ReLU layer)
+    moa_lr: float = 1e-3  # Adam step size of the teammate models (cross-entropy on executed actions)
 
     def validate(self) -> None:
         super().validate()
@@ -63,6 +67,8 @@ class F2A2SACConfig(MAACConfig, f2a2.ConsensusFields):
             raise ConfigError(f"algo.n_critics={self.n_critics!r} must be 1 or 2")
         if not (self.ratio_clip > 0 and not math.isnan(self.ratio_clip)):
             raise ConfigError(f"algo.ratio_clip={self.ratio_clip!r} must be > 0 (inf: untruncated ratios)")
+        positive_int(self, "moa_hidden")
+        positive(self, "moa_lr")
         if self.share_params:
             raise ConfigError("algo.share_params=true: F2A2's policies are individual (Li et al. 2023, Table 1)")
 
@@ -72,6 +78,11 @@ class F2A2SAC(MAAC):
         super().__init__(env, cfg, total_updates)
         self.protocol = cfg.protocol(env)
         self.offsets = [int(o) for o in self.agents.offsets]
+        self.moa_nets = tuple(f2a2.TeammateModel(g.action_space.n, cfg.moa_hidden) for g in self.groups)
+        self.moa_tx = self.make_tx(cfg.moa_lr, cfg.actor_max_grad_norm)
+        # per group [N observers, n_g targets]: 1 where the target is another agent
+        self.others = tuple(np.array([[float(o != self.offsets[g] + k) for k in range(grp.n)] for o in range(self.n_agents)],
+                                     np.float32) for g, grp in enumerate(self.groups))
 
     def critic_stacked(self) -> bool:
         return True
@@ -116,6 +127,38 @@ class F2A2SAC(MAAC):
     def q_values(self, critic_params, obs, act):
         return self.copies_q(critic_params[0], obs, act)
 
+    # ---- teammate models ---------------------------------------------------------------------------
+    def observer_actions(self, own: tuple, obs: tuple, avail: tuple, key, moa) -> tuple:
+        """Per group ``[N observers, B, n_g]``: observer ``i``'s joint action, its own ``own`` action and the
+        others' drawn from its teammate models (Li et al. 2023, Section 5.2: ``a~_j ~ pi~_j(o_j)``)."""
+        out = []
+        for g, (net, a) in enumerate(zip(self.moa_nets, own)):
+            logp = f2a2.moa_log_probs(net, moa[g], obs[g], avail[g])
+            drawn = jax.random.categorical(jax.random.fold_in(key, g), logp).astype(a.dtype)
+            out.append(jnp.where(jnp.asarray(self.others[g])[:, None, :] > 0, drawn, a[None]))
+        return tuple(out)
+
+    def joint_q(self, copies, obs, joint: tuple):
+        """Every agent's ``Q_i`` from its own copy at its own joint action (``joint`` per group ``[N, B, n_g]``)."""
+        q, _ = jax.vmap(self.critic.apply, in_axes=(0, None, 0))(copies, obs, self.onehot(joint))
+        return self.own(q)
+
+    def moa_step(self, state, batch):
+        """One Adam step of every agent's teammate models on the executed actions; their TV to the true policies."""
+        def loss(moa):
+            per = [f2a2.moa_loss(f2a2.moa_log_probs(net, p, batch["obs"][g], batch["avail"][g]), batch["actions"][g], self.others[g])
+                   * self.others[g].sum(-1) for g, (net, p) in enumerate(zip(self.moa_nets, moa))]
+            return jnp.sum(sum(per)), sum(per) / max(self.n_agents - 1, 1)
+
+        grads, ce = jax.grad(loss, has_aux=True)(state.extra["moa"])
+        pairs = [opt_step(self.moa_tx, p, gr, o, True) for p, gr, o in zip(state.extra["moa"], grads, state.extra["moa_opt"])]
+        moa = tuple(p for p, _ in pairs)
+        _, true = self.log_policies(state.actor_params, batch["obs"], batch["avail"])
+        tv = sum(f2a2.moa_tv(f2a2.moa_log_probs(net, p, batch["obs"][g], batch["avail"][g]), jax.lax.stop_gradient(true[g]),
+                             self.others[g]) * self.others[g].sum(-1) for g, (net, p) in enumerate(zip(self.moa_nets, moa)))
+        extra = {**state.extra, "moa": moa, "moa_opt": tuple(o for _, o in pairs)}
+        return state._replace(extra=extra), {"loss/moa": ce.mean(), "diag/moa_tv_per_agent": tv / max(self.n_agents - 1, 1)}
+
     # ---- behaviour log-probability vectors in the buffer (this algorithm's transitions only) ----------
     def act(self, view, carry, last, key):
         env_actions, (actions, logp), carry = super().act(view, carry, last, key)
@@ -137,8 +180,12 @@ class F2A2SAC(MAAC):
         cfg = self.cfg
         _, next_logp = self.log_policies(target_actor_params, batch["next_obs"], batch["next_avail"])
         next_a = self.sample(next_logp, key)
-        q_next = jnp.min(jnp.stack([self.gather(self.copies_q(c, batch["next_obs"], self.onehot(next_a))[0], next_a)
-                                    for c in target_critic_params]), 0)
+        if cfg.moa:  # the others' next actions from each agent's teammate models
+            joint = self.observer_actions(next_a, batch["next_obs"], batch["next_avail"], jax.random.fold_in(key, 7), batch["moa"])
+            qs = [self.gather(self.joint_q(c, batch["next_obs"], joint), next_a) for c in target_critic_params]
+        else:
+            qs = [self.gather(self.copies_q(c, batch["next_obs"], self.onehot(next_a))[0], next_a) for c in target_critic_params]
+        q_next = jnp.min(jnp.stack(qs), 0)
         not_done = 1.0 - batch["terminated"].astype(jnp.float32)[:, None]
         y = batch["reward"] + cfg.gamma * not_done * q_next - self.gather(next_logp, next_a) / cfg.soft_reward_scale
         return jax.lax.stop_gradient(y)
@@ -149,6 +196,25 @@ class F2A2SAC(MAAC):
         rho_f = jnp.minimum(eps, jnp.exp(self.gather(logp, batch["actions"]) - batch["logp"]))
         rho_b = jnp.minimum(eps, jnp.exp(self.gather(batch["behaviour_logp"], a_hat) - self.gather(logp, a_hat)))
         return jax.lax.stop_gradient(rho_f), jax.lax.stop_gradient(rho_b)
+
+    def resampled_q(self, copies, batch, a_hat, key):
+        """``Q_i(o, a^)`` per agent: the others' resampled actions from the true policies or the teammate models."""
+        if not self.cfg.moa:
+            return self.copies_q(copies, batch["obs"], self.onehot(a_hat))[0]
+        joint = self.observer_actions(a_hat, batch["obs"], batch["avail"], jax.random.fold_in(key, 9), batch["moa"])
+        return self.joint_q(copies, batch["obs"], joint)
+
+    def terms(self, actor_params, state, batch, key):
+        """MAAC's policy terms; with teammate models the baseline and ``Q`` read each agent's own joint action."""
+        if not self.cfg.moa:
+            return self.policy_terms(actor_params, state.critic_params, batch, key, state.extra["old_actor"])
+        logits, logp = self.log_policies(actor_params, batch["obs"], batch["avail"])
+        acts = self.sample(jax.lax.stop_gradient(logp), key)
+        q_all = jax.lax.stop_gradient(self.resampled_q(state.critic_params[0], batch, acts, key))
+        baseline = jnp.concatenate([jnp.sum(jax.lax.stop_gradient(jnp.exp(lp)) * q, -1) for lp, q in zip(logp, q_all)], -1)
+        q = self.gather(q_all, acts)
+        _, old = jax.lax.stop_gradient(self.log_policies(state.extra["old_actor"], batch["obs"], batch["avail"]))
+        return PolicyTerms(logits, logp, acts, self.gather(logp, acts), q_all, q, baseline, q - baseline, old, self.gather(old, acts))
 
     def half(self, x_buf, x_res):
         return x_buf + x_res if self.cfg.combine == "sum" else 0.5 * (x_buf + x_res)
@@ -167,7 +233,7 @@ class F2A2SAC(MAAC):
             # Li et al. 2023, Prop. 6 (reward convention): the buffer half; critic 2 has no alpha1 term
             per = sum(f2a2.critic_surrogate(q, y, cfg.alpha1 if j == 0 else 0.0, cfg.alpha2, cfg.joint, rho_f) for j, q in enumerate(qb))
             if cfg.joint:  # the resampled half: -alpha1 Q1(a^) + alpha2 rho_b sum_j (Qj(a^) - y)^2
-                qr = [self.gather(self.copies_q(c, batch["obs"], self.onehot(a_hat))[0], a_hat) for c in critics]
+                qr = [self.gather(self.resampled_q(c, batch, a_hat, key), a_hat) for c in critics]
                 res = -cfg.alpha1 * qr[0] + cfg.alpha2 * rho_b * sum(jnp.square(q - y) for q in qr)
                 per = self.half(per, res)
             per_agent = per.mean(0) + cfg.attention_penalty * pen
@@ -191,13 +257,13 @@ class F2A2SAC(MAAC):
         y = batch["y"]
 
         def actor_loss(actor_params):
-            terms = self.policy_terms(actor_params, state.critic_params, batch, key, state.extra["old_actor"])
+            terms = self.terms(actor_params, state, batch, key)
             f_hat = terms.logp_a / cfg.soft_reward_scale - terms.adv  # MAAC's coefficient (Iqbal & Sha 2019, eq. 4)
             per = terms.logp_a * jax.lax.stop_gradient(cfg.alpha1 * f_hat)
             if cfg.joint:
                 logp = jax.lax.stop_gradient(terms.logp)
                 rho_f, rho_b = self.ratios(logp, batch, terms.actions)
-                d2 = sum(jnp.square(self.gather(self.copies_q(c, batch["obs"], self.onehot(terms.actions))[0], terms.actions) - y)
+                d2 = sum(jnp.square(self.gather(self.resampled_q(c, batch, terms.actions, key), terms.actions) - y)
                          for c in state.critic_params)  # delta^_j^2 at the resampled actions (Li et al. 2023, Prop. 6)
                 per = per + terms.logp_a * jax.lax.stop_gradient(cfg.alpha2 * rho_b * d2)
                 q0, _ = self.q_values(state.critic_params, batch["obs"], self.onehot(batch["actions"]))
@@ -219,6 +285,8 @@ class F2A2SAC(MAAC):
     def train_step(self, state, batch, key):
         """MAAC's order with the soft target computed once for both steps, then one consensus event (eq. 5.4c/d)."""
         k_next, k_act = jax.random.split(key)
+        if self.cfg.moa:
+            batch = dict(batch, moa=state.extra["moa"])
         batch = dict(batch, y=self.soft_target(state.target_actor_params, state.target_critic_params, batch, k_next))
         pre_actor = state.actor_params
         state, metrics = self.critic_step(state, batch, jax.random.fold_in(key, 3))
@@ -231,14 +299,23 @@ class F2A2SAC(MAAC):
         state = state._replace(critic_params=critic, extra=self.with_consensus(state.extra, cons))
         shared_only = [x for m, x in zip(jax.tree.leaves(mask), jax.tree.leaves(critic)) if m]
         cm = f2a2.consensus_metrics(cfg.consensus, cons._replace(dual=[d for m, d in zip(jax.tree.leaves(mask), jax.tree.leaves(cons.dual)) if m]), shared_only)
+        if cfg.moa:
+            state, mm = self.moa_step(state, batch)
+            cm.update(mm)
         return self.update_targets(state), {**metrics, **actor_metrics, **more, **cm}
 
     # ---- consensus state and communication ------------------------------------------------------------
     def init_extra(self, key, actor_params, critic_params):
         cfg = self.cfg
         cons = C.init(jax.random.fold_in(key, 5), critic_params, self.protocol, beta=cfg.beta if cfg.consensus == "pdhg" else 1.0)
-        return {**super().init_extra(key, actor_params, critic_params), "consensus": cons._replace(counters=()),
-                "comm": C.counters_init(self.n_agents)}
+        extra = {**super().init_extra(key, actor_params, critic_params), "consensus": cons._replace(counters=()),
+                 "comm": C.counters_init(self.n_agents)}
+        if cfg.moa:  # one teammate model per observer and target group, stacked over the observers
+            moa = tuple(jax.vmap(net.init, in_axes=(0, None))(jax.random.split(jax.random.fold_in(key, 20 + g), self.n_agents),
+                                                           jnp.zeros((grp.n, grp.obs_dim)))
+                        for g, (net, grp) in enumerate(zip(self.moa_nets, self.groups)))
+            extra.update(moa=moa, moa_opt=tuple(opt_init(self.moa_tx, p, True) for p in moa))
+        return extra
 
     def consensus(self, state):
         return state.extra["consensus"]._replace(counters=state.extra["comm"])
