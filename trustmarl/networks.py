@@ -113,11 +113,14 @@ class CategoricalActor(nn.Module):
     activation: str = "tanh"
     layer_norm: bool = False
     head_gain: float = 0.01
+    output_activation: str | None = None  # an activation on the logits (Wen et al. 2021's code applies one)
 
     @nn.compact
     def __call__(self, obs, avail):
         h = MLP(self.hidden_sizes, self.activation, self.layer_norm)(obs)
         logits = Dense(self.n_actions, kernel_init=orthogonal(self.head_gain), bias_init=nn.initializers.zeros)(h)
+        if self.output_activation is not None:
+            logits = _act(self.output_activation)(logits)
         logits = jnp.where(avail, logits, MASKED_LOGIT)
         return (jax.nn.log_softmax(logits, axis=-1),)
 
@@ -131,12 +134,15 @@ class GaussianActor(nn.Module):
     layer_norm: bool = False
     head_gain: float = 0.01
     log_std_init: float = -0.5
+    output_activation: str | None = None  # an activation on the mean (Wen et al. 2021's code applies one)
 
     @nn.compact
     def __call__(self, obs, avail):
         del avail
         h = MLP(self.hidden_sizes, self.activation, self.layer_norm)(obs)
         mean = Dense(self.action_dim, kernel_init=orthogonal(self.head_gain), bias_init=nn.initializers.zeros)(h)
+        if self.output_activation is not None:
+            mean = _act(self.output_activation)(mean)
         log_std = self.param("log_std", nn.initializers.constant(self.log_std_init), (self.action_dim,))
         return mean, jnp.broadcast_to(log_std, mean.shape)
 
@@ -147,11 +153,13 @@ class Critic(nn.Module):
     hidden_sizes: Sequence[int]
     activation: str = "tanh"
     layer_norm: bool = False
+    output_activation: str | None = None  # an activation on the value (Wen et al. 2021's code applies one)
 
     @nn.compact
     def __call__(self, x):
         h = MLP(self.hidden_sizes, self.activation, self.layer_norm)(x)
-        return Dense(1, kernel_init=orthogonal(1.0), bias_init=nn.initializers.zeros)(h)[..., 0]
+        v = Dense(1, kernel_init=orthogonal(1.0), bias_init=nn.initializers.zeros)(h)[..., 0]
+        return v if self.output_activation is None else _act(self.output_activation)(v)
 
 
 class RecurrentActor(nn.Module):

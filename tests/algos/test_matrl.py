@@ -198,6 +198,99 @@ def test_configuration_errors():
     assert cfg.algo.vf_coef == 0.01 and build_config("matrl", "grid/checkers").algo.vf_coef == 1.0  # Table 3
 
 
+# ---- the reference code's defects as options (``--preset reference``) --------------------------------
+
+def test_entropy_terms_are_the_reference_codes_sample_estimate_with_its_signs():
+    """``entropy_term``: exact per-state entropy (default) or the code's ``mean(-log pi(a_t))``; the total loss
+    is ``c_pi L + c_v L_V + c_kl KL - sign c_H H`` with sign -1 only in the code's MATRL candidate loss."""
+    a = build("matrl", MP, **TINY)
+    state, batch = fresh_batch(a)
+    data, _, _ = a.step_data(state, batch)
+    params = nets(state)
+    logp = np.asarray(a.log_prob(a.policy(params[0], batch.obs, batch.avail), batch.actions))
+    sample_ent = (-logp).mean(0)
+    totals = {}
+    for term in ("exact", "sample", "sample_flipped", "reference"):
+        for independent in (False, True):
+            b = build("matrl", MP, **TINY, **{"algo.entropy_term": term, "algo.independent": independent})
+            d = data._replace(entropy_sign=b.entropy_sign(candidate=True))
+            total, aux = b.losses(params, batch, d)
+            if term != "exact":
+                np.testing.assert_allclose(np.asarray(aux["entropy"]), sample_ent, rtol=1e-5)
+            rest = np.asarray(aux["policy"] + a.cfg.vf_coef * aux["value"] + a.cfg.kl_coef * aux["kl"])
+            sign = (total - rest.sum()) / (-a.cfg.ent_coef * np.asarray(aux["entropy"]).sum())
+            totals[term, independent] = round(float(sign), 3)
+            assert b.entropy_sign(candidate=False) == (-1.0 if term == "sample_flipped" else 1.0)  # best response
+    assert totals == {("exact", False): 1.0, ("exact", True): 1.0, ("sample", False): 1.0, ("sample", True): 1.0,
+                      ("sample_flipped", False): -1.0, ("sample_flipped", True): -1.0,
+                      ("reference", False): -1.0, ("reference", True): 1.0}
+    exact = np.asarray(a.losses(params, batch, data)[1]["entropy"])
+    assert np.abs(exact - sample_ent).max() > 1e-4  # the two estimates differ on a finite batch
+
+
+def test_head_activation_applies_the_hidden_activation_to_logits_and_values():
+    """``head_activation``: the reference code's mlp puts the hidden activation on the output layer too;
+    recomputed by hand in NumPy from the parameters (one hidden layer, leaky ReLU of slope 0.01)."""
+    a = build("matrl", MP, **{**TINY, "algo.actor_head_gain": 3.0})
+    h = build("matrl", MP, **{**TINY, "algo.actor_head_gain": 3.0, "algo.head_activation": True})
+    actor, critic = a.init_params(jax.random.PRNGKey(1))
+    assert jax.tree.structure((actor, critic)) == jax.tree.structure(h.init_params(jax.random.PRNGKey(1)))
+    x = np.asarray(jax.random.normal(jax.random.PRNGKey(2), (7, 1)))
+    leaky = lambda v: np.where(v >= 0, v, 0.01 * v)  # noqa: E731
+
+    def by_hand(p, out):
+        p = jax.tree.map(lambda v: np.asarray(v[0], np.float64), p)["params"]  # agent 0
+        hid = leaky(x @ p["MLP_0"]["Dense_0"]["kernel"] + p["MLP_0"]["Dense_0"]["bias"])
+        y = hid @ p["Dense_0"]["kernel"] + p["Dense_0"]["bias"]
+        return out(y)
+
+    def log_softmax(z):
+        return z - np.log(np.exp(z - z.max(-1, keepdims=True)).sum(-1, keepdims=True)) - z.max(-1, keepdims=True)
+
+    p0, q0 = jax.tree.map(lambda v: v[0], actor[0]), jax.tree.map(lambda v: v[0], critic[0])
+    avail = jnp.ones((7, 2), bool)
+    for algo, out in ((a, lambda y: y), (h, leaky)):
+        np.testing.assert_allclose(np.asarray(algo.actors[0].apply(p0, x, avail)[0]), log_softmax(by_hand(actor[0], out)),
+                                   rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(algo.critic.apply(q0, x)), by_hand(critic[0], out)[:, 0], rtol=1e-4, atol=1e-5)
+    logits = by_hand(actor[0], lambda y: y)
+    assert (logits < 0).any() and (by_hand(critic[0], lambda y: y) < 0).any()  # the activation changes something
+
+
+def test_reference_presets_resolve_to_the_authors_code_values():
+    """``--preset reference``: the authors' code's configs (checker_config.yaml, switch_config.yaml,
+    mujoco_configs/*.yaml) on top of the paper's defaults."""
+    ck = build_config("matrl", "grid/checkers", preset="reference").algo
+    assert (ck.tpr_iters, ck.entropy_term, ck.head_activation, ck.vf_coef, ck.kl_coef, ck.ent_coef) == (5, "reference", True, 1.0, 1e-3, 0.05)
+    sw = build_config("matrl", "grid/switch4", preset="reference").algo
+    assert (sw.tpr_iters, sw.vf_coef, sw.entropy_term, sw.head_activation) == (5, 1e-3, "reference", True)
+    assert build_config("matrl", "grid/switch4").algo.vf_coef == 0.01  # Table 3
+    il = build_config("matrl", "grid/checkers", {"algo.independent": True}, preset="reference").algo
+    assert il.independent and il.tpr_iters == 5
+    default = build_config("matrl", "grid/checkers").algo
+    assert (default.tpr_iters, default.entropy_term, default.head_activation) == (10, "exact", False)
+    with pytest.raises(ConfigError, match=r"algo.entropy_term='bogus'"):
+        build_config("matrl", MP, {"algo.entropy_term": "bogus"})
+
+
+def test_mamujoco_presets_resolve_to_table5_the_code_and_de_witts_maddpg():
+    """MaMuJoCo: Wen et al. 2021, Table 5 by default; ``--preset reference`` the authors' code's values
+    (Ant: meta-game clip 0.2); MADDPG ``--preset dewitt2020`` the settings Table 5 takes from de Witt et al. 2020."""
+    for env in ("mamujoco/hopper_3x1", "mamujoco/ant_2x4"):
+        c = build_config("matrl", env)
+        a = c.algo
+        assert (a.steps_per_update(), a.vf_coef, a.pi_coef, a.kl_coef, a.tpr_iters, a.br_iters, a.meta_clip) == (4000, 1e-3, 100.0, 0.01, 10, 5, 0.1)
+        assert c.env.params["observation"] == "full"  # the code leaves agent_obsk unset: the full observation
+        r = build_config("matrl", env, preset="reference").algo
+        assert (r.tpr_iters, r.kl_coef, r.entropy_term, r.head_activation, r.vf_coef, r.pi_coef) == (5, 1e-3, "reference", True, 1e-3, 100.0)
+        assert r.meta_clip == (0.2 if "ant" in env else 0.1)
+        d = build_config("maddpg", env, preset="dewitt2020").algo
+        assert (d.hidden_sizes, d.actor_lr, d.critic_lr, d.batch_size, d.steps_per_update(), d.grad_steps, d.warmup_steps,
+                d.gamma) == ((300, 300), 1e-3, 1e-3, 100, 100, 100, 10000, 0.99)
+    il = build_config("matrl", "mamujoco/hopper_3x1", {"algo.independent": True}).algo  # IL: the same PPO settings
+    assert il.independent and (il.vf_coef, il.pi_coef, il.kl_coef) == (1e-3, 100.0, 0.01)
+
+
 # ---- T9: learning (slow; calibrated numbers in docs/matrl.md) -----------------------------------------
 
 def policy_trajectory(variant: dict, n_updates: int, seeds, **overrides):

@@ -9,7 +9,7 @@ Host environments are named next to the JAX-native ones (``trustmarl list`` show
   incremental torques; the old Pursuit reward; 25-step episodes as truncations): ``env.episode_limit`` and
   the ``parallel_env`` keywords (see :mod:`trustmarl.envs.host.sisl`).
 - ``mamujoco/<task>`` (``halfcheetah_2x3``, ``halfcheetah_6x1``, ``walker2d_2x3``, ``ant_4x2``,
-  ``hopper_3x1``, ``humanoid_17x1``, ``many_segment_swimmer_10x2``) - keys ``agent_obsk``,
+  ``ant_2x4``, ``hopper_3x1``, ``humanoid_17x1``, ``many_segment_swimmer_10x2``) - keys ``agent_obsk``,
   ``observation``, ``max_episode_steps`` (see :mod:`trustmarl.envs.host.mamujoco`).
 - ``pettingzoo:module.path:attr`` or plain ``module.path:attr`` - any PettingZoo Parallel API env factory
   by import path (the plain form is a host env when the object is not a JAX-native ``MultiAgentEnv``);
@@ -101,6 +101,7 @@ MAMUJOCO_PRESETS = {
     "halfcheetah_6x1": "HalfCheetah-6x1",
     "walker2d_2x3": "Walker2d-2x3",
     "ant_4x2": "Ant-4x2",
+    "ant_2x4": "Ant-2x4",
     "hopper_3x1": "Hopper-3x1",
     "humanoid_17x1": "Humanoid-17x1",
     "many_segment_swimmer_10x2": "ManySegmentSwimmer-10x2",
