@@ -28,8 +28,10 @@ ACTIVATIONS = ("tanh", "relu", "gelu", "leaky_relu")
 
 
 def _act(name: str):
-    """The activation ``name``; ``leaky_relu`` has slope 0.01 (PyTorch's default, as in the MAAC/MADDPG code)."""
-    return {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu, "leaky_relu": lambda x: nn.leaky_relu(x, 0.01)}[name]
+    """The activation ``name``; ``leaky_relu`` has slope 0.01 (PyTorch's default, as in the MAAC/MADDPG code),
+    ``leaky_relu_0.2`` slope 0.2 (TensorFlow's default, as in Wen et al. 2021's code)."""
+    return {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu, "leaky_relu": lambda x: nn.leaky_relu(x, 0.01),
+            "leaky_relu_0.2": lambda x: nn.leaky_relu(x, 0.2)}[name]
 
 
 @custom_vmap

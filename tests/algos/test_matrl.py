@@ -229,46 +229,50 @@ def test_entropy_terms_are_the_reference_codes_sample_estimate_with_its_signs():
 
 
 def test_head_activation_applies_the_hidden_activation_to_logits_and_values():
-    """``head_activation``: the reference code's mlp puts the hidden activation on the output layer too;
-    recomputed by hand in NumPy from the parameters (one hidden layer, leaky ReLU of slope 0.01)."""
-    a = build("matrl", MP, **{**TINY, "algo.actor_head_gain": 3.0})
-    h = build("matrl", MP, **{**TINY, "algo.actor_head_gain": 3.0, "algo.head_activation": True})
-    actor, critic = a.init_params(jax.random.PRNGKey(1))
-    assert jax.tree.structure((actor, critic)) == jax.tree.structure(h.init_params(jax.random.PRNGKey(1)))
+    """``head_activation``: the reference code's mlp puts the hidden activation on the output layer too (policy,
+    value or both); recomputed by hand in NumPy from the parameters (one hidden layer, leaky ReLU of slope 0.01
+    or TensorFlow's 0.2)."""
     x = np.asarray(jax.random.normal(jax.random.PRNGKey(2), (7, 1)))
-    leaky = lambda v: np.where(v >= 0, v, 0.01 * v)  # noqa: E731
-
-    def by_hand(p, out):
-        p = jax.tree.map(lambda v: np.asarray(v[0], np.float64), p)["params"]  # agent 0
-        hid = leaky(x @ p["MLP_0"]["Dense_0"]["kernel"] + p["MLP_0"]["Dense_0"]["bias"])
-        y = hid @ p["Dense_0"]["kernel"] + p["Dense_0"]["bias"]
-        return out(y)
+    avail = jnp.ones((7, 2), bool)
 
     def log_softmax(z):
-        return z - np.log(np.exp(z - z.max(-1, keepdims=True)).sum(-1, keepdims=True)) - z.max(-1, keepdims=True)
+        z = z - z.max(-1, keepdims=True)
+        return z - np.log(np.exp(z).sum(-1, keepdims=True))
 
-    p0, q0 = jax.tree.map(lambda v: v[0], actor[0]), jax.tree.map(lambda v: v[0], critic[0])
-    avail = jnp.ones((7, 2), bool)
-    for algo, out in ((a, lambda y: y), (h, leaky)):
-        np.testing.assert_allclose(np.asarray(algo.actors[0].apply(p0, x, avail)[0]), log_softmax(by_hand(actor[0], out)),
-                                   rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(np.asarray(algo.critic.apply(q0, x)), by_hand(critic[0], out)[:, 0], rtol=1e-4, atol=1e-5)
-    logits = by_hand(actor[0], lambda y: y)
-    assert (logits < 0).any() and (by_hand(critic[0], lambda y: y) < 0).any()  # the activation changes something
+    for act, slope in (("leaky_relu", 0.01), ("leaky_relu_0.2", 0.2)):
+        leaky = lambda v, slope=slope: np.where(v >= 0, v, slope * v)  # noqa: E731
+        ident = lambda v: v  # noqa: E731
+        for mode in ("none", "policy", "value", "both"):
+            h = build("matrl", MP, **{**TINY, "algo.actor_head_gain": 3.0, "algo.activation": act, "algo.head_activation": mode})
+            actor, critic = h.init_params(jax.random.PRNGKey(1))
+
+            def by_hand(p, out):
+                p = jax.tree.map(lambda v: np.asarray(v[0], np.float64), p)["params"]  # agent 0
+                hid = leaky(x @ p["MLP_0"]["Dense_0"]["kernel"] + p["MLP_0"]["Dense_0"]["bias"])
+                return out(hid @ p["Dense_0"]["kernel"] + p["Dense_0"]["bias"])
+
+            p0, q0 = jax.tree.map(lambda v: v[0], actor[0]), jax.tree.map(lambda v: v[0], critic[0])
+            pol = leaky if mode in ("policy", "both") else ident
+            val = leaky if mode in ("value", "both") else ident
+            np.testing.assert_allclose(np.asarray(h.actors[0].apply(p0, x, avail)[0]), log_softmax(by_hand(actor[0], pol)),
+                                       rtol=1e-4, atol=1e-5, err_msg=f"{act} {mode}")
+            np.testing.assert_allclose(np.asarray(h.critic.apply(q0, x)), by_hand(critic[0], val)[:, 0], rtol=1e-4, atol=1e-5,
+                                       err_msg=f"{act} {mode}")
+            assert (by_hand(actor[0], ident) < 0).any() and (by_hand(critic[0], ident) < 0).any()  # the activation matters
 
 
 def test_reference_presets_resolve_to_the_authors_code_values():
     """``--preset reference``: the authors' code's configs (checker_config.yaml, switch_config.yaml,
     mujoco_configs/*.yaml) on top of the paper's defaults."""
     ck = build_config("matrl", "grid/checkers", preset="reference").algo
-    assert (ck.tpr_iters, ck.entropy_term, ck.head_activation, ck.vf_coef, ck.kl_coef, ck.ent_coef) == (5, "reference", True, 1.0, 1e-3, 0.05)
+    assert (ck.tpr_iters, ck.entropy_term, ck.head_activation, ck.vf_coef, ck.kl_coef, ck.ent_coef) == (5, "reference", "both", 1.0, 1e-3, 0.05)
     sw = build_config("matrl", "grid/switch4", preset="reference").algo
-    assert (sw.tpr_iters, sw.vf_coef, sw.entropy_term, sw.head_activation) == (5, 1e-3, "reference", True)
+    assert (sw.tpr_iters, sw.vf_coef, sw.entropy_term, sw.head_activation, sw.activation) == (5, 1e-3, "reference", "both", "leaky_relu_0.2")
     assert build_config("matrl", "grid/switch4").algo.vf_coef == 0.01  # Table 3
     il = build_config("matrl", "grid/checkers", {"algo.independent": True}, preset="reference").algo
     assert il.independent and il.tpr_iters == 5
     default = build_config("matrl", "grid/checkers").algo
-    assert (default.tpr_iters, default.entropy_term, default.head_activation) == (10, "exact", False)
+    assert (default.tpr_iters, default.entropy_term, default.head_activation) == (10, "exact", "none")
     with pytest.raises(ConfigError, match=r"algo.entropy_term='bogus'"):
         build_config("matrl", MP, {"algo.entropy_term": "bogus"})
 
@@ -282,7 +286,7 @@ def test_mamujoco_presets_resolve_to_table5_the_code_and_de_witts_maddpg():
         assert (a.steps_per_update(), a.vf_coef, a.pi_coef, a.kl_coef, a.tpr_iters, a.br_iters, a.meta_clip) == (4000, 1e-3, 100.0, 0.01, 10, 5, 0.1)
         assert c.env.params["observation"] == "full"  # the code leaves agent_obsk unset: the full observation
         r = build_config("matrl", env, preset="reference").algo
-        assert (r.tpr_iters, r.kl_coef, r.entropy_term, r.head_activation, r.vf_coef, r.pi_coef) == (5, 1e-3, "reference", True, 1e-3, 100.0)
+        assert (r.tpr_iters, r.kl_coef, r.entropy_term, r.head_activation, r.vf_coef, r.pi_coef) == (5, 1e-3, "reference", "both", 1e-3, 100.0)
         assert r.meta_clip == (0.2 if "ant" in env else 0.1)
         d = build_config("maddpg", env, preset="dewitt2020").algo
         assert (d.hidden_sizes, d.actor_lr, d.critic_lr, d.batch_size, d.steps_per_update(), d.grad_steps, d.warmup_steps,

@@ -46,6 +46,7 @@ class RunConfig:
     checkpoint_seconds: float = 600.0  # checkpoints over 100 MB (replay buffers) are at least this many seconds apart
     eval_episodes: int = 32  # episodes per seed of each evaluation (and of `trustmarl eval`)
     eval_every: int = 0  # env steps per seed between deterministic evaluations during training; 0 = never
+    checkpoint_keep: int | None = None  # updates between numbered checkpoints kept (checkpoints/update_NNNNNNN.npz, e.g. for crossplay); null = none
 
     def validate(self) -> None:
         self.validate_run_keys()
@@ -58,6 +59,9 @@ class RunConfig:
             raise ConfigError(f"seed={self.seed!r} must be a non-negative integer")
         positive_int(self, "num_seeds", "total_steps", "chunk_updates", "checkpoint_every", "eval_episodes")
         non_negative_int(self, "eval_every")
+        k = self.checkpoint_keep
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+            raise ConfigError(f"checkpoint_keep={k!r} must be an integer >= 1 (updates between kept checkpoints), or null for none")
         if not (isinstance(self.checkpoint_seconds, (int, float)) and self.checkpoint_seconds >= 0):
             raise ConfigError(f"checkpoint_seconds={self.checkpoint_seconds!r} must be a number >= 0")
 

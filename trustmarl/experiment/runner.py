@@ -15,6 +15,7 @@ Run directory::
     metrics.jsonl / .csv     one row per update (see ``logger.chunk_rows``)
     tb/                      TensorBoard events (aggregate scalars, step = env steps of one seed)
     checkpoints/last.npz     latest good state (+ last.json sidecar with the counters)
+    checkpoints/update_NNNNNNN.npz   with ``checkpoint_keep=K``: the state after every K-th update, kept
     summary.json             result and throughput; ``status`` is "completed", "diverged" or "env_error"
 
 **Host (Python) environments** (``pettingzoo/...``, ``sisl/...``, ``mamujoco/...``,
@@ -436,10 +437,15 @@ class _Run:
             "num_seeds": cfg.num_seeds, "algo": cfg.algo.name, "env": cfg.env.name, "last_eval": self.last_eval,
         }
 
+    def keep_due(self) -> bool:
+        """Whether the state after ``self.update`` is a numbered checkpoint to keep (run key ``checkpoint_keep``)."""
+        k = self.cfg.checkpoint_keep
+        return bool(k) and self.update > 0 and self.update % k == 0
+
     def save(self, state) -> None:
         ckpt = self.out_dir / LAST_CHECKPOINT
         save_checkpoint(ckpt, state, self.counters())
-        if self.keep_checkpoints:
+        if self.keep_checkpoints or self.keep_due():
             shutil.copyfile(ckpt, ckpt.with_name(f"update_{self.update:07d}.npz"))
         self.last_saved, self.last_save_time = self.update, time.perf_counter()
         size = self.last_size = ckpt.stat().st_size
@@ -460,6 +466,9 @@ class _Run:
         if every:
             next_eval = (self.env_steps // every + 1) * every  # env steps of the next evaluation
             n = min(n, max(1, -(-(next_eval - self.env_steps) // self.spu)))
+        keep = self.cfg.checkpoint_keep
+        if keep:  # end the chunk at the next kept checkpoint
+            n = min(n, keep - self.update % keep)
         return n
 
     def evaluate(self, state, update: int, env_steps: int) -> dict[str, Any] | None:
@@ -523,7 +532,7 @@ class _Run:
                 if bar is not None:
                     bar.update(n * self.spu)
                     bar.set_postfix(_postfix(new_rows, self.last_eval), refresh=False)
-                if self.periodic_save_due(chunk_i) or self.update >= self.total:
+                if self.periodic_save_due(chunk_i) or self.update >= self.total or self.keep_due():
                     self.save(state)
                 if stop_after_chunks is not None and chunk_i >= stop_after_chunks and self.update < self.total:
                     return {"status": "stopped", "updates": self.update, "env_steps": self.env_steps, "run_dir": str(out_dir)}

@@ -106,7 +106,7 @@ class MATRLConfig(OnPolicyConfig):
     independent: bool = False  # plain independent PPO (the paper's IL baseline): the next policy is the TPR candidate
     # the reference code's defects, off by default (``--preset reference`` turns them on; docs/matrl.md)
     entropy_term: str = "exact"  # exact: per-state entropy | sample: mean(-log pi(a_t)) | sample_flipped: minus that | reference: the code's per loss
-    head_activation: bool = False  # apply algo.activation to the logits/means and values too (the reference code's mlp)
+    head_activation: str = "none"  # apply algo.activation to the outputs too (the reference code's mlp): none | policy | value | both
 
     _STEPS = "MATRL takes full-batch steps: algo.tpr_iters (candidate) and algo.br_iters (best response)"
     UNUSED: typing.ClassVar[dict[str, str]] = {
@@ -120,7 +120,8 @@ class MATRLConfig(OnPolicyConfig):
     }
     CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {
         **OnPolicyConfig.CHOICES,
-        "activation": ("tanh", "relu", "gelu", "leaky_relu"),
+        "activation": ("tanh", "relu", "gelu", "leaky_relu", "leaky_relu_0.2"),
+        "head_activation": ("none", "policy", "value", "both"),
         "critic": ("local",),
         "selection": SELECTIONS,
         "entropy_term": ENTROPY_TERMS,
@@ -175,8 +176,9 @@ class MATRL(ActorCritic):
         self.br_actor_tx = self.make_tx(cfg.br_lr, cfg.br_iters)
         self.br_critic_tx = self.make_tx(cfg.br_lr, cfg.br_iters)
         self.offsets = self.agents.offsets
-        if cfg.head_activation:  # the reference code's mlp: the hidden activation on the output layer too
+        if cfg.head_activation in ("policy", "both"):  # the reference code's mlp: the hidden activation on the output too
             self.actors = tuple(a.clone(output_activation=cfg.activation) for a in self.actors)
+        if cfg.head_activation in ("value", "both"):
             self.critic = self.critic.clone(output_activation=cfg.activation)
 
     def actor_steps_per_update(self, g: int) -> int:
