@@ -223,13 +223,27 @@ def _per_seed_returns(rows: list[dict[str, Any]], num_seeds: int, name: str = "e
     ).reshape(len(rows), num_seeds)
 
 
-def _per_agent_window(rows: list[dict[str, Any]], name: str) -> list[float]:
-    """NaN-aware mean over the last 10% of updates of the per-agent columns ``name/agent_i`` (seed mean)."""
+def _per_agent_window(rows: list[dict[str, Any]], name: str, first: bool = False) -> list[float]:
+    """NaN-aware mean over the last (or first) 10% of updates of the per-agent columns ``name/agent_i`` (seed mean)."""
     agents = sorted({int(k.rsplit("_", 1)[1]) for r in rows for k in r if k.startswith(f"{name}/agent_")})
     if not rows or not agents:
         return []
     w = max(1, int(math.ceil(0.1 * len(rows))))
-    return [nanmean([float(r.get(f"{name}/agent_{i}", float("nan"))) for r in rows[-w:]]) for i in agents]
+    window = rows[:w] if first else rows[-w:]
+    return [nanmean([float(r.get(f"{name}/agent_{i}", float("nan"))) for r in window]) for i in agents]
+
+
+def is_zero_sum(rows: list[dict[str, Any]]) -> bool:
+    """Whether the run's episodes are zero-sum: the returns summed over agents are 0 in every logged update
+    while some agent's return is not (matching pennies, Pong). There the team mean is always 0 and says
+    nothing, so the progress bar and the summary show each agent's return instead."""
+    sums = np.array([r.get("episode_return_sum") for r in rows], dtype=np.float64)
+    agents = np.array([[v for k, v in r.items() if k.startswith("episode_return_per_agent/agent_")] for r in rows],
+                      dtype=np.float64)
+    sums, agents = sums[np.isfinite(sums)], agents[np.isfinite(agents)]
+    if not sums.size or not agents.size or np.abs(agents).max() == 0:
+        return False
+    return bool(np.abs(sums).max() <= 1e-5 * (1.0 + np.abs(agents).max()))
 
 
 def _action_probabilities(rows: list[dict[str, Any]]) -> list[list[float]]:
@@ -285,6 +299,9 @@ def _summary(cfg, run_dir, rows, status, updates, env_steps, session, wall_total
             _per_seed_returns(rows, cfg.num_seeds, "episode_return_sum"), first=False
         )
         out["final_return_per_agent"] = _per_agent_window(rows, "episode_return_per_agent")
+        if is_zero_sum(rows):  # the team return is always 0: each agent's return is the result
+            out["zero_sum"] = True
+            out["initial_return_per_agent"] = _per_agent_window(rows, "episode_return_per_agent", first=True)
     probs = _action_probabilities(rows)
     if probs:  # what the policies do (MATRL on small discrete games): a flat zero-sum return says nothing
         out["final_action_probs_per_agent"] = probs
@@ -325,10 +342,17 @@ def _print_result(summary: dict[str, Any], out=None) -> None:
     if s.get("final_action_probs_per_agent"):
         extra += "; action probabilities per agent " + ", ".join(
             "[" + " ".join(_fmt(p, ".2f") for p in agent) + "]" for agent in s["final_action_probs_per_agent"])
+    result = f"return {_fmt(s['initial_return'])} -> {_fmt(s['final_return'])} (first -> last 10% of updates){extra}"
+    if s.get("zero_sum"):  # never the team mean (always 0): each agent's return
+        agents = lambda v: "[" + ", ".join(_fmt(x) for x in v) + "]"  # noqa: E731
+        result = (f"returns per agent {agents(s['initial_return_per_agent'])} -> {agents(s['final_return_per_agent'])} "
+                  f"(first -> last 10% of updates; zero-sum: they sum to 0)")
+        if s.get("final_action_probs_per_agent"):
+            result += "; action probabilities per agent " + ", ".join(
+                "[" + " ".join(_fmt(p, ".2f") for p in agent) + "]" for agent in s["final_action_probs_per_agent"])
     print(
         f"{s['algo']} on {s['env']} ({s['num_seeds']} seed{'s' if s['num_seeds'] != 1 else ''}, "
-        f"{s['env_steps']} env steps each): return {_fmt(s['initial_return'])} -> {_fmt(s['final_return'])} "
-        f"(first -> last 10% of updates){extra}; {_fmt(s['steps_per_second'], '.0f')} steps/s overall, "
+        f"{s['env_steps']} env steps each): {result}; {_fmt(s['steps_per_second'], '.0f')} steps/s overall, "
         f"{_fmt(s['steady_steps_per_second'], '.0f')} steps/s after compilation",
         file=out,
     )
@@ -576,7 +600,9 @@ def eval_columns(result: dict[str, np.ndarray]) -> dict[str, float]:
 def _postfix(rows: list[dict[str, Any]], last_eval: dict[str, Any] | None) -> dict[str, str]:
     post = {"ret": _fmt(nanmean([r["episode_return"] for r in rows]))}
     agents = sorted(k for k in rows[-1] if k.startswith("episode_return_per_agent/agent_"))
-    if 1 < len(agents) <= 4:  # per-agent returns (general-sum games), and their sum
+    if is_zero_sum(rows):  # zero-sum: the team mean is always 0; each agent's return instead
+        post = {"agents": "[" + ",".join(_fmt(nanmean([r.get(k, math.nan) for r in rows]), ".3g") for k in agents) + "]"}
+    elif 1 < len(agents) <= 4:  # per-agent returns (general-sum games), and their sum
         post["agents"] = "[" + ",".join(_fmt(nanmean([r.get(k, math.nan) for r in rows]), ".3g") for k in agents) + "]"
         post["sum"] = _fmt(nanmean([r.get("episode_return_sum", math.nan) for r in rows]))
     if "episode_win_rate" in rows[-1]:  # SMAX
