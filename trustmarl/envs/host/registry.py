@@ -2,6 +2,8 @@
 
 Host environments are named next to the JAX-native ones (``trustmarl list`` shows both):
 
+- ``pettingzoo/pong`` - two-player Atari Pong (``pong_v3``, zero-sum); keys ``obs_type`` (``ram``), ``frame_skip``,
+  ``full_action_space``, ``max_cycles`` (see :mod:`trustmarl.envs.host.atari`; extra ``atari``).
 - ``pettingzoo/simple_spread`` - mpe2 ``simple_spread_v3`` (discrete); keys ``n_agents``, ``local_ratio``,
   ``max_cycles`` as for the JAX-native ``mpe/simple_spread``, whose observation layout it shares.
 - ``sisl/multiwalker``, ``sisl/pursuit`` - PettingZoo SISL; their ``parallel_env`` keywords as ``env.*`` keys.
@@ -72,6 +74,12 @@ def _sisl_li2022(fn_name: str):
     return build
 
 
+def _pong(p: dict[str, Any]):
+    from trustmarl.envs.host.atari import pong
+
+    return pong(**p)
+
+
 def _mamujoco(task: str):
     def build(p: dict[str, Any]):
         from trustmarl.envs.host.mamujoco import mamujoco
@@ -136,6 +144,12 @@ def _presets() -> dict[str, HostEnvSpec]:
             "host env: SISL pursuit_v5 as in Li et al. 2022 (MAMT): no urgency penalty, per-pursuer rewards, "
             "25-step episodes; needs trustmarl[pettingzoo]",
             dict(_PURSUIT_LI2022), _sisl_li2022("sisl_pursuit_li2022"), "episode_limit",
+        ),
+        HostEnvSpec(
+            "pettingzoo/pong",
+            "host env: two-player Atari Pong (PettingZoo pong_v3; RAM observations / 255; zero-sum, Wen et al. 2021 "
+            "Figure 6); needs trustmarl[atari]",
+            {"obs_type": "ram", "frame_skip": 1, "full_action_space": True, "max_cycles": 100_000}, _pong, "max_cycles",
         ),
     ]
     for suffix, task in MAMUJOCO_PRESETS.items():
