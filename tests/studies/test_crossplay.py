@@ -135,3 +135,16 @@ def test_bad_input_is_one_line_and_exit_2(runs, tmp_path, capsys, case):
               "episodes": "--episodes 0 must be"}[case]
     assert len(err) == 1 and needle in err[0], err
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow  # a host env: trains a tiny MATRL run on Pong (needs the atari extra)
+def test_pong_crossplay_on_a_host_env(tmp_path):
+    pytest.importorskip("multi_agent_ale_py")
+    run = tmp_path / "pong"
+    cfg = build_config("matrl", "pettingzoo/pong", {"algo.num_envs": 2, "algo.rollout_len": 50, "algo.hidden_sizes": [16],
+                                                    "total_steps": 200, "checkpoint_keep": 1, "env.frame_skip": 4,
+                                                    "env.max_cycles": 200, "env.num_workers": 0})
+    runner.train(cfg, run, progress=False, tensorboard=False)
+    res = cp.crossplay(run, run, 2, tmp_path / "xp")
+    m0, m1 = np.asarray(res["player0_return"]), np.asarray(res["player1_return"])
+    assert m0.shape == (2, 2) and res["zero_sum"] and np.array_equal(m1, -m0)

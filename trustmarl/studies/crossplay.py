@@ -15,7 +15,8 @@ scores more against the same opponent (down every column) and the share in which
 holds player 0 to less (along every row), and their mean.
 
 Each run's policy is the one of seed ``--seed-a`` / ``--seed-b`` of that run (runs train several seeds
-vmapped). Both runs must be on the same environment (name and settings), with two agents; the two
+vmapped). JAX-native games play all pairs in one batch; host games (``pettingzoo/pong``) one row of pairs at
+a time. Both runs must be on the same environment (name and settings), with two agents; the two
 algorithms may differ (MATRL against IL). The frozen policies are loaded with :func:`checkpoint_view`, a
 small internal loader (to be replaced by the library-wide ``trustmarl.load_policy`` once that exists).
 """
@@ -146,8 +147,6 @@ def crossplay(run_a: Path, run_b: Path, episodes: int, out_dir: Path | None = No
         if (cfg_a.env.name, cfg_a.env.params) != (cfg_b.env.name, cfg_b.env.params):
             raise CrossplayError(f"the runs are on different environments: {cfg_a.env.name} {cfg_a.env.params} "
                                  f"vs {cfg_b.env.name} {cfg_b.env.params}")
-        if env_kind(cfg_a.env.name) != "jax":
-            raise CrossplayError(f"crossplay runs JAX-native environments; {cfg_a.env.name} is a host environment")
         t0 = time.perf_counter()
         views_a = [checkpoint_view(algo_a, be_a.template(), p, seed_a) for p in kept_a]
         views_b = [checkpoint_view(algo_b, be_b.template(), p, seed_b) for p in kept_b]
@@ -155,13 +154,28 @@ def crossplay(run_a: Path, run_b: Path, episodes: int, out_dir: Path | None = No
         be_a.close()
         be_b.close()
     na, nb = len(views_a), len(views_b)
-    # every pair is one "seed" of one batched evaluation: [na * nb] pairs x episodes copies
-    va = jax.tree.map(lambda *x: np.concatenate(x)[np.repeat(np.arange(na), nb)], *[v for v, _ in views_a])
-    vb = jax.tree.map(lambda *x: np.concatenate(x)[np.tile(np.arange(nb), na)], *[v for v, _ in views_b])
     pair = PairedPolicy(algo_a, algo_b)
     k_env, k_act = jax.random.split(jax.random.PRNGKey(seed))
-    res = run_episodes(pair, (va, vb), JaxStepper(algo_a.env, na * nb, episodes, k_env), k_act, deterministic)
-    per_agent = np.asarray(res["return_per_agent"]).reshape(na, nb, 2)
+    stack = lambda views, idx: jax.tree.map(lambda *x: np.concatenate(x)[idx], *[v for v, _ in views])  # noqa: E731
+    if env_kind(cfg_a.env.name) == "jax":  # every pair is one "seed" of one batched evaluation
+        va, vb = stack(views_a, np.repeat(np.arange(na), nb)), stack(views_b, np.tile(np.arange(nb), na))
+        res = run_episodes(pair, (va, vb), JaxStepper(algo_a.env, na * nb, episodes, k_env), k_act, deterministic)
+        per_agent = np.asarray(res["return_per_agent"]).reshape(na, nb, 2)
+    else:  # host env: one row of pairs at a time on nb x episodes env copies
+        from trustmarl.algos.evaluation import HostStepper
+        from trustmarl.envs.host import registry as host_registry
+
+        vec = host_registry.make_vec_env(cfg_a.env.name, cfg_a.env.params, nb * episodes, seed)
+        try:
+            vb, rows = stack(views_b, np.arange(nb)), []
+            for i in range(na):
+                va = stack(views_a, np.full(nb, i))
+                res = run_episodes(pair, (va, vb), HostStepper(vec, nb, seed=seed + i), jax.random.fold_in(k_act, i),
+                                   deterministic)
+                rows.append(np.asarray(res["return_per_agent"]))
+        finally:
+            vec.close()
+        per_agent = np.stack(rows)
     m0, m1 = per_agent[..., 0], per_agent[..., 1]
     zero_sum = bool(np.allclose(m0 + m1, 0.0, atol=1e-5 * (1 + np.abs(m0).max())))
     result = {
