@@ -28,6 +28,8 @@ def test_every_tier_builds_the_papers_three_methods_on_one_budget():
             m, il = dataclasses.asdict(cfgs["MATRL"].algo), dataclasses.asdict(cfgs["IL"].algo)
             assert {k for k in m if m[k] != il[k]} == {"independent"}
             assert cfgs["MADDPG"].eval_every == 0
+    assert [mj.method_overrides("MADDPG", t, "mamujoco/hopper_3x1")[2] for t in ("smoke", "cpu", "full")] == [
+        "dewitt2020", None, "dewitt2020"]  # the cpu tier: the packaged settings (fewer gradient steps per env step)
     assert mj.TIERS["full"]["steps"] == {"mamujoco/hopper_3x1": 3_200_000, "mamujoco/ant_2x4": 4_000_000}
     algo, ov, _ = mj.method_overrides("MATRL", "cpu", "mamujoco/hopper_3x1")
     cpu = build_config(algo, "mamujoco/hopper_3x1", ov)
