@@ -605,10 +605,12 @@ def _load() -> None:
     register_reproduction(
         "matrl-mujoco", _matrl_mujoco, paper="Wen et al. 2021 (MATRL)", figure="Figures 5c and 9c (Hopper 3x1, Ant 2x4)",
         description="PPO-based MATRL against independent PPO (IL) and MADDPG on Multi-Agent MuJoCo, team return",
-        tiers={"smoke": "~1 min of CPU time (2 CPU cores; 4 min wall at a load of 16)",
-               "cpu": "CPU_TIER_TIME",
-               "full": "FULL_TIER_TIME"},
+        tiers={"smoke": "~1 min of CPU time (2 CPU cores; 4 min wall at a load of 16, measured)",
+               "cpu": "~8.8 h on 2 CPU cores at a load of 20 (estimated from measured rates: MATRL and IL 44 min "
+                      "each, MADDPG 7.3 h); an idle machine is several times faster",
+               "full": "Hopper 3.2 M and Ant 4 M env steps x 5 seeds x 3 methods: days on 2 cores; a cluster"},
     )
+
 
 def _matrl_mujoco(out_dir: Path, tier: str) -> dict[str, Any]:
     """MATRL Figures 5c and 9c (:func:`trustmarl.studies.matrl_mujoco.reproduce_matrl_mujoco`)."""
