@@ -295,6 +295,27 @@ def test_mamujoco_presets_resolve_to_table5_the_code_and_de_witts_maddpg():
     assert il.independent and (il.vf_coef, il.pi_coef, il.kl_coef) == (1e-3, 100.0, 0.01)
 
 
+def test_pong_presets_resolve_to_table6_and_the_code():
+    """Two-player Pong: Wen et al. 2021, Table 6 (batch 4000, c_v 0.1, c_pi 10, c_kl 0.01); ``--preset reference``
+    the authors' code's atari_configs (batch 1000, c_v 0.0001, c_kl 0.001, 5 policy iterations and its defects)."""
+    from trustmarl.algos.on_policy.matrl import MATRLConfig
+    from trustmarl.experiment.config import load_yaml, preset_files
+
+    def resolved(preset=None):  # the preset layers on the defaults (build_config would need the atari extra)
+        merged = {}
+        for f in preset_files("matrl", "pettingzoo/pong", preset):
+            merged.update(load_yaml(f))
+        cfg = MATRLConfig(**{k[5:]: v for k, v in merged.items() if k.startswith("algo.")})
+        cfg.validate()
+        return cfg
+
+    p = resolved()
+    assert (p.steps_per_update(), p.vf_coef, p.pi_coef, p.kl_coef, p.tpr_iters, p.ent_coef) == (4000, 0.1, 10.0, 0.01, 10, 0.05)
+    r = resolved("reference")
+    assert (r.steps_per_update(), r.vf_coef, r.pi_coef, r.kl_coef, r.tpr_iters, r.entropy_term, r.head_activation) == (
+        1000, 1e-4, 10.0, 1e-3, 5, "reference", "both")
+
+
 # ---- T9: learning (slow; calibrated numbers in docs/matrl.md) -----------------------------------------
 
 def policy_trajectory(variant: dict, n_updates: int, seeds, **overrides):
