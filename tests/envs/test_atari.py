@@ -17,10 +17,10 @@ def _needs_atari():
     pytest.importorskip("ale_py")
 
 
-def _play(frame_skip: int, steps: int, actions: np.ndarray):
+def _play(frame_skip: int, steps: int, actions: np.ndarray, obs_type: str = "ram", states: list | None = None):
     from trustmarl.envs.host import registry
 
-    f = registry.make_factory("pettingzoo/pong", {"frame_skip": frame_skip, "max_cycles": 10_000})
+    f = registry.make_factory("pettingzoo/pong", {"frame_skip": frame_skip, "max_cycles": 10_000, "obs_type": obs_type})
     obs, rewards = [], []
     with HostVecEnv([f], num_workers=0, seed=5) as vec:
         ts = vec.reset()
@@ -29,7 +29,25 @@ def _play(frame_skip: int, steps: int, actions: np.ndarray):
             ts = vec.step((actions[t][None],))
             obs.append(ts.obs[0][0])
             rewards.append(ts.reward[0])
+            if states is not None:
+                states.append(ts.state[0])
     return vec, np.asarray(obs), np.asarray(rewards)
+
+
+def test_grayscale_84x84_image_observations():
+    """``obs_type=grayscale84``: the screen in grayscale, 84x84, / 255, flat float32; the state is still the RAM
+    (equal to the RAM observations of the same game); the image changes as the game does."""
+    _needs_atari()
+    rng = np.random.default_rng(2)
+    acts = rng.integers(0, 18, (40, 2))
+    states: list = []
+    vec, img, rew = _play(4, 40, acts, "grayscale84", states)
+    _, ram, rew_ram = _play(4, 40, acts)
+    assert vec.groups[0].obs_dim == 84 * 84 and vec.state_dim == 128
+    assert img.shape == (41, 2, 7056) and img.dtype == np.float32 and 0.0 <= img.min() and img.max() <= 1.0
+    np.testing.assert_array_equal(np.asarray(states), ram[1:, 0])  # the image env's state is the RAM
+    np.testing.assert_array_equal(rew, rew_ram)
+    assert np.abs(img[-1] - img[0]).max() > 0.1  # the paddles and the ball moved
 
 
 def test_ram_observations_and_zero_sum_rewards():
@@ -59,7 +77,7 @@ def test_frame_skip_repeats_the_action_and_sums_the_rewards():
 def test_bad_options():
     from trustmarl.envs.host.atari import PongFactory
 
-    with pytest.raises(ValueError, match="obs_type='rgb_image' is not available"):
+    with pytest.raises(ValueError, match="obs_type='rgb_image' is not available; choose one of ram, grayscale84"):
         PongFactory(obs_type="rgb_image")
     with pytest.raises(ValueError, match="frame_skip=0 must be an integer >= 1"):
         PongFactory(frame_skip=0)

@@ -2,7 +2,9 @@
 
 ``pettingzoo/pong`` is zero-sum: +1 to the player who scores, -1 to the other (the team mean is always 0,
 so runs report each player's return). Observations go through :class:`RamObservations`: the console's
-128-byte RAM scaled to ``[0, 1]`` (float32), a CPU-sized input for an MLP; the global state is the same RAM
+128-byte RAM scaled to ``[0, 1]`` (float32), a CPU-sized input for an MLP (``obs_type=ram``, the default), or
+the screen in grayscale resized to 84x84 and flattened (``obs_type=grayscale84``: the paper's images, but
+without colour and without a CNN torso, which is not built yet); the global state is the RAM
 (the env's own state, the 210x160x3 screen, would make every rollout 100 kB per step). ``frame_skip=k``
 repeats each joint action on ``k`` frames and sums the rewards (it stops early when the game ends).
 
@@ -22,7 +24,8 @@ from trustmarl.envs.host import MissingExtraError
 
 _EXTRA_MSG = ("two-player Pong needs PettingZoo's Atari support (multi-agent-ale-py) and ale-py, whose wheel "
               "ships the ROM: pip install 'trustmarl[atari]'")
-OBS_TYPES = ("ram",)
+OBS_TYPES = ("ram", "grayscale84")
+IMAGE_SIZE = 84
 
 
 def rom_dir() -> str:
@@ -43,17 +46,27 @@ def _require() -> None:
     rom_dir()
 
 
+def grayscale84(frame: np.ndarray) -> np.ndarray:
+    """A ``[210, 160(, 1)]`` uint8 grayscale frame resized (bilinear) to 84x84, / 255, flattened: ``[7056]`` float32."""
+    from PIL import Image
+
+    img = Image.fromarray(np.asarray(frame, np.uint8).reshape(np.shape(frame)[:2]))
+    return (np.asarray(img.resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR), np.float32) / 255.0).reshape(-1)
+
+
 class RamObservations:
     """A PettingZoo Parallel env with RAM observations: every observation (and the state) is the RAM / 255
-    as float32; ``frame_skip`` frames per step with the rewards summed."""
+    as float32; ``frame_skip`` frames per step with the rewards summed. With ``image=True`` (the env built
+    with ``obs_type="grayscale_image"``) the observations are the screen as :func:`grayscale84` (the state
+    stays the RAM, read from the emulator)."""
 
-    def __init__(self, env: Any, frame_skip: int = 1):
+    def __init__(self, env: Any, frame_skip: int = 1, image: bool = False):
         import gymnasium.spaces as spaces
 
-        self.env, self.frame_skip = env, int(frame_skip)
+        self.env, self.frame_skip, self.image = env, int(frame_skip), image
         self.possible_agents = list(env.possible_agents)
-        self._box = spaces.Box(0.0, 1.0, (128,), np.float32)
-        self.state_space = self._box
+        self._box = spaces.Box(0.0, 1.0, (IMAGE_SIZE * IMAGE_SIZE if image else 128,), np.float32)
+        self.state_space = spaces.Box(0.0, 1.0, (128,), np.float32)
         self._ram = np.zeros(128, np.float32)
         self.metadata = getattr(env, "metadata", {})
 
@@ -68,6 +81,9 @@ class RamObservations:
         return self.env.action_space(agent)
 
     def _scale(self, obs: dict) -> dict:
+        if self.image:
+            self._ram = np.asarray(self.env.unwrapped.ale.getRAM(), np.float32) / 255.0
+            return {a: grayscale84(o) for a, o in obs.items()}
         out = {a: np.asarray(o, np.float32) / 255.0 for a, o in obs.items()}
         if out:
             self._ram = next(iter(out.values()))
@@ -101,7 +117,7 @@ class RamObservations:
 class PongFactory:
     """Picklable factory of ``pettingzoo/pong``; see the module docstring."""
 
-    obs_type: str = "ram"  # ram: the 128-byte RAM / 255 (the only one so far)
+    obs_type: str = "ram"  # ram: the 128-byte RAM / 255 | grayscale84: the screen in grayscale, 84x84, / 255 (flat)
     frame_skip: int = 1  # frames per step (rewards summed); 1 = every frame, as the authors' code
     full_action_space: bool = True  # 18 actions, as the authors' code (False: Pong's 6)
     max_cycles: int = 100_000  # frames after which the game is truncated (PettingZoo's default)
@@ -109,8 +125,7 @@ class PongFactory:
 
     def __post_init__(self) -> None:
         if self.obs_type not in OBS_TYPES:
-            raise ValueError(f"obs_type={self.obs_type!r} is not available; choose one of {', '.join(OBS_TYPES)} "
-                             "(image observations need a CNN torso, not built yet)")
+            raise ValueError(f"obs_type={self.obs_type!r} is not available; choose one of {', '.join(OBS_TYPES)}")
         if isinstance(self.frame_skip, bool) or not isinstance(self.frame_skip, int) or self.frame_skip < 1:
             raise ValueError(f"frame_skip={self.frame_skip!r} must be an integer >= 1")
 
@@ -121,9 +136,10 @@ class PongFactory:
         _require()
         from pettingzoo.atari import pong_v3
 
-        env = pong_v3.parallel_env(obs_type="ram", full_action_space=self.full_action_space, max_cycles=self.max_cycles,
-                                   auto_rom_install_path=rom_dir(), render_mode=self.render_mode)
-        return RamObservations(env, self.frame_skip)
+        image = self.obs_type == "grayscale84"
+        env = pong_v3.parallel_env(obs_type="grayscale_image" if image else "ram", full_action_space=self.full_action_space,
+                                   max_cycles=self.max_cycles, auto_rom_install_path=rom_dir(), render_mode=self.render_mode)
+        return RamObservations(env, self.frame_skip, image)
 
 
 def pong(**options: Any) -> PongFactory:

@@ -2,7 +2,7 @@
 
 Host environments are named next to the JAX-native ones (``trustmarl list`` shows both):
 
-- ``pettingzoo/pong`` - two-player Atari Pong (``pong_v3``, zero-sum); keys ``obs_type`` (``ram``), ``frame_skip``,
+- ``pettingzoo/pong`` - two-player Atari Pong (``pong_v3``, zero-sum); keys ``obs_type`` (``ram``, ``grayscale84``), ``frame_skip``,
   ``full_action_space``, ``max_cycles`` (see :mod:`trustmarl.envs.host.atari`; extra ``atari``).
 - ``pettingzoo/simple_spread`` - mpe2 ``simple_spread_v3`` (discrete); keys ``n_agents``, ``local_ratio``,
   ``max_cycles`` as for the JAX-native ``mpe/simple_spread``, whose observation layout it shares.
