@@ -39,7 +39,7 @@ PAPER_STEPS = {"mamujoco/hopper_3x1": 3_200_000, "mamujoco/ant_2x4": 4_000_000} 
 PAPER = {"mamujoco/hopper_3x1": "MATRL above IL and MADDPG (Figure 5c, no number given)",
          "mamujoco/ant_2x4": "MATRL above IL (Figure 9c, no number given)"}
 _SMOKE_PPO = {"algo.num_envs": 1, "algo.rollout_len": 100, "algo.hidden_sizes": [16, 16], "env.max_episode_steps": 100}
-_SMOKE_DDPG = {"algo.rollout_len": 50, "algo.grad_steps": 2, "algo.batch_size": 32, "algo.warmup_steps": 100,
+_SMOKE_DDPG = {"algo.num_envs": 2, "algo.rollout_len": 50, "algo.grad_steps": 2, "algo.batch_size": 32, "algo.warmup_steps": 100,
                "algo.learning_starts": 100, "algo.hidden_sizes": [16, 16], "env.max_episode_steps": 100}
 TIERS = {
     # envs, env steps per seed, seeds, overrides per algorithm, presets per algorithm (None: the packaged defaults)
