@@ -136,7 +136,10 @@ def env_key_help(name: str) -> dict[str, dict[str, Any]]:
         known = {"agent_obsk": "graph distance of the joints an agent observes (Multi-Agent MuJoCo)",
                  "observation": "local: the agent_obsk view | full: the whole observation plus a one-hot agent id",
                  "max_episode_steps": "episode length (time limit)", "max_cycles": "episode length (time limit)",
-                 "n_agents": "agents", "local_ratio": "weight of the agent's own reward against the global one"}
+                 "n_agents": "agents", "local_ratio": "weight of the agent's own reward against the global one",
+                 "obs_type": "ram: the 128-byte RAM / 255 | grayscale84: the screen in grayscale, 84x84, / 255 (Pong)",
+                 "frame_skip": "frames per step, rewards summed (Pong)",
+                 "full_action_space": "18 actions (true, as Wen et al. 2021's code) or Pong's 6"}
         other = f"a keyword argument of {name}'s PettingZoo constructor"
         out = {k: {"default": v, "help": known.get(k, other)} for k, v in host_registry.env_defaults(name).items()}
         out["num_workers"]["help"] = ("worker processes stepping the env copies; -1: automatic (0 for cheap envs, "
