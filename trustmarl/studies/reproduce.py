@@ -598,7 +598,8 @@ def _load() -> None:
         "matrl-grid", _matrl_grid, paper="Wen et al. 2021 (MATRL)", figure="Figure 5a-b (Checkers, Switch4)",
         description="PPO-based MATRL, MATRL w/o BR, IL-PP and IL on the MA-Gym grid worlds, returns summed over agents",
         tiers={"smoke": "~1.5 min (2 CPU cores, measured)",
-               "cpu": "~1.8 h (2 CPU cores under load, measured: 8 runs x 5 seeds x 400k env steps)",
+               "cpu": "~2 h (2 CPU cores under load: 8 runs x 5 seeds x 400k env steps measured at 1.8 h, plus the "
+                      "reference-code IL on Checkers)",
                "full": "~3.2 h on 2 CPU cores (estimated from the cpu tier; Switch4 at the paper's 500 updates)"},
     )
 
