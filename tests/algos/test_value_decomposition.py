@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from trustmarl import replay
 from trustmarl.algos import make_algorithm
 from trustmarl.algos.off_policy.qlearning import epsilon_schedule, n_step, next_values
 from trustmarl.algos.off_policy.qmix import QMixer
@@ -236,7 +237,9 @@ def test_recurrent_agents_replay_their_stored_steps_exactly():
     state0 = a.init(jax.random.PRNGKey(0))
     state, metrics = jax.jit(a.update)(state0)
     assert float(metrics["diag/learning"]) == 1.0 and np.isfinite(float(metrics["loss/td"]))
-    traj = jax.tree.map(lambda x: x[:8], state.buffer.data)  # [T=8, E=2, ...]: the rollout, acted with state0's networks
+    t, e = jnp.meshgrid(jnp.arange(8), jnp.arange(2), indexing="ij")  # [T=8, E=2]: the rollout, acted with state0's networks
+    stored = replay.gather_transitions(state.buffer, t.reshape(-1), e.reshape(-1))
+    traj = jax.tree.map(lambda x: x.reshape((8, 2) + x.shape[1:]), a.as_batch(*stored))
     params, first = state0.actor_params, np.asarray(traj["first"])
     assert first[5].all() and not first[1:5].any()  # 5-step episodes: step 5 starts the next one
     h, q_steps = tuple(x[0] for x in traj["hidden"]), []
