@@ -14,6 +14,8 @@ steps on top of 10 candidate steps, the meta-game and the Nash solve).
   rollout gives the share of the update that is env stepping.
 - ``mamujoco/hopper_3x1`` (host env in worker processes, Table 5 settings: 4000 env steps per update):
   every env step is a Python round trip, which MATRL does not change.
+- ``pettingzoo/pong`` (host env, Table 6 settings: 8 x 500 env steps per update, RAM observations; needs
+  ``pip install 'trustmarl[atari]'``, so it is not in the default list): ``--envs pettingzoo/pong``.
 
 Run from the repository root::
 

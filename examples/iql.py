@@ -1,12 +1,14 @@
 """Independent Q-learning (Tan 1993) with deep Q-networks, as a new trustmarl algorithm in one file.
 
-The example of ``docs/writing_an_algorithm.md``: an off-policy algorithm is the off-policy engine
+The example of ``docs/writing_an_algorithm.md``, registered as ``my_iql`` (the library's own ``iql``, with
+double-Q targets, team rewards and n-step returns, is ``trustmarl/algos/off_policy/iql.py`` beside VDN,
+QMIX and QTRAN). An off-policy algorithm is the off-policy engine
 (replay, update-to-data schedule, warm-up, target networks, checkpoints, evaluation, host envs)
 plus four methods. Every agent learns its own ``Q_i(o_i, .)`` from its own reward, epsilon-greedy.
 
     trustmarl train examples.iql:IQL mpe/simple_spread --out runs/iql   # by import path, from the repo root
     trustmarl eval runs/iql                                              # the run records the import path
-    import examples.iql  # in Python: registers "iql"; build_config("iql", ENV, {...}) then works
+    import examples.iql  # in Python: registers "my_iql"; build_config("my_iql", ENV, {...}) then works
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from trustmarl.validation import in_range
 class IQLConfig(OffPolicyConfig):
     """The engine's hyperparameters plus epsilon-greedy exploration."""
 
-    name: str = "iql"
+    name: str = "my_iql"
     epsilon_start: float = 1.0  # probability of a random action at the start
     epsilon_end: float = 0.05  # ... after epsilon_decay_steps env steps (a schedule in env steps: resume continues it)
     epsilon_decay_steps: int = 10_000  # env steps over which epsilon falls linearly
@@ -87,5 +89,5 @@ class IQL(OffPolicy):
         return state, {"loss/td": per_agent.mean(), "diag/td_loss_per_agent": per_agent}
 
 
-register_algo("iql", IQLConfig, IQL, "IQL: independent deep Q-learning, epsilon-greedy (Tan 1993; the docs' example)",
+register_algo("my_iql", IQLConfig, IQL, "IQL: independent deep Q-learning, epsilon-greedy (Tan 1993; the docs' example)",
               family="off-policy", action_kinds=("discrete",))

@@ -15,12 +15,19 @@ so compilation is shorter too. It is installed when :mod:`trustmarl.algos` is im
 any algorithm does), affects programs lowered after that (in this process, also code that is not trustmarl's; results are unchanged), and
 can be turned off with the environment variable ``TRUSTMARL_ROLLED_THREEFRY=1`` or
 ``straight_line_threefry(False)``.
+
+The lowering goes through JAX internals (``jax.interpreters.mlir._platform_specific_lowerings`` and
+``register_lowering(..., inline=False)``, JAX 0.7 and later). They are looked for before use; where a JAX
+lacks them or has them in another form, :func:`install_default` keeps JAX's own lowering (the same
+random numbers, slower CPU programs) and says so in one warning.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
+import warnings
 
 import numpy as np
 
@@ -51,17 +58,46 @@ def threefry2x32_straight(key1, key2, x1, x2):
     return x0, x1
 
 
+class UnsupportedJax(RuntimeError):
+    """This JAX lacks the internals the straight-line lowering registers itself through (or has them in
+    another form)."""
+
+
+def _hooks():
+    """``(threefry2x32_p, mlir, lowering table)``, after checking the internals have the form used here."""
+    try:
+        from jax.extend.random import threefry2x32_p
+        from jax.interpreters import mlir
+    except ImportError as e:
+        raise UnsupportedJax(f"cannot import the Threefry primitive or the MLIR lowering module ({e})") from None
+    table = getattr(mlir, "_platform_specific_lowerings", None)
+    if not hasattr(table, "get"):
+        raise UnsupportedJax("jax.interpreters.mlir._platform_specific_lowerings is missing")
+    for name in ("register_lowering", "lower_fun"):
+        if not callable(getattr(mlir, name, None)):
+            raise UnsupportedJax(f"jax.interpreters.mlir.{name} is missing")
+    try:
+        params = inspect.signature(mlir.register_lowering).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if "inline" not in params:
+        raise UnsupportedJax("jax.interpreters.mlir.register_lowering takes no inline argument (JAX before 0.7)")
+    entry = table.get("cpu", {}).get(threefry2x32_p)
+    if entry is not None and not hasattr(entry, "rule"):
+        raise UnsupportedJax("the CPU lowering table holds rules in an unknown form")
+    return threefry2x32_p, mlir, table
+
+
 def straight_line_threefry(enable: bool = True) -> bool:
     """Lower Threefry on the CPU round by round (``enable``) or restore JAX's rolled loop.
 
     Returns whether the straight-line lowering is now in place. Programs already compiled keep the
-    lowering they were compiled with.
+    lowering they were compiled with. Raises :class:`UnsupportedJax` (changing nothing) where JAX's
+    internals differ from what this module uses.
     """
-    from jax.extend.random import threefry2x32_p
-    from jax.interpreters import mlir
-
+    threefry2x32_p, mlir, table = _hooks()
     if "rolled" not in _installed:  # JAX's own CPU rule, to restore it
-        _installed["rolled"] = mlir._platform_specific_lowerings.get("cpu", {}).get(threefry2x32_p)  # noqa: SLF001
+        _installed["rolled"] = table.get("cpu", {}).get(threefry2x32_p)
     if enable:
         mlir.register_lowering(threefry2x32_p, mlir.lower_fun(threefry2x32_straight, multiple_results=True), platform="cpu",
                                inline=False)
@@ -91,10 +127,20 @@ def rolled_threefry():
 
 
 def install_default() -> None:
-    """What ``import trustmarl.algos`` does: the straight-line lowering unless ``TRUSTMARL_ROLLED_THREEFRY=1``."""
+    """What ``import trustmarl.algos`` does: the straight-line lowering unless ``TRUSTMARL_ROLLED_THREEFRY=1``;
+    JAX's own lowering, with one warning, where JAX's internals differ from what this module uses."""
     if os.environ.get("TRUSTMARL_ROLLED_THREEFRY", "") not in ("", "0"):
         return
     try:
         straight_line_threefry(True)
-    except (ImportError, AttributeError):  # a JAX without these hooks: keep its lowering
-        pass
+    except (UnsupportedJax, ImportError, AttributeError, TypeError) as e:
+        if not _installed.get("warned"):
+            _installed["warned"] = True
+            import jax
+
+            warnings.warn(
+                f"trustmarl: JAX {jax.__version__} differs from what trustmarl.compilation expects ({e}); keeping "
+                "JAX's own Threefry lowering: the same random numbers, slower CPU programs "
+                "(TRUSTMARL_ROLLED_THREEFRY=1 chooses it without this warning)",
+                RuntimeWarning, stacklevel=2,
+            )

@@ -11,6 +11,7 @@ runs any such step function over a time axis with episode resets. Critics are al
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
@@ -28,8 +29,10 @@ ACTIVATIONS = ("tanh", "relu", "gelu", "leaky_relu")
 
 
 def _act(name: str):
-    """The activation ``name``; ``leaky_relu`` has slope 0.01 (PyTorch's default, as in the MAAC/MADDPG code)."""
-    return {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu, "leaky_relu": lambda x: nn.leaky_relu(x, 0.01)}[name]
+    """The activation ``name``; ``leaky_relu`` has slope 0.01 (PyTorch's default, as in the MAAC/MADDPG code),
+    ``leaky_relu_0.2`` slope 0.2 (TensorFlow's default, as in Wen et al. 2021's code)."""
+    return {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu, "leaky_relu": lambda x: nn.leaky_relu(x, 0.01),
+            "leaky_relu_0.2": lambda x: nn.leaky_relu(x, 0.2)}[name]
 
 
 @custom_vmap
@@ -87,16 +90,43 @@ class Dense(nn.Module):
     def __call__(self, x):
         kernel = self.param("kernel", self.kernel_init, (jnp.shape(x)[-1], self.features), jnp.float32)
         bias = self.param("bias", self.bias_init, (self.features,), jnp.float32)
+        if plain_dense():
+            return x @ kernel + bias
         return dense(x, kernel, bias)
+
+
+def plain_dense() -> bool:
+    """``TRUSTMARL_PLAIN_DENSE=1`` (read when a network is traced): :class:`Dense` computes ``x @ kernel + bias``
+    with JAX's own gradient rule instead of :func:`dense`'s (the same values, slower vmapped updates on the CPU)."""
+    return os.environ.get("TRUSTMARL_PLAIN_DENSE", "") not in ("", "0")
+
+
+class CNNTorso(nn.Module):
+    """Wen et al. 2021's small CNN for image observations: the first ``H*W*C`` inputs reshaped to ``image_shape``
+    ``(H, W, C)``, convolutions of 8, 4 and 3 filters of 3x3 with strides 4, 2 and 1 (VALID, no activation in
+    between, as the authors' code), flattened; any further inputs (an agent id, a time feature) are appended."""
+
+    image_shape: tuple[int, int, int]
+
+    @nn.compact
+    def __call__(self, x):
+        size = int(np.prod(self.image_shape))
+        img = x[..., :size].reshape(x.shape[:-1] + tuple(self.image_shape))
+        for features, stride in ((8, 4), (4, 2), (3, 1)):
+            img = nn.Conv(features, (3, 3), strides=(stride, stride), padding="VALID")(img)
+        return jnp.concatenate([img.reshape(x.shape[:-1] + (-1,)), x[..., size:]], axis=-1)
 
 
 class MLP(nn.Module):
     hidden_sizes: Sequence[int]
     activation: str = "tanh"
     layer_norm: bool = False
+    image_shape: tuple[int, int, int] | None = None  # image observations: the small CNN torso first (CNNTorso)
 
     @nn.compact
     def __call__(self, x):
+        if self.image_shape is not None:
+            x = CNNTorso(tuple(self.image_shape))(x)
         for h in self.hidden_sizes:
             x = Dense(h, kernel_init=orthogonal(np.sqrt(2.0)), bias_init=nn.initializers.zeros)(x)
             if self.layer_norm:
@@ -113,11 +143,15 @@ class CategoricalActor(nn.Module):
     activation: str = "tanh"
     layer_norm: bool = False
     head_gain: float = 0.01
+    output_activation: str | None = None  # an activation on the logits (Wen et al. 2021's code applies one)
+    image_shape: tuple[int, int, int] | None = None  # image observations: the CNN torso before the MLP
 
     @nn.compact
     def __call__(self, obs, avail):
-        h = MLP(self.hidden_sizes, self.activation, self.layer_norm)(obs)
+        h = MLP(self.hidden_sizes, self.activation, self.layer_norm, self.image_shape)(obs)
         logits = Dense(self.n_actions, kernel_init=orthogonal(self.head_gain), bias_init=nn.initializers.zeros)(h)
+        if self.output_activation is not None:
+            logits = _act(self.output_activation)(logits)
         logits = jnp.where(avail, logits, MASKED_LOGIT)
         return (jax.nn.log_softmax(logits, axis=-1),)
 
@@ -131,12 +165,16 @@ class GaussianActor(nn.Module):
     layer_norm: bool = False
     head_gain: float = 0.01
     log_std_init: float = -0.5
+    output_activation: str | None = None  # an activation on the mean (Wen et al. 2021's code applies one)
+    image_shape: tuple[int, int, int] | None = None  # image observations: the CNN torso before the MLP
 
     @nn.compact
     def __call__(self, obs, avail):
         del avail
-        h = MLP(self.hidden_sizes, self.activation, self.layer_norm)(obs)
+        h = MLP(self.hidden_sizes, self.activation, self.layer_norm, self.image_shape)(obs)
         mean = Dense(self.action_dim, kernel_init=orthogonal(self.head_gain), bias_init=nn.initializers.zeros)(h)
+        if self.output_activation is not None:
+            mean = _act(self.output_activation)(mean)
         log_std = self.param("log_std", nn.initializers.constant(self.log_std_init), (self.action_dim,))
         return mean, jnp.broadcast_to(log_std, mean.shape)
 
@@ -147,11 +185,14 @@ class Critic(nn.Module):
     hidden_sizes: Sequence[int]
     activation: str = "tanh"
     layer_norm: bool = False
+    output_activation: str | None = None  # an activation on the value (Wen et al. 2021's code applies one)
+    image_shape: tuple[int, int, int] | None = None  # image observations: the CNN torso before the MLP
 
     @nn.compact
     def __call__(self, x):
-        h = MLP(self.hidden_sizes, self.activation, self.layer_norm)(x)
-        return Dense(1, kernel_init=orthogonal(1.0), bias_init=nn.initializers.zeros)(h)[..., 0]
+        h = MLP(self.hidden_sizes, self.activation, self.layer_norm, self.image_shape)(x)
+        v = Dense(1, kernel_init=orthogonal(1.0), bias_init=nn.initializers.zeros)(h)[..., 0]
+        return v if self.output_activation is None else _act(self.output_activation)(v)
 
 
 class RecurrentActor(nn.Module):

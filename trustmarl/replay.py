@@ -64,11 +64,8 @@ def sample(buf: Replay, key: jax.Array, batch_size: int) -> Any:
     return jax.tree.map(lambda d: d[t, e], buf.data)
 
 
-def sample_windows(buf: Replay, key: jax.Array, batch_size: int, length: int) -> Any:
-    """``batch_size`` windows of ``length`` consecutive steps of one copy each: ``[B, L, ...]``.
-
-    Start times are uniform over the windows that lie in the filled part without crossing the write
-    position (``size - length + 1`` of them per copy); needs ``size >= length``."""
+def _window_indices(buf: Replay, key: jax.Array, batch_size: int, length: int) -> tuple[jax.Array, jax.Array]:
+    """The indices :func:`sample_windows` draws: times ``[B, L]`` and copies ``[B, 1]``."""
     k_t, k_e = jax.random.split(key)
     c = capacity(buf)
     oldest = (buf.pos - buf.size) % c
@@ -76,6 +73,15 @@ def sample_windows(buf: Replay, key: jax.Array, batch_size: int, length: int) ->
     start = oldest + jax.random.randint(k_t, (batch_size,), 0, n_starts)
     t = (start[:, None] + jnp.arange(length)[None, :]) % c  # [B, L]
     e = jax.random.randint(k_e, (batch_size,), 0, num_envs(buf))[:, None]
+    return t, e
+
+
+def sample_windows(buf: Replay, key: jax.Array, batch_size: int, length: int) -> Any:
+    """``batch_size`` windows of ``length`` consecutive steps of one copy each: ``[B, L, ...]``.
+
+    Start times are uniform over the windows that lie in the filled part without crossing the write
+    position (``size - length + 1`` of them per copy); needs ``size >= length``."""
+    t, e = _window_indices(buf, key, batch_size, length)
     return jax.tree.map(lambda d: d[t, e], buf.data)
 
 
@@ -215,6 +221,14 @@ def _draw(buf: Replay, key: jax.Array, batch_size: int) -> tuple[jax.Array, jax.
 def sample_transitions(buf: Transitions, key: jax.Array, batch_size: int) -> tuple[Any, Any]:
     """``(step fields, successor fields)`` of ``batch_size`` transitions drawn as :func:`sample` draws them."""
     return gather_transitions(buf, *_draw(buf.steps, key, batch_size))
+
+
+def sample_transition_windows(buf: Transitions, key: jax.Array, batch_size: int, length: int) -> tuple[Any, Any]:
+    """``(step fields, successor fields)`` ``[B, L, ...]`` of windows drawn as :func:`sample_windows` draws them."""
+    t, e = _window_indices(buf.steps, key, batch_size, length)
+    e = jnp.broadcast_to(e, t.shape)
+    got = gather_transitions(buf, t.reshape(-1), e.reshape(-1))
+    return jax.tree.map(lambda x: x.reshape(t.shape + x.shape[1:]), got)
 
 
 def gather_transitions(buf: Transitions, t: jax.Array, e: jax.Array) -> tuple[Any, Any]:

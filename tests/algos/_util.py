@@ -10,12 +10,15 @@ from trustmarl.algos.base import init_seeds
 from trustmarl.experiment.config import build_config, drop_unused
 
 
-def train(algo: str, env: str, n_updates: int, seeds=(0,), **overrides):
-    """Train ``len(seeds)`` seeds (vmapped) for ``n_updates``; returns (algorithm, state, metrics [S, U])."""
+def train(algo: str, env: str, n_updates: int, seeds=(0,), start=None, **overrides):
+    """Train ``len(seeds)`` seeds (vmapped) for ``n_updates``; returns (algorithm, state, metrics [S, U]).
+    ``start(state) -> state`` (optional) edits the initial states (all seeds) before training."""
     cfg = build_config(algo, env, drop_unused(algo, overrides))
     a = make_algorithm(cfg, total_updates=n_updates)
     keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
     state = init_seeds(a, keys)
+    if start is not None:
+        state = start(state)
     run = jax.jit(jax.vmap(lambda s: jax.lax.scan(lambda c, _: a.update(c), s, None, length=n_updates)))
     state, metrics = run(state)
     return a, state, metrics

@@ -198,6 +198,124 @@ def test_configuration_errors():
     assert cfg.algo.vf_coef == 0.01 and build_config("matrl", "grid/checkers").algo.vf_coef == 1.0  # Table 3
 
 
+# ---- the reference code's defects as options (``--preset reference``) --------------------------------
+
+def test_entropy_terms_are_the_reference_codes_sample_estimate_with_its_signs():
+    """``entropy_term``: exact per-state entropy (default) or the code's ``mean(-log pi(a_t))``; the total loss
+    is ``c_pi L + c_v L_V + c_kl KL - sign c_H H`` with sign -1 only in the code's MATRL candidate loss."""
+    a = build("matrl", MP, **TINY)
+    state, batch = fresh_batch(a)
+    data, _, _ = a.step_data(state, batch)
+    params = nets(state)
+    logp = np.asarray(a.log_prob(a.policy(params[0], batch.obs, batch.avail), batch.actions))
+    sample_ent = (-logp).mean(0)
+    totals = {}
+    for term in ("exact", "sample", "sample_flipped", "reference"):
+        for independent in (False, True):
+            b = build("matrl", MP, **TINY, **{"algo.entropy_term": term, "algo.independent": independent})
+            d = data._replace(entropy_sign=b.entropy_sign(candidate=True))
+            total, aux = b.losses(params, batch, d)
+            if term != "exact":
+                np.testing.assert_allclose(np.asarray(aux["entropy"]), sample_ent, rtol=1e-5)
+            rest = np.asarray(aux["policy"] + a.cfg.vf_coef * aux["value"] + a.cfg.kl_coef * aux["kl"])
+            sign = (total - rest.sum()) / (-a.cfg.ent_coef * np.asarray(aux["entropy"]).sum())
+            totals[term, independent] = round(float(sign), 3)
+            assert b.entropy_sign(candidate=False) == (-1.0 if term == "sample_flipped" else 1.0)  # best response
+    assert totals == {("exact", False): 1.0, ("exact", True): 1.0, ("sample", False): 1.0, ("sample", True): 1.0,
+                      ("sample_flipped", False): -1.0, ("sample_flipped", True): -1.0,
+                      ("reference", False): -1.0, ("reference", True): 1.0}
+    exact = np.asarray(a.losses(params, batch, data)[1]["entropy"])
+    assert np.abs(exact - sample_ent).max() > 1e-4  # the two estimates differ on a finite batch
+
+
+def test_head_activation_applies_the_hidden_activation_to_logits_and_values():
+    """``head_activation``: the reference code's mlp puts the hidden activation on the output layer too (policy,
+    value or both); recomputed by hand in NumPy from the parameters (one hidden layer, leaky ReLU of slope 0.01
+    or TensorFlow's 0.2)."""
+    x = np.asarray(jax.random.normal(jax.random.PRNGKey(2), (7, 1)))
+    avail = jnp.ones((7, 2), bool)
+
+    def log_softmax(z):
+        z = z - z.max(-1, keepdims=True)
+        return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+    for act, slope in (("leaky_relu", 0.01), ("leaky_relu_0.2", 0.2)):
+        leaky = lambda v, slope=slope: np.where(v >= 0, v, slope * v)  # noqa: E731
+        ident = lambda v: v  # noqa: E731
+        for mode in ("none", "policy", "value", "both"):
+            h = build("matrl", MP, **{**TINY, "algo.actor_head_gain": 3.0, "algo.activation": act, "algo.head_activation": mode})
+            actor, critic = h.init_params(jax.random.PRNGKey(1))
+
+            def by_hand(p, out):
+                p = jax.tree.map(lambda v: np.asarray(v[0], np.float64), p)["params"]  # agent 0
+                hid = leaky(x @ p["MLP_0"]["Dense_0"]["kernel"] + p["MLP_0"]["Dense_0"]["bias"])
+                return out(hid @ p["Dense_0"]["kernel"] + p["Dense_0"]["bias"])
+
+            p0, q0 = jax.tree.map(lambda v: v[0], actor[0]), jax.tree.map(lambda v: v[0], critic[0])
+            pol = leaky if mode in ("policy", "both") else ident
+            val = leaky if mode in ("value", "both") else ident
+            np.testing.assert_allclose(np.asarray(h.actors[0].apply(p0, x, avail)[0]), log_softmax(by_hand(actor[0], pol)),
+                                       rtol=1e-4, atol=1e-5, err_msg=f"{act} {mode}")
+            np.testing.assert_allclose(np.asarray(h.critic.apply(q0, x)), by_hand(critic[0], val)[:, 0], rtol=1e-4, atol=1e-5,
+                                       err_msg=f"{act} {mode}")
+            assert (by_hand(actor[0], ident) < 0).any() and (by_hand(critic[0], ident) < 0).any()  # the activation matters
+
+
+def test_reference_presets_resolve_to_the_authors_code_values():
+    """``--preset reference``: the authors' code's configs (checker_config.yaml, switch_config.yaml,
+    mujoco_configs/*.yaml) on top of the paper's defaults."""
+    ck = build_config("matrl", "grid/checkers", preset="reference").algo
+    assert (ck.tpr_iters, ck.entropy_term, ck.head_activation, ck.vf_coef, ck.kl_coef, ck.ent_coef) == (5, "reference", "both", 1.0, 1e-3, 0.05)
+    sw = build_config("matrl", "grid/switch4", preset="reference").algo
+    assert (sw.tpr_iters, sw.vf_coef, sw.entropy_term, sw.head_activation, sw.activation) == (5, 1e-3, "reference", "both", "leaky_relu_0.2")
+    assert build_config("matrl", "grid/switch4").algo.vf_coef == 0.01  # Table 3
+    il = build_config("matrl", "grid/checkers", {"algo.independent": True}, preset="reference").algo
+    assert il.independent and il.tpr_iters == 5
+    default = build_config("matrl", "grid/checkers").algo
+    assert (default.tpr_iters, default.entropy_term, default.head_activation) == (10, "exact", "none")
+    with pytest.raises(ConfigError, match=r"algo.entropy_term='bogus'"):
+        build_config("matrl", MP, {"algo.entropy_term": "bogus"})
+
+
+def test_mamujoco_presets_resolve_to_table5_the_code_and_de_witts_maddpg():
+    """MaMuJoCo: Wen et al. 2021, Table 5 by default; ``--preset reference`` the authors' code's values
+    (Ant: meta-game clip 0.2); MADDPG ``--preset dewitt2020`` the settings Table 5 takes from de Witt et al. 2020."""
+    for env in ("mamujoco/hopper_3x1", "mamujoco/ant_2x4"):
+        c = build_config("matrl", env)
+        a = c.algo
+        assert (a.steps_per_update(), a.vf_coef, a.pi_coef, a.kl_coef, a.tpr_iters, a.br_iters, a.meta_clip) == (4000, 1e-3, 100.0, 0.01, 10, 5, 0.1)
+        assert c.env.params["observation"] == "full"  # the code leaves agent_obsk unset: the full observation
+        r = build_config("matrl", env, preset="reference").algo
+        assert (r.tpr_iters, r.kl_coef, r.entropy_term, r.head_activation, r.vf_coef, r.pi_coef) == (5, 1e-3, "reference", "both", 1e-3, 100.0)
+        assert r.meta_clip == (0.2 if "ant" in env else 0.1)
+        d = build_config("maddpg", env, preset="dewitt2020").algo
+        assert (d.hidden_sizes, d.actor_lr, d.critic_lr, d.batch_size, d.steps_per_update(), d.grad_steps, d.warmup_steps,
+                d.gamma) == ((300, 300), 1e-3, 1e-3, 100, 100, 100, 10000, 0.99)
+    il = build_config("matrl", "mamujoco/hopper_3x1", {"algo.independent": True}).algo  # IL: the same PPO settings
+    assert il.independent and (il.vf_coef, il.pi_coef, il.kl_coef) == (1e-3, 100.0, 0.01)
+
+
+def test_pong_presets_resolve_to_table6_and_the_code():
+    """Two-player Pong: Wen et al. 2021, Table 6 (batch 4000, c_v 0.1, c_pi 10, c_kl 0.01); ``--preset reference``
+    the authors' code's atari_configs (batch 1000, c_v 0.0001, c_kl 0.001, 5 policy iterations and its defects)."""
+    from trustmarl.algos.on_policy.matrl import MATRLConfig
+    from trustmarl.experiment.config import load_yaml, preset_files
+
+    def resolved(preset=None):  # the preset layers on the defaults (build_config would need the atari extra)
+        merged = {}
+        for f in preset_files("matrl", "pettingzoo/pong", preset):
+            merged.update(load_yaml(f))
+        cfg = MATRLConfig(**{k[5:]: v for k, v in merged.items() if k.startswith("algo.")})
+        cfg.validate()
+        return cfg
+
+    p = resolved()
+    assert (p.steps_per_update(), p.vf_coef, p.pi_coef, p.kl_coef, p.tpr_iters, p.ent_coef) == (4000, 0.1, 10.0, 0.01, 10, 0.05)
+    r = resolved("reference")
+    assert (r.steps_per_update(), r.vf_coef, r.pi_coef, r.kl_coef, r.tpr_iters, r.entropy_term, r.head_activation) == (
+        1000, 1e-4, 10.0, 1e-3, 5, "reference", "both")
+
+
 # ---- T9: learning (slow; calibrated numbers in docs/matrl.md) -----------------------------------------
 
 def policy_trajectory(variant: dict, n_updates: int, seeds, **overrides):

@@ -286,6 +286,7 @@ MUJOCO_CASES = {
     "HalfCheetah-6x1": (6, 1, 17),
     "Walker2d-2x3": (2, 3, 17),
     "Ant-4x2": (4, 2, 105),
+    "Ant-2x4": (2, 4, 105),
     "Hopper-3x1": (3, 1, 11),
     "Humanoid-17x1": (17, 1, 348),
     "ManySegmentSwimmer-10x2": (10, 2, 44),
@@ -341,6 +342,7 @@ def test_mamujoco_full_observation_and_humanoid_partition():
 TIME_LIMIT_IS_TERMINATION = {"sisl/multiwalker"}
 ENDINGS = {
     "pettingzoo/simple_spread": (24, 0),
+    "pettingzoo/pong": (24, 0),  # random play does not finish a game of 21 points in 400 steps
     "sisl/multiwalker": (150, 2),
     "sisl/multiwalker_li2022": (150, 1),  # its time limit is a truncation (trustmarl.envs.host.sisl)
     "sisl/pursuit": (18, 0),
@@ -349,6 +351,7 @@ ENDINGS = {
     "mamujoco/halfcheetah_6x1": (24, 0),
     "mamujoco/walker2d_2x3": (80, 2),
     "mamujoco/ant_4x2": (150, 1),
+    "mamujoco/ant_2x4": (150, 1),
     "mamujoco/hopper_3x1": (80, 2),
     "mamujoco/humanoid_17x1": (80, 2),
     "mamujoco/many_segment_swimmer_10x2": (24, 0),
@@ -371,6 +374,8 @@ def test_host_preset_through_terminated_and_truncated_episodes(name):
 
     if name.startswith("mamujoco/"):
         pytest.importorskip("gymnasium_robotics")
+    if name == "pettingzoo/pong":
+        pytest.importorskip("multi_agent_ale_py")
     steps, terminations = ENDINGS[name]
     key = registry.PRESETS[name].max_steps_key
     short, long = (registry.make_factory(name, {key: n}) for n in (6, 400 if terminations else 6))

@@ -30,9 +30,9 @@ def test_import_path_trains_and_a_new_process_evaluates_and_resumes(tmp_path, ca
     run_dir = tmp_path / "iql"
     code = cli.main(["train", "examples.iql:IQL", ENV, *SETTINGS, "total_steps=40", "--out", str(run_dir), "--no-progress"])
     out = capsys.readouterr().out
-    assert code == 0 and out.startswith("iql on matrix/custom"), out
+    assert code == 0 and out.startswith("my_iql on matrix/custom"), out
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
-    assert saved["algo"]["name"] == "iql" and saved["algo"]["import"] == "examples.iql:IQL"
+    assert saved["algo"]["name"] == "my_iql" and saved["algo"]["import"] == "examples.iql:IQL"
 
     script = (
         "import json, sys\n"
@@ -45,7 +45,7 @@ def test_import_path_trains_and_a_new_process_evaluates_and_resumes(tmp_path, ca
     res = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
     result = json.loads(res.stdout.strip().splitlines()[-1])
-    assert (result["algo"], result["update"], result["episodes"]) == ("iql", 20, 2)
+    assert (result["algo"], result["update"], result["episodes"]) == ("my_iql", 20, 2)
 
     code = cli.main(["train", "examples.iql:IQL", ENV, *SETTINGS, "total_steps=80", "--out", str(tmp_path / "long"),
                      "--no-progress"])
@@ -60,7 +60,7 @@ def test_import_path_errors_are_one_line(capsys, monkeypatch):
     for argv, needle in [
         (["train", "examples.nope:IQL", ENV], "cannot import 'examples.nope:IQL'"),
         (["train", "examples.iql:Nope", ENV], "has no attribute 'Nope'"),
-        (["train", "examples.iql:IQLConfig", ENV, "algo.bogus=1"], "unknown key 'algo.bogus' for algorithm iql"),
+        (["train", "examples.iql:IQLConfig", ENV, "algo.bogus=1"], "unknown key 'algo.bogus' for algorithm my_iql"),
         (["train", "trustmarl.algos.on_policy.ppo:PPO", ENV], "registered as several algorithms (ippo, jrppo, mappo)"),
         (["train", "json:loads", ENV], "'json:loads' is not a registered algorithm"),
     ]:
@@ -73,5 +73,5 @@ def test_list_keys_of_an_algorithm_by_import_path(capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
     assert cli.main(["list", "--keys", "examples.iql:IQL"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("iql (algorithm): IQL: independent deep Q-learning")
+    assert out.startswith("my_iql (algorithm): IQL: independent deep Q-learning")
     assert "algo.epsilon_decay_steps = 10000" in out and "env steps over which epsilon falls linearly" in out

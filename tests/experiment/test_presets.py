@@ -19,7 +19,7 @@ TASKS = {
 
 def _preset_cases():
     for path in sorted(PRESET_DIR.rglob("*.yaml")):
-        algo = path.stem if path.parent == PRESET_DIR else path.parent.name
+        algo = path.name.split(".")[0] if path.parent == PRESET_DIR else path.parent.name  # <algo>[.<variant>].yaml
         yield algo, path
 
 

@@ -239,6 +239,26 @@ def test_runner_names_no_algorithm_or_environment_metric():
                and id(n) not in docstrings]
     for name in ("progress/", "warm", "win", "buffer"):
         assert not [s for s in strings if name in s], name
+def test_checkpoint_keep_keeps_the_state_after_every_kth_update(run_a, tmp_path):
+    """``checkpoint_keep=4`` with chunks of 3: chunks end at every 4th update, the kept checkpoint of update 8
+    is the final state of a run of 8 updates, and the metrics are those of the run without it."""
+    out_a, _ = run_a
+    out = tmp_path / "keep"
+    run(cfg_of(checkpoint_keep=4), out)
+    kept = sorted(p.name for p in (out / "checkpoints").glob("update_*.npz"))
+    assert kept == [f"update_{u:07d}.npz" for u in (4, 8, 12, 16, 20)]
+    assert same_rows(read_jsonl(out / "metrics.jsonl"), read_jsonl(out_a / "metrics.jsonl"))
+    short = tmp_path / "eight"
+    run(cfg_of(total_steps=64), short)
+    template = make_backend(cfg_of(), _dummy.DummyAlgorithm(_env(), cfg_of().algo)).template()
+    state8, counters8 = load_checkpoint(out / "checkpoints" / "update_0000008.npz", template)
+    want, _ = final_state(short)
+    assert counters8["update"] == 8 and bitwise_equal(state8.params, want.params)
+    for bad in (0, -2):
+        with pytest.raises(ConfigError, match=rf"checkpoint_keep={bad!r} must be an integer >= 1"):
+            cfg_of(checkpoint_keep=bad).validate()
+    with pytest.raises(ConfigError, match=r"checkpoint_keep=1.5 must be an integer"):
+        cfg_of(checkpoint_keep=1.5)
 
 
 # ---- determinism and resume ----------------------------------------------------------------------

@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 
 from trustmarl.games.random_games import FAMILIES
-from trustmarl.games.table1 import PAPER_TABLE1, SPEC_TABLE1, table1, table1_markdown
+from trustmarl.games.table1 import table1, table1_markdown
+
+# (rate, mean steps to convergence) of an earlier run of the reference code's protocol, 200 games per family:
+# the oracle, written out here (not read from the library under test)
+EXPECTED = {
+    "coordination": {"iga": (0.990, 132.7), "iga_pp": (0.990, 130.5), "matrl": (0.990, 87.7)},
+    "anticoordination": {"iga": (0.985, 80.5), "iga_pp": (0.985, 76.3), "matrl": (0.990, 57.4)},
+    "cyclic": {"iga": (0.765, 431.0), "iga_pp": (0.805, 412.0), "matrl": (0.835, 324.6)},
+}
 
 
 @pytest.fixture(scope="module")
@@ -20,23 +28,21 @@ def test_table1_equals_the_spec_reproduction(result):
     """Rates exactly, mean steps to the spec's one decimal: coordination IGA 0.990/132.7, IGA-PP
     0.990/130.5, MATRL 0.990/87.7; anti-coordination 0.985/80.5, 0.985/76.3, 0.990/57.4; cyclic
     0.765/431.0, 0.805/412.0, 0.835/324.6."""
+    assert set(EXPECTED) == set(FAMILIES)
     for family in FAMILIES:
         assert result[family]["games"] == 200 and result[family]["skipped"] == 0
-        for method, (rate, steps) in SPEC_TABLE1[family].items():
+        for method, (rate, steps) in EXPECTED[family].items():
             assert result[family][method]["rate"] == pytest.approx(rate, abs=1e-12), (family, method)
             assert result[family][method]["mean_steps"] == pytest.approx(steps, abs=0.05 + 1e-9), (family, method)
 
 
 def test_table1_orderings_as_in_the_paper(result):
     """The robust claims: per family MATRL's rate >= IGA-PP's >= IGA's and MATRL needs the fewest steps;
-    on cyclic games MATRL converges in >= 80% of the games. The paper's numbers show the same ordering."""
+    on cyclic games MATRL converges in >= 80% of the games (the paper's Table 1 shows the same ordering)."""
     for family in FAMILIES:
         r = {m: result[family][m] for m in ("iga", "iga_pp", "matrl")}
         assert r["matrl"]["rate"] >= r["iga_pp"]["rate"] >= r["iga"]["rate"]
         assert r["matrl"]["mean_steps"] < min(r["iga"]["mean_steps"], r["iga_pp"]["mean_steps"])
-        paper = PAPER_TABLE1[family]
-        assert paper["matrl"][0] >= paper["iga_pp"][0] >= paper["iga"][0]
-        assert paper["matrl"][1] < min(paper["iga"][1], paper["iga_pp"][1])
     assert result["cyclic"]["matrl"]["rate"] >= 0.80
 
 

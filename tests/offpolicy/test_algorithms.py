@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from refnets import attention_critic, to_numpy
 
 from trustmarl import replay
 from trustmarl.algos import make_algorithm
@@ -28,34 +29,9 @@ def build(algo: str, env: str = "mpe/simple_spread", env_obj=None, **overrides):
 
 # ---- the attention critic -------------------------------------------------------------------------
 
-def _leaky(x):
-    return np.where(x > 0, x, 0.01 * x)
-
-
 def reference_attention_critic(params, obs, act, heads):
-    """Iqbal & Sha 2019, Section 3.2, as a plain loop over agents, heads and other agents (numpy)."""
-    p = jax.tree.map(lambda x: np.asarray(x, np.float64), params["params"])
-    agents = []  # (group, index in group)
-    for g, o in enumerate(obs):
-        agents += [(g, i) for i in range(o.shape[0])]
-    dense = lambda layer, i, x: x @ layer["kernel"][i] + layer["bias"][i]  # noqa: E731
-    e = [_leaky(dense(p[f"sa_enc_{g}"], i, np.concatenate([obs[g][i], act[g][i]]))) for g, i in agents]
-    s = [_leaky(dense(p[f"s_enc_{g}"], i, obs[g][i])) for g, i in agents]
-    d = p["key"]["kernel"].shape[-1]
-    out = []
-    for a, (g, i) in enumerate(agents):
-        x = []
-        for h in range(heads):
-            q = s[a] @ p["selector"]["kernel"][:, h]
-            others = [b for b in range(len(agents)) if b != a]
-            logits = np.array([q @ (e[b] @ p["key"]["kernel"][:, h]) for b in others]) / np.sqrt(d)
-            w = np.exp(logits - logits.max())
-            w /= w.sum()
-            v = [_leaky(e[b] @ p["value"]["kernel"][:, h] + p["value"]["bias"][h]) for b in others]
-            x.append(sum(wb * vb for wb, vb in zip(w, v)))
-        hid = _leaky(dense(p[f"q1_{g}"], i, np.concatenate([s[a]] + x)))
-        out.append(dense(p[f"q2_{g}"], i, hid))
-    return out
+    """Iqbal & Sha 2019, Section 3.2, as a plain loop over agents, heads and other agents (numpy, ``refnets``)."""
+    return attention_critic(to_numpy(params["params"]), obs, act, heads)[0]
 
 
 def test_attention_critic_matches_a_plain_loop_reference():
@@ -152,7 +128,7 @@ def test_terminated_transitions_do_not_bootstrap_truncated_ones_do():
     """MADDPG's target y = r + gamma (1 - terminated) Q'(x', mu'(o')): a truncated transition bootstraps."""
     a = build("maddpg", "matrix/custom", env_obj=CoordinationGame(), **{"algo.gamma": 0.9})
     state = a.init(jax.random.PRNGKey(1))
-    batch = a.prepare(a.sample_batch(state.buffer, jax.random.PRNGKey(0), 2), None)  # 2 (empty) transitions
+    batch = a.prepare(a.draw(state.buffer, jax.random.PRNGKey(0), 2), None)  # 2 (empty) transitions
     batch.update(reward=jnp.array([[1.0, 1.0], [2.0, 2.0]]), terminated=jnp.array([True, False]),
                  truncated=jnp.array([False, True]), obs=(jnp.array([[[0.3], [-0.2]], [[1.0], [0.5]]]),),
                  next_obs=(jnp.array([[[2.0], [1.0]], [[-1.5], [0.7]]]),))

@@ -109,7 +109,7 @@ def test_engine_batches_are_those_of_a_buffer_holding_every_field_per_step():
     full = replay.init(a.example_transition(state.last), a.capacity, a.num_envs)
     buf = a.init_buffer(a.example_transition(state.last))
     assert buf.steps.data["actions"][0].dtype == np.int8 and "next" not in buf.steps.data  # sparse, compact
-    rollout, sample = jax.jit(a.rollout), jax.jit(a.sample_batch, static_argnums=2)
+    rollout, sample = jax.jit(a.rollout), jax.jit(a.draw, static_argnums=2)
     for i in range(5):  # 5 x 4 steps into 12 per copy: wraps around
         state, traj, _ = rollout(state)
         full = replay.insert(full, traj)
@@ -141,6 +141,6 @@ def test_integer_observations_are_stored_in_the_dtype_the_env_declares():
             "obs": (counts,), "next_obs": (counts + 1,)}
     step, nxt = a.split_transition(traj)
     buf = replay.insert_transitions(buf, step, nxt, np.zeros((4, 2), bool))
-    batch = a.sample_batch(buf, jax.random.PRNGKey(0), 64)
+    batch = a.draw(buf, jax.random.PRNGKey(0), 64)
     assert batch["obs"][0].dtype == np.float32 and set(np.unique(batch["obs"][0])) <= set(np.unique(counts))
     np.testing.assert_array_equal(batch["next_obs"][0], batch["obs"][0] + 1)

@@ -183,3 +183,17 @@ def test_matrl_matrix_games_writes_the_report_it_names(capsys, tmp_path):
     assert "paper vs ours: Wen et al. 2021 (MATRL), Table 1, Figures 4 and 9 (smoke tier)" in out
     assert "checked claims hold at this tier" in out and "[holds]" in out
     assert "seed 00" not in page + out
+
+
+def test_f2a2_reproductions_smoke(tmp_path):
+    """Li et al. 2023 Tables 4-5 and Figure 8 at smoke scale: every run finishes, the paper's Rover-Tower numbers
+    stand beside ours, the traffic is counted (complete graph > 0 scalars, no edges: 0), no claim is checked."""
+    res = repro.reproduce("f2a2-communication", "smoke", tmp_path / "comm", in_process=True)
+    comps = {c["claim"]: c for c in res["comparisons"]}
+    assert all(c["holds"] is None for c in comps.values())
+    sent = {k.split(":")[0]: float(c["ours"].split("; ")[1]) for k, c in comps.items() if "scalars sent" in k}
+    assert sent["coma mpe/simple_spread"] == 0 and sent["f2a2_coma 0 mpe/simple_spread"] == 0
+    assert sent["f2a2_coma 100 mpe/simple_spread"] > 0
+    assert comps["mpe/simple_spread: F2A2's transmissions / MA-AC's"]["ours"] == "1"
+    res = repro.reproduce("f2a2-ablation", "smoke", tmp_path / "abl", in_process=True)
+    assert [c["holds"] for c in res["comparisons"]] == [None]

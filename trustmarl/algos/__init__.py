@@ -172,6 +172,7 @@ def check_compatible(cfg, env) -> None:
         raise ConfigError(
             f"{spec.name} supports {' and '.join(spec.action_kinds)} actions only, but {cfg.env.name} has "
             f"{bad[0].action_space.kind} actions in group(s) {groups}"
+            + ("; for continuous actions use maddpg or matd3 (off-policy), or mappo/happo" if bad[0].action_space.kind == "continuous" else "")
         )
     if getattr(cfg.algo, "share_params", False) is True and len(env.groups) > 1:  # "auto" never fails
         groups = "; ".join(f"{g.name} ({', '.join(g.agents)}: obs {g.obs_dim}, {g.action_space})" for g in env.groups)
@@ -184,17 +185,23 @@ def check_compatible(cfg, env) -> None:
         check_env(env)
 
 
-_LOADED = False
+_LOADED = False  # set once every built-in module imported without error
+_LOADING = False  # an import in progress (a module that asks the registry while it loads gets what is there)
 
 
 def _load() -> None:
     """Import the built-in algorithm modules once (each registers its algorithms)."""
-    global _LOADED
-    if not _LOADED:
-        _LOADED = True
+    global _LOADED, _LOADING
+    if _LOADED or _LOADING:
+        return
+    _LOADING = True
+    try:
         from trustmarl.compilation import install_default
 
         install_default()  # a straight-line Threefry on the CPU: same numbers, far fewer runtime ops
-        from trustmarl.algos.off_policy import maac, maddpg, mamd, mamt  # noqa: F401
+        from trustmarl.algos.off_policy import f2a2_sac, iql, maac, maddpg, mamd, mamt, qmix, qtran, vdn  # noqa: F401
         from trustmarl.algos.on_policy import happo, hatrpo, ppo  # noqa: F401
-        from trustmarl.algos.on_policy import matrl  # noqa: F401
+        from trustmarl.algos.on_policy import coma, matrl  # noqa: F401
+        _LOADED = True  # only after every import succeeded: a failed load is retried, not left half empty
+    finally:
+        _LOADING = False

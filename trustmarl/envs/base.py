@@ -142,6 +142,9 @@ class MultiAgentEnv(GroupedAgents):
     """
 
     description: ClassVar[str] = ""
+    # the agents share one objective, so their rewards add up to a team reward (value decomposition learns
+    # from it); False in general-sum and competitive games, where each agent has only its own reward
+    cooperative: ClassVar[bool] = True
 
     # --- to implement -------------------------------------------------------------------------
     @property

@@ -257,6 +257,7 @@ class GeneralSumMatrixGame(_OneStateGame):
     payoffs: tuple = MATCHING_PENNIES  # [n_agents, A_1, ..., A_n]: each agent's payoff of every joint action
 
     description = "One-state general-sum game: payoffs [n_agents, A_1, ..., A_n], one payoff per agent (default: matching pennies)."
+    cooperative = False  # each agent its own payoff: no team reward
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "payoffs", _to_nested_tuple(self.payoffs))

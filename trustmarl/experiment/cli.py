@@ -481,6 +481,22 @@ def _add_study_parsers(sub) -> None:
     p.add_argument("--jobs", type=int, default=None, metavar="N", help="runs at a time (default: half the CPU cores, at least 1)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory of another tier")
 
+    x = sub.add_parser(
+        "crossplay", help="play two runs' kept checkpoints against each other (two-player games)",
+        formatter_class=_Formatter,
+        description=_wrap("Player 0 from every kept checkpoint of RUN_A (train with checkpoint_keep=K) against player 1 "
+                    "from every kept checkpoint of RUN_B, N episodes per pair: the matrix of player 0's mean return "
+                    "(JSON, CSV), a heat map (PNG) and how transitive it is (Wen et al. 2021, Figure 6)."),
+        epilog=_epilog("trustmarl train matrl matrix/matching_pennies checkpoint_keep=20 total_steps=200000 --out runs/a",
+                       "trustmarl crossplay runs/matrl runs/il --episodes 20 --out crossplay/matrl_vs_il"))
+    x.add_argument("run_a", type=Path, metavar="RUN_A", help="run whose checkpoints play agent 0")
+    x.add_argument("run_b", type=Path, metavar="RUN_B", help="run whose checkpoints play agent 1")
+    x.add_argument("--episodes", type=int, default=20, metavar="N", help="episodes per checkpoint pair (default 20)")
+    x.add_argument("--out", type=Path, metavar="DIR", help="output directory (default RUN_A/crossplay_<RUN_B name>)")
+    x.add_argument("--seed-a", type=int, default=0, metavar="S", help="which of RUN_A's training seeds plays (default 0)")
+    x.add_argument("--seed-b", type=int, default=0, metavar="S", help="which of RUN_B's training seeds plays (default 0)")
+    x.add_argument("--deterministic", action="store_true", help="greedy/mean actions instead of samples")
+
 
 def _default_jobs() -> int:
     import os
@@ -559,7 +575,17 @@ def _reproduce(args) -> int:
     return EXIT_OK
 
 
-_STUDY_COMMANDS = {"sweep": _sweep, "report": _report, "reproduce": _reproduce}
+def _crossplay(args) -> int:
+    from trustmarl.studies import crossplay as cp
+
+    out = args.out if args.out is not None else args.run_a / f"crossplay_{args.run_b.name}"
+    res = cp.crossplay(args.run_a, args.run_b, args.episodes, out, args.seed_a, args.seed_b, args.deterministic)
+    print(cp.format_result(res))
+    print(f"written to {out}: " + ", ".join(Path(f).name for f in res["files"]))
+    return EXIT_OK
+
+
+_STUDY_COMMANDS = {"sweep": _sweep, "report": _report, "reproduce": _reproduce, "crossplay": _crossplay}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -46,6 +46,7 @@ class RunConfig:
     checkpoint_seconds: float = 300.0  # also checkpoint this long after the last one; never sooner than 20x its write time
     eval_episodes: int = 32  # episodes per seed of each evaluation (and of `trustmarl eval`); off-policy algorithms: 10
     eval_every: int = 0  # env steps per seed between deterministic evaluations in training; 0 = never; off-policy: 10000
+    checkpoint_keep: int | None = None  # updates between numbered checkpoints kept (checkpoints/update_NNNNNNN.npz, e.g. for crossplay); null = none
 
     def validate(self) -> None:
         self.validate_run_keys()
@@ -58,6 +59,9 @@ class RunConfig:
             raise ConfigError(f"seed={self.seed!r} must be a non-negative integer")
         positive_int(self, "num_seeds", "total_steps", "chunk_updates", "checkpoint_every", "eval_episodes")
         non_negative_int(self, "eval_every")
+        k = self.checkpoint_keep
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+            raise ConfigError(f"checkpoint_keep={k!r} must be an integer >= 1 (updates between kept checkpoints), or null for none")
         if not (isinstance(self.checkpoint_seconds, (int, float)) and self.checkpoint_seconds >= 0):
             raise ConfigError(f"checkpoint_seconds={self.checkpoint_seconds!r} must be a number >= 0")
 
@@ -132,7 +136,10 @@ def env_key_help(name: str) -> dict[str, dict[str, Any]]:
         known = {"agent_obsk": "graph distance of the joints an agent observes (Multi-Agent MuJoCo)",
                  "observation": "local: the agent_obsk view | full: the whole observation plus a one-hot agent id",
                  "max_episode_steps": "episode length (time limit)", "max_cycles": "episode length (time limit)",
-                 "n_agents": "agents", "local_ratio": "weight of the agent's own reward against the global one"}
+                 "n_agents": "agents", "local_ratio": "weight of the agent's own reward against the global one",
+                 "obs_type": "ram: the 128-byte RAM / 255 | grayscale84: the screen in grayscale, 84x84, / 255 (Pong)",
+                 "frame_skip": "frames per step, rewards summed (Pong)",
+                 "full_action_space": "18 actions (true, as Wen et al. 2021's code) or Pong's 6"}
         other = f"a keyword argument of {name}'s PettingZoo constructor"
         out = {k: {"default": v, "help": known.get(k, other)} for k, v in host_registry.env_defaults(name).items()}
         out["num_workers"]["help"] = ("worker processes stepping the env copies; -1: automatic (0 for cheap envs, "

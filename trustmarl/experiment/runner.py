@@ -17,6 +17,7 @@ Run directory::
     checkpoints/last.npz     latest good state but its bulky data (+ last.json sidecar with the counters):
                              policy, optimisers, normalisers, counters; all that eval/render/load_policy read
     checkpoints/resume_<update>.npz  the bulky data (replay buffers: their filled part only), read to resume
+    checkpoints/update_NNNNNNN.npz   with ``checkpoint_keep=K``: the state after every K-th update, kept
     summary.json             result and throughput; ``status`` is "completed", "diverged" or "env_error"
 
 **Host (Python) environments** (``pettingzoo/...``, ``sisl/...``, ``mamujoco/...``,
@@ -227,13 +228,27 @@ def _per_seed_returns(rows: list[dict[str, Any]], num_seeds: int, name: str = "e
     ).reshape(len(rows), num_seeds)
 
 
-def _per_agent_window(rows: list[dict[str, Any]], name: str) -> list[float]:
-    """NaN-aware mean over the last 10% of updates of the per-agent columns ``name/agent_i`` (seed mean)."""
+def _per_agent_window(rows: list[dict[str, Any]], name: str, first: bool = False) -> list[float]:
+    """NaN-aware mean over the last (or first) 10% of updates of the per-agent columns ``name/agent_i`` (seed mean)."""
     agents = sorted({int(k.rsplit("_", 1)[1]) for r in rows for k in r if k.startswith(f"{name}/agent_")})
     if not rows or not agents:
         return []
     w = max(1, int(math.ceil(0.1 * len(rows))))
-    return [nanmean([float(r.get(f"{name}/agent_{i}", float("nan"))) for r in rows[-w:]]) for i in agents]
+    window = rows[:w] if first else rows[-w:]
+    return [nanmean([float(r.get(f"{name}/agent_{i}", float("nan"))) for r in window]) for i in agents]
+
+
+def is_zero_sum(rows: list[dict[str, Any]]) -> bool:
+    """Whether the run's episodes are zero-sum: the returns summed over agents are 0 in every logged update
+    while some agent's return is not (matching pennies, Pong). There the team mean is always 0 and says
+    nothing, so the progress bar and the summary show each agent's return instead."""
+    sums = np.array([r.get("episode_return_sum") for r in rows], dtype=np.float64)
+    agents = np.array([[v for k, v in r.items() if k.startswith("episode_return_per_agent/agent_")] for r in rows],
+                      dtype=np.float64)
+    sums, agents = sums[np.isfinite(sums)], agents[np.isfinite(agents)]
+    if not sums.size or not agents.size or np.abs(agents).max() == 0:
+        return False
+    return bool(np.abs(sums).max() <= 1e-5 * (1.0 + np.abs(agents).max()))
 
 
 def _action_probabilities(rows: list[dict[str, Any]]) -> list[list[float]]:
@@ -289,6 +304,9 @@ def _summary(cfg, run_dir, rows, status, updates, env_steps, session, wall_total
             _per_seed_returns(rows, cfg.num_seeds, "episode_return_sum"), first=False
         )
         out["final_return_per_agent"] = _per_agent_window(rows, "episode_return_per_agent")
+        if is_zero_sum(rows):  # the team return is always 0: each agent's return is the result
+            out["zero_sum"] = True
+            out["initial_return_per_agent"] = _per_agent_window(rows, "episode_return_per_agent", first=True)
     probs = _action_probabilities(rows)
     if probs:  # what the policies do (MATRL on small discrete games): a flat zero-sum return says nothing
         out["final_action_probs_per_agent"] = probs
@@ -300,6 +318,9 @@ def _summary(cfg, run_dir, rows, status, updates, env_steps, session, wall_total
         out[f"final_{name[8:]}"], out[f"final_{name[8:]}_per_seed"] = _window_return(
             _per_seed_returns(rows, cfg.num_seeds, name), first=False
         )
+    for k, v in (rows[-1] if rows else {}).items():  # communication totals so far (decentralised training; 0 if centralised)
+        if k.startswith("comm/") and k.endswith("_total") and "/seed_" not in k:
+            out[k] = v
     if last_eval:  # the last periodic evaluation (deterministic policy)
         out["final_eval_update"] = last_eval["update"]
         out["final_eval_env_steps"] = last_eval["env_steps"]
@@ -331,10 +352,17 @@ def _print_result(summary: dict[str, Any], out=None) -> None:
     if s.get("final_action_probs_per_agent"):
         extra += "; action probabilities per agent " + ", ".join(
             "[" + " ".join(_fmt(p, ".2f") for p in agent) + "]" for agent in s["final_action_probs_per_agent"])
+    result = f"return {_fmt(s['initial_return'])} -> {_fmt(s['final_return'])} (first -> last 10% of updates){extra}"
+    if s.get("zero_sum"):  # never the team mean (always 0): each agent's return
+        agents = lambda v: "[" + ", ".join(_fmt(x) for x in v) + "]"  # noqa: E731
+        result = (f"returns per agent {agents(s['initial_return_per_agent'])} -> {agents(s['final_return_per_agent'])} "
+                  f"(first -> last 10% of updates; zero-sum: they sum to 0)")
+        if s.get("final_action_probs_per_agent"):
+            result += "; action probabilities per agent " + ", ".join(
+                "[" + " ".join(_fmt(p, ".2f") for p in agent) + "]" for agent in s["final_action_probs_per_agent"])
     print(
         f"{s['algo']} on {s['env']} ({s['num_seeds']} seed{'s' if s['num_seeds'] != 1 else ''}, "
-        f"{s['env_steps']} env steps each): return {_fmt(s['initial_return'])} -> {_fmt(s['final_return'])} "
-        f"(first -> last 10% of updates){extra}; {_fmt(s['steps_per_second'], '.0f')} steps/s overall, "
+        f"{s['env_steps']} env steps each): {result}; {_fmt(s['steps_per_second'], '.0f')} steps/s overall, "
         f"{_fmt(s['steady_steps_per_second'], '.0f')} steps/s after compilation",
         file=out,
     )
@@ -489,11 +517,16 @@ class _Run:
             "num_seeds": cfg.num_seeds, "algo": cfg.algo.name, "env": cfg.env.name, "last_eval": self.last_eval,
         }
 
+    def keep_due(self) -> bool:
+        """Whether the state after ``self.update`` is a numbered checkpoint to keep (run key ``checkpoint_keep``)."""
+        k = self.cfg.checkpoint_keep
+        return bool(k) and self.update > 0 and self.update % k == 0
+
     def save(self, state) -> None:
         ckpt = self.out_dir / LAST_CHECKPOINT
         t0 = time.perf_counter()
         size = self.last_size = write_checkpoint(ckpt, self.backend.algo, state, self.counters(), self.keep_checkpoints)
-        if self.keep_checkpoints:
+        if self.keep_checkpoints or self.keep_due():
             shutil.copyfile(ckpt, ckpt.with_name(f"update_{self.update:07d}.npz"))
         self.last_saved, self.last_save_time = self.update, time.perf_counter()
         self.write_seconds = self.last_save_time - t0
@@ -521,6 +554,9 @@ class _Run:
         if every:
             next_eval = (self.env_steps // every + 1) * every  # env steps of the next evaluation
             n = min(n, max(1, -(-(next_eval - self.env_steps) // self.spu)))
+        keep = self.cfg.checkpoint_keep
+        if keep:  # end the chunk at the next kept checkpoint
+            n = min(n, keep - self.update % keep)
         return n
 
     def evaluate(self, state, update: int, env_steps: int) -> dict[str, Any] | None:
@@ -588,7 +624,7 @@ class _Run:
                 if bar is not None:
                     bar.set_postfix(_postfix(self.backend.algo, new_rows, self.last_eval, self.last_return), refresh=False)
                     bar.update(n * self.spu)
-                if self.periodic_save_due(chunk_i) or self.update >= self.total:
+                if self.periodic_save_due(chunk_i) or self.update >= self.total or self.keep_due():
                     self.save(state)
                 if stop_after_chunks is not None and chunk_i >= stop_after_chunks and self.update < self.total:
                     return {"status": "stopped", "updates": self.update, "env_steps": self.env_steps, "run_dir": str(out_dir)}
@@ -645,7 +681,9 @@ def _postfix(algo, rows: list[dict[str, Any]], last_eval: dict[str, Any] | None,
     value = nanmean([r.get(algo.PROGRESS_METRIC, math.nan) for r in rows])
     post = {"ret": _fmt(last_return if math.isnan(value) else value)}
     agents = sorted(k for k in rows[-1] if k.startswith("episode_return_per_agent/agent_"))
-    if 1 < len(agents) <= 4:  # per-agent returns (general-sum games), and their sum
+    if is_zero_sum(rows):  # zero-sum: the team mean is always 0; each agent's return instead
+        post = {"agents": "[" + ",".join(_fmt(nanmean([r.get(k, math.nan) for r in rows]), ".3g") for k in agents) + "]"}
+    elif 1 < len(agents) <= 4:  # per-agent returns (general-sum games), and their sum
         post["agents"] = "[" + ",".join(_fmt(nanmean([r.get(k, math.nan) for r in rows]), ".3g") for k in agents) + "]"
         post["sum"] = _fmt(nanmean([r.get("episode_return_sum", math.nan) for r in rows]))
     for k in sorted(k for k in rows[-1] if k.startswith("episode_") and "/" not in k and k not in _EPISODE_STATS):

@@ -12,6 +12,13 @@ IL-PP              ``algo.rho=0``                    best response to the other 
 IL                 ``algo.independent=true``         the independent PPO candidate
 =================  ================================  =============================================
 
+and, on Checkers, **IL (reference code)**: ``algo.independent=true --preset reference``, the authors' IL
+trainer with the defects of their code (5 policy iterations, the sample entropy estimate, the hidden
+activation on the output layers), to test whether those make the paper's IL collapse.
+
+Beside them, the off-policy CTDE baselines of Figure 5 -- VDN, QMIX and QTRAN (``vdn``, ``qmix``, ``qtran`` with
+their grid-world presets, Wen et al. 2021's Table 4) -- train for the same env steps per tier.
+
 Each (environment, variant) pair is one ``trustmarl train`` run with ``num_seeds`` seeds vmapped, in
 ``out_dir/runs/<env>_<variant>``; a finished run is reused and an interrupted one resumed. Returns are
 compared as the paper reports them: the episode return summed over agents (``episode_return_sum``).
@@ -34,12 +41,18 @@ VARIANTS: dict[str, dict] = {
     "MATRL w/o BR": {"algo.best_response": False},
     "IL-PP": {"algo.rho": 0.0},
     "IL": {"algo.independent": True},
+    # the authors' code's IL trainer with its loss and network defects (``--preset reference``, docs/matrl.md)
+    "IL (reference code)": {"algo.independent": True, "preset": "reference"},
 }
+# the value-decomposition baselines of Figure 5a-b: variant -> algorithm (their presets hold Table 4's settings)
+BASELINES: dict[str, str] = {"VDN": "vdn", "QMIX": "qmix", "QTRAN": "qtran"}
 ENVS = ("grid/checkers", "grid/switch4")
+#: the variants run on each world: the reference-code IL only where the paper's IL is reported (Checkers)
+ENV_VARIANTS = {"grid/checkers": tuple(VARIANTS), "grid/switch4": ("MATRL", "MATRL w/o BR", "IL-PP", "IL")}
 PAPER_UPDATES = {"grid/checkers": 200, "grid/switch4": 500}  # reference code: epochs x 2000 env steps
 # the paper's reported returns (sums over agents, read off Figure 5 / stated in section 4)
 PAPER = {
-    "grid/checkers": {"MATRL": "about 18", "IL": "about -2"},
+    "grid/checkers": {"MATRL": "about 18", "IL": "about -2", "IL (reference code)": "about -2 (the paper's IL)"},
     "grid/switch4": {"MATRL": "about 6.5"},
 }
 OPTIMUM = {"grid/switch4": 14.4}  # all four agents arrive by step 15 (environments.md)
@@ -53,7 +66,8 @@ TIERS = {
 
 
 def run_name(env: str, variant: str) -> str:
-    return f"{env.split('/')[-1]}_{variant.lower().replace(' ', '_').replace('/', '')}"
+    name = variant.lower().replace(" ", "_").replace("/", "").replace("(", "").replace(")", "")
+    return f"{env.split('/')[-1]}_{name}"
 
 
 def _cli_value(v) -> str:
@@ -62,26 +76,54 @@ def _cli_value(v) -> str:
     return "[" + ",".join(map(str, v)) + "]" if isinstance(v, (list, tuple)) else str(v)
 
 
-def train_command(env: str, variant: str, updates: int, num_seeds: int, out: str = "runs", overrides: dict | None = None) -> str:
-    """The ``trustmarl train`` command of one run (what :func:`reproduce_matrl` executes)."""
+def algo_of(variant: str, overrides: dict | None = None) -> tuple[str, dict, str | None]:
+    """The algorithm of a variant, its overrides and its preset (a baseline takes the tier's overrides only)."""
+    if variant in BASELINES:
+        return BASELINES[variant], dict(overrides or {}), None
+    ov = {**(overrides or {}), **VARIANTS[variant]}
+    preset = ov.pop("preset", None)
+    return "matrl", ov, preset
+
+
+def env_steps(env: str, variant: str, updates: int, overrides: dict | None = None) -> int:
+    """Env steps per seed of ``updates`` MATRL updates of a variant (every baseline trains as long as MATRL)."""
     from trustmarl.experiment.config import build_config
 
-    ov = {**(overrides or {}), **VARIANTS[variant]}
-    spu = build_config("matrl", env, ov).algo.steps_per_update()
-    keys = " ".join(f"{k}={_cli_value(v)}" for k, v in ov.items())
-    return (f"trustmarl train matrl {env} num_seeds={num_seeds} total_steps={updates * spu} {keys} "
-            f"--out {out}/{run_name(env, variant)}").replace("  ", " ")
+    algo, ov, preset = algo_of(variant, overrides)
+    if algo != "matrl":
+        ov, preset = dict(overrides or {}), None  # a baseline trains as long as MATRL with the tier's settings
+    return updates * build_config("matrl", env, ov, preset=preset).algo.steps_per_update()
+
+
+def train_command(env: str, variant: str, updates: int, num_seeds: int, out: str = "runs", overrides: dict | None = None) -> str:
+    """The ``trustmarl train`` command of one run (what :func:`reproduce_matrl` executes)."""
+    algo, ov, preset = algo_of(variant, overrides)
+    return command_line(algo, env, {"num_seeds": num_seeds, "total_steps": env_steps(env, variant, updates, overrides), **ov},
+                        f"{out}/{run_name(env, variant)}", preset)
+
+
+def command_line(algo: str, env: str, overrides: dict, out: str, preset: str | None = None) -> str:
+    """``trustmarl train ALGO ENV key=value ... [--preset NAME] --out OUT``."""
+    keys = " ".join(f"{k}={_cli_value(v)}" for k, v in overrides.items())
+    flag = f" --preset {preset}" if preset else ""
+    return f"trustmarl train {algo} {env} {keys}{flag} --out {out}".replace("  ", " ")
 
 
 def run_variant(env: str, variant: str, updates: int, num_seeds: int, run_dir: Path, overrides: dict | None = None) -> list[dict]:
     """Train (or resume, or reuse) one run and return its metrics rows."""
+    algo, ov, preset = algo_of(variant, overrides)
+    steps = env_steps(env, variant, updates, overrides)
+    return train_or_reuse(algo, env, {**ov, "num_seeds": num_seeds, "total_steps": steps}, Path(run_dir), preset)
+
+
+def train_or_reuse(algo: str, env: str, overrides: dict, run_dir: Path, preset: str | None = None) -> list[dict]:
+    """Train ``algo`` on ``env`` into ``run_dir`` (a finished run is reused, an interrupted one resumed) and
+    return its metrics rows."""
     from trustmarl.experiment.config import build_config
     from trustmarl.experiment.logger import read_jsonl
     from trustmarl.experiment.runner import LAST_CHECKPOINT, train
 
-    ov = {**(overrides or {}), **VARIANTS[variant], "num_seeds": num_seeds, "checkpoint_every": 1}
-    cfg = build_config("matrl", env, ov)
-    cfg.total_steps = updates * cfg.algo.steps_per_update()
+    cfg = build_config(algo, env, {**overrides, "checkpoint_every": 1}, preset=preset)
     run_dir = Path(run_dir)
     summary = run_dir / "summary.json"
     done = summary.is_file() and json.loads(summary.read_text()).get("status") == "completed"
@@ -120,26 +162,39 @@ def summarise(rows: list[dict], num_seeds: int) -> dict:
     if n_agents:
         rho = np.asarray([[r[f"diag/rho_per_agent/agent_{i}"] for i in range(n_agents)] for r in rows])
         out["mean_rho"] = float(rho.mean())
-        out["all_candidates_fraction"] = float(np.mean(np.all(rho < 1e-6, axis=1)))  # approx: rows are seed means
-        out["nash_fallbacks"] = float(rows[-1].get("diag/nash_fallbacks_total", 0.0)) * num_seeds
+        out["mean_rho_per_agent"] = rho.mean(0).tolist()
+        # updates on which every agent took its candidate in every seed (rho = 0: the update is IL-PP's exactly);
+        # rows hold means over seeds and rho >= 0, so a mean of 0 means 0 in every seed
+        out["all_candidates_fraction"] = float(np.mean(np.all(rho < 1e-6, axis=1)))
+        out["nash_fallbacks"] = float(rows[-1].get("diag/nash_fallbacks_total", 0.0)) * num_seeds  # over all seeds
     return out
 
 
 def table_markdown(results: dict, title: str) -> str:
     lines = [f"### {title}", "",
              "Episode return summed over agents: mean ± std over seeds of each seed's mean over the last 10% of updates.", "",
-             "| Environment | Variant | Env steps | Return (sum over agents) | First 10% | Mean ρ | Paper |",
-             "|---|---|---|---|---|---|---|"]
+             "ρ_i: agent i's probability of keeping its current policy in the meta-game's Nash equilibrium (mean over "
+             "updates and seeds); 'ρ = 0': the share of updates on which every agent took its candidate in every seed, "
+             "where MATRL's update is IL-PP's exactly; fallbacks: meta-games without an equilibrium found (ρ = 1), "
+             "summed over seeds.", "",
+             "| Environment | Variant | Env steps | Return (sum over agents) | First 10% | ρ per agent | ρ = 0 | Nash fallbacks | Paper |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for env, by_variant in results.items():
         for variant, s in by_variant.items():
             paper = PAPER.get(env, {}).get(variant, "")
-            rho = f"{s['mean_rho']:.2f}" if "mean_rho" in s else "-"
+            rho = " / ".join(f"{r:.2f}" for r in s["mean_rho_per_agent"]) if "mean_rho_per_agent" in s else "-"
+            zero = f"{s['all_candidates_fraction']:.0%}" if "all_candidates_fraction" in s else "-"
+            fb = f"{s['nash_fallbacks']:.0f}" if "nash_fallbacks" in s else "-"
             lines.append(f"| {env} | {variant} | {s['env_steps']:,} | {s['final_return_sum_mean']:.2f} ± {s['final_return_sum_std']:.2f} "
-                         f"| {s['initial_return_sum_mean']:.2f} | {rho} | {paper} |")
+                         f"| {s['initial_return_sum_mean']:.2f} | {rho} | {zero} | {fb} | {paper} |")
+        if "MATRL" in by_variant and "IL-PP" in by_variant:
+            m, pp = by_variant["MATRL"], by_variant["IL-PP"]
+            lines.append(f"| {env} | MATRL - IL-PP | | {m['final_return_sum_mean'] - pp['final_return_sum_mean']:+.2f} | | "
+                         f"| {1 - m.get('all_candidates_fraction', 0.0):.0%} of MATRL's updates have some ρ > 0 | | |")
     return "\n".join(lines) + "\n"
 
 
-def plot(curve_data: dict, path: Path, num_seeds: int) -> Path:
+def plot(curve_data: dict, path: Path, num_seeds: int, ylabel: str = "episode return, sum over agents") -> Path:
     """Learning curves: mean over seeds with a ± standard-error band, one panel per environment."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -147,7 +202,8 @@ def plot(curve_data: dict, path: Path, num_seeds: int) -> Path:
     envs = list(curve_data)
     fig = Figure(figsize=(6.2 * len(envs), 4.4), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(envs)))
-    colours = {"MATRL": "tab:red", "MATRL w/o BR": "tab:orange", "IL-PP": "tab:green", "IL": "tab:blue"}
+    colours = {"MATRL": "tab:red", "MATRL w/o BR": "tab:orange", "IL-PP": "tab:green", "IL": "tab:blue", "MADDPG": "tab:purple",
+               "IL (reference code)": "tab:cyan", "VDN": "tab:pink", "QMIX": "tab:brown", "QTRAN": "tab:gray"}
     for ax, env in zip(axes, envs):
         for variant, (steps, vals) in curve_data[env].items():
             mean = np.nanmean(vals, axis=0)
@@ -158,7 +214,7 @@ def plot(curve_data: dict, path: Path, num_seeds: int) -> Path:
             ax.axhline(OPTIMUM[env], color="k", ls=":", lw=1, label="optimum")
         ax.set_title(f"{env} ({num_seeds} seeds, mean ± s.e.)")
         ax.set_xlabel("env steps")
-        ax.set_ylabel("episode return, sum over agents")
+        ax.set_ylabel(ylabel)
         ax.legend(fontsize=8)
     path = Path(path)
     FigureCanvasAgg(fig)
@@ -166,8 +222,10 @@ def plot(curve_data: dict, path: Path, num_seeds: int) -> Path:
     return path
 
 
-def reproduce_matrl(out_dir: Path, tier: str = "smoke", envs=ENVS, variants=tuple(VARIANTS)) -> dict:
-    """MATRL vs MATRL w/o BR vs IL-PP vs IL on Checkers and Switch4 (Wen et al. 2021, Figure 5a-b).
+def reproduce_matrl(out_dir: Path, tier: str = "smoke", envs=ENVS, variants=None) -> dict:
+    """MATRL vs MATRL w/o BR vs IL-PP vs IL (and the reference-code IL on Checkers), and VDN, QMIX, QTRAN, on
+    Checkers and Switch4 (Wen et al. 2021, Figure 5a-b); ``variants`` picks some (default: each world's
+    ``ENV_VARIANTS`` and the baselines).
 
     Tiers: ``smoke`` (2 updates, 2 seeds, small networks: checks the pipeline), ``cpu`` (5 seeds,
     0.4 M env steps on both worlds: the paper's length for Checkers, 40% of it for Switch4),
@@ -187,18 +245,18 @@ def reproduce_matrl(out_dir: Path, tier: str = "smoke", envs=ENVS, variants=tupl
     for env in envs:
         results[env], curve_data[env] = {}, {}
         updates = settings["updates"][env]
-        for variant in variants:
+        for variant in variants or ENV_VARIANTS[env] + tuple(BASELINES):
             rows = run_variant(env, variant, updates, seeds, out_dir / "runs" / run_name(env, variant), settings["overrides"])
             results[env][variant] = summarise(rows, seeds)
             curve_data[env][variant] = curves(rows, seeds)
             commands.append(train_command(env, variant, updates, seeds, str(out_dir / "runs"), settings["overrides"]))
-    title = f"MATRL and its ablations on the grid worlds ({tier} tier, {seeds} seeds)"
+    title = f"MATRL, its ablations and the value-decomposition baselines on the grid worlds ({tier} tier, {seeds} seeds)"
     markdown = table_markdown(results, title)
     (out_dir / "matrl_grid.md").write_text(markdown)
     plot(curve_data, out_dir / "matrl_grid.png", seeds)
     numbers = {
         "tier": tier, "num_seeds": seeds, "results": results, "paper": PAPER, "commands": commands,
-        "full_length_commands": [train_command(e, v, PAPER_UPDATES[e], 5) for e in envs for v in variants],
+        "full_length_commands": [train_command(e, v, PAPER_UPDATES[e], 5) for e in envs for v in variants or ENV_VARIANTS[e] + tuple(BASELINES)],
         "seconds": time.perf_counter() - start,
         "files": [str(out_dir / n) for n in ("matrl_grid.md", "matrl_grid.json", "matrl_grid.png")],
     }

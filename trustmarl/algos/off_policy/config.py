@@ -58,6 +58,7 @@ class OffPolicyConfig:
     actor_l2: float = 0.0  # PyTorch-style L2 on the actors' gradients
     critic_l2: float = 0.0  # PyTorch-style L2 on the critics' gradients
     weight_decay: float = 0.0  # decoupled weight decay (AdamW) of every network
+    optimizer: str = "adam"  # adam | sgd (plain gradient steps after clipping, e.g. for exact comparisons)
     policy_reg: float = 1e-3  # coefficient of mean(logits^2) (discrete) / mean(pre-tanh^2) (continuous)
     # networks
     share_params: bool = False  # one actor shared by the agents of a group
@@ -78,6 +79,7 @@ class OffPolicyConfig:
     RUN_DEFAULTS: typing.ClassVar[dict[str, int]] = {"eval_every": 10_000, "eval_episodes": 10}
     CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {
         "target_update": ("soft", "hard"),
+        "optimizer": ("adam", "sgd"),
         "activation": ACTIVATIONS,
     }
 

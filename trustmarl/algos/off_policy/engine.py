@@ -102,6 +102,8 @@ class OffPolicy(Algorithm):
         """Adam for a further network, with the run's Adam settings (eps, beta1, weight decay): clipped at
         ``max_grad_norm`` (global norm), PyTorch-style ``l2`` added to the gradient after clipping."""
         cfg = self.cfg
+        if getattr(cfg, "optimizer", "adam") == "sgd":
+            return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.add_decayed_weights(l2), optax.sgd(lr))
         return adam(lr, max_grad_norm, l2=l2, eps=cfg.adam_eps, b1=cfg.adam_b1, weight_decay=cfg.weight_decay)
 
     def critic_stacked(self) -> bool:
@@ -190,13 +192,23 @@ class OffPolicy(Algorithm):
         finals = replay.final_capacity(self.capacity, int(getattr(self.env, "min_episode_steps", 1)))
         return replay.init_transitions(step, nxt, self.capacity, self.num_envs, finals)
 
-    def sample_batch(self, buffer: replay.Transitions, key: jax.Array, batch_size: int) -> dict:
-        """``batch_size`` transitions ``[B, ...]`` drawn uniformly (as :func:`trustmarl.replay.sample`), as
-        ``transition`` made them (actions back in their own dtype)."""
-        step, nxt = replay.sample_transitions(buffer, key, batch_size)
-        step["actions"] = tuple(a.astype(jnp.int32) if jnp.issubdtype(a.dtype, jnp.integer) else a for a in step["actions"])
-        step["obs"], nxt["obs"] = (tuple(o.astype(jnp.float32) for o in x) for x in (step["obs"], nxt["obs"]))
+    def as_batch(self, step: dict, nxt: dict) -> dict:
+        """Stored fields (step and successor) as ``transition`` made them: actions and observations back in
+        their own dtypes, the successors under their ``next_...`` names."""
+        step = dict(step, actions=tuple(a.astype(jnp.int32) if jnp.issubdtype(a.dtype, jnp.integer) else a
+                                        for a in step["actions"]))
+        step["obs"], obs_next = (tuple(o.astype(jnp.float32) for o in x) for x in (step["obs"], nxt["obs"]))
+        nxt = dict(nxt, obs=obs_next)
         return {**step, **{k: nxt[v] for k, v in self.NEXT.items()}}
+
+    def draw(self, buffer: replay.Transitions, key: jax.Array, batch_size: int) -> dict:
+        """``batch_size`` transitions ``[B, ...]`` drawn uniformly (as :func:`trustmarl.replay.sample`)."""
+        return self.as_batch(*replay.sample_transitions(buffer, key, batch_size))
+
+    def draw_windows(self, buffer: replay.Transitions, key: jax.Array, batch_size: int, length: int) -> dict:
+        """``batch_size`` windows of ``length`` consecutive transitions of one env copy ``[B, L, ...]``
+        (as :func:`trustmarl.replay.sample_windows`)."""
+        return self.as_batch(*replay.sample_transition_windows(buffer, key, batch_size, length))
 
     def init_state(self, key: jax.Array, last: TimeStep, env_state: Any = None) -> OffPolicyState:
         actor_params, critic_params = self.init_networks(key)
@@ -264,6 +276,11 @@ class OffPolicy(Algorithm):
             reward = (reward - mean * self.cfg.reward_scale) / (std * self.cfg.reward_scale)
         return dict(batch, reward=reward)
 
+    def sample_batch(self, buffer: replay.Transitions, key: jax.Array, reward_stats) -> dict:
+        """One gradient step's batch ``[B, ...]``: uniform transitions with prepared rewards. Algorithms that
+        learn from several consecutive steps (n-step returns, recurrent agents) override it."""
+        return self.prepare(self.draw(buffer, key, self.cfg.batch_size), reward_stats)
+
     def learn(self, state: OffPolicyState, traj: dict):
         """Store the rollout, then ``grad_steps`` gradient steps once ``learning_starts`` transitions are stored."""
         cfg = self.cfg
@@ -278,7 +295,7 @@ class OffPolicy(Algorithm):
         def learning(learner):
             def step(st, k):
                 k_batch, k_train = jax.random.split(k)
-                batch = self.prepare(self.sample_batch(buffer, k_batch, cfg.batch_size), stats)
+                batch = self.sample_batch(buffer, k_batch, stats)
                 st, metrics = self.train_step(st, batch, k_train)
                 return st._replace(grad_steps=st.grad_steps + 1), metrics
 
@@ -286,7 +303,7 @@ class OffPolicy(Algorithm):
             learner, metrics = jax.lax.scan(step, learner, jax.random.split(k_learn, cfg.grad_steps))
             metrics = {k: m[-1] if k in self.LAST_STEP_METRICS else jnp.nanmean(m, 0)  # over the update's gradient
                        for k, m in metrics.items()}  # steps (NaN: no actor step)
-            probe = self.sample_batch(buffer, k_diag, min(cfg.batch_size, 256))
+            probe = self.draw(buffer, k_diag, min(cfg.batch_size, 256))
             metrics.update(self.policy_change(old_actor, learner.actor_params, probe["obs"], probe["avail"]))
             return learner, metrics
 

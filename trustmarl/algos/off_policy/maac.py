@@ -151,13 +151,18 @@ class MAAC(OffPolicy):
         state, more = self.after_actors(state, batch, terms, pre_actor, jax.random.fold_in(key, 2))
         return self.update_targets(state), {**metrics, **actor_metrics, **more}
 
+    def q_values(self, critic_params, obs: tuple, act: tuple):
+        """``(Q_i(o, (., a_-i)) per group [..., n_g, A], attention logits)`` of the critic the targets and the
+        actors read (F2A2-SAC: each agent's own copy, the first of its twin critics)."""
+        return self.critic.apply(critic_params, obs, act)
+
     def soft_target(self, target_actor_params, target_critic_params, batch: dict, key) -> jax.Array:
         """``y_i = r_i + gamma (1 - terminated) Q'_i(o', a') - log pi'_i(a'_i | o'_i) / soft_reward_scale`` with
         ``a' ~ pi'`` (Iqbal & Sha 2019, eq. 3 with the soft target of their code), ``[B, N]``, no gradient."""
         cfg = self.cfg
         _, next_logp = self.log_policies(target_actor_params, batch["next_obs"], batch["next_avail"])
         next_a = self.sample(next_logp, key)
-        q_next, _ = self.critic.apply(target_critic_params, batch["next_obs"], self.onehot(next_a))
+        q_next, _ = self.q_values(target_critic_params, batch["next_obs"], self.onehot(next_a))
         not_done = 1.0 - batch["terminated"].astype(jnp.float32)[:, None]  # truncation bootstraps
         y = batch["reward"] + cfg.gamma * not_done * self.gather(q_next, next_a) - self.gather(next_logp, next_a) / cfg.soft_reward_scale
         return jax.lax.stop_gradient(y)
@@ -186,7 +191,7 @@ class MAAC(OffPolicy):
         ``A_i = Q_i - b_i``. Only ``logp``/``logp_a``/``logits`` carry gradients (to the actors)."""
         logits, logp = self.log_policies(actor_params, batch["obs"], batch["avail"])
         acts = self.sample(jax.lax.stop_gradient(logp), key)
-        q_all, _ = self.critic.apply(critic_params, batch["obs"], self.onehot(acts))
+        q_all, _ = self.q_values(critic_params, batch["obs"], self.onehot(acts))
         q_all = jax.lax.stop_gradient(q_all)
         probs = [jax.lax.stop_gradient(jnp.exp(lp)) for lp in logp]
         baseline = jnp.concatenate([jnp.sum(p * q, -1) for p, q in zip(probs, q_all)], -1)

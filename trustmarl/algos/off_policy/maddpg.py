@@ -43,7 +43,7 @@ class MADDPGConfig(OffPolicyConfig):
     name: str = "maddpg"
     actor_others: str = "buffer"  # buffer: the paper's eq. 5 | current: the others' current deterministic policies
     twin_critics: bool = False  # MATD3: two critics per agent, min of the targets
-    policy_delay: int = 1  # MATD3: actor and target updates every this many critic steps
+    policy_delay: int = 1  # MATD3: actor and target updates every this many critic steps (counted across updates)
     target_noise: float = 0.0  # MATD3: std of the target policy smoothing noise (continuous actions)
     target_noise_clip: float = 0.5  # MATD3: the smoothing noise is clipped to +-this value
 
@@ -53,11 +53,6 @@ class MADDPGConfig(OffPolicyConfig):
         super().validate()
         positive_int(self, "policy_delay")
         non_negative(self, "target_noise", "target_noise_clip")
-        if self.grad_steps % self.policy_delay:
-            raise ConfigError(
-                f"algo.policy_delay={self.policy_delay} must divide algo.grad_steps={self.grad_steps} "
-                "(every update then holds whole delay cycles, so it always updates the actors)"
-            )
 
 
 @dataclasses.dataclass
@@ -135,7 +130,8 @@ class MADDPG(OffPolicy):
             if grp.action_space.kind == "discrete":
                 logits = self.masked_logits(out, av)
                 a = jnp.argmax(gumbel_softmax(k, logits, self.cfg.gumbel_temperature), axis=-1).astype(jnp.int32)
-                logps.append(jnp.take_along_axis(jax.nn.log_softmax(logits / self.cfg.gumbel_temperature), a[..., None], -1)[..., 0])
+                # the argmax of a Gumbel-softmax sample is a Gumbel-max sample of softmax(logits), whatever the temperature
+                logps.append(jnp.take_along_axis(jax.nn.log_softmax(logits), a[..., None], -1)[..., 0])
             else:
                 noise = sigma * jax.random.normal(k, out[1].shape)
                 a = out[1] + noise
@@ -221,13 +217,13 @@ class MADDPG(OffPolicy):
             state = state._replace(actor_params=actor_params, actor_opt=actor_opt)
             return self.update_targets(state), a_loss
 
-        def critic_only(state):
-            moved = self.update_targets(state, actors=False) if cfg.policy_delay > 1 else state
-            return moved, jnp.full((self.n_agents,), jnp.nan)
+        def critic_only(state):  # between delayed steps no target moves (Fujimoto et al. 2018, Algorithm 1)
+            return state, jnp.full((self.n_agents,), jnp.nan)
 
         if cfg.policy_delay == 1:
             state, a_loss = actor_update(state)
-        else:  # MATD3: actors and targets every policy_delay critic steps (Ackermann et al. 2019, Alg. 1)
+        else:  # MATD3: actors and targets every policy_delay critic steps (Ackermann et al. 2019, Alg. 1), counted
+            # by the state's gradient-step counter across updates (and checkpoints)
             state, a_loss = jax.lax.cond(state.grad_steps % cfg.policy_delay == 0, actor_update, critic_only, state)
         return state, {
             "loss/critic": c_loss.mean(), "loss/actor": jnp.nanmean(a_loss),

@@ -32,6 +32,7 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from trustmarl.algos.agents import adam, concat_agents, linear_decay, masked_mean, opt_init, opt_step
@@ -45,6 +46,7 @@ from trustmarl.networks import (
     unroll,
 )
 from trustmarl.trust.gae import gae
+from trustmarl.validation import ConfigError
 from trustmarl.trust.normalize import (
     ValueNormState,
     normalize_advantages,
@@ -145,7 +147,8 @@ class ActorCritic(Algorithm):
         self.time_scale = 1.0 / max(1, int(getattr(env, "max_episode_steps", 1)))
         self.seq_len = (getattr(cfg, "seq_len", 0) or cfg.rollout_len) if self.recurrent else 1
         net = dict(hidden_sizes=tuple(cfg.hidden_sizes), activation=cfg.activation, layer_norm=cfg.layer_norm)
-        head_net = dict(net, hidden_sizes=()) if self.recurrent else net  # recurrent: the head sits on the GRU
+        image = self.image_shape(env, cfg)
+        head_net = dict(net, hidden_sizes=()) if self.recurrent else dict(net, image_shape=image)  # recurrent: the head sits on the GRU
         self.actors = tuple(
             CategoricalActor(g.action_space.n, head_gain=cfg.actor_head_gain, **head_net)
             if isinstance(g.action_space, Discrete)
@@ -154,9 +157,28 @@ class ActorCritic(Algorithm):
         )
         if self.recurrent:
             self.actors = tuple(RecurrentActor(head, gru_size=cfg.gru_size, **net) for head in self.actors)
-        self.critic = Critic(**net)
+        self.critic = Critic(**net, image_shape=image if cfg.critic != "state" else None)
         self.actor_txs = tuple(self.make_tx(cfg.actor_lr, self.actor_steps_per_update(g)) for g in range(len(self.groups)))
         self.critic_tx = self.make_tx(cfg.critic_lr, self.critic_steps_per_update())
+
+    @staticmethod
+    def image_shape(env, cfg) -> tuple[int, int, int] | None:
+        """``algo.image_shape`` checked against the env: every group's observation must hold H*W*C inputs."""
+        shape = getattr(cfg, "image_shape", None)
+        if shape is None:
+            return None
+        if getattr(cfg, "recurrent", False):
+            raise ConfigError("algo.image_shape (the CNN torso) is not available with recurrent actors")
+        size, side = int(np.prod(shape)), np.asarray(shape[:2])
+        for stride in (4, 2, 1):  # the torso's 3x3 VALID convolutions
+            side = (side - 3) // stride + 1
+        if side.min() < 1:
+            raise ConfigError(f"algo.image_shape={list(shape)!r} is too small for the CNN torso (at least 11 x 11)")
+        for g in env.groups:
+            if g.obs_dim != size:
+                raise ConfigError(f"algo.image_shape={list(shape)!r} needs image observations of {size} inputs; group "
+                                  f"{g.name!r} observes {g.obs_dim} (not an image env, or another image size)")
+        return tuple(int(v) for v in shape)
 
     # ---- optimisers ------------------------------------------------------------------------
     def actor_steps_per_update(self, g: int) -> int:

@@ -58,6 +58,7 @@ class OnPolicyConfig:
     hidden_sizes: tuple[int, ...] = (64, 64)  # hidden layer widths of actors and critics
     activation: str = "tanh"  # tanh | relu | gelu
     layer_norm: bool = False  # layer normalisation after each hidden layer
+    image_shape: tuple[int, ...] | None = None  # [H, W, C]: observations are flat images; the small CNN torso of Wen et al. 2021 before the MLP
     log_std_init: float = -0.5  # initial log standard deviation of Gaussian (continuous) policies
     actor_head_gain: float = 0.01  # orthogonal-init gain of the policy head; larger = more random initial policies
     # recurrent actors (critics stay feed-forward): MLP encoder -> GRU -> head, trained on sequences
@@ -81,6 +82,8 @@ class OnPolicyConfig:
 
     def validate(self) -> None:
         positive_int(self, "num_envs", "rollout_len", "epochs", "minibatches")
+        if self.image_shape is not None and (len(self.image_shape) != 3 or min(self.image_shape) < 1):
+            raise ConfigError(f"algo.image_shape={list(self.image_shape)!r} must be [H, W, C] of positive sizes, or null")
         positive(self, "actor_lr", "critic_lr", "adam_eps", "max_grad_norm", "clip_eps")
         non_negative(self, "ent_coef", "vf_coef")
         in_range(self, "gamma", 0.0, 1.0, hi_open=True)

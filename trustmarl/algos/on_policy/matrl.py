@@ -51,6 +51,9 @@ from trustmarl.trust.ratios import ppo_clip_objective
 from trustmarl.validation import ConfigError, non_negative, positive, positive_int
 
 
+ENTROPY_TERMS = ("exact", "sample", "sample_flipped", "reference")
+
+
 @dataclasses.dataclass
 class MATRLConfig(OnPolicyConfig):
     """MATRL hyperparameters. Defaults: Wen et al. 2021, Table 3 (grid worlds), and the reference code
@@ -101,6 +104,9 @@ class MATRLConfig(OnPolicyConfig):
     br_clip: float = 0.1  # importance-weight clip of the best response
     # plain independent PPO (the paper's IL baseline): the next policy is the TPR candidate
     independent: bool = False  # plain independent PPO (the paper's IL baseline): the next policy is the TPR candidate
+    # the reference code's defects, off by default (``--preset reference`` turns them on; docs/matrl.md)
+    entropy_term: str = "exact"  # exact: per-state entropy | sample: mean(-log pi(a_t)) | sample_flipped: minus that | reference: the code's per loss
+    head_activation: str = "none"  # apply algo.activation to the outputs too (the reference code's mlp): none | policy | value | both
 
     _STEPS = "MATRL takes full-batch steps: algo.tpr_iters (candidate) and algo.br_iters (best response)"
     UNUSED: typing.ClassVar[dict[str, str]] = {
@@ -111,12 +117,15 @@ class MATRLConfig(OnPolicyConfig):
         "recurrent": "MATRL supports feed-forward actors only",
         "gru_size": "MATRL supports feed-forward actors only",
         "seq_len": "MATRL supports feed-forward actors only",
+        "critic_time": "MATRL's critics read the observation only (no time-aware critic); use algo.bootstrap_truncation",
     }
     CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {
         **OnPolicyConfig.CHOICES,
-        "activation": ("tanh", "relu", "gelu", "leaky_relu"),
+        "activation": ("tanh", "relu", "gelu", "leaky_relu", "leaky_relu_0.2"),
+        "head_activation": ("none", "policy", "value", "both"),
         "critic": ("local",),
         "selection": SELECTIONS,
+        "entropy_term": ENTROPY_TERMS,
     }
 
     def validate(self) -> None:
@@ -142,6 +151,7 @@ class StepData(NamedTuple):
     adv: jax.Array  # [B, N] advantages for the PPO surrogate (normalised per agent)
     weight: jax.Array  # [B, N] per-sample weight of the surrogate (1 in the TPR step, W_{-i} in the BR)
     v_old: jax.Array  # [B, N] behaviour critic's values in the critic's units (value clipping)
+    entropy_sign: float = 1.0  # +1: the entropy term is a bonus; -1: a penalty (the reference code's candidate loss)
 
 
 def per_agent_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
@@ -167,6 +177,10 @@ class MATRL(ActorCritic):
         self.br_actor_tx = self.make_tx(cfg.br_lr, cfg.br_iters)
         self.br_critic_tx = self.make_tx(cfg.br_lr, cfg.br_iters)
         self.offsets = self.agents.offsets
+        if cfg.head_activation in ("policy", "both"):  # the reference code's mlp: the hidden activation on the output too
+            self.actors = tuple(a.clone(output_activation=cfg.activation) for a in self.actors)
+        if cfg.head_activation in ("value", "both"):
+            self.critic = self.critic.clone(output_activation=cfg.activation)
 
     def actor_steps_per_update(self, g: int) -> int:
         return self.cfg.tpr_iters
@@ -212,7 +226,10 @@ class MATRL(ActorCritic):
         pi_loss = -per_agent_mean(data.weight * ppo_clip_objective(ratio, data.adv, cfg.clip_eps), mask)
         # sample KL(pi_old || pi): its expectation under pi_old is the KL (reference code's kl term and early stop)
         kl = per_agent_mean(batch.logp - logp, mask)
-        ent = per_agent_mean(self.entropy(dists), mask)  # exact entropy per state (the entropy bonus of the authors' code)
+        if cfg.entropy_term == "exact":
+            ent = per_agent_mean(self.entropy(dists), mask)  # exact entropy per state (the entropy bonus of the authors' code)
+        else:  # the reference code's sample estimate: its gradient is the cross-entropy's to the behaviour policy
+            ent = per_agent_mean(-logp, mask)
         v = self.value(critic_params, batch.obs, batch.state)
         err = jnp.square(v - batch.target)
         if cfg.vf_clip is not None:  # PPO2 value clipping around the behaviour critic (reference code)
@@ -220,7 +237,7 @@ class MATRL(ActorCritic):
             err = jnp.maximum(err, jnp.square(v_clipped - batch.target))
         v_loss = per_agent_mean(err, mask)
         # Wen et al. 2021, Algorithm 2 lines 6-8 / reference code loss: c_pi L_clip + c_v L_V + c_kl KL - c_ent H
-        total = cfg.pi_coef * pi_loss + cfg.vf_coef * v_loss + cfg.kl_coef * kl - cfg.ent_coef * ent
+        total = cfg.pi_coef * pi_loss + cfg.vf_coef * v_loss + cfg.kl_coef * kl - data.entropy_sign * cfg.ent_coef * ent
         return jnp.sum(total), {"policy": pi_loss, "value": v_loss, "entropy": ent, "kl": kl}
 
     def _per_agent_select(self, flags: jax.Array, if_true, if_false):
@@ -285,7 +302,14 @@ class MATRL(ActorCritic):
         ppo_adv = jnp.where(mask > 0, (adv - mean) / scale, 0.0) if self.cfg.normalize_advantages else adv
         meta_adv = jnp.where(mask > 0, adv / scale, 0.0)
         v_old = value_norm_normalize(state.value_norm, batch.value) if self.cfg.value_norm else batch.value
-        return StepData(ppo_adv, jnp.ones_like(adv), v_old), meta_adv, std
+        return StepData(ppo_adv, jnp.ones_like(adv), v_old, self.entropy_sign(candidate=True)), meta_adv, std
+
+    def entropy_sign(self, candidate: bool) -> float:
+        """+1 (a bonus) or -1: the reference code subtracts its sample entropy in the IL and best-response losses
+        but adds it in MATRL's candidate loss (``entropy_term=reference``; ``sample_flipped`` adds it everywhere)."""
+        term = self.cfg.entropy_term
+        flipped = term == "sample_flipped" or (term == "reference" and candidate and not self.cfg.independent)
+        return -1.0 if flipped else 1.0
 
     def learn_batch(self, state: TrainState, batch: Batch):
         cfg = self.cfg
@@ -384,7 +408,8 @@ class MATRL(ActorCritic):
         # 5. best response to pi_bar_{-i} (eq. 6) from the mixture, with per-sample truncated weights
         weight = jnp.where(mask > 0, best_response_weights(ratio_hat, rho, cfg.br_clip), 0.0)
         nxt, br_opts, br = self.ppo_steps(
-            mixed, br_opts, (self.br_actor_tx, self.br_critic_tx), batch, data._replace(weight=weight), cfg.br_iters, None
+            mixed, br_opts, (self.br_actor_tx, self.br_critic_tx), batch,
+            data._replace(weight=weight, entropy_sign=self.entropy_sign(candidate=False)), cfg.br_iters, None
         )
         metrics.update({
             "loss/br_policy": br["policy"].mean(), "loss/br_value": br["value"].mean(),

@@ -6,7 +6,8 @@ calling it builds a ``gymnasium_robotics.mamujoco_v1`` Parallel API env, which
 
 Tasks of Kuba et al. 2022, Section 4.1 (Figure 3) provided here, as ``MAMUJOCO_TASKS`` keys:
 ``HalfCheetah-2x3``, ``HalfCheetah-6x1``, ``Walker2d-2x3``, ``Ant-4x2``, ``Hopper-3x1``,
-``Humanoid-17x1`` and ``ManySegmentSwimmer-10x2`` (a 20-segment swimmer, 2 rotors per agent). Any other
+``Humanoid-17x1`` and ``ManySegmentSwimmer-10x2`` (a 20-segment swimmer, 2 rotors per agent), and
+``Ant-2x4`` (two agents of four joints: the Ant of Wen et al. 2021's code, beside the 4x2 split). Any other
 ``(scenario, agent_conf)`` pair that Gymnasium-Robotics knows works through :func:`mamujoco`.
 
 **Humanoid 17x1.** Gymnasium-Robotics only ships the ``"9|8"`` (upper/lower body) partition. We build a
@@ -51,6 +52,7 @@ MAMUJOCO_TASKS: dict[str, tuple[str, str]] = {
     "HalfCheetah-6x1": ("HalfCheetah", "6x1"),
     "Walker2d-2x3": ("Walker2d", "2x3"),
     "Ant-4x2": ("Ant", "4x2"),
+    "Ant-2x4": ("Ant", "2x4"),  # Wen et al. 2021's Ant (their code's agent_conf; the text says "4-agent")
     "Hopper-3x1": ("Hopper", "3x1"),
     "Humanoid-17x1": ("Humanoid", "17x1"),
     "ManySegmentSwimmer-10x2": ("ManySegmentSwimmer", "10x2"),
@@ -246,6 +248,10 @@ def walker2d_2x3(**options: Any) -> MaMuJoCoFactory:
 
 def ant_4x2(**options: Any) -> MaMuJoCoFactory:
     return mamujoco("Ant-4x2", **options)
+
+
+def ant_2x4(**options: Any) -> MaMuJoCoFactory:
+    return mamujoco("Ant-2x4", **options)
 
 
 def hopper_3x1(**options: Any) -> MaMuJoCoFactory:

@@ -60,6 +60,8 @@ _EXTRA_OF_PACKAGE = {
     "mujoco": "mujoco",
     "jinja2": "mujoco",
     "jaxmarl": "jaxmarl",
+    "multi_agent_ale_py": "atari",
+    "ale_py": "atari",
 }
 
 

@@ -2,6 +2,8 @@
 
 Host environments are named next to the JAX-native ones (``trustmarl list`` shows both):
 
+- ``pettingzoo/pong`` - two-player Atari Pong (``pong_v3``, zero-sum); keys ``obs_type`` (``ram``, ``grayscale84``), ``frame_skip``,
+  ``full_action_space``, ``max_cycles`` (see :mod:`trustmarl.envs.host.atari`; extra ``atari``).
 - ``pettingzoo/simple_spread`` - mpe2 ``simple_spread_v3`` (discrete); keys ``n_agents``, ``local_ratio``,
   ``max_cycles`` as for the JAX-native ``mpe/simple_spread``, whose observation layout it shares.
 - ``sisl/multiwalker``, ``sisl/pursuit`` - PettingZoo SISL; their ``parallel_env`` keywords as ``env.*`` keys.
@@ -9,7 +11,7 @@ Host environments are named next to the JAX-native ones (``trustmarl list`` show
   incremental torques; the old Pursuit reward; 25-step episodes as truncations): ``env.episode_limit`` and
   the ``parallel_env`` keywords (see :mod:`trustmarl.envs.host.sisl`).
 - ``mamujoco/<task>`` (``halfcheetah_2x3``, ``halfcheetah_6x1``, ``walker2d_2x3``, ``ant_4x2``,
-  ``hopper_3x1``, ``humanoid_17x1``, ``many_segment_swimmer_10x2``) - keys ``agent_obsk``,
+  ``ant_2x4``, ``hopper_3x1``, ``humanoid_17x1``, ``many_segment_swimmer_10x2``) - keys ``agent_obsk``,
   ``observation``, ``max_episode_steps`` (see :mod:`trustmarl.envs.host.mamujoco`).
 - ``pettingzoo:module.path:attr`` or plain ``module.path:attr`` - any PettingZoo Parallel API env factory
   by import path (the plain form is a host env when the object is not a JAX-native ``MultiAgentEnv``);
@@ -73,6 +75,12 @@ def _sisl_li2022(fn_name: str):
     return build
 
 
+def _pong(p: dict[str, Any]):
+    from trustmarl.envs.host.atari import pong
+
+    return pong(**p)
+
+
 def _mamujoco(task: str):
     def build(p: dict[str, Any]):
         from trustmarl.envs.host.mamujoco import mamujoco
@@ -102,6 +110,7 @@ MAMUJOCO_PRESETS = {
     "halfcheetah_6x1": "HalfCheetah-6x1",
     "walker2d_2x3": "Walker2d-2x3",
     "ant_4x2": "Ant-4x2",
+    "ant_2x4": "Ant-2x4",
     "hopper_3x1": "Hopper-3x1",
     "humanoid_17x1": "Humanoid-17x1",
     "many_segment_swimmer_10x2": "ManySegmentSwimmer-10x2",
@@ -136,6 +145,12 @@ def _presets() -> dict[str, HostEnvSpec]:
             "host env: SISL pursuit_v5 as in Li et al. 2022 (MAMT): no urgency penalty, per-pursuer rewards, "
             "25-step episodes; needs trustmarl[pettingzoo]",
             dict(_PURSUIT_LI2022), _sisl_li2022("sisl_pursuit_li2022"), "episode_limit", obs_storage="uint8",
+        ),
+        HostEnvSpec(
+            "pettingzoo/pong",
+            "host env: two-player Atari Pong (PettingZoo pong_v3; RAM observations / 255; zero-sum, Wen et al. 2021 "
+            "Figure 6); needs trustmarl[atari]",
+            {"obs_type": "ram", "frame_skip": 1, "full_action_space": True, "max_cycles": 100_000}, _pong, "max_cycles",
         ),
     ]
     for suffix, task in MAMUJOCO_PRESETS.items():

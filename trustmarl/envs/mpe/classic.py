@@ -316,6 +316,7 @@ class SimplePush(_Classic):
     continuous_actions: bool = False  # continuous force actions instead of 5 discrete ones
 
     description = "MPE simple_push (an agent reaches the goal, an adversary pushes it away), exact JAX port of mpe2 simple_push_v3."
+    cooperative = False  # adversaries: no team reward
     GOAL_CHOICES = (2,)
 
     @functools.cached_property
@@ -364,6 +365,7 @@ class SimpleAdversary(_Classic):
     continuous_actions: bool = False  # continuous force actions instead of 5 discrete ones
 
     description = "MPE simple_adversary (agents hide the goal landmark from an adversary), exact JAX port of mpe2 simple_adversary_v3."
+    cooperative = False  # adversaries: no team reward
 
     def validate(self) -> None:
         super().validate()
@@ -423,6 +425,7 @@ class SimpleTag(_Classic):
     continuous_actions: bool = False  # continuous force actions instead of 5 discrete ones
 
     description = "MPE simple_tag (predator-prey with obstacles), exact JAX port of mpe2 simple_tag_v3."
+    cooperative = False  # adversaries: no team reward
     LANDMARK_RANGE = 0.9
 
     def validate(self) -> None:
@@ -486,6 +489,7 @@ class SimpleCrypto(_Classic):
     continuous_actions: bool = False  # continuous force actions instead of 5 discrete ones
 
     description = "MPE simple_crypto (Alice and Bob share a key, Eve eavesdrops), exact JAX port of mpe2 simple_crypto_v3."
+    cooperative = False  # adversaries: no team reward
     GOAL_CHOICES = (2, 2)  # goal landmark, key landmark
 
     @functools.cached_property
@@ -545,6 +549,7 @@ class SimpleWorldComm(_Classic):
     continuous_actions: bool = False  # continuous force actions instead of 5 discrete ones
 
     description = "MPE simple_world_comm (predator-prey with a speaking leader, food and forests), exact JAX port of mpe2 simple_world_comm_v3."
+    cooperative = False  # adversaries: no team reward
     LANDMARK_RANGE = 0.9
 
     def validate(self) -> None:

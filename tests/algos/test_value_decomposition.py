@@ -1,0 +1,263 @@
+"""IQL, VDN, QMIX and QTRAN-base: each term against a NumPy reference on hand-built inputs, the schedule,
+action masks, bad input; no compiled training here (learning tests are in test_value_decomposition_learning)."""
+
+from __future__ import annotations
+
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from trustmarl import replay
+from trustmarl.algos import make_algorithm
+from trustmarl.algos.off_policy.qlearning import epsilon_schedule, n_step, next_values
+from trustmarl.algos.off_policy.qmix import QMixer
+from trustmarl.algos.off_policy.qtran import qtran_losses
+from trustmarl.experiment.config import build_config
+from trustmarl.validation import ConfigError
+
+GAME = {"env.payoff": [[11.0, -30.0, 0.0], [-30.0, 7.0, 6.0], [0.0, 0.0, 5.0]]}  # climbing game, 2 agents x 3 actions
+SMALL = {"algo.hidden_sizes": [8], "algo.num_envs": 2, "algo.rollout_len": 1, "algo.buffer_size": 16,
+         "algo.batch_size": 4, "algo.learning_starts": 4}
+
+
+def algo_on_game(name: str, **extra):
+    cfg = build_config(name, "matrix/custom", {**GAME, **SMALL, **extra})
+    return make_algorithm(cfg)
+
+
+def masked(q, avail):
+    return np.where(avail, q, -np.inf)
+
+
+# ---- the double-Q target ---------------------------------------------------------------------------
+
+def test_next_values_double_q_takes_the_online_argmax_and_the_target_value_among_available_actions():
+    rng = np.random.default_rng(0)
+    avail = rng.random((5, 2, 4)) < 0.6
+    avail[..., 0] = True
+    q_on, q_tg = rng.normal(size=(5, 2, 4)), rng.normal(size=(5, 2, 4))
+    q_tg[~avail] = 100.0  # an unavailable action is never the target's max
+    on, tg = (jnp.where(avail, q, -1e9) for q in (q_on, q_tg))
+    a = masked(q_on, avail).argmax(-1)
+    ref_double = np.take_along_axis(q_tg, a[..., None], -1)[..., 0]
+    np.testing.assert_allclose(next_values((on,), (tg,), double=True), ref_double, rtol=1e-6)
+    np.testing.assert_allclose(next_values((on,), (tg,), double=False), masked(q_tg, avail).max(-1), rtol=1e-6)
+    assert not np.allclose(ref_double, masked(q_tg, avail).max(-1))  # the two targets differ on this batch
+
+
+def test_n_step_window_cuts_at_terminal_and_truncated_steps():
+    """Windows of 3 steps: rewards summed until the first step that ends an episode; its next obs bootstraps
+    unless it is terminal (a NumPy loop is the reference)."""
+    gamma = 0.9
+    term = np.array([[0, 0, 0], [0, 1, 0], [0, 0, 0], [1, 0, 0]], bool)
+    trunc = np.array([[0, 0, 0], [0, 0, 0], [0, 1, 1], [0, 0, 0]], bool)
+    reward = np.arange(24, dtype=np.float32).reshape(4, 3, 2)
+    window = {"obs": (np.arange(12.0).reshape(4, 3, 1, 1),), "next_obs": (100 + np.arange(12.0).reshape(4, 3, 1, 1),),
+              "reward": reward, "terminated": term, "truncated": trunc}
+    out = n_step(jax.tree.map(jnp.asarray, window), gamma)
+    for b in range(4):
+        ret, k = np.zeros(2), 0
+        for t in range(3):
+            ret += gamma ** t * reward[b, t]
+            k = t
+            if term[b, t] or trunc[b, t]:
+                break
+        np.testing.assert_allclose(out["reward"][b], ret, rtol=1e-6)
+        assert float(out["discount"][b]) == pytest.approx(0.0 if term[b, k] else gamma ** (k + 1))
+        assert float(out["next_obs"][0][b, 0, 0]) == 100 + 3 * b + k
+        assert float(out["obs"][0][b, 0, 0]) == 3 * b
+
+
+@pytest.mark.parametrize("name", ["vdn", "qmix"])
+def test_td_target_against_numpy(name):
+    """``y = sum_i r_i + discount * Q_tot^-(s', a')`` with ``a'`` the online argmax of the available actions and the
+    value from the *target* networks (here different from the online ones)."""
+    a = algo_on_game(name)
+    q_params, mixer = a.init_networks(jax.random.PRNGKey(0))
+    target = jax.tree.map(lambda x: x + 0.3 * jax.random.normal(jax.random.PRNGKey(1), x.shape), q_params)
+    state = types.SimpleNamespace(actor_params=q_params, target_actor_params=target, target_critic_params=mixer)
+    B = 6
+    next_avail = np.ones((B, 2, 3), bool)
+    next_avail[0, 0, 1] = next_avail[1, 1, 0] = next_avail[2, :, 2] = False
+    window = {"next_obs": (jnp.ones((B, 1, 2, 1)),), "next_avail": (jnp.asarray(next_avail)[:, None],),
+              "obs": (jnp.ones((B, 1, 2, 1)),), "avail": (jnp.ones((B, 1, 2, 3), bool),),
+              "reward": jnp.asarray(np.random.default_rng(1).normal(size=(B, 1, 2)), jnp.float32),
+              "terminated": jnp.asarray([[0], [1], [0], [0], [1], [0]], bool),
+              "truncated": jnp.asarray([[0], [0], [1], [0], [0], [1]], bool),
+              "next_state": jnp.ones((B, 1, 1))}
+    batch = n_step(window, a.cfg.gamma)
+    y = np.asarray(a.targets(state, batch))
+    q_on = np.asarray(a.q_values(state.actor_params, batch["next_obs"], batch["next_avail"])[0])
+    q_tg = np.asarray(a.q_values(target, batch["next_obs"], batch["next_avail"])[0])
+    act = masked(q_on, next_avail).argmax(-1)
+    assert all(next_avail[b, i, act[b, i]] for b in range(B) for i in range(2))
+    util = np.take_along_axis(q_tg, act[..., None], -1)[..., 0]  # [B, 2]
+    q_next = util.sum(-1) if name == "vdn" else np.asarray(a.mix(state.target_critic_params, jnp.asarray(util), batch["next_state"]))
+    disc = np.where(np.asarray(window["terminated"])[:, 0], 0.0, a.cfg.gamma)
+    np.testing.assert_allclose(y, np.asarray(window["reward"])[:, 0].sum(-1) + disc * q_next, rtol=1e-5, atol=1e-6)
+
+
+# ---- the mixers ---------------------------------------------------------------------------------
+
+def test_vdn_joint_value_is_the_sum_of_the_utilities():
+    a = algo_on_game("vdn")
+    params = a.init_networks(jax.random.PRNGKey(0))[0]
+    rng = np.random.default_rng(0)
+    actions = (jnp.asarray(rng.integers(0, 3, (5, 2)), jnp.int32),)
+    batch = {"obs": (jnp.ones((5, 2, 1)),), "avail": (jnp.ones((5, 2, 3), bool),), "actions": actions}
+    y = jnp.asarray(rng.normal(size=5), jnp.float32)
+    loss, metrics = a.losses(params, {}, batch, y)
+    q = np.asarray(a.q_values(params, batch["obs"], batch["avail"])[0])
+    q_tot = np.take_along_axis(q, np.asarray(actions[0])[..., None], -1)[..., 0].sum(-1)
+    assert float(loss) == pytest.approx(np.mean((q_tot - np.asarray(y)) ** 2), rel=1e-5)
+    assert float(metrics["diag/q_tot"]) == pytest.approx(q_tot.mean(), rel=1e-5, abs=1e-6)
+
+
+def test_qmix_is_monotone_in_every_utility_and_vmaps_over_seeds():
+    """dQ_tot/dQ_i >= 0 for random states, utilities and parameters (Rashid et al. 2018, eq. 5), and the mixer
+    keeps its shapes under vmap over seeds."""
+    n, s_dim, seeds, B = 3, 5, 4, 64
+    mixer = QMixer(n, embed=8, hyper_hidden=16)
+    keys = jax.random.split(jax.random.PRNGKey(0), seeds)
+    params = jax.vmap(lambda k: mixer.init(k, jnp.zeros((n,)), jnp.zeros((s_dim,))))(keys)
+    q = 3.0 * jax.random.normal(jax.random.PRNGKey(1), (seeds, B, n))
+    s = 3.0 * jax.random.normal(jax.random.PRNGKey(2), (seeds, B, s_dim))
+    q_tot = jax.vmap(mixer.apply)(params, q, s)
+    assert q_tot.shape == (seeds, B)
+    grad = jax.vmap(jax.grad(lambda p, q, s: mixer.apply(p, q, s).sum(), argnums=1))(params, q, s)
+    assert grad.shape == (seeds, B, n) and bool(jnp.all(grad >= 0.0)) and bool(jnp.any(grad > 0.0))
+
+
+def test_qtran_losses_against_numpy():
+    rng = np.random.default_rng(3)
+    q_taken, q_greedy = rng.normal(size=(7, 3)), rng.normal(size=(7, 3))
+    q_jt, q_jt_greedy, v, y = (rng.normal(size=7) for _ in range(4))
+    out = qtran_losses(*(jnp.asarray(x, jnp.float32) for x in (q_taken, q_greedy, q_jt, q_jt_greedy, v, y)))
+    assert float(out["loss/td"]) == pytest.approx(np.mean((q_jt - y) ** 2), rel=1e-5)
+    assert float(out["loss/opt"]) == pytest.approx(np.mean((q_greedy.sum(-1) - q_jt_greedy + v) ** 2), rel=1e-5)
+    assert float(out["loss/nopt"]) == pytest.approx(np.mean(np.minimum(q_taken.sum(-1) - q_jt + v, 0.0) ** 2), rel=1e-5)
+    # Q_jt learns only from L_td: the opt/nopt losses do not move it (stop gradient)
+    g = jax.grad(lambda qj, qg: qtran_losses(jnp.asarray(q_taken), jnp.asarray(q_greedy), qj, qg, jnp.asarray(v),
+                                             jnp.asarray(y))["loss/opt"], argnums=(0, 1))(jnp.asarray(q_jt), jnp.asarray(q_jt_greedy))
+    assert not np.any(np.asarray(g[0])) and not np.any(np.asarray(g[1]))
+
+
+# ---- acting ---------------------------------------------------------------------------------------
+
+def test_epsilon_at_the_schedule_points():
+    cfg = build_config("iql", "matrix/custom", {"algo.epsilon_start": 0.9, "algo.epsilon_end": 0.1,
+                                                "algo.epsilon_anneal_start": 100, "algo.epsilon_anneal_end": 300}).algo
+    for t, eps in [(0, 0.9), (100, 0.9), (150, 0.7), (200, 0.5), (300, 0.1), (10_000, 0.1)]:
+        assert float(epsilon_schedule(cfg, jnp.asarray(t, jnp.int32))) == pytest.approx(eps, abs=1e-6), t
+
+
+def test_masked_actions_are_never_chosen():
+    a = algo_on_game("iql", **{"algo.epsilon_start": 0.5, "algo.epsilon_end": 0.5, "algo.epsilon_anneal_end": 1})
+    params = a.init_networks(jax.random.PRNGKey(0))[0]
+    rng = np.random.default_rng(0)
+    avail = rng.random((512, 2, 3)) < 0.5
+    avail[np.arange(512), :, rng.integers(0, 3, 512)] = True
+    obs = (jnp.asarray(rng.normal(size=(512, 2, 1)), jnp.float32),)
+    greedy = np.asarray(a.greedy(params, obs, (jnp.asarray(avail),))[0])
+    acts, logp = a.behaviour(params, obs, (jnp.asarray(avail),), jax.random.PRNGKey(3), jnp.asarray(0))
+    acts = np.asarray(acts[0])
+    for x in (greedy, acts):
+        assert np.take_along_axis(avail, x[..., None], -1).all()
+    explored = acts != greedy
+    assert explored.any() and (~explored).any()
+    n = avail.sum(-1)  # log-probabilities of epsilon-greedy: eps / n (+ 1 - eps on the greedy action)
+    np.testing.assert_allclose(np.exp(np.asarray(logp)), 0.5 / n + 0.5 * (acts == greedy), rtol=1e-5)
+
+
+# ---- bad input ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("algo,overrides,needle", [
+    ("iql", {"algo.epsilon_start": 1.5}, "algo.epsilon_start=1.5 must be in [0.0, 1.0]"),
+    ("vdn", {"algo.epsilon_end": -0.1}, "algo.epsilon_end=-0.1 must be in [0.0, 1.0]"),
+    ("qmix", {"algo.epsilon_anneal_start": 500, "algo.epsilon_anneal_end": 100}, "algo.epsilon_anneal_end=100 must come after"),
+    ("qtran", {"algo.target_every": 0}, "algo.target_every=0 must be an integer >= 1"),
+    ("vdn", {"algo.team_reward": "individual"}, "algo.team_reward=individual is not allowed for vdn"),
+    ("iql", {"algo.n_steps": 0}, "algo.n_steps=0 must be an integer >= 1"),
+    ("qmix", {"algo.mixer_embed": 0}, "algo.mixer_embed=0 must be an integer >= 1"),
+])
+def test_bad_values_are_one_line_config_errors(algo, overrides, needle):
+    with pytest.raises(ConfigError) as err:
+        build_config(algo, "matrix/custom", overrides)
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_env_checks_name_the_env_and_suggest_an_alternative():
+    with pytest.raises(ConfigError, match=r"vdn learns from a team reward, but matrix/general_sum .* no team reward"):
+        make_algorithm(build_config("vdn", "matrix/general_sum"))
+    make_algorithm(build_config("iql", "matrix/general_sum", {"algo.team_reward": "individual"}))  # IQL may
+    with pytest.raises(ConfigError, match=r"iql supports discrete actions only.*use maddpg or matd3"):
+        make_algorithm(build_config("iql", "matrix/differential"))
+    stateless = NoState()
+    for algo in ("qmix", "qtran"):
+        with pytest.raises(ConfigError, match=rf"{algo} conditions on the global state, but NoState has none .*use vdn"):
+            build_config(algo, "matrix/custom").algo.check_env(stateless)
+    build_config("vdn", "matrix/custom").algo.check_env(stateless)
+
+
+class NoState:
+    """An env (as check_env sees it) without a global state."""
+
+    state_dim = 0
+
+
+def test_presets_carry_the_papers_settings():
+    for algo in ("iql", "vdn", "qmix", "qtran"):
+        for env, steps in (("grid/checkers", 400_000), ("grid/switch4", 1_000_000)):
+            cfg = build_config(algo, env)  # Wen et al. 2021, Table 4
+            a = cfg.algo
+            assert (cfg.total_steps, a.hidden_sizes, a.target_update, a.target_every, a.double_q, a.team_reward) == (
+                steps, (128, 128), "hard", 200, True, "sum"), (algo, env)
+        for env in ("smax/3m", "smax/8m", "smax/2s3z"):
+            a = build_config(algo, env).algo
+            assert (a.hidden_sizes, a.team_reward) == ((64,), "mean")
+        assert build_config(algo, "mpe/simple_spread").algo.epsilon_anneal_end == 200_000
+    assert build_config("qmix", "grid/checkers").algo.mixer_embed == 128
+    assert build_config("qtran", "grid/switch4").algo.joint_hidden == (128, 128)
+
+
+# ---- recurrent agents ---------------------------------------------------------------------------
+
+def test_recurrent_agents_replay_their_stored_steps_exactly():
+    """GRU agents: the stored hidden states chain (reset where an episode starts), and unrolling a stored window
+    from its first hidden state reproduces the utilities and the greedy actions taken while acting (epsilon 0);
+    one update learns from windows with finite losses."""
+    cfg = build_config("vdn", "mpe/simple_spread", {
+        "env.n_agents": 2, "env.max_cycles": 5, "algo.num_envs": 2, "algo.rollout_len": 8, "algo.hidden_sizes": [8],
+        "algo.recurrent": True, "algo.gru_size": 8, "algo.seq_len": 4, "algo.buffer_size": 64, "algo.batch_size": 2,
+        "algo.learning_starts": 8, "algo.epsilon_start": 0.0, "algo.epsilon_end": 0.0, "algo.share_params": False})
+    a = make_algorithm(cfg)
+    state0 = a.init(jax.random.PRNGKey(0))
+    state, metrics = jax.jit(a.update)(state0)
+    assert float(metrics["diag/learning"]) == 1.0 and np.isfinite(float(metrics["loss/td"]))
+    t, e = jnp.meshgrid(jnp.arange(8), jnp.arange(2), indexing="ij")  # [T=8, E=2]: the rollout, acted with state0's networks
+    stored = replay.gather_transitions(state.buffer, t.reshape(-1), e.reshape(-1))
+    traj = jax.tree.map(lambda x: x.reshape((8, 2) + x.shape[1:]), a.as_batch(*stored))
+    params, first = state0.actor_params, np.asarray(traj["first"])
+    assert first[5].all() and not first[1:5].any()  # 5-step episodes: step 5 starts the next one
+    h, q_steps = tuple(x[0] for x in traj["hidden"]), []
+    for t in range(8):
+        h = tuple(jnp.where(jnp.asarray(first[t])[:, None, None], 0.0, x) for x in h)
+        np.testing.assert_allclose(h[0], traj["hidden"][0][t], atol=1e-6)  # the hidden state acting stored
+        obs, avail = (traj["obs"][0][t],), (traj["avail"][0][t],)
+        h, q = a.q_step(params, h, obs, avail, jnp.zeros(2, bool))
+        q_steps.append(q[0])
+        np.testing.assert_array_equal(np.argmax(q[0], -1), traj["actions"][0][t])  # greedy (epsilon 0) actions
+    window = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), traj)  # 2 windows of 8 steps
+    q, q_next = a.utilities(params, window)
+    np.testing.assert_allclose(jnp.swapaxes(q[0], 0, 1), jnp.stack(q_steps), rtol=1e-5, atol=1e-6)
+    assert q_next[0].shape == q[0].shape == (2, 8, 2, 5)
+
+
+def test_recurrent_settings_are_checked():
+    with pytest.raises(ConfigError, match=r"algo.seq_len=30 is longer than the episodes of mpe/simple_spread \(at most 25"):
+        make_algorithm(build_config("qmix", "mpe/simple_spread", {"algo.recurrent": True, "algo.seq_len": 30}))
+    with pytest.raises(ConfigError, match=r"algo.n_steps>1 is not available with algo.recurrent=true"):
+        build_config("vdn", "mpe/simple_spread", {"algo.recurrent": True, "algo.n_steps": 3})

@@ -1,0 +1,340 @@
+"""F2A2-SAC (Li et al. 2023, Prop. 6): MAAC made fully decentralised by per-agent critic copies and consensus.
+
+Every agent holds its own copy of MAAC's attention critic (twin critics by default, ``n_critics``), trains
+it on its own reward and reads its own output ``Q_i`` from it; the parts named by ``share`` are agreed by
+consensus (:mod:`trustmarl.algos.f2a2`): ``critic`` the whole copy (heads diluted by the averaging),
+``maac`` the modules MAAC's code shares (attention keys, selectors, values and the state-action encoders;
+heads and state encoders stay the agent's own), ``attention`` the attention modules only (Li et al. 2023,
+Table 1). The other agents' actions come from their true policies (the "w/o MOA" reading: no teammate
+model is implemented). Per gradient step, with ``y_i`` MAAC's soft target on the agent's own reward
+(the minimum over the twin target copies), ``a0`` the buffer actions, ``a^ ~ pi`` resampled actions and
+the stop-gradient ratios ``rho_f = min(eps, pi_i(a0_i) / pi0_i(a0_i))``, ``rho_b = min(eps, pi0_i(a^_i) /
+pi_i(a^_i))`` of the agent's own factor (``pi0``: the behaviour policy, whose log-probability vectors
+the buffer stores):
+
+- critic copy ``i`` (Prop. 6 in the reward convention): ``mean[-alpha1 rho_f Q1(o, a0) + alpha2 sum_j (Qj(o, a0) - y)^2]
+  + mean[-alpha1 Q1(o, a^) + alpha2 rho_b sum_j (Qj(o, a^) - y)^2]`` (critic 2 has no alpha1 term), the two
+  halves summed (``combine=sum``, as the paper) or averaged, plus MAAC's attention-logit penalty on the
+  agent's own row and the consensus terms ``lambda_i + beta (w~_i - v_i)`` on the shared leaves;
+- actor ``i``: ``mean[log pi_i(a^_i) sg(alpha1 f^ + alpha2 rho_b sum_j delta^_j^2)] + mean[rho_f log pi_i(a0_i)
+  sg(alpha1 f0)]`` with MAAC's ``f = log pi_i / soft_reward_scale - (Q1 - b_i)`` and ``delta^_j = Qj(o, a^) - y``;
+- w/o-JOINT (``joint=false``): MAAC's estimators, the critic's buffer half ``alpha2 sum_j (Qj(o, a0) - y)^2``
+  and the actor's resampled half ``alpha1 f^``.
+
+With ``joint=false``, ``consensus=mean``, ``n_critics=1``, ``share=maac`` and plain gradient steps
+F2A2-SAC's parameters are MAAC's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from trustmarl.algos import f2a2, register_algo
+from trustmarl.algos.off_policy.maac import MAAC, SHARED_CRITIC_MODULES, MAACConfig, PolicyTerms
+from trustmarl.networks import MASKED_LOGIT
+from trustmarl.trust import consensus as C
+from trustmarl.algos.agents import opt_init, opt_step
+from trustmarl.validation import ConfigError, positive, positive_int
+
+SHARE = {"critic": None, "maac": SHARED_CRITIC_MODULES, "attention": ("key", "selector", "value")}
+
+
+@dataclasses.dataclass
+class F2A2SACConfig(MAACConfig, f2a2.ConsensusFields):
+    """F2A2-SAC: per-agent copies of MAAC's critic on own rewards, joint objective, consensus (Li et al. 2023)."""
+
+    name: str = "f2a2_sac"
+    share: str = "critic"  # critic (the whole copy) | maac (attention + state-action encoders) | attention (Table 1)
+    combine: str = "sum"  # sum | mean of the buffer and resampled estimators (Li et al. 2023 sum them)
+    n_critics: int = 2  # 2: twin critics (Prop. 6) | 1: MAAC's single critic
+    ratio_clip: float = 1.0  # eps of the truncated importance ratios min(eps, ratio) (inf: untruncated)
+    moa: bool = False  # teammate models: the others' unexecuted actions come from each agent's model of them (false: their true policies)
+    moa_hidden: int = 128  # hidden width of the teammate models (one ReLU layer)
+    moa_lr: float = 1e-3  # Adam step size of the teammate models (cross-entropy on executed actions)
+
+    def validate(self) -> None:
+        super().validate()
+        self.validate_consensus()
+        for name, allowed in (("share", tuple(SHARE)), ("combine", ("sum", "mean"))):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"algo.{name}={getattr(self, name)!r} is not allowed; choose one of {', '.join(allowed)}")
+        if self.n_critics not in (1, 2):
+            raise ConfigError(f"algo.n_critics={self.n_critics!r} must be 1 or 2")
+        if not (self.ratio_clip > 0 and not math.isnan(self.ratio_clip)):
+            raise ConfigError(f"algo.ratio_clip={self.ratio_clip!r} must be > 0 (inf: untruncated ratios)")
+        positive_int(self, "moa_hidden")
+        positive(self, "moa_lr")
+        if self.share_params:
+            raise ConfigError("algo.share_params=true: F2A2's policies are individual (Li et al. 2023, Table 1)")
+
+
+class F2A2SAC(MAAC):
+    def __init__(self, env, cfg: F2A2SACConfig, total_updates: int | None = None):
+        super().__init__(env, cfg, total_updates)
+        self.protocol = cfg.protocol(env)
+        self.offsets = [int(o) for o in self.agents.offsets]
+        self.moa_nets = tuple(f2a2.TeammateModel(g.action_space.n, cfg.moa_hidden) for g in self.groups)
+        self.moa_tx = self.make_tx(cfg.moa_lr, cfg.actor_max_grad_norm)
+        # per group [N observers, n_g targets]: 1 where the target is another agent
+        self.others = tuple(np.array([[float(o != self.offsets[g] + k) for k in range(grp.n)] for o in range(self.n_agents)],
+                                     np.float32) for g, grp in enumerate(self.groups))
+
+    def critic_stacked(self) -> bool:
+        return True
+
+    # ---- copies ------------------------------------------------------------------------------------
+    def init_networks(self, key):
+        actors, critic = super().init_networks(key)
+        obs = tuple(jnp.zeros((g.n, g.obs_dim)) for g in self.groups)
+        act = tuple(jnp.zeros((g.n, g.action_space.n)) for g in self.groups)
+        critics = [critic] + [self.critic.init(jax.random.fold_in(key, 100 + k), obs, act) for k in range(1, self.cfg.n_critics)]
+        return actors, tuple(f2a2.copies_of(c, self.n_agents) for c in critics)
+
+    def shared_mask(self, critics):
+        """Per leaf: whether it is a consensus variable (``share``)."""
+        prefixes = SHARE[self.cfg.share]
+
+        def shared(path, _):
+            name = str(getattr(path[2], "key", "")) if len(path) > 2 else ""
+            return prefixes is None or name.startswith(prefixes)
+
+        return jax.tree_util.tree_map_with_path(shared, critics)
+
+    def masked(self, mask, a, b):
+        return jax.tree.map(lambda m, x, y: x if m else y, mask, a, b)
+
+    def own(self, q: tuple) -> tuple:
+        """Per group ``[n_copies, ..., n_g, A]`` -> ``[..., n_g, A]``: agent ``i``'s output of copy ``i``."""
+        out = []
+        for g, (grp, qg) in enumerate(zip(self.groups, q)):
+            k = np.arange(grp.n)
+            out.append(jnp.moveaxis(qg[self.offsets[g] + k, ..., k, :], 0, -2))
+        return tuple(out)
+
+    def copies_q(self, copies, obs, act):
+        """Every agent's ``Q_i(o, (., a_-i))`` from its own copy, and its own row of attention-logit penalty ``[N]``."""
+        q, logits = jax.vmap(self.critic.apply, in_axes=(0, None, None))(copies, obs, act)  # logits [n, B, H, N, N]
+        idx = jnp.arange(self.n_agents)
+        rows = logits[idx, ..., idx, :]  # [N, B, H, N]: copy i's row i
+        pen = jnp.sum(jnp.square(rows).reshape(self.n_agents, -1), 1) / (logits.shape[1] * max(self.n_agents - 1, 1))
+        return self.own(q), pen
+
+    def q_values(self, critic_params, obs, act):
+        return self.copies_q(critic_params[0], obs, act)
+
+    # ---- teammate models ---------------------------------------------------------------------------
+    def observer_actions(self, own: tuple, obs: tuple, avail: tuple, key, moa) -> tuple:
+        """Per group ``[N observers, B, n_g]``: observer ``i``'s joint action, its own ``own`` action and the
+        others' drawn from its teammate models (Li et al. 2023, Section 5.2: ``a~_j ~ pi~_j(o_j)``)."""
+        out = []
+        for g, (net, a) in enumerate(zip(self.moa_nets, own)):
+            logp = f2a2.moa_log_probs(net, moa[g], obs[g], avail[g])
+            drawn = jax.random.categorical(jax.random.fold_in(key, g), logp).astype(a.dtype)
+            out.append(jnp.where(jnp.asarray(self.others[g])[:, None, :] > 0, drawn, a[None]))
+        return tuple(out)
+
+    def joint_q(self, copies, obs, joint: tuple):
+        """Every agent's ``Q_i`` from its own copy at its own joint action (``joint`` per group ``[N, B, n_g]``)."""
+        q, _ = jax.vmap(self.critic.apply, in_axes=(0, None, 0))(copies, obs, self.onehot(joint))
+        return self.own(q)
+
+    def moa_step(self, state, batch):
+        """One Adam step of every agent's teammate models on the executed actions; their TV to the true policies."""
+        def loss(moa):
+            per = [f2a2.moa_loss(f2a2.moa_log_probs(net, p, batch["obs"][g], batch["avail"][g]), batch["actions"][g], self.others[g])
+                   * self.others[g].sum(-1) for g, (net, p) in enumerate(zip(self.moa_nets, moa))]
+            return jnp.sum(sum(per)), sum(per) / max(self.n_agents - 1, 1)
+
+        grads, ce = jax.grad(loss, has_aux=True)(state.extra["moa"])
+        pairs = [opt_step(self.moa_tx, p, gr, o, True) for p, gr, o in zip(state.extra["moa"], grads, state.extra["moa_opt"])]
+        moa = tuple(p for p, _ in pairs)
+        _, true = self.log_policies(state.actor_params, batch["obs"], batch["avail"])
+        tv = sum(f2a2.moa_tv(f2a2.moa_log_probs(net, p, batch["obs"][g], batch["avail"][g]), jax.lax.stop_gradient(true[g]),
+                             self.others[g]) * self.others[g].sum(-1) for g, (net, p) in enumerate(zip(self.moa_nets, moa)))
+        extra = {**state.extra, "moa": moa, "moa_opt": tuple(o for _, o in pairs)}
+        return state._replace(extra=extra), {"loss/moa": ce.mean(), "diag/moa_tv_per_agent": tv / max(self.n_agents - 1, 1)}
+
+    # ---- behaviour log-probability vectors in the buffer (this algorithm's transitions only) ----------
+    def act(self, view, carry, last, key):
+        env_actions, (actions, logp), carry = super().act(view, carry, last, key)
+        _, logp_all = self.log_policies(view.actor_params, last.obs, last.avail)
+        warm = view.env_steps < self.cfg.warmup_steps
+        uniform = [jnp.where(av, -jnp.log(jnp.maximum(jnp.sum(av, -1, keepdims=True), 1)), MASKED_LOGIT) for av in last.avail]
+        return env_actions, (actions, logp, tuple(jnp.where(warm, u, lp) for u, lp in zip(uniform, logp_all))), carry
+
+    def transition(self, view, last, ts, act_out):
+        return dict(super().transition(view, last, ts, act_out[:2]), behaviour_logp=act_out[2])
+
+    def example_transition(self, last):
+        return dict(super().example_transition(last),
+                    behaviour_logp=tuple(jnp.zeros((g.n, g.action_space.n)) for g in self.groups))
+
+    # ---- one gradient step ---------------------------------------------------------------------------
+    def soft_target(self, target_actor_params, target_critic_params, batch, key):
+        """MAAC's soft target on each agent's own reward with the minimum over its twin target copies."""
+        cfg = self.cfg
+        _, next_logp = self.log_policies(target_actor_params, batch["next_obs"], batch["next_avail"])
+        next_a = self.sample(next_logp, key)
+        if cfg.moa:  # the others' next actions from each agent's teammate models
+            joint = self.observer_actions(next_a, batch["next_obs"], batch["next_avail"], jax.random.fold_in(key, 7), batch["moa"])
+            qs = [self.gather(self.joint_q(c, batch["next_obs"], joint), next_a) for c in target_critic_params]
+        else:
+            qs = [self.gather(self.copies_q(c, batch["next_obs"], self.onehot(next_a))[0], next_a) for c in target_critic_params]
+        q_next = jnp.min(jnp.stack(qs), 0)
+        not_done = 1.0 - batch["terminated"].astype(jnp.float32)[:, None]
+        y = batch["reward"] + cfg.gamma * not_done * q_next - self.gather(next_logp, next_a) / cfg.soft_reward_scale
+        return jax.lax.stop_gradient(y)
+
+    def ratios(self, logp: tuple, batch: dict, a_hat: tuple):
+        """``(rho_f [B, N], rho_b [B, N])``: the agent's own truncated ratios at the buffer and the resampled actions (no gradient)."""
+        eps = self.cfg.ratio_clip
+        rho_f = jnp.minimum(eps, jnp.exp(self.gather(logp, batch["actions"]) - batch["logp"]))
+        rho_b = jnp.minimum(eps, jnp.exp(self.gather(batch["behaviour_logp"], a_hat) - self.gather(logp, a_hat)))
+        return jax.lax.stop_gradient(rho_f), jax.lax.stop_gradient(rho_b)
+
+    def resampled_q(self, copies, batch, a_hat, key):
+        """``Q_i(o, a^)`` per agent: the others' resampled actions from the true policies or the teammate models."""
+        if not self.cfg.moa:
+            return self.copies_q(copies, batch["obs"], self.onehot(a_hat))[0]
+        joint = self.observer_actions(a_hat, batch["obs"], batch["avail"], jax.random.fold_in(key, 9), batch["moa"])
+        return self.joint_q(copies, batch["obs"], joint)
+
+    def terms(self, actor_params, state, batch, key):
+        """MAAC's policy terms; with teammate models the baseline and ``Q`` read each agent's own joint action."""
+        if not self.cfg.moa:
+            return self.policy_terms(actor_params, state.critic_params, batch, key, state.extra["old_actor"])
+        logits, logp = self.log_policies(actor_params, batch["obs"], batch["avail"])
+        acts = self.sample(jax.lax.stop_gradient(logp), key)
+        q_all = jax.lax.stop_gradient(self.resampled_q(state.critic_params[0], batch, acts, key))
+        baseline = jnp.concatenate([jnp.sum(jax.lax.stop_gradient(jnp.exp(lp)) * q, -1) for lp, q in zip(logp, q_all)], -1)
+        q = self.gather(q_all, acts)
+        _, old = jax.lax.stop_gradient(self.log_policies(state.extra["old_actor"], batch["obs"], batch["avail"]))
+        return PolicyTerms(logits, logp, acts, self.gather(logp, acts), q_all, q, baseline, q - baseline, old, self.gather(old, acts))
+
+    def half(self, x_buf, x_res):
+        return x_buf + x_res if self.cfg.combine == "sum" else 0.5 * (x_buf + x_res)
+
+    def critic_step(self, state, batch, key):
+        cfg = self.cfg
+        y, a0 = batch["y"], batch["actions"]
+        _, logp = jax.lax.stop_gradient(self.log_policies(state.actor_params, batch["obs"], batch["avail"]))
+        a_hat = self.sample(logp, key)
+        rho_f, rho_b = self.ratios(logp, batch, a_hat)
+
+        def loss(critics):
+            qb = [self.copies_q(c, batch["obs"], self.onehot(a0)) for c in critics]
+            pen = qb[0][1]
+            qb = [self.gather(q, a0) for q, _ in qb]
+            # Li et al. 2023, Prop. 6 (reward convention): the buffer half; critic 2 has no alpha1 term
+            per = sum(f2a2.critic_surrogate(q, y, cfg.alpha1 if j == 0 else 0.0, cfg.alpha2, cfg.joint, rho_f) for j, q in enumerate(qb))
+            if cfg.joint:  # the resampled half: -alpha1 Q1(a^) + alpha2 rho_b sum_j (Qj(a^) - y)^2
+                qr = [self.gather(self.resampled_q(c, batch, a_hat, key), a_hat) for c in critics]
+                res = -cfg.alpha1 * qr[0] + cfg.alpha2 * rho_b * sum(jnp.square(q - y) for q in qr)
+                per = self.half(per, res)
+            per_agent = per.mean(0) + cfg.attention_penalty * pen
+            return per_agent.sum(), (per_agent, qb[0].mean(0), (qb[0] - y).mean(0))
+
+        grads, (c_loss, q_mean, offset) = jax.grad(loss, has_aux=True)(state.critic_params)
+        cons = self.consensus(state)
+        mask = self.shared_mask(grads)
+        pen_grads = f2a2.penalty_grads(cfg.consensus, cons, state.critic_params)  # eq. 5.4a, shared leaves only
+        grads = jax.tree.map(lambda m, g, p: g + p if m else g, mask, grads, pen_grads)
+        critic, critic_opt = self.apply_critic(state.critic_params, grads, state.critic_opt)
+        mean_critic, cons = f2a2.after_critic(cfg.consensus, cons, critic)
+        critic = self.masked(mask, mean_critic, critic)
+        state = state._replace(critic_params=critic, critic_opt=critic_opt, extra=self.with_consensus(state.extra, cons))
+        return state, {"loss/critic": c_loss.mean(), "diag/critic_loss_per_agent": c_loss, "diag/q_per_agent": q_mean,
+                       "diag/critic_offset_per_agent": offset, "diag/ratio_forward_per_agent": rho_f.mean(0),
+                       "diag/ratio_backward_per_agent": rho_b.mean(0)}
+
+    def actor_step(self, state, batch, key):
+        cfg = self.cfg
+        y = batch["y"]
+
+        def actor_loss(actor_params):
+            terms = self.terms(actor_params, state, batch, key)
+            f_hat = terms.logp_a / cfg.soft_reward_scale - terms.adv  # MAAC's coefficient (Iqbal & Sha 2019, eq. 4)
+            per = terms.logp_a * jax.lax.stop_gradient(cfg.alpha1 * f_hat)
+            if cfg.joint:
+                logp = jax.lax.stop_gradient(terms.logp)
+                rho_f, rho_b = self.ratios(logp, batch, terms.actions)
+                d2 = sum(jnp.square(self.gather(self.resampled_q(c, batch, terms.actions, key), terms.actions) - y)
+                         for c in state.critic_params)  # delta^_j^2 at the resampled actions (Li et al. 2023, Prop. 6)
+                per = per + terms.logp_a * jax.lax.stop_gradient(cfg.alpha2 * rho_b * d2)
+                q0, _ = self.q_values(state.critic_params, batch["obs"], self.onehot(batch["actions"]))
+                q0 = jax.lax.stop_gradient(q0)
+                b0 = jnp.concatenate([jnp.sum(jnp.exp(lp) * q, -1) for lp, q in zip(logp, q0)], -1)
+                logp0 = self.gather(terms.logp, batch["actions"])
+                f0 = jax.lax.stop_gradient(logp0 / cfg.soft_reward_scale - (self.gather(q0, batch["actions"]) - b0))
+                per = self.half(rho_f * logp0 * cfg.alpha1 * f0, per)  # the buffer half
+            reg = jnp.concatenate([jnp.mean(jnp.square(lg), axis=(0, -1)) for lg in terms.logits])
+            per_agent = per.mean(0) + cfg.policy_reg * reg
+            return per_agent.sum(), (per_agent, jax.lax.stop_gradient(terms))
+
+        grads, (a_loss, terms) = jax.grad(actor_loss, has_aux=True)(state.actor_params)
+        actor_params, actor_opt = self.apply_actors(state.actor_params, grads, state.actor_opt)
+        metrics = {"loss/actor": a_loss.mean(), "diag/actor_loss_per_agent": a_loss, "diag/advantage_per_agent": terms.adv.mean(0),
+                   "diag/kl_delta_per_agent": (terms.logp_a - terms.old_logp_a).mean(0)}
+        return state._replace(actor_params=actor_params, actor_opt=actor_opt), terms, metrics
+
+    def train_step(self, state, batch, key):
+        """MAAC's order with the soft target computed once for both steps, then one consensus event (eq. 5.4c/d)."""
+        k_next, k_act = jax.random.split(key)
+        if self.cfg.moa:
+            batch = dict(batch, moa=state.extra["moa"])
+        batch = dict(batch, y=self.soft_target(state.target_actor_params, state.target_critic_params, batch, k_next))
+        pre_actor = state.actor_params
+        state, metrics = self.critic_step(state, batch, jax.random.fold_in(key, 3))
+        state, terms, actor_metrics = self.actor_step(state, batch, k_act)
+        state, more = self.after_actors(state, batch, terms, pre_actor, jax.random.fold_in(key, 2))
+        cfg, cons = self.cfg, self.consensus(state)
+        tied, cons = f2a2.tie_copies(cfg.consensus, cons, state.critic_params, jax.random.fold_in(key, 4), self.protocol)
+        mask = self.shared_mask(state.critic_params)
+        critic = self.masked(mask, tied, state.critic_params)
+        state = state._replace(critic_params=critic, extra=self.with_consensus(state.extra, cons))
+        shared_only = [x for m, x in zip(jax.tree.leaves(mask), jax.tree.leaves(critic)) if m]
+        cm = f2a2.consensus_metrics(cfg.consensus, cons._replace(dual=[d for m, d in zip(jax.tree.leaves(mask), jax.tree.leaves(cons.dual)) if m]), shared_only)
+        if cfg.moa:
+            state, mm = self.moa_step(state, batch)
+            cm.update(mm)
+        return self.update_targets(state), {**metrics, **actor_metrics, **more, **cm}
+
+    # ---- consensus state and communication ------------------------------------------------------------
+    def init_extra(self, key, actor_params, critic_params):
+        cfg = self.cfg
+        cons = C.init(jax.random.fold_in(key, 5), critic_params, self.protocol, beta=cfg.beta if cfg.consensus == "pdhg" else 1.0)
+        extra = {**super().init_extra(key, actor_params, critic_params), "consensus": cons._replace(counters=()),
+                 "comm": C.counters_init(self.n_agents)}
+        if cfg.moa:  # one teammate model per observer and target group, stacked over the observers
+            moa = tuple(jax.vmap(net.init, in_axes=(0, None))(jax.random.split(jax.random.fold_in(key, 20 + g), self.n_agents),
+                                                           jnp.zeros((grp.n, grp.obs_dim)))
+                        for g, (net, grp) in enumerate(zip(self.moa_nets, self.groups)))
+            extra.update(moa=moa, moa_opt=tuple(opt_init(self.moa_tx, p, True) for p in moa))
+        return extra
+
+    def consensus(self, state):
+        return state.extra["consensus"]._replace(counters=state.extra["comm"])
+
+    @staticmethod
+    def with_consensus(extra, cons):
+        return {**extra, "consensus": cons._replace(counters=()), "comm": cons.counters}
+
+    def learn(self, state, traj):
+        state, metrics = super().learn(state, traj)
+        state = state._replace(extra={**state.extra, "comm": C.observe(state.extra["comm"], self.steps_per_update)})
+        mask = jax.tree.leaves(self.shared_mask(state.critic_params))
+        size = sum(int(np.prod(x.shape[1:])) for m, x in zip(mask, jax.tree.leaves(state.critic_params)) if m)
+        metrics.update(f2a2.comm_metrics(state.extra["comm"], {"shared_critic": size}, f2a2.observed_record_size(self.env)))
+        return state, metrics
+
+
+register_algo(
+    "f2a2_sac", F2A2SACConfig, F2A2SAC,
+    "F2A2-SAC: per-agent copies of MAAC's attention critic on own rewards, joint objective, consensus (Li et al. 2023)",
+    family="off-policy", action_kinds=("discrete",),
+)

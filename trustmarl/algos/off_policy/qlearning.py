@@ -1,0 +1,387 @@
+"""Deep Q-learning for teams: the shared base of IQL, VDN, QMIX and QTRAN on the off-policy engine.
+
+Every agent ``i`` has a utility ``Q_i(o_i, .)`` (one output per action; parameters shared within a group
+of agents with the same spaces, a one-hot agent id appended, or one network per agent); it acts
+epsilon-greedily on the available actions, with epsilon falling linearly in env steps. A method is then
+one choice of *mixer*, how the chosen utilities make the value the TD loss is taken on
+(:meth:`QLearning.mix`): none (IQL), their sum (VDN), a monotonic hypernetwork of the global state
+(QMIX); QTRAN replaces the loss (:mod:`trustmarl.algos.off_policy.qtran`). Per gradient step on a batch:
+
+    y = R + gamma^k (1 - terminated) Q_tot^-(s', a'),  a'_i = argmax_{a available} Q_i(o'_i, a)
+    L = E[(Q_tot(s, a) - y)^2]
+
+- double Q (van Hasselt et al. 2016, eq. 4): ``a'`` is the argmax of the *online* utilities and the value
+  that of the *target* networks (``double_q=false``: the max of the target utilities); unavailable actions
+  are never the argmax;
+- ``R``: the team reward, the sum (Wen et al. 2021, Table 4) or mean of the agents' rewards, over
+  ``k = n_steps`` steps (fewer when the episode ends inside the window); a truncated episode bootstraps
+  from its last observation, a terminated one does not;
+- target networks: hard copies every ``target_every`` gradient steps (Wen et al. 2021, Table 4: 200) or Polyak;
+- recurrent agents (``recurrent=true``, pymarl's RNN agent: MLP, GRU of ``gru_size``, linear head) act with a
+  hidden state per agent, reset where an episode starts, and store the hidden state that entered each step;
+  they learn from windows of ``seq_len`` consecutive steps of one env copy (``batch_size`` windows), unrolled
+  from the stored hidden state at the window's start (R2D2's "stored state", without burn-in); the
+  utilities of ``o'_t`` are one more GRU step from the hidden state after ``o_t`` (exact at truncations too).
+
+Environments whose agents have their own objectives (``cooperative = False``: general-sum games) have no
+team reward: the mixing methods refuse them, and IQL learns from each agent's own reward
+(``team_reward=individual``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from trustmarl.algos.agents import AgentGroups
+from trustmarl.algos.off_policy.config import OffPolicyConfig
+from trustmarl.algos.off_policy.engine import OffPolicy, OffPolicyState
+from trustmarl.networks import Dense, LogitsActor, RecurrentActor, orthogonal
+from trustmarl.validation import ConfigError, in_range, non_negative_int, positive_int
+
+NO_NOISE = "Q-learning explores epsilon-greedily (algo.epsilon_*), not with action noise"
+
+
+@dataclasses.dataclass
+class QLearningConfig(OffPolicyConfig):
+    """Hyperparameters shared by the Q-learning methods (pymarl's settings where Wen et al. 2021 are silent)."""
+
+    name: str = "iql"
+    num_envs: int = 8  # env copies per seed, stepped together
+    rollout_len: int = 8  # env steps per copy between two learning phases
+    buffer_size: int = 100_000  # transitions over all env copies of one seed
+    batch_size: int = 128  # transitions per gradient step
+    grad_steps: int = 1  # gradient steps per update
+    learning_starts: int = 1000  # stored transitions needed before the first gradient step
+    target_update: str = "hard"  # hard: copy every target_every gradient steps | soft: Polyak tau every step
+    target_every: int = 200  # gradient steps between hard target copies (Wen et al. 2021, Table 4)
+    actor_lr: float = 5e-4  # Adam step size of the agents' Q-networks
+    critic_lr: float = 5e-4  # Adam step size of the mixer (QMIX) or of the joint networks (QTRAN)
+    actor_max_grad_norm: float = 10.0  # global-norm gradient clip of the Q-networks (pymarl: 10)
+    critic_max_grad_norm: float = 10.0  # global-norm gradient clip of the mixer / joint networks (not times n)
+    share_params: bool | str = "auto"  # auto: one Q-network per group of agents with the same spaces | true | false: one per agent
+    agent_id: bool = True  # with shared Q-networks: append a one-hot agent id (within the group)
+    epsilon_start: float = 1.0  # probability of a random (available) action before epsilon_anneal_start
+    epsilon_end: float = 0.05  # ... from epsilon_anneal_end on (linear in between)
+    epsilon_anneal_start: int = 0  # env step at which epsilon starts to fall
+    epsilon_anneal_end: int = 50_000  # env step at which epsilon reaches epsilon_end (pymarl: 50000)
+    double_q: bool = True  # double Q-learning targets (van Hasselt et al. 2016): online argmax, target value
+    n_steps: int = 1  # k of the k-step return the TD target sums (cut at episode ends)
+    team_reward: str = "sum"  # sum | mean of the agents' rewards (the team reward) | individual: each agent's own (IQL)
+    recurrent: bool = False  # GRU agents learning from windows of seq_len consecutive steps (pymarl's RNN agent)
+    gru_size: int = 64  # GRU width of recurrent agents (pymarl: 64)
+    seq_len: int = 16  # steps per sampled window of recurrent agents (batch_size windows per gradient step)
+
+    UNUSED: typing.ClassVar[dict[str, str]] = {
+        "noise_start": NO_NOISE, "noise_end": NO_NOISE, "noise_decay_steps": NO_NOISE,
+        "gumbel_temperature": NO_NOISE, "policy_reg": "Q-networks have no policy outputs to regularise",
+    }
+    CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {
+        **OffPolicyConfig.CHOICES, "team_reward": ("sum", "mean", "individual"),
+    }
+    MIXES: typing.ClassVar[bool] = True  # the method learns one team value (no individual rewards)
+    NEEDS_STATE: typing.ClassVar[bool] = False  # the method conditions on the global state
+
+    def validate(self) -> None:
+        super().validate()
+        in_range(self, "epsilon_start", 0.0, 1.0)
+        in_range(self, "epsilon_end", 0.0, 1.0)
+        non_negative_int(self, "epsilon_anneal_start", "epsilon_anneal_end")
+        positive_int(self, "n_steps", "gru_size", "seq_len")
+        if self.recurrent and self.n_steps > 1:
+            raise ConfigError("algo.n_steps>1 is not available with algo.recurrent=true (windows give one-step targets)")
+        if self.recurrent and self.learning_starts < self.seq_len * self.num_envs:
+            raise ConfigError(f"algo.learning_starts={self.learning_starts} must be >= algo.seq_len*algo.num_envs="
+                              f"{self.seq_len * self.num_envs} (a window of seq_len steps per env copy)")
+        if self.epsilon_anneal_end <= self.epsilon_anneal_start:
+            raise ConfigError(
+                f"algo.epsilon_anneal_end={self.epsilon_anneal_end} must come after algo.epsilon_anneal_start="
+                f"{self.epsilon_anneal_start} (env steps at which epsilon starts and stops falling)"
+            )
+        if not isinstance(self.share_params, bool) and self.share_params != "auto":
+            raise ConfigError(f"algo.share_params={self.share_params!r} is not allowed; choose true, false or auto")
+        if self.team_reward == "individual" and self.MIXES:
+            raise ConfigError(f"algo.team_reward=individual is not allowed for {self.name}: it learns one team value; "
+                              "choose sum or mean (or iql for individual rewards)")
+        if self.n_steps > 1 and self.reward_norm:
+            raise ConfigError("algo.reward_norm=true needs algo.n_steps=1 (rewards are normalised per step)")
+        if self.n_steps > 1 and self.learning_starts < self.n_steps * self.num_envs:
+            raise ConfigError(f"algo.learning_starts={self.learning_starts} must be >= algo.n_steps*algo.num_envs="
+                              f"{self.n_steps * self.num_envs} (a window of n_steps steps per env copy)")
+
+    def check_env(self, env) -> None:
+        """A team reward exists (cooperative env) unless each agent learns its own; QMIX/QTRAN need a state."""
+        if self.team_reward != "individual" and not getattr(env, "cooperative", True):
+            hint = "use algo.team_reward=individual" if not self.MIXES else "use iql with algo.team_reward=individual"
+            raise ConfigError(f"{self.name} learns from a team reward, but {env_label(env)} gives each agent its own "
+                              f"reward and has no team reward (not cooperative); {hint}, or ippo/matrl")
+        if self.NEEDS_STATE and int(getattr(env, "state_dim", 0) or 0) < 1:
+            raise ConfigError(f"{self.name} conditions on the global state, but {env_label(env)} has none "
+                              "(state_dim=0); use vdn, which needs no state")
+        limit = getattr(env, "max_episode_steps", None)
+        if self.recurrent and limit is not None and self.seq_len > int(limit):
+            raise ConfigError(f"algo.seq_len={self.seq_len} is longer than the episodes of {env_label(env)} "
+                              f"(at most {int(limit)} steps); choose algo.seq_len <= {int(limit)}")
+
+
+def env_label(env) -> str:
+    """The registered name of ``env`` (its class name if it has none)."""
+    from trustmarl.envs import registry
+
+    names = [n for n, (f, _) in registry._REGISTRY.items() if f is type(env)]
+    return names[0] if names else getattr(env, "name", None) or type(env).__name__
+
+
+def epsilon_schedule(cfg: QLearningConfig, env_steps) -> jax.Array:
+    """Linear from ``epsilon_start`` (up to ``epsilon_anneal_start``) to ``epsilon_end`` (from ``epsilon_anneal_end``)."""
+    frac = (env_steps - cfg.epsilon_anneal_start) / (cfg.epsilon_anneal_end - cfg.epsilon_anneal_start)
+    return cfg.epsilon_start + jnp.clip(frac, 0.0, 1.0) * (cfg.epsilon_end - cfg.epsilon_start)
+
+
+def next_values(q_online: tuple, q_target: tuple, double: bool) -> jax.Array:
+    """``[B, N]``: per agent ``Q^-_i(o', argmax_a Q_i(o', a))`` (double Q, van Hasselt et al. 2016, eq. 4) or
+    ``max_a Q^-_i(o', a)``, from masked per-group utilities ``[B, n_g, A_g]``."""
+    out = []
+    for on, tg in zip(q_online, q_target):
+        a = jnp.argmax(on if double else tg, axis=-1)
+        out.append(jnp.take_along_axis(tg, a[..., None], -1)[..., 0])
+    return jnp.concatenate(out, axis=-1)
+
+
+def chosen(q: tuple, actions: tuple) -> jax.Array:
+    """``[B, N]``: each agent's utility of its action."""
+    return jnp.concatenate([jnp.take_along_axis(v, a[..., None], -1)[..., 0] for v, a in zip(q, actions)], -1)
+
+
+def n_step(window: dict, gamma: float) -> dict:
+    """A window ``[B, L, ...]`` of consecutive steps of one env copy -> one transition ``[B, ...]`` whose
+    ``reward`` is the discounted sum up to the window's end or the first step that ends an episode (the
+    steps after it belong to the next episode and count nothing), ``next_*`` are that last step's and
+    ``discount = gamma^k (1 - terminated)`` (``k`` steps summed)."""
+    done = jnp.logical_or(window["terminated"], window["truncated"])  # [B, L]
+    valid = (jnp.cumsum(done, axis=1) - done) == 0  # no earlier step of the window ended the episode
+    last = jnp.sum(valid, axis=1) - 1  # [B] index of the last step counted
+    weight = valid * gamma ** jnp.arange(done.shape[1])  # [B, L]
+    reward = jnp.sum(window["reward"] * weight[..., None], axis=1)
+    at = lambda x: jax.vmap(lambda xb, i: xb[i])(x, last)  # the last counted step
+    first = {k: jax.tree.map(lambda x: x[:, 0], v) for k, v in window.items()}
+    out = dict(first, reward=reward, terminated=at(window["terminated"]), truncated=at(window["truncated"]))
+    for k in ("next_obs", "next_avail", "next_state"):
+        if k in window:
+            out[k] = jax.tree.map(at, window[k])
+    out["discount"] = gamma ** (last + 1.0) * (1.0 - out["terminated"].astype(jnp.float32))
+    return out
+
+
+class QHead(nn.Module):
+    """The linear utility head of a recurrent agent (``RecurrentActor``'s head)."""
+
+    n_actions: int
+
+    @nn.compact
+    def __call__(self, y, avail):
+        return Dense(self.n_actions, kernel_init=orthogonal(1.0), bias_init=nn.initializers.zeros)(y)
+
+
+def reset_hidden(hidden: tuple, done: jax.Array) -> tuple:
+    """Per group ``[..., n_g, H]`` hidden states, zeroed where ``done`` ``[...]`` (a new episode starts)."""
+    return tuple(jnp.where(done[..., None, None], 0.0, h) for h in hidden)
+
+
+class QLearning(OffPolicy):
+    """The engine plus epsilon-greedy utilities; subclasses give :meth:`mix` (and :meth:`init_mixer`)."""
+
+    def __init__(self, env, cfg: QLearningConfig, total_updates: int | None = None):
+        super().__init__(env, cfg, total_updates)
+        if cfg.share_params == "auto":  # one Q-network per group (heterogeneous teams: one per kind of agent)
+            self.agents = AgentGroups(env, True, cfg.agent_id)
+        self.critic_tx = self.make_tx(cfg.critic_lr, cfg.critic_max_grad_norm, l2=cfg.critic_l2)
+        self.recurrent = bool(cfg.recurrent)
+        if self.recurrent:
+            self.q_nets = tuple(RecurrentActor(QHead(g.action_space.n), tuple(cfg.hidden_sizes), cfg.gru_size,
+                                               cfg.activation, cfg.layer_norm) for g in self.groups)
+        else:
+            self.q_nets = tuple(LogitsActor(g.action_space.n, tuple(cfg.hidden_sizes), cfg.activation, cfg.layer_norm,
+                                            head_gain=1.0) for g in self.groups)
+        self.state_dim = int(env.state_dim)
+
+    # ---- networks ------------------------------------------------------------------------------
+    def init_networks(self, key):
+        ag = self.agents
+
+        def inputs(g):
+            if not self.recurrent:
+                return (ag.dummy_obs(g),)
+            n = self.groups[g].n
+            return jnp.zeros((n, self.cfg.gru_size)), ag.dummy_obs(g), ag.dummy_avail(g), jnp.zeros((n, 1), bool)
+
+        q = tuple(ag.init(net, jax.random.fold_in(key, g), g, *inputs(g)) for g, net in enumerate(self.q_nets))
+        return q, self.init_mixer(jax.random.fold_in(key, len(self.groups)))
+
+    def init_mixer(self, key) -> dict:
+        """The mixer's parameters (the engine's "critic"); none by default."""
+        return {}
+
+    def mix(self, params, q: jax.Array, state: jax.Array | None) -> jax.Array:
+        """``Q_tot`` ``[B]`` from the agents' chosen utilities ``q`` ``[B, N]`` (IQL: ``[B, N]`` unchanged)."""
+        raise NotImplementedError
+
+    def q_values(self, params, obs: tuple, avail: tuple) -> tuple:
+        """Per group the utilities ``[..., n_g, A]``, unavailable actions at ``MASKED_LOGIT`` (never a max);
+        recurrent agents: from a zero hidden state."""
+        ag = self.agents
+        if self.recurrent:
+            return self.q_step(params, self.init_carry(obs[0].shape[:-2]), obs, avail, jnp.zeros(obs[0].shape[:-2], bool))[1]
+        return tuple(self.masked_logits(ag.apply(net, params[g], g, ag.with_id(g, obs[g])), avail[g])
+                     for g, net in enumerate(self.q_nets))
+
+    def q_step(self, params, hidden: tuple, obs: tuple, avail: tuple, reset: jax.Array) -> tuple[tuple, tuple]:
+        """Recurrent agents, one step: ``(hidden', utilities)`` per group from ``hidden`` ``[..., n_g, H]``
+        (zeroed first where ``reset`` ``[...]``)."""
+        ag, hs, qs = self.agents, [], []
+        for g, net in enumerate(self.q_nets):
+            r = jnp.broadcast_to(reset[..., None, None], hidden[g].shape[:-1] + (1,))
+            h, q = ag.apply(net, params[g], g, hidden[g], ag.with_id(g, obs[g]), avail[g], r)
+            hs.append(h)
+            qs.append(self.masked_logits(q, avail[g]))
+        return tuple(hs), tuple(qs)
+
+    def utilities(self, params, batch: dict, with_next: bool = True) -> tuple[tuple, tuple | None]:
+        """Per group the utilities at ``obs`` and (``with_next``) at ``next_obs``: of a batch ``[B, ...]``, or
+        (recurrent agents) of windows ``[B, L, ...]`` unrolled from the stored hidden state at their start."""
+        if not self.recurrent:
+            nxt = self.q_values(params, batch["next_obs"], batch["next_avail"]) if with_next else None
+            return self.q_values(params, batch["obs"], batch["avail"]), nxt
+        tm = lambda t: jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), t)  # noqa: E731  [B, L] <-> [L, B]
+
+        def step(h, x):
+            obs, avail, first, next_obs, next_avail = x
+            h, q = self.q_step(params, h, obs, avail, first)
+            q_next = self.q_step(params, h, next_obs, next_avail, jnp.zeros_like(first))[1] if with_next else ()
+            return h, (q, q_next)
+
+        xs = tm((batch["obs"], batch["avail"], batch["first"], batch["next_obs"], batch["next_avail"]))
+        _, (q, q_next) = jax.lax.scan(step, tuple(h[:, 0] for h in batch["hidden"]), xs)
+        return tm(q), (tm(q_next) if with_next else None)
+
+    # ---- acting --------------------------------------------------------------------------------
+    def greedy(self, params, obs, avail):
+        return tuple(jnp.argmax(q, -1).astype(jnp.int32) for q in self.q_values(params, obs, avail))
+
+    def behaviour(self, params, obs, avail, key, env_steps):
+        return self.explore(self.q_values(params, obs, avail), avail, key, env_steps)
+
+    def explore(self, q: tuple, avail: tuple, key, env_steps):
+        """Epsilon-greedy over the available actions; the log-probability of the action taken under it."""
+        eps = epsilon_schedule(self.cfg, env_steps)
+        greedy = tuple(jnp.argmax(v, -1).astype(jnp.int32) for v in q)
+        random = self.agents.random_actions(key, avail)
+        actions, logps = [], []
+        for g, (a, r, av) in enumerate(zip(greedy, random, avail)):
+            explore = jax.random.uniform(jax.random.fold_in(key, 1000 + g), a.shape) < eps
+            act = jnp.where(explore, r, a)
+            n_avail = jnp.maximum(av.sum(-1), 1)
+            logps.append(jnp.log(eps / n_avail + (1.0 - eps) * (act == a)))
+            actions.append(act)
+        return tuple(actions), jnp.concatenate(logps, -1)
+
+    # ---- recurrent acting ----------------------------------------------------------------------
+    def init_carry(self, batch_shape):
+        return tuple(jnp.zeros(tuple(batch_shape) + (g.n, self.cfg.gru_size)) for g in self.groups) if self.recurrent else ()
+
+    def act(self, view, carry, last, key):
+        """Recurrent agents: the engine's acting (uniform during warm-up) with the hidden state carried and reset
+        where ``last`` starts an episode; the hidden state entering the step is stored with the transition."""
+        if not self.recurrent:
+            return super().act(view, carry, last, key)
+        k_random, k_policy = jax.random.split(key)
+        h_in = reset_hidden(carry, last.done)
+        h_out, q = self.q_step(view.actor_params, h_in, last.obs, last.avail, jnp.zeros_like(last.done))
+        actions, logp = self.explore(q, last.avail, k_policy, view.env_steps)
+        warm = view.env_steps < self.cfg.warmup_steps
+        actions = tuple(jnp.where(warm, r, a) for r, a in zip(self.agents.random_actions(k_random, last.avail), actions))
+        logp = jnp.where(warm, self.agents.random_log_prob(last.avail), logp)
+        return self.agents.env_actions(actions), (actions, logp, h_in), h_out
+
+    def eval_actions(self, view, carry, obs, avail, done, key, deterministic=True):
+        if not self.recurrent:
+            return super().eval_actions(view, carry, obs, avail, done, key, deterministic)
+        h_out, q = self.q_step(view.actor_params, reset_hidden(carry, done), obs, avail, jnp.zeros_like(done))
+        if deterministic:
+            actions = tuple(jnp.argmax(v, -1).astype(jnp.int32) for v in q)
+        else:
+            actions = self.explore(q, avail, key, view.env_steps)[0]
+        return self.agents.env_actions(actions), h_out
+
+    # ---- transitions and batches ---------------------------------------------------------------
+    def example_transition(self, last):
+        out = super().example_transition(last)
+        if self.cfg.NEEDS_STATE:
+            out.update(state=jnp.zeros(jnp.shape(last.state)[1:]), next_state=jnp.zeros(jnp.shape(last.state)[1:]))
+        if self.recurrent:
+            out.update(hidden=self.init_carry(()), first=jnp.zeros((), bool))
+        return out
+
+    def transition(self, view, last, ts, act_out):
+        out = super().transition(view, last, ts, act_out[:2])
+        if self.cfg.NEEDS_STATE:
+            out.update(state=last.state, next_state=ts.final_state)
+        if self.recurrent:  # the hidden state that entered the step; first: the step starts an episode
+            out.update(hidden=act_out[2], first=last.done)
+        return out
+
+    def sample_batch(self, buffer, key, reward_stats):
+        cfg = self.cfg
+        if cfg.recurrent:
+            window = self.prepare(self.draw_windows(buffer, key, cfg.batch_size, cfg.seq_len), reward_stats)
+            return dict(window, discount=cfg.gamma * (1.0 - window["terminated"].astype(jnp.float32)))
+        if cfg.n_steps == 1:
+            batch = super().sample_batch(buffer, key, reward_stats)
+            return dict(batch, discount=cfg.gamma * (1.0 - batch["terminated"].astype(jnp.float32)))
+        window = self.prepare(self.draw_windows(buffer, key, cfg.batch_size, cfg.n_steps), reward_stats)
+        return n_step(window, cfg.gamma)
+
+    def team(self, reward: jax.Array) -> jax.Array:
+        """The reward learnt from: ``[B]`` team reward (sum or mean over agents) or ``[B, N]`` (individual)."""
+        mode = self.cfg.team_reward
+        return reward if mode == "individual" else (reward.sum(-1) if mode == "sum" else reward.mean(-1))
+
+    # ---- learning ------------------------------------------------------------------------------
+    def targets(self, state: OffPolicyState, batch: dict) -> jax.Array:
+        """``y = R + gamma^k (1 - terminated) Q_tot^-(s', a')`` (Rashid et al. 2018, eq. 6's y_tot), ``a'``
+        by double Q (van Hasselt et al. 2016, eq. 4)."""
+        q_on = self.utilities(state.actor_params, batch)[1]
+        q_tg = self.utilities(state.target_actor_params, batch)[1]
+        v = self.mix(state.target_critic_params, next_values(q_on, q_tg, self.cfg.double_q), batch.get("next_state"))
+        r, disc = self.team(batch["reward"]), batch["discount"]
+        if not self.cfg.MIXES:  # IQL: one target per agent
+            r, disc = (r if r.ndim == v.ndim else r[..., None]), disc[..., None]
+        return r + disc * v
+
+    def losses(self, q_params, mixer_params, batch: dict, y: jax.Array) -> tuple[jax.Array, dict]:
+        """The TD loss ``E[(Q_tot(s, a) - y)^2]`` (Rashid et al. 2018, eq. 6; IQL/VDN the same with their Q_tot)."""
+        q = chosen(self.utilities(q_params, batch, with_next=False)[0], batch["actions"])  # [B, (L,) N]
+        td = self.mix(mixer_params, q, batch.get("state")) - y
+        return jnp.mean(jnp.square(td)), {"loss/td": jnp.mean(jnp.square(td)), "diag/q_tot": jnp.mean(td + y),
+                                          "diag/q_per_agent": q.reshape(-1, q.shape[-1]).mean(0)}
+
+    def train_step(self, state: OffPolicyState, batch: dict, key):
+        y = jax.lax.stop_gradient(self.targets(state, batch))
+        grads, metrics = jax.grad(lambda p: self.losses(p[0], p[1], batch, y), has_aux=True)(
+            (state.actor_params, state.critic_params))
+        q_params, q_opt = self.apply_actors(state.actor_params, grads[0], state.actor_opt)
+        mixer, mixer_opt = self.apply_critic(state.critic_params, grads[1], state.critic_opt)
+        state = state._replace(actor_params=q_params, actor_opt=q_opt, critic_params=mixer, critic_opt=mixer_opt)
+        metrics["diag/epsilon"] = epsilon_schedule(self.cfg, state.env_steps)
+        return self.update_targets(state), metrics
+
+    def policy_change(self, old_actor, new_actor, obs, avail):
+        """The share of observations whose greedy action one update changed, per agent (recurrent agents: from a
+        zero hidden state)."""
+        old, new = self.greedy(old_actor, obs, avail), self.greedy(new_actor, obs, avail)
+        return {"diag/greedy_change_per_agent": jnp.concatenate([jnp.mean(o != n, axis=0) for o, n in zip(old, new)])}
+
