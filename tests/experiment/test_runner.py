@@ -319,6 +319,33 @@ def test_interrupt_saves_last_chunk_and_resumes_exactly(run_a, tmp_path, monkeyp
     assert bitwise_equal(final_state(out)[0], final_state(out_a)[0])
 
 
+def test_donated_state_interrupted_mid_chunk_resumes_from_its_last_checkpoint(run_a, tmp_path, monkeypatch, capsys):
+    """A state with bulky data (replay buffers) is donated to its chunk, which updates it in place: Ctrl-C
+    during a chunk cannot save the state the chunk took over. The run names its last checkpoint and
+    resumes from it exactly."""
+    out_a, _ = run_a
+    out = tmp_path / "d"
+    calls = {"n": 0}
+    original = MetricsLogger.write
+
+    def write(self, rows):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        original(self, rows)
+
+    monkeypatch.setattr(_dummy.DummyAlgorithm, "split_bulk", lambda self, state: (state, None))  # "has bulk"
+    monkeypatch.setattr(MetricsLogger, "write", write)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg_of(checkpoint_every=2), out)
+    monkeypatch.setattr(MetricsLogger, "write", original)
+    assert "the last checkpoint is at update 6" in capsys.readouterr().err  # chunk 3's state went to chunk 4
+    assert json.loads((out / "checkpoints" / "last.json").read_text())["update"] == 6
+    run(None, out, resume=True)
+    assert same_rows(read_jsonl(out / "metrics.jsonl"), read_jsonl(out_a / "metrics.jsonl"))
+    assert bitwise_equal(final_state(out)[0], final_state(out_a)[0])
+
+
 def test_resume_can_extend_total_steps(run_a, tmp_path):
     out = tmp_path / "ext"
     shutil.copytree(run_a[0], out)
