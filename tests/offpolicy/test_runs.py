@@ -144,3 +144,23 @@ def test_integer_observations_are_stored_in_the_dtype_the_env_declares():
     batch = a.draw(buf, jax.random.PRNGKey(0), 64)
     assert batch["obs"][0].dtype == np.float32 and set(np.unique(batch["obs"][0])) <= set(np.unique(counts))
     np.testing.assert_array_equal(batch["next_obs"][0], batch["obs"][0] + 1)
+
+
+def test_policy_of_a_single_file_checkpoint_loads_whatever_its_buffer_layout(stopped, tmp_path):
+    """A checkpoint written before the buffer had a file of its own (everything in last.npz, an older buffer
+    layout) still gives its policy to eval/render/load_policy; resuming it is refused in one line."""
+    from trustmarl.experiment.checkpoint import save_checkpoint
+
+    run = tmp_path / "run"
+    shutil.copytree(stopped / "run", run)
+    state, counters = load_run_state(stopped / "run")[2:]
+    legacy = state._replace(buffer={"data": {"next_obs": np.zeros((1, 3)), "obs": np.ones((1, 3))}, "pos": np.zeros(1)})
+    for f in (run / "checkpoints").glob("*.npz"):
+        f.unlink()
+    save_checkpoint(run / "checkpoints" / "last.npz", legacy, {k: v for k, v in counters.items() if k != "resume_file"})
+    policy_state = load_run_state(run, policy_only=True)[2]
+    assert policy_state.buffer is None
+    pairs = zip(jax.tree.leaves(policy_state.actor_params), jax.tree.leaves(state.actor_params))
+    assert all(np.array_equal(a, b) for a, b in pairs)
+    with pytest.raises(CheckpointError, match="does not fit"):
+        load_run_state(run)

@@ -106,21 +106,23 @@ def read_meta(path: Path) -> dict[str, Any]:
         return _meta(data, path)
 
 
-def load_checkpoint(path: Path, template: Any, flexible_axis: int | None = None) -> tuple[Any, dict[str, Any]]:
+def load_checkpoint(path: Path, template: Any, flexible_axis: int | None = None,
+                    ignore: tuple[str, ...] = ()) -> tuple[Any, dict[str, Any]]:
     """Load a checkpoint into the structure of ``template``; returns ``(state, counters)``.
 
     ``template`` may hold arrays or ``jax.ShapeDtypeStruct`` leaves. Raises ``CheckpointError``
     naming the first key path whose presence, shape or dtype does not match. ``flexible_axis``: a stored
     leaf may differ from the template in the length of this axis (a replay buffer saved trimmed to its
-    filled part); the caller fits it.
+    filled part); the caller fits it. ``ignore``: stored leaves whose key path starts with one of these
+    are skipped (the replay buffer inside a single-file checkpoint, when only the policy is wanted).
     """
     path = Path(path)
     expected, treedef = jax.tree_util.tree_flatten_with_path(template)
     with _open(path) as data:
         meta = _meta(data, path)
-        stored = meta["leaves"]
+        stored = [(i, leaf) for i, leaf in enumerate(meta["leaves"]) if not leaf["path"].startswith(ignore or "\0")]
         want_paths = [jax.tree_util.keystr(p) for p, _ in expected]
-        have_paths = [leaf["path"] for leaf in stored]
+        have_paths = [leaf["path"] for _, leaf in stored]
         if want_paths != have_paths:
             missing = sorted(set(want_paths) - set(have_paths))
             extra = sorted(set(have_paths) - set(want_paths))
@@ -130,7 +132,7 @@ def load_checkpoint(path: Path, template: Any, flexible_axis: int | None = None)
                 + ("" if missing or extra else " (leaf order differs)")
             )
         leaves = []
-        for i, ((_, want), info) in enumerate(zip(expected, stored)):
+        for (_, want), (i, info) in zip(expected, stored):
             arr = data[f"leaf_{i:05d}"]
             leaves.append(_restore_leaf(arr, info, want, path, flexible_axis))
     return jax.tree_util.tree_unflatten(treedef, leaves), meta["counters"]

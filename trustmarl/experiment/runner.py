@@ -403,7 +403,12 @@ def read_checkpoint(ckpt: Path, algo, template, policy_only: bool = False):
         return load_checkpoint(ckpt, template)
     counters = read_meta(ckpt)["counters"]
     if "resume_file" not in counters:  # one file with everything (written before the bulk had a file of its own)
-        return load_checkpoint(ckpt, template)
+        if not policy_only:
+            return load_checkpoint(ckpt, template)
+        core_paths = {jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(core_t)[0]}
+        bulk = {jax.tree_util.keystr(p[:1]) for p, _ in jax.tree_util.tree_flatten_with_path(template)[0]
+                if jax.tree_util.keystr(p) not in core_paths}  # the bulk's fields, in whatever layout it was saved
+        return load_checkpoint(ckpt, core_t, ignore=tuple(sorted(bulk)))
     core, counters = load_checkpoint(ckpt, core_t)
     if policy_only:
         return core, counters
