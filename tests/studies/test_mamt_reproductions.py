@@ -51,7 +51,7 @@ def test_every_tier_builds_valid_runs(monkeypatch, tmp_path, tier):
 def test_divergence_smoke(tmp_path):
     """The smoke tier end to end (tiny networks, 300 env steps): MAAC, MAMD and MAMT on Spread-2, kl_delta per
     agent beside MAAC's, no claim checked. Slow: three compilations of the off-policy update and evaluation
-    (11 min at a load of 20 on 2 cores; about a minute on an idle machine, estimated)."""
+    (2.5 min at a load of 10 on 2 cores, 11 min at a load of 20)."""
     res = repro.reproduce("mamt-divergence", "smoke", tmp_path / "div", in_process=True)
     comps = res["comparisons"]
     assert [c["claim"].split(":")[1].split("(")[0].strip() for c in comps] == ["MAMD", "MAMT"]

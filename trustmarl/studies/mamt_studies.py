@@ -235,16 +235,16 @@ def compare(out_dir: Path, tier: str, jobs: int = 1, in_process: bool = False) -
 # MAAC's; 3 vmapped seeds cost about 3.5x one seed).
 TIER_TIMES = {
     "mamt-divergence": {
-        "smoke": "11 min at a load of 20 on 2 CPU cores (measured); about 1 min idle (estimated)",
+        "smoke": "2.5 min at a load of 10 on 2 CPU cores, 11 min at a load of 20 (measured); about 1 min idle (estimated)",
         "cpu": "~1.5 h on 2 idle CPU cores (estimated: 5 configurations x 3 seeds x 3,000 episodes)",
         "full": "8 seeds x 50,000 episodes, Spread-2 and Rover-Tower: ~60 h of 2 CPU cores for Spread-2 alone "
                 "(estimated); a GPU or a cluster (sweep --ray)"},
     "mamt-dilemma": {
-        "smoke": "~25 min at a load of 20 on 2 CPU cores (estimated from mamt-divergence's smoke tier); ~3 min idle",
+        "smoke": "~6 min at a load of 10 on 2 CPU cores (estimated from mamt-divergence's smoke tier: 7 runs instead of 3)",
         "cpu": "~1.5 h on 2 idle CPU cores (estimated: 7 configurations x 3 seeds x 3,000 episodes)",
         "full": "7 configurations x 8 seeds x 50,000 episodes: ~60 h of 2 CPU cores (estimated); a GPU or a cluster"},
     "mamt-compare": {
-        "smoke": "11 min at a load of 20 on 2 CPU cores (the same runs as mamt-divergence's smoke tier)",
+        "smoke": "2.5 min at a load of 10 on 2 CPU cores (the same runs as mamt-divergence's smoke tier)",
         "cpu": "~1.5-2 h on 2 idle CPU cores (estimated; Rover-Tower's 8 agents not measured)",
         "full": "5 algorithms x 2 environments x 8 seeds x 50,000 episodes: over 100 h of 2 CPU cores (estimated); "
                 "a GPU or a cluster"},
