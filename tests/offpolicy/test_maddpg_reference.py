@@ -7,7 +7,7 @@
 - the critic loss and its gradient (each agent's critics on the joint observation and action);
 - the actor loss ``-mean_b Q_{i,1}(x, (a_-i from the buffer, mu_i(o_i))) + policy_reg mean(u^2)`` on the
   critic after this step's update (Lowe et al. 2017, eq. 5) and its gradient;
-- MATD3's delay: on a step that is not a multiple of ``policy_delay`` neither the actors nor any target move;
+- MATD3's delay: on a step that is not a multiple of ``policy_delay`` the actors and their targets stay;
 - Polyak targets.
 
 The smoothing noise is drawn by the test from the key the update receives (``split(key)[0]``, folded with the
@@ -165,16 +165,16 @@ def leaves_close(a, b, **kw) -> bool:
 
 
 def test_polyak_targets_and_the_actor_delay(steps):
-    """Step 0: actors and both targets move (Polyak). MATD3 at step 1 (policy_delay 2): the critics learn,
-    the actors and all targets stay (Fujimoto et al. 2018, Algorithm 1); MADDPG moves everything every step."""
+    """Step 0: actors and both targets move (Polyak). MATD3 at step 1 (policy_delay 2): the critics learn and
+    their targets follow, the actors and their targets stay; MADDPG moves everything every step."""
     old = steps["state"]
     for count in (0, 1):
         new = steps["out"][count]["new"]
         moves = count == 0 or steps["name"] == "maddpg"
         assert not leaves_close(new.critic_params, old.critic_params)
         assert leaves_close(new.actor_params, old.actor_params) != moves
-        for target, net, before in ((new.target_critic_params, new.critic_params, old.target_critic_params),
-                                    (new.target_actor_params, new.actor_params, old.target_actor_params)):
+        for target, net, before, follows in ((new.target_critic_params, new.critic_params, old.target_critic_params, True),
+                                             (new.target_actor_params, new.actor_params, old.target_actor_params, moves)):
             expect = jax.tree.map(lambda p, t: TAU * np.asarray(p, np.float64) + (1 - TAU) * np.asarray(t, np.float64), net, before)
-            assert leaves_close(target, expect if moves else before, rtol=1e-5, atol=1e-6), (count, steps["name"])
+            assert leaves_close(target, expect if follows else before, rtol=1e-5, atol=1e-6), (count, steps["name"])
         assert np.isnan(np.asarray(steps["out"][count]["metrics"]["loss/actor"])) != moves
