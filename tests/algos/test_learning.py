@@ -72,7 +72,8 @@ MPE = {"algo.num_envs": 16, "algo.rollout_len": 128, "algo.sgd_unroll": False}  
 MPE_RUNS = {"mappo": (40, 3.0), "ippo": (40, 3.0), "happo": (40, 3.0), "jrppo": (150, 1.5), "hatrpo": (150, 1.5)}
 
 
-@pytest.mark.parametrize("algo", ["mappo", "ippo", "jrppo", "happo", "hatrpo"])
+@pytest.mark.parametrize("algo", ["mappo", pytest.param("ippo", marks=pytest.mark.slow), pytest.param("jrppo", marks=pytest.mark.slow),
+                                  "happo", pytest.param("hatrpo", marks=pytest.mark.slow)])  # slow: under 20 min
 def test_mpe_simple_spread_improves(algo):
     """Two seeds with the MPE preset settings: the mean episode return clearly improves (the margin is
     several times the update-to-update noise of a mean over 10% of the updates)."""

@@ -78,7 +78,7 @@ SMALL = [
 GRU = ["algo.recurrent=true", "algo.gru_size=16", "algo.seq_len=8"]  # 8 envs x 4 sequences of 8 steps
 
 
-@pytest.mark.parametrize("algo, gru", [pytest.param("mappo", False, marks=pytest.mark.slow), ("happo", False),
+@pytest.mark.parametrize("algo, gru", [pytest.param("mappo", False, marks=pytest.mark.slow), pytest.param("happo", False, marks=pytest.mark.slow),
                                        ("happo", True)], ids=["mappo", "happo", "happo-gru"])  # one shared masking path
 def test_short_smax_run_respects_action_masks(tmp_path, algo, gru):
     """``trustmarl train {mappo,happo} smax/3m`` (6 updates x 8 envs x 32 steps, 2 seeds in one jitted

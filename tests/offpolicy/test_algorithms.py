@@ -124,6 +124,7 @@ class CoordinationGame(MultiAgentEnv):
         return state, self._ts(r, True)
 
 
+@pytest.mark.slow  # moved out of the default suite to keep it under 20 minutes on 2 cores
 def test_terminated_transitions_do_not_bootstrap_truncated_ones_do():
     """MADDPG's target y = r + gamma (1 - terminated) Q'(x', mu'(o')): a truncated transition bootstraps."""
     a = build("maddpg", "matrix/custom", env_obj=CoordinationGame(), **{"algo.gamma": 0.9})
@@ -162,7 +163,7 @@ def test_buffer_holds_the_true_next_observation_at_auto_resets():
 
 # ---- learning: a one-step continuous game ------------------------------------------------------------
 
-@pytest.mark.parametrize("algo", ["maddpg", "matd3"])
+@pytest.mark.parametrize("algo", ["maddpg", pytest.param("matd3", marks=pytest.mark.slow)])  # matd3: slow suite
 def test_reaches_the_optimum_of_a_one_step_continuous_game(algo):
     """From a random start both deterministic actions end within 0.06 of the optimum (0.4, -0.4)."""
     a = build(algo, "matrix/custom", env_obj=CoordinationGame(), **{
@@ -184,6 +185,7 @@ def test_reaches_the_optimum_of_a_one_step_continuous_game(algo):
     assert np.asarray(metrics["diag/learning"])[0] == 0 and np.asarray(metrics["diag/learning"])[-1] == 1
 
 
+@pytest.mark.slow  # moved out of the default suite to keep it under 20 minutes on 2 cores
 def test_maac_on_rover_tower_two_groups_attend_to_each_other():
     """Rovers (obs 13) and towers (obs 8) are different groups; MAAC's critic attends across them: each
     rover's Q changes when a tower's action changes."""

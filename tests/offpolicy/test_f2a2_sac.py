@@ -167,6 +167,7 @@ def test_teammate_model_learns_a_fixed_policy():
     assert float(tv.max()) < 0.05, tv
 
 
+@pytest.mark.slow  # moved out of the default suite to keep it under 20 minutes on 2 cores
 def test_f2a2_sac_with_teammate_models_runs_and_logs_their_distance():
     f2 = make_algorithm(build_config("f2a2_sac", "mpe/simple_spread", {**TINY, "algo.moa": True, "algo.moa_hidden": 8}),
                         total_updates=4)

@@ -23,6 +23,7 @@ def run(tmp_path, algo: str, steps: int, **extra):
     return summary
 
 
+@pytest.mark.slow  # moved out of the default suite to keep it under 20 minutes on 2 cores
 def test_maddpg_learns_simple_spread(tmp_path):
     s = run(tmp_path, "maddpg", 30_000)
     assert s["final_eval_return"] > -24.0, s

@@ -270,6 +270,7 @@ HALFCHEETAH = {"algo.num_envs": 8, "algo.rollout_len": 100, "env.max_episode_ste
                "chunk_updates": 10}
 
 
+@pytest.mark.slow  # moved out of the default suite to keep it under 20 minutes on 2 cores
 def test_happo_learns_halfcheetah_2x3(tmp_path):
     """HAPPO on MaMuJoCo HalfCheetah 2x3, 24k steps through the runner: the last 10% of updates beat the
     first 10% by more than 15 (measured gain about 40), and the saved policy evaluates."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import shutil
+import types
 
 import jax
 import jax.numpy as jnp
@@ -70,10 +71,13 @@ def test_zero_sum_run_reports_each_players_return(runs):
     runner._print_result(summary, buf)
     line = buf.getvalue().splitlines()[0]
     assert "returns per agent [" in line and "zero-sum" in line and "return 0" not in line and "sum over agents" not in line
-    post = runner._postfix(rows, None)
+    from trustmarl.algos.base import Algorithm
+
+    algo = types.SimpleNamespace(PROGRESS_METRIC=Algorithm.PROGRESS_METRIC, progress_postfix=lambda row: {})
+    post = runner._postfix(algo, rows, None, float("nan"))
     assert set(post) == {"agents"}  # no "ret" (the team mean, always 0) and no "sum"
     general = [{**r, "episode_return_sum": r["episode_return_sum"] + 1.0} for r in rows]
-    assert not runner.is_zero_sum(general) and "ret" in runner._postfix(general, None)
+    assert not runner.is_zero_sum(general) and "ret" in runner._postfix(algo, general, None, float("nan"))
 
 
 # ---- crossplay ------------------------------------------------------------------------------------------

@@ -185,6 +185,7 @@ def test_matrl_matrix_games_writes_the_report_it_names(capsys, tmp_path):
     assert "seed 00" not in page + out
 
 
+@pytest.mark.slow  # moved out of the default suite to keep it under 20 minutes on 2 cores
 def test_f2a2_reproductions_smoke(tmp_path):
     """Li et al. 2023 Tables 4-5 and Figure 8 at smoke scale: every run finishes, the paper's Rover-Tower numbers
     stand beside ours, the traffic is counted (complete graph > 0 scalars, no edges: 0), no claim is checked."""
