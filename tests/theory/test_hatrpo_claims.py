@@ -1,6 +1,6 @@
-"""Testable claims of seed 001 (Kuba et al., "Trust Region Policy Optimisation in MARL", ICLR 2022).
+"""Testable claims of Kuba et al. 2022: "Trust Region Policy Optimisation in MARL", ICLR 2022.
 
-Spec: /work/shared/spec/seed-001-hatrpo.md §6. Exact checks in numpy float64 (Lemma 1, Proposition 3 /
+Exact checks in numpy float64 (Lemma 1, Proposition 3 /
 eq. 9, Proposition 1, eq. 6, Lemma 8, Algorithm 1 / Theorem 2), and the Figure 1 differential game
 reproduced with the library's own trust-region pieces (trustmarl.trust.natural / sequential).
 """
