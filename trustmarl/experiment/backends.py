@@ -7,7 +7,9 @@ the same operations: ``init`` (fresh state), ``template`` (state shapes for load
 ``close``. The runner, evaluation and rendering never look inside the algorithm's state.
 
 - :class:`JaxBackend`: JAX-native envs; ``run`` is a jitted ``vmap`` over seeds of a ``lax.scan``
-  over updates (a *chunk*), compiled once per run.
+  over updates (a *chunk*), compiled once per run. With the run key ``devices=D`` the seed axis is
+  sharded over a mesh of ``D`` devices (``jax.shard_map``): each device runs the same chunk program on
+  its ``num_seeds / D`` seeds, with no communication between devices.
 - :class:`HostBackend`: host (Python) envs in worker processes driven by
   :class:`~trustmarl.rollout.host.HostTrainer`; ``close()`` stops the workers.
 """
@@ -29,6 +31,50 @@ from trustmarl.experiment.config import ConfigError, RunConfig, env_kind
 
 def seed_keys(cfg: RunConfig) -> jax.Array:
     return jax.random.split(jax.random.PRNGKey(cfg.seed), cfg.num_seeds)
+
+
+def resolve_devices(cfg: RunConfig) -> int:
+    """How many devices a training run's seed axis is sharded over (run key ``devices``): ``auto`` takes the
+    most available devices that divide ``num_seeds``. ``ConfigError`` (one line) for more devices than this
+    machine has, or more than one for a host env (its learner runs on one device)."""
+    available = jax.device_count()
+    if cfg.devices == "auto":
+        return max(k for k in range(1, min(available, cfg.num_seeds) + 1) if cfg.num_seeds % k == 0)
+    d = int(cfg.devices)
+    if d > available:
+        raise ConfigError(f"devices={d}: this machine has {available} {jax.default_backend()} device(s); "
+                          f"use devices=auto or a number <= {available} dividing num_seeds={cfg.num_seeds}")
+    if d > 1 and env_kind(cfg.env.name) == "host":
+        raise ConfigError(f"devices={d}: host environments ({cfg.env.name}) train on one device; use devices=1")
+    return d
+
+
+def seed_mesh(devices: int):
+    """A one-axis mesh ``("seeds",)`` over the first ``devices`` devices, or ``None`` for one device."""
+    return None if devices == 1 else jax.sharding.Mesh(np.array(jax.devices()[:devices]), ("seeds",))
+
+
+def shard_seeds(state, mesh):
+    """``state`` (leading seed axis on every leaf) placed with its seed axis split over ``mesh``."""
+    if mesh is None:
+        return state
+    return jax.device_put(state, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seeds")))
+
+
+def init_sharded(algo, keys: jax.Array, mesh):
+    """:func:`init_seeds` with each device initialising its own seeds: the same values as on one device,
+    and no device ever holds more than its share (replay buffers are the bulk of the state)."""
+    if mesh is None:
+        return init_seeds(algo, keys)
+    devices = list(mesh.devices.flat)
+    k = len(keys) // len(devices)
+    parts = []
+    for i, dev in enumerate(devices):
+        with jax.default_device(dev):
+            parts.append(init_seeds(algo, jax.device_put(keys[i * k:(i + 1) * k], dev)))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seeds"))
+    return jax.tree.map(lambda *xs: jax.make_array_from_single_device_arrays(
+        (len(keys),) + xs[0].shape[1:], sharding, list(xs)), *parts)
 
 
 def total_updates(cfg: RunConfig) -> int:
@@ -82,7 +128,7 @@ class _Chunks:
     then held once in memory, not twice); the caller's input is deleted.
     """
 
-    def __init__(self, algo, length: int, donate: bool = False):
+    def __init__(self, algo, length: int, donate: bool = False, mesh=None):
         self.algo, self.length = algo, int(length)
 
         def one_seed(state, n):
@@ -92,7 +138,12 @@ class _Chunks:
 
             return jax.lax.scan(body, state, jnp.arange(self.length))
 
-        self._fn = jax.jit(jax.vmap(one_seed, in_axes=(0, None)), donate_argnums=(0,) if donate else ())
+        fn = jax.vmap(one_seed, in_axes=(0, None))
+        if mesh is not None:  # each device: the vmap over its own seeds (P("seeds") splits every leaf's seed axis)
+            seeds = jax.sharding.PartitionSpec("seeds")
+            fn = jax.shard_map(fn, mesh=mesh, in_specs=(seeds, jax.sharding.PartitionSpec()), out_specs=seeds,
+                                 check_vma=False)  # no collectives inside: nothing varies across devices but the data
+        self._fn = jax.jit(fn, donate_argnums=(0,) if donate else ())
 
     def __call__(self, state, n: int):
         if not 1 <= n <= self.length:
@@ -113,19 +164,28 @@ class JaxBackend:
     def __init__(self, cfg: RunConfig, algo):
         self.cfg, self.algo = cfg, algo
         self._chunks = None
+        self._mesh = False  # the seed mesh, built on first use (training only: evaluation runs on one device)
+
+    @property
+    def mesh(self):
+        if self._mesh is False:
+            self._mesh = seed_mesh(resolve_devices(self.cfg))
+        return self._mesh
 
     def init(self):
-        return init_seeds(self.algo, seed_keys(self.cfg))
+        return init_sharded(self.algo, seed_keys(self.cfg), self.mesh)
 
     def template(self):
         return jax.eval_shape(jax.vmap(self.algo.init), seed_keys(self.cfg))
 
     def resume(self, state, update: int):
-        return state  # the env states are part of the checkpoint: training continues bitwise
+        # the env states are part of the checkpoint: training continues bitwise (on any device count:
+        # checkpoints hold host arrays, placed here on this run's devices)
+        return shard_seeds(state, self.mesh)
 
     def run(self, state, n: int):
         if self._chunks is None:
-            self._chunks = _Chunks(self.algo, self.cfg.chunk_updates, donate=has_bulk(self.algo))
+            self._chunks = _Chunks(self.algo, self.cfg.chunk_updates, donate=has_bulk(self.algo), mesh=self.mesh)
         return self._chunks(state, n)
 
     def evaluate(self, state, episodes: int, seed: int | None = None, deterministic: bool = True) -> dict:

@@ -104,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
                    "'paper' for a paper's exact settings (files configs/<algo>/<...>.NAME.yaml)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     t.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR from its last "
-                   "checkpoint; only total_steps (and env.num_workers) may change")
+                   "checkpoint; only total_steps, devices (and env.num_workers) may change")
     t.add_argument("--rescale-schedule", action="store_true",
                    help="with --resume and a new total_steps on a run that anneals its learning rate "
                         "(algo.anneal_lr=true): continue on the schedule of a run of the new length, "

@@ -47,6 +47,7 @@ class RunConfig:
     eval_episodes: int = 32  # episodes per seed of each evaluation (and of `trustmarl eval`); off-policy algorithms: 10
     eval_every: int = 0  # env steps per seed between deterministic evaluations in training; 0 = never; off-policy: 10000
     checkpoint_keep: int | None = None  # updates between numbered checkpoints kept (checkpoints/update_NNNNNNN.npz, e.g. for crossplay); null = none
+    devices: int | str = 1  # devices the seed axis is sharded over (one program per device, no communication): a number dividing num_seeds, or "auto"
 
     def validate(self) -> None:
         self.validate_run_keys()
@@ -62,6 +63,11 @@ class RunConfig:
         k = self.checkpoint_keep
         if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
             raise ConfigError(f"checkpoint_keep={k!r} must be an integer >= 1 (updates between kept checkpoints), or null for none")
+        d = self.devices
+        if d != "auto" and (isinstance(d, bool) or not isinstance(d, int) or d < 1):
+            raise ConfigError(f"devices={d!r} must be an integer >= 1 dividing num_seeds, or auto (the most available devices that divide it)")
+        if isinstance(d, int) and self.num_seeds % d:
+            raise ConfigError(f"devices={d} must divide num_seeds={self.num_seeds} (each device trains num_seeds/devices seeds)")
         if not (isinstance(self.checkpoint_seconds, (int, float)) and self.checkpoint_seconds >= 0):
             raise ConfigError(f"checkpoint_seconds={self.checkpoint_seconds!r} must be a number >= 0")
 

@@ -46,7 +46,7 @@ import yaml
 
 from trustmarl.envs.host import HostEnvError
 from trustmarl.envs.host import registry as host_registry
-from trustmarl.experiment.backends import as_lists, build_algorithm, make_backend, total_updates
+from trustmarl.experiment.backends import as_lists, build_algorithm, make_backend, resolve_devices, total_updates
 from trustmarl.experiment.checkpoint import (
     CheckpointError,
     atomic_write_text,
@@ -61,7 +61,7 @@ CONFIG_FILE = "config.yaml"
 SUMMARY_FILE = "summary.json"
 LAST_CHECKPOINT = Path("checkpoints") / "last.npz"
 # Run keys that may differ when resuming; everything else must equal the saved config.
-RESUMABLE_KEYS = ("total_steps", "env.num_workers")
+RESUMABLE_KEYS = ("total_steps", "env.num_workers", "devices")
 LARGE_CHECKPOINT = 100 * 2**20  # bytes: checkpoints this large are reported when written
 WRITE_SHARE = 0.05  # at most this share of a run's time goes into writing periodic checkpoints ...
 THROTTLE_ABOVE = 0.5  # ... that take longer than this many seconds to write (smaller ones follow checkpoint_every)
@@ -477,6 +477,7 @@ def train(
     t_start = time.perf_counter()
     out_dir = Path(out_dir)
     cfg = _check_run_dir(cfg, out_dir, resume, overwrite)
+    resolve_devices(cfg)  # more devices than this machine has: one line before anything is built
     if resume:
         _check_schedule(cfg, out_dir, rescale_schedule)
     algo = build_algorithm(cfg)  # may raise ConfigError: nothing on disk is touched yet
