@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from jaxcache import compilation_cache
 
-from trustmarl.algos import algo_config_class, algo_names, algo_spec, make_algorithm
+from trustmarl.algos import algo_config_class, algo_names, algo_spec
 from trustmarl.algos.base import REQUIRED_METRICS, init_seeds
-from trustmarl.experiment.backends import make_backend
+from trustmarl.experiment.backends import _Chunks, build_algorithm, has_bulk, make_backend, seed_keys
 from trustmarl.experiment.config import build_config
 from trustmarl.experiment.logger import read_jsonl
 from trustmarl.experiment.runner import evaluate_run, load_run_state, train
@@ -65,34 +65,11 @@ def bitwise_equal(x, y) -> bool:
 
 
 @pytest.mark.parametrize("algo", CONTRACT)
-def test_jit_vmap_metrics_and_evaluation(algo):
-    cfg = build_config(algo, "mpe/simple_spread", overrides(algo, num_seeds=2))
-    a = make_algorithm(cfg, total_updates=4)
-    state = init_seeds(a, jax.random.split(jax.random.PRNGKey(0), 2))
-    run = jax.jit(jax.vmap(lambda s: jax.lax.scan(lambda c, _: a.update(c), s, None, length=3)))
-    state, m = run(state)
-    for name in REQUIRED_METRICS:
-        assert name in m, name
-    assert np.asarray(m["env_steps"]).tolist() == [[8, 16, 24]] * 2
-    assert m["episode_return_per_agent"].shape == (2, 3, 2)
-    finite = np.isfinite(np.asarray(m["episode_return"]))
-    assert finite[:, 1:].all()  # 5-step episodes end in every update after the first
-    np.testing.assert_allclose(np.asarray(m["episode_return_sum"])[finite],
-                               np.asarray(m["episode_return_per_agent"]).sum(-1)[finite], rtol=1e-5)
-    assert any(k.startswith("loss/") for k in m)
-    per_agent = [k for k in m if k.endswith("_per_agent")]
-    assert per_agent and all(np.shape(m[k])[-1] == 2 for k in per_agent), per_agent
-    res = make_backend(cfg, a).evaluate(state, episodes=3, seed=7)
-    assert res["return"].shape == (2,) and np.isfinite(res["return"]).all()
-    assert res["return_per_agent"].shape == (2, 2) and (res["length"] == 5).all()
-    view = jax.vmap(a.policy_view)(state)
-    assert jax.tree.leaves(view)[0].shape[0] == 2
-
-
-@pytest.mark.parametrize("algo", CONTRACT)
-def test_checkpoint_resume_is_bitwise(algo, tmp_path):
+def test_jit_vmap_metrics_evaluation_and_bitwise_resume(algo, tmp_path):
     """A run stopped after one chunk and resumed from its checkpoint ends bitwise equal to an
-    uninterrupted run (replay buffers and target networks included), with the same metrics rows."""
+    uninterrupted run (replay buffers and target networks included), with the same metrics rows; then
+    the runner's own chunk program (jit + vmap over seeds; compiled once: the module's persistent cache)
+    on a fresh state gives every required metric with the right shapes, and evaluation per seed."""
     cfg = build_config(algo, "mpe/simple_spread", overrides(algo, total_steps=48, chunk_updates=2, num_seeds=2,
                                                              checkpoint_every=1, eval_every=16, eval_episodes=2))
     kw = dict(progress=False, tensorboard=False)
@@ -112,6 +89,25 @@ def test_checkpoint_resume_is_bitwise(algo, tmp_path):
     assert full["final_eval_return"] == pytest.approx(evals[-1]["eval/return"])
     res = evaluate_run(tmp_path / "full", episodes=2)
     assert len(res["per_seed_return"]) == 2 and math.isfinite(res["mean_return"])
+
+    a = build_algorithm(cfg)  # as the runner builds it: the same programs, found in the compilation cache
+    state, m = _Chunks(a, cfg.chunk_updates, donate=has_bulk(a))(init_seeds(a, seed_keys(cfg)), 2)
+    for name in REQUIRED_METRICS:
+        assert name in m, name
+    assert np.asarray(m["env_steps"]).tolist() == [[8, 16]] * 2
+    assert m["episode_return_per_agent"].shape == (2, 2, 2)
+    finite = np.isfinite(np.asarray(m["episode_return"]))
+    assert finite[:, 1:].all()  # 5-step episodes end in every update after the first
+    np.testing.assert_allclose(np.asarray(m["episode_return_sum"])[finite],
+                               np.asarray(m["episode_return_per_agent"]).sum(-1)[finite], rtol=1e-5)
+    assert any(k.startswith("loss/") for k in m)
+    per_agent = [k for k in m if k.endswith("_per_agent")]
+    assert per_agent and all(np.shape(m[k])[-1] == 2 for k in per_agent), per_agent
+    res = make_backend(cfg, a).evaluate(state, episodes=2, seed=7)
+    assert res["return"].shape == (2,) and np.isfinite(res["return"]).all()
+    assert res["return_per_agent"].shape == (2, 2) and (res["length"] == 5).all()
+    view = jax.vmap(a.policy_view)(state)
+    assert jax.tree.leaves(view)[0].shape[0] == 2
 
 
 @pytest.mark.parametrize("algo", HOST_ALGOS)
