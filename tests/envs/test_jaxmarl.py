@@ -232,6 +232,7 @@ def traj3m(env3m):
     return jax.tree.map(np.asarray, _paired_rollout(env3m, jax.random.PRNGKey(42), N_ENVS, N_STEPS))
 
 
+@pytest.mark.slow  # eager SMAX steps are slow; the rollout, type and win-rate tests below cover the contract
 def test_check_env_smax_3m(env3m):
     from trustmarl.envs.checker import check_env
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import yaml
+from jaxcache import compilation_cache
 
 from trustmarl.experiment import cli
 from trustmarl.experiment.runner import load_run_state
@@ -27,6 +28,11 @@ SETTINGS = ["env.payoff=[[2.0, 0.0], [0.0, 1.0]]", "chunk_updates=5", "algo.num_
 
 def test_import_path_trains_and_a_new_process_evaluates_and_resumes(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(ROOT)  # the import path resolves from the working directory, as for `python -m`
+    with compilation_cache(tmp_path / "cache"):  # the new process and the long run find the programs compiled
+        _train_resume_in_a_new_process_and_compare(tmp_path, capsys)
+
+
+def _train_resume_in_a_new_process_and_compare(tmp_path, capsys):
     run_dir = tmp_path / "iql"
     code = cli.main(["train", "examples.iql:IQL", ENV, *SETTINGS, "total_steps=40", "--out", str(run_dir), "--no-progress"])
     out = capsys.readouterr().out
@@ -41,7 +47,8 @@ def test_import_path_trains_and_a_new_process_evaluates_and_resumes(tmp_path, ca
         f"assert cli.main(['train', '--resume', {str(run_dir)!r}, 'total_steps=80', '--no-progress']) == 0\n"
         f"assert cli.main(['eval', {str(run_dir)!r}, '--episodes', '2', '--json']) == 0\n"
     )
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT), "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "cache"),
+           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1"}
     res = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
     result = json.loads(res.stdout.strip().splitlines()[-1])
