@@ -107,7 +107,7 @@ def run_config(name: str, algo_name: str, overrides: dict[str, Any], seeds: int,
 
     run = jax.jit(jax.vmap(lambda s, n: jax.lax.scan(lambda c, i: body(c, i, n), s, jax.numpy.arange(chunk)),
                            in_axes=(0, None)))
-    rets, ev, ent, times = [], [], [], []
+    rets, ev, times = [], [], []
     done = 0
     for _ in range(n_chunks):
         n = min(chunk, updates - done)

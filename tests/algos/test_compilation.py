@@ -25,7 +25,7 @@ def _draws(key):
 def rolled_then_straight():
     """Compile the draws with JAX's rolled lowering, then with the straight-line one; restore after."""
     keys = jax.random.split(jax.random.PRNGKey(2024), 4)
-    fns, outs, hlos = {}, {}, {}
+    outs, hlos = {}, {}
     for mode in (False, True):
         straight_line_threefry(mode)
         f = jax.jit(jax.vmap(_draws))  # a fresh jit object: lowered under the current rule

@@ -258,13 +258,14 @@ def test_jax_simple_spread_matches_mpe2_through_host_path():
     rng = np.random.default_rng(11)
     with HostVecEnv([mpe2_simple_spread(N=3, local_ratio=0.5, max_cycles=25)] * 2, num_workers=0, seed=4) as vec:
         ts = vec.reset()
+        states = []
         for e in range(2):
             world = vec.local_envs[e].env.unwrapped.world
             agent_pos = np.stack([a.state.p_pos for a in world.agents])
             landmark_pos = np.stack([lm.state.p_pos for lm in world.landmarks])
             state, jts = env.reset_to(agent_pos, landmark_pos)
             np.testing.assert_allclose(np.asarray(jts.obs[0]), ts.obs[0][e], atol=1e-5)
-            states = [state] if e == 0 else states + [state]
+            states.append(state)
         step = jax.jit(env.step)
         for t in range(25):
             acts = rng.integers(0, 5, (2, 3))

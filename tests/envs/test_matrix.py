@@ -12,7 +12,6 @@ import pytest
 from trustmarl.envs.base import Box, Discrete
 from trustmarl.envs.matrix import (
     CLIMBING_GAME,
-    DifferentialGame,
     MatrixGame,
     Proposition1Game,
     proposition1_payoff,

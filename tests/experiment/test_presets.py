@@ -50,7 +50,7 @@ def test_presets_build_for_every_algorithm(family, tasks):
         pytest.importorskip("gymnasium_robotics")
     for algo in algo_names():
         for env in tasks:
-            cfg = build_config(algo, env)  # raises ConfigError on any stale key or bad value
+            build_config(algo, env)  # raises ConfigError on any stale key or bad value
             files = [p.name for p in preset_files(algo, env)]
             if (PRESET_DIR / algo / f"{family}.yaml").exists():
                 assert f"{family}.yaml" in files

@@ -24,7 +24,7 @@ def test_eval_render_writes_an_episode_gif(tmp_path, capsys):
     out = capsys.readouterr().out
     frames = _gif_frames(gif)
     # the reset state and 6 steps; the message states what the file holds
-    assert f"episode of 6 steps (return " in out and f"written to {gif}: 7 frames at 10 fps" in out, out
+    assert "episode of 6 steps (return " in out and f"written to {gif}: 7 frames at 10 fps" in out, out
     assert len(frames) == 7  # the step/return overlay differs on every frame: none is merged
     assert frames[0].shape == (320, 320, 3)
     assert any(np.abs(f.astype(int) - frames[0]).sum() > 0 for f in frames[1:])  # the agents move

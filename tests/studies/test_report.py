@@ -136,7 +136,7 @@ def test_figures_poi_dot_not_clipped_diagnostics_legend_and_per_agent_caption(tm
     labels = [t.get_text() for t in legend.get_texts()]
     assert "happo" in labels and "mappo" in labels and any("dashed" in t for t in labels)
     assert not any(ax.get_legend() for ax in fig.axes)
-    res = rep.write_report([a, b], tmp_path / "rep", reps=200)
+    rep.write_report([a, b], tmp_path / "rep", reps=200)
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "per_agent.png" in md and "general-sum" not in md
 

@@ -623,7 +623,7 @@ class SimpleWorldComm(_Classic):
         return adv, good
 
     def _rewards(self, s):
-        a, g = self.num_adversaries, self.num_good
+        a = self.num_adversaries
         o, f = self.num_obstacles, self.num_food
         dtype = s.agent_pos.dtype
         sizes = np.array(self.world.agent_size)
