@@ -12,7 +12,7 @@ import pytest
 
 from trustmarl import replay
 from trustmarl.algos import make_algorithm
-from trustmarl.algos.off_policy.qlearning import epsilon_schedule, n_step, next_values
+from trustmarl.algos.off_policy.qlearning import epsilon_schedule, lambda_returns, masked_mean, n_step, next_values
 from trustmarl.algos.off_policy.qmix import QMixer
 from trustmarl.algos.off_policy.qtran import qtran_losses
 from trustmarl.experiment.config import build_config
@@ -261,3 +261,73 @@ def test_recurrent_settings_are_checked():
         make_algorithm(build_config("qmix", "mpe/simple_spread", {"algo.recurrent": True, "algo.seq_len": 30}))
     with pytest.raises(ConfigError, match=r"algo.n_steps>1 is not available with algo.recurrent=true"):
         build_config("vdn", "mpe/simple_spread", {"algo.recurrent": True, "algo.n_steps": 3})
+
+
+# ---- TD(lambda) targets and burn-in ----------------------------------------------------------------
+
+def lambda_returns_loop(r, d, v, done, valid, lam):
+    """Plain loops: per window, backwards, G_t = r_t + d_t ((1 - lam) v_t + lam G_{t+1}) while the episode goes on
+    to a valid step t+1, else r_t + d_t v_t (episode end, last step of the window, padding next)."""
+    B, L = r.shape[:2]
+    out = np.zeros_like(v)
+    for b in range(B):
+        for t in reversed(range(L)):
+            goes_on = t + 1 < L and not done[b, t] and valid[b, t + 1]
+            boot = (1 - lam) * v[b, t] + lam * out[b, t + 1] if goes_on else v[b, t]
+            out[b, t] = r[b, t] + d[b, t] * boot
+    return out
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.6, 1.0])
+def test_lambda_returns_against_a_loop(lam):
+    """Windows of 5 steps: one with a termination inside (no bootstrap, the next episode's steps after it), one
+    with a truncation (bootstraps from the final observation's value), one padded after its episode's end, one
+    padded after a step of an unfinished episode (bootstraps there), one plain (bootstraps at the window's end);
+    per agent values (IQL's shape) too."""
+    gamma, rng = 0.9, np.random.default_rng(0)
+    term = np.zeros((5, 5), bool)
+    trunc = np.zeros((5, 5), bool)
+    valid = np.ones((5, 5), bool)
+    term[0, 2] = True
+    trunc[1, 1] = True
+    term[2, 2], valid[2, 3:] = True, False
+    valid[4, 3:] = False
+    r, v = rng.normal(size=(5, 5)), rng.normal(size=(5, 5))
+    v[2, 3:] = v[4, 3:] = r[2, 3:] = r[4, 3:] = 1e6  # padding: never continued into
+    d = gamma * (1.0 - term)
+    done = term | trunc
+    got = lambda_returns(*(jnp.asarray(x) for x in (r, d, v, done)), lam, jnp.asarray(valid))
+    ref = lambda_returns_loop(r, d, v, done, valid, lam)
+    np.testing.assert_allclose(np.asarray(got)[valid], ref[valid], rtol=1e-5)
+    # hand-checked: the terminal step is its reward; the truncated step bootstraps from its successor's value
+    assert float(got[0, 2]) == pytest.approx(r[0, 2]) and float(got[2, 2]) == pytest.approx(r[2, 2])
+    assert float(got[1, 1]) == pytest.approx(r[1, 1] + gamma * v[1, 1])
+    assert float(got[3, 4]) == pytest.approx(r[3, 4] + gamma * v[3, 4])
+    assert float(got[4, 2]) == pytest.approx(r[4, 2] + gamma * v[4, 2])
+    no_pad = lambda_returns(*(jnp.asarray(x[:4]) for x in (r, d, v, done)), lam)  # without a mask: all steps valid
+    np.testing.assert_allclose(np.asarray(no_pad)[:2], lambda_returns_loop(r[:2], d[:2], v[:2], done[:2], valid[:2], lam), rtol=1e-5)
+    assert float(no_pad[3, 4]) == pytest.approx(r[3, 4] + gamma * v[3, 4])
+    if lam == 0.0:
+        np.testing.assert_allclose(np.asarray(got)[valid], (r + d * v)[valid], rtol=1e-5)
+    v3 = rng.normal(size=(5, 5, 3))  # per-agent values [B, L, N] with a shared team reward
+    got3 = lambda_returns(jnp.asarray(r)[..., None], jnp.asarray(d), jnp.asarray(v3), jnp.asarray(done), lam, jnp.asarray(valid))
+    for i in range(3):
+        np.testing.assert_allclose(np.asarray(got3)[..., i][valid], lambda_returns_loop(r, d, v3[..., i], done, valid, lam)[valid],
+                                   rtol=1e-5)
+    # padded steps contribute nothing to the loss
+    x = rng.normal(size=(5, 5))
+    assert float(masked_mean(jnp.asarray(np.where(valid, x, 1e6)), jnp.asarray(valid))) == pytest.approx(x[valid].mean(), rel=1e-5)
+
+
+def test_burn_in_and_td_lambda_settings_are_checked():
+    for overrides, needle in [
+        ({"algo.recurrent": True, "algo.seq_len": 4, "algo.burn_in": 4}, "algo.burn_in=4 must be shorter than the window algo.seq_len=4"),
+        ({"algo.burn_in": 2}, "algo.burn_in=2 needs algo.recurrent=true"),
+        ({"algo.td_lambda": 1.5}, "algo.td_lambda=1.5 must be in [0.0, 1.0]"),
+        ({"algo.td_lambda": 0.8, "algo.n_steps": 3}, "algo.n_steps=3 and algo.td_lambda=0.8 are two multi-step targets"),
+    ]:
+        with pytest.raises(ConfigError) as err:
+            build_config("qmix", "mpe/simple_spread", overrides)
+        assert needle in str(err.value) and "\n" not in str(err.value), str(err.value)
+    with pytest.raises(ConfigError, match=r"algo.burn_in\+algo.seq_len=30 is longer than the episodes of mpe/simple_spread"):
+        make_algorithm(build_config("qmix", "mpe/simple_spread", {"algo.recurrent": True, "algo.seq_len": 20, "algo.burn_in": 10}))

@@ -72,12 +72,11 @@ class QTRAN(QLearning):
         onehots = [v.reshape(v.shape[:-2] + (-1,)) for v in self.agents.action_vectors(actions)]
         return self.q_jt.apply(params["q"], jnp.concatenate([state] + onehots, -1))
 
-    def targets(self, state, batch):
-        # y = R + gamma^k (1 - terminated) Q^-_jt(s', a_bar'), a_bar' the online (double Q) or target argmax
+    def next_value(self, state, batch):
+        # Q^-_jt(s', a_bar'), a_bar' the online (double Q) or target argmax; the targets y are built from it
         params = state.actor_params if self.cfg.double_q else state.target_actor_params
         a_next = tuple(jnp.argmax(q, -1) for q in self.utilities(params, batch)[1])
-        return self.team(batch["reward"]) + batch["discount"] * self.joint_q(
-            state.target_critic_params, batch["next_state"], a_next)
+        return self.joint_q(state.target_critic_params, batch["next_state"], a_next)
 
     def losses(self, q_params, mixer_params, batch, y):
         q_all = self.utilities(q_params, batch, with_next=False)[0]
