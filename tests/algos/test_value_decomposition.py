@@ -228,11 +228,13 @@ def test_presets_carry_the_papers_settings():
 def test_recurrent_agents_replay_their_stored_steps_exactly():
     """GRU agents: the stored hidden states chain (reset where an episode starts), and unrolling a stored window
     from its first hidden state reproduces the utilities and the greedy actions taken while acting (epsilon 0);
-    one update learns from windows with finite losses."""
+    a burn-in reproduces the rest of the window without passing gradients into its steps; one update learns from
+    windows (burn-in, TD(lambda)) with finite losses."""
     cfg = build_config("vdn", "mpe/simple_spread", {
         "env.n_agents": 2, "env.max_cycles": 5, "algo.num_envs": 2, "algo.rollout_len": 8, "algo.hidden_sizes": [8],
-        "algo.recurrent": True, "algo.gru_size": 8, "algo.seq_len": 4, "algo.buffer_size": 64, "algo.batch_size": 2,
-        "algo.learning_starts": 8, "algo.epsilon_start": 0.0, "algo.epsilon_end": 0.0, "algo.share_params": False})
+        "algo.recurrent": True, "algo.gru_size": 8, "algo.seq_len": 4, "algo.burn_in": 1, "algo.td_lambda": 0.6,
+        "algo.buffer_size": 64, "algo.batch_size": 2, "algo.learning_starts": 10, "algo.epsilon_start": 0.0,
+        "algo.epsilon_end": 0.0, "algo.share_params": False})
     a = make_algorithm(cfg)
     state0 = a.init(jax.random.PRNGKey(0))
     state, metrics = jax.jit(a.update)(state0)
@@ -254,6 +256,19 @@ def test_recurrent_agents_replay_their_stored_steps_exactly():
     q, q_next = a.utilities(params, window)
     np.testing.assert_allclose(jnp.swapaxes(q[0], 0, 1), jnp.stack(q_steps), rtol=1e-5, atol=1e-6)
     assert q_next[0].shape == q[0].shape == (2, 8, 2, 5)
+    # burn-in: 3 steps warm the hidden state up, the 5 after them are those of the whole unroll; no gradient flows
+    # into the burn-in (the same as starting from its end state held constant)
+    part = lambda lo, hi: jax.tree.map(lambda x: x[:, lo:hi], window)  # noqa: E731
+    burned = dict(part(3, None), burn=part(0, 3))
+    q_b, q_next_b = a.utilities(params, burned)
+    np.testing.assert_allclose(q_b[0], q[0][:, 3:], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(q_next_b[0], q_next[0][:, 3:], rtol=1e-5, atol=1e-6)
+    h3 = tuple(jnp.stack([x] * 5, 1) for x in a.warm_up(params, part(0, 3)))
+    g_burn = jax.grad(lambda p: a.utilities(p, burned, with_next=False)[0][0].sum())(params)
+    g_held = jax.grad(lambda p: a.utilities(p, dict(part(3, None), hidden=h3),
+                                            with_next=False)[0][0].sum())(params)
+    for x, y in zip(jax.tree.leaves(g_burn), jax.tree.leaves(g_held)):
+        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
 
 
 def test_recurrent_settings_are_checked():

@@ -328,14 +328,18 @@ class QLearning(OffPolicy):
             q_next = self.q_step(params, h, next_obs, next_avail, jnp.zeros_like(first))[1] if with_next else ()
             return h, (q, q_next)
 
-        h0 = tuple(h[:, 0] for h in (batch["burn"] if "burn" in batch else batch)["hidden"])
-        if "burn" in batch:  # the hidden state entering the window, warmed up on the burn-in steps
-            burn = batch["burn"]
-            h0 = jax.lax.stop_gradient(jax.lax.scan(
-                lambda h, x: (self.q_step(params, h, *x)[0], None), h0, tm((burn["obs"], burn["avail"], burn["first"])))[0])
+        # the hidden state entering the window: stored, or warmed up on the burn-in steps without gradient
+        h0 = jax.lax.stop_gradient(self.warm_up(params, batch["burn"])) if "burn" in batch else tuple(
+            h[:, 0] for h in batch["hidden"])
         xs = tm((batch["obs"], batch["avail"], batch["first"], batch["next_obs"], batch["next_avail"]))
         _, (q, q_next) = jax.lax.scan(step, h0, xs)
         return tm(q), (tm(q_next) if with_next else None)
+
+    def warm_up(self, params, steps: dict) -> tuple:
+        """The hidden states ``[B, n_g, H]`` after unrolling windows ``[B, L, ...]`` from their stored hidden state."""
+        tm = lambda t: jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), t)  # noqa: E731
+        return jax.lax.scan(lambda h, x: (self.q_step(params, h, *x)[0], None), tuple(h[:, 0] for h in steps["hidden"]),
+                            tm((steps["obs"], steps["avail"], steps["first"])))[0]
 
     # ---- acting --------------------------------------------------------------------------------
     def greedy(self, params, obs, avail):
