@@ -20,8 +20,11 @@ one choice of *mixer*, how the chosen utilities make the value the TD loss is ta
 - recurrent agents (``recurrent=true``, pymarl's RNN agent: MLP, GRU of ``gru_size``, linear head) act with a
   hidden state per agent, reset where an episode starts, and store the hidden state that entered each step;
   they learn from windows of ``seq_len`` consecutive steps of one env copy (``batch_size`` windows), unrolled
-  from the stored hidden state at the window's start (R2D2's "stored state", without burn-in); the
-  utilities of ``o'_t`` are one more GRU step from the hidden state after ``o_t`` (exact at truncations too).
+  from the stored hidden state at the window's start (R2D2's "stored state", Kapturowski et al. 2019), after
+  ``burn_in`` steps before the window unrolled without gradient (R2D2's burn-in); the utilities of ``o'_t`` are
+  one more GRU step from the hidden state after ``o_t`` (exact at truncations too);
+- TD(lambda) (``td_lambda > 0``, feed-forward or recurrent agents): windows of ``seq_len`` steps, each step's
+  target the lambda-return of the one-step targets above (:func:`lambda_returns`), cut at episode ends.
 
 Environments whose agents have their own objectives (``cooperative = False``: general-sum games) have no
 team reward: the mixing methods refuse them, and IQL learns from each agent's own reward
