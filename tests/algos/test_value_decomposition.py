@@ -346,3 +346,17 @@ def test_burn_in_and_td_lambda_settings_are_checked():
         assert needle in str(err.value) and "\n" not in str(err.value), str(err.value)
     with pytest.raises(ConfigError, match=r"algo.burn_in\+algo.seq_len=30 is longer than the episodes of mpe/simple_spread"):
         make_algorithm(build_config("qmix", "mpe/simple_spread", {"algo.recurrent": True, "algo.seq_len": 20, "algo.burn_in": 10}))
+
+
+@pytest.mark.parametrize("algo", ["iql", "vdn", "qmix", "qtran"])
+def test_every_method_traces_with_td_lambda_and_burn_in(algo):
+    """Feed-forward agents with TD(lambda) windows and recurrent ones with burn-in: the update traces (shapes
+    only, nothing compiled) to a scalar TD loss for each method (IQL on each agent's own reward)."""
+    base = {"env.n_agents": 2, "env.max_cycles": 8, "algo.num_envs": 2, "algo.rollout_len": 4, "algo.hidden_sizes": [8],
+            "algo.buffer_size": 64, "algo.batch_size": 2, "algo.learning_starts": 12, "algo.seq_len": 4}
+    extra = {"algo.team_reward": "individual"} if algo == "iql" else {}
+    for ov in ({"algo.td_lambda": 0.8}, {"algo.recurrent": True, "algo.gru_size": 8, "algo.burn_in": 2, "algo.td_lambda": 0.5}):
+        a = make_algorithm(build_config(algo, "mpe/simple_spread", {**base, **ov, **extra}))
+        state = jax.eval_shape(a.init, jax.random.PRNGKey(0))
+        _, metrics = jax.eval_shape(a.update, state)
+        assert metrics["loss/td"].shape == (), (algo, ov)
