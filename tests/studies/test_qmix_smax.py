@@ -14,6 +14,7 @@ pytest.importorskip("rliable")
 pytest.importorskip("matplotlib")
 
 
+@pytest.mark.slow  # two SMAX compilations and their evaluations: minutes on a loaded 2-core machine
 def test_qmix_smax_smoke(tmp_path):
     res = repro.reproduce("qmix-smax", "smoke", tmp_path / "qs", in_process=True)
     comps = {c["claim"].split(":")[0]: c for c in res["comparisons"]}

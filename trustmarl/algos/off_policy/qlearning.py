@@ -439,7 +439,7 @@ class QLearning(OffPolicy):
 
     def targets(self, state: OffPolicyState, batch: dict) -> jax.Array:
         """``y = R + gamma^k (1 - terminated) Q_tot^-(s', a')`` (Rashid et al. 2018, eq. 6's y_tot); on windows with
-        ``td_lambda > 0`` the lambda-returns of these one-step targets (Sutton & Barto 2018, eq. 12.2)."""
+        ``td_lambda > 0`` the lambda-returns of these one-step targets (Sutton & Barto 2018, Sec. 12.1)."""
         v = self.next_value(state, batch)
         r, disc = self.team(batch["reward"]), batch["discount"]
         if r.ndim < v.ndim:  # IQL on the team reward: the same reward for every agent
