@@ -444,7 +444,7 @@ class QLearning(OffPolicy):
         r, disc = self.team(batch["reward"]), batch["discount"]
         if r.ndim < v.ndim:  # IQL on the team reward: the same reward for every agent
             r = r[..., None]
-        if self.cfg.windows:
+        if self.cfg.td_lambda > 0:  # lambda = 0 is the one-step target below, on windows too
             done = jnp.logical_or(batch["terminated"], batch["truncated"])
             return lambda_returns(r, disc, v, done, self.cfg.td_lambda, batch.get("valid"))
         return r + expand(disc, v) * v
