@@ -12,7 +12,8 @@ import pytest
 
 from trustmarl import replay
 from trustmarl.algos import make_algorithm
-from trustmarl.algos.off_policy.qlearning import epsilon_schedule, lambda_returns, masked_mean, n_step, next_values
+from trustmarl.algos.off_policy.qlearning import (episode_window_indices, epsilon_schedule, lambda_returns, masked_mean,
+                                                  n_step, next_values, within_episode)
 from trustmarl.algos.off_policy.qmix import QMixer
 from trustmarl.algos.off_policy.qtran import qtran_losses
 from trustmarl.experiment.config import build_config
@@ -139,6 +140,12 @@ def test_qtran_losses_against_numpy():
     assert float(out["loss/td"]) == pytest.approx(np.mean((q_jt - y) ** 2), rel=1e-5)
     assert float(out["loss/opt"]) == pytest.approx(np.mean((q_greedy.sum(-1) - q_jt_greedy + v) ** 2), rel=1e-5)
     assert float(out["loss/nopt"]) == pytest.approx(np.mean(np.minimum(q_taken.sum(-1) - q_jt + v, 0.0) ** 2), rel=1e-5)
+    valid = np.arange(7) < 4  # padded steps weigh nothing
+    args = tuple(jnp.asarray(x, jnp.float32) for x in (q_taken, q_greedy, q_jt, q_jt_greedy, v, y))
+    masked = qtran_losses(*args, jnp.asarray(valid))
+    head = qtran_losses(*(x[:4] for x in args))
+    for k in ("loss/td", "loss/opt", "loss/nopt"):
+        assert float(masked[k]) == pytest.approx(float(head[k]), rel=1e-5, abs=1e-7), k
     # Q_jt learns only from L_td: the opt/nopt losses do not move it (stop gradient)
     g = jax.grad(lambda qj, qg: qtran_losses(jnp.asarray(q_taken), jnp.asarray(q_greedy), qj, qg, jnp.asarray(v),
                                              jnp.asarray(y))["loss/opt"], argnums=(0, 1))(jnp.asarray(q_jt), jnp.asarray(q_jt_greedy))
@@ -340,6 +347,8 @@ def test_burn_in_and_td_lambda_settings_are_checked():
         ({"algo.burn_in": 2}, "algo.burn_in=2 needs algo.recurrent=true"),
         ({"algo.td_lambda": 1.5}, "algo.td_lambda=1.5 must be in [0.0, 1.0]"),
         ({"algo.td_lambda": 0.8, "algo.n_steps": 3}, "algo.n_steps=3 and algo.td_lambda=0.8 are two multi-step targets"),
+        ({"algo.sequences": "episodes"}, "algo.sequences=episodes needs algo.recurrent=true and algo.burn_in=0"),
+        ({"algo.sequences": "whole"}, "algo.sequences='whole'"),
     ]:
         with pytest.raises(ConfigError) as err:
             build_config("qmix", "mpe/simple_spread", overrides)
@@ -350,13 +359,35 @@ def test_burn_in_and_td_lambda_settings_are_checked():
 
 @pytest.mark.parametrize("algo", ["iql", "vdn", "qmix", "qtran"])
 def test_every_method_traces_with_td_lambda_and_burn_in(algo):
-    """Feed-forward agents with TD(lambda) windows and recurrent ones with burn-in: the update traces (shapes
+    """Feed-forward agents with TD(lambda) windows, recurrent ones with burn-in and with whole (padded) episodes:
+    the update traces (shapes
     only, nothing compiled) to a scalar TD loss for each method (IQL on each agent's own reward)."""
     base = {"env.n_agents": 2, "env.max_cycles": 8, "algo.num_envs": 2, "algo.rollout_len": 4, "algo.hidden_sizes": [8],
             "algo.buffer_size": 64, "algo.batch_size": 2, "algo.learning_starts": 12, "algo.seq_len": 4}
     extra = {"algo.team_reward": "individual"} if algo == "iql" else {}
-    for ov in ({"algo.td_lambda": 0.8}, {"algo.recurrent": True, "algo.gru_size": 8, "algo.burn_in": 2, "algo.td_lambda": 0.5}):
+    for ov in ({"algo.td_lambda": 0.8}, {"algo.recurrent": True, "algo.gru_size": 8, "algo.burn_in": 2, "algo.td_lambda": 0.5},
+               {"algo.recurrent": True, "algo.gru_size": 8, "algo.sequences": "episodes"}):
         a = make_algorithm(build_config(algo, "mpe/simple_spread", {**base, **ov, **extra}))
         state = jax.eval_shape(a.init, jax.random.PRNGKey(0))
         _, metrics = jax.eval_shape(a.update, state)
         assert metrics["loss/td"].shape == (), (algo, ov)
+
+
+def test_episode_windows_start_at_an_episode_and_pad_after_its_end():
+    """Whole-episode sequences: every window starts at a stored episode's first step and lies in the filled part
+    without crossing the write position (a loop over the ring is the reference); the steps after the first
+    episode end of a window are padding."""
+    C, E, L = 12, 3, 4
+    rng = np.random.default_rng(0)
+    first = rng.random((C, E)) < 0.3
+    for pos, size in ((7, 12), (9, 9), (3, 12)):
+        t, e = episode_window_indices(jnp.asarray(first), pos, size, jax.random.PRNGKey(pos), 256, L)
+        t, e = np.asarray(t), np.asarray(e)[:, 0]
+        allowed = {(s, c) for s in range(C) for c in range(E)
+                   if first[s, c] and (pos - 1 - s) % C >= L - 1 and (pos - 1 - s) % C < size}
+        got = set(zip(t[:, 0].tolist(), e.tolist()))
+        assert got <= allowed and len(got) >= min(len(allowed), 5), (pos, got - allowed)
+        np.testing.assert_array_equal(t, (t[:, :1] + np.arange(L)) % C)
+    done = np.array([[0, 1, 0, 1], [0, 0, 0, 0], [1, 0, 0, 0]], bool)
+    np.testing.assert_array_equal(within_episode(jnp.asarray(done)),
+                                  [[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]])

@@ -40,6 +40,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from trustmarl import replay
 from trustmarl.algos.agents import AgentGroups
 from trustmarl.algos.off_policy.config import OffPolicyConfig
 from trustmarl.algos.off_policy.engine import OffPolicy, OffPolicyState
@@ -80,13 +81,14 @@ class QLearningConfig(OffPolicyConfig):
     seq_len: int = 16  # steps per sampled window learned from (recurrent agents or td_lambda > 0; batch_size windows per gradient step)
     burn_in: int = 0  # recurrent agents: steps before each window unrolled without gradient from the stored hidden state (R2D2)
     td_lambda: float = 0.0  # lambda of TD(lambda) targets over each window of seq_len steps (0: one-step or n-step targets)
+    sequences: str = "windows"  # recurrent agents' samples: windows (seq_len steps from anywhere, across episodes) | episodes (from an episode's first step, padded after its end: pymarl)
 
     UNUSED: typing.ClassVar[dict[str, str]] = {
         "noise_start": NO_NOISE, "noise_end": NO_NOISE, "noise_decay_steps": NO_NOISE,
         "gumbel_temperature": NO_NOISE, "policy_reg": "Q-networks have no policy outputs to regularise",
     }
     CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {
-        **OffPolicyConfig.CHOICES, "team_reward": ("sum", "mean", "individual"),
+        **OffPolicyConfig.CHOICES, "team_reward": ("sum", "mean", "individual"), "sequences": ("windows", "episodes"),
     }
     MIXES: typing.ClassVar[bool] = True  # the method learns one team value (no individual rewards)
     NEEDS_STATE: typing.ClassVar[bool] = False  # the method conditions on the global state
@@ -107,6 +109,9 @@ class QLearningConfig(OffPolicyConfig):
                               "targets; choose one (algo.n_steps=1 or algo.td_lambda=0)")
         if self.burn_in and not self.recurrent:
             raise ConfigError(f"algo.burn_in={self.burn_in} needs algo.recurrent=true (it warms up a hidden state)")
+        if self.sequences == "episodes" and (not self.recurrent or self.burn_in):
+            raise ConfigError("algo.sequences=episodes needs algo.recurrent=true and algo.burn_in=0 (an episode starts "
+                              "from a zero hidden state)")
         if self.burn_in >= self.seq_len:
             raise ConfigError(f"algo.burn_in={self.burn_in} must be shorter than the window algo.seq_len={self.seq_len} "
                               "(steps unrolled without gradient before the steps learned)")
@@ -233,6 +238,25 @@ def lambda_returns(reward, discount, next_value, done, lam: float, valid=None) -
     _, g = jax.lax.scan(back, jnp.zeros_like(next_value[:, 0]),
                         (tm(reward), tm(discount), tm(next_value), tm(go_on)), reverse=True)
     return jnp.swapaxes(g, 0, 1)
+
+
+def episode_window_indices(first: jax.Array, pos, size, key, batch_size: int, length: int) -> tuple[jax.Array, jax.Array]:
+    """Times ``[B, L]`` and copies ``[B, 1]`` of windows of a ring buffer ``[C, E]`` that start at an episode's
+    first step (``first``) and lie in the filled part without crossing the write position; uniform over such
+    starts (over every fitting start while none is an episode's first step)."""
+    c = first.shape[0]
+    age = (pos - 1 - jnp.arange(c)) % c  # 0: the newest step
+    fits = ((age >= length - 1) & (age < size))[:, None]  # [C, 1]
+    starts = jnp.logical_and(first, fits)
+    ok = jnp.where(jnp.any(starts), starts, jnp.broadcast_to(fits, first.shape))
+    flat = jax.random.categorical(key, jnp.where(ok, 0.0, -jnp.inf).reshape(-1), shape=(batch_size,))
+    t0, e = flat // first.shape[1], flat % first.shape[1]
+    return (t0[:, None] + jnp.arange(length)[None, :]) % c, e[:, None]
+
+
+def within_episode(done: jax.Array) -> jax.Array:
+    """``[B, L]``: the steps of a window up to and including its first episode end (the rest is padding)."""
+    return (jnp.cumsum(done, axis=1) - done) == 0
 
 
 def masked_mean(x: jax.Array, valid=None) -> jax.Array:
@@ -412,6 +436,13 @@ class QLearning(OffPolicy):
 
     def sample_batch(self, buffer, key, reward_stats):
         cfg = self.cfg
+        if cfg.sequences == "episodes":  # from an episode's first step; the steps after its end are padding
+            steps = buffer.steps
+            t, e = episode_window_indices(steps.data["first"], steps.pos, steps.size, key, cfg.batch_size, cfg.seq_len)
+            got = replay.gather_transitions(buffer, t.reshape(-1), jnp.broadcast_to(e, t.shape).reshape(-1))
+            window = self.prepare(self.as_batch(*jax.tree.map(lambda x: x.reshape(t.shape + x.shape[1:]), got)), reward_stats)
+            window["valid"] = within_episode(jnp.logical_or(window["terminated"], window["truncated"]))
+            return dict(window, discount=cfg.gamma * (1.0 - window["terminated"].astype(jnp.float32)))
         if cfg.windows:  # windows [B, burn_in + seq_len, ...]; the burn-in steps only warm the hidden state up
             window = self.prepare(self.draw_windows(buffer, key, cfg.batch_size, cfg.window_len), reward_stats)
             if cfg.burn_in:
