@@ -12,7 +12,8 @@ import pytest
 
 from trustmarl import replay
 from trustmarl.algos import make_algorithm
-from trustmarl.algos.off_policy.qlearning import epsilon_schedule, n_step, next_values
+from trustmarl.algos.off_policy.qlearning import (episode_window_indices, epsilon_schedule, lambda_returns, masked_mean,
+                                                  n_step, next_values, within_episode)
 from trustmarl.algos.off_policy.qmix import QMixer
 from trustmarl.algos.off_policy.qtran import qtran_losses
 from trustmarl.experiment.config import build_config
@@ -139,6 +140,12 @@ def test_qtran_losses_against_numpy():
     assert float(out["loss/td"]) == pytest.approx(np.mean((q_jt - y) ** 2), rel=1e-5)
     assert float(out["loss/opt"]) == pytest.approx(np.mean((q_greedy.sum(-1) - q_jt_greedy + v) ** 2), rel=1e-5)
     assert float(out["loss/nopt"]) == pytest.approx(np.mean(np.minimum(q_taken.sum(-1) - q_jt + v, 0.0) ** 2), rel=1e-5)
+    valid = np.arange(7) < 4  # padded steps weigh nothing
+    args = tuple(jnp.asarray(x, jnp.float32) for x in (q_taken, q_greedy, q_jt, q_jt_greedy, v, y))
+    masked = qtran_losses(*args, jnp.asarray(valid))
+    head = qtran_losses(*(x[:4] for x in args))
+    for k in ("loss/td", "loss/opt", "loss/nopt"):
+        assert float(masked[k]) == pytest.approx(float(head[k]), rel=1e-5, abs=1e-7), k
     # Q_jt learns only from L_td: the opt/nopt losses do not move it (stop gradient)
     g = jax.grad(lambda qj, qg: qtran_losses(jnp.asarray(q_taken), jnp.asarray(q_greedy), qj, qg, jnp.asarray(v),
                                              jnp.asarray(y))["loss/opt"], argnums=(0, 1))(jnp.asarray(q_jt), jnp.asarray(q_jt_greedy))
@@ -228,11 +235,13 @@ def test_presets_carry_the_papers_settings():
 def test_recurrent_agents_replay_their_stored_steps_exactly():
     """GRU agents: the stored hidden states chain (reset where an episode starts), and unrolling a stored window
     from its first hidden state reproduces the utilities and the greedy actions taken while acting (epsilon 0);
-    one update learns from windows with finite losses."""
+    a burn-in reproduces the rest of the window without passing gradients into its steps; one update learns from
+    windows (burn-in, TD(lambda)) with finite losses."""
     cfg = build_config("vdn", "mpe/simple_spread", {
         "env.n_agents": 2, "env.max_cycles": 5, "algo.num_envs": 2, "algo.rollout_len": 8, "algo.hidden_sizes": [8],
-        "algo.recurrent": True, "algo.gru_size": 8, "algo.seq_len": 4, "algo.buffer_size": 64, "algo.batch_size": 2,
-        "algo.learning_starts": 8, "algo.epsilon_start": 0.0, "algo.epsilon_end": 0.0, "algo.share_params": False})
+        "algo.recurrent": True, "algo.gru_size": 8, "algo.seq_len": 4, "algo.burn_in": 1, "algo.td_lambda": 0.6,
+        "algo.buffer_size": 64, "algo.batch_size": 2, "algo.learning_starts": 10, "algo.epsilon_start": 0.0,
+        "algo.epsilon_end": 0.0, "algo.share_params": False})
     a = make_algorithm(cfg)
     state0 = a.init(jax.random.PRNGKey(0))
     state, metrics = jax.jit(a.update)(state0)
@@ -254,6 +263,19 @@ def test_recurrent_agents_replay_their_stored_steps_exactly():
     q, q_next = a.utilities(params, window)
     np.testing.assert_allclose(jnp.swapaxes(q[0], 0, 1), jnp.stack(q_steps), rtol=1e-5, atol=1e-6)
     assert q_next[0].shape == q[0].shape == (2, 8, 2, 5)
+    # burn-in: 3 steps warm the hidden state up, the 5 after them are those of the whole unroll; no gradient flows
+    # into the burn-in (the same as starting from its end state held constant)
+    part = lambda lo, hi: jax.tree.map(lambda x: x[:, lo:hi], window)  # noqa: E731
+    burned = dict(part(3, None), burn=part(0, 3))
+    q_b, q_next_b = a.utilities(params, burned)
+    np.testing.assert_allclose(q_b[0], q[0][:, 3:], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(q_next_b[0], q_next[0][:, 3:], rtol=1e-5, atol=1e-6)
+    h3 = tuple(jnp.stack([x] * 5, 1) for x in a.warm_up(params, part(0, 3)))
+    g_burn = jax.grad(lambda p: a.utilities(p, burned, with_next=False)[0][0].sum())(params)
+    g_held = jax.grad(lambda p: a.utilities(p, dict(part(3, None), hidden=h3),
+                                            with_next=False)[0][0].sum())(params)
+    for x, y in zip(jax.tree.leaves(g_burn), jax.tree.leaves(g_held)):
+        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
 
 
 def test_recurrent_settings_are_checked():
@@ -261,3 +283,111 @@ def test_recurrent_settings_are_checked():
         make_algorithm(build_config("qmix", "mpe/simple_spread", {"algo.recurrent": True, "algo.seq_len": 30}))
     with pytest.raises(ConfigError, match=r"algo.n_steps>1 is not available with algo.recurrent=true"):
         build_config("vdn", "mpe/simple_spread", {"algo.recurrent": True, "algo.n_steps": 3})
+
+
+# ---- TD(lambda) targets and burn-in ----------------------------------------------------------------
+
+def lambda_returns_loop(r, d, v, done, valid, lam):
+    """Plain loops: per window, backwards, G_t = r_t + d_t ((1 - lam) v_t + lam G_{t+1}) while the episode goes on
+    to a valid step t+1, else r_t + d_t v_t (episode end, last step of the window, padding next)."""
+    B, L = r.shape[:2]
+    out = np.zeros_like(v)
+    for b in range(B):
+        for t in reversed(range(L)):
+            goes_on = t + 1 < L and not done[b, t] and valid[b, t + 1]
+            boot = (1 - lam) * v[b, t] + lam * out[b, t + 1] if goes_on else v[b, t]
+            out[b, t] = r[b, t] + d[b, t] * boot
+    return out
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.6, 1.0])
+def test_lambda_returns_against_a_loop(lam):
+    """Windows of 5 steps: one with a termination inside (no bootstrap, the next episode's steps after it), one
+    with a truncation (bootstraps from the final observation's value), one padded after its episode's end, one
+    padded after a step of an unfinished episode (bootstraps there), one plain (bootstraps at the window's end);
+    per agent values (IQL's shape) too."""
+    gamma, rng = 0.9, np.random.default_rng(0)
+    term = np.zeros((5, 5), bool)
+    trunc = np.zeros((5, 5), bool)
+    valid = np.ones((5, 5), bool)
+    term[0, 2] = True
+    trunc[1, 1] = True
+    term[2, 2], valid[2, 3:] = True, False
+    valid[4, 3:] = False
+    r, v = rng.normal(size=(5, 5)), rng.normal(size=(5, 5))
+    v[2, 3:] = v[4, 3:] = r[2, 3:] = r[4, 3:] = 1e6  # padding: never continued into
+    d = gamma * (1.0 - term)
+    done = term | trunc
+    got = lambda_returns(*(jnp.asarray(x) for x in (r, d, v, done)), lam, jnp.asarray(valid))
+    ref = lambda_returns_loop(r, d, v, done, valid, lam)
+    np.testing.assert_allclose(np.asarray(got)[valid], ref[valid], rtol=1e-5)
+    # hand-checked: the terminal step is its reward; the truncated step bootstraps from its successor's value
+    assert float(got[0, 2]) == pytest.approx(r[0, 2]) and float(got[2, 2]) == pytest.approx(r[2, 2])
+    assert float(got[1, 1]) == pytest.approx(r[1, 1] + gamma * v[1, 1])
+    assert float(got[3, 4]) == pytest.approx(r[3, 4] + gamma * v[3, 4])
+    assert float(got[4, 2]) == pytest.approx(r[4, 2] + gamma * v[4, 2])
+    no_pad = lambda_returns(*(jnp.asarray(x[:4]) for x in (r, d, v, done)), lam)  # without a mask: all steps valid
+    np.testing.assert_allclose(np.asarray(no_pad)[:2], lambda_returns_loop(r[:2], d[:2], v[:2], done[:2], valid[:2], lam), rtol=1e-5)
+    assert float(no_pad[3, 4]) == pytest.approx(r[3, 4] + gamma * v[3, 4])
+    if lam == 0.0:
+        np.testing.assert_allclose(np.asarray(got)[valid], (r + d * v)[valid], rtol=1e-5)
+    v3 = rng.normal(size=(5, 5, 3))  # per-agent values [B, L, N] with a shared team reward
+    got3 = lambda_returns(jnp.asarray(r)[..., None], jnp.asarray(d), jnp.asarray(v3), jnp.asarray(done), lam, jnp.asarray(valid))
+    for i in range(3):
+        np.testing.assert_allclose(np.asarray(got3)[..., i][valid], lambda_returns_loop(r, d, v3[..., i], done, valid, lam)[valid],
+                                   rtol=1e-5)
+    # padded steps contribute nothing to the loss
+    x = rng.normal(size=(5, 5))
+    assert float(masked_mean(jnp.asarray(np.where(valid, x, 1e6)), jnp.asarray(valid))) == pytest.approx(x[valid].mean(), rel=1e-5)
+
+
+def test_burn_in_and_td_lambda_settings_are_checked():
+    for overrides, needle in [
+        ({"algo.recurrent": True, "algo.seq_len": 4, "algo.burn_in": 4}, "algo.burn_in=4 must be shorter than the window algo.seq_len=4"),
+        ({"algo.burn_in": 2}, "algo.burn_in=2 needs algo.recurrent=true"),
+        ({"algo.td_lambda": 1.5}, "algo.td_lambda=1.5 must be in [0.0, 1.0]"),
+        ({"algo.td_lambda": 0.8, "algo.n_steps": 3}, "algo.n_steps=3 and algo.td_lambda=0.8 are two multi-step targets"),
+        ({"algo.sequences": "episodes"}, "algo.sequences=episodes needs algo.recurrent=true and algo.burn_in=0"),
+        ({"algo.sequences": "whole"}, "algo.sequences='whole'"),
+    ]:
+        with pytest.raises(ConfigError) as err:
+            build_config("qmix", "mpe/simple_spread", overrides)
+        assert needle in str(err.value) and "\n" not in str(err.value), str(err.value)
+    with pytest.raises(ConfigError, match=r"algo.burn_in\+algo.seq_len=30 is longer than the episodes of mpe/simple_spread"):
+        make_algorithm(build_config("qmix", "mpe/simple_spread", {"algo.recurrent": True, "algo.seq_len": 20, "algo.burn_in": 10}))
+
+
+@pytest.mark.parametrize("algo", ["iql", "vdn", "qmix", "qtran"])
+def test_every_method_traces_with_td_lambda_and_burn_in(algo):
+    """Feed-forward agents with TD(lambda) windows, recurrent ones with burn-in and with whole (padded) episodes:
+    the update traces (shapes
+    only, nothing compiled) to a scalar TD loss for each method (IQL on each agent's own reward)."""
+    base = {"env.n_agents": 2, "env.max_cycles": 8, "algo.num_envs": 2, "algo.rollout_len": 4, "algo.hidden_sizes": [8],
+            "algo.buffer_size": 64, "algo.batch_size": 2, "algo.learning_starts": 12, "algo.seq_len": 4}
+    extra = {"algo.team_reward": "individual"} if algo == "iql" else {}
+    for ov in ({"algo.td_lambda": 0.8}, {"algo.recurrent": True, "algo.gru_size": 8, "algo.burn_in": 2, "algo.td_lambda": 0.5},
+               {"algo.recurrent": True, "algo.gru_size": 8, "algo.sequences": "episodes"}):
+        a = make_algorithm(build_config(algo, "mpe/simple_spread", {**base, **ov, **extra}))
+        state = jax.eval_shape(a.init, jax.random.PRNGKey(0))
+        _, metrics = jax.eval_shape(a.update, state)
+        assert metrics["loss/td"].shape == (), (algo, ov)
+
+
+def test_episode_windows_start_at_an_episode_and_pad_after_its_end():
+    """Whole-episode sequences: every window starts at a stored episode's first step and lies in the filled part
+    without crossing the write position (a loop over the ring is the reference); the steps after the first
+    episode end of a window are padding."""
+    C, E, L = 12, 3, 4
+    rng = np.random.default_rng(0)
+    first = rng.random((C, E)) < 0.3
+    for pos, size in ((7, 12), (9, 9), (3, 12)):
+        t, e = episode_window_indices(jnp.asarray(first), pos, size, jax.random.PRNGKey(pos), 256, L)
+        t, e = np.asarray(t), np.asarray(e)[:, 0]
+        allowed = {(s, c) for s in range(C) for c in range(E)
+                   if first[s, c] and (pos - 1 - s) % C >= L - 1 and (pos - 1 - s) % C < size}
+        got = set(zip(t[:, 0].tolist(), e.tolist()))
+        assert got <= allowed and len(got) >= min(len(allowed), 5), (pos, got - allowed)
+        np.testing.assert_array_equal(t, (t[:, :1] + np.arange(L)) % C)
+    done = np.array([[0, 1, 0, 1], [0, 0, 0, 0], [1, 0, 0, 0]], bool)
+    np.testing.assert_array_equal(within_episode(jnp.asarray(done)),
+                                  [[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]])

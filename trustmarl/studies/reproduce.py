@@ -597,6 +597,9 @@ def _load() -> None:
     from trustmarl.studies import f2a2_repro
 
     f2a2_repro.register()
+    from trustmarl.studies import qmix_smax
+
+    qmix_smax.register()
     register_reproduction(
         "matrl-grid", _matrl_grid, paper="Wen et al. 2021 (MATRL)", figure="Figure 5a-b (Checkers, Switch4)",
         description="PPO-based MATRL, MATRL w/o BR, IL-PP and IL (and the reference-code IL on Checkers), and the VDN, QMIX "

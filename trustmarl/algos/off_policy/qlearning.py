@@ -20,8 +20,11 @@ one choice of *mixer*, how the chosen utilities make the value the TD loss is ta
 - recurrent agents (``recurrent=true``, pymarl's RNN agent: MLP, GRU of ``gru_size``, linear head) act with a
   hidden state per agent, reset where an episode starts, and store the hidden state that entered each step;
   they learn from windows of ``seq_len`` consecutive steps of one env copy (``batch_size`` windows), unrolled
-  from the stored hidden state at the window's start (R2D2's "stored state", without burn-in); the
-  utilities of ``o'_t`` are one more GRU step from the hidden state after ``o_t`` (exact at truncations too).
+  from the stored hidden state at the window's start (R2D2's "stored state", Kapturowski et al. 2019), after
+  ``burn_in`` steps before the window unrolled without gradient (R2D2's burn-in); the utilities of ``o'_t`` are
+  one more GRU step from the hidden state after ``o_t`` (exact at truncations too);
+- TD(lambda) (``td_lambda > 0``, feed-forward or recurrent agents): windows of ``seq_len`` steps, each step's
+  target the lambda-return of the one-step targets above (:func:`lambda_returns`), cut at episode ends.
 
 Environments whose agents have their own objectives (``cooperative = False``: general-sum games) have no
 team reward: the mixing methods refuse them, and IQL learns from each agent's own reward
@@ -37,6 +40,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from trustmarl import replay
 from trustmarl.algos.agents import AgentGroups
 from trustmarl.algos.off_policy.config import OffPolicyConfig
 from trustmarl.algos.off_policy.engine import OffPolicy, OffPolicyState
@@ -74,14 +78,17 @@ class QLearningConfig(OffPolicyConfig):
     team_reward: str = "sum"  # sum | mean of the agents' rewards (the team reward) | individual: each agent's own (IQL)
     recurrent: bool = False  # GRU agents learning from windows of seq_len consecutive steps (pymarl's RNN agent)
     gru_size: int = 64  # GRU width of recurrent agents (pymarl: 64)
-    seq_len: int = 16  # steps per sampled window of recurrent agents (batch_size windows per gradient step)
+    seq_len: int = 16  # steps per sampled window learned from (recurrent agents or td_lambda > 0; batch_size windows per gradient step)
+    burn_in: int = 0  # recurrent agents: steps before each window unrolled without gradient from the stored hidden state (R2D2)
+    td_lambda: float = 0.0  # lambda of TD(lambda) targets over each window of seq_len steps (0: one-step or n-step targets)
+    sequences: str = "windows"  # recurrent agents' samples: windows (seq_len steps from anywhere, across episodes) | episodes (from an episode's first step, padded after its end: pymarl)
 
     UNUSED: typing.ClassVar[dict[str, str]] = {
         "noise_start": NO_NOISE, "noise_end": NO_NOISE, "noise_decay_steps": NO_NOISE,
         "gumbel_temperature": NO_NOISE, "policy_reg": "Q-networks have no policy outputs to regularise",
     }
     CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {
-        **OffPolicyConfig.CHOICES, "team_reward": ("sum", "mean", "individual"),
+        **OffPolicyConfig.CHOICES, "team_reward": ("sum", "mean", "individual"), "sequences": ("windows", "episodes"),
     }
     MIXES: typing.ClassVar[bool] = True  # the method learns one team value (no individual rewards)
     NEEDS_STATE: typing.ClassVar[bool] = False  # the method conditions on the global state
@@ -92,11 +99,25 @@ class QLearningConfig(OffPolicyConfig):
         in_range(self, "epsilon_end", 0.0, 1.0)
         non_negative_int(self, "epsilon_anneal_start", "epsilon_anneal_end")
         positive_int(self, "n_steps", "gru_size", "seq_len")
+        non_negative_int(self, "burn_in")
+        in_range(self, "td_lambda", 0.0, 1.0)
         if self.recurrent and self.n_steps > 1:
-            raise ConfigError("algo.n_steps>1 is not available with algo.recurrent=true (windows give one-step targets)")
-        if self.recurrent and self.learning_starts < self.seq_len * self.num_envs:
-            raise ConfigError(f"algo.learning_starts={self.learning_starts} must be >= algo.seq_len*algo.num_envs="
-                              f"{self.seq_len * self.num_envs} (a window of seq_len steps per env copy)")
+            raise ConfigError("algo.n_steps>1 is not available with algo.recurrent=true (windows give one-step "
+                              "targets; use algo.td_lambda for multi-step targets)")
+        if self.td_lambda > 0 and self.n_steps > 1:
+            raise ConfigError(f"algo.n_steps={self.n_steps} and algo.td_lambda={self.td_lambda} are two multi-step "
+                              "targets; choose one (algo.n_steps=1 or algo.td_lambda=0)")
+        if self.burn_in and not self.recurrent:
+            raise ConfigError(f"algo.burn_in={self.burn_in} needs algo.recurrent=true (it warms up a hidden state)")
+        if self.sequences == "episodes" and (not self.recurrent or self.burn_in):
+            raise ConfigError("algo.sequences=episodes needs algo.recurrent=true and algo.burn_in=0 (an episode starts "
+                              "from a zero hidden state)")
+        if self.burn_in >= self.seq_len:
+            raise ConfigError(f"algo.burn_in={self.burn_in} must be shorter than the window algo.seq_len={self.seq_len} "
+                              "(steps unrolled without gradient before the steps learned)")
+        if self.windows and self.learning_starts < self.window_len * self.num_envs:
+            raise ConfigError(f"algo.learning_starts={self.learning_starts} must be >= (algo.burn_in+algo.seq_len)*"
+                              f"algo.num_envs={self.window_len * self.num_envs} (a window per env copy)")
         if self.epsilon_anneal_end <= self.epsilon_anneal_start:
             raise ConfigError(
                 f"algo.epsilon_anneal_end={self.epsilon_anneal_end} must come after algo.epsilon_anneal_start="
@@ -113,6 +134,16 @@ class QLearningConfig(OffPolicyConfig):
             raise ConfigError(f"algo.learning_starts={self.learning_starts} must be >= algo.n_steps*algo.num_envs="
                               f"{self.n_steps * self.num_envs} (a window of n_steps steps per env copy)")
 
+    @property
+    def windows(self) -> bool:
+        """Whether batches are windows of consecutive steps (recurrent agents or TD(lambda) targets)."""
+        return bool(self.recurrent) or self.td_lambda > 0
+
+    @property
+    def window_len(self) -> int:
+        """Steps per sampled window: the burn-in, then the ``seq_len`` steps learned from."""
+        return self.burn_in + self.seq_len
+
     def check_env(self, env) -> None:
         """A team reward exists (cooperative env) unless each agent learns its own; QMIX/QTRAN need a state."""
         if self.team_reward != "individual" and not getattr(env, "cooperative", True):
@@ -123,9 +154,10 @@ class QLearningConfig(OffPolicyConfig):
             raise ConfigError(f"{self.name} conditions on the global state, but {env_label(env)} has none "
                               "(state_dim=0); use vdn, which needs no state")
         limit = getattr(env, "max_episode_steps", None)
-        if self.recurrent and limit is not None and self.seq_len > int(limit):
-            raise ConfigError(f"algo.seq_len={self.seq_len} is longer than the episodes of {env_label(env)} "
-                              f"(at most {int(limit)} steps); choose algo.seq_len <= {int(limit)}")
+        if self.windows and limit is not None and self.window_len > int(limit):
+            what = f"algo.burn_in+algo.seq_len={self.window_len}" if self.burn_in else f"algo.seq_len={self.seq_len}"
+            raise ConfigError(f"{what} is longer than the episodes of {env_label(env)} "
+                              f"(at most {int(limit)} steps); choose at most {int(limit)} steps")
 
 
 def env_label(env) -> str:
@@ -175,6 +207,64 @@ def n_step(window: dict, gamma: float) -> dict:
             out[k] = jax.tree.map(at, window[k])
     out["discount"] = gamma ** (last + 1.0) * (1.0 - out["terminated"].astype(jnp.float32))
     return out
+
+
+def expand(x: jax.Array, like: jax.Array) -> jax.Array:
+    """``x`` with trailing axes added to broadcast against ``like`` (``[B, L]`` against ``[B, L, N]``)."""
+    return x.reshape(x.shape + (1,) * (like.ndim - x.ndim))
+
+
+def lambda_returns(reward, discount, next_value, done, lam: float, valid=None) -> jax.Array:
+    """TD(lambda) targets over windows ``[B, L, ...]`` (pymarl's ``build_td_lambda_targets``), backwards from
+    the window's last step, which bootstraps one step:
+
+        G_t = r_t + d_t ((1 - lambda) v_t + lambda G_{t+1})   while the episode goes on to step t+1,
+        G_t = r_t + d_t v_t                                    at an episode's end or the window's last step,
+
+    ``d_t = gamma (1 - terminated_t)``, ``v_t = Q_tot^-(s'_t, a'_t)`` the value of step t's successor (its final
+    observation where the episode was truncated: a truncation bootstraps, a termination does not).
+    ``lambda = 0`` gives the one-step targets. Padded steps (``valid`` false) are never continued into."""
+    go_on = jnp.logical_not(done)
+    if valid is not None:
+        go_on = jnp.logical_and(go_on, jnp.concatenate([valid[:, 1:], jnp.zeros_like(valid[:, :1])], 1))
+    go_on = go_on.at[:, -1].set(False)
+    tm = lambda x: jnp.swapaxes(expand(x, next_value), 0, 1)  # noqa: E731  [L, B, ...]
+
+    def back(g_next, x):
+        r, d, v, c = x
+        g = r + d * jnp.where(c, (1.0 - lam) * v + lam * g_next, v)
+        return g, g
+
+    _, g = jax.lax.scan(back, jnp.zeros_like(next_value[:, 0]),
+                        (tm(reward), tm(discount), tm(next_value), tm(go_on)), reverse=True)
+    return jnp.swapaxes(g, 0, 1)
+
+
+def episode_window_indices(first: jax.Array, pos, size, key, batch_size: int, length: int) -> tuple[jax.Array, jax.Array]:
+    """Times ``[B, L]`` and copies ``[B, 1]`` of windows of a ring buffer ``[C, E]`` that start at an episode's
+    first step (``first``) and lie in the filled part without crossing the write position; uniform over such
+    starts (over every fitting start while none is an episode's first step)."""
+    c = first.shape[0]
+    age = (pos - 1 - jnp.arange(c)) % c  # 0: the newest step
+    fits = ((age >= length - 1) & (age < size))[:, None]  # [C, 1]
+    starts = jnp.logical_and(first, fits)
+    ok = jnp.where(jnp.any(starts), starts, jnp.broadcast_to(fits, first.shape))
+    flat = jax.random.categorical(key, jnp.where(ok, 0.0, -jnp.inf).reshape(-1), shape=(batch_size,))
+    t0, e = flat // first.shape[1], flat % first.shape[1]
+    return (t0[:, None] + jnp.arange(length)[None, :]) % c, e[:, None]
+
+
+def within_episode(done: jax.Array) -> jax.Array:
+    """``[B, L]``: the steps of a window up to and including its first episode end (the rest is padding)."""
+    return (jnp.cumsum(done, axis=1) - done) == 0
+
+
+def masked_mean(x: jax.Array, valid=None) -> jax.Array:
+    """The mean of ``x`` over the entries whose leading axes are ``valid`` (all without a mask)."""
+    if valid is None:
+        return jnp.mean(x)
+    w = jnp.broadcast_to(expand(valid.astype(x.dtype), x), x.shape)
+    return jnp.sum(x * w) / jnp.maximum(jnp.sum(w), 1.0)
 
 
 class QHead(nn.Module):
@@ -251,8 +341,9 @@ class QLearning(OffPolicy):
         return tuple(hs), tuple(qs)
 
     def utilities(self, params, batch: dict, with_next: bool = True) -> tuple[tuple, tuple | None]:
-        """Per group the utilities at ``obs`` and (``with_next``) at ``next_obs``: of a batch ``[B, ...]``, or
-        (recurrent agents) of windows ``[B, L, ...]`` unrolled from the stored hidden state at their start."""
+        """Per group the utilities at ``obs`` and (``with_next``) at ``next_obs``: of a batch ``[B, (L,) ...]``, or
+        (recurrent agents) of windows ``[B, L, ...]`` unrolled from the stored hidden state at their start (after
+        the ``burn`` steps before them, unrolled without gradient: R2D2's burn-in, Kapturowski et al. 2019)."""
         if not self.recurrent:
             nxt = self.q_values(params, batch["next_obs"], batch["next_avail"]) if with_next else None
             return self.q_values(params, batch["obs"], batch["avail"]), nxt
@@ -264,9 +355,18 @@ class QLearning(OffPolicy):
             q_next = self.q_step(params, h, next_obs, next_avail, jnp.zeros_like(first))[1] if with_next else ()
             return h, (q, q_next)
 
+        # the hidden state entering the window: stored, or warmed up on the burn-in steps without gradient
+        h0 = jax.lax.stop_gradient(self.warm_up(params, batch["burn"])) if "burn" in batch else tuple(
+            h[:, 0] for h in batch["hidden"])
         xs = tm((batch["obs"], batch["avail"], batch["first"], batch["next_obs"], batch["next_avail"]))
-        _, (q, q_next) = jax.lax.scan(step, tuple(h[:, 0] for h in batch["hidden"]), xs)
+        _, (q, q_next) = jax.lax.scan(step, h0, xs)
         return tm(q), (tm(q_next) if with_next else None)
+
+    def warm_up(self, params, steps: dict) -> tuple:
+        """The hidden states ``[B, n_g, H]`` after unrolling windows ``[B, L, ...]`` from their stored hidden state."""
+        tm = lambda t: jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), t)  # noqa: E731
+        return jax.lax.scan(lambda h, x: (self.q_step(params, h, *x)[0], None), tuple(h[:, 0] for h in steps["hidden"]),
+                            tm((steps["obs"], steps["avail"], steps["first"])))[0]
 
     # ---- acting --------------------------------------------------------------------------------
     def greedy(self, params, obs, avail):
@@ -336,8 +436,18 @@ class QLearning(OffPolicy):
 
     def sample_batch(self, buffer, key, reward_stats):
         cfg = self.cfg
-        if cfg.recurrent:
-            window = self.prepare(self.draw_windows(buffer, key, cfg.batch_size, cfg.seq_len), reward_stats)
+        if cfg.sequences == "episodes":  # from an episode's first step; the steps after its end are padding
+            steps = buffer.steps
+            t, e = episode_window_indices(steps.data["first"], steps.pos, steps.size, key, cfg.batch_size, cfg.seq_len)
+            got = replay.gather_transitions(buffer, t.reshape(-1), jnp.broadcast_to(e, t.shape).reshape(-1))
+            window = self.prepare(self.as_batch(*jax.tree.map(lambda x: x.reshape(t.shape + x.shape[1:]), got)), reward_stats)
+            window["valid"] = within_episode(jnp.logical_or(window["terminated"], window["truncated"]))
+            return dict(window, discount=cfg.gamma * (1.0 - window["terminated"].astype(jnp.float32)))
+        if cfg.windows:  # windows [B, burn_in + seq_len, ...]; the burn-in steps only warm the hidden state up
+            window = self.prepare(self.draw_windows(buffer, key, cfg.batch_size, cfg.window_len), reward_stats)
+            if cfg.burn_in:
+                part = lambda lo, hi: {k: jax.tree.map(lambda x: x[:, lo:hi], v) for k, v in window.items()}  # noqa: E731
+                window = dict(part(cfg.burn_in, None), burn=part(0, cfg.burn_in))
             return dict(window, discount=cfg.gamma * (1.0 - window["terminated"].astype(jnp.float32)))
         if cfg.n_steps == 1:
             batch = super().sample_batch(buffer, key, reward_stats)
@@ -351,23 +461,33 @@ class QLearning(OffPolicy):
         return reward if mode == "individual" else (reward.sum(-1) if mode == "sum" else reward.mean(-1))
 
     # ---- learning ------------------------------------------------------------------------------
-    def targets(self, state: OffPolicyState, batch: dict) -> jax.Array:
-        """``y = R + gamma^k (1 - terminated) Q_tot^-(s', a')`` (Rashid et al. 2018, eq. 6's y_tot), ``a'``
-        by double Q (van Hasselt et al. 2016, eq. 4)."""
+    def next_value(self, state: OffPolicyState, batch: dict) -> jax.Array:
+        """``Q_tot^-(s', a')`` ``[B, (L,)]`` (IQL: per agent ``[B, (L,) N]``), ``a'`` the online argmax (double Q,
+        van Hasselt et al. 2016, eq. 4) valued by the target networks."""
         q_on = self.utilities(state.actor_params, batch)[1]
         q_tg = self.utilities(state.target_actor_params, batch)[1]
-        v = self.mix(state.target_critic_params, next_values(q_on, q_tg, self.cfg.double_q), batch.get("next_state"))
+        return self.mix(state.target_critic_params, next_values(q_on, q_tg, self.cfg.double_q), batch.get("next_state"))
+
+    def targets(self, state: OffPolicyState, batch: dict) -> jax.Array:
+        """``y = R + gamma^k (1 - terminated) Q_tot^-(s', a')`` (Rashid et al. 2018, eq. 6's y_tot); on windows with
+        ``td_lambda > 0`` the lambda-returns of these one-step targets (Sutton & Barto 2018, Sec. 12.1)."""
+        v = self.next_value(state, batch)
         r, disc = self.team(batch["reward"]), batch["discount"]
-        if not self.cfg.MIXES:  # IQL: one target per agent
-            r, disc = (r if r.ndim == v.ndim else r[..., None]), disc[..., None]
-        return r + disc * v
+        if r.ndim < v.ndim:  # IQL on the team reward: the same reward for every agent
+            r = r[..., None]
+        if self.cfg.td_lambda > 0:  # lambda = 0 is the one-step target below, on windows too
+            done = jnp.logical_or(batch["terminated"], batch["truncated"])
+            return lambda_returns(r, disc, v, done, self.cfg.td_lambda, batch.get("valid"))
+        return r + expand(disc, v) * v
 
     def losses(self, q_params, mixer_params, batch: dict, y: jax.Array) -> tuple[jax.Array, dict]:
-        """The TD loss ``E[(Q_tot(s, a) - y)^2]`` (Rashid et al. 2018, eq. 6; IQL/VDN the same with their Q_tot)."""
+        """The TD loss ``E[(Q_tot(s, a) - y)^2]`` (Rashid et al. 2018, eq. 6; IQL/VDN the same with their Q_tot),
+        over the steps that are not padding (``valid``)."""
         q = chosen(self.utilities(q_params, batch, with_next=False)[0], batch["actions"])  # [B, (L,) N]
-        td = self.mix(mixer_params, q, batch.get("state")) - y
-        return jnp.mean(jnp.square(td)), {"loss/td": jnp.mean(jnp.square(td)), "diag/q_tot": jnp.mean(td + y),
-                                          "diag/q_per_agent": q.reshape(-1, q.shape[-1]).mean(0)}
+        q_tot = self.mix(mixer_params, q, batch.get("state"))
+        td2 = masked_mean(jnp.square(q_tot - y), batch.get("valid"))
+        return td2, {"loss/td": td2, "diag/q_tot": masked_mean(q_tot, batch.get("valid")),
+                     "diag/q_per_agent": q.reshape(-1, q.shape[-1]).mean(0)}
 
     def train_step(self, state: OffPolicyState, batch: dict, key):
         y = jax.lax.stop_gradient(self.targets(state, batch))

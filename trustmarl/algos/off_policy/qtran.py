@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from trustmarl.algos import register_algo
-from trustmarl.algos.off_policy.qlearning import QLearning, QLearningConfig, chosen
+from trustmarl.algos.off_policy.qlearning import QLearning, QLearningConfig, chosen, masked_mean
 from trustmarl.networks import Critic
 from trustmarl.validation import hidden_sizes, non_negative
 
@@ -46,12 +46,14 @@ class QTRANConfig(QLearningConfig):
         non_negative(self, "lambda_opt", "lambda_nopt")
 
 
-def qtran_losses(q_taken, q_greedy, q_jt, q_jt_greedy, v, y) -> dict:
+def qtran_losses(q_taken, q_greedy, q_jt, q_jt_greedy, v, y, valid=None) -> dict:
     """The three QTRAN-base losses (Son et al. 2019, Sec. 3.2) from ``[B, N]`` utilities of the taken and the
-    greedy actions, ``Q_jt`` at the taken and the greedy joint actions, ``V_jt`` and the TD target ``[B]``."""
-    l_td = jnp.mean(jnp.square(q_jt - y))  # L_td: Q_jt learns the team's value
-    l_opt = jnp.mean(jnp.square(q_greedy.sum(-1) - jax.lax.stop_gradient(q_jt_greedy) + v))  # L_opt: (4a), equality at a_bar
-    l_nopt = jnp.mean(jnp.square(jnp.minimum(q_taken.sum(-1) - jax.lax.stop_gradient(q_jt) + v, 0.0)))  # L_nopt: (4b), >= 0
+    greedy actions, ``Q_jt`` at the taken and the greedy joint actions, ``V_jt`` and the TD target ``[B]``
+    (means over the steps that are not padding, ``valid``)."""
+    mean = lambda x: masked_mean(x, valid)  # noqa: E731
+    l_td = mean(jnp.square(q_jt - y))  # L_td: Q_jt learns the team's value
+    l_opt = mean(jnp.square(q_greedy.sum(-1) - jax.lax.stop_gradient(q_jt_greedy) + v))  # L_opt: (4a), equality at a_bar
+    l_nopt = mean(jnp.square(jnp.minimum(q_taken.sum(-1) - jax.lax.stop_gradient(q_jt) + v, 0.0)))  # L_nopt: (4b), >= 0
     return {"loss/td": l_td, "loss/opt": l_opt, "loss/nopt": l_nopt}
 
 
@@ -72,12 +74,11 @@ class QTRAN(QLearning):
         onehots = [v.reshape(v.shape[:-2] + (-1,)) for v in self.agents.action_vectors(actions)]
         return self.q_jt.apply(params["q"], jnp.concatenate([state] + onehots, -1))
 
-    def targets(self, state, batch):
-        # y = R + gamma^k (1 - terminated) Q^-_jt(s', a_bar'), a_bar' the online (double Q) or target argmax
+    def next_value(self, state, batch):
+        # Q^-_jt(s', a_bar'), a_bar' the online (double Q) or target argmax; the targets y are built from it
         params = state.actor_params if self.cfg.double_q else state.target_actor_params
         a_next = tuple(jnp.argmax(q, -1) for q in self.utilities(params, batch)[1])
-        return self.team(batch["reward"]) + batch["discount"] * self.joint_q(
-            state.target_critic_params, batch["next_state"], a_next)
+        return self.joint_q(state.target_critic_params, batch["next_state"], a_next)
 
     def losses(self, q_params, mixer_params, batch, y):
         q_all = self.utilities(q_params, batch, with_next=False)[0]
@@ -85,7 +86,7 @@ class QTRAN(QLearning):
         q_taken, q_greedy = chosen(q_all, batch["actions"]), chosen(q_all, a_bar)
         s = batch["state"]
         terms = qtran_losses(q_taken, q_greedy, self.joint_q(mixer_params, s, batch["actions"]),
-                             self.joint_q(mixer_params, s, a_bar), self.v_jt.apply(mixer_params["v"], s), y)
+                             self.joint_q(mixer_params, s, a_bar), self.v_jt.apply(mixer_params["v"], s), y, batch.get("valid"))
         cfg = self.cfg
         total = terms["loss/td"] + cfg.lambda_opt * terms["loss/opt"] + cfg.lambda_nopt * terms["loss/nopt"]
         return total, {**terms, "diag/q_per_agent": q_taken.reshape(-1, q_taken.shape[-1]).mean(0)}
