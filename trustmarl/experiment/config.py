@@ -47,6 +47,10 @@ class RunConfig:
     eval_episodes: int = 32  # episodes per seed of each evaluation (and of `trustmarl eval`); off-policy algorithms: 10
     eval_every: int = 0  # env steps per seed between deterministic evaluations in training; 0 = never; off-policy: 10000
     checkpoint_keep: int | None = None  # updates between numbered checkpoints kept (checkpoints/update_NNNNNNN.npz, e.g. for crossplay); null = none
+    fixed_agents: tuple[str, ...] | str | None = None  # agents that do not learn: a list of names or a name prefix (e.g. blue_); null = none
+    fixed_policy: str | None = None  # what acts for fixed_agents: random (default) or a run directory / checkpoint file whose frozen policy acts
+    fixed_seed: int = 0  # the seed of fixed_policy's run whose policy acts
+    fixed_deterministic: bool = False  # fixed_policy acts greedily / by its Gaussian mean instead of sampling
 
     def validate(self) -> None:
         self.validate_run_keys()
@@ -64,6 +68,9 @@ class RunConfig:
             raise ConfigError(f"checkpoint_keep={k!r} must be an integer >= 1 (updates between kept checkpoints), or null for none")
         if not (isinstance(self.checkpoint_seconds, (int, float)) and self.checkpoint_seconds >= 0):
             raise ConfigError(f"checkpoint_seconds={self.checkpoint_seconds!r} must be a number >= 0")
+        from trustmarl.experiment.fixed import check_run_keys
+
+        check_run_keys(self)
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as saved in a run directory. An algorithm of your own also records its import
@@ -75,7 +82,7 @@ class RunConfig:
         if path is not None:
             algo = {"name": algo.pop("name"), "import": path, **algo}
         env = {"name": self.env.name, **{k: _plain(v) for k, v in self.env.params.items()}}
-        top = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("algo", "env")}
+        top = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name not in ("algo", "env")}
         return {"algo": algo, "env": env, **top}
 
 

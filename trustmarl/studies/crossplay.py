@@ -17,8 +17,9 @@ holds player 0 to less (along every row), and their mean.
 Each run's policy is the one of seed ``--seed-a`` / ``--seed-b`` of that run (runs train several seeds
 vmapped). JAX-native games play all pairs in one batch; host games (``pettingzoo/pong``) one row of pairs at
 a time. Both runs must be on the same environment (name and settings), with two agents; the two
-algorithms may differ (MATRL against IL). The frozen policies are loaded with :func:`checkpoint_view`, a
-small internal loader (to be replaced by the library-wide ``trustmarl.load_policy`` once that exists).
+algorithms may differ (MATRL against IL). The frozen policies are loaded by
+:class:`trustmarl.experiment.policy.FrozenRun`, the loader behind ``trustmarl.load_policy`` and the run keys
+``fixed_agents`` / ``fixed_policy``.
 """
 
 from __future__ import annotations
@@ -45,23 +46,6 @@ class CrossplayError(ConfigError):
 def kept_checkpoints(run_dir: Path) -> list[Path]:
     """The numbered checkpoints of a run, oldest first."""
     return sorted((Path(run_dir) / "checkpoints").glob(KEPT_GLOB))
-
-
-def checkpoint_view(algo, backend_template, path: Path, seed: int):
-    """The policy view (``algo.policy_view``) of seed ``seed`` in checkpoint ``path``, with a leading axis of 1.
-
-    Internal: crossplay's loader of a frozen policy; the library-wide ``trustmarl.load_policy(run_dir, seed)``
-    should replace it."""
-    import jax
-
-    from trustmarl.experiment.checkpoint import load_checkpoint
-
-    state, counters = load_checkpoint(path, backend_template)
-    view = jax.vmap(algo.policy_view)(state)
-    n = jax.tree.leaves(view)[0].shape[0]
-    if not 0 <= seed < n:
-        raise CrossplayError(f"seed {seed} is not in {str(path)!r}: the run trained seeds 0..{n - 1}")
-    return jax.tree.map(lambda x: x[seed:seed + 1], view), int(counters["update"])
 
 
 class PairedPolicy:
@@ -94,21 +78,28 @@ class PairedPolicy:
 # ---- the matrix ----------------------------------------------------------------------------------------
 
 def _load(run_dir: Path, label: str):
-    from trustmarl.experiment.backends import build_algorithm, make_backend
-    from trustmarl.experiment.runner import load_run_config
+    from trustmarl.experiment.policy import FrozenRun
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CrossplayError(f"{label}: run directory {str(run_dir)!r} does not exist")
-    cfg = load_run_config(run_dir)
     kept = kept_checkpoints(run_dir)
+    frozen = FrozenRun(run_dir)
     if not kept:
         raise CrossplayError(f"{label}: {str(run_dir)!r} has no kept checkpoints (checkpoints/{KEPT_GLOB}); "
                              "train it with checkpoint_keep=K")
-    algo = build_algorithm(cfg)
-    if algo.n_agents != 2:
-        raise CrossplayError(f"{label}: {cfg.env.name} has {algo.n_agents} agents; crossplay plays two-player games")
-    return cfg, algo, make_backend(cfg, algo), kept
+    if frozen.algo.n_agents != 2:
+        raise CrossplayError(f"{label}: {frozen.cfg.env.name} has {frozen.algo.n_agents} agents; crossplay plays "
+                             "two-player games")
+    return frozen, kept
+
+
+def _views(frozen, kept: list[Path], seed: int, label: str) -> list[tuple[Any, int]]:
+    """``(view, update)`` of seed ``seed`` in every kept checkpoint (views with a leading axis of 1)."""
+    try:
+        return [(v, int(c["update"])) for v, c in (frozen.view(seed, p) for p in kept)]
+    except ConfigError as e:
+        raise CrossplayError(f"{label}: {e}") from None
 
 
 def transitivity(m: np.ndarray) -> dict[str, float]:
@@ -141,18 +132,14 @@ def crossplay(run_a: Path, run_b: Path, episodes: int, out_dir: Path | None = No
 
     if not isinstance(episodes, int) or episodes < 1:
         raise CrossplayError(f"--episodes {episodes!r} must be an integer >= 1")
-    cfg_a, algo_a, be_a, kept_a = _load(run_a, "RUN_A")
-    cfg_b, algo_b, be_b, kept_b = _load(run_b, "RUN_B")
-    try:
-        if (cfg_a.env.name, cfg_a.env.params) != (cfg_b.env.name, cfg_b.env.params):
-            raise CrossplayError(f"the runs are on different environments: {cfg_a.env.name} {cfg_a.env.params} "
-                                 f"vs {cfg_b.env.name} {cfg_b.env.params}")
-        t0 = time.perf_counter()
-        views_a = [checkpoint_view(algo_a, be_a.template(), p, seed_a) for p in kept_a]
-        views_b = [checkpoint_view(algo_b, be_b.template(), p, seed_b) for p in kept_b]
-    finally:
-        be_a.close()
-        be_b.close()
+    run_a_, kept_a = _load(run_a, "RUN_A")
+    run_b_, kept_b = _load(run_b, "RUN_B")
+    (cfg_a, algo_a), (cfg_b, algo_b) = (run_a_.cfg, run_a_.algo), (run_b_.cfg, run_b_.algo)
+    if (cfg_a.env.name, cfg_a.env.params) != (cfg_b.env.name, cfg_b.env.params):
+        raise CrossplayError(f"the runs are on different environments: {cfg_a.env.name} {cfg_a.env.params} "
+                             f"vs {cfg_b.env.name} {cfg_b.env.params}")
+    t0 = time.perf_counter()
+    views_a, views_b = _views(run_a_, kept_a, seed_a, "RUN_A"), _views(run_b_, kept_b, seed_b, "RUN_B")
     na, nb = len(views_a), len(views_b)
     pair = PairedPolicy(algo_a, algo_b)
     k_env, k_act = jax.random.split(jax.random.PRNGKey(seed))
