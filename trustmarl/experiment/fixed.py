@@ -210,7 +210,8 @@ def load_actor(cfg, groups: tuple, fixed: tuple[str, ...], env_name: str) -> Fro
     missing = [a for a in fixed if a not in policy_groups]
     if missing:
         raise ConfigError(f"{src} has no policy for the fixed agent(s) {missing}; its agents: {', '.join(policy_groups)}")
-    for a, pg in policy_groups.items():
+    for a in sorted(policy_groups, key=lambda a: a not in fixed):  # the fixed agents first
+        pg = policy_groups[a]
         g = env_groups.get(a)
         if g is None:
             raise ConfigError(f"{src} acts for agent {a!r}, which {env_name} does not have; its agents: "
