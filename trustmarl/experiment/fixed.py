@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from trustmarl.envs.base import Discrete, MultiAgentEnv, TimeStep, strong_types
+from trustmarl.envs.base import Discrete, MultiAgentEnv, RenderError, TimeStep, strong_types
 from trustmarl.validation import ConfigError
 
 RANDOM = "random"
@@ -282,6 +282,8 @@ class FixedAgentsEnv(MultiAgentEnv):
         return self.inner.cooperative
 
     def render(self, state):
+        if not callable(getattr(self.inner, "render", None)):
+            raise RenderError(f"rendering is not supported for {type(self.inner).__name__} (it has no render())")
         return self.inner.render(state.inner)
 
     def _start(self, inner_state, ts: TimeStep):

@@ -112,12 +112,16 @@ class Policy:
     """One seed's policy acting on one environment copy (see the module docstring).
 
     ``agents``: the agents' names per group (PettingZoo names on host environments), in the order of
-    the per-group arrays; ``algo``: the algorithm object, ``view``: what it acts with."""
+    the per-group arrays; ``algo``: the algorithm object, ``view``: what it acts with. A run trained with
+    fixed agents (run key ``fixed_agents``) acts for its learners only: ``fixed_agents`` names the others,
+    whose entries in an observation dict are ignored (their actions are the caller's)."""
 
     def __init__(self, algo, view, key: jax.Array):
         self.algo, self.view, self._key = algo, view, key
         self.groups = tuple(algo.env.groups)
         self.agents = tuple(tuple(g.agents) for g in self.groups)
+        layout = getattr(getattr(algo.env, "actor", None), "layout", None)  # a run with fixed agents (run key fixed_agents)
+        self.fixed_agents = tuple(layout.fixed) if layout is not None else ()  # not acted for; their observations are ignored
 
         def act(view, carry, obs, avail, key, deterministic):
             return algo.eval_actions(view, carry, obs, avail, jnp.zeros((1,), bool), key, deterministic)
@@ -162,7 +166,7 @@ class Policy:
     def _from_dict(self, obs: Mapping, avail: Mapping | None, infos: Mapping | None) -> tuple[tuple, tuple]:
         from trustmarl.envs.host.pettingzoo_adapter import action_mask, observation_array
 
-        unknown = sorted(set(obs) - {a for names in self.agents for a in names})
+        unknown = sorted(set(obs) - {a for names in self.agents for a in names} - set(self.fixed_agents))
         if unknown:
             raise ValueError(f"observations of unknown agents {unknown}; this policy's agents: {list(self.agents)}")
         o, a = [], []
