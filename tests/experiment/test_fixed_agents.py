@@ -124,7 +124,7 @@ def test_learners_returns_exclude_the_fixed_agents(runs, tmp_path):
     assert row["episode_return"] == 1.0 and row["episode_fixed_return"] == 5.0
     assert not any(k.endswith("agent_1") for k in row)  # the fixed agent is no learner
     # this run's policy acts for agent_0 only: it cannot be agent_1's fixed policy
-    with pytest.raises(ConfigError, match=r"has no policy for the fixed agent\(s\) \['agent_1'\]; its agents: agent_0$"):
+    with pytest.raises(ConfigError, match=r"has no policy for agent\(s\) \['agent_1'\]; its agents: agent_0$"):
         env_info(build_config("ippo", "matrix/general_sum", {**TINY, **CONSTANT, "fixed_agents": ["agent_1"],
                                                               "fixed_policy": str(tmp_path / "run")}))
 

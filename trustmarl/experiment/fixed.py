@@ -28,7 +28,6 @@ work); a policy whose agents, observation widths or action spaces do not fit is 
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
@@ -38,42 +37,22 @@ import numpy as np
 from trustmarl.envs.base import Discrete, MultiAgentEnv, RenderError, TimeStep, strong_types
 from trustmarl.validation import ConfigError
 
-RANDOM = "random"
+RANDOM = "random"  # fixed_policy: uniform over the available actions
 INFO_KEY = "fixed_return"  # the env outcome holding the fixed agents' return (logged as episode_fixed_return)
 
 
-def check_run_keys(cfg) -> None:
-    """The fixed-agent run keys alone (no env built): types, ``fixed_policy`` needs ``fixed_agents``,
-    ``fixed_policy`` is ``random`` or an existing path."""
-    agents, policy = cfg.fixed_agents, cfg.fixed_policy
-    if policy is not None and agents is None:
-        raise ConfigError(f"fixed_policy={policy!r} needs fixed_agents (the agents it acts for: a list of names or a prefix)")
-    if agents is None:
-        return
-    if isinstance(agents, str):
-        if not agents:
-            raise ConfigError("fixed_agents='' must be a non-empty agent-name prefix or a list of agent names")
-    elif not agents or any(not isinstance(a, str) or not a for a in agents):
-        raise ConfigError(f"fixed_agents={list(agents)!r} must be a non-empty list of agent names, or a name prefix")
-    if policy is not None and policy != RANDOM and not Path(policy).exists():
-        raise ConfigError(f"fixed_policy={policy!r} must be 'random', a run directory or a checkpoint inside one; "
-                          "that path does not exist")
-    if isinstance(cfg.fixed_seed, bool) or not isinstance(cfg.fixed_seed, int) or cfg.fixed_seed < 0:
-        raise ConfigError(f"fixed_seed={cfg.fixed_seed!r} must be an integer >= 0 (a seed of the fixed policy's run)")
-
-
-def match_agents(spec: str | tuple | list, agents: tuple[str, ...]) -> tuple[str, ...]:
-    """The agents ``spec`` names (a list of names, or a prefix), in the env's order; ``ConfigError`` when it
+def match_agents(names: str | tuple | list, agents: tuple[str, ...]) -> tuple[str, ...]:
+    """The agents ``names`` gives (a list of names, or a prefix), in the env's order; ``ConfigError`` when it
     names an unknown agent, none or all of them."""
-    if isinstance(spec, str):
-        fixed = tuple(a for a in agents if a.startswith(spec))
-        what = f"fixed_agents={spec!r} (a prefix)"
+    if isinstance(names, str):
+        fixed = tuple(a for a in agents if a.startswith(names))
+        what = f"fixed_agents={names!r} (a prefix)"
     else:
-        unknown = [a for a in spec if a not in agents]
+        unknown = [a for a in names if a not in agents]
         if unknown:
             raise ConfigError(f"fixed_agents names unknown agent(s) {unknown}; the env's agents: {', '.join(agents)}")
-        fixed = tuple(a for a in agents if a in set(spec))
-        what = f"fixed_agents={list(spec)!r}"
+        fixed = tuple(a for a in agents if a in set(names))
+        what = f"fixed_agents={list(names)!r}"
     if not fixed:
         raise ConfigError(f"{what} matches no agent; the env's agents: {', '.join(agents)}")
     if len(fixed) == len(agents):
@@ -169,9 +148,12 @@ class FrozenActor:
             return jnp.asarray(arrays[gs.pop()])[:, np.array([i for _, i in srcs])]
         return jnp.stack([jnp.asarray(arrays[g])[:, i] for g, i in srcs], axis=1)
 
-    def __call__(self, carry, obs: tuple, avail: tuple, done, key: jax.Array):
-        """``(actions, carry)``: per env group the fixed agents' actions ``[B, n_fixed_g, ...]``."""
+    def __call__(self, carry, obs: tuple, avail: tuple, done, key: jax.Array, view=None, deterministic: bool | None = None):
+        """``(actions, carry)``: per env group the fixed agents' actions ``[B, n_fixed_g, ...]`` (``()`` for a group
+        without fixed agents). ``view`` / ``deterministic`` replace the actor's own (crossplay batches views)."""
         lay = self.layout
+        view = self.view if view is None else view
+        deterministic = self.deterministic if deterministic is None else bool(deterministic)
         if self.algo is None:
             out = []
             for g, (grp, fix) in enumerate(zip(lay.inner, lay.fixed_idx)):
@@ -188,11 +170,30 @@ class FrozenActor:
             return tuple(out), carry
         pobs = tuple(self._gather(obs, s) for s in self.sources)
         pav = tuple(self._gather(avail, s) for s in self.sources)
-        acts, carry = self.algo.eval_actions(self.view, carry, pobs, pav, done, key, self.deterministic)
+        acts, carry = self.algo.eval_actions(view, carry, pobs, pav, done, key, deterministic)
         out = []
         for tg in self.targets:  # groups without fixed agents: () (Layout.actions does not read them)
             out.append(self._gather(acts, tg) if tg else ())
         return tuple(out), carry
+
+
+def check_fits(policy_groups: tuple, groups: tuple, acting: tuple[str, ...], src: str, env_name: str) -> None:
+    """A policy trained for the agents of ``policy_groups`` can act for ``acting`` on an env with ``groups``: it has
+    a policy for each of them, and each agent it was trained for exists with the same observation width and
+    action space (it acts on their observations); ``ConfigError`` naming ``src`` otherwise."""
+    env_groups = {a: g for g in groups for a in g.agents}
+    mine = {a: g for g in policy_groups for a in g.agents}
+    missing = [a for a in acting if a not in mine]
+    if missing:
+        raise ConfigError(f"{src} has no policy for agent(s) {missing}; its agents: {', '.join(mine)}")
+    for a in sorted(mine, key=lambda a: a not in acting):  # the acting agents first
+        pg, g = mine[a], env_groups.get(a)
+        if g is None:
+            raise ConfigError(f"{src} acts for agent {a!r}, which {env_name} does not have; its agents: "
+                              f"{', '.join(env_groups)}")
+        if (g.obs_dim, g.action_space) != (pg.obs_dim, pg.action_space):
+            raise ConfigError(f"{src} does not fit agent {a!r} of {env_name}: the policy's observation width "
+                              f"{pg.obs_dim} and actions {pg.action_space}, the env's {g.obs_dim} and {g.action_space}")
 
 
 def load_actor(cfg, groups: tuple, fixed: tuple[str, ...], env_name: str) -> FrozenActor:
@@ -204,21 +205,8 @@ def load_actor(cfg, groups: tuple, fixed: tuple[str, ...], env_name: str) -> Fro
     from trustmarl.experiment.policy import FrozenRun
 
     frozen = FrozenRun(cfg.fixed_policy)
-    env_groups = {a: g for g in groups for a in g.agents}
-    policy_groups = {a: g for g in frozen.algo.env.groups for a in g.agents}
     src = f"fixed_policy={cfg.fixed_policy!r} ({frozen.cfg.algo.name} on {frozen.cfg.env.name})"
-    missing = [a for a in fixed if a not in policy_groups]
-    if missing:
-        raise ConfigError(f"{src} has no policy for the fixed agent(s) {missing}; its agents: {', '.join(policy_groups)}")
-    for a in sorted(policy_groups, key=lambda a: a not in fixed):  # the fixed agents first
-        pg = policy_groups[a]
-        g = env_groups.get(a)
-        if g is None:
-            raise ConfigError(f"{src} acts for agent {a!r}, which {env_name} does not have; its agents: "
-                              f"{', '.join(env_groups)}")
-        if (g.obs_dim, g.action_space) != (pg.obs_dim, pg.action_space):
-            raise ConfigError(f"{src} does not fit agent {a!r} of {env_name}: the policy's observation width "
-                              f"{pg.obs_dim} and actions {pg.action_space}, the env's {g.obs_dim} and {g.action_space}")
+    check_fits(frozen.algo.env.groups, groups, fixed, src, env_name)
     view, _ = frozen.view(cfg.fixed_seed)
     return FrozenActor(layout, frozen.algo, jax.tree.map(lambda x: x[0], view), cfg.fixed_deterministic)
 
@@ -385,3 +373,8 @@ class FixedAgentsVecEnv:
         if name.startswith("__") or name in ("vec", "actor", "layout"):
             raise AttributeError(name)
         return getattr(self.vec, name)
+
+
+def unwrapped(env):
+    """The env with every agent: ``env`` itself unless it is wrapped for fixed agents."""
+    return env.inner if isinstance(env, (FixedAgentsEnv, FixedHostInfo)) else env

@@ -49,35 +49,37 @@ def kept_checkpoints(run_dir: Path) -> list[Path]:
 
 
 class PairedPolicy:
-    """Agent 0 acts with algorithm ``a``'s policy, every other agent with ``b``'s: the ``algo`` interface that
-    :func:`trustmarl.algos.evaluation.run_episodes` drives (views and carries are pairs)."""
+    """Agent 0 acts with algorithm ``a``'s policy, every other agent with ``b``'s, each on the env's observations
+    of the agents its run was trained for (matched by name, as for fixed agents:
+    :class:`trustmarl.experiment.fixed.FrozenActor`), so a run that itself trained against a fixed opponent
+    plays too. The ``algo`` interface that :func:`trustmarl.algos.evaluation.run_episodes` drives (views and
+    carries are pairs); ``env``: the game with both players."""
 
-    def __init__(self, a, b):
-        self.a, self.b, self.env, self.n_agents = a, b, a.env, a.n_agents
-        self.offsets = np.cumsum([0] + [g.n for g in a.groups])[:-1]
+    def __init__(self, env, a, b):
+        from trustmarl.experiment.fixed import FrozenActor, Layout
+
+        self.env, self.n_agents = env, env.n_agents
+        self.layout = Layout(env.groups, env.agents[:1])  # agent 0 "fixed" by a, the others by b
+        self.a = FrozenActor(self.layout, a)
+        self.b = FrozenActor(Layout(env.groups, env.agents[1:]), b)
 
     def init_carry(self, batch_shape):
         return (self.a.init_carry(batch_shape), self.b.init_carry(batch_shape))
 
     def eval_actions(self, view, carry, obs, avail, done, key, deterministic=True):
         import jax
-        import jax.numpy as jnp
 
         ka, kb = jax.random.split(key)
-        act_a, ca = self.a.eval_actions(view[0], carry[0], obs, avail, done, ka, deterministic)
-        act_b, cb = self.b.eval_actions(view[1], carry[1], obs, avail, done, kb, deterministic)
-        out = []
-        for g, (x, y) in enumerate(zip(act_a, act_b)):
-            axis = obs[g].ndim - 2  # [..., n_g, obs_dim]: the agent axis
-            agent = self.offsets[g] + jnp.arange(x.shape[axis])
-            first = (agent == 0).reshape((-1,) + (1,) * (x.ndim - axis - 1))
-            out.append(jnp.where(first, x, y))
-        return tuple(out), (ca, cb)
+        act_a, ca = self.a(carry[0], obs, avail, done, ka, view[0], deterministic)
+        act_b, cb = self.b(carry[1], obs, avail, done, kb, view[1], deterministic)
+        others = tuple(x for x, lg in zip(act_b, self.layout.learner_of) if lg is not None)
+        return self.layout.actions(others, act_a, 1), (ca, cb)
 
 
 # ---- the matrix ----------------------------------------------------------------------------------------
 
 def _load(run_dir: Path, label: str):
+    from trustmarl.experiment.fixed import check_fits, unwrapped
     from trustmarl.experiment.policy import FrozenRun
 
     run_dir = Path(run_dir)
@@ -88,9 +90,15 @@ def _load(run_dir: Path, label: str):
     if not kept:
         raise CrossplayError(f"{label}: {str(run_dir)!r} has no kept checkpoints (checkpoints/{KEPT_GLOB}); "
                              "train it with checkpoint_keep=K")
-    if frozen.algo.n_agents != 2:
-        raise CrossplayError(f"{label}: {frozen.cfg.env.name} has {frozen.algo.n_agents} agents; crossplay plays "
+    env = unwrapped(frozen.algo.env)  # the whole game, also for a run that trained against fixed agents
+    if env.n_agents != 2:
+        raise CrossplayError(f"{label}: {frozen.cfg.env.name} has {env.n_agents} agents; crossplay plays "
                              "two-player games")
+    seat = env.agents[:1] if label == "RUN_A" else env.agents[1:]
+    try:
+        check_fits(frozen.algo.env.groups, env.groups, seat, f"{label} {str(run_dir)!r}", frozen.cfg.env.name)
+    except ConfigError as e:
+        raise CrossplayError(str(e)) from None
     return frozen, kept
 
 
@@ -141,12 +149,14 @@ def crossplay(run_a: Path, run_b: Path, episodes: int, out_dir: Path | None = No
     t0 = time.perf_counter()
     views_a, views_b = _views(run_a_, kept_a, seed_a, "RUN_A"), _views(run_b_, kept_b, seed_b, "RUN_B")
     na, nb = len(views_a), len(views_b)
-    pair = PairedPolicy(algo_a, algo_b)
+    from trustmarl.experiment.fixed import unwrapped
+
+    pair = PairedPolicy(unwrapped(algo_a.env), algo_a, algo_b)
     k_env, k_act = jax.random.split(jax.random.PRNGKey(seed))
     stack = lambda views, idx: jax.tree.map(lambda *x: np.concatenate(x)[idx], *[v for v, _ in views])  # noqa: E731
     if env_kind(cfg_a.env.name) == "jax":  # every pair is one "seed" of one batched evaluation
         va, vb = stack(views_a, np.repeat(np.arange(na), nb)), stack(views_b, np.tile(np.arange(nb), na))
-        res = run_episodes(pair, (va, vb), JaxStepper(algo_a.env, na * nb, episodes, k_env), k_act, deterministic)
+        res = run_episodes(pair, (va, vb), JaxStepper(pair.env, na * nb, episodes, k_env), k_act, deterministic)
         per_agent = np.asarray(res["return_per_agent"]).reshape(na, nb, 2)
     else:  # host env: one row of pairs at a time on nb x episodes env copies
         from trustmarl.algos.evaluation import HostStepper
