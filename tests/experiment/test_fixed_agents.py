@@ -100,7 +100,6 @@ def test_fixed_agents_act_by_the_loaded_policy_host(runs):
     assert isinstance(vec, FixedAgentsVecEnv) and vec.groups == info.groups
     policy = trustmarl.load_policy(runs / "guess")
     assert policy.agents == (("guesser_0",),) and policy.fixed_agents == ("guesser_1",)
-    ret, ended = np.zeros(3), 0  # guesser_0's return so far in each copy's episode (5 steps: step 6 starts a new one)
     try:
         vec.reset(5)
         for t in range(6):
@@ -111,13 +110,29 @@ def test_fixed_agents_act_by_the_loaded_policy_host(runs):
                 assert sent[-1][0][c, 0] == policy.act(raw)["guesser_0"] and sent[-1][0][c, 1] == t % 3
             np.testing.assert_array_equal(ts.reward, np.asarray(vec._last.reward)[:, [1]])
             np.testing.assert_array_equal(ts.obs[0], np.asarray(vec._last.obs[0])[:, [1]])
+    finally:
+        vec.close()
+
+
+def test_the_fixed_return_restarts_with_each_episode_host():
+    from trustmarl.envs.host.vector import HostVecEnv
+    from toy_envs import guess_env
+
+    info = env_info(build_config("ippo", GUESS, {**TINY, "env.num_workers": 0, "fixed_agents": "guesser_0"}))
+    vec = info.wrap_vec(HostVecEnv([guess_env] * 3, num_workers=0, seed=2), seed=2)
+    ret, ended = np.zeros(3), []  # random guesser_0's return so far in each copy's 5-step episode
+    try:
+        vec.reset(2)
+        for t in range(8):
+            ts = vec.step((np.zeros((3, 1), np.int32),))
             ret += np.asarray(vec._last.reward)[:, 0]
             np.testing.assert_allclose(ts.info["fixed_return"], ret, rtol=1e-6)
             done = np.asarray(vec._last.terminated) | np.asarray(vec._last.truncated)
-            ret[done], ended = 0.0, ended + int(done.sum())
-        assert ended == 3  # every copy's first episode ended at step 5 and step 6 began the next
+            ended += list(ret[done])
+            ret[done] = 0.0
     finally:
         vec.close()
+    assert len(ended) == 3 and max(ended) > 0 and ret.any()  # an episode ended with a return, the next one goes on
 
 
 def test_learners_returns_exclude_the_fixed_agents(runs, tmp_path):
