@@ -112,6 +112,7 @@ def test_fixed_agents_act_by_the_loaded_policy_host(runs):
             np.testing.assert_array_equal(ts.obs[0], np.asarray(vec._last.obs[0])[:, [1]])
     finally:
         vec.close()
+    assert len({int(a[0][c, 0]) for a in sent for c in range(3)}) > 1  # the policy's action depends on the observation
 
 
 def test_the_fixed_return_restarts_with_each_episode_host():
@@ -192,6 +193,10 @@ def test_a_policy_that_does_not_fit_is_refused(runs):
                                           "width 18 and actions Discrete"):
         env_info(build_config("ippo", "matrix/general_sum", {**TINY, "fixed_agents": "agent_1",
                                                               "fixed_policy": str(runs / "spread")}))
+    with pytest.raises(ConfigError, match=r"fixed_seed=1 must be in 0..0: fixed_policy='.*spread' \(ippo on "
+                                          r"mpe/simple_spread\) trained 1 seed\(s\)"):
+        env_info(build_config("ippo", "mpe/simple_spread", {**TINY, **SPREAD, "fixed_agents": "agent_1", "fixed_seed": 1,
+                                                             "fixed_policy": str(runs / "spread")}))
     with pytest.raises(ConfigError, match="is not a checkpoint inside a run directory"):
         env_info(build_config("ippo", GUESS, {**TINY, "env.num_workers": 0, "fixed_agents": ["guesser_1"],
                                               "fixed_policy": str(runs / "spread" / "config.yaml")}))

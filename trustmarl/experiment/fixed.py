@@ -207,6 +207,9 @@ def load_actor(cfg, groups: tuple, fixed: tuple[str, ...], env_name: str) -> Fro
     frozen = FrozenRun(cfg.fixed_policy)
     src = f"fixed_policy={cfg.fixed_policy!r} ({frozen.cfg.algo.name} on {frozen.cfg.env.name})"
     check_fits(frozen.algo.env.groups, groups, fixed, src, env_name)
+    if cfg.fixed_seed >= frozen.cfg.num_seeds:
+        raise ConfigError(f"fixed_seed={cfg.fixed_seed} must be in 0..{frozen.cfg.num_seeds - 1}: {src} trained "
+                          f"{frozen.cfg.num_seeds} seed(s)")
     view, _ = frozen.view(cfg.fixed_seed)
     return FrozenActor(layout, frozen.algo, jax.tree.map(lambda x: x[0], view), cfg.fixed_deterministic)
 
