@@ -42,12 +42,12 @@ def runs(tmp_path_factory):
     return out
 
 
-def policies(run_dir):
-    """P(action) of agent 0 and agent 1 (seed 0) after every kept checkpoint, computed directly: ``[K, 2, 3]``."""
+def policies(run_dir, n: int = 2):
+    """P(action) of the run's ``n`` agents (seed 0) after every kept checkpoint, computed directly: ``[K, n, 3]``."""
     cfg = runner.load_run_config(run_dir)
     algo = build_algorithm(cfg)
     template = make_backend(cfg, algo).template()
-    obs, avail = (jnp.ones((1, 2, 1)),), (jnp.ones((1, 2, 3), bool),)
+    obs, avail = (jnp.ones((1, n, 1)),), (jnp.ones((1, n, 3), bool),)
     out = []
     for path in cp.kept_checkpoints(run_dir):
         state, _ = load_checkpoint(path, template)
@@ -115,6 +115,24 @@ def test_transitivity_counts_later_checkpoints_that_do_better():
     t = cp.transitivity(m)
     assert t == {"player0_later_better": 1.0, "player1_later_better": 1.0, "mean": 1.0}
     assert cp.transitivity(-m)["mean"] == 0.0
+
+
+def test_a_run_with_a_fixed_opponent_plays_its_own_seat(runs, tmp_path, capsys):
+    """Run c trained player 1 against a random player 0 (run key fixed_agents): its policy acts for agent_1 only,
+    loaded by name like a fixed agent's; as player 0 it is refused in one line."""
+    from trustmarl.experiment.cli import main
+
+    (a, _), c = runs["a"], tmp_path / "c"
+    runner.train(build_config("ippo", "matrix/general_sum", {**OV, "seed": 3, "fixed_agents": ["agent_0"]}), c,
+                 progress=False, tensorboard=False)
+    pa, pc = policies(a), policies(c, n=1)
+    det = cp.crossplay(a, c, 2, None, deterministic=True)
+    payoff = np.asarray(RPS[0], np.float64)
+    want = np.array([[payoff[p[0].argmax(), q[0].argmax()] for q in pc] for p in pa])
+    np.testing.assert_array_equal(np.asarray(det["player0_return"]), want)
+    assert main(["crossplay", str(c), str(a), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "has no policy for agent(s) ['agent_0']" in err[0], err
 
 
 @pytest.mark.parametrize("case", ["missing", "no_kept", "other_env", "episodes"])

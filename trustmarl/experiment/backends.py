@@ -84,19 +84,23 @@ def total_updates(cfg: RunConfig) -> int:
 
 def env_info(cfg: RunConfig):
     """What an algorithm reads from its env: the JAX-native env itself, or a host env's description
-    (groups, state width, episode limit) from one copy built in this process."""
+    (groups, state width, episode limit) from one copy built in this process; with the run key
+    ``fixed_agents``, wrapped so that only the other agents learn (:mod:`trustmarl.experiment.fixed`)."""
+    from trustmarl.experiment.fixed import with_fixed_agents  # run keys fixed_agents / fixed_policy
+
     if env_kind(cfg.env.name) == "jax":
         from trustmarl.envs import make
 
-        return make(cfg.env.name, **cfg.env.params)
+        return with_fixed_agents(cfg, make(cfg.env.name, **cfg.env.params))
     try:
-        return host_registry.probe(cfg.env.name, cfg.env.params)
+        info = host_registry.probe(cfg.env.name, cfg.env.params)
     except HostEnvError:
         raise
     except ImportError as e:
         raise ConfigError(f"{cfg.env.name}: {e}") from None
     except Exception as e:  # noqa: BLE001 - bad keyword arguments, broken env code: report in one line
         raise ConfigError(f"{cfg.env.name}: building the environment failed: {type(e).__name__}: {e}") from None
+    return with_fixed_agents(cfg, info)
 
 
 def build_algorithm(cfg: RunConfig, updates: int | None = None):
@@ -215,11 +219,17 @@ class HostBackend:
         self.trainer = None  # the training workers start with init() or resume()
         self._eval_vec = None
 
+    def _vec_env(self, copies: int, seed: int):
+        """``copies`` copies of the env; fixed agents (run key ``fixed_agents``) act in the returned vec env."""
+        vec = host_registry.make_vec_env(self.cfg.env.name, self.cfg.env.params, copies, seed)
+        wrap = getattr(self.algo.env, "wrap_vec", None)
+        return vec if wrap is None else wrap(vec, seed)
+
     def _start(self, update: int):
         from trustmarl.rollout.host import HostTrainer, env_seed
 
         copies = self.cfg.num_seeds * self.algo.num_envs
-        vec = host_registry.make_vec_env(self.cfg.env.name, self.cfg.env.params, copies, env_seed(self.cfg.seed, update))
+        vec = self._vec_env(copies, env_seed(self.cfg.seed, update))
         try:
             self.trainer = HostTrainer(self.algo, vec, self.cfg.num_seeds)
         except BaseException:
@@ -249,7 +259,7 @@ class HostBackend:
         if self._eval_vec is None or self._eval_vec.num_envs != copies:
             if self._eval_vec is not None:
                 self._eval_vec.close()
-            self._eval_vec = host_registry.make_vec_env(self.cfg.env.name, self.cfg.env.params, copies, seed)
+            self._eval_vec = self._vec_env(copies, seed)
         stepper = HostStepper(self._eval_vec, self.cfg.num_seeds, seed=seed)
         key = jax.random.PRNGKey(seed)
         return run_episodes(self.algo, jax.vmap(self.algo.policy_view)(state), stepper, key, deterministic)

@@ -48,6 +48,10 @@ class RunConfig:
     eval_every: int = 0  # env steps per seed between deterministic evaluations in training; 0 = never; off-policy: 10000
     checkpoint_keep: int | None = None  # updates between numbered checkpoints kept (checkpoints/update_NNNNNNN.npz, e.g. for crossplay); null = none
     devices: int | str = 1  # devices the seed axis is sharded over (one program per device, no communication): a number dividing num_seeds, or "auto"
+    fixed_agents: tuple[str, ...] | str | None = None  # agents that do not learn: a list of names or a name prefix (e.g. blue_); null = none
+    fixed_policy: str | None = None  # what acts for fixed_agents: random (default) or a run directory / checkpoint file whose frozen policy acts
+    fixed_seed: int = 0  # the seed of fixed_policy's run whose policy acts
+    fixed_deterministic: bool = False  # fixed_policy acts greedily / by its Gaussian mean instead of sampling
 
     def validate(self) -> None:
         self.validate_run_keys()
@@ -70,6 +74,7 @@ class RunConfig:
             raise ConfigError(f"devices={d} must divide num_seeds={self.num_seeds} (each device trains num_seeds/devices seeds)")
         if not (isinstance(self.checkpoint_seconds, (int, float)) and self.checkpoint_seconds >= 0):
             raise ConfigError(f"checkpoint_seconds={self.checkpoint_seconds!r} must be a number >= 0")
+        _check_fixed_keys(self)
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as saved in a run directory. An algorithm of your own also records its import
@@ -81,8 +86,28 @@ class RunConfig:
         if path is not None:
             algo = {"name": algo.pop("name"), "import": path, **algo}
         env = {"name": self.env.name, **{k: _plain(v) for k, v in self.env.params.items()}}
-        top = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("algo", "env")}
+        top = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name not in ("algo", "env")}
         return {"algo": algo, "env": env, **top}
+
+
+def _check_fixed_keys(cfg) -> None:
+    """The fixed-agent run keys alone (no env built): types, ``fixed_policy`` needs ``fixed_agents``,
+    ``fixed_policy`` is ``random`` or an existing path."""
+    agents, policy = cfg.fixed_agents, cfg.fixed_policy
+    if policy is not None and agents is None:
+        raise ConfigError(f"fixed_policy={policy!r} needs fixed_agents (the agents it acts for: a list of names or a prefix)")
+    if agents is None:
+        return
+    if isinstance(agents, str):
+        if not agents:
+            raise ConfigError("fixed_agents='' must be a non-empty agent-name prefix or a list of agent names")
+    elif not agents or any(not isinstance(a, str) or not a for a in agents):
+        raise ConfigError(f"fixed_agents={list(agents)!r} must be a non-empty list of agent names, or a name prefix")
+    if policy is not None and policy != "random" and not Path(policy).exists():
+        raise ConfigError(f"fixed_policy={policy!r} must be 'random', a run directory or a checkpoint inside one; "
+                          "that path does not exist")
+    if isinstance(cfg.fixed_seed, bool) or not isinstance(cfg.fixed_seed, int) or cfg.fixed_seed < 0:
+        raise ConfigError(f"fixed_seed={cfg.fixed_seed!r} must be an integer >= 0 (a seed of the fixed policy's run)")
 
 
 def _plain(v):

@@ -36,31 +36,92 @@ import numpy as np
 from trustmarl.envs.base import TimeStep
 from trustmarl.experiment.config import ConfigError
 
-__all__ = ["Policy", "load_policy"]
+__all__ = ["FrozenRun", "Policy", "load_policy", "policy_source"]
 
 
-def load_policy(run_dir: str | Path, seed: int = 0, key: int = 0) -> Policy:
-    """The policy of seed ``seed`` (``0 .. num_seeds - 1``) of a run's last checkpoint (replay buffers are
-    not read); ``key`` seeds the samples of ``act(..., deterministic=False)``."""
-    from trustmarl.experiment.runner import load_run_state
+def load_policy(run_dir: str | Path, seed: int = 0, key: int = 0, checkpoint: str | Path | None = None) -> Policy:
+    """The policy of seed ``seed`` (``0 .. num_seeds - 1``) of a run's last checkpoint, or of ``checkpoint`` (a
+    file of the run, e.g. a kept ``checkpoints/update_NNNNNNN.npz``; replay buffers are never read); ``key``
+    seeds the samples of ``act(..., deterministic=False)``."""
+    frozen = FrozenRun(run_dir)
+    view, _ = frozen.view(seed, checkpoint)
+    return Policy(frozen.algo, jax.tree.map(lambda x: x[0], view), jax.random.PRNGKey(key))
 
-    cfg, algo, state, _ = load_run_state(Path(run_dir), policy_only=True)
-    if not isinstance(seed, int) or not 0 <= seed < cfg.num_seeds:
-        raise ConfigError(f"seed={seed!r} must be an integer in 0..{cfg.num_seeds - 1} (the run has {cfg.num_seeds} seeds)")
-    view = jax.tree.map(lambda x: x[seed], jax.vmap(algo.policy_view)(state))
-    return Policy(algo, view, jax.random.PRNGKey(key))
+
+def policy_source(spec: str | Path) -> tuple[Path, Path | None]:
+    """``(run_dir, checkpoint)`` of a run directory (``checkpoint`` ``None``: its last one) or of a checkpoint
+    file inside a run's ``checkpoints/`` folder; ``ConfigError`` naming the path otherwise."""
+    from trustmarl.experiment.runner import is_run_dir
+
+    path = Path(spec)
+    if path.is_dir():
+        if not is_run_dir(path):
+            raise ConfigError(f"{str(path)!r} is not a trustmarl run directory (no config.yaml)")
+        return path, None
+    if path.is_file():
+        run_dir = path.parent.parent
+        if path.parent.name != "checkpoints" or not is_run_dir(run_dir):
+            raise ConfigError(f"{str(path)!r} is not a checkpoint inside a run directory (RUN_DIR/checkpoints/*.npz)")
+        return run_dir, path
+    raise ConfigError(f"{str(path)!r} does not exist (expected a run directory or one of its checkpoints)")
+
+
+class FrozenRun:
+    """A run's algorithm, built once, and the frozen policies of its checkpoints: the one loader behind
+    :func:`load_policy`, agents with a fixed policy (run keys ``fixed_agents`` / ``fixed_policy``) and
+    ``trustmarl crossplay``. ``run_dir``: a run directory or a checkpoint inside one (:func:`policy_source`)."""
+
+    def __init__(self, run_dir: str | Path):
+        from trustmarl.experiment.backends import build_algorithm, make_backend
+        from trustmarl.experiment.checkpoint import read_meta
+        from trustmarl.experiment.runner import LAST_CHECKPOINT, RunDirError, load_run_config
+
+        self.run_dir, self.checkpoint = policy_source(run_dir)
+        self.cfg = load_run_config(self.run_dir)
+        last = self.run_dir / LAST_CHECKPOINT
+        if self.checkpoint is None:
+            if not last.is_file():
+                raise RunDirError(f"{str(self.run_dir)!r} has no checkpoint ({LAST_CHECKPOINT})")
+            self.checkpoint = last
+        updates = int(read_meta(self.checkpoint)["counters"].get("total_updates", 1))
+        self.algo = build_algorithm(self.cfg, updates)
+        backend = make_backend(self.cfg, self.algo)
+        try:
+            self.template = backend.template()  # shapes only: no env is started, nothing allocated
+        finally:
+            backend.close()
+
+    def views(self, checkpoint: str | Path | None = None) -> tuple[Any, dict]:
+        """``(views, counters)``: every seed's policy view (``algo.policy_view``, leading seed axis) in
+        ``checkpoint`` (default: the one this run was opened with) and that checkpoint's counters."""
+        from trustmarl.experiment.runner import read_checkpoint
+
+        state, counters = read_checkpoint(Path(checkpoint or self.checkpoint), self.algo, self.template, policy_only=True)
+        return jax.vmap(self.algo.policy_view)(state), counters
+
+    def view(self, seed: int = 0, checkpoint: str | Path | None = None) -> tuple[Any, dict]:
+        """``(view, counters)``: seed ``seed``'s policy view with a leading axis of 1."""
+        views, counters = self.views(checkpoint)
+        n = jax.tree.leaves(views)[0].shape[0]
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < n:
+            raise ConfigError(f"seed={seed!r} must be an integer in 0..{n - 1} (the run {str(self.run_dir)!r} has {n} seeds)")
+        return jax.tree.map(lambda x: x[seed:seed + 1], views), counters
 
 
 class Policy:
     """One seed's policy acting on one environment copy (see the module docstring).
 
     ``agents``: the agents' names per group (PettingZoo names on host environments), in the order of
-    the per-group arrays; ``algo``: the algorithm object, ``view``: what it acts with."""
+    the per-group arrays; ``algo``: the algorithm object, ``view``: what it acts with. A run trained with
+    fixed agents (run key ``fixed_agents``) acts for its learners only: ``fixed_agents`` names the others,
+    whose entries in an observation dict are ignored (their actions are the caller's)."""
 
     def __init__(self, algo, view, key: jax.Array):
         self.algo, self.view, self._key = algo, view, key
         self.groups = tuple(algo.env.groups)
         self.agents = tuple(tuple(g.agents) for g in self.groups)
+        layout = getattr(getattr(algo.env, "actor", None), "layout", None)  # a run with fixed agents (run key fixed_agents)
+        self.fixed_agents = tuple(layout.fixed) if layout is not None else ()  # not acted for; their observations are ignored
 
         def act(view, carry, obs, avail, key, deterministic):
             return algo.eval_actions(view, carry, obs, avail, jnp.zeros((1,), bool), key, deterministic)
@@ -105,7 +166,7 @@ class Policy:
     def _from_dict(self, obs: Mapping, avail: Mapping | None, infos: Mapping | None) -> tuple[tuple, tuple]:
         from trustmarl.envs.host.pettingzoo_adapter import action_mask, observation_array
 
-        unknown = sorted(set(obs) - {a for names in self.agents for a in names})
+        unknown = sorted(set(obs) - {a for names in self.agents for a in names} - set(self.fixed_agents))
         if unknown:
             raise ValueError(f"observations of unknown agents {unknown}; this policy's agents: {list(self.agents)}")
         o, a = [], []

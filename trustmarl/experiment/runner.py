@@ -776,6 +776,8 @@ def render_run(run_dir, path=None, deterministic: bool = True, seed: int = 0) ->
         if not hasattr(algo.env, "render"):
             raise render.RenderError(f"rendering is not supported for environment {cfg.env.name!r} (it has no render())")
         return render.render_jax_episode(algo, view, jax.random.PRNGKey(seed), path, deterministic)
+    if cfg.fixed_agents is not None:  # one raw PettingZoo env: nothing would act for the fixed agents
+        raise render.RenderError(f"rendering a host env run with fixed_agents is not supported ({cfg.env.name})")
     factory = host_registry.make_factory(cfg.env.name, cfg.env.params)
     if not callable(getattr(factory, "rendering", None)):
         raise render.RenderError(f"rendering is not supported for environment {cfg.env.name!r}")

@@ -52,6 +52,7 @@ def placeholder_timestep(env: Any, batch: tuple[int, ...]) -> TimeStep:
         obs=obs, avail=avail, state=state, reward=np.zeros(batch + (env.n_agents,), np.float32),
         terminated=flag, truncated=flag, active=np.ones(batch + (env.n_agents,), bool),
         final_obs=obs, final_state=state, final_avail=avail,
+        info={k: np.zeros(batch, np.float32) for k in getattr(env, "info_keys", ())},  # env outcomes (fixed agents)
     )
 
 

@@ -17,8 +17,9 @@ holds player 0 to less (along every row), and their mean.
 Each run's policy is the one of seed ``--seed-a`` / ``--seed-b`` of that run (runs train several seeds
 vmapped). JAX-native games play all pairs in one batch; host games (``pettingzoo/pong``) one row of pairs at
 a time. Both runs must be on the same environment (name and settings), with two agents; the two
-algorithms may differ (MATRL against IL). The frozen policies are loaded with :func:`checkpoint_view`, a
-small internal loader (to be replaced by the library-wide ``trustmarl.load_policy`` once that exists).
+algorithms may differ (MATRL against IL). The frozen policies are loaded by
+:class:`trustmarl.experiment.policy.FrozenRun`, the loader behind ``trustmarl.load_policy`` and the run keys
+``fixed_agents`` / ``fixed_policy``.
 """
 
 from __future__ import annotations
@@ -47,68 +48,66 @@ def kept_checkpoints(run_dir: Path) -> list[Path]:
     return sorted((Path(run_dir) / "checkpoints").glob(KEPT_GLOB))
 
 
-def checkpoint_view(algo, backend_template, path: Path, seed: int):
-    """The policy view (``algo.policy_view``) of seed ``seed`` in checkpoint ``path``, with a leading axis of 1.
-
-    Internal: crossplay's loader of a frozen policy; the library-wide ``trustmarl.load_policy(run_dir, seed)``
-    should replace it."""
-    import jax
-
-    from trustmarl.experiment.checkpoint import load_checkpoint
-
-    state, counters = load_checkpoint(path, backend_template)
-    view = jax.vmap(algo.policy_view)(state)
-    n = jax.tree.leaves(view)[0].shape[0]
-    if not 0 <= seed < n:
-        raise CrossplayError(f"seed {seed} is not in {str(path)!r}: the run trained seeds 0..{n - 1}")
-    return jax.tree.map(lambda x: x[seed:seed + 1], view), int(counters["update"])
-
-
 class PairedPolicy:
-    """Agent 0 acts with algorithm ``a``'s policy, every other agent with ``b``'s: the ``algo`` interface that
-    :func:`trustmarl.algos.evaluation.run_episodes` drives (views and carries are pairs)."""
+    """Agent 0 acts with algorithm ``a``'s policy, every other agent with ``b``'s, each on the env's observations
+    of the agents its run was trained for (matched by name, as for fixed agents:
+    :class:`trustmarl.experiment.fixed.FrozenActor`), so a run that itself trained against a fixed opponent
+    plays too. The ``algo`` interface that :func:`trustmarl.algos.evaluation.run_episodes` drives (views and
+    carries are pairs); ``env``: the game with both players."""
 
-    def __init__(self, a, b):
-        self.a, self.b, self.env, self.n_agents = a, b, a.env, a.n_agents
-        self.offsets = np.cumsum([0] + [g.n for g in a.groups])[:-1]
+    def __init__(self, env, a, b):
+        from trustmarl.experiment.fixed import FrozenActor, Layout
+
+        self.env, self.n_agents = env, env.n_agents
+        self.layout = Layout(env.groups, env.agents[:1])  # agent 0 "fixed" by a, the others by b
+        self.a = FrozenActor(self.layout, a)
+        self.b = FrozenActor(Layout(env.groups, env.agents[1:]), b)
 
     def init_carry(self, batch_shape):
         return (self.a.init_carry(batch_shape), self.b.init_carry(batch_shape))
 
     def eval_actions(self, view, carry, obs, avail, done, key, deterministic=True):
         import jax
-        import jax.numpy as jnp
 
         ka, kb = jax.random.split(key)
-        act_a, ca = self.a.eval_actions(view[0], carry[0], obs, avail, done, ka, deterministic)
-        act_b, cb = self.b.eval_actions(view[1], carry[1], obs, avail, done, kb, deterministic)
-        out = []
-        for g, (x, y) in enumerate(zip(act_a, act_b)):
-            axis = obs[g].ndim - 2  # [..., n_g, obs_dim]: the agent axis
-            agent = self.offsets[g] + jnp.arange(x.shape[axis])
-            first = (agent == 0).reshape((-1,) + (1,) * (x.ndim - axis - 1))
-            out.append(jnp.where(first, x, y))
-        return tuple(out), (ca, cb)
+        act_a, ca = self.a(carry[0], obs, avail, done, ka, view[0], deterministic)
+        act_b, cb = self.b(carry[1], obs, avail, done, kb, view[1], deterministic)
+        others = tuple(x for x, lg in zip(act_b, self.layout.learner_of) if lg is not None)
+        return self.layout.actions(others, act_a, 1), (ca, cb)
 
 
 # ---- the matrix ----------------------------------------------------------------------------------------
 
 def _load(run_dir: Path, label: str):
-    from trustmarl.experiment.backends import build_algorithm, make_backend
-    from trustmarl.experiment.runner import load_run_config
+    from trustmarl.experiment.fixed import check_fits, unwrapped
+    from trustmarl.experiment.policy import FrozenRun
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CrossplayError(f"{label}: run directory {str(run_dir)!r} does not exist")
-    cfg = load_run_config(run_dir)
     kept = kept_checkpoints(run_dir)
+    frozen = FrozenRun(run_dir)
     if not kept:
         raise CrossplayError(f"{label}: {str(run_dir)!r} has no kept checkpoints (checkpoints/{KEPT_GLOB}); "
                              "train it with checkpoint_keep=K")
-    algo = build_algorithm(cfg)
-    if algo.n_agents != 2:
-        raise CrossplayError(f"{label}: {cfg.env.name} has {algo.n_agents} agents; crossplay plays two-player games")
-    return cfg, algo, make_backend(cfg, algo), kept
+    env = unwrapped(frozen.algo.env)  # the whole game, also for a run that trained against fixed agents
+    if env.n_agents != 2:
+        raise CrossplayError(f"{label}: {frozen.cfg.env.name} has {env.n_agents} agents; crossplay plays "
+                             "two-player games")
+    seat = env.agents[:1] if label == "RUN_A" else env.agents[1:]
+    try:
+        check_fits(frozen.algo.env.groups, env.groups, seat, f"{label} {str(run_dir)!r}", frozen.cfg.env.name)
+    except ConfigError as e:
+        raise CrossplayError(str(e)) from None
+    return frozen, kept
+
+
+def _views(frozen, kept: list[Path], seed: int, label: str) -> list[tuple[Any, int]]:
+    """``(view, update)`` of seed ``seed`` in every kept checkpoint (views with a leading axis of 1)."""
+    try:
+        return [(v, int(c["update"])) for v, c in (frozen.view(seed, p) for p in kept)]
+    except ConfigError as e:
+        raise CrossplayError(f"{label}: {e}") from None
 
 
 def transitivity(m: np.ndarray) -> dict[str, float]:
@@ -141,25 +140,23 @@ def crossplay(run_a: Path, run_b: Path, episodes: int, out_dir: Path | None = No
 
     if not isinstance(episodes, int) or episodes < 1:
         raise CrossplayError(f"--episodes {episodes!r} must be an integer >= 1")
-    cfg_a, algo_a, be_a, kept_a = _load(run_a, "RUN_A")
-    cfg_b, algo_b, be_b, kept_b = _load(run_b, "RUN_B")
-    try:
-        if (cfg_a.env.name, cfg_a.env.params) != (cfg_b.env.name, cfg_b.env.params):
-            raise CrossplayError(f"the runs are on different environments: {cfg_a.env.name} {cfg_a.env.params} "
-                                 f"vs {cfg_b.env.name} {cfg_b.env.params}")
-        t0 = time.perf_counter()
-        views_a = [checkpoint_view(algo_a, be_a.template(), p, seed_a) for p in kept_a]
-        views_b = [checkpoint_view(algo_b, be_b.template(), p, seed_b) for p in kept_b]
-    finally:
-        be_a.close()
-        be_b.close()
+    run_a_, kept_a = _load(run_a, "RUN_A")
+    run_b_, kept_b = _load(run_b, "RUN_B")
+    (cfg_a, algo_a), (cfg_b, algo_b) = (run_a_.cfg, run_a_.algo), (run_b_.cfg, run_b_.algo)
+    if (cfg_a.env.name, cfg_a.env.params) != (cfg_b.env.name, cfg_b.env.params):
+        raise CrossplayError(f"the runs are on different environments: {cfg_a.env.name} {cfg_a.env.params} "
+                             f"vs {cfg_b.env.name} {cfg_b.env.params}")
+    t0 = time.perf_counter()
+    views_a, views_b = _views(run_a_, kept_a, seed_a, "RUN_A"), _views(run_b_, kept_b, seed_b, "RUN_B")
     na, nb = len(views_a), len(views_b)
-    pair = PairedPolicy(algo_a, algo_b)
+    from trustmarl.experiment.fixed import unwrapped
+
+    pair = PairedPolicy(unwrapped(algo_a.env), algo_a, algo_b)
     k_env, k_act = jax.random.split(jax.random.PRNGKey(seed))
     stack = lambda views, idx: jax.tree.map(lambda *x: np.concatenate(x)[idx], *[v for v, _ in views])  # noqa: E731
     if env_kind(cfg_a.env.name) == "jax":  # every pair is one "seed" of one batched evaluation
         va, vb = stack(views_a, np.repeat(np.arange(na), nb)), stack(views_b, np.tile(np.arange(nb), na))
-        res = run_episodes(pair, (va, vb), JaxStepper(algo_a.env, na * nb, episodes, k_env), k_act, deterministic)
+        res = run_episodes(pair, (va, vb), JaxStepper(pair.env, na * nb, episodes, k_env), k_act, deterministic)
         per_agent = np.asarray(res["return_per_agent"]).reshape(na, nb, 2)
     else:  # host env: one row of pairs at a time on nb x episodes env copies
         from trustmarl.algos.evaluation import HostStepper
