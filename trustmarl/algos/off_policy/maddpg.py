@@ -138,7 +138,7 @@ class MADDPG(OffPolicy):
             x = x if per_agent else jnp.broadcast_to(x[None], (n,) + x.shape)
             ids = jnp.broadcast_to(jnp.eye(n, dtype=x.dtype).reshape((n,) + (1,) * (x.ndim - 2) + (n,)), x.shape[:-1] + (n,))
             x, per_agent = jnp.concatenate([x, ids], -1), True
-            if self.critic_copies == 1:
+            if jax.tree.leaves(critic_params)[0].shape[1] == 1:  # the one shared critic
                 critic_params = jax.tree.map(lambda p: jnp.broadcast_to(p, (p.shape[0], n) + p.shape[2:]), critic_params)
         return jax.vmap(jax.vmap(self.critic.apply, in_axes=(0, 0 if per_agent else None)), in_axes=(0, None))(critic_params, x)
 
@@ -200,8 +200,8 @@ class MADDPG(OffPolicy):
         k_target, k_actor = jax.random.split(key)
         batch = dict(batch, y=self.td_target(state, batch, k_target))
         state, metrics = self.critic_step(state, batch, jax.random.fold_in(key, 3))
-        state, a_loss = self.delayed_actor_step(state, batch, k_actor)
-        return state, {**metrics, "loss/actor": jnp.nanmean(a_loss), "diag/actor_loss_per_agent": a_loss}
+        state, a_loss, more = self.delayed_actor_step(state, batch, k_actor)
+        return state, {**metrics, "loss/actor": jnp.nanmean(a_loss), "diag/actor_loss_per_agent": a_loss, **more}
 
     def next_action_vectors(self, state: OffPolicyState, batch: dict, key) -> tuple:
         """Per group the target actors' next actions ``mu'(o')`` (MATD3: smoothed)."""
@@ -288,24 +288,33 @@ class MADDPG(OffPolicy):
         """Agent ``i``'s actor and its target step when ``grad_steps % d_i == 0`` (Ackermann et al. 2019, Alg. 1,
         per agent; the count runs across updates and checkpoints); the critic targets follow the critics at every
         step (Polyak every step, as before a HalfCheetah 2x3 measurement: freezing them as Fujimoto et al. 2018,
-        Algorithm 1, failed the slow test). Returns the state and the actor losses ``[N]`` (NaN: no step)."""
+        Algorithm 1, failed the slow test); :meth:`after_actors` runs between the actors and the targets. Returns
+        the state, the actor losses ``[N]`` (NaN: no step) and :meth:`after_actors`' metrics."""
+        k_after = jax.random.fold_in(key, 5)
         if self.cfg.policy_delay == 1 and not self.per_agent_delays:
             state, a_loss = self.actor_step(state, batch, key)
-            return self.update_targets(state), a_loss
+            state, more = self.after_actors(state, batch, k_after)
+            return self.update_targets(state), a_loss, more
         due = state.grad_steps % self.policy_delays(state) == 0  # [N]
 
         def actors(old):
             new, a_loss = self.actor_step(old, batch, key)
+            new, more = self.after_actors(new, batch, k_after)
             new = self.update_targets(new)
             pick = lambda a, b: self.select_agents(due, a, b)  # noqa: E731
             new = new._replace(actor_params=pick(new.actor_params, old.actor_params), actor_opt=pick(new.actor_opt, old.actor_opt),
                                target_actor_params=pick(new.target_actor_params, old.target_actor_params))
-            return new, jnp.where(due, a_loss, jnp.nan)
+            return new, jnp.where(due, a_loss, jnp.nan), more
 
         def critic_only(old):
-            return self.update_targets(old, actors=False), jnp.full((self.n_agents,), jnp.nan)
+            new, more = self.after_actors(old, batch, k_after)
+            return self.update_targets(new, actors=False), jnp.full((self.n_agents,), jnp.nan), more
 
         return jax.lax.cond(due.any(), actors, critic_only, state)
+
+    def after_actors(self, state: OffPolicyState, batch: dict, key):
+        """Steps after the actors' and before the targets' (F2A2: the consensus event). MADDPG: none."""
+        return state, {}
 
     def policy_change(self, old_actor, new_actor, obs, avail):
         old, new = self.outputs(old_actor, obs), self.outputs(new_actor, obs)
