@@ -20,6 +20,8 @@ import pytest
 from refnets import directional, dot, mlp, random_direction, tiny_env, to_numpy
 
 from trustmarl.algos import make_algorithm
+from trustmarl.algos.agents import opt_init
+from trustmarl.algos.off_policy.engine import OffPolicyState
 from trustmarl.envs.base import Discrete
 from trustmarl.experiment.config import build_config
 from trustmarl.networks import MASKED_LOGIT
@@ -42,6 +44,18 @@ def make(name, extra=None):
     extra = {**(F2A2 if name.startswith("f2a2") else {}), **(extra or {})}
     return make_algorithm(build_config(name, "matrix/custom", {**CFG, **extra}), total_updates=10,
                           env=tiny_env(N, OBS, Discrete(A)))
+
+
+def light_state(algo, key):
+    """What a gradient step reads of the training state (networks, optimisers, counters, the algorithm's extra),
+    without the environment and the buffer, whose initialisation costs more to compile than the step."""
+    actors, critics = algo.init_networks(key)
+    return OffPolicyState(
+        actor_params=actors, critic_params=critics, target_actor_params=actors, target_critic_params=critics,
+        actor_opt=tuple(opt_init(algo.actor_tx, p, algo.agents.stacked(g)) for g, p in enumerate(actors)),
+        critic_opt=opt_init(algo.critic_tx, critics, algo.critic_stacked()), buffer=None, grad_steps=jnp.int32(0),
+        env_state=None, last=None, episodes=None, key=key, update=jnp.int32(0), env_steps=jnp.int32(0),
+        extra=algo.init_extra(jax.random.fold_in(key, 2), actors, critics))
 
 
 def batch_of(rng):
@@ -70,7 +84,7 @@ def steps(request):
     rng = np.random.default_rng(0)
     with jax.enable_x64(True):
         algo = make(name)
-        state = f64(jax.jit(algo.init)(jax.random.PRNGKey(0)))
+        state = f64(light_state(algo, jax.random.PRNGKey(0)))
         actors, critics = noisy(to_numpy(state.actor_params), rng, 0.8), noisy(to_numpy(state.critic_params), rng, 0.3)
         actors, critics = f64(actors), f64(critics)  # copies that differ: each agent must read its own
         state = state._replace(actor_params=actors, critic_params=critics,
@@ -196,7 +210,7 @@ def test_reduces_to_maddpg_with_the_shared_critic():
     with jax.enable_x64(True):
         f2 = make("f2a2_ddpg", {**SGD, "algo.joint": False, "algo.consensus": "mean", "algo.alpha1": 1.0, "algo.alpha2": 1.0})
         md = make("maddpg", {**SGD, "algo.critic": "shared"})
-        fs, ms = f64(jax.jit(f2.init)(jax.random.PRNGKey(4))), f64(jax.jit(md.init)(jax.random.PRNGKey(4)))
+        fs, ms = f64(light_state(f2, jax.random.PRNGKey(4))), f64(light_state(md, jax.random.PRNGKey(4)))
         m0 = ms
         batch = f64(jax.tree.map(jnp.asarray, batch_of(rng)))
         f_step, m_step = jax.jit(f2.train_step), jax.jit(md.train_step)
@@ -218,7 +232,7 @@ def test_each_agent_steps_its_actor_against_its_own_delay():
     """F2A2-TD3: delays drawn once per seed from {2, 3}; over gradient steps 0..7 agent i's actor takes
     #{t : t % d_i == 0} Adam steps, and between its steps its actor and target actor stay."""
     algo = make("f2a2_td3")
-    state = jax.jit(algo.init)(jax.random.PRNGKey(0))
+    state = light_state(algo, jax.random.PRNGKey(0))
     draw = jax.jit(jax.vmap(lambda k: algo.init_extra(k, state.actor_params, state.critic_params)["delays"]))
     delays = np.asarray(draw(jax.random.split(jax.random.PRNGKey(1), 8)))  # 8 seeds
     assert set(delays.ravel().tolist()) == {2, 3}
@@ -258,3 +272,18 @@ def test_each_agent_steps_its_actor_against_its_own_delay():
 def test_bad_settings_are_refused(algo, key, value, words):
     with pytest.raises(ConfigError, match=words):
         build_config(algo, "mpe/simple_spread", {key: value})
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["train", "f2a2_td3", "mpe/rover_tower", "algo.policy_delays=[2,0]"], "algo.policy_delays=[2, 0] must be"),
+    (["train", "f2a2_ddpg", "mpe/rover_tower", "algo.critic=per_agent"], "algo.critic='per_agent'"),
+    (["train", "maddpg", "mpe/simple_spread", "algo.critic=both"], "algo.critic='both' is not allowed"),
+])
+def test_bad_keys_on_the_command_line_exit_2_in_one_line(capsys, monkeypatch, tmp_path, argv, needle):
+    from trustmarl.experiment import cli, runner
+
+    monkeypatch.setattr(runner, "build_algorithm", lambda *a, **k: pytest.fail("built despite bad input"))
+    monkeypatch.chdir(tmp_path)
+    code = cli.main(argv)
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and err.count("\n") == 1 and needle in err, err
