@@ -3,7 +3,7 @@
 F2A2 (Li, Jin, Wang, Yan & Zha 2023) gives each agent ``i`` its own copy ``w~_i`` of what a centralised
 actor-critic shares (here: the critic), trains the copy on agent ``i``'s own reward, and ties the copies
 together by the primal-dual (PDHG) consensus of :mod:`trustmarl.trust.consensus`. This module holds, once,
-what F2A2-COMA, MA-AC (Zhang et al. 2018) and F2A2-SAC have in common:
+what F2A2-COMA, MA-AC (Zhang et al. 2018), F2A2-SAC, F2A2-DDPG and F2A2-TD3 have in common:
 
 * :class:`ConsensusFields`: the configuration of the consensus (graph, schedule, penalty ``beta``, the
   penalty factors ``alpha1``/``alpha2`` of the joint objective, how the copies are tied) and its checks;
@@ -11,7 +11,10 @@ what F2A2-COMA, MA-AC (Zhang et al. 2018) and F2A2-SAC have in common:
   convention (Li et al. 2023, eq. 4.4 and Prop. 3, rewards ``r = -c``), and the separate objectives of
   the "w/o-JOINT" ablation (block coordinate descent, eq. 4.6);
 * :func:`tie_copies`: one consensus event on ``[n, ...]`` copies (PDHG, plain mixing, or replacement by
-  the mean) and :func:`consensus_metrics` / :func:`comm_metrics`: the logged diagnostics and counters.
+  the mean) and :func:`consensus_metrics` / :func:`comm_metrics`: the logged diagnostics and counters;
+* :class:`OffPolicyFields` and :class:`OffPolicyCopies`: what the off-policy instantiations add to their
+  centralised parents (MAAC, MADDPG): the consensus state in ``state.extra``, the behaviour log-probability
+  vectors stored with the transitions, the truncated ratios, the two estimators, the teammate models.
 
 How the copies are tied (``consensus``):
 
