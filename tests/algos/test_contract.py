@@ -26,7 +26,7 @@ TINY = {
     "algo.epochs": 1, "algo.minibatches": 1, "algo.critic_epochs": 1, "algo.cg_iters": 2, "algo.ls_steps": 2,
     # off-policy
     "algo.buffer_size": 64, "algo.batch_size": 8, "algo.learning_starts": 8, "algo.grad_steps": 2,
-    "algo.critic_hidden": 8, "algo.attention_heads": 2,
+    "algo.critic_hidden": 8, "algo.attention_heads": 2, "algo.policy_delays": [1, 2],
 }
 ENV = {"env.n_agents": 2, "env.max_cycles": 5}  # simple_spread: 2 agents, 5-step episodes
 ALGOS = [n for n in algo_names() if algo_spec(n).family != "test"]

@@ -261,6 +261,8 @@ def test_each_agent_steps_its_actor_against_its_own_delay():
     ("f2a2_ddpg", "algo.policy_delays", [], "must be a non-empty list of integers >= 1"),
     ("f2a2_td3", "algo.policy_delays", [2, 0], "must be a non-empty list of integers >= 1"),
     ("f2a2_ddpg", "algo.policy_delay", 2, "set algo.policy_delays"),
+    ("f2a2_td3", "algo.grad_steps", 2, "has a delay above algo.grad_steps=2"),
+    ("matd3", "algo.grad_steps", 1, "policy_delay=2 is more than algo.grad_steps=1"),
     ("f2a2_td3", "algo.target_epsilon", 1.5, "must be in \\[0, 1\\]"),
     ("f2a2_td3", "algo.twin_critics", False, "needs twin critics"),
     ("f2a2_ddpg", "algo.combine", "max", "combine='max' is not allowed"),

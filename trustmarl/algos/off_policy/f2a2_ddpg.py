@@ -69,6 +69,9 @@ class F2A2DDPGConfig(MADDPGConfig, f2a2.OffPolicyFields):
         delays = tuple(self.policy_delays)
         if not delays or any(not isinstance(d, int) or isinstance(d, bool) or d < 1 for d in delays):
             raise ConfigError(f"algo.policy_delays={list(delays)} must be a non-empty list of integers >= 1")
+        if max(delays) > self.grad_steps:
+            raise ConfigError(f"algo.policy_delays={list(delays)} has a delay above algo.grad_steps={self.grad_steps}: some updates "
+                              "would take no step of that agent's actor; make algo.grad_steps >= every delay")
         if not (isinstance(self.target_epsilon, (int, float)) and 0.0 <= self.target_epsilon <= 1.0):
             raise ConfigError(f"algo.target_epsilon={self.target_epsilon!r} must be in [0, 1]")
 

@@ -65,6 +65,9 @@ class MADDPGConfig(OffPolicyConfig):
         super().validate()
         positive_int(self, "policy_delay")
         non_negative(self, "target_noise", "target_noise_clip")
+        if self.policy_delay > self.grad_steps:
+            raise ConfigError(f"algo.policy_delay={self.policy_delay} is more than algo.grad_steps={self.grad_steps}: some updates "
+                              "would take no actor step (and log a NaN actor loss); make algo.grad_steps >= the delay")
 
 
 @dataclasses.dataclass
