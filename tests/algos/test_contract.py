@@ -34,7 +34,7 @@ ALGOS = [n for n in algo_names() if algo_spec(n).family != "test"]
 # where it exists, the reduction to the parent bit for bit): the contract runs them in the slow suite only,
 # which keeps the default suite under 20 minutes on 2 cores.
 VARIANTS = {"ippo": "mappo", "jrppo": "mappo", "mamd": "maac", "mamd_op": "mamd", "ma_ac": "f2a2_coma",
-            "iql": "vdn", "vdn": "qmix", "qtran": "qmix", "matd3": "maddpg", "f2a2_td3": "f2a2_ddpg"}
+            "iql": "vdn", "vdn": "qmix", "qtran": "qmix", "matd3": "maddpg", "f2a2_ddpg": "maddpg", "f2a2_td3": "f2a2_ddpg"}
 CONTRACT = [pytest.param(n, marks=pytest.mark.slow) if n in VARIANTS else n for n in ALGOS]
 # the host-env run exercises the host backend, which is the same for every algorithm of a family: one each
 # (MADDPG and MAPPO where their family has them, MATRL for its own per-agent host path)
