@@ -289,3 +289,17 @@ def test_bad_keys_on_the_command_line_exit_2_in_one_line(capsys, monkeypatch, tm
     code = cli.main(argv)
     out, err = capsys.readouterr()
     assert code == 2 and out == "" and err.count("\n") == 1 and needle in err, err
+
+
+@pytest.mark.slow  # a full update with teammate models: compile-heavy, kept out of the default suite
+def test_f2a2_td3_with_teammate_models_runs_and_logs_their_distance():
+    algo = make_algorithm(build_config("f2a2_td3", "mpe/simple_spread", {
+        "algo.hidden_sizes": [8], "algo.num_envs": 2, "algo.rollout_len": 4, "algo.buffer_size": 64, "algo.batch_size": 8,
+        "algo.learning_starts": 8, "algo.moa": True, "algo.moa_hidden": 8, "env.n_agents": 3, "env.max_cycles": 5}), total_updates=4)
+    s = jax.jit(algo.init)(jax.random.PRNGKey(0))
+    update = jax.jit(algo.update)
+    for _ in range(3):
+        s, m = update(s)
+    tv = np.asarray(m["diag/moa_tv_per_agent"])
+    assert tv.shape == (3,) and np.all((tv > 0) & (tv < 1)) and np.isfinite(float(m["loss/critic"]))
+    assert float(m["comm/consensus_events_total"]) == 3 * 4 * 3  # 3 updates x 4 gradient steps x 3 agents
