@@ -256,6 +256,28 @@ def test_each_agent_steps_its_actor_against_its_own_delay():
     np.testing.assert_array_equal(np.asarray(state.extra["delays"]), d)  # drawn once
 
 
+@pytest.mark.parametrize("eps", [np.inf, 1.0])
+def test_the_ratios_reweight_one_estimate_into_the_other_on_a_bandit(eps):
+    """One state, every action enumerated (Li et al. 2023, Remark 4) with the algorithm's own ratios: untruncated,
+    ``E_pi0[rho_f g] = E_pi[g]`` and ``E_pi[rho_b h] = E_pi0[h]`` (the two halves of Prop. 4's critic gradient estimate
+    the same expectations); truncated at eps = 1 they do not (the bias of the paper's setting)."""
+    algo = make("f2a2_ddpg", {"algo.ratio_clip": eps})
+    rng = np.random.default_rng(6)
+    pi, pi0 = rng.dirichlet(np.ones(A), N), rng.dirichlet(np.ones(A), N)  # [N, A]
+    acts = np.broadcast_to(np.arange(A)[:, None], (A, N)).astype(np.int32)  # sample b: every agent takes action b
+    logp = (jnp.asarray(np.broadcast_to(np.log(pi), (A, N, A))),)
+    batch = {"actions": (jnp.asarray(acts),), "logp": jnp.asarray(np.log(pi0).T),
+             "behaviour_logp": (jnp.asarray(np.broadcast_to(np.log(pi0), (A, N, A))),)}
+    rho_f, rho_b = (np.asarray(r, np.float64) for r in algo.ratios(logp, batch, (jnp.asarray(acts),)))  # [A, N]
+    g, h = rng.normal(size=A), rng.normal(size=A)
+    forward, backward = (pi0.T * rho_f).T @ g, (pi.T * rho_b).T @ h
+    if eps == np.inf:
+        np.testing.assert_allclose(forward, pi @ g, atol=1e-5)
+        np.testing.assert_allclose(backward, pi0 @ h, atol=1e-5)
+    else:
+        assert np.abs(forward - pi @ g).max() > 0.01 or np.abs(backward - pi0 @ h).max() > 0.01
+
+
 @pytest.mark.parametrize("algo,key,value,words", [
     ("f2a2_ddpg", "algo.critic", "per_agent", "only 'shared' is allowed"),
     ("f2a2_ddpg", "algo.policy_delays", [], "must be a non-empty list of integers >= 1"),
