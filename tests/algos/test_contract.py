@@ -26,7 +26,7 @@ TINY = {
     "algo.epochs": 1, "algo.minibatches": 1, "algo.critic_epochs": 1, "algo.cg_iters": 2, "algo.ls_steps": 2,
     # off-policy
     "algo.buffer_size": 64, "algo.batch_size": 8, "algo.learning_starts": 8, "algo.grad_steps": 2,
-    "algo.critic_hidden": 8, "algo.attention_heads": 2,
+    "algo.critic_hidden": 8, "algo.attention_heads": 2, "algo.policy_delays": [1, 2],
 }
 ENV = {"env.n_agents": 2, "env.max_cycles": 5}  # simple_spread: 2 agents, 5-step episodes
 ALGOS = [n for n in algo_names() if algo_spec(n).family != "test"]
@@ -34,7 +34,7 @@ ALGOS = [n for n in algo_names() if algo_spec(n).family != "test"]
 # where it exists, the reduction to the parent bit for bit): the contract runs them in the slow suite only,
 # which keeps the default suite under 20 minutes on 2 cores.
 VARIANTS = {"ippo": "mappo", "jrppo": "mappo", "mamd": "maac", "mamd_op": "mamd", "ma_ac": "f2a2_coma",
-            "iql": "vdn", "vdn": "qmix", "qtran": "qmix", "matd3": "maddpg"}
+            "iql": "vdn", "vdn": "qmix", "qtran": "qmix", "matd3": "maddpg", "f2a2_ddpg": "maddpg", "f2a2_td3": "f2a2_ddpg"}
 CONTRACT = [pytest.param(n, marks=pytest.mark.slow) if n in VARIANTS else n for n in ALGOS]
 # the host-env run exercises the host backend, which is the same for every algorithm of a family: one each
 # (MADDPG and MAPPO where their family has them, MATRL for its own per-agent host path)

@@ -3,7 +3,7 @@
 F2A2 (Li, Jin, Wang, Yan & Zha 2023) gives each agent ``i`` its own copy ``w~_i`` of what a centralised
 actor-critic shares (here: the critic), trains the copy on agent ``i``'s own reward, and ties the copies
 together by the primal-dual (PDHG) consensus of :mod:`trustmarl.trust.consensus`. This module holds, once,
-what F2A2-COMA, MA-AC (Zhang et al. 2018) and F2A2-SAC have in common:
+what F2A2-COMA, MA-AC (Zhang et al. 2018), F2A2-SAC, F2A2-DDPG and F2A2-TD3 have in common:
 
 * :class:`ConsensusFields`: the configuration of the consensus (graph, schedule, penalty ``beta``, the
   penalty factors ``alpha1``/``alpha2`` of the joint objective, how the copies are tied) and its checks;
@@ -11,7 +11,10 @@ what F2A2-COMA, MA-AC (Zhang et al. 2018) and F2A2-SAC have in common:
   convention (Li et al. 2023, eq. 4.4 and Prop. 3, rewards ``r = -c``), and the separate objectives of
   the "w/o-JOINT" ablation (block coordinate descent, eq. 4.6);
 * :func:`tie_copies`: one consensus event on ``[n, ...]`` copies (PDHG, plain mixing, or replacement by
-  the mean) and :func:`consensus_metrics` / :func:`comm_metrics`: the logged diagnostics and counters.
+  the mean) and :func:`consensus_metrics` / :func:`comm_metrics`: the logged diagnostics and counters;
+* :class:`OffPolicyFields` and :class:`OffPolicyCopies`: what the off-policy instantiations add to their
+  centralised parents (MAAC, MADDPG): the consensus state in ``state.extra``, the behaviour log-probability
+  vectors stored with the transitions, the truncated ratios, the two estimators, the teammate models.
 
 How the copies are tied (``consensus``):
 
@@ -33,9 +36,11 @@ import math
 import typing
 
 import flax.linen as nn
+import numpy as np
 import jax
 import jax.numpy as jnp
 
+from trustmarl.algos.agents import opt_init, opt_step
 from trustmarl.networks import MASKED_LOGIT
 from trustmarl.trust import consensus as C
 from trustmarl.validation import ConfigError
@@ -240,8 +245,8 @@ def observed_record_size(env) -> int:
     return int(env.state_dim) + int(env.n_agents)
 
 
-__all__ = ["ConsensusFields", "actor_weight", "after_critic", "comm_metrics", "consensus_metrics", "copies_of",
-           "critic_surrogate", "mean_copies", "moa_log_probs", "moa_loss", "moa_tv", "penalty_grads", "tie_copies", "TeammateModel"]
+__all__ = ["ConsensusFields", "OffPolicyCopies", "OffPolicyFields", "actor_weight", "after_critic", "comm_metrics", "consensus_metrics", "copies_of",
+           "critic_surrogate", "gather", "mean_copies", "moa_log_probs", "moa_loss", "moa_tv", "penalty_grads", "tie_copies", "TeammateModel"]
 
 
 # ---- teammate models (Li et al. 2023, Section 5.2, simplified) --------------------------------------
@@ -281,3 +286,154 @@ def moa_tv(logp: jax.Array, true_logp: jax.Array, others: jax.Array) -> jax.Arra
     """``[n_observers]`` total-variation distance ``1/2 sum_a |pi~_j(a) - pi_j(a)|`` to the true policies, over the others."""
     tv = 0.5 * jnp.sum(jnp.abs(jnp.exp(logp) - jnp.exp(true_logp)[None]), -1).mean(1)
     return jnp.sum(tv * others, -1) / jnp.maximum(jnp.sum(others, -1), 1.0)
+
+
+# ---- what the off-policy F2A2 algorithms add to their centralised parents ---------------------------
+
+
+@dataclasses.dataclass
+class OffPolicyFields(ConsensusFields):
+    """The off-policy instantiations' keys (Li et al. 2023, Props. 4-6 and Section 5.2)."""
+
+    combine: str = "sum"  # sum | mean of the buffer and resampled estimators (Li et al. 2023 sum them)
+    ratio_clip: float = 1.0  # eps of the truncated importance ratios min(eps, ratio) (inf: untruncated)
+    moa: bool = False  # teammate models: the others' unexecuted actions come from each agent's model of them (false: their true policies)
+    moa_hidden: int = 128  # hidden width of the teammate models (one ReLU layer)
+    moa_lr: float = 1e-3  # Adam step size of the teammate models (cross-entropy on executed actions)
+
+    def validate_off_policy(self) -> None:
+        self.validate_consensus()
+        if self.combine not in ("sum", "mean"):
+            raise ConfigError(f"algo.combine={self.combine!r} is not allowed; choose one of sum, mean")
+        if not (isinstance(self.ratio_clip, (int, float)) and self.ratio_clip > 0 and not math.isnan(self.ratio_clip)):
+            raise ConfigError(f"algo.ratio_clip={self.ratio_clip!r} must be > 0 (inf: untruncated ratios)")
+        for name in ("moa_hidden",):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"algo.{name}={v!r} must be an integer >= 1")
+        if not (isinstance(self.moa_lr, (int, float)) and self.moa_lr > 0):
+            raise ConfigError(f"algo.moa_lr={self.moa_lr!r} must be > 0")
+        if getattr(self, "share_params", False):
+            raise ConfigError("algo.share_params=true: F2A2's policies are individual (Li et al. 2023, Table 1)")
+
+
+def gather(x: tuple, actions: tuple) -> jax.Array:
+    """``[..., N]``: per agent the entry of ``x`` (per group ``[..., n_g, A]``) at its action."""
+    return jnp.concatenate([jnp.take_along_axis(v, a[..., None], -1)[..., 0] for v, a in zip(x, actions)], -1)
+
+
+class OffPolicyCopies:
+    """Mixed in before an off-policy centralised algorithm (MAAC, MADDPG) by its F2A2 version: the consensus
+    state of the per-agent critic copies and the communication counters, the behaviour log-probability
+    vectors stored with every transition (for the ratios ``rho_b``), the truncated ratios, and the teammate
+    models. The algorithm provides :meth:`policy_log_probs` and :meth:`agent_major` (its copies with the
+    agent axis first) and calls :meth:`setup_copies` in its constructor."""
+
+    def setup_copies(self, env, cfg) -> None:
+        self.protocol = cfg.protocol(env)
+        self.offsets = [int(o) for o in self.agents.offsets]
+        self.moa_nets = tuple(TeammateModel(g.action_space.n, cfg.moa_hidden) for g in self.groups)
+        self.moa_tx = self.make_tx(cfg.moa_lr, cfg.actor_max_grad_norm)
+        # per group [N observers, n_g targets]: 1 where the target is another agent
+        self.others = tuple(np.array([[float(o != self.offsets[g] + k) for k in range(grp.n)] for o in range(self.n_agents)],
+                                     np.float32) for g, grp in enumerate(self.groups))
+
+    def policy_log_probs(self, actor_params: tuple, obs: tuple, avail: tuple) -> tuple:
+        """Per group ``log pi_i(. | o_i)`` ``[..., n_g, A]`` of the current (behaviour) policies."""
+        raise NotImplementedError
+
+    def agent_major(self, copies):
+        """The copies with the agent axis first (what :mod:`trustmarl.trust.consensus` reads)."""
+        return copies
+
+    def from_agent_major(self, copies):
+        return copies
+
+    def shared_scalars(self, copies) -> int:
+        """Scalars of one agent's published copy."""
+        return sum(int(np.prod(x.shape[1:])) for x in jax.tree.leaves(self.agent_major(copies)))
+
+    # ---- behaviour log-probability vectors in the buffer (these algorithms' transitions only) ----------
+    def act(self, view, carry, last, key):
+        env_actions, (actions, logp), carry = super().act(view, carry, last, key)
+        logp_all = self.policy_log_probs(view.actor_params, last.obs, last.avail)
+        warm = view.env_steps < self.cfg.warmup_steps
+        uniform = [jnp.where(av, -jnp.log(jnp.maximum(jnp.sum(av, -1, keepdims=True), 1)), MASKED_LOGIT) for av in last.avail]
+        return env_actions, (actions, logp, tuple(jnp.where(warm, u, lp) for u, lp in zip(uniform, logp_all))), carry
+
+    def transition(self, view, last, ts, act_out):
+        return dict(super().transition(view, last, ts, act_out[:2]), behaviour_logp=act_out[2])
+
+    def example_transition(self, last):
+        return dict(super().example_transition(last),
+                    behaviour_logp=tuple(jnp.zeros((g.n, g.action_space.n)) for g in self.groups))
+
+    # ---- ratios and the two estimators ---------------------------------------------------------------
+    def ratios(self, logp: tuple, batch: dict, a_hat: tuple):
+        """``(rho_f [B, N], rho_b [B, N])``: the agent's own truncated ratios ``min(eps, pi_i(a0_i) / pi0_i(a0_i))`` at
+        the buffer actions and ``min(eps, pi0_i(a^_i) / pi_i(a^_i))`` at the resampled ones (Li et al. 2023, Remark 4;
+        no gradient)."""
+        eps = self.cfg.ratio_clip
+        rho_f = jnp.minimum(eps, jnp.exp(gather(logp, batch["actions"]) - batch["logp"]))
+        rho_b = jnp.minimum(eps, jnp.exp(gather(batch["behaviour_logp"], a_hat) - gather(logp, a_hat)))
+        return jax.lax.stop_gradient(rho_f), jax.lax.stop_gradient(rho_b)
+
+    def half(self, x_buf, x_res):
+        """The buffer and the resampled estimators summed (``combine=sum``, Li et al. 2023) or averaged."""
+        return x_buf + x_res if self.cfg.combine == "sum" else 0.5 * (x_buf + x_res)
+
+    # ---- teammate models -------------------------------------------------------------------------------
+    def observer_actions(self, own: tuple, obs: tuple, avail: tuple, key, moa) -> tuple:
+        """Per group ``[N observers, B, n_g]``: observer ``i``'s joint action, its own ``own`` action and the
+        others' drawn from its teammate models (Li et al. 2023, Section 5.2: ``a~_j ~ pi~_j(o_j)``)."""
+        out = []
+        for g, (net, a) in enumerate(zip(self.moa_nets, own)):
+            logp = moa_log_probs(net, moa[g], obs[g], avail[g])
+            drawn = jax.random.categorical(jax.random.fold_in(key, g), logp).astype(a.dtype)
+            out.append(jnp.where(jnp.asarray(self.others[g])[:, None, :] > 0, drawn, a[None]))
+        return tuple(out)
+
+    def moa_step(self, state, batch):
+        """One Adam step of every agent's teammate models on the executed actions; their TV to the true policies."""
+        def loss(moa):
+            per = [moa_loss(moa_log_probs(net, p, batch["obs"][g], batch["avail"][g]), batch["actions"][g], self.others[g])
+                   * self.others[g].sum(-1) for g, (net, p) in enumerate(zip(self.moa_nets, moa))]
+            return jnp.sum(sum(per)), sum(per) / max(self.n_agents - 1, 1)
+
+        grads, ce = jax.grad(loss, has_aux=True)(state.extra["moa"])
+        pairs = [opt_step(self.moa_tx, p, gr, o, True) for p, gr, o in zip(state.extra["moa"], grads, state.extra["moa_opt"])]
+        moa = tuple(p for p, _ in pairs)
+        true = self.policy_log_probs(state.actor_params, batch["obs"], batch["avail"])
+        tv = sum(moa_tv(moa_log_probs(net, p, batch["obs"][g], batch["avail"][g]), jax.lax.stop_gradient(true[g]),
+                        self.others[g]) * self.others[g].sum(-1) for g, (net, p) in enumerate(zip(self.moa_nets, moa)))
+        extra = {**state.extra, "moa": moa, "moa_opt": tuple(o for _, o in pairs)}
+        return state._replace(extra=extra), {"loss/moa": ce.mean(), "diag/moa_tv_per_agent": tv / max(self.n_agents - 1, 1)}
+
+    # ---- consensus state and communication ------------------------------------------------------------
+    def init_extra(self, key, actor_params, critic_params):
+        cfg = self.cfg
+        base = super().init_extra(key, actor_params, critic_params)
+        cons = C.init(jax.random.fold_in(key, 5), self.agent_major(critic_params), self.protocol,
+                      beta=cfg.beta if cfg.consensus == "pdhg" else 1.0)
+        extra = {**(base if isinstance(base, dict) else {}), "consensus": cons._replace(counters=()),
+                 "comm": C.counters_init(self.n_agents)}
+        if cfg.moa:  # one teammate model per observer and target group, stacked over the observers
+            moa = tuple(jax.vmap(net.init, in_axes=(0, None))(jax.random.split(jax.random.fold_in(key, 20 + g), self.n_agents),
+                                                           jnp.zeros((grp.n, grp.obs_dim)))
+                        for g, (net, grp) in enumerate(zip(self.moa_nets, self.groups)))
+            extra.update(moa=moa, moa_opt=tuple(opt_init(self.moa_tx, p, True) for p in moa))
+        return extra
+
+    def consensus(self, state):
+        return state.extra["consensus"]._replace(counters=state.extra["comm"])
+
+    @staticmethod
+    def with_consensus(extra, cons):
+        return {**extra, "consensus": cons._replace(counters=()), "comm": cons.counters}
+
+    def learn(self, state, traj):
+        state, metrics = super().learn(state, traj)
+        state = state._replace(extra={**state.extra, "comm": C.observe(state.extra["comm"], self.steps_per_update)})
+        size = self.shared_scalars(state.critic_params)
+        metrics.update(comm_metrics(state.extra["comm"], {"shared_critic": size}, observed_record_size(self.env)))
+        return state, metrics

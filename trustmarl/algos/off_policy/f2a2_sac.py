@@ -28,7 +28,6 @@ F2A2-SAC's parameters are MAAC's.
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import jax
 import jax.numpy as jnp
@@ -36,53 +35,39 @@ import numpy as np
 
 from trustmarl.algos import f2a2, register_algo
 from trustmarl.algos.off_policy.maac import MAAC, SHARED_CRITIC_MODULES, MAACConfig, PolicyTerms
-from trustmarl.networks import MASKED_LOGIT
-from trustmarl.trust import consensus as C
-from trustmarl.algos.agents import opt_init, opt_step
-from trustmarl.validation import ConfigError, positive, positive_int
+from trustmarl.validation import ConfigError
 
 SHARE = {"critic": None, "maac": SHARED_CRITIC_MODULES, "attention": ("key", "selector", "value")}
 
 
 @dataclasses.dataclass
-class F2A2SACConfig(MAACConfig, f2a2.ConsensusFields):
+class F2A2SACConfig(MAACConfig, f2a2.OffPolicyFields):
     """F2A2-SAC: per-agent copies of MAAC's critic on own rewards, joint objective, consensus (Li et al. 2023)."""
 
     name: str = "f2a2_sac"
     share: str = "critic"  # critic (the whole copy) | maac (attention + state-action encoders) | attention (Table 1)
-    combine: str = "sum"  # sum | mean of the buffer and resampled estimators (Li et al. 2023 sum them)
     n_critics: int = 2  # 2: twin critics (Prop. 6) | 1: MAAC's single critic
-    ratio_clip: float = 1.0  # eps of the truncated importance ratios min(eps, ratio) (inf: untruncated)
-    moa: bool = False  # teammate models: the others' unexecuted actions come from each agent's model of them (false: their true policies)
-    moa_hidden: int = 128  # hidden width of the teammate models (one ReLU layer)
-    moa_lr: float = 1e-3  # Adam step size of the teammate models (cross-entropy on executed actions)
 
     def validate(self) -> None:
         super().validate()
-        self.validate_consensus()
-        for name, allowed in (("share", tuple(SHARE)), ("combine", ("sum", "mean"))):
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"algo.{name}={getattr(self, name)!r} is not allowed; choose one of {', '.join(allowed)}")
+        self.validate_off_policy()
+        if self.share not in SHARE:
+            raise ConfigError(f"algo.share={self.share!r} is not allowed; choose one of {', '.join(SHARE)}")
         if self.n_critics not in (1, 2):
             raise ConfigError(f"algo.n_critics={self.n_critics!r} must be 1 or 2")
-        if not (self.ratio_clip > 0 and not math.isnan(self.ratio_clip)):
-            raise ConfigError(f"algo.ratio_clip={self.ratio_clip!r} must be > 0 (inf: untruncated ratios)")
-        positive_int(self, "moa_hidden")
-        positive(self, "moa_lr")
-        if self.share_params:
-            raise ConfigError("algo.share_params=true: F2A2's policies are individual (Li et al. 2023, Table 1)")
 
 
-class F2A2SAC(MAAC):
+class F2A2SAC(f2a2.OffPolicyCopies, MAAC):
     def __init__(self, env, cfg: F2A2SACConfig, total_updates: int | None = None):
         super().__init__(env, cfg, total_updates)
-        self.protocol = cfg.protocol(env)
-        self.offsets = [int(o) for o in self.agents.offsets]
-        self.moa_nets = tuple(f2a2.TeammateModel(g.action_space.n, cfg.moa_hidden) for g in self.groups)
-        self.moa_tx = self.make_tx(cfg.moa_lr, cfg.actor_max_grad_norm)
-        # per group [N observers, n_g targets]: 1 where the target is another agent
-        self.others = tuple(np.array([[float(o != self.offsets[g] + k) for k in range(grp.n)] for o in range(self.n_agents)],
-                                     np.float32) for g, grp in enumerate(self.groups))
+        self.setup_copies(env, cfg)
+
+    def policy_log_probs(self, actor_params, obs, avail):
+        return self.log_policies(actor_params, obs, avail)[1]
+
+    def shared_scalars(self, copies) -> int:
+        mask = jax.tree.leaves(self.shared_mask(copies))
+        return sum(int(np.prod(x.shape[1:])) for m, x in zip(mask, jax.tree.leaves(copies)) if m)
 
     def critic_stacked(self) -> bool:
         return True
@@ -128,51 +113,10 @@ class F2A2SAC(MAAC):
         return self.copies_q(critic_params[0], obs, act)
 
     # ---- teammate models ---------------------------------------------------------------------------
-    def observer_actions(self, own: tuple, obs: tuple, avail: tuple, key, moa) -> tuple:
-        """Per group ``[N observers, B, n_g]``: observer ``i``'s joint action, its own ``own`` action and the
-        others' drawn from its teammate models (Li et al. 2023, Section 5.2: ``a~_j ~ pi~_j(o_j)``)."""
-        out = []
-        for g, (net, a) in enumerate(zip(self.moa_nets, own)):
-            logp = f2a2.moa_log_probs(net, moa[g], obs[g], avail[g])
-            drawn = jax.random.categorical(jax.random.fold_in(key, g), logp).astype(a.dtype)
-            out.append(jnp.where(jnp.asarray(self.others[g])[:, None, :] > 0, drawn, a[None]))
-        return tuple(out)
-
     def joint_q(self, copies, obs, joint: tuple):
         """Every agent's ``Q_i`` from its own copy at its own joint action (``joint`` per group ``[N, B, n_g]``)."""
         q, _ = jax.vmap(self.critic.apply, in_axes=(0, None, 0))(copies, obs, self.onehot(joint))
         return self.own(q)
-
-    def moa_step(self, state, batch):
-        """One Adam step of every agent's teammate models on the executed actions; their TV to the true policies."""
-        def loss(moa):
-            per = [f2a2.moa_loss(f2a2.moa_log_probs(net, p, batch["obs"][g], batch["avail"][g]), batch["actions"][g], self.others[g])
-                   * self.others[g].sum(-1) for g, (net, p) in enumerate(zip(self.moa_nets, moa))]
-            return jnp.sum(sum(per)), sum(per) / max(self.n_agents - 1, 1)
-
-        grads, ce = jax.grad(loss, has_aux=True)(state.extra["moa"])
-        pairs = [opt_step(self.moa_tx, p, gr, o, True) for p, gr, o in zip(state.extra["moa"], grads, state.extra["moa_opt"])]
-        moa = tuple(p for p, _ in pairs)
-        _, true = self.log_policies(state.actor_params, batch["obs"], batch["avail"])
-        tv = sum(f2a2.moa_tv(f2a2.moa_log_probs(net, p, batch["obs"][g], batch["avail"][g]), jax.lax.stop_gradient(true[g]),
-                             self.others[g]) * self.others[g].sum(-1) for g, (net, p) in enumerate(zip(self.moa_nets, moa)))
-        extra = {**state.extra, "moa": moa, "moa_opt": tuple(o for _, o in pairs)}
-        return state._replace(extra=extra), {"loss/moa": ce.mean(), "diag/moa_tv_per_agent": tv / max(self.n_agents - 1, 1)}
-
-    # ---- behaviour log-probability vectors in the buffer (this algorithm's transitions only) ----------
-    def act(self, view, carry, last, key):
-        env_actions, (actions, logp), carry = super().act(view, carry, last, key)
-        _, logp_all = self.log_policies(view.actor_params, last.obs, last.avail)
-        warm = view.env_steps < self.cfg.warmup_steps
-        uniform = [jnp.where(av, -jnp.log(jnp.maximum(jnp.sum(av, -1, keepdims=True), 1)), MASKED_LOGIT) for av in last.avail]
-        return env_actions, (actions, logp, tuple(jnp.where(warm, u, lp) for u, lp in zip(uniform, logp_all))), carry
-
-    def transition(self, view, last, ts, act_out):
-        return dict(super().transition(view, last, ts, act_out[:2]), behaviour_logp=act_out[2])
-
-    def example_transition(self, last):
-        return dict(super().example_transition(last),
-                    behaviour_logp=tuple(jnp.zeros((g.n, g.action_space.n)) for g in self.groups))
 
     # ---- one gradient step ---------------------------------------------------------------------------
     def soft_target(self, target_actor_params, target_critic_params, batch, key):
@@ -189,13 +133,6 @@ class F2A2SAC(MAAC):
         not_done = 1.0 - batch["terminated"].astype(jnp.float32)[:, None]
         y = batch["reward"] + cfg.gamma * not_done * q_next - self.gather(next_logp, next_a) / cfg.soft_reward_scale
         return jax.lax.stop_gradient(y)
-
-    def ratios(self, logp: tuple, batch: dict, a_hat: tuple):
-        """``(rho_f [B, N], rho_b [B, N])``: the agent's own truncated ratios at the buffer and the resampled actions (no gradient)."""
-        eps = self.cfg.ratio_clip
-        rho_f = jnp.minimum(eps, jnp.exp(self.gather(logp, batch["actions"]) - batch["logp"]))
-        rho_b = jnp.minimum(eps, jnp.exp(self.gather(batch["behaviour_logp"], a_hat) - self.gather(logp, a_hat)))
-        return jax.lax.stop_gradient(rho_f), jax.lax.stop_gradient(rho_b)
 
     def resampled_q(self, copies, batch, a_hat, key):
         """``Q_i(o, a^)`` per agent: the others' resampled actions from the true policies or the teammate models."""
@@ -215,9 +152,6 @@ class F2A2SAC(MAAC):
         q = self.gather(q_all, acts)
         _, old = jax.lax.stop_gradient(self.log_policies(state.extra["old_actor"], batch["obs"], batch["avail"]))
         return PolicyTerms(logits, logp, acts, self.gather(logp, acts), q_all, q, baseline, q - baseline, old, self.gather(old, acts))
-
-    def half(self, x_buf, x_res):
-        return x_buf + x_res if self.cfg.combine == "sum" else 0.5 * (x_buf + x_res)
 
     def critic_step(self, state, batch, key):
         cfg = self.cfg
@@ -303,34 +237,6 @@ class F2A2SAC(MAAC):
             state, mm = self.moa_step(state, batch)
             cm.update(mm)
         return self.update_targets(state), {**metrics, **actor_metrics, **more, **cm}
-
-    # ---- consensus state and communication ------------------------------------------------------------
-    def init_extra(self, key, actor_params, critic_params):
-        cfg = self.cfg
-        cons = C.init(jax.random.fold_in(key, 5), critic_params, self.protocol, beta=cfg.beta if cfg.consensus == "pdhg" else 1.0)
-        extra = {**super().init_extra(key, actor_params, critic_params), "consensus": cons._replace(counters=()),
-                 "comm": C.counters_init(self.n_agents)}
-        if cfg.moa:  # one teammate model per observer and target group, stacked over the observers
-            moa = tuple(jax.vmap(net.init, in_axes=(0, None))(jax.random.split(jax.random.fold_in(key, 20 + g), self.n_agents),
-                                                           jnp.zeros((grp.n, grp.obs_dim)))
-                        for g, (net, grp) in enumerate(zip(self.moa_nets, self.groups)))
-            extra.update(moa=moa, moa_opt=tuple(opt_init(self.moa_tx, p, True) for p in moa))
-        return extra
-
-    def consensus(self, state):
-        return state.extra["consensus"]._replace(counters=state.extra["comm"])
-
-    @staticmethod
-    def with_consensus(extra, cons):
-        return {**extra, "consensus": cons._replace(counters=()), "comm": cons.counters}
-
-    def learn(self, state, traj):
-        state, metrics = super().learn(state, traj)
-        state = state._replace(extra={**state.extra, "comm": C.observe(state.extra["comm"], self.steps_per_update)})
-        mask = jax.tree.leaves(self.shared_mask(state.critic_params))
-        size = sum(int(np.prod(x.shape[1:])) for m, x in zip(mask, jax.tree.leaves(state.critic_params)) if m)
-        metrics.update(f2a2.comm_metrics(state.extra["comm"], {"shared_critic": size}, f2a2.observed_record_size(self.env)))
-        return state, metrics
 
 
 register_algo(

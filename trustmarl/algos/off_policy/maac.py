@@ -40,6 +40,7 @@ import jax
 import jax.numpy as jnp
 
 from trustmarl.algos import register_algo
+from trustmarl.algos.f2a2 import gather
 from trustmarl.algos.off_policy.config import OffPolicyConfig
 from trustmarl.algos.off_policy.engine import OffPolicy, OffPolicyState
 from trustmarl.networks import AttentionCritic, LogitsActor
@@ -122,10 +123,7 @@ class MAAC(OffPolicy):
     def sample(self, logp: tuple, key) -> tuple:
         return tuple(jax.random.categorical(jax.random.fold_in(key, g), lp).astype(jnp.int32) for g, lp in enumerate(logp))
 
-    @staticmethod
-    def gather(x: tuple, actions: tuple) -> jax.Array:
-        """``[..., N]``: per agent the entry of ``x`` (per group ``[..., n_g, A]``) at its action."""
-        return jnp.concatenate([jnp.take_along_axis(v, a[..., None], -1)[..., 0] for v, a in zip(x, actions)], -1)
+    gather = staticmethod(gather)  # [..., N]: per agent the entry of x (per group [..., n_g, A]) at its action
 
     def onehot(self, actions: tuple) -> tuple:
         return tuple(jax.nn.one_hot(a, g.action_space.n) for g, a in zip(self.groups, actions))

@@ -14,6 +14,16 @@ discrete agents), so mixed discrete/continuous teams work. Per gradient step, on
   ``policy_reg * mean(logits^2)`` (pre-tanh outputs for continuous actors; the reference code's regulariser);
 - targets: Polyak averaging after every gradient step (or hard copies).
 
+``critic=shared``: one agent-conditioned critic ``Q(x, a, onehot(i))`` instead of a critic per agent, agent
+``i`` reading ``Q(x, a, onehot(i))`` as its ``Q_i`` and the critic descending the mean of the agents' losses
+(the centralised, shared-critic reading of MADDPG in Li et al. 2023, App. H.3 and Table 1: the centralised
+counterpart of F2A2-DDPG, whose agents each hold a copy of this critic).
+
+The gradient step is written in pieces that F2A2-DDPG and F2A2-TD3 reuse (as MAAC's): :meth:`MADDPG.td_target`,
+:meth:`MADDPG.critic_step`, :meth:`MADDPG.actor_objective` inside :meth:`MADDPG.actor_step`, and
+:meth:`MADDPG.delayed_actor_step` (per-agent delays ``d_i``: agent ``i``'s actor and target step when the
+gradient-step count is a multiple of ``d_i``).
+
 MATD3 (``algo matd3``) adds (Ackermann et al. 2019, Algorithm 1, after Fujimoto et al. 2018's TD3):
 two critics per agent and the minimum of their targets ``y_i = r_i + gamma (1 - d) min_k Q'_{i,k}(x', a')``
 (``twin_critics``); target policy smoothing ``a'_j = clip(mu'_j(o'_j) + clip(eps, -c, c), low, high)``,
@@ -42,17 +52,22 @@ class MADDPGConfig(OffPolicyConfig):
 
     name: str = "maddpg"
     actor_others: str = "buffer"  # buffer: the paper's eq. 5 | current: the others' current deterministic policies
+    critic: str = "per_agent"  # per_agent: a critic Q_i(x, a) per agent | shared: one Q(x, a, onehot(i)) for all (Li et al. 2023, App. H.3)
     twin_critics: bool = False  # MATD3: two critics per agent, min of the targets
     policy_delay: int = 1  # MATD3: actor and target updates every this many critic steps (counted across updates)
     target_noise: float = 0.0  # MATD3: std of the target policy smoothing noise (continuous actions)
     target_noise_clip: float = 0.5  # MATD3: the smoothing noise is clipped to +-this value
 
-    CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {**OffPolicyConfig.CHOICES, "actor_others": ("buffer", "current")}
+    CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {**OffPolicyConfig.CHOICES, "actor_others": ("buffer", "current"),
+                                                                "critic": ("per_agent", "shared")}
 
     def validate(self) -> None:
         super().validate()
         positive_int(self, "policy_delay")
         non_negative(self, "target_noise", "target_noise_clip")
+        if self.policy_delay > self.grad_steps:
+            raise ConfigError(f"algo.policy_delay={self.policy_delay} is more than algo.grad_steps={self.grad_steps}: some updates "
+                              "would take no actor step (and log a NaN actor loss); make algo.grad_steps >= the delay")
 
 
 @dataclasses.dataclass
@@ -82,6 +97,12 @@ class MADDPG(OffPolicy):
         )
         self.critic = Critic(**net)
         self.n_critics = 2 if cfg.twin_critics else 1
+        # Q(x, a, onehot(i)): agent i's input carries its one-hot; one such critic (shared) or a copy per agent (F2A2)
+        self.agent_input = cfg.critic == "shared"
+        self.critic_copies = 1 if cfg.critic == "shared" else self.n_agents
+        # the shared critic descends the mean of the agents' losses (the per-agent critics: each its own loss)
+        self.critic_weight = 1.0 / self.n_agents if cfg.critic == "shared" else 1.0
+        self.per_agent_delays = False  # F2A2-TD3: each agent's actor delay drawn once per seed
         self.widths = [self.agents.action_width(g) for g in range(len(self.groups))]
         self.joint_obs_dim = sum(g.n * g.obs_dim for g in self.groups)
         self.joint_act_dim = sum(g.n * w for g, w in zip(self.groups, self.widths))
@@ -101,9 +122,9 @@ class MADDPG(OffPolicy):
         k_actor, k_critic = jax.random.split(key)
         ag = self.agents
         actors = tuple(ag.init(a, jax.random.fold_in(k_actor, g), g, ag.dummy_obs(g)) for g, a in enumerate(self.actors))
-        x = jnp.zeros((self.joint_obs_dim + self.joint_act_dim,))
-        keys = jax.random.split(k_critic, self.n_critics * self.n_agents).reshape(self.n_critics, self.n_agents, -1)
-        critics = jax.vmap(jax.vmap(self.critic.init, in_axes=(0, None)), in_axes=(0, None))(keys, x)  # [K, N, ...]
+        x = jnp.zeros((self.joint_obs_dim + self.joint_act_dim + (self.n_agents if self.agent_input else 0),))
+        keys = jax.random.split(k_critic, self.n_critics * self.critic_copies).reshape(self.n_critics, self.critic_copies, -1)
+        critics = jax.vmap(jax.vmap(self.critic.init, in_axes=(0, None)), in_axes=(0, None))(keys, x)  # [K, N or 1, ...]
         return actors, critics
 
     def outputs(self, actor_params: tuple, obs: tuple) -> tuple:
@@ -113,7 +134,15 @@ class MADDPG(OffPolicy):
 
     def q_values(self, critic_params, x: jax.Array, per_agent: bool = False) -> jax.Array:
         """``[K, N, ...]``: every critic on the shared input ``x`` ``[..., D]``, or (``per_agent``) agent ``i``'s
-        critics on ``x[i]`` of ``x`` ``[N, ..., D]``."""
+        critics on ``x[i]`` of ``x`` ``[N, ..., D]``. Agent-conditioned critics (``critic=shared``, F2A2's copies)
+        read ``[x, onehot(i)]``; the one shared critic serves every agent."""
+        if self.agent_input:
+            n = self.n_agents
+            x = x if per_agent else jnp.broadcast_to(x[None], (n,) + x.shape)
+            ids = jnp.broadcast_to(jnp.eye(n, dtype=x.dtype).reshape((n,) + (1,) * (x.ndim - 2) + (n,)), x.shape[:-1] + (n,))
+            x, per_agent = jnp.concatenate([x, ids], -1), True
+            if jax.tree.leaves(critic_params)[0].shape[1] == 1:  # the one shared critic
+                critic_params = jax.tree.map(lambda p: jnp.broadcast_to(p, (p.shape[0], n) + p.shape[2:]), critic_params)
         return jax.vmap(jax.vmap(self.critic.apply, in_axes=(0, 0 if per_agent else None)), in_axes=(0, None))(critic_params, x)
 
     def joint(self, obs: tuple, action_vectors: tuple) -> jax.Array:
@@ -168,69 +197,127 @@ class MADDPG(OffPolicy):
                 vecs.append(a)
         return tuple(vecs)
 
-    # ---- learning ------------------------------------------------------------------------------
+    # ---- learning, in pieces as MAAC's: target, critic step, (delayed) actor step, targets ---------
     def train_step(self, state: OffPolicyState, batch: dict, key):
-        cfg = self.cfg
+        """The critic step, then the actors whose turn it is on the *updated* critic, then the targets."""
         k_target, k_actor = jax.random.split(key)
-        # critic: y_i = r_i + gamma (1 - terminated) min_k Q'_{i,k}(x', mu'(o'))  (Lowe et al. 2017, eq. 6;
-        # the min over twin critics and the target smoothing: Ackermann et al. 2019 / Fujimoto et al. 2018)
+        batch = dict(batch, y=self.td_target(state, batch, k_target))
+        state, metrics = self.critic_step(state, batch, jax.random.fold_in(key, 3))
+        state, a_loss, more = self.delayed_actor_step(state, batch, k_actor)
+        return state, {**metrics, "loss/actor": jnp.nanmean(a_loss), "diag/actor_loss_per_agent": a_loss, **more}
+
+    def next_action_vectors(self, state: OffPolicyState, batch: dict, key) -> tuple:
+        """Per group the target actors' next actions ``mu'(o')`` (MATD3: smoothed)."""
+        smooth = self.cfg.target_noise > 0
         next_out = self.outputs(state.target_actor_params, batch["next_obs"])
-        smooth = cfg.target_noise > 0
-        next_act = self.action_vectors(next_out, batch["next_avail"], k_target if smooth else None, smooth=smooth)
+        return self.action_vectors(next_out, batch["next_avail"], key if smooth else None, smooth=smooth)
+
+    def td_target(self, state: OffPolicyState, batch: dict, key) -> jax.Array:
+        """``y_i = r_i + gamma (1 - terminated) min_k Q'_{i,k}(x', mu'(o'))`` ``[N, B]``, no gradient (Lowe et al.
+        2017, eq. 6; the min over twin critics and the target smoothing: Ackermann et al. 2019 / Fujimoto et al. 2018)."""
+        next_act = self.next_action_vectors(state, batch, key)
         q_next = self.q_values(state.target_critic_params, self.joint(batch["next_obs"], next_act)).min(0)  # [N, B]
         not_done = 1.0 - batch["terminated"].astype(jnp.float32)
-        y = jax.lax.stop_gradient(batch["reward"].T + cfg.gamma * not_done[None] * q_next)  # [N, B]
-        x = self.joint(batch["obs"], self.agents.action_vectors(batch["actions"]))
+        return jax.lax.stop_gradient(batch["reward"].T + self.cfg.gamma * not_done[None] * q_next)
+
+    def critic_step(self, state: OffPolicyState, batch: dict, key):
+        """One step of the critics on ``mean_{k,b} (Q_{i,k}(x, a) - y_i)^2`` per agent (Lowe et al. 2017, eq. 6):
+        summed over the agents' critics, or averaged over the agents for the one shared critic."""
+        x, y = self.joint(batch["obs"], self.agents.action_vectors(batch["actions"])), batch["y"]
 
         def critic_loss(params):
             q = self.q_values(params, x)  # [K, N, B]
             per_agent = jnp.mean(jnp.square(q - y[None]), axis=(0, 2))
-            return per_agent.sum(), (per_agent, q[0].mean(-1))
+            return per_agent.sum() * self.critic_weight, (per_agent, q[0].mean(-1))
 
         grads, (c_loss, q_mean) = jax.grad(critic_loss, has_aux=True)(state.critic_params)
         critic_params, critic_opt = self.apply_critic(state.critic_params, grads, state.critic_opt)
         state = state._replace(critic_params=critic_params, critic_opt=critic_opt)
+        return state, {"loss/critic": c_loss.mean(), "diag/critic_loss_per_agent": c_loss, "diag/q_per_agent": q_mean}
 
-        def actor_update(state):
-            # actor: maximise Q_i(x, a_1..mu_i(o_i)..a_N)  (Lowe et al. 2017, eq. 5), plus the output regulariser
-            buffer_act = self.joint(batch["obs"], self.agents.action_vectors(batch["actions"]))[..., self.joint_obs_dim:]
+    def substitute(self, x_obs: jax.Array, others: jax.Array, own: jax.Array) -> jax.Array:
+        """``[N, B, D]``: agent ``i``'s critic input, the others' actions ``others`` (``[B, A]`` or per agent ``[N, B, A]``)
+        with its own slot replaced by ``own`` ``[B, A]``."""
+        slots = self.own_slots[:, None]
+        acts = others * (1 - slots) + own[None] * slots  # [N, B, A]
+        return jnp.concatenate([jnp.broadcast_to(x_obs, acts.shape[:2] + x_obs.shape[-1:]), acts], -1)
 
-            def actor_loss(actor_params):
-                out = self.outputs(actor_params, batch["obs"])
-                own = self.joint(batch["obs"], self.action_vectors(out, batch["avail"], k_actor, straight_through=True))
-                own_act = own[..., self.joint_obs_dim:]  # [B, A] every agent's current (straight-through) action
-                if cfg.actor_others == "current":
-                    others = self.joint(batch["obs"], self.action_vectors(out, batch["avail"]))[..., self.joint_obs_dim:]
-                    others = jax.lax.stop_gradient(others)
-                else:
-                    others = buffer_act
-                acts = others[None] * (1 - self.own_slots[:, None]) + own_act[None] * self.own_slots[:, None]  # [N, B, A]
-                xs = jnp.concatenate([jnp.broadcast_to(x[None, :, : self.joint_obs_dim], acts.shape[:2] + (self.joint_obs_dim,)), acts], -1)
-                q = self.q_values(state.critic_params, xs, per_agent=True)[0]  # [N, B]: agent i's critic, its own substitution
-                reg = jnp.concatenate([jnp.mean(jnp.square(o if g.action_space.kind == "discrete" else o[0]), axis=(0, -1))
-                                       for g, o in zip(self.groups, out)])  # [N]
-                per_agent = -q.mean(-1) + cfg.policy_reg * reg
-                return per_agent.sum(), per_agent
+    def actor_objective(self, state: OffPolicyState, batch: dict, out: tuple, key) -> jax.Array:
+        """``[N]`` to minimise: ``-mean_b Q_i(x, a_1..mu_i(o_i)..a_N)`` (Lowe et al. 2017, eq. 5), the others' actions
+        from the buffer or their current deterministic policies (``actor_others``)."""
+        x_obs = self.joint(batch["obs"], self.agents.action_vectors(batch["actions"]))
+        x_obs, buffer_act = x_obs[..., : self.joint_obs_dim], x_obs[..., self.joint_obs_dim:]
+        own = self.joint(batch["obs"], self.action_vectors(out, batch["avail"], key, straight_through=True))[..., self.joint_obs_dim:]
+        if self.cfg.actor_others == "current":
+            others = self.joint(batch["obs"], self.action_vectors(out, batch["avail"]))[..., self.joint_obs_dim:]
+            others = jax.lax.stop_gradient(others)
+        else:
+            others = buffer_act
+        q = self.q_values(state.critic_params, self.substitute(x_obs, others, own), per_agent=True)[0]  # [N, B]
+        return -q.mean(-1)
 
-            grads, a_loss = jax.grad(actor_loss, has_aux=True)(state.actor_params)
-            actor_params, actor_opt = self.apply_actors(state.actor_params, grads, state.actor_opt)
-            state = state._replace(actor_params=actor_params, actor_opt=actor_opt)
-            return self.update_targets(state), a_loss
+    def actor_step(self, state: OffPolicyState, batch: dict, key):
+        """One step of every actor on :meth:`actor_objective` plus ``policy_reg * mean(logits^2)`` (pre-tanh outputs
+        for continuous actors; the reference code's regulariser)."""
+        cfg = self.cfg
 
-        def critic_only(state):
-            # between delayed steps the critic targets still follow the critics (Polyak every step, as before a
-            # HalfCheetah 2x3 measurement: freezing them as Fujimoto et al. 2018, Algorithm 1, failed the slow test)
-            return self.update_targets(state, actors=False), jnp.full((self.n_agents,), jnp.nan)
+        def actor_loss(actor_params):
+            out = self.outputs(actor_params, batch["obs"])
+            reg = jnp.concatenate([jnp.mean(jnp.square(o if g.action_space.kind == "discrete" else o[0]), axis=(0, -1))
+                                   for g, o in zip(self.groups, out)])  # [N]
+            per_agent = self.actor_objective(state, batch, out, key) + cfg.policy_reg * reg
+            return per_agent.sum(), per_agent
 
-        if cfg.policy_delay == 1:
-            state, a_loss = actor_update(state)
-        else:  # MATD3: actors and their targets every policy_delay critic steps (Ackermann et al. 2019, Alg. 1), counted
-            # by the state's gradient-step counter across updates (and checkpoints)
-            state, a_loss = jax.lax.cond(state.grad_steps % cfg.policy_delay == 0, actor_update, critic_only, state)
-        return state, {
-            "loss/critic": c_loss.mean(), "loss/actor": jnp.nanmean(a_loss),
-            "diag/critic_loss_per_agent": c_loss, "diag/actor_loss_per_agent": a_loss, "diag/q_per_agent": q_mean,
-        }
+        grads, a_loss = jax.grad(actor_loss, has_aux=True)(state.actor_params)
+        actor_params, actor_opt = self.apply_actors(state.actor_params, grads, state.actor_opt)
+        return state._replace(actor_params=actor_params, actor_opt=actor_opt), a_loss
+
+    def policy_delays(self, state: OffPolicyState) -> jax.Array:
+        """``[N]`` int32: every agent's actor delay ``d_i`` (MATD3: ``policy_delay`` for all)."""
+        return jnp.full((self.n_agents,), self.cfg.policy_delay, jnp.int32)
+
+    def select_agents(self, due: jax.Array, new: tuple, old: tuple) -> tuple:
+        """Per group (actor parameters, optimiser states, targets): ``new`` for the agents where ``due`` ``[N]``."""
+        out = []
+        for g, (grp, a, b) in enumerate(zip(self.groups, new, old)):
+            m = jax.lax.dynamic_slice_in_dim(due, int(self.agents.offsets[g]), grp.n)
+            if not self.agents.stacked(g):  # one actor for the group: it steps with its first agent
+                out.append(jax.tree.map(lambda x, y, m=m: jnp.where(m[0], x, y), a, b))
+            else:
+                out.append(jax.tree.map(lambda x, y, m=m: jnp.where(m.reshape((-1,) + (1,) * (x.ndim - 1)), x, y), a, b))
+        return tuple(out)
+
+    def delayed_actor_step(self, state: OffPolicyState, batch: dict, key):
+        """Agent ``i``'s actor and its target step when ``grad_steps % d_i == 0`` (Ackermann et al. 2019, Alg. 1,
+        per agent; the count runs across updates and checkpoints); the critic targets follow the critics at every
+        step (Polyak every step, as before a HalfCheetah 2x3 measurement: freezing them as Fujimoto et al. 2018,
+        Algorithm 1, failed the slow test); :meth:`after_actors` runs between the actors and the targets. Returns
+        the state, the actor losses ``[N]`` (NaN: no step) and :meth:`after_actors`' metrics."""
+        k_after = jax.random.fold_in(key, 5)
+        if self.cfg.policy_delay == 1 and not self.per_agent_delays:
+            state, a_loss = self.actor_step(state, batch, key)
+            state, more = self.after_actors(state, batch, k_after)
+            return self.update_targets(state), a_loss, more
+        due = state.grad_steps % self.policy_delays(state) == 0  # [N]
+
+        def actors(old):
+            new, a_loss = self.actor_step(old, batch, key)
+            new, more = self.after_actors(new, batch, k_after)
+            new = self.update_targets(new)
+            pick = lambda a, b: self.select_agents(due, a, b)  # noqa: E731
+            new = new._replace(actor_params=pick(new.actor_params, old.actor_params), actor_opt=pick(new.actor_opt, old.actor_opt),
+                               target_actor_params=pick(new.target_actor_params, old.target_actor_params))
+            return new, jnp.where(due, a_loss, jnp.nan), more
+
+        def critic_only(old):
+            new, more = self.after_actors(old, batch, k_after)
+            return self.update_targets(new, actors=False), jnp.full((self.n_agents,), jnp.nan), more
+
+        return jax.lax.cond(due.any(), actors, critic_only, state)
+
+    def after_actors(self, state: OffPolicyState, batch: dict, key):
+        """Steps after the actors' and before the targets' (F2A2: the consensus event). MADDPG: none."""
+        return state, {}
 
     def policy_change(self, old_actor, new_actor, obs, avail):
         old, new = self.outputs(old_actor, obs), self.outputs(new_actor, obs)
