@@ -80,6 +80,9 @@ def divides(obj, name: str, total: int, what: str):
 
 # ---- type coercion -----------------------------------------------------------------------------
 
+_KINDS = {tuple: "a list", list: "a list", bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
 def coerce(key: str, value: Any, typ: Any) -> Any:
     """Check ``value`` against ``typ`` (ints are accepted for floats, lists for tuples)."""
     origin = typing.get_origin(typ)
@@ -97,10 +100,15 @@ def coerce(key: str, value: Any, typ: Any) -> Any:
                 return coerce(key, value, a)
             except ConfigError as e:
                 errors.append(str(e))
+        kinds = [_KINDS.get(typing.get_origin(a) or a) for a in args if a is not type(None)]
+        if len(errors) > 1 and all(kinds):  # e.g. "must be a list of strings or a string"
+            raise ConfigError(f"{key}={value!r} must be {' or '.join(dict.fromkeys(kinds))}"
+                              + (" (or null)" if type(None) in args else ""))
         raise ConfigError(errors[0] if errors else f"{key}={value!r} has the wrong type")
     if origin is tuple or typ is tuple:
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}={value!r} must be a list, e.g. [64, 64]")
+            example = "[a, b]" if typing.get_args(typ)[:1] == (str,) else "[64, 64]"
+            raise ConfigError(f"{key}={value!r} must be a list, e.g. {example}")
         args = typing.get_args(typ)
         inner = args[0] if args else Any
         if inner is Any:

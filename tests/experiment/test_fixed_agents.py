@@ -209,6 +209,7 @@ def test_a_policy_that_does_not_fit_is_refused(runs):
     (["fixed_policy=random"], ["needs fixed_agents"]),
     (["fixed_agents=agent_0", "fixed_policy=no/such/run"], ["fixed_policy='no/such/run'", "does not exist"]),
     (["fixed_agents=agent_0", "fixed_policy=."], ["is not a trustmarl run directory"]),
+    (["fixed_agents=3"], ["fixed_agents=3 must be a list or a string (or null)"]),
 ])
 def test_bad_fixed_agent_keys_are_one_line_and_exit_2(capsys, tmp_path, monkeypatch, args, needles):
     monkeypatch.setattr("trustmarl.experiment.backends._Chunks", None)  # nothing may compile

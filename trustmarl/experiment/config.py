@@ -47,7 +47,7 @@ class RunConfig:
     eval_episodes: int = 32  # episodes per seed of each evaluation (and of `trustmarl eval`); off-policy algorithms: 10
     eval_every: int = 0  # env steps per seed between deterministic evaluations in training; 0 = never; off-policy: 10000
     checkpoint_keep: int | None = None  # updates between numbered checkpoints kept (checkpoints/update_NNNNNNN.npz, e.g. for crossplay); null = none
-    devices: int | str = 1  # devices the seed axis is sharded over (one program per device, no communication): a number dividing num_seeds, or "auto"
+    devices: typing.Any = 1  # int or "auto": devices the seed axis is sharded over (one program per device, no communication): a number dividing num_seeds, or "auto"
     fixed_agents: tuple[str, ...] | str | None = None  # agents that do not learn: a list of names or a name prefix (e.g. blue_); null = none
     fixed_policy: str | None = None  # what acts for fixed_agents: random (default) or a run directory / checkpoint file whose frozen policy acts
     fixed_seed: int = 0  # the seed of fixed_policy's run whose policy acts
