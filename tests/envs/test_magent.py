@@ -1,4 +1,4 @@
-"""MAgent2 battle (``magent2/battle``, Zhang et al. 2021 Fig. 7): one group of both armies with 845-wide views and
+"""MAgent2 battle (``magent2/battle``, Li et al. 2023 Fig. 7): one group of both armies with 845-wide views and
 ``Discrete(21)``, the team size per map size, a few random steps, bad map sizes, and the one-line message
 naming the ``magent`` extra when magent2 is missing. The env tests need the extra."""
 

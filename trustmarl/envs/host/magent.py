@@ -1,4 +1,4 @@
-"""MAgent2 battle (``magent2.environments.battle_v4``, Zheng et al. 2018) as a host env: Zhang et al. 2021's
+"""MAgent2 battle (``magent2.environments.battle_v4``, Zheng et al. 2018) as a host env: Li et al. 2023's
 large-scale experiment (F2A2-ISAC, Fig. 7).
 
 Two armies (``red_*`` then ``blue_*``) of equal size face each other on a square grid. Every agent sees a
@@ -8,7 +8,7 @@ teams have the same spaces, so the adapter puts all agents in **one group** (red
 network acts for both armies (self-play) unless some agents are fixed. Battle's observations are
 relative to the observing agent's own team, so a policy trained as red plays blue unchanged.
 
-Rewards are magent2's defaults (Zhang et al. 2021 list the same battle rewards as costs, with the sign
+Rewards are magent2's defaults (Li et al. 2023 list the same battle rewards as costs, with the sign
 flipped): ``step_reward=-0.005`` per step, ``attack_penalty=-0.1`` per attack, ``attack_opponent_reward=0.2``
 per attack on an enemy, ``dead_penalty=-0.1`` on dying, and +5 (fixed in magent2) per kill. Dead agents
 leave the episode (``active=False``, reward 0); the episode ends when one army is gone (terminated) or
