@@ -1,4 +1,4 @@
-"""F2A2-ISAC (Li et al. 2023, §6.3): the soft target, critic and actor losses of discrete SAC (Haarnoja et al. 2018,
+"""F2A2-ISAC (Li et al. 2023, Section 6.3): the soft target, critic and actor losses of discrete SAC (Haarnoja et al. 2018,
 eqs. 3, 5, 6; Christodoulou 2019, eqs. 10, 12) against a plain NumPy loop on a hand-built batch with a terminal
 step, a truncated one (bootstrapped), an agent that is not alive and unavailable actions; the refused settings."""
 

@@ -1,4 +1,4 @@
-"""F2A2-ISAC (Li et al. 2023, §6.3): discrete soft actor-critic with an independent critic and full sharing.
+"""F2A2-ISAC (Li et al. 2023, Section 6.3): discrete soft actor-critic with an independent critic and full sharing.
 
 Li et al. 2023 scale their framework to MAgent battle (hundreds of agents) with independent SAC: every
 agent's critic reads only its own observation and gives one soft Q value per own action, ``Q(o_i, .)``, and
@@ -9,7 +9,7 @@ copy under consensus) is refused until it is built.
 
 Per gradient step, on a batch of ``B`` joint transitions (``B x n`` agent samples; agents that were not
 alive, ``active=False``, are left out of every mean), with ``K = n_critics`` critics (clipped double Q,
-Christodoulou 2019, §4, from Fujimoto et al. 2018) and the temperature ``alpha``:
+Christodoulou 2019, Section 4, from Fujimoto et al. 2018) and the temperature ``alpha``:
 
 - soft value of the next observation, exact over the discrete actions (Christodoulou 2019, eq. 10;
   Haarnoja et al. 2018, eq. 3), with the *current* policy and the target critics:
