@@ -101,7 +101,7 @@ def test_actor_loss_matches_numpy(setup):
 @pytest.mark.parametrize("key,value,message", [
     ("algo.copies", "per_agent", "algo.copies='per_agent' is not available yet"),
     ("algo.copies", "some", "algo.copies='some' is not allowed; choose one of one, per_agent"),
-    ("algo.share_params", False, "algo.share_params=false: F2A2-ISAC shares its actor and critic"),
+    ("algo.share_params", False, "algo.share_params is not used by f2a2_isac: F2A2-ISAC always shares"),
     ("algo.n_critics", 3, "algo.n_critics=3 must be 1 or 2"),
 ])
 def test_refused_settings(key, value, message):

@@ -49,7 +49,7 @@ class F2A2ISACConfig(OffPolicyConfig):
     copies: str = "one"  # one: one shared actor and critic trained on every agent's samples | per_agent: not built yet
     temperature: float = 0.08  # SAC's entropy coefficient alpha (Li et al. 2023: 0.08 on MAgent)
     n_critics: int = 2  # 2: clipped double Q (Christodoulou 2019) | 1: one critic
-    share_params: bool = True  # full sharing of actor and critic within a group (Li et al. 2023); must stay true
+    share_params: bool = True  # full sharing of actor and critic within a group (Li et al. 2023); not a key
     actor_lr: float = 1e-4  # Adam step size of the shared actor (Li et al. 2023)
     critic_lr: float = 1e-4  # Adam step size of the shared critic (Li et al. 2023)
     gamma: float = 0.95  # discount (Li et al. 2023, MAgent)
@@ -61,6 +61,7 @@ class F2A2ISACConfig(OffPolicyConfig):
     UNUSED = {
         "noise_start": NO_NOISE, "noise_end": NO_NOISE, "noise_decay_steps": NO_NOISE,
         "gumbel_temperature": "F2A2-ISAC samples its softmax policy directly (no Gumbel-softmax)",
+        "share_params": "F2A2-ISAC always shares its actor and critic among the agents of a group (Li et al. 2023)",
         "policy_reg": "F2A2-ISAC's actor loss is discrete SAC's (Christodoulou 2019, eq. 12), without a logit penalty",
     }
 
