@@ -199,7 +199,7 @@ def _load() -> None:
         from trustmarl.compilation import install_default
 
         install_default()  # a straight-line Threefry on the CPU: same numbers, far fewer runtime ops
-        from trustmarl.algos.off_policy import f2a2_ddpg, f2a2_sac, iql, maac, maddpg, mamd, mamt, qmix, qtran, vdn  # noqa: F401
+        from trustmarl.algos.off_policy import f2a2_ddpg, f2a2_isac, f2a2_sac, iql, maac, maddpg, mamd, mamt, qmix, qtran, vdn  # noqa: F401
         from trustmarl.algos.on_policy import happo, hatrpo, ppo  # noqa: F401
         from trustmarl.algos.on_policy import coma, matrl  # noqa: F401
         _LOADED = True  # only after every import succeeded: a failed load is retried, not left half empty

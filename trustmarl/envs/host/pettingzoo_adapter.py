@@ -62,6 +62,7 @@ _EXTRA_OF_PACKAGE = {
     "jaxmarl": "jaxmarl",
     "multi_agent_ale_py": "atari",
     "ale_py": "atari",
+    "magent2": "magent",
 }
 
 

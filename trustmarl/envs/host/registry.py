@@ -6,6 +6,9 @@ Host environments are named next to the JAX-native ones (``trustmarl list`` show
   ``full_action_space``, ``max_cycles`` (see :mod:`trustmarl.envs.host.atari`; extra ``atari``).
 - ``pettingzoo/simple_spread`` - mpe2 ``simple_spread_v3`` (discrete); keys ``n_agents``, ``local_ratio``,
   ``max_cycles`` as for the JAX-native ``mpe/simple_spread``, whose observation layout it shares.
+- ``magent2/battle`` - MAgent2 battle (``battle_v4``): two armies, one group (13x13x5 views flattened to 845,
+  ``Discrete(21)``); keys ``map_size``, ``max_cycles`` and the reward options (see :mod:`trustmarl.envs.host.magent`;
+  extra ``magent``).
 - ``sisl/multiwalker``, ``sisl/pursuit`` - PettingZoo SISL; their ``parallel_env`` keywords as ``env.*`` keys.
 - ``sisl/multiwalker_li2022``, ``sisl/pursuit_li2022`` - the same as Li et al. (2022) ran them (Discrete(16)
   incremental torques; the old Pursuit reward; 25-step episodes as truncations): ``env.episode_limit`` and
@@ -81,6 +84,12 @@ def _pong(p: dict[str, Any]):
     return pong(**p)
 
 
+def _battle(p: dict[str, Any]):
+    from trustmarl.envs.host.magent import battle
+
+    return battle(**p)
+
+
 def _mamujoco(task: str):
     def build(p: dict[str, Any]):
         from trustmarl.envs.host.mamujoco import mamujoco
@@ -103,6 +112,9 @@ _PURSUIT = dict(
 # Li et al. 2022 (MAMT): Discrete(16) incremental torques, 25-step episodes (trustmarl.envs.host.sisl)
 _MULTIWALKER_LI2022 = dict(_MULTIWALKER, episode_limit=25, torque_step=0.2)
 _PURSUIT_LI2022 = dict(_PURSUIT, urgency_reward=0.0, shared_reward=False, episode_limit=25)
+#: MAgent2 battle: magent2 0.3.4's map size and default rewards; max_cycles 500 (magent2's default is 1000)
+BATTLE_DEFAULTS = dict(map_size=45, max_cycles=500, step_reward=-0.005, dead_penalty=-0.1, attack_penalty=-0.1,
+                       attack_opponent_reward=0.2)
 _MAMUJOCO_OPTIONS = dict(agent_obsk=1, observation="local", max_episode_steps=1000)
 #: registry name suffix -> ``MAMUJOCO_TASKS`` key (agents x actuators per agent)
 MAMUJOCO_PRESETS = {
@@ -151,6 +163,12 @@ def _presets() -> dict[str, HostEnvSpec]:
             "host env: two-player Atari Pong (PettingZoo pong_v3; RAM observations / 255; zero-sum, Wen et al. 2021 "
             "Figure 6); needs trustmarl[atari]",
             {"obs_type": "ram", "frame_skip": 1, "full_action_space": True, "max_cycles": 100_000}, _pong, "max_cycles",
+        ),
+        HostEnvSpec(
+            "magent2/battle",
+            "host env: MAgent2 battle_v4, two armies of int(0.2 map_size)^2 agents less the border ones (12 at "
+            "map_size 20, 64 at 40), one group; needs trustmarl[magent]",
+            dict(BATTLE_DEFAULTS), _battle, "max_cycles",
         ),
     ]
     for suffix, task in MAMUJOCO_PRESETS.items():
