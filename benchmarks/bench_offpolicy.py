@@ -23,6 +23,16 @@ steps = 1.25M env steps) from the measured one-seed rate. Run from the repositor
     .venv/bin/python benchmarks/bench_offpolicy.py                      # all algorithms, K = 1 and 8
     .venv/bin/python benchmarks/bench_offpolicy.py --algos maac --seeds 1 --updates 20
     .venv/bin/python benchmarks/bench_offpolicy.py --algos maac mamd mamt --seeds 1 --env mpe/spread_2
+    .venv/bin/python benchmarks/bench_offpolicy.py --parts --algos maac mamt --env mpe/spread_2
+
+``--parts`` instead times the parts of one gradient iteration, each jitted on its own, one seed, on one
+batch from a filled buffer: the critic step, the actor step, the steps after the actors and the whole
+``train_step``; for MAMT also its modelling-policy step, TRD-Net's fast step and the slow (delta) step. The
+calls of all algorithms' parts are interleaved round by round (``--repeats`` rounds, medians), so every
+part sees the same machine load; it prints wall and CPU milliseconds, XLA's FLOP count
+(``cost_analysis``), the achieved GFLOP/s as a fraction of a plain chain of ``[batch, 128] x [128, 128]``
+products on this machine (the ceiling the networks' layers can approach), and each algorithm's time per
+iteration over MAAC's.
 """
 
 from __future__ import annotations
@@ -34,6 +44,8 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
@@ -61,7 +73,11 @@ def parse_args(argv=None):
     p.add_argument("--fill", type=int, default=20, help="updates run before timing (fill the buffer)")
     p.add_argument("--buffer", type=int, default=1_000_000, help="buffer size (transitions per seed)")
     p.add_argument("--harl", action="store_true", help="also MADDPG at HARL's MPE settings")
-    p.add_argument("--out", type=Path, default=Path("benchmarks/results/bench_offpolicy.json"))
+    p.add_argument("--parts", action="store_true", help="time the parts of one gradient iteration instead")
+    p.add_argument("--repeats", type=int, default=30, help="--parts: interleaved rounds (medians)")
+    p.add_argument("--train-only", action="store_true", help="--parts: the whole train_step only (compiles faster)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="JSON output (default benchmarks/results/bench_offpolicy.json, with --parts ..._parts.json)")
     return p.parse_args(argv)
 
 
@@ -126,8 +142,110 @@ def measure(algo: str, k: int, overrides: dict, n_updates: int, n_fill: int, env
     }
 
 
+def dot_ceiling(rows: int, width: int = 128, repeats: int = 20) -> tuple[float, float]:
+    """(wall, CPU) GFLOP/s of a chain of ``[rows, width] x [width, width]`` products with a LeakyReLU between
+    (the kind of layer every network here is made of): the ceiling the gradient iteration can approach."""
+    depth = 64
+    x, w = jnp.ones((rows, width)) * 0.01, jnp.eye(width)
+    f = jax.jit(lambda x, w: jax.lax.fori_loop(0, depth, lambda i, a: jax.nn.leaky_relu(a @ w, 0.01), x))
+    wall, cpu = race({"dot": (f, (x, w))}, repeats)
+    flop = 2.0 * rows * width * width * depth / 1e9
+    return flop / wall["dot"], flop / cpu["dot"]
+
+
+def race(fns: dict, repeats: int) -> tuple[dict, dict]:
+    """Median wall and CPU seconds (all threads) of each jitted ``fn(*args)`` in ``fns[name] = (fn, args)``,
+    the calls interleaved round by round, after one compiling call each."""
+    for f, a in fns.values():
+        jax.block_until_ready(f(*a))
+    wall, cpu = {k: [] for k in fns}, {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, (f, a) in fns.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            jax.block_until_ready(f(*a))
+            wall[k].append(time.perf_counter() - t0)
+            cpu[k].append(time.process_time() - c0)
+    return ({k: float(np.median(v)) for k, v in wall.items()}, {k: float(np.median(v)) for k, v in cpu.items()})
+
+
+def part_fns(algo: str, env: str, buffer: int, train_only: bool = False) -> dict:
+    """``{part: (jitted fn, args)}`` for one seed of ``algo``, on a batch from a buffer filled by a few updates."""
+    cfg = build_config(algo, env, {"algo.learning_starts": 0, "algo.buffer_size": buffer})
+    a = make_algorithm(cfg, total_updates=100)
+    state = jax.jit(a.init)(jax.random.PRNGKey(0))
+    update = jax.jit(a.update)
+    for _ in range(3):
+        state, _ = update(state)
+    stats = replay.field_mean_std(state.buffer.steps, state.buffer.steps.data["reward"]) if a.cfg.reward_norm else None
+    batch = jax.jit(a.sample_batch)(state.buffer, jax.random.PRNGKey(1), stats)
+    key = jax.random.PRNGKey(2)
+    after_critic, _ = jax.jit(a.critic_step)(state, batch, key)
+    after_actor, terms, _ = jax.jit(a.actor_step)(after_critic, batch, key)
+    if train_only:
+        return {"train step": (jax.jit(a.train_step), (state, batch, key))}, a
+    fns = {
+        "critic step": (jax.jit(a.critic_step), (state, batch, key)),
+        "actor step": (jax.jit(a.actor_step), (after_critic, batch, key)),
+        "after actors": (jax.jit(a.after_actors), (after_actor, batch, terms, after_critic.actor_params, key)),
+    }
+    if hasattr(a, "fast_step"):  # MAMT's parts (Li et al. 2022, Algorithm 1's steps 5-10)
+        from trustmarl.trust import radii
+
+        coef = radii.coordination_coefficients(terms.q, terms.baseline)
+        act = a.onehot(terms.actions)
+        jstar = radii.tightest_teammate(coef)
+        extra = after_actor.extra
+        _, d_ns, _ = jax.jit(a.model_step)(extra, batch, terms, jstar)
+        d_q = a.penalty_terms(terms).mean(0)
+        fns["  modelling policies"] = (jax.jit(a.model_step), (extra, batch, terms, jstar))
+        fns["  TRD-Net fast step"] = (jax.jit(a.fast_step), (extra, batch, act, coef, d_ns))
+        fns["  delta slow step"] = (jax.jit(a.slow_step), (extra, batch, act, coef, d_q, True))
+    fns["train step"] = (jax.jit(a.train_step), (state, batch, key))
+    return fns, a
+
+
+def parts(args) -> list[dict]:
+    fns, flops, batch_size = {}, {}, None
+    for algo in args.algos:
+        f, a = part_fns(algo, args.env, args.buffer, args.train_only)
+        batch_size = a.cfg.batch_size
+        for name, (fn, fargs) in f.items():
+            fns[(algo, name)] = (fn, fargs)
+            cost = fn.lower(*fargs).compile().cost_analysis()
+            cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+            flops[(algo, name)] = float(cost.get("flops", float("nan"))) / 1e9
+    ceil_wall, ceil_cpu = dot_ceiling(batch_size)
+    wall, cpu = race(fns, args.repeats)
+    info = machine_info()
+    print(f"# matrix-product ceiling ([{batch_size}, 128] x [128, 128] chain): {ceil_wall:.1f} GFLOP/s wall, "
+          f"{ceil_cpu:.1f} GFLOP/s of CPU time; 1-min load after: {info['loadavg_1_5_15'][0]:.2f}")
+    print(f"{'algo':6s} {'part':22s} {'wall ms':>8s} {'CPU ms':>8s} {'GFLOP':>7s} {'GFLOP/s':>8s} {'of ceiling':>10s}")
+    rows = []
+    for (algo, name) in fns:
+        w, c, g = wall[(algo, name)], cpu[(algo, name)], flops[(algo, name)]
+        rows.append({"algo": algo, "part": name.strip(), "wall_ms": 1e3 * w, "cpu_ms": 1e3 * c, "gflop": g,
+                     "gflop_per_s": g / w, "fraction_of_ceiling": g / w / ceil_wall})
+        print(f"{algo:6s} {name:22s} {1e3 * w:8.1f} {1e3 * c:8.1f} {g:7.3f} {g / w:8.1f} {g / w / ceil_wall:10.0%}")
+    base = next((r for r in rows if r["algo"] == "maac" and r["part"] == "train step"), None)
+    for r in rows:
+        if base and r["part"] == "train step" and r["algo"] != "maac":
+            r["vs_maac"] = {k: r[k] / base[k] for k in ("wall_ms", "cpu_ms", "gflop")}
+            print(f"#   {r['algo']} train step / MAAC's: wall {r['vs_maac']['wall_ms']:.2f}x, CPU "
+                  f"{r['vs_maac']['cpu_ms']:.2f}x, FLOPs {r['vs_maac']['gflop']:.2f}x")
+    out = args.out or Path("benchmarks/results/bench_offpolicy_parts.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": info, "env": args.env, "repeats": args.repeats,
+                               "ceiling_gflop_per_s": {"wall": ceil_wall, "cpu": ceil_cpu}, "results": rows},
+                              indent=1, default=float) + "\n")
+    print(f"# written to {out}")
+    return rows
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.parts:
+        return parts(args)
+    args.out = args.out or Path("benchmarks/results/bench_offpolicy.json")
     info = machine_info()
     print(f"# bench_offpolicy  env={args.env}  backend={info['backend']}  cpus={info['cpu_count']}  "
           f"load avg={' '.join(f'{x:.2f}' for x in info['loadavg_1_5_15'])}")

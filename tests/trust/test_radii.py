@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from trustmarl.trust.radii import (
-    AgentDense, TRDNet, coordination_coefficients, nonstationarity, pad_log_probs, tightest_teammate,
+    AgentDense, TRDNet, coordination_coefficients, coordination_graph, gcn_aggregate, nonstationarity, pad_log_probs,
+    tightest_teammate,
 )
 
 GROUPS = (2, 3)  # e.g. 2 "rovers" and 3 "towers"
@@ -122,8 +123,9 @@ def test_trdnet_batch_shapes_vmap_and_delta_gradient():
     params = init_params(False)
     f = jax.jit(net.apply)
     full = f(params, obs, act, delta, coef)
-    # per-sample delta [B, N] equals a broadcast [N]
-    np.testing.assert_allclose(f(params, obs, act, np.broadcast_to(delta, (B, 5)), coef), full, rtol=1e-6)
+    # per-sample delta [B, N] equals a broadcast [N] (up to float32 rounding: a [N] delta goes through the
+    # trust-region encoders once per agent, a [B, N] one once per sample, and the merge layers add the halves)
+    np.testing.assert_allclose(f(params, obs, act, np.broadcast_to(delta, (B, 5)), coef), full, rtol=1e-5, atol=1e-10)
     # vmap over samples equals the batched call
     per = jax.vmap(lambda o0, o1, a0, a1, c: net.apply(params, (o0, o1), (a0, a1), delta, c))(
         obs[0], obs[1], act[0], act[1], coef)
@@ -147,6 +149,25 @@ def test_agent_dense_per_agent_weights_and_monotone_signs():
             assert np.all(sign * w > 0)
             y = np.asarray(layer.apply({"params": p}, jnp.linspace(-2, 2, 41)[:, None, None] * jnp.ones((1, 3, 4))))
             assert np.all(sign * np.diff(y, axis=0) > 0)
+
+
+def test_agent_dense_parts_and_agent_major_layout_equal_the_plain_layer():
+    """TRD-Net's speed-ups keep the layer: inputs given in parts (one without the batch axis, computed once per
+    agent) equal their concatenation, and the agent-major layout ``[n, batch, d]`` equals ``[batch, n, d]``."""
+    rng = np.random.default_rng(1)
+    u = jnp.asarray(rng.normal(size=(7, 3, 4)), jnp.float32)  # [batch, agents, features]
+    t = jnp.asarray(rng.normal(size=(3, 2)), jnp.float32)  # one encoding per agent
+    layer = AgentDense(5)
+    p = jax.jit(layer.init)(jax.random.PRNGKey(0), jnp.concatenate([u, jnp.broadcast_to(t, (7, 3, 2))], -1))
+    full = layer.apply(p, jnp.concatenate([u, jnp.broadcast_to(t, (7, 3, 2))], -1))
+    np.testing.assert_allclose(layer.apply(p, u, t), full, rtol=1e-6, atol=1e-6)
+    major = AgentDense(5, agent_major=True).apply(p, jnp.swapaxes(u, 0, 1), t)
+    np.testing.assert_allclose(jnp.swapaxes(major, 0, 1), full, rtol=1e-6, atol=1e-6)
+    # the dense GCN aggregation likewise
+    x = jnp.asarray(rng.normal(size=(7, 3, 4)), jnp.float32)
+    w, e = coordination_graph(coordination_coefficients(jnp.asarray(rng.normal(size=(7, 3))), jnp.asarray(rng.normal(size=(7, 3)))), 0.2)
+    np.testing.assert_allclose(jnp.swapaxes(gcn_aggregate(jnp.swapaxes(x, 0, 1), w, e, agent_major=True), 0, 1),
+                               gcn_aggregate(x, w, e), rtol=1e-6, atol=1e-6)
 
 
 def test_monotone_lambda_increases_with_delta():

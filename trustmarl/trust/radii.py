@@ -140,17 +140,20 @@ def coordination_graph(coef: ArrayLike, threshold: float, self_loop_weight: floa
     return weights, edges
 
 
-def gcn_aggregate(x: ArrayLike, weights: ArrayLike, edges: ArrayLike) -> Array:
+def gcn_aggregate(x: ArrayLike, weights: ArrayLike, edges: ArrayLike, agent_major: bool = False) -> Array:
     """``out_j = sum_{i -> j} w_ij deg(i)^-1/2 deg(j)^-1/2 x_i`` (Kipf & Welling 2017 normalisation with
     the edge weights of Li et al. 2022, eq. 8); ``deg`` counts incoming edges, self-loop included.
 
     ``x`` ``[..., N, H]`` (already multiplied by the layer's weight matrix), ``weights``/``edges``
     ``[..., N, N]`` from :func:`coordination_graph`. Every agent has its self-loop, so ``deg >= 1``.
+    ``agent_major=True``: ``x`` and the result are ``[N, ..., H]`` (the weights stay ``[..., N, N]``).
     """
     e = jnp.asarray(edges)
     deg = jnp.maximum(jnp.sum(e, axis=-2).astype(jnp.result_type(x)), 1.0)  # incoming edges of target j
     inv = jax.lax.rsqrt(deg)
     norm = jnp.asarray(weights) * inv[..., :, None] * inv[..., None, :]
+    if agent_major:
+        return jnp.einsum("...ij,i...h->j...h", norm, jnp.asarray(x))
     return jnp.einsum("...ij,...ih->...jh", norm, jnp.asarray(x))
 
 
@@ -176,24 +179,40 @@ class AgentDense(nn.Module):
     ``sign=None``: an ordinary layer (LeCun-normal kernel per agent, zero bias, like ``nn.Dense``).
     ``sign=+1``/``-1``: weights ``sign * exp(w)``, monotone increasing / decreasing in every input (the
     PositiveLinear/NegativeLinear layers of Li et al. 2022's code). Stacked parameters and one einsum
-    instead of ``nn.vmap``: the same computation, and much cheaper to compile.
+    instead of ``nn.vmap``: the same computation, and much cheaper to compile. ``agent_major=True`` takes
+    and returns ``[n, ..., d]`` (the agent axis first: the per-agent products need no transposes).
     """
 
     features: int
     sign: float | None = None
     use_bias: bool = True
+    agent_major: bool = False
 
     @nn.compact
-    def __call__(self, x):
-        n, d = jnp.shape(x)[-2], jnp.shape(x)[-1]
+    def __call__(self, *parts):
+        """``parts``: one or more inputs ``[..., n, d_k]`` whose features are, in order, the layer's ``sum_k d_k``
+        inputs; their leading axes broadcast. ``AgentDense(f)(x, y)`` equals ``AgentDense(f)(concat([x, y], -1))``
+        (the same parameters), but an input without the batch axes (e.g. one encoding per agent) is multiplied
+        once instead of once per sample."""
+        n, d = jnp.shape(parts[0])[0 if self.agent_major else -2], sum(jnp.shape(x)[-1] for x in parts)
         shape = (n, d, self.features)
         if self.sign is None:
             w = self.param("kernel", nn.initializers.lecun_normal(batch_axis=(0,)), shape, jnp.float32)
         else:
             w = self.sign * jnp.exp(self.param("log_kernel", _log_weight_init, shape, jnp.float32))
-        y = jnp.einsum("...nd,ndh->...nh", x, w)
+        rank = max(jnp.ndim(x) for x in parts)
+        spec = "n...d,ndh->n...h" if self.agent_major else "...nd,ndh->...nh"
+        y, start = None, 0
+        for x in parts:
+            width = jnp.shape(x)[-1]
+            term = jnp.einsum(spec, x, w[:, start:start + width] if len(parts) > 1 else w)
+            if self.agent_major:  # a part without (some of) the batch axes broadcasts over them
+                term = term.reshape((n,) + (1,) * (rank - term.ndim) + term.shape[1:])
+            y = term if y is None else y + term
+            start += width
         if self.use_bias:
-            y = y + self.param("bias", nn.initializers.zeros, (n, self.features), jnp.float32)
+            b = self.param("bias", nn.initializers.zeros, (n, self.features), jnp.float32)
+            y = y + (b.reshape((n,) + (1,) * (y.ndim - 2) + (self.features,)) if self.agent_major else b)
         return y
 
 
@@ -236,42 +255,42 @@ class TRDNet(nn.Module):
 
     def _layer(self, name: str, features: int, sign: float | None, use_bias: bool = True) -> AgentDense:
         """A per-agent layer; monotone (``sign``) only with ``monotone=True``."""
-        return AgentDense(features, sign=sign if self.monotone else None, use_bias=use_bias, name=name)
+        return AgentDense(features, sign=sign if self.monotone else None, use_bias=use_bias, agent_major=True, name=name)
 
-    def _branch_inputs(self, prefix: str, g: int, sa: Array, d: Array, sign: float) -> Array:
-        """``[u_i, t_i]`` of one group: state-action encoding and trust-region encoding."""
+    def _branch_inputs(self, prefix: str, g: int, sa: Array, d: Array, sign: float) -> tuple[Array, Array]:
+        """``(u_i, t_i)`` of one group, agent axis first: the state-action encoding ``[n_g, ..., H]`` and the
+        trust-region encoding (``[n_g, H]`` for one ``delta`` per agent: computed once, not once per sample)."""
         h = self.hidden
         u = _leaky(self._layer(f"{prefix}_sa_{g}", h, None)(sa))
         t = _leaky(self._layer(f"{prefix}_tr1_{g}", h, sign)(d))
         t = _leaky(self._layer(f"{prefix}_tr2_{g}", h, sign, use_bias=False)(t))
-        return jnp.concatenate([u, t], axis=-1)
+        return u, t
 
     @nn.compact
     def __call__(self, obs: tuple, act: tuple, delta: ArrayLike, coef: ArrayLike) -> Array:
         h = self.hidden
-        batch = jnp.shape(obs[0])[:-2]
-        n_all = sum(self.group_sizes)
-        delta = jnp.broadcast_to(jnp.asarray(delta, jnp.result_type(obs[0])), batch + (n_all,))[..., None]
+        # agent-major inside ([N, ..., features]): the per-agent layers' products need no transposes
+        delta = jnp.moveaxis(jnp.asarray(delta, jnp.result_type(obs[0])), -1, 0)[..., None]  # [N, 1] or [N, ..., 1]
         z, lam, start = [], [], 0
         for g, (o, a, n) in enumerate(zip(obs, act, self.group_sizes)):
-            sa = jnp.concatenate([o, a], axis=-1)
-            d = delta[..., start:start + n, :]
-            k_in = self._branch_inputs("k", g, sa, d, -1.0)
-            z.append(_leaky(self._layer(f"k_merge_{g}", h, -1.0)(k_in)))
+            sa = jnp.moveaxis(jnp.concatenate([o, a], axis=-1), -2, 0)  # [n_g, ..., d]
+            d = delta[start:start + n]
+            k_in = self._branch_inputs("k", g, sa, d, -1.0)  # merge([u, t]): t's half once per agent
+            z.append(_leaky(self._layer(f"k_merge_{g}", h, -1.0)(*k_in)))
             l_in = self._branch_inputs("lambda", g, sa, d, 1.0)
-            l_hid = _leaky(self._layer(f"lambda_out1_{g}", h, 1.0)(l_in))
+            l_hid = _leaky(self._layer(f"lambda_out1_{g}", h, 1.0)(*l_in))
             lam.append(_leaky(self._layer(f"lambda_out2_{g}", 1, 1.0, use_bias=False)(l_hid))[..., 0])
             start += n
         weights, edges = coordination_graph(coef, self.cc_threshold, self.self_loop_weight)
-        msg = nn.Dense(h, name="gcn")(jnp.concatenate(z, axis=-2))  # W z_i + b, shared by all agents
-        z_new = gcn_aggregate(msg, weights, edges)
+        msg = nn.Dense(h, name="gcn")(jnp.concatenate(z, axis=0))  # W z_i + b, shared by all agents
+        z_new = gcn_aggregate(msg, weights, edges, agent_major=True)
         k, start = [], 0
         for g, n in enumerate(self.group_sizes):
-            zg = z_new[..., start:start + n, :]
+            zg = z_new[start:start + n]
             hid = _leaky(self._layer(f"k_dec1_{g}", h, -1.0)(zg))
             k.append(_leaky(self._layer(f"k_dec2_{g}", 1, -1.0, use_bias=False)(hid))[..., 0])
             start += n
-        lam, k = jnp.concatenate(lam, axis=-1), jnp.concatenate(k, axis=-1)
+        lam, k = jnp.moveaxis(jnp.concatenate(lam, axis=0), 0, -1), jnp.moveaxis(jnp.concatenate(k, axis=0), 0, -1)
         self.sow("intermediates", "lambda", lam)  # apply(..., mutable=["intermediates"]) returns them
         self.sow("intermediates", "k", k)
         return lam * k

@@ -168,12 +168,33 @@ class MAMT(MAMD):
 
     def trust_region_steps(self, state, batch, terms, metrics: dict):
         """Steps 5-10 of the module docstring on the iteration's policy terms (before the actors' step)."""
-        cfg, ag, n = self.cfg, self.agents, self.n_agents
-        extra = state.extra
+        cfg, n = self.cfg, self.n_agents
         coef = jax.lax.stop_gradient(radii.coordination_coefficients(terms.q, terms.baseline))  # [B, N, N], eq. 7
         act = tuple(jax.nn.one_hot(a, g.action_space.n) for a, g in zip(terms.actions, self.groups))
         jstar = radii.tightest_teammate(coef)  # [N]
-        # D_ns,i = KL(pi_j* || m_i(.|o_i, j*)) / |A_j*| (eq. 5), on the teammates' current policies
+        extra, d_ns, model_loss_i = self.model_step(state.extra, batch, terms, jstar)
+        extra, l_ns, kl_hat = self.fast_step(extra, batch, act, coef, d_ns)
+        d_q = jax.lax.stop_gradient(self.penalty_terms(terms).mean(0))  # [N] batch mean of the penalty
+        slow = (state.grad_steps + 1) % cfg.slow_every == 0
+        extra, l_delta = self.slow_step(extra, batch, act, coef, d_q, slow)
+
+        off = ~jnp.eye(n, dtype=bool)
+        c_own = jnp.where(off, coef, jnp.nan)  # agent i's coefficients towards its teammates C[b, i, j != i]
+        metrics.update({
+            "loss/trd": l_ns, "loss/delta": l_delta, "loss/modeling": model_loss_i.mean(),
+            "diag/delta_per_agent": extra["delta"], "diag/kl_hat_per_agent": kl_hat.mean(0), "diag/d_ns_per_agent": d_ns.mean(0),
+            "diag/tightest_teammate_per_agent": jstar.astype(jnp.float32), "diag/penalty_per_agent": d_q,
+            "diag/coordination_mean_per_agent": jnp.nanmean(c_own, axis=(0, 2)),
+            "diag/coordination_var_per_agent": jnp.nanvar(c_own, axis=(0, 2)),
+            "diag/modeling_loss_per_agent": model_loss_i,
+        })
+        return state._replace(extra=extra), metrics
+
+    def model_step(self, extra: dict, batch: dict, terms, jstar: jax.Array):
+        """Step 7: ``D_ns,i = KL(pi_j* || m_i(.|o_i, j*)) / |A_j*|`` (eq. 5) on the teammates' current policies and
+        the models before their step, then (``train_modeling_policy``) one cross-entropy step of the models on the
+        teammates' replayed actions (Table 1). Returns ``(extra, D_ns [B, N], per-agent model loss [N])``."""
+        cfg, ag, n = self.cfg, self.agents, self.n_agents
         logp_pi, valid = radii.pad_log_probs(terms.logp)  # [B, N, A_max], [N, A_max]
 
         def model_loss(model_params):  # Table 1: cross-entropy on the teammates' replayed actions
@@ -191,40 +212,35 @@ class MAMT(MAMD):
             pairs = [opt_step(self.model_tx, p, g, o, ag.stacked(k))
                      for k, (p, g, o) in enumerate(zip(extra["model"], model_grads, extra["model_opt"]))]
             extra = {**extra, "model": tuple(p for p, _ in pairs), "model_opt": tuple(o for _, o in pairs)}
+        return extra, d_ns, model_loss_i
 
-        # fast step: TRD-Net regresses KL^ onto the measured non-stationarity (eq. 8)
+    def fast_step(self, extra: dict, batch: dict, act: tuple, coef: jax.Array, d_ns: jax.Array):
+        """Step 8, the fast step: TRD-Net regresses ``KL^`` onto the measured non-stationarity (eq. 8),
+        ``L_ns = mean (KL^ - sg(D_ns))^2``. Returns ``(extra, L_ns, KL^ [B, N] before the step)``."""
         def ns_loss(trd_params):
             kl_hat = self.trd.apply(trd_params, batch["obs"], act, extra["delta"], coef)
             return jnp.mean(jnp.square(kl_hat - d_ns)), kl_hat
 
         (l_ns, kl_hat), trd_grads = jax.value_and_grad(ns_loss, has_aux=True)(extra["trd"])
         trd, trd_opt = opt_step(self.trd_tx, extra["trd"], trd_grads, extra["trd_opt"], False)
-        # slow step on the radii, with KL^ recomputed after the fast step
-        d_q = jax.lax.stop_gradient(self.penalty_terms(terms).mean(0))  # [N] batch mean of the penalty
+        return {**extra, "trd": trd, "trd_opt": trd_opt}, l_ns, kl_hat
+
+    def slow_step(self, extra: dict, batch: dict, act: tuple, coef: jax.Array, d_q: jax.Array, slow):
+        """Step 10, the slow step on the radii (when ``slow``), with ``KL^`` recomputed after the fast step:
+        ``L_delta = sum_i sg(D_q,i) / delta_i + mean KL^`` (``delta_loss=penalty``) or ``mean KL^``, then the clip.
+        Returns ``(extra, L_delta)``."""
+        cfg = self.cfg
 
         def delta_loss(delta):
-            kl = self.trd.apply(trd, batch["obs"], act, delta, coef).mean()
+            kl = self.trd.apply(extra["trd"], batch["obs"], act, delta, coef).mean()
             return (kl + jnp.sum(d_q / delta)) if cfg.delta_loss == "penalty" else kl
 
         l_delta, delta_grads = jax.value_and_grad(delta_loss)(extra["delta"])
         upd, delta_opt = self.delta_tx.update(delta_grads, extra["delta_opt"], extra["delta"])
         delta = radii.clamp_radii(extra["delta"] + upd, cfg.tr_min, cfg.tr_max)
-        slow = (state.grad_steps + 1) % cfg.slow_every == 0
         delta = jnp.where(slow, delta, extra["delta"])
         delta_opt = jax.tree.map(lambda new, old: jnp.where(slow, new, old), delta_opt, extra["delta_opt"])
-        extra = {**extra, "trd": trd, "trd_opt": trd_opt, "delta": delta, "delta_opt": delta_opt}
-
-        off = ~jnp.eye(n, dtype=bool)
-        c_own = jnp.where(off, coef, jnp.nan)  # agent i's coefficients towards its teammates C[b, i, j != i]
-        metrics.update({
-            "loss/trd": l_ns, "loss/delta": l_delta, "loss/modeling": model_loss_i.mean(),
-            "diag/delta_per_agent": delta, "diag/kl_hat_per_agent": kl_hat.mean(0), "diag/d_ns_per_agent": d_ns.mean(0),
-            "diag/tightest_teammate_per_agent": jstar.astype(jnp.float32), "diag/penalty_per_agent": d_q,
-            "diag/coordination_mean_per_agent": jnp.nanmean(c_own, axis=(0, 2)),
-            "diag/coordination_var_per_agent": jnp.nanvar(c_own, axis=(0, 2)),
-            "diag/modeling_loss_per_agent": model_loss_i,
-        })
-        return state._replace(extra=extra), metrics
+        return {**extra, "delta": delta, "delta_opt": delta_opt}, l_delta
 
 
 register_algo(
