@@ -73,7 +73,7 @@ MPE_RUNS = {"mappo": (40, 3.0), "ippo": (40, 3.0), "happo": (40, 3.0), "jrppo": 
 
 
 @pytest.mark.parametrize("algo", ["mappo", pytest.param("ippo", marks=pytest.mark.slow), pytest.param("jrppo", marks=pytest.mark.slow),
-                                  "happo", pytest.param("hatrpo", marks=pytest.mark.slow)])  # slow: under 20 min
+                                  pytest.param("happo", marks=pytest.mark.slow), pytest.param("hatrpo", marks=pytest.mark.slow)])  # slow: under 20 min
 def test_mpe_simple_spread_improves(algo):
     """Two seeds with the MPE preset settings: the mean episode return clearly improves (the margin is
     several times the update-to-update noise of a mean over 10% of the updates)."""

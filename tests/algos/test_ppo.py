@@ -129,7 +129,7 @@ def _permute_batch(batch, perm, per_agent_values: bool):
     return out
 
 
-@pytest.mark.parametrize("algo", ["mappo", "ippo", "jrppo"])
+@pytest.mark.parametrize("algo", ["mappo", pytest.param("ippo", marks=pytest.mark.slow), "jrppo"])
 def test_loss_is_invariant_to_relabelling_agents(algo):
     """Non-shared agents on MPE (agent-specific observations): permuting the agents in the batch and in
     the stacked parameters gives the same loss (mean over agents / product of ratios are symmetric)."""

@@ -150,7 +150,7 @@ def _replay(a, state):
     ("mappo", {"share_params": False}),  # sharing needs identical spaces: this env mixes two groups
     ("ippo", {"share_params": False}),
     ("happo", {}),
-    ("hatrpo", {}),
+    pytest.param("hatrpo", {}, marks=pytest.mark.slow),  # HAPPO's sequential path is the same
 ])
 def test_stored_hidden_states_replay_behaviour_log_probs(algo, extra):
     """Rollout -> sequence batch -> training unroll gives back the behaviour log-probs (ratio 1),
@@ -197,6 +197,7 @@ def _train_and_eval(recurrent: bool, updates: int = 60) -> float:
     return evaluate(a, run(jax.random.PRNGKey(0)), jax.random.PRNGKey(7), 512, True)
 
 
+@pytest.mark.slow  # a learning test; replay and resume of recurrent agents stay in the default suite
 def test_gru_solves_memory_task_that_mlp_cannot():
     """Cue at t=0, answer at t=2: a feed-forward policy sees the same (empty) observation at the
     answer step whatever the cue, so its deterministic return is 0.5 up to sampling noise (512

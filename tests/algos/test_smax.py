@@ -79,7 +79,7 @@ GRU = ["algo.recurrent=true", "algo.gru_size=16", "algo.seq_len=8"]  # 8 envs x 
 
 
 @pytest.mark.parametrize("algo, gru", [pytest.param("mappo", False, marks=pytest.mark.slow), pytest.param("happo", False, marks=pytest.mark.slow),
-                                       ("happo", True)], ids=["mappo", "happo", "happo-gru"])  # one shared masking path
+                                       pytest.param("happo", True, marks=pytest.mark.slow)], ids=["mappo", "happo", "happo-gru"])  # one shared masking path; the default suite's 20-minute budget keeps them slow (masks: tests/algos/test_ppo.py)
 def test_short_smax_run_respects_action_masks(tmp_path, algo, gru):
     """``trustmarl train {mappo,happo} smax/3m`` (6 updates x 8 envs x 32 steps, 2 seeds in one jitted
     chunk), then 96 more steps of the trained policy (stochastic ``act``) in the 8 training envs per seed.

@@ -356,6 +356,7 @@ ENDINGS = {
     "mamujoco/hopper_3x1": (80, 2),
     "mamujoco/humanoid_17x1": (80, 2),
     "mamujoco/many_segment_swimmer_10x2": (24, 0),
+    "magent2/battle": (12, 0),  # random armies do not wipe each other out in 400 steps
 }
 
 
@@ -377,6 +378,8 @@ def test_host_preset_through_terminated_and_truncated_episodes(name):
         pytest.importorskip("gymnasium_robotics")
     if name == "pettingzoo/pong":
         pytest.importorskip("multi_agent_ale_py")
+    if name == "magent2/battle":
+        pytest.importorskip("magent2")
     steps, terminations = ENDINGS[name]
     key = registry.PRESETS[name].max_steps_key
     short, long = (registry.make_factory(name, {key: n}) for n in (6, 400 if terminations else 6))

@@ -61,6 +61,10 @@ SCRIPT = textwrap.dedent(r"""
         assert close(m_i, jax.tree.map(lambda x: x[i:i + 1], m)), f"seed {i}: metrics differ"
     assert not close(jax.tree.map(lambda x: x[:1], state), jax.tree.map(lambda x: x[1:2], state))  # seeds differ
 
+    if sys.argv[3] == "direct":
+        print("OK")
+        sys.exit(0)
+
     # 2. through the runner: 4 devices equal 1 device to float tolerance (the 1-device program vmaps 4 seeds,
     # XLA:CPU may pick other kernels for a batch of 4 than of 1), metrics and evaluations included
     for d in (1, 4):
@@ -82,12 +86,22 @@ SCRIPT = textwrap.dedent(r"""
 """)
 
 
-def test_seeds_sharded_over_four_host_devices(tmp_path):
+def _run(tmp_path, part: str):
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
            "PYTHONPATH": str(Path(__file__).resolve().parents[2]) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "runs"), str(tmp_path / "cache")],
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "runs"), str(tmp_path / "cache"), part],
                           env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("OK"), proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def test_seeds_sharded_over_four_host_devices(tmp_path):
+    """Sharded init, leaf shardings, and each device's program on its seed against that seed alone."""
+    _run(tmp_path, "direct")
+
+
+@pytest.mark.slow  # four short training runs and two resumes on 4 host devices
+def test_runs_on_four_devices_equal_one_and_resume_across_counts(tmp_path):
+    _run(tmp_path, "runner")
 
 
 @pytest.mark.parametrize("devices,message", [

@@ -36,6 +36,7 @@ def leaves_equal(a, b) -> bool:
     return all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
+@pytest.mark.slow  # five algorithms compiled whole; test_mamd_op_coefficient_per_agent is the default suite's check
 def test_mamd_op_reduces_to_maac_and_mamd_bit_for_bit():
     """No agent constrained: MAAC's update exactly; every agent constrained: MAMD's exactly."""
     s_maac, _ = run(build("maac"), 4)
@@ -85,6 +86,25 @@ def test_mirror_descent_coefficient_matches_the_formula(q):
     maac = build("maac")
     coef_maac, _ = maac.actor_coefficient(state, terms)
     np.testing.assert_allclose(np.asarray(coef_maac), np.asarray(terms.logp_a) / 100.0 - np.asarray(terms.adv), rtol=1e-6)
+
+
+def test_mamd_op_coefficient_per_agent():
+    """MAMD-OP (Li et al. 2022, App. D): a constrained agent's actor coefficient is MAMD's, the others' MAAC's,
+    on the same terms; no mask at all is MAAC's, a full one MAMD's (bit for bit)."""
+    mamd = build("mamd")
+    state = jax.jit(mamd.init)(jax.random.PRNGKey(1))
+    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(2), 3)
+    old = jax.tree.map(lambda x: x + 0.3 * jax.random.normal(k1, x.shape), state.actor_params)
+    state = state._replace(extra={**state.extra, "old_actor": old})
+    terms = mamd.policy_terms(state.actor_params, state.critic_params, hand_batch(mamd, k2), k3, old)
+    coef = lambda mask: np.asarray(build("mamd_op", **{"algo.constrained": mask}).actor_coefficient(state, terms)[0])  # noqa: E731
+    c_mamd, c_maac = np.asarray(mamd.actor_coefficient(state, terms)[0]), np.asarray(build("maac").actor_coefficient(state, terms)[0])
+    assert not np.allclose(c_mamd, c_maac)
+    np.testing.assert_array_equal(coef([False, False]), c_maac)
+    np.testing.assert_array_equal(coef([True, True]), c_mamd)
+    mixed = coef([True, False])
+    np.testing.assert_array_equal(mixed[:, 0], c_mamd[:, 0])
+    np.testing.assert_array_equal(mixed[:, 1], c_maac[:, 1])
 
 
 def test_exact_tsallis_penalty_enters_the_actor_loss():
