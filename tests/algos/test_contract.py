@@ -33,10 +33,11 @@ ALGOS = [n for n in algo_names() if algo_spec(n).family != "test"]
 # Variants whose state and update are their parent's with another loss (their own tests check the loss and,
 # where it exists, the reduction to the parent bit for bit): the contract runs them in the slow suite only,
 # which keeps the default suite under 20 minutes on 2 cores. F2A2-SAC (MAAC plus per-agent copies) and MAMT (MAMD
-# plus trust-region networks) are there for the same budget: their own tests check the added state and losses.
+# plus trust-region networks), HATRPO (HAPPO's state, a line-searched step) and F2A2-COMA (COMA plus copies) are
+# there for the same budget: their own tests check the added state and losses.
 VARIANTS = {"ippo": "mappo", "jrppo": "mappo", "mamd": "maac", "mamd_op": "mamd", "ma_ac": "f2a2_coma",
             "iql": "vdn", "vdn": "qmix", "qtran": "qmix", "matd3": "maddpg", "f2a2_ddpg": "maddpg", "f2a2_td3": "f2a2_ddpg",
-            "f2a2_sac": "maac", "mamt": "mamd"}
+            "f2a2_sac": "maac", "mamt": "mamd", "hatrpo": "happo", "f2a2_coma": "coma"}
 CONTRACT = [pytest.param(n, marks=pytest.mark.slow) if n in VARIANTS else n for n in ALGOS]
 # the host-env run exercises the host backend, which is the same for every algorithm of a family: one each
 # (MADDPG and MAPPO where their family has them, MATRL for its own per-agent host path)

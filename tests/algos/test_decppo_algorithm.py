@@ -86,6 +86,7 @@ def test_t17_clipping_shrinks_but_does_not_bound_the_ratios(clip_vs_none):
     assert free["diag/tv_joint"] > 1.5 * clipped["diag/tv_joint"]
 
 
+@pytest.mark.slow  # the default suite's 20-minute budget
 def test_t17_joint_tv_grows_with_the_number_of_agents(clip_vs_none):
     """eps = 0.1 per agent: the joint TV estimate Σ_k max_t TV_k grows about linearly with N (Fig. 1c)."""
     tv = {n: float(one_update(n, 0.1)["diag/tv_joint"]) for n in (2, 8)}

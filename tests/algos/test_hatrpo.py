@@ -81,6 +81,7 @@ def test_line_search_diagnostics_and_rejection():
         assert np.array_equal(np.asarray(x), np.asarray(y))
 
 
+@pytest.mark.slow  # a learning claim, like HAPPO's
 def test_figure1_hatrpo_with_and_without_factor():
     """seed 001 Figure 1 / §4.3: from μ = (-0.25, 0.25) (J = -0.0625), δ = 0.5, fixed order: with the
     factor agent 2 sees agent 1's move and J rises (lead: μ ≈ (0.74, 1.24), J ≈ +0.92); without it the

@@ -40,7 +40,7 @@ def test_proposition1_shared_mappo_reaches_the_shared_optimum():
 
 @pytest.mark.parametrize(
     "algo,updates,extra",
-    [("mappo", 100, {}), ("happo", 60, {}),
+    [("mappo", 100, {}), pytest.param("happo", 60, {}, marks=pytest.mark.slow),
      pytest.param("ippo", 100, {}, marks=pytest.mark.slow),
      pytest.param("jrppo", 100, {}, marks=pytest.mark.slow),
      pytest.param("hatrpo", 60, {"algo.kl_threshold": 0.05}, marks=pytest.mark.slow)],

@@ -70,6 +70,7 @@ def runs(data):
     return f2, _learn(maac, m0, maac_traj, 5), _learn(f2, f0, traj, 5)
 
 
+@pytest.mark.slow  # the default suite's 20-minute budget: F2A2-COMA's reduction to COMA (tests/algos/test_coma.py) stays in it
 def test_f2a2_sac_reduces_to_maac(runs):
     """Separate objectives with MAAC's estimators, one critic, MAAC's split of the critic with the copies of
     the shared modules replaced by their mean, true policies, plain gradient steps, float64: after 10
@@ -87,6 +88,7 @@ def test_f2a2_sac_reduces_to_maac(runs):
     assert float(fm["comm/consensus_events_total"]) == 10 * 3  # one complete-graph event per gradient step
 
 
+@pytest.mark.slow  # the other half of the reduction above
 def test_averaging_the_whole_critic_does_not_reduce_to_maac(data, runs):
     """``share=critic`` averages every agent's head too (each head then moves 1/n as far): the comparison fails."""
     s0, traj = data

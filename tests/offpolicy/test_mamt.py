@@ -124,6 +124,7 @@ def fixed_radius_runs():
     return run(mamt, 4), run(mamd, 4)
 
 
+@pytest.mark.slow  # the default suite's 20-minute budget
 def test_fixed_radii_give_mamds_actor_steps(fixed_radius_runs):
     """Li et al. 2022: MAMT is MAMD with per-agent divisors delta_i; pinned at c by the clamp, every actor and
     critic step is MAMD's (the trust-region networks do not feed back into them)."""

@@ -50,7 +50,7 @@ OFF_POLICY = {"algo.hidden_sizes": [16], "algo.buffer_size": 64, "algo.batch_siz
     "algo_name, extra",
     [
         ("mappo", {"algo.critic_time": True}),  # the time-aware critic's step counter rides in the loop's carry
-        ("maddpg", OFF_POLICY),
+        pytest.param("maddpg", OFF_POLICY, marks=pytest.mark.slow),  # the host engine path is test_runs' too
         pytest.param("matd3", OFF_POLICY, marks=pytest.mark.slow),
         pytest.param("happo", {}, marks=pytest.mark.slow),
         pytest.param("mappo", {"algo.recurrent": True, "algo.gru_size": 8, "algo.seq_len": 7}, marks=pytest.mark.slow),

@@ -103,6 +103,7 @@ def _check(result, expect_all=True):
     return comps
 
 
+@pytest.mark.slow  # like every other reproduction's smoke tier
 def test_figure1_smoke(tmp_path):
     """Seed 001 Figure 1 at smoke scale (HATRPO; HAPPO joins from the cpu tier): J starts at -0.0625; one
     update with the factor raises J, without it J falls; the report puts the paper's 0.9375 / -0.5625 beside ours."""
