@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from trustmarl.envs.base import Discrete, MultiAgentEnv, RenderError, TimeStep, strong_types
+from trustmarl.envs.base import Discrete, GroupedAgents, MultiAgentEnv, RenderError, TimeStep, strong_types
 from trustmarl.validation import ConfigError
 
 RANDOM = "random"  # fixed_policy: uniform over the available actions
@@ -306,7 +306,7 @@ class FixedAgentsEnv(MultiAgentEnv):
 # ---- host environments ---------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class FixedHostInfo:
+class FixedHostInfo(GroupedAgents):
     """A host env's description (groups, state width, episode limit) seen by the learner; the backends
     wrap its vec envs with :meth:`wrap_vec`."""
 
@@ -316,14 +316,6 @@ class FixedHostInfo:
     @property
     def groups(self):
         return self.actor.layout.groups
-
-    @property
-    def n_agents(self) -> int:
-        return sum(g.n for g in self.groups)
-
-    @property
-    def agents(self) -> tuple[str, ...]:
-        return tuple(a for g in self.groups for a in g.agents)
 
     info_keys = (INFO_KEY,)  # env outcomes of its TimeSteps (placeholders need them)
 
