@@ -67,14 +67,9 @@ def bitwise_equal(x, y) -> bool:
     return len(lx) == len(ly) and all(np.asarray(a).tobytes() == np.asarray(b).tobytes() for a, b in zip(lx, ly))
 
 
-@pytest.mark.parametrize("algo", CONTRACT)
-def test_jit_vmap_metrics_evaluation_and_bitwise_resume(algo, tmp_path):
-    """A run stopped after one chunk and resumed from its checkpoint ends bitwise equal to an
-    uninterrupted run (replay buffers and target networks included), with the same metrics rows; then
-    the runner's own chunk program (jit + vmap over seeds; compiled once: the module's persistent cache)
-    on a fresh state gives every required metric with the right shapes, and evaluation per seed."""
-    cfg = build_config(algo, "mpe/simple_spread", overrides(algo, total_steps=48, chunk_updates=2, num_seeds=2,
-                                                             checkpoint_every=1, eval_every=16, eval_episodes=2))
+def resume_is_bitwise(cfg, tmp_path):
+    """Train ``cfg`` whole (``full``) and stopped after one chunk then resumed (``part``); assert both end
+    completed with bitwise-equal states and the same metrics rows. Returns the full run's summary, state and rows."""
     kw = dict(progress=False, tensorboard=False)
     full = train(cfg, tmp_path / "full", **kw)
     train(cfg, tmp_path / "part", stop_after_chunks=1, **kw)
@@ -86,7 +81,20 @@ def test_jit_vmap_metrics_evaluation_and_bitwise_resume(algo, tmp_path):
     rows_part = read_jsonl(tmp_path / "part" / "metrics.jsonl")
     strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_time"} for r in rows]  # noqa: E731
     same = lambda x, y: x == y or (isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y))  # noqa: E731
+    assert len(rows_full) == len(rows_part)
     assert all(r1.keys() == r2.keys() and all(same(r1[k], r2[k]) for k in r1) for r1, r2 in zip(strip(rows_full), strip(rows_part)))
+    return full, s_full, rows_full
+
+
+@pytest.mark.parametrize("algo", CONTRACT)
+def test_jit_vmap_metrics_evaluation_and_bitwise_resume(algo, tmp_path):
+    """A run stopped after one chunk and resumed from its checkpoint ends bitwise equal to an
+    uninterrupted run (replay buffers and target networks included), with the same metrics rows; then
+    the runner's own chunk program (jit + vmap over seeds; compiled once: the module's persistent cache)
+    on a fresh state gives every required metric with the right shapes, and evaluation per seed."""
+    cfg = build_config(algo, "mpe/simple_spread", overrides(algo, total_steps=48, chunk_updates=2, num_seeds=2,
+                                                             checkpoint_every=1, eval_every=16, eval_episodes=2))
+    full, _, rows_full = resume_is_bitwise(cfg, tmp_path)
     evals = [r for r in rows_full if math.isfinite(r.get("eval/return", math.nan))]
     assert [r["env_steps"] for r in evals] == [16, 32, 48]  # every eval_every env steps, and at the end
     assert full["final_eval_return"] == pytest.approx(evals[-1]["eval/return"])
