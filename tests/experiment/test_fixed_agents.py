@@ -219,3 +219,16 @@ def test_bad_fixed_agent_keys_are_one_line_and_exit_2(capsys, tmp_path, monkeypa
     assert code == 2 and err.startswith("trustmarl: error: ") and err.count("\n") == 1, err
     assert all(n in err for n in needles), err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_relative_fixed_policy_is_saved_absolute_and_resumes_from_elsewhere(runs, tmp_path, monkeypatch):
+    """``fixed_policy=RELATIVE`` is resolved against the directory training starts in and saved absolute, so
+    ``--resume`` from another working directory loads the same policy."""
+    monkeypatch.chdir(runs)
+    cfg = build_config("ippo", "mpe/simple_spread", {**TINY, **SPREAD, "total_steps": 16, "fixed_agents": ["agent_2"],
+                                                      "fixed_policy": "spread"})
+    runner.train(cfg, tmp_path / "run", progress=False, tensorboard=False, stop_after_chunks=1)
+    assert runner.load_run_config(tmp_path / "run").fixed_policy == str((runs / "spread").resolve())
+    monkeypatch.chdir(tmp_path)
+    summary = runner.train(None, tmp_path / "run", resume=True, progress=False, tensorboard=False)
+    assert summary["status"] == "completed" and summary["env_steps"] == 16

@@ -32,6 +32,7 @@ completed chunk is kept, so the run can be resumed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -477,6 +478,8 @@ def train(
     t_start = time.perf_counter()
     out_dir = Path(out_dir)
     cfg = _check_run_dir(cfg, out_dir, resume, overwrite)
+    if not resume and cfg.fixed_policy not in (None, "random"):  # saved absolute: a resume from another
+        cfg = dataclasses.replace(cfg, fixed_policy=str(Path(cfg.fixed_policy).resolve()))  # directory finds it
     resolve_devices(cfg)  # more devices than this machine has: one line before anything is built
     if resume:
         _check_schedule(cfg, out_dir, rescale_schedule)
