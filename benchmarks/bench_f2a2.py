@@ -3,7 +3,8 @@
 For each pair at the packaged Rover-Tower settings (MAAC's: 12 env copies, 4 gradient steps of batch
 1024 per update; COMA's: 1024 env steps per update), the script compiles one update, fills the buffer
 past ``learning_starts`` (off-policy), then times ``--updates`` updates and prints seconds per update
-and the ratio decentralised / centralised, measured in one run. Expected (our estimate): F2A2-SAC with
+and the ratio decentralised / centralised, measured in one run: the two alternate in ``--rounds`` rounds
+and the median CPU seconds per update of each is reported. Expected (our estimate): F2A2-SAC with
 one critic and no teammate model costs about n = 8 times MAAC's update (every copy evaluates the whole
 attention critic), twin critics about twice that; F2A2-COMA about 1x COMA (a copy reads only its
 agent's samples). Run from the repository root::
@@ -21,6 +22,7 @@ import time
 from pathlib import Path
 
 import jax
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
@@ -30,21 +32,28 @@ from trustmarl.experiment.config import build_config  # noqa: E402
 PAIRS = {"sac": ("maac", "f2a2_sac", {"algo.n_critics": 1}), "coma": ("coma", "f2a2_coma", {})}
 
 
-def seconds_per_update(algo: str, env: str, overrides: dict, updates: int) -> float:
-    a = make_algorithm(build_config(algo, env, overrides), total_updates=updates + 20)
-    state = jax.jit(a.init)(jax.random.PRNGKey(0))
-    update = jax.jit(a.update)
-    fill = 1
-    if hasattr(a.cfg, "learning_starts"):
-        fill = max(1, -(-a.cfg.learning_starts // a.steps_per_update)) + 1
-    for _ in range(fill):  # compilation and (off-policy) a buffer past learning_starts
-        state, m = update(state)
-    jax.block_until_ready(state)
-    t = time.perf_counter()
-    for _ in range(updates):
-        state, m = update(state)
-    jax.block_until_ready(state)
-    return (time.perf_counter() - t) / updates
+class Timed:
+    """One algorithm compiled, its buffer filled past ``learning_starts`` (off-policy), ready to time updates."""
+
+    def __init__(self, algo: str, env: str, overrides: dict, updates: int):
+        self.algo = make_algorithm(build_config(algo, env, overrides), total_updates=10 * updates + 40)
+        self.state = jax.jit(self.algo.init)(jax.random.PRNGKey(0))
+        self.update = jax.jit(self.algo.update)
+        fill = 1
+        if hasattr(self.algo.cfg, "learning_starts"):
+            fill = max(1, -(-self.algo.cfg.learning_starts // self.algo.steps_per_update)) + 1
+        for _ in range(fill):  # compilation and (off-policy) a buffer past learning_starts
+            self.state, _ = self.update(self.state)
+        jax.block_until_ready(self.state)
+
+    def round(self, updates: int) -> float:
+        """CPU seconds per update over ``updates`` updates (process CPU time: other load on the machine
+        slows it less than wall time)."""
+        t = time.process_time()
+        for _ in range(updates):
+            self.state, _ = self.update(self.state)
+        jax.block_until_ready(self.state)
+        return (time.process_time() - t) / updates
 
 
 def main(argv=None) -> int:
@@ -52,6 +61,7 @@ def main(argv=None) -> int:
     p.add_argument("--pairs", nargs="+", default=list(PAIRS), choices=list(PAIRS))
     p.add_argument("--env", default="mpe/rover_tower")
     p.add_argument("--updates", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (the median is reported)")
     p.add_argument("--hidden", type=int, default=0, help="network width (0: the presets')")
     p.add_argument("--out", default="")
     args = p.parse_args(argv)
@@ -59,10 +69,18 @@ def main(argv=None) -> int:
     for name in args.pairs:
         central, dec, extra = PAIRS[name]
         over = {"algo.hidden_sizes": [args.hidden, args.hidden]} if args.hidden else {}
-        tc = seconds_per_update(central, args.env, over, args.updates)
-        td = seconds_per_update(dec, args.env, {**over, **extra}, args.updates)
-        rows.append({"pair": f"{dec} / {central}", "central_s": tc, "decentralised_s": td, "ratio": td / tc})
-        print(f"{dec} {td:.3f} s/update, {central} {tc:.3f} s/update: ratio {td / tc:.2f}", flush=True)
+        c, d = Timed(central, args.env, over, args.updates), Timed(dec, args.env, {**over, **extra}, args.updates)
+        tcs, tds = [], []
+        for _ in range(args.rounds):  # interleaved: both see the same load on a shared machine
+            tcs.append(c.round(args.updates))
+            tds.append(d.round(args.updates))
+        tc, td = float(np.median(tcs)), float(np.median(tds))
+        rows.append({"pair": f"{dec} / {central}", "env": args.env, "central_cpu_s": tc, "decentralised_cpu_s": td,
+                     "ratio": td / tc, "rounds": args.rounds, "updates_per_round": args.updates,
+                     "ratio_per_round": [b / a for a, b in zip(tcs, tds)]})
+        print(f"{dec} {td:.3f} CPU s/update, {central} {tc:.3f} CPU s/update: ratio {td / tc:.2f} "
+              f"(median of {args.rounds} interleaved rounds; per round "
+              f"{', '.join(f'{b / a:.2f}' for a, b in zip(tcs, tds))})", flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")
     return 0
