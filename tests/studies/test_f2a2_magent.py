@@ -56,6 +56,22 @@ def test_moving_average_counts_episodes_not_updates():
     assert np.isnan(got[:3]).all()
 
 
+def test_run_curves_read_each_seed_from_the_logs():
+    """Fig. 7 from a run's rows: per-seed returns, the logged per-seed mean episode count, cumulative wall time."""
+    from trustmarl.studies.report import RunData
+
+    a = np.r_[np.zeros(150), np.ones(150)]
+    b = np.r_[np.zeros(100), np.ones(200)]
+    rows = [{"update": t + 1, "env_steps": 100.0 * (t + 1), "wall_time": 2.0 * (t + 1), "episode_return": (a[t] + b[t]) / 2,
+             "episode_return/seed_0": a[t], "episode_return/seed_1": b[t], "episodes": 1.0} for t in range(300)]
+    run = RunData(path=None, config={"num_seeds": 2}, summary=None, rows=rows)
+    c = fm.run_curves(run)
+    assert c["reward"].shape == (300, 2)
+    assert [v["update"] for v in c["convergence"]] == [244, 194]  # 95 ones among the last 100 episodes
+    assert [v["env_steps"] for v in c["convergence"]] == [24500.0, 19500.0]
+    assert [v["wall_seconds"] for v in c["convergence"]] == [490.0, 390.0]
+
+
 # ---- the self-play chain and transfer ----------------------------------------------------------------
 
 TINY_IQL = {"env.map_size": 12, "env.max_cycles": 6, "algo.num_envs": 1, "algo.rollout_len": 6, "algo.buffer_size": 24,

@@ -1,6 +1,6 @@
 """``f2a2-magent``: F2A2-ISAC on MAgent2 battle against a frozen self-play opponent (Li et al. 2023, Section 6.3, Fig. 7).
 
-The protocol, step by step (each step is also one command, docs/f2a2.md "MAgent2 battle"):
+The protocol, step by step (each step is also one command, docs/algorithms/f2a2_isac.md, "MAgent2 battle"):
 
 1. **Opponent.** Li et al. 2023 fight an IQL model fixed after 2000 self-play rounds. Both armies of battle are one
    group with the same spaces and battle's observations are relative to the observing agent's team, so one shared
@@ -52,8 +52,9 @@ TIERS = {
              "opponent_team": 256, "transfer": (256, 625), "episodes": 10},
 }
 TIER_TIMES = {
-    "smoke": "~1-2 min (2 CPU cores under load; a 40-step run at 16 per team and a 1-episode transfer to 64)",
-    "cpu": "~6 h on 2 CPU cores (estimated, not run: see docs/f2a2.md for the measured rates behind it)",
+    "smoke": "~1.5 min (2 CPU cores at a load of ~8, measured: a 40-step run at 16 per team, a 1-episode transfer to 64)",
+    "cpu": "~5 h on 2 CPU cores at a load of ~9 (estimated, not run: 39 and 17 joint env steps/s measured at 16 and 64 "
+           "per team with one seed; 2 seeds x 100k env steps each, the opponent's 20k self-play steps, the transfer)",
     "full": "2000 self-play rounds at 256 per team, 5 team sizes x 10 seeds x 1M env steps, transfer to 625: "
             "a GPU or a cluster (not measured)",
 }
@@ -112,9 +113,7 @@ def run_curves(run) -> dict[str, Any]:
     conv = []
     for k in range(y.shape[1]):
         col = f"episodes/seed_{k}"
-        eps = np.array([float(r.get(col if col in cols else "episodes") or 0.0) for r in rows])
-        if col not in cols:
-            eps = eps / max(1, run.num_seeds)  # the logged count is over all seeds
+        eps = np.array([float(r.get(col if col in cols else "episodes") or 0.0) for r in rows])  # the mean over seeds
         conv.append(convergence_time(x, wall, y[:, k], eps))
     return {"env_steps": x, "reward": y, "convergence": conv}
 

@@ -52,7 +52,7 @@ TIERS = {
 }
 TIER_TIMES = {
     "smoke": "~2 min (2 CPU cores under load; 3 tiny runs)",
-    "cpu": "~3 h on 2 CPU cores (estimated, not run: 3 runs x 3 seeds x 100k SMAX 3m env steps; rates in docs/f2a2.md)",
+    "cpu": "~3 h on 2 CPU cores (estimated, not run: 3 runs x 3 seeds x 100k SMAX 3m env steps; rates in docs/algorithms/f2a2_sac.md)",
     "full": "2 algorithms x 3 maps, 12 settings x 5 seeds x 2M env steps: a GPU or a cluster (not measured)",
 }
 
