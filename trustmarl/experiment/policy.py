@@ -86,22 +86,20 @@ class FrozenRun:
                 raise RunDirError(f"{str(self.run_dir)!r} has no checkpoint ({LAST_CHECKPOINT})")
             self.checkpoint = last
         updates = int(read_meta(self.checkpoint)["counters"].get("total_updates", 1))
-        self.algo = build_algorithm(self.cfg, updates)
-        backend = make_backend(self.cfg, self.algo)
-        try:
-            self.template = backend.template()  # shapes only: no env is started, nothing allocated
-        finally:
-            backend.close()
+        def built(cfg):
+            algo = build_algorithm(cfg, updates)
+            backend = make_backend(cfg, algo)
+            try:
+                return algo, backend.template()  # shapes only: no env is started, nothing allocated
+            finally:
+                backend.close()
+
+        self.algo, self.template = built(self.cfg)
         self.source = None
         if self.env_params:  # the checkpoints hold the run's own shapes; the policy acts on the other env
             self.source = (self.algo, self.template)
             self.cfg = with_env_params(self.cfg, self.env_params)
-            self.algo = build_algorithm(self.cfg, updates)
-            backend = make_backend(self.cfg, self.algo)
-            try:
-                self.template = backend.template()
-            finally:
-                backend.close()
+            self.algo, self.template = built(self.cfg)
 
     def views(self, checkpoint: str | Path | None = None) -> tuple[Any, dict]:
         """``(views, counters)``: every seed's policy view (``algo.policy_view``, leading seed axis) in
