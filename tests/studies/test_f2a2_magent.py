@@ -139,6 +139,15 @@ def test_the_frozen_self_play_policy_acts_for_the_fixed_army(selfplay, map_size)
         vec.close()
 
 
+def test_the_frozen_checkpoint_is_recorded(selfplay):
+    import hashlib
+
+    rec = fm.checkpoint_record(selfplay / "sp")
+    ckpt = selfplay / "sp" / "checkpoints" / "last.npz"
+    assert rec == {"checkpoint": str(ckpt), "update": 2, "env_steps": 12,
+                   "sha256": hashlib.sha256(ckpt.read_bytes()).hexdigest()}
+
+
 @pytest.mark.slow  # a second self-play run
 def test_a_frozen_policy_with_an_agent_id_does_not_fit_a_larger_army(selfplay_id, capsys):
     """As a fixed army on a larger map, and through ``trustmarl eval --env``: one line, exit 2."""
