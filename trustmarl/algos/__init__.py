@@ -176,9 +176,10 @@ def check_compatible(cfg, env) -> None:
         )
     if getattr(cfg.algo, "share_params", False) is True and len(env.groups) > 1:  # "auto" never fails
         groups = "; ".join(f"{g.name} ({', '.join(g.agents)}: obs {g.obs_dim}, {g.action_space})" for g in env.groups)
+        remedy = getattr(cfg.algo, "SHARE_REMEDY", "use algo.share_params=false or auto")  # an algorithm that always shares says its own
         raise ConfigError(
             f"algo.share_params=true needs every agent to have the same observation and action spaces, "
-            f"but {cfg.env.name} has {len(env.groups)} groups: {groups}; use algo.share_params=false or auto"
+            f"but {cfg.env.name} has {len(env.groups)} groups: {groups}; {remedy}"
         )
     check_env = getattr(cfg.algo, "check_env", None)
     if check_env is not None:

@@ -115,7 +115,8 @@ def _parser() -> argparse.ArgumentParser:
         "eval", help="evaluate the last checkpoint of a run", formatter_class=_Formatter,
         description=_wrap("Evaluate the last checkpoint of RUN_DIR on fresh episodes of every seed (greedy actions unless "
                     "--stochastic) and print the mean team return, each agent's return and the env's outcomes."),
-        epilog=_epilog("trustmarl eval runs/happo --episodes 100", "trustmarl eval runs/happo --render episode.gif"))
+        epilog=_epilog("trustmarl eval runs/happo --episodes 100", "trustmarl eval runs/happo --render episode.gif",
+                       "trustmarl eval runs/isac_battle --env map_size=125"))
     e.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory written by `trustmarl train`")
     e.add_argument("--episodes", type=int, default=None, metavar="N", help="episodes per seed (default: the run's eval_episodes)")
     e.add_argument("--stochastic", action="store_true", help="sample actions instead of the greedy/mean action")
@@ -123,6 +124,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="also record one episode of seed 0 (default RUN_DIR/episode.gif; a .mp4 FILE writes a "
                         "video when imageio[ffmpeg] is installed); headless")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
+    e.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                   help="evaluate on the run's env with this key changed, no training (transfer, e.g. "
+                        "--env map_size=125 for MAgent2 battle); a policy that does not fit is refused")
 
     ls = sub.add_parser(
         "list", help="algorithms, environments and their hyperparameters", formatter_class=_Formatter,
@@ -267,7 +271,12 @@ def _eval(args) -> int:
     _check_run_dir(args.run_dir)
     from trustmarl.experiment.runner import evaluate_run
 
-    res = evaluate_run(args.run_dir, episodes=args.episodes, deterministic=not args.stochastic)
+    from trustmarl.experiment.config import parse_overrides
+
+    env_params = {k.removeprefix("env."): v for k, v in parse_overrides(args.env).items()}
+    if env_params and args.render is not None:
+        raise UsageError("--render records the run's own env; leave out --env")
+    res = evaluate_run(args.run_dir, episodes=args.episodes, deterministic=not args.stochastic, env_params=env_params)
     if args.json:
         print(json.dumps(res))
         return EXIT_OK
@@ -279,7 +288,7 @@ def _eval(args) -> int:
         if k.startswith("mean_") and k not in ("mean_return", "mean_return_sum", "mean_return_per_agent", "mean_length")
     )
     print(
-        f"{res['algo']} on {res['env']} at update {res['update']} ({res['env_steps']} env steps): "
+        f"{res['algo']} on {res['env']}{''.join(f' {k}={v}' for k, v in res['env_params'].items())} at update {res['update']} ({res['env_steps']} env steps): "
         f"mean return {res['mean_return']:.4g} over {res['episodes']} {mode} episodes per seed "
         f"(per seed: {per_seed}); per agent [{per_agent}], sum over agents {res['mean_return_sum']:.4g}; "
         f"mean length {res['mean_length']:.4g}{outcomes}"

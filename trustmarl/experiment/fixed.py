@@ -205,6 +205,11 @@ def load_actor(cfg, groups: tuple, fixed: tuple[str, ...], env_name: str) -> Fro
     from trustmarl.experiment.policy import FrozenRun
 
     frozen = FrozenRun(cfg.fixed_policy)
+    mine = {a for g in frozen.algo.env.groups for a in g.agents}
+    if frozen.cfg.env.name == env_name and frozen.cfg.env.params != cfg.env.params and not set(fixed) <= mine:
+        # the same env at another size (e.g. a battle self-play policy from another map): the frozen run's
+        # policy acts on this env's agents when its parameters fit them (shared networks); refused otherwise
+        frozen = FrozenRun(cfg.fixed_policy, env_params=cfg.env.params)
     src = f"fixed_policy={cfg.fixed_policy!r} ({frozen.cfg.algo.name} on {frozen.cfg.env.name})"
     check_fits(frozen.algo.env.groups, groups, fixed, src, env_name)
     if cfg.fixed_seed >= frozen.cfg.num_seeds:

@@ -69,14 +69,16 @@ def policy_source(spec: str | Path) -> tuple[Path, Path | None]:
 class FrozenRun:
     """A run's algorithm, built once, and the frozen policies of its checkpoints: the one loader behind
     :func:`load_policy`, agents with a fixed policy (run keys ``fixed_agents`` / ``fixed_policy``) and
-    ``trustmarl crossplay``. ``run_dir``: a run directory or a checkpoint inside one (:func:`policy_source`)."""
+    ``trustmarl crossplay``. ``run_dir``: a run directory or a checkpoint inside one (:func:`policy_source`).
+    ``env_params``: the same env with these keys changed (e.g. a larger MAgent2 battle map for a shared policy)."""
 
-    def __init__(self, run_dir: str | Path):
+    def __init__(self, run_dir: str | Path, env_params: dict | None = None):
         from trustmarl.experiment.backends import build_algorithm, make_backend
         from trustmarl.experiment.checkpoint import read_meta
-        from trustmarl.experiment.runner import LAST_CHECKPOINT, RunDirError, load_run_config
+        from trustmarl.experiment.runner import LAST_CHECKPOINT, RunDirError, load_run_config, with_env_params
 
         self.run_dir, self.checkpoint = policy_source(run_dir)
+        self.env_params = dict(env_params or {})
         self.cfg = load_run_config(self.run_dir)
         last = self.run_dir / LAST_CHECKPOINT
         if self.checkpoint is None:
@@ -84,19 +86,33 @@ class FrozenRun:
                 raise RunDirError(f"{str(self.run_dir)!r} has no checkpoint ({LAST_CHECKPOINT})")
             self.checkpoint = last
         updates = int(read_meta(self.checkpoint)["counters"].get("total_updates", 1))
-        self.algo = build_algorithm(self.cfg, updates)
-        backend = make_backend(self.cfg, self.algo)
-        try:
-            self.template = backend.template()  # shapes only: no env is started, nothing allocated
-        finally:
-            backend.close()
+        def built(cfg):
+            algo = build_algorithm(cfg, updates)
+            backend = make_backend(cfg, algo)
+            try:
+                return algo, backend.template()  # shapes only: no env is started, nothing allocated
+            finally:
+                backend.close()
+
+        self.algo, self.template = built(self.cfg)
+        self.source = None
+        if self.env_params:  # the checkpoints hold the run's own shapes; the policy acts on the other env
+            self.source = (self.algo, self.template)
+            self.cfg = with_env_params(self.cfg, self.env_params)
+            self.algo, self.template = built(self.cfg)
 
     def views(self, checkpoint: str | Path | None = None) -> tuple[Any, dict]:
         """``(views, counters)``: every seed's policy view (``algo.policy_view``, leading seed axis) in
         ``checkpoint`` (default: the one this run was opened with) and that checkpoint's counters."""
-        from trustmarl.experiment.runner import read_checkpoint
+        from trustmarl.experiment.runner import read_checkpoint, transfer_state
 
-        state, counters = read_checkpoint(Path(checkpoint or self.checkpoint), self.algo, self.template, policy_only=True)
+        if self.source is None:
+            state, counters = read_checkpoint(Path(checkpoint or self.checkpoint), self.algo, self.template, policy_only=True)
+        else:
+            algo, template = self.source
+            state, counters = read_checkpoint(Path(checkpoint or self.checkpoint), algo, template, policy_only=True)
+            state = transfer_state(algo, state, self.algo, self.template, f"the policy of {str(self.run_dir)!r}",
+                                   f"{self.cfg.env.name} with {self.env_params}")
         return jax.vmap(self.algo.policy_view)(state), counters
 
     def view(self, seed: int = 0, checkpoint: str | Path | None = None) -> tuple[Any, dict]:

@@ -719,9 +719,18 @@ def _progress_bar(progress: bool, total: int, initial: int, cfg: RunConfig):
 
 # ---- evaluation --------------------------------------------------------------------------------
 
-def load_run_state(run_dir: Path, policy_only: bool = False):
+def with_env_params(cfg: RunConfig, env_params: dict[str, Any] | None) -> RunConfig:
+    """``cfg`` with some env keys replaced (the same env at another size, e.g. MAgent2 battle's ``map_size``)."""
+    if not env_params:
+        return cfg
+    return dataclasses.replace(cfg, env=dataclasses.replace(cfg.env, params={**cfg.env.params, **env_params}))
+
+
+def load_run_state(run_dir: Path, policy_only: bool = False, env_params: dict[str, Any] | None = None):
     """``(cfg, algo, state, counters)`` of the last checkpoint of a run (``state`` has a leading seed axis).
-    ``policy_only``: without the bulky data only training needs (replay buffers; their field is ``None``)."""
+    ``policy_only``: without the bulky data only training needs (replay buffers; their field is ``None``).
+    ``env_params``: load the policy for the same env with these keys changed (transfer, e.g. a larger map);
+    ``ConfigError`` when its parameters do not fit there (e.g. one network per agent and more agents)."""
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
     ckpt = run_dir / LAST_CHECKPOINT
@@ -729,17 +738,51 @@ def load_run_state(run_dir: Path, policy_only: bool = False):
         raise RunDirError(f"{str(run_dir)!r} has no checkpoint ({LAST_CHECKPOINT})")
     algo = build_algorithm(cfg, int(read_meta(ckpt)["counters"].get("total_updates", 1)))
     template = make_backend(cfg, algo).template()  # shapes only: no env is started, nothing allocated
-    state, counters = read_checkpoint(ckpt, algo, template, policy_only)
+    state, counters = read_checkpoint(ckpt, algo, template, policy_only or bool(env_params))
+    if env_params:
+        cfg = with_env_params(cfg, env_params)
+        new = build_algorithm(cfg, int(counters.get("total_updates", 1)))
+        state = transfer_state(algo, state, new, make_backend(cfg, new).template(), f"the policy of {str(run_dir)!r}",
+                               f"{cfg.env.name} with {env_params}")
+        algo = new
     return cfg, algo, state, counters
 
 
+def transfer_state(algo, state, new_algo, new_template, what: str, where: str):
+    """``state`` (policy only, leading seed axis) of ``algo`` as a state of ``new_algo`` (the same algorithm on the
+    env with other keys): every leaf whose shape is unchanged is kept, the others (e.g. the last observations of
+    more agents) start from zeros; ``ConfigError`` unless the policy itself (``policy_view``) is unchanged, e.g.
+    a network per agent or an agent id cannot act for more agents."""
+    core_t, _ = new_algo.split_bulk(new_template)
+    old = {jax.tree_util.keystr(p): x for p, x in jax.tree_util.tree_flatten_with_path(state)[0]}
+    paths, treedef = jax.tree_util.tree_flatten_with_path(core_t)
+    leaves = []
+    for p, t in paths:
+        x = old.get(jax.tree_util.keystr(p))
+        same = x is not None and tuple(np.shape(x)) == tuple(t.shape)
+        leaves.append(jax.numpy.asarray(x, t.dtype) if same else jax.numpy.zeros(t.shape, t.dtype))
+    new_state = jax.tree_util.tree_unflatten(treedef, leaves)
+    want = jax.vmap(algo.policy_view)(state)
+    got = jax.vmap(new_algo.policy_view)(new_state)
+    wl, gl = jax.tree_util.tree_flatten_with_path(want)[0], jax.tree_util.tree_flatten_with_path(got)[0]
+    for (p, w), (_, g) in zip(wl, gl):
+        if np.shape(w) != np.shape(g) or not np.array_equal(np.asarray(w), np.asarray(g)):
+            raise ConfigError(f"{what} does not fit {where}: its {jax.tree_util.keystr(p)} has shape {tuple(np.shape(w))}, "
+                              f"there {tuple(np.shape(g))}")
+    if len(wl) != len(gl):
+        raise ConfigError(f"{what} does not fit {where}: its policy has {len(wl)} arrays, there {len(gl)}")
+    return new_state
+
+
 def evaluate_run(
-    run_dir: Path, episodes: int | None = None, deterministic: bool = True, seed: int | None = None
+    run_dir: Path, episodes: int | None = None, deterministic: bool = True, seed: int | None = None,
+    env_params: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate the last checkpoint of a run on ``episodes`` fresh episodes per seed (default
     ``cfg.eval_episodes``): per seed and as means, the team return, the sum over agents, each agent's
-    return, the episode length and the env's outcomes (``mean_win_rate`` / ``per_seed_win_rate`` on SMAX)."""
-    cfg, algo, state, counters = load_run_state(run_dir, policy_only=True)
+    return, the episode length and the env's outcomes (``mean_win_rate`` / ``per_seed_win_rate`` on SMAX).
+    ``env_params``: on the same env with these keys changed, no training (transfer; see :func:`load_run_state`)."""
+    cfg, algo, state, counters = load_run_state(run_dir, policy_only=True, env_params=env_params)
     episodes = cfg.eval_episodes if episodes is None else int(episodes)
     if episodes < 1:
         raise ConfigError(f"episodes={episodes} must be an integer >= 1")
@@ -749,7 +792,7 @@ def evaluate_run(
     finally:
         backend.close()
     out = {
-        "run_dir": str(run_dir), "algo": cfg.algo.name, "env": cfg.env.name,
+        "run_dir": str(run_dir), "algo": cfg.algo.name, "env": cfg.env.name, "env_params": dict(env_params or {}),
         "update": int(counters["update"]), "env_steps": int(counters["env_steps"]),
         "episodes": episodes, "deterministic": deterministic,
         "mean_return": nanmean(res["return"]), "per_seed_return": res["return"],

@@ -122,7 +122,11 @@ def _ablation(out_dir: Path, tier: str, jobs: int = 1, in_process: bool = False)
 
 
 def register() -> None:
+    from trustmarl.studies import f2a2_magent, f2a2_smax
     from trustmarl.studies.reproduce import register_reproduction
+
+    f2a2_magent.register()
+    f2a2_smax.register()
 
     register_reproduction(
         "f2a2-communication", _communication, paper="Li et al. 2023 (F2A2)", figure="Tables 4-5, Section 6.4",

@@ -66,6 +66,8 @@ class F2A2ISACConfig(OffPolicyConfig, f2a2.ConsensusFields):
     tau: float = 0.005  # Polyak coefficient of the target critics (Haarnoja et al. 2018)
     actor_max_grad_norm: float = 10.0  # global-norm clipping of the actor's gradient (not in the paper)
 
+    SHARE_REMEDY = ("F2A2-ISAC always shares one actor and critic among all agents (Li et al. 2023), whatever "
+                    "algo.copies; for agents of several kinds use f2a2_sac (one network per agent)")
     UNUSED = {
         "noise_start": NO_NOISE, "noise_end": NO_NOISE, "noise_decay_steps": NO_NOISE,
         "gumbel_temperature": "F2A2-ISAC samples its softmax policy directly (no Gumbel-softmax)",
@@ -92,7 +94,7 @@ class F2A2ISACConfig(OffPolicyConfig, f2a2.ConsensusFields):
             return
         if len(env.groups) != 1:
             raise ConfigError(f"algo.copies='per_agent' needs one group of agents with the same spaces; the environment "
-                              f"has {len(env.groups)}: use algo.copies=one")
+                              f"has {len(env.groups)}: {self.SHARE_REMEDY}")
         self.protocol(env)
 
 

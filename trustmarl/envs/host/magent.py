@@ -16,7 +16,8 @@ after ``max_cycles`` steps (truncated, bootstrapped from).
 
 Team size: magent2 places ``int(0.2 map_size)`` rows and columns of agents two cells apart, but drops
 those that would stand on the border, so the team sizes (measured with magent2 0.3.4) are 2 for
-map_size 12, **12 for map_size 20** (the paper's smallest army), 64 for 40, 81 for 45, 144 for 60 and 256 for 80.
+map_size 12, **12 for map_size 20** (the paper's smallest army), 16 for 24, 64 for 40, 81 for 45, 144 for 60,
+256 for 80 and 625 for 125.
 
 Keys: ``map_size`` (>= 12, magent2's minimum; default 45 as magent2), ``max_cycles`` (500), and the four
 reward options above. Install with ``pip install 'trustmarl[magent]'`` (the ``magent2`` wheel).
