@@ -105,7 +105,8 @@ def _baseline(env: Rendezvous, policy: str, episodes: int = 2000) -> float:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--algos", nargs="+", default=["f2a2_ddpg", "f2a2_td3", "maddpg"])
+    p.add_argument("--algos", nargs="+", default=["f2a2_ddpg", "f2a2_td3", "maddpg", "matd3"],
+                   help="algorithms, each optionally with settings: maddpg:critic=shared,tau=0.05")
     p.add_argument("--steps", type=int, default=60_000, help="env steps per run")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "tryout.json")
@@ -117,16 +118,21 @@ def main(argv=None) -> int:
     env = Rendezvous()
     rows = [{"policy": "random", "return": _baseline(env, "random")}, {"policy": "meet", "return": _baseline(env, "meet")}]
     print(f"Rendezvous (3 agents, ring 8, 12 steps): random {rows[0]['return']:.2f}, meeting policy {rows[1]['return']:.2f}")
+    from trustmarl.experiment.config import parse_overrides
+
     for algo in args.algos:
+        name, _, extra = algo.partition(":")
+        over = parse_overrides([f"algo.{kv}" for kv in extra.split(",") if kv])
         with tempfile.TemporaryDirectory() as d:
-            cfg = build_config(algo, "tryout:Rendezvous", {"total_steps": args.steps, "num_seeds": args.seeds, "eval_every": 0})
+            cfg = build_config(name, "tryout:Rendezvous", {"total_steps": args.steps, "num_seeds": args.seeds,
+                                                           "eval_every": 0, **over})
             t0 = time.perf_counter()
             s = runner.train(cfg, Path(d) / "run", progress=False, tensorboard=False)
             row = {"algo": algo, "initial_return": s["initial_return"], "final_return": s["final_return"],
                    "final_return_per_seed": s["final_return_per_seed"], "env_steps": s["env_steps"],
                    "status": s["status"], "wall_s": time.perf_counter() - t0}
         rows.append(row)
-        print(f"{algo:>10}: {row['initial_return']:.2f} -> {row['final_return']:.2f} (per seed "
+        print(f"{algo}: {row['initial_return']:.2f} -> {row['final_return']:.2f} (per seed "
               f"{', '.join(f'{x:.2f}' for x in row['final_return_per_seed'])}) in {row['env_steps']} steps, {row['wall_s']:.0f} s")
     args.out.write_text(json.dumps({"env": "Rendezvous(n=3, size=8, horizon=12)", "steps": args.steps,
                                     "seeds": args.seeds, "rows": rows}, indent=1))
