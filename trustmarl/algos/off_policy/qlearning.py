@@ -44,7 +44,8 @@ import jax.numpy as jnp
 from trustmarl.algos.agents import AgentGroups
 from trustmarl.algos.off_policy.config import OffPolicyConfig
 from trustmarl.algos.off_policy.engine import OffPolicy, OffPolicyState
-from trustmarl.algos.off_policy.sequences import (EpsilonFields, SequenceAgents, SequenceFields, episode_window_indices,  # noqa: F401
+from trustmarl.algos.off_policy.sequences import (EpsilonFields, SequenceAgents, SequenceFields, env_label,  # noqa: F401
+                                                  episode_window_indices,
                                                   epsilon_schedule, expand, masked_mean, reset_hidden, within_episode)
 from trustmarl.networks import Dense, LogitsActor, RecurrentActor, orthogonal
 from trustmarl.validation import ConfigError, in_range, positive_int
@@ -129,14 +130,6 @@ class QLearningConfig(OffPolicyConfig, SequenceFields, EpsilonFields):
             raise ConfigError(f"{self.name} conditions on the global state, but {env_label(env)} has none "
                               "(state_dim=0); use vdn, which needs no state")
         self.check_sequences_env(env, env_label(env))
-
-
-def env_label(env) -> str:
-    """The registered name of ``env`` (its class name if it has none)."""
-    from trustmarl.envs import registry
-
-    names = [n for n, (f, _) in registry._REGISTRY.items() if f is type(env)]
-    return names[0] if names else getattr(env, "name", None) or type(env).__name__
 
 
 def next_values(q_online: tuple, q_target: tuple, double: bool) -> jax.Array:

@@ -75,6 +75,13 @@ class SequenceFields:
             raise ConfigError(f"algo.buffer_size={self.buffer_size} cannot hold one batch of sequences: it must be >= "
                               f"algo.batch_size*(algo.burn_in+algo.seq_len)={self.batch_size * self.window_len} transitions")
 
+    def check_env(self, env) -> None:
+        """Sequences no longer than the env's episodes (then the checks of the config's other bases)."""
+        self.check_sequences_env(env, env_label(env))
+        parent = getattr(super(), "check_env", None)
+        if parent is not None:
+            parent(env)
+
     def check_sequences_env(self, env, label: str) -> None:
         """Sequences no longer than the env's episodes."""
         limit = getattr(env, "max_episode_steps", None)
@@ -82,6 +89,14 @@ class SequenceFields:
             what = f"algo.burn_in+algo.seq_len={self.window_len}" if self.burn_in else f"algo.seq_len={self.seq_len}"
             raise ConfigError(f"{what} is longer than the episodes of {label} "
                               f"(at most {int(limit)} steps); choose at most {int(limit)} steps")
+
+
+def env_label(env) -> str:
+    """The registered name of ``env`` (its class name if it has none)."""
+    from trustmarl.envs import registry
+
+    names = [n for n, (f, _) in registry._REGISTRY.items() if f is type(env)]
+    return names[0] if names else getattr(env, "name", None) or type(env).__name__
 
 
 @dataclasses.dataclass
