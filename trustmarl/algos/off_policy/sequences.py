@@ -343,10 +343,10 @@ class SequenceAgents:
         seq_keys = ("obs", "avail", "first", "next_obs", "next_avail", "hidden", "burn")
         seq = {k: v for k, v in window.items() if k in seq_keys}
         steps = {k: v for k, v in window.items() if k not in ("burn", "hidden", "first", "valid")}
-        flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), steps)
+        flat = jax.tree.map(lambda x: x.reshape((x.shape[0] * x.shape[1],) + x.shape[2:]), steps)
         valid = window.get("valid", jnp.ones(window["terminated"].shape, bool))
-        return dict(flat, seq=seq, weight=valid.reshape(-1))
+        return dict(flat, seq=seq, weight=valid.reshape(valid.shape[0] * valid.shape[1]))
 
     def flatten_outputs(self, outputs: tuple) -> tuple:
         """Per group ``[B, L, ...]`` outputs (pytrees) as ``[B L, ...]``, the layout of :meth:`sample_flat_sequences`."""
-        return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), outputs)
+        return jax.tree.map(lambda x: x.reshape((x.shape[0] * x.shape[1],) + x.shape[2:]), outputs)
