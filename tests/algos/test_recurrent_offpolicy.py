@@ -128,6 +128,26 @@ def test_padded_steps_add_nothing_to_any_loss_or_gradient(name):
     assert not np.allclose(jax.tree.leaves(ref_state.critic_params)[0], jax.tree.leaves(bad_state.critic_params)[0])
 
 
+@pytest.mark.parametrize("name", ["maac", "maddpg"])
+def test_targets_read_the_next_steps_masks(name):
+    """The target actors' actions at the successor are drawn with the *next* step's masks: with action 0 unavailable
+    at every successor (and available at every step), it has probability 0 in MAAC's target policy and is never
+    MADDPG's target action, while the policies at the steps themselves still give it mass."""
+    a = algo(name)
+    _, state = filled(a, 3)
+    batch = a.sample_batch(state.buffer, jax.random.PRNGKey(7), None)
+    off = tuple(av.at[..., 0].set(False) for av in batch["next_avail"])
+    batch = dict(batch, next_avail=off, seq=dict(batch["seq"], next_avail=tuple(
+        av.at[..., 0].set(False) for av in batch["seq"]["next_avail"])))
+    if name == "maac":
+        _, next_logp = jax.jit(lambda p, b: a.batch_policies(p, b, nxt=True))(state.actor_params, batch)
+        _, logp = jax.jit(lambda p, b: a.batch_policies(p, b))(state.actor_params, batch)
+        assert float(jnp.exp(next_logp[0][..., 0]).max()) == 0.0 and float(jnp.exp(logp[0][..., 0]).min()) > 0.0
+    else:
+        vecs = jax.jit(lambda s, b: a.next_action_vectors(s, b, jax.random.PRNGKey(8)))(state, batch)
+        assert float(vecs[0][..., 0].max()) == 0.0 and vecs[0].shape[0] == batch["obs"][0].shape[0]
+
+
 @pytest.mark.parametrize("burn_in,seq_len", [(0, 4), (2, 3)])
 def test_no_sequence_leaks_a_hidden_state_across_an_episode_start(burn_in, seq_len):
     """Windows that cross an episode start (5-step episodes, windows of 4 steps from anywhere, or 3 after a burn-in
