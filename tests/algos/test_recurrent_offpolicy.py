@@ -40,6 +40,11 @@ def filled(a, seed: int, rollouts: int = 1):
     return state0, state
 
 
+def sample(a, state, key):
+    """One gradient step's batch (jitted: eager gathers are slow)."""
+    return jax.jit(lambda buffer, k: a.sample_batch(buffer, k, None))(state.buffer, key)
+
+
 def rollout_of(a, state):
     """The first rollout of ``state``'s buffer as trajectories ``[T, E, ...]``."""
     T, E = a.cfg.rollout_len, a.cfg.num_envs
@@ -104,6 +109,21 @@ def perturb_padding(batch, pad, key):
     return out
 
 
+def test_episode_batches_start_at_an_episode_and_mark_the_steps_after_its_end_as_padding():
+    """``sequences=episodes``: every sequence starts at a stored episode's first step, and with an episode ending at
+    its second step (a termination written into the buffer) the steps after it get weight 0 (the flattened batch's
+    padding mask is the sequences' ``within_episode``)."""
+    a = algo("maac", **{"algo.sequences": "episodes"})
+    _, state = filled(a, 9, rollouts=2)
+    data = state.buffer.steps.data
+    term = data["terminated"].at[1::5].set(True)  # 5-step episodes start at steps 0, 5, 10, ...: end at step 1 of each
+    state = state._replace(buffer=state.buffer._replace(steps=state.buffer.steps._replace(data=dict(data, terminated=term))))
+    batch = sample(a, state, jax.random.PRNGKey(10))
+    assert np.asarray(batch["seq"]["first"])[:, 0].all()
+    L = a.cfg.seq_len
+    np.testing.assert_array_equal(np.asarray(batch["weight"]).reshape(-1, L), np.broadcast_to(np.arange(L) < 2, (a.cfg.batch_size, L)))
+
+
 @pytest.mark.parametrize("name", ["maac", "matd3"])
 def test_padded_steps_add_nothing_to_any_loss_or_gradient(name):
     """Sequences whose last steps are padding (an episode ended before them): noise in every padded entry
@@ -111,7 +131,7 @@ def test_padded_steps_add_nothing_to_any_loss_or_gradient(name):
     unchanged; the same noise on a valid step changes them."""
     a = algo(name, **({"algo.grad_steps": 2} if name == "matd3" else {}))
     _, state = filled(a, 1)
-    batch = a.sample_batch(state.buffer, jax.random.PRNGKey(2), None)
+    batch = sample(a, state, jax.random.PRNGKey(2))
     B, L = batch["seq"]["first"].shape
     pad = jnp.broadcast_to(jnp.arange(L) >= 2, (B, L))  # steps 2.. are padding; step 1 ends the episode
     batch = dict(batch, weight=~pad.reshape(-1), terminated=batch["terminated"] | (jnp.arange(B * L) % L == 1))
@@ -135,7 +155,7 @@ def test_targets_read_the_next_steps_masks(name):
     MADDPG's target action, while the policies at the steps themselves still give it mass."""
     a = algo(name)
     _, state = filled(a, 3)
-    batch = a.sample_batch(state.buffer, jax.random.PRNGKey(7), None)
+    batch = sample(a, state, jax.random.PRNGKey(7))
     off = tuple(av.at[..., 0].set(False) for av in batch["next_avail"])
     batch = dict(batch, next_avail=off, seq=dict(batch["seq"], next_avail=tuple(
         av.at[..., 0].set(False) for av in batch["seq"]["next_avail"])))
@@ -155,7 +175,7 @@ def test_no_sequence_leaks_a_hidden_state_across_an_episode_start(burn_in, seq_l
     none from it on (the hidden state is reset there, as while acting)."""
     a = algo("maac", **{"algo.seq_len": seq_len, "algo.burn_in": burn_in, "algo.learning_starts": 12, "algo.batch_size": 8})
     _, state = filled(a, 5, rollouts=2)
-    batch = a.sample_batch(state.buffer, jax.random.PRNGKey(6), None)
+    batch = sample(a, state, jax.random.PRNGKey(6))
     seq = batch["seq"]
     src = seq["burn"] if burn_in else seq
     other = dict(src, hidden=tuple(h + 3.0 for h in src["hidden"]))
