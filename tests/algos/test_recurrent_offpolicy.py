@@ -5,6 +5,8 @@ epsilon-uniform/softmax mixture and its schedule, bad input, and a bitwise resum
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,7 +20,7 @@ from trustmarl.experiment.config import build_config
 from trustmarl.validation import ConfigError
 
 SMALL = {"env.n_agents": 2, "env.max_cycles": 5, "algo.num_envs": 2, "algo.rollout_len": 8, "algo.hidden_sizes": [8],
-         "algo.buffer_size": 64, "algo.batch_size": 2, "algo.learning_starts": 8, "algo.grad_steps": 1,
+         "algo.buffer_size": 64, "algo.batch_size": 8, "algo.learning_starts": 8, "algo.grad_steps": 1,
          "algo.critic_hidden": 8, "algo.attention_heads": 2, "algo.reward_norm": False, "algo.recurrent": True, "algo.gru_size": 8, "algo.seq_len": 4}
 
 
@@ -40,6 +42,13 @@ def filled(a, seed: int, rollouts: int = 1):
     return state0, state
 
 
+@functools.lru_cache(maxsize=None)
+def prepared(name: str, **extra):
+    """``(algorithm, initial state, state after two stored rollouts)``, shared by the tests of one module run."""
+    a = algo(name, **extra)
+    return (a, *filled(a, 0, rollouts=2))
+
+
 def sample(a, state, key):
     """One gradient step's batch (jitted: eager gathers are slow)."""
     return jax.jit(lambda buffer, k: a.sample_batch(buffer, k, None))(state.buffer, key)
@@ -53,13 +62,12 @@ def rollout_of(a, state):
     return jax.tree.map(lambda x: x.reshape((T, E) + x.shape[1:]), a.as_batch(*stored))
 
 
-@pytest.mark.parametrize("name", ["maac", "maddpg"])
+@pytest.mark.parametrize("name", ["maac", pytest.param("maddpg", marks=pytest.mark.slow)])
 def test_replaying_stored_steps_reproduces_the_logits_and_hidden_states_of_acting_bit_for_bit(name):
     """Acting stores the hidden state entering every step; unrolling the stored rollout (one sequence per env copy,
     the shapes acting had) from its first stored hidden state gives bit for bit the hidden states stored next (reset
     where an episode starts) and the log-probabilities of the actions taken (epsilon 0: the policy's own)."""
-    a = algo(name)
-    state0, state = filled(a, 0)
+    a, state0, state = prepared(name)
     traj = rollout_of(a, state)
     first = np.asarray(traj["first"])
     assert first[5].all() and not first[1:5].any()  # 5-step episodes
@@ -124,13 +132,12 @@ def test_episode_batches_start_at_an_episode_and_mark_the_steps_after_its_end_as
     np.testing.assert_array_equal(np.asarray(batch["weight"]).reshape(-1, L), np.broadcast_to(np.arange(L) < 2, (a.cfg.batch_size, L)))
 
 
-@pytest.mark.parametrize("name", ["maac", "matd3"])
+@pytest.mark.parametrize("name", ["maac", pytest.param("matd3", marks=pytest.mark.slow)])
 def test_padded_steps_add_nothing_to_any_loss_or_gradient(name):
     """Sequences whose last steps are padding (an episode ended before them): noise in every padded entry
     (observations, successors, rewards, actions, flags) leaves the gradient step, its targets and every loss
     unchanged; the same noise on a valid step changes them."""
-    a = algo(name, **({"algo.grad_steps": 2} if name == "matd3" else {}))
-    _, state = filled(a, 1)
+    a, _, state = prepared(name, **({"algo.grad_steps": 2} if name == "matd3" else {}))
     batch = sample(a, state, jax.random.PRNGKey(2))
     B, L = batch["seq"]["first"].shape
     pad = jnp.broadcast_to(jnp.arange(L) >= 2, (B, L))  # steps 2.. are padding; step 1 ends the episode
@@ -148,13 +155,12 @@ def test_padded_steps_add_nothing_to_any_loss_or_gradient(name):
     assert not np.allclose(jax.tree.leaves(ref_state.critic_params)[0], jax.tree.leaves(bad_state.critic_params)[0])
 
 
-@pytest.mark.parametrize("name", ["maac", "maddpg"])
+@pytest.mark.parametrize("name", ["maac", pytest.param("maddpg", marks=pytest.mark.slow)])
 def test_targets_read_the_next_steps_masks(name):
     """The target actors' actions at the successor are drawn with the *next* step's masks: with action 0 unavailable
     at every successor (and available at every step), it has probability 0 in MAAC's target policy and is never
     MADDPG's target action, while the policies at the steps themselves still give it mass."""
-    a = algo(name)
-    _, state = filled(a, 3)
+    a, _, state = prepared(name)
     batch = sample(a, state, jax.random.PRNGKey(7))
     off = tuple(av.at[..., 0].set(False) for av in batch["next_avail"])
     batch = dict(batch, next_avail=off, seq=dict(batch["seq"], next_avail=tuple(
@@ -168,13 +174,13 @@ def test_targets_read_the_next_steps_masks(name):
         assert float(vecs[0][..., 0].max()) == 0.0 and vecs[0].shape[0] == batch["obs"][0].shape[0]
 
 
-@pytest.mark.parametrize("burn_in,seq_len", [(0, 4), (2, 3)])
+@pytest.mark.parametrize("burn_in,seq_len", [(0, 4), pytest.param(2, 3, marks=pytest.mark.slow)])
 def test_no_sequence_leaks_a_hidden_state_across_an_episode_start(burn_in, seq_len):
     """Windows that cross an episode start (5-step episodes, windows of 4 steps from anywhere, or 3 after a burn-in
     of 2): changing the hidden state stored at the window's start changes the outputs before the episode start and
     none from it on (the hidden state is reset there, as while acting)."""
-    a = algo("maac", **{"algo.seq_len": seq_len, "algo.burn_in": burn_in, "algo.learning_starts": 12, "algo.batch_size": 8})
-    _, state = filled(a, 5, rollouts=2)
+    extra = {"algo.seq_len": seq_len, "algo.burn_in": burn_in, "algo.learning_starts": 12} if burn_in else {}
+    a, _, state = prepared("maac", **extra)
     batch = sample(a, state, jax.random.PRNGKey(6))
     seq = batch["seq"]
     src = seq["burn"] if burn_in else seq
