@@ -20,6 +20,11 @@ critic outputs one value per own action). Per gradient step, on a batch from the
   ``diag/kl_delta_per_agent`` is the batch mean of ``log pi_i(a~_i) - log pi_i^old(a~_i)`` (Li et al. 2022,
   Figs. 15-18), the anchor of the mirror-descent algorithms built on MAAC.
 
+Recurrent actors (``recurrent=true``; :mod:`trustmarl.algos.off_policy.sequences`): a GRU actor per group, the
+actors, target actors and lagged old policy unrolled over sampled sequences (:meth:`MAAC.batch_policies`), the
+critic on the flattened steps, every batch mean over the valid (unpadded) steps; with ``epsilon_*`` set, acting
+mixes a uniform available action into the softmax sample (the stored log-probability is the mixture's).
+
 The update is written as hooks that MAAC's descendants (MAMD, MAMT, F2A2-SAC) override or reuse:
 :meth:`MAAC.critic_step` (:meth:`~MAAC.soft_target`, :meth:`~MAAC.critic_loss`), :meth:`MAAC.policy_terms`
 (``a~``, log pi, Q, baseline, advantage), :meth:`MAAC.actor_coefficient` (the detached per-agent factor

@@ -19,6 +19,12 @@ discrete agents), so mixed discrete/continuous teams work. Per gradient step, on
 (the centralised, shared-critic reading of MADDPG in Li et al. 2023, App. H.3 and Table 1: the centralised
 counterpart of F2A2-DDPG, whose agents each hold a copy of this critic).
 
+Recurrent actors (``recurrent=true``; :mod:`trustmarl.algos.off_policy.sequences`): an MLP encoder, a GRU and the
+feed-forward head above (logits or tanh action); actors and target actors unrolled over sampled sequences
+(:meth:`MADDPG.batch_outputs`), the critics on the flattened steps, every batch mean over the valid (unpadded)
+steps; with ``epsilon_*`` set, discrete agents act with a uniform available action with probability epsilon, else
+a sample of softmax(logits) (the stored log-probability is the mixture's).
+
 The gradient step is written in pieces that F2A2-DDPG and F2A2-TD3 reuse (as MAAC's): :meth:`MADDPG.td_target`,
 :meth:`MADDPG.critic_step`, :meth:`MADDPG.actor_objective` inside :meth:`MADDPG.actor_step`, and
 :meth:`MADDPG.delayed_actor_step` (per-agent delays ``d_i``: agent ``i``'s actor and target step when the
