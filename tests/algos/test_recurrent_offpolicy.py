@@ -262,3 +262,14 @@ def test_recurrent_maac_resume_is_bitwise(tmp_path):
     _, s_full, rows_full = resume_is_bitwise(cfg, tmp_path)
     assert np.abs(np.asarray(s_full.buffer.steps.data["hidden"][0])).max() > 0  # hidden states stored
     assert any(np.isfinite(r.get("loss/actor", np.nan)) for r in rows_full)
+
+
+@pytest.mark.parametrize("name,extra", [("matd3", {"env.continuous_actions": True, "algo.grad_steps": 2}),
+                                        ("maddpg", {"algo.sequences": "episodes", "algo.epsilon_start": 0.5}),
+                                        ("maac", {"algo.seq_len": 3, "algo.burn_in": 2, "algo.learning_starts": 12})])
+def test_every_recurrent_variant_traces(name, extra):
+    """Continuous recurrent actors (MATD3), whole episodes with the epsilon mixture (MADDPG) and burn-in windows (MAAC):
+    the update traces (shapes only, nothing compiled) to scalar losses."""
+    a = algo(name, **extra)
+    _, metrics = jax.eval_shape(a.update, jax.eval_shape(a.init, jax.random.PRNGKey(0)))
+    assert metrics["loss/critic"].shape == () and metrics["loss/actor"].shape == ()
