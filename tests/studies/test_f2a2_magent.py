@@ -190,7 +190,8 @@ def test_tiers_follow_the_paper_protocol():
     assert len(full) == 3 * 12 and fs.TIERS["full"]["seeds"] == 5 and fs.TIERS["full"]["steps"] == 2_000_000
     assert {b["algo"] for b in full if b["env"] == "smax/8m"} == {"coma", "f2a2_coma"}
     assert all(b["overrides"] == {} or set(b["overrides"]) <= {"algo.graph", "algo.extra_edges", "algo.no_comm",
-                                                                "algo.interval_mean", "algo.interval_std"} for b in full)
+                                                                "algo.interval_mean", "algo.interval_std"}
+               for b in full if b["algo"] != "maac")  # MAAC: F2A2-SAC's settings (the test below)
     for name in ("f2a2-magent", "f2a2-smax"):
         assert set(repro.get_reproduction(name).tiers) == {"smoke", "cpu", "full"}
 
@@ -253,3 +254,17 @@ def test_f2a2_smax_smoke(tmp_path):
     assert set(res["numbers"]) == {"maac centralised smax/3m", "f2a2_sac 100 smax/3m", "f2a2_sac 0 smax/3m"}
     assert all(0.0 <= w[0] <= 1.0 for w in res["numbers"].values())
     assert all(c["holds"] is None for c in res["comparisons"])
+
+
+def test_the_centralised_smax_run_takes_the_f2a2_variants_settings():
+    """MAAC's SMAX presets have GRU actors, F2A2-SAC's feed-forward ones: the reproduction's MAAC runs with F2A2-SAC's
+    value of every key they share (same actors, batches, schedule); COMA keeps its own (team reward, shared actors)."""
+    import dataclasses
+
+    from trustmarl.experiment.config import build_config
+
+    first = {b["label"]: b for b in fs.blocks("cpu")}["maac centralised smax/3m"]
+    c, d = build_config("maac", "smax/3m", first["overrides"]).algo, build_config("f2a2_sac", "smax/3m", {}).algo
+    assert not c.recurrent and build_config("maac", "smax/3m", {}).algo.recurrent
+    assert all(getattr(c, f.name) == getattr(d, f.name) for f in dataclasses.fields(c) if f.name != "name")
+    assert fs.blocks("full")[-12]["overrides"] == {}  # 8m: COMA centralised as it is

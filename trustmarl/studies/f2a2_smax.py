@@ -58,14 +58,30 @@ TIER_TIMES = {
 }
 
 
+def as_decentralised(central: str, dec: str, env: str) -> dict[str, Any]:
+    """Overrides giving the centralised run the F2A2 variant's preset value of every key they share: MAAC's SMAX
+    presets have GRU actors, F2A2-SAC's feed-forward ones, and the comparison needs the same actors and settings."""
+    import dataclasses
+
+    from trustmarl.experiment.config import build_config
+
+    c, d = build_config(central, env, {}).algo, build_config(dec, env, {}).algo
+    shared = {f.name for f in dataclasses.fields(d)} & {f.name for f in dataclasses.fields(c)} - {"name"}
+    return {f"algo.{k}": list(v) if isinstance(v, tuple) else v for k in sorted(shared)
+            if (v := getattr(d, k)) != getattr(c, k)}
+
+
 def blocks(tier: str) -> list[dict]:
-    """Per map: the centralised counterpart, then the F2A2 variant in each setting, labelled ``"<algo> <setting> <env>"``."""
+    """Per map: the centralised counterpart (with the F2A2 variant's settings, :func:`as_decentralised`), then the
+    F2A2 variant in each setting, labelled ``"<algo> <setting> <env>"``."""
     t = TIERS[tier]
     out = []
     for env in t["envs"]:
         central, dec = PAIRS[env]
         small = SMOKE_OFF if tier == "smoke" else {}
-        out.append({"algo": central, "env": env, "overrides": dict(small), "label": f"{central} centralised {env}"})
+        same = as_decentralised(central, dec, env) if central == "maac" else {}  # COMA: team reward and shared actors are
+        out.append({"algo": central, "env": env, "overrides": {**same, **small},  # what makes it the centralised one
+                    "label": f"{central} centralised {env}"})
         out += [{"algo": dec, "env": env, "overrides": {**small, **SETTINGS[s]}, "label": f"{dec} {s} {env}"}
                 for s in t["settings"]]
     return out
@@ -108,7 +124,8 @@ def _smax(out_dir: Path, tier: str, jobs: int = 1, in_process: bool = False) -> 
             "SMAC's episode limits (3m 60, 8m 120, 2s3z 120) through the SMAX adapter's kwargs; SMAX's reward "
             "(normalised enemy health lost, +1 for a win) is not SMAC's 0-20 scale.",
             "Feed-forward actors (the paper's are two-layer GRUs of 64 units; the reproduction switches once "
-            "recurrent off-policy actors exist for the F2A2 variants). COMA's critic takes one step per update, not "
+            "recurrent off-policy actors exist for the F2A2 variants): the centralised runs take the F2A2 variant's "
+            "settings, so MAAC runs here without the GRU actors of its own SMAX presets. COMA's critic takes one step per update, not "
             "mini-batches of 8 looping backward in time.",
             f"{tier} tier: {', '.join(t['envs'])}; settings {', '.join(t['settings'])} and the centralised "
             f"counterpart; {t['seeds']} seed(s), {t['steps']:,} env steps"

@@ -20,6 +20,11 @@ critic outputs one value per own action). Per gradient step, on a batch from the
   ``diag/kl_delta_per_agent`` is the batch mean of ``log pi_i(a~_i) - log pi_i^old(a~_i)`` (Li et al. 2022,
   Figs. 15-18), the anchor of the mirror-descent algorithms built on MAAC.
 
+Recurrent actors (``recurrent=true``; :mod:`trustmarl.algos.off_policy.sequences`): a GRU actor per group, the
+actors, target actors and lagged old policy unrolled over sampled sequences (:meth:`MAAC.batch_policies`), the
+critic on the flattened steps, every batch mean over the valid (unpadded) steps; with ``epsilon_*`` set, acting
+mixes a uniform available action into the softmax sample (the stored log-probability is the mixture's).
+
 The update is written as hooks that MAAC's descendants (MAMD, MAMT, F2A2-SAC) override or reuse:
 :meth:`MAAC.critic_step` (:meth:`~MAAC.soft_target`, :meth:`~MAAC.critic_loss`), :meth:`MAAC.policy_terms`
 (``a~``, log pi, Q, baseline, advantage), :meth:`MAAC.actor_coefficient` (the detached per-agent factor
@@ -34,6 +39,7 @@ buffer's statistics, critic L2 1e-3. Not reproduced: the reference code's BatchN
 from __future__ import annotations
 
 import dataclasses
+import typing
 from typing import Any, NamedTuple
 
 import jax
@@ -43,14 +49,16 @@ from trustmarl.algos import register_algo
 from trustmarl.algos.f2a2 import gather
 from trustmarl.algos.off_policy.config import OffPolicyConfig
 from trustmarl.algos.off_policy.engine import OffPolicy, OffPolicyState
-from trustmarl.networks import AttentionCritic, LogitsActor
+from trustmarl.algos.off_policy.sequences import (EpsilonFields, FeedForwardHead, SequenceAgents, SequenceFields, batch_mean,
+                                                  epsilon_mixture, epsilon_schedule)
+from trustmarl.networks import AttentionCritic, LogitsActor, RecurrentActor
 from trustmarl.validation import ConfigError, non_negative, positive, positive_int
 
 SHARED_CRITIC_MODULES = ("key", "selector", "value", "sa_enc_")  # gradients scaled by 1/n (MAAC code)
 
 
 @dataclasses.dataclass
-class MAACConfig(OffPolicyConfig):
+class MAACConfig(OffPolicyConfig, SequenceFields, EpsilonFields):
     """MAAC hyperparameters (MAMT paper Table 2, the MAAC code's defaults)."""
 
     name: str = "maac"
@@ -69,6 +77,8 @@ class MAACConfig(OffPolicyConfig):
         "noise_decay_steps": "MAAC's actors are stochastic (softmax policies): no action noise",
         "gumbel_temperature": "MAAC samples its softmax policies directly",
     }
+    CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {**OffPolicyConfig.CHOICES, "sequences": ("windows", "episodes")}
+    RECURRENT_ALGOS = ("maac",)  # descendants (MAMD, MAMT, F2A2-SAC) refuse recurrent=true
 
     def validate(self) -> None:
         super().validate()
@@ -79,6 +89,8 @@ class MAACConfig(OffPolicyConfig):
             raise ConfigError(
                 f"algo.attention_heads={self.attention_heads} must divide algo.critic_hidden={self.critic_hidden}"
             )
+        self.validate_epsilon()
+        self.validate_sequences()
 
 
 class PolicyTerms(NamedTuple):
@@ -96,11 +108,17 @@ class PolicyTerms(NamedTuple):
     old_logp_a: Any = None  # [B, N] log pi_i^old(a~_i | o_i)
 
 
-class MAAC(OffPolicy):
+class MAAC(SequenceAgents, OffPolicy):
     def __init__(self, env, cfg: MAACConfig, total_updates: int | None = None):
         super().__init__(env, cfg, total_updates)
         net = dict(hidden_sizes=tuple(cfg.hidden_sizes), activation=cfg.activation, layer_norm=cfg.layer_norm)
-        self.actors = tuple(LogitsActor(g.action_space.n, **net) for g in self.groups)
+        self.recurrent = bool(getattr(cfg, "recurrent", False))
+        if self.recurrent:  # MLP encoder, GRU, linear logits head (the on-policy family's RecurrentActor)
+            self.actors = tuple(RecurrentActor(FeedForwardHead(LogitsActor(g.action_space.n, ())), tuple(cfg.hidden_sizes),
+                                               cfg.gru_size, cfg.activation, cfg.layer_norm) for g in self.groups)
+        else:
+            self.actors = tuple(LogitsActor(g.action_space.n, **net) for g in self.groups)
+        self.agent_nets = self.actors  # the networks SequenceAgents steps
         self.critic = AttentionCritic(group_sizes=tuple(g.n for g in self.groups),
                                       n_actions=tuple(g.action_space.n for g in self.groups),
                                       hidden=cfg.critic_hidden, heads=cfg.attention_heads)
@@ -108,17 +126,33 @@ class MAAC(OffPolicy):
     def init_networks(self, key):
         k_actor, k_critic = jax.random.split(key)
         ag = self.agents
-        actors = tuple(ag.init(a, jax.random.fold_in(k_actor, g), g, ag.dummy_obs(g)) for g, a in enumerate(self.actors))
+        actors = tuple(ag.init(a, jax.random.fold_in(k_actor, g), g, *self.agent_inputs(g)) for g, a in enumerate(self.actors))
         obs = tuple(jnp.zeros((g.n, g.obs_dim)) for g in self.groups)
         act = tuple(jnp.zeros((g.n, g.action_space.n)) for g in self.groups)
         return actors, self.critic.init(k_critic, obs, act)
 
     def log_policies(self, actor_params: tuple, obs: tuple, avail: tuple) -> tuple[tuple, tuple]:
-        """Per group ``(logits, log pi)`` ``[..., n_g, A]`` (unavailable actions masked out of ``log pi``)."""
+        """Per group ``(logits, log pi)`` ``[..., n_g, A]`` (unavailable actions masked out of ``log pi``); recurrent
+        actors: from a zero hidden state."""
         ag, logits = self.agents, []
-        for g in range(len(self.groups)):
-            logits.append(ag.apply(self.actors[g], actor_params[g], g, ag.with_id(g, obs[g])))
+        if self.recurrent:
+            logits = list(self.single_step(actor_params, obs, avail))
+        else:
+            for g in range(len(self.groups)):
+                logits.append(ag.apply(self.actors[g], actor_params[g], g, ag.with_id(g, obs[g])))
+        return self.with_log_probs(tuple(logits), avail)
+
+    def with_log_probs(self, logits: tuple, avail: tuple) -> tuple[tuple, tuple]:
         return tuple(logits), tuple(jax.nn.log_softmax(self.masked_logits(lg, av)) for lg, av in zip(logits, avail))
+
+    def batch_policies(self, actor_params: tuple, batch: dict, nxt: bool = False) -> tuple[tuple, tuple]:
+        """:meth:`log_policies` at the batch's ``obs`` (or ``next_obs``, with the next step's masks); recurrent actors
+        unroll the batch's sequences (``batch["seq"]``), the successor being one more step from ``o_t``'s hidden state."""
+        obs, avail = ("next_obs", "next_avail") if nxt else ("obs", "avail")
+        if "seq" not in batch:
+            return self.log_policies(actor_params, batch[obs], batch[avail])
+        out, out_next = self.unroll(lambda h, o, av, r: self.agent_step(actor_params, h, o, av, r), batch["seq"], with_next=nxt)
+        return self.with_log_probs(self.flatten_outputs(out_next if nxt else out), batch[avail])
 
     def sample(self, logp: tuple, key) -> tuple:
         return tuple(jax.random.categorical(jax.random.fold_in(key, g), lp).astype(jnp.int32) for g, lp in enumerate(logp))
@@ -131,8 +165,30 @@ class MAAC(OffPolicy):
     # ---- acting --------------------------------------------------------------------------------
     def behaviour(self, actor_params, obs, avail, key, env_steps):
         _, logp = self.log_policies(actor_params, obs, avail)
-        actions = self.sample(logp, key)
-        return actions, self.gather(logp, actions)
+        return self.explore_logp(logp, avail, key, env_steps)
+
+    def explore_logp(self, logp: tuple, avail: tuple, key, env_steps):
+        """A sample of the policies; with ``epsilon`` on, a uniform available action with probability epsilon, else a
+        sample of the policy, the log-probability being the mixture's (what the buffer stores as the behaviour's)."""
+        if not getattr(self.cfg, "explores_uniformly", False):
+            actions = self.sample(logp, key)
+            return actions, self.gather(logp, actions)
+        eps = epsilon_schedule(self.cfg, env_steps)
+        random = self.agents.random_actions(jax.random.fold_in(key, 1000), avail)
+        pairs = [epsilon_mixture(jax.random.fold_in(key, g), lp, av, r, eps) for g, (lp, av, r) in enumerate(zip(logp, avail, random))]
+        return tuple(a for a, _ in pairs), jnp.concatenate([lp for _, lp in pairs], -1)
+
+    def explore(self, logits, avail, key, env_steps):
+        return self.explore_logp(self.with_log_probs(logits, avail)[1], avail, key, env_steps)
+
+    def greedy_outputs(self, logits, avail):
+        return tuple(jnp.argmax(self.masked_logits(lg, av), -1).astype(jnp.int32) for lg, av in zip(logits, avail))
+
+    def sample_batch(self, buffer, key, reward_stats):
+        """Recurrent actors: sequences, flattened for the critic (``seq`` and the padding ``weight`` beside them)."""
+        if self.recurrent:
+            return self.sample_flat_sequences(buffer, key, reward_stats)
+        return super().sample_batch(buffer, key, reward_stats)
 
     def greedy(self, actor_params, obs, avail):
         _, logp = self.log_policies(actor_params, obs, avail)
@@ -158,7 +214,7 @@ class MAAC(OffPolicy):
         """``y_i = r_i + gamma (1 - terminated) Q'_i(o', a') - log pi'_i(a'_i | o'_i) / soft_reward_scale`` with
         ``a' ~ pi'`` (Iqbal & Sha 2019, eq. 3 with the soft target of their code), ``[B, N]``, no gradient."""
         cfg = self.cfg
-        _, next_logp = self.log_policies(target_actor_params, batch["next_obs"], batch["next_avail"])
+        _, next_logp = self.batch_policies(target_actor_params, batch, nxt=True)
         next_a = self.sample(next_logp, key)
         q_next, _ = self.q_values(target_critic_params, batch["next_obs"], self.onehot(next_a))
         not_done = 1.0 - batch["terminated"].astype(jnp.float32)[:, None]  # truncation bootstraps
@@ -169,10 +225,13 @@ class MAAC(OffPolicy):
         """``sum_i E[(Q_i(o, a) - y_i)^2]`` (Iqbal & Sha 2019, eq. 3) plus the authors' attention-logit penalty
         ``attention_penalty * sum over agents and heads of mean_(j != i) logit^2``; aux ``(per-agent loss, mean Q)``."""
         q_all, logits = self.critic.apply(critic_params, batch["obs"], self.onehot(batch["actions"]))
-        q = self.gather(q_all, batch["actions"])
-        per_agent = jnp.mean(jnp.square(q - y), axis=0)
-        penalty = jnp.sum(jnp.square(logits)) / (logits.shape[0] * max(self.n_agents - 1, 1))
-        return per_agent.sum() + self.cfg.attention_penalty * penalty, (per_agent, q.mean(0))
+        q, w = self.gather(q_all, batch["actions"]), batch.get("weight")  # w: padded steps excluded (recurrent actors)
+        per_agent = batch_mean(jnp.square(q - y), w)
+        if w is None:
+            penalty = jnp.sum(jnp.square(logits)) / (logits.shape[0] * max(self.n_agents - 1, 1))
+        else:
+            penalty = batch_mean(jnp.sum(jnp.square(logits), axis=(1, 2, 3)), w) / max(self.n_agents - 1, 1)
+        return per_agent.sum() + self.cfg.attention_penalty * penalty, (per_agent, batch_mean(q, w))
 
     def critic_step(self, state: OffPolicyState, batch: dict, key):
         """One Adam step of the critic; the gradients of the modules every agent shares are scaled by 1/n."""
@@ -187,7 +246,7 @@ class MAAC(OffPolicy):
         """What every actor loss of the family reads (Iqbal & Sha 2019, eq. 4-5): ``a~ ~ pi`` for every agent,
         ``Q_i(o, a~)``, the counterfactual baseline ``b_i = sum_a pi_i(a | o_i) Q_i(o, (a, a~_-i))`` and
         ``A_i = Q_i - b_i``. Only ``logp``/``logp_a``/``logits`` carry gradients (to the actors)."""
-        logits, logp = self.log_policies(actor_params, batch["obs"], batch["avail"])
+        logits, logp = self.batch_policies(actor_params, batch)
         acts = self.sample(jax.lax.stop_gradient(logp), key)
         q_all, _ = self.q_values(critic_params, batch["obs"], self.onehot(acts))
         q_all = jax.lax.stop_gradient(q_all)
@@ -196,7 +255,7 @@ class MAAC(OffPolicy):
         q = self.gather(q_all, acts)
         old_logp = old = None
         if old_actor_params is not None:
-            _, old_logp = jax.lax.stop_gradient(self.log_policies(old_actor_params, batch["obs"], batch["avail"]))
+            _, old_logp = jax.lax.stop_gradient(self.batch_policies(old_actor_params, batch))
             old = self.gather(old_logp, acts)
         return PolicyTerms(logits, logp, acts, self.gather(logp, acts), q_all, q, baseline, q - baseline, old_logp, old)
 
@@ -212,24 +271,28 @@ class MAAC(OffPolicy):
 
     def actor_step(self, state: OffPolicyState, batch: dict, key):
         """One Adam step of every actor on ``E[log pi_i(a~_i) sg(f_i)] + policy_reg mean(logits^2)``."""
-        cfg = self.cfg
+        cfg, w = self.cfg, batch.get("weight")  # w: padded steps excluded (recurrent actors)
 
         def actor_loss(actor_params):
             terms = self.policy_terms(actor_params, state.critic_params, batch, key, state.extra["old_actor"])
             coef, aux = self.actor_coefficient(state, terms)
             pol = terms.logp_a * jax.lax.stop_gradient(coef)
-            reg = jnp.concatenate([jnp.mean(jnp.square(lg), axis=(0, -1)) for lg in terms.logits])
-            per_agent = pol.mean(0) + cfg.policy_reg * reg + self.actor_penalty(state, terms)
+            if w is None:
+                reg = jnp.concatenate([jnp.mean(jnp.square(lg), axis=(0, -1)) for lg in terms.logits])
+            else:
+                reg = jnp.concatenate([batch_mean(jnp.mean(jnp.square(lg), -1), w) for lg in terms.logits])
+            per_agent = batch_mean(pol, w) + cfg.policy_reg * reg + self.actor_penalty(state, terms)
             return per_agent.sum(), (per_agent, jax.lax.stop_gradient(terms), aux)
 
         grads, (a_loss, terms, aux) = jax.grad(actor_loss, has_aux=True)(state.actor_params)
         actor_params, actor_opt = self.apply_actors(state.actor_params, grads, state.actor_opt)
-        entropy = jnp.concatenate([-jnp.sum(jnp.exp(lp) * jnp.where(jnp.isfinite(lp), lp, 0.0), -1).mean(0) for lp in terms.logp])
+        entropy = jnp.concatenate([batch_mean(-jnp.sum(jnp.exp(lp) * jnp.where(jnp.isfinite(lp), lp, 0.0), -1), w)
+                                   for lp in terms.logp])
         metrics = {
             "loss/actor": a_loss.mean(), "loss/entropy": entropy.mean(), "diag/actor_loss_per_agent": a_loss,
-            "diag/entropy_per_agent": entropy, "diag/advantage_per_agent": terms.adv.mean(0),
+            "diag/entropy_per_agent": entropy, "diag/advantage_per_agent": batch_mean(terms.adv, w),
             # Li et al. 2022's consecutive-policy divergence: batch mean of log pi_i(a~_i) - log pi_i^old(a~_i), a~ ~ pi
-            "diag/kl_delta_per_agent": (terms.logp_a - terms.old_logp_a).mean(0), **aux,
+            "diag/kl_delta_per_agent": batch_mean(terms.logp_a - terms.old_logp_a, w), **aux,
         }
         return state._replace(actor_params=actor_params, actor_opt=actor_opt), terms, metrics
 

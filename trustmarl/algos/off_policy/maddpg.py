@@ -19,6 +19,12 @@ discrete agents), so mixed discrete/continuous teams work. Per gradient step, on
 (the centralised, shared-critic reading of MADDPG in Li et al. 2023, App. H.3 and Table 1: the centralised
 counterpart of F2A2-DDPG, whose agents each hold a copy of this critic).
 
+Recurrent actors (``recurrent=true``; :mod:`trustmarl.algos.off_policy.sequences`): an MLP encoder, a GRU and the
+feed-forward head above (logits or tanh action); actors and target actors unrolled over sampled sequences
+(:meth:`MADDPG.batch_outputs`), the critics on the flattened steps, every batch mean over the valid (unpadded)
+steps; with ``epsilon_*`` set, discrete agents act with a uniform available action with probability epsilon, else
+a sample of softmax(logits) (the stored log-probability is the mixture's).
+
 The gradient step is written in pieces that F2A2-DDPG and F2A2-TD3 reuse (as MAAC's): :meth:`MADDPG.td_target`,
 :meth:`MADDPG.critic_step`, :meth:`MADDPG.actor_objective` inside :meth:`MADDPG.actor_step`, and
 :meth:`MADDPG.delayed_actor_step` (per-agent delays ``d_i``: agent ``i``'s actor and target step when the
@@ -42,12 +48,14 @@ import jax.numpy as jnp
 from trustmarl.algos import register_algo
 from trustmarl.algos.off_policy.config import OffPolicyConfig
 from trustmarl.algos.off_policy.engine import OffPolicy, OffPolicyState
-from trustmarl.networks import Critic, DeterministicActor, LogitsActor, gumbel_softmax
+from trustmarl.algos.off_policy.sequences import (EpsilonFields, FeedForwardHead, SequenceAgents, SequenceFields, batch_mean,
+                                                  epsilon_mixture, epsilon_schedule)
+from trustmarl.networks import Critic, DeterministicActor, LogitsActor, RecurrentActor, gumbel_softmax
 from trustmarl.validation import ConfigError, non_negative, positive_int
 
 
 @dataclasses.dataclass
-class MADDPGConfig(OffPolicyConfig):
+class MADDPGConfig(OffPolicyConfig, SequenceFields, EpsilonFields):
     """MADDPG hyperparameters (MAMT paper Table 3: MAAC's shared settings; maddpg-pytorch's tau 0.01)."""
 
     name: str = "maddpg"
@@ -59,12 +67,15 @@ class MADDPGConfig(OffPolicyConfig):
     target_noise_clip: float = 0.5  # MATD3: the smoothing noise is clipped to +-this value
 
     CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {**OffPolicyConfig.CHOICES, "actor_others": ("buffer", "current"),
-                                                                "critic": ("per_agent", "shared")}
+                                                                "critic": ("per_agent", "shared"), "sequences": ("windows", "episodes")}
+    RECURRENT_ALGOS = ("maddpg", "matd3")  # descendants (F2A2-DDPG, F2A2-TD3) refuse recurrent=true
 
     def validate(self) -> None:
         super().validate()
         positive_int(self, "policy_delay")
         non_negative(self, "target_noise", "target_noise_clip")
+        self.validate_epsilon()
+        self.validate_sequences()
         if self.policy_delay > self.grad_steps:
             raise ConfigError(f"algo.policy_delay={self.policy_delay} is more than algo.grad_steps={self.grad_steps}: some updates "
                               "would take no actor step (and log a NaN actor loss); make algo.grad_steps >= the delay")
@@ -86,15 +97,21 @@ class MATD3Config(MADDPGConfig):
             raise ConfigError("algo.twin_critics=false is MADDPG with delayed updates; matd3 needs twin critics")
 
 
-class MADDPG(OffPolicy):
+class MADDPG(SequenceAgents, OffPolicy):
     def __init__(self, env, cfg: MADDPGConfig, total_updates: int | None = None):
         super().__init__(env, cfg, total_updates)
         net = dict(hidden_sizes=tuple(cfg.hidden_sizes), activation=cfg.activation, layer_norm=cfg.layer_norm)
+        self.recurrent = bool(getattr(cfg, "recurrent", False))
+        head = dict(net, hidden_sizes=()) if self.recurrent else net  # recurrent: the MLP is the GRU's encoder
         self.actors = tuple(
-            LogitsActor(g.action_space.n, **net) if g.action_space.kind == "discrete"
-            else DeterministicActor(g.action_space.dim, low=g.action_space.low, high=g.action_space.high, **net)
+            LogitsActor(g.action_space.n, **head) if g.action_space.kind == "discrete"
+            else DeterministicActor(g.action_space.dim, low=g.action_space.low, high=g.action_space.high, **head)
             for g in self.groups
         )
+        if self.recurrent:  # MLP encoder, GRU, the feed-forward head (the on-policy family's RecurrentActor)
+            self.actors = tuple(RecurrentActor(FeedForwardHead(a), tuple(cfg.hidden_sizes), cfg.gru_size, cfg.activation,
+                                               cfg.layer_norm) for a in self.actors)
+        self.agent_nets = self.actors  # the networks SequenceAgents steps
         self.critic = Critic(**net)
         self.n_critics = 2 if cfg.twin_critics else 1
         # Q(x, a, onehot(i)): agent i's input carries its one-hot; one such critic (shared) or a copy per agent (F2A2)
@@ -121,15 +138,18 @@ class MADDPG(OffPolicy):
     def init_networks(self, key):
         k_actor, k_critic = jax.random.split(key)
         ag = self.agents
-        actors = tuple(ag.init(a, jax.random.fold_in(k_actor, g), g, ag.dummy_obs(g)) for g, a in enumerate(self.actors))
+        actors = tuple(ag.init(a, jax.random.fold_in(k_actor, g), g, *self.agent_inputs(g)) for g, a in enumerate(self.actors))
         x = jnp.zeros((self.joint_obs_dim + self.joint_act_dim + (self.n_agents if self.agent_input else 0),))
         keys = jax.random.split(k_critic, self.n_critics * self.critic_copies).reshape(self.n_critics, self.critic_copies, -1)
         critics = jax.vmap(jax.vmap(self.critic.init, in_axes=(0, None)), in_axes=(0, None))(keys, x)  # [K, N or 1, ...]
         return actors, critics
 
     def outputs(self, actor_params: tuple, obs: tuple) -> tuple:
-        """Per group the actor outputs: logits ``[..., n_g, A]`` or ``(pre_tanh, action)``."""
+        """Per group the actor outputs: logits ``[..., n_g, A]`` or ``(pre_tanh, action)`` (recurrent actors: from a zero
+        hidden state; the masks do not enter the networks)."""
         ag = self.agents
+        if self.recurrent:
+            return self.single_step(actor_params, obs, tuple(jnp.ones(o.shape[:-1] + (1,), bool) for o in obs))
         return tuple(ag.apply(self.actors[g], actor_params[g], g, ag.with_id(g, obs[g])) for g in range(len(self.groups)))
 
     def q_values(self, critic_params, x: jax.Array, per_agent: bool = False) -> jax.Array:
@@ -150,13 +170,43 @@ class MADDPG(OffPolicy):
         flat = lambda xs: jnp.concatenate([x.reshape(x.shape[:-2] + (-1,)) for x in xs], axis=-1)  # noqa: E731
         return jnp.concatenate([flat(obs), flat(action_vectors)], axis=-1)
 
+    def batch_outputs(self, actor_params: tuple, batch: dict, nxt: bool = False) -> tuple:
+        """:meth:`outputs` at the batch's ``obs`` (or ``next_obs``); recurrent actors unroll the batch's sequences
+        (``batch["seq"]``), the successor being one more step from ``o_t``'s hidden state."""
+        if "seq" not in batch:
+            return self.outputs(actor_params, batch["next_obs" if nxt else "obs"])
+        out, out_next = self.unroll(lambda h, o, av, r: self.agent_step(actor_params, h, o, av, r), batch["seq"], with_next=nxt)
+        return self.flatten_outputs(out_next if nxt else out)
+
     # ---- acting --------------------------------------------------------------------------------
     def behaviour(self, actor_params, obs, avail, key, env_steps):
+        return self.explore(self.outputs(actor_params, obs), avail, key, env_steps)
+
+    def greedy_outputs(self, outputs, avail):
+        return tuple(jnp.argmax(self.masked_logits(o, av), -1).astype(jnp.int32) if grp.action_space.kind == "discrete"
+                     else o[1] for grp, o, av in zip(self.groups, outputs, avail))
+
+    def sample_batch(self, buffer, key, reward_stats):
+        """Recurrent actors: sequences, flattened for the critics (``seq`` and the padding ``weight`` beside them)."""
+        if self.recurrent:
+            return self.sample_flat_sequences(buffer, key, reward_stats)
+        return super().sample_batch(buffer, key, reward_stats)
+
+    def explore(self, outputs, avail, key, env_steps):
+        """Discrete agents: the argmax of a Gumbel-softmax sample (a sample of softmax(logits)), or with ``epsilon`` on a
+        uniform available action with probability epsilon (the stored log-probability the mixture's); continuous
+        agents: Gaussian noise on the deterministic action."""
         sigma = self.noise(env_steps)
+        mix = getattr(self.cfg, "explores_uniformly", False)
+        eps = epsilon_schedule(self.cfg, env_steps) if mix else None
+        random = self.agents.random_actions(jax.random.fold_in(key, 1000), avail) if mix else (None,) * len(avail)
         actions, logps = [], []
-        for g, (grp, out, av) in enumerate(zip(self.groups, self.outputs(actor_params, obs), avail)):
+        for g, (grp, out, av) in enumerate(zip(self.groups, outputs, avail)):
             k = jax.random.fold_in(key, g)
-            if grp.action_space.kind == "discrete":
+            if grp.action_space.kind == "discrete" and mix:
+                a, lp = epsilon_mixture(k, jax.nn.log_softmax(self.masked_logits(out, av)), av, random[g], eps)
+                logps.append(lp)
+            elif grp.action_space.kind == "discrete":
                 logits = self.masked_logits(out, av)
                 a = jnp.argmax(gumbel_softmax(k, logits, self.cfg.gumbel_temperature), axis=-1).astype(jnp.int32)
                 # the argmax of a Gumbel-softmax sample is a Gumbel-max sample of softmax(logits), whatever the temperature
@@ -170,10 +220,7 @@ class MADDPG(OffPolicy):
         return tuple(actions), jnp.concatenate(logps, axis=-1)
 
     def greedy(self, actor_params, obs, avail):
-        out = []
-        for grp, o, av in zip(self.groups, self.outputs(actor_params, obs), avail):
-            out.append(jnp.argmax(self.masked_logits(o, av), -1).astype(jnp.int32) if grp.action_space.kind == "discrete" else o[1])
-        return tuple(out)
+        return self.greedy_outputs(self.outputs(actor_params, obs), avail)
 
     def action_vectors(self, outputs: tuple, avail: tuple, key=None, smooth: bool = False, straight_through: bool = False):
         """Per group the critic's action inputs from actor outputs: discrete one-hots (argmax, a Gumbel
@@ -209,7 +256,7 @@ class MADDPG(OffPolicy):
     def next_action_vectors(self, state: OffPolicyState, batch: dict, key) -> tuple:
         """Per group the target actors' next actions ``mu'(o')`` (MATD3: smoothed)."""
         smooth = self.cfg.target_noise > 0
-        next_out = self.outputs(state.target_actor_params, batch["next_obs"])
+        next_out = self.batch_outputs(state.target_actor_params, batch, nxt=True)
         return self.action_vectors(next_out, batch["next_avail"], key if smooth else None, smooth=smooth)
 
     def td_target(self, state: OffPolicyState, batch: dict, key) -> jax.Array:
@@ -224,11 +271,15 @@ class MADDPG(OffPolicy):
         """One step of the critics on ``mean_{k,b} (Q_{i,k}(x, a) - y_i)^2`` per agent (Lowe et al. 2017, eq. 6):
         summed over the agents' critics, or averaged over the agents for the one shared critic."""
         x, y = self.joint(batch["obs"], self.agents.action_vectors(batch["actions"])), batch["y"]
+        w = batch.get("weight")  # padded steps excluded (recurrent actors)
 
         def critic_loss(params):
             q = self.q_values(params, x)  # [K, N, B]
-            per_agent = jnp.mean(jnp.square(q - y[None]), axis=(0, 2))
-            return per_agent.sum() * self.critic_weight, (per_agent, q[0].mean(-1))
+            if w is None:
+                per_agent = jnp.mean(jnp.square(q - y[None]), axis=(0, 2))
+            else:
+                per_agent = batch_mean(jnp.square(q - y[None]), w, axis=2).mean(0)
+            return per_agent.sum() * self.critic_weight, (per_agent, batch_mean(q[0], w, axis=-1))
 
         grads, (c_loss, q_mean) = jax.grad(critic_loss, has_aux=True)(state.critic_params)
         critic_params, critic_opt = self.apply_critic(state.critic_params, grads, state.critic_opt)
@@ -254,16 +305,19 @@ class MADDPG(OffPolicy):
         else:
             others = buffer_act
         q = self.q_values(state.critic_params, self.substitute(x_obs, others, own), per_agent=True)[0]  # [N, B]
-        return -q.mean(-1)
+        return -batch_mean(q, batch.get("weight"), axis=-1)
 
     def actor_step(self, state: OffPolicyState, batch: dict, key):
         """One step of every actor on :meth:`actor_objective` plus ``policy_reg * mean(logits^2)`` (pre-tanh outputs
         for continuous actors; the reference code's regulariser)."""
-        cfg = self.cfg
+        cfg, w = self.cfg, batch.get("weight")
+
+        def mean_sq(x):  # [B, n_g, A] -> [N]: mean over the batch (its valid steps) and the outputs
+            return jnp.mean(jnp.square(x), axis=(0, -1)) if w is None else batch_mean(jnp.mean(jnp.square(x), -1), w)
 
         def actor_loss(actor_params):
-            out = self.outputs(actor_params, batch["obs"])
-            reg = jnp.concatenate([jnp.mean(jnp.square(o if g.action_space.kind == "discrete" else o[0]), axis=(0, -1))
+            out = self.batch_outputs(actor_params, batch)
+            reg = jnp.concatenate([mean_sq(o if g.action_space.kind == "discrete" else o[0])
                                    for g, o in zip(self.groups, out)])  # [N]
             per_agent = self.actor_objective(state, batch, out, key) + cfg.policy_reg * reg
             return per_agent.sum(), per_agent

@@ -17,7 +17,8 @@ one choice of *mixer*, how the chosen utilities make the value the TD loss is ta
   ``k = n_steps`` steps (fewer when the episode ends inside the window); a truncated episode bootstraps
   from its last observation, a terminated one does not;
 - target networks: hard copies every ``target_every`` gradient steps (Wen et al. 2021, Table 4: 200) or Polyak;
-- recurrent agents (``recurrent=true``, pymarl's RNN agent: MLP, GRU of ``gru_size``, linear head) act with a
+- recurrent agents (``recurrent=true``, pymarl's RNN agent: MLP, GRU of ``gru_size``, linear head; the machinery shared
+  with the actor-critic methods is :mod:`trustmarl.algos.off_policy.sequences`) act with a
   hidden state per agent, reset where an episode starts, and store the hidden state that entered each step;
   they learn from windows of ``seq_len`` consecutive steps of one env copy (``batch_size`` windows), unrolled
   from the stored hidden state at the window's start (R2D2's "stored state", Kapturowski et al. 2019), after
@@ -40,18 +41,20 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from trustmarl import replay
 from trustmarl.algos.agents import AgentGroups
 from trustmarl.algos.off_policy.config import OffPolicyConfig
 from trustmarl.algos.off_policy.engine import OffPolicy, OffPolicyState
+from trustmarl.algos.off_policy.sequences import (EpsilonFields, SequenceAgents, SequenceFields, env_label,  # noqa: F401
+                                                  episode_window_indices,
+                                                  epsilon_schedule, expand, masked_mean, reset_hidden, within_episode)
 from trustmarl.networks import Dense, LogitsActor, RecurrentActor, orthogonal
-from trustmarl.validation import ConfigError, in_range, non_negative_int, positive_int
+from trustmarl.validation import ConfigError, in_range, positive_int
 
 NO_NOISE = "Q-learning explores epsilon-greedily (algo.epsilon_*), not with action noise"
 
 
 @dataclasses.dataclass
-class QLearningConfig(OffPolicyConfig):
+class QLearningConfig(OffPolicyConfig, SequenceFields, EpsilonFields):
     """Hyperparameters shared by the Q-learning methods (pymarl's settings where Wen et al. 2021 are silent)."""
 
     name: str = "iql"
@@ -76,12 +79,8 @@ class QLearningConfig(OffPolicyConfig):
     double_q: bool = True  # double Q-learning targets (van Hasselt et al. 2016): online argmax, target value
     n_steps: int = 1  # k of the k-step return the TD target sums (cut at episode ends)
     team_reward: str = "sum"  # sum | mean of the agents' rewards (the team reward) | individual: each agent's own (IQL)
-    recurrent: bool = False  # GRU agents learning from windows of seq_len consecutive steps (pymarl's RNN agent)
-    gru_size: int = 64  # GRU width of recurrent agents (pymarl: 64)
-    seq_len: int = 16  # steps per sampled window learned from (recurrent agents or td_lambda > 0; batch_size windows per gradient step)
-    burn_in: int = 0  # recurrent agents: steps before each window unrolled without gradient from the stored hidden state (R2D2)
+    # recurrent, gru_size, seq_len (also the window of td_lambda > 0), burn_in, sequences: SequenceFields
     td_lambda: float = 0.0  # lambda of TD(lambda) targets over each window of seq_len steps (0: one-step or n-step targets)
-    sequences: str = "windows"  # recurrent agents' samples: windows (seq_len steps from anywhere, across episodes) | episodes (from an episode's first step, padded after its end: pymarl)
 
     UNUSED: typing.ClassVar[dict[str, str]] = {
         "noise_start": NO_NOISE, "noise_end": NO_NOISE, "noise_decay_steps": NO_NOISE,
@@ -95,11 +94,8 @@ class QLearningConfig(OffPolicyConfig):
 
     def validate(self) -> None:
         super().validate()
-        in_range(self, "epsilon_start", 0.0, 1.0)
-        in_range(self, "epsilon_end", 0.0, 1.0)
-        non_negative_int(self, "epsilon_anneal_start", "epsilon_anneal_end")
-        positive_int(self, "n_steps", "gru_size", "seq_len")
-        non_negative_int(self, "burn_in")
+        self.validate_epsilon()
+        positive_int(self, "n_steps")
         in_range(self, "td_lambda", 0.0, 1.0)
         if self.recurrent and self.n_steps > 1:
             raise ConfigError("algo.n_steps>1 is not available with algo.recurrent=true (windows give one-step "
@@ -107,22 +103,7 @@ class QLearningConfig(OffPolicyConfig):
         if self.td_lambda > 0 and self.n_steps > 1:
             raise ConfigError(f"algo.n_steps={self.n_steps} and algo.td_lambda={self.td_lambda} are two multi-step "
                               "targets; choose one (algo.n_steps=1 or algo.td_lambda=0)")
-        if self.burn_in and not self.recurrent:
-            raise ConfigError(f"algo.burn_in={self.burn_in} needs algo.recurrent=true (it warms up a hidden state)")
-        if self.sequences == "episodes" and (not self.recurrent or self.burn_in):
-            raise ConfigError("algo.sequences=episodes needs algo.recurrent=true and algo.burn_in=0 (an episode starts "
-                              "from a zero hidden state)")
-        if self.burn_in >= self.seq_len:
-            raise ConfigError(f"algo.burn_in={self.burn_in} must be shorter than the window algo.seq_len={self.seq_len} "
-                              "(steps unrolled without gradient before the steps learned)")
-        if self.windows and self.learning_starts < self.window_len * self.num_envs:
-            raise ConfigError(f"algo.learning_starts={self.learning_starts} must be >= (algo.burn_in+algo.seq_len)*"
-                              f"algo.num_envs={self.window_len * self.num_envs} (a window per env copy)")
-        if self.epsilon_anneal_end <= self.epsilon_anneal_start:
-            raise ConfigError(
-                f"algo.epsilon_anneal_end={self.epsilon_anneal_end} must come after algo.epsilon_anneal_start="
-                f"{self.epsilon_anneal_start} (env steps at which epsilon starts and stops falling)"
-            )
+        self.validate_sequences()
         if not isinstance(self.share_params, bool) and self.share_params != "auto":
             raise ConfigError(f"algo.share_params={self.share_params!r} is not allowed; choose true, false or auto")
         if self.team_reward == "individual" and self.MIXES:
@@ -139,11 +120,6 @@ class QLearningConfig(OffPolicyConfig):
         """Whether batches are windows of consecutive steps (recurrent agents or TD(lambda) targets)."""
         return bool(self.recurrent) or self.td_lambda > 0
 
-    @property
-    def window_len(self) -> int:
-        """Steps per sampled window: the burn-in, then the ``seq_len`` steps learned from."""
-        return self.burn_in + self.seq_len
-
     def check_env(self, env) -> None:
         """A team reward exists (cooperative env) unless each agent learns its own; QMIX/QTRAN need a state."""
         if self.team_reward != "individual" and not getattr(env, "cooperative", True):
@@ -153,25 +129,7 @@ class QLearningConfig(OffPolicyConfig):
         if self.NEEDS_STATE and int(getattr(env, "state_dim", 0) or 0) < 1:
             raise ConfigError(f"{self.name} conditions on the global state, but {env_label(env)} has none "
                               "(state_dim=0); use vdn, which needs no state")
-        limit = getattr(env, "max_episode_steps", None)
-        if self.windows and limit is not None and self.window_len > int(limit):
-            what = f"algo.burn_in+algo.seq_len={self.window_len}" if self.burn_in else f"algo.seq_len={self.seq_len}"
-            raise ConfigError(f"{what} is longer than the episodes of {env_label(env)} "
-                              f"(at most {int(limit)} steps); choose at most {int(limit)} steps")
-
-
-def env_label(env) -> str:
-    """The registered name of ``env`` (its class name if it has none)."""
-    from trustmarl.envs import registry
-
-    names = [n for n, (f, _) in registry._REGISTRY.items() if f is type(env)]
-    return names[0] if names else getattr(env, "name", None) or type(env).__name__
-
-
-def epsilon_schedule(cfg: QLearningConfig, env_steps) -> jax.Array:
-    """Linear from ``epsilon_start`` (up to ``epsilon_anneal_start``) to ``epsilon_end`` (from ``epsilon_anneal_end``)."""
-    frac = (env_steps - cfg.epsilon_anneal_start) / (cfg.epsilon_anneal_end - cfg.epsilon_anneal_start)
-    return cfg.epsilon_start + jnp.clip(frac, 0.0, 1.0) * (cfg.epsilon_end - cfg.epsilon_start)
+        self.check_sequences_env(env, env_label(env))
 
 
 def next_values(q_online: tuple, q_target: tuple, double: bool) -> jax.Array:
@@ -209,11 +167,6 @@ def n_step(window: dict, gamma: float) -> dict:
     return out
 
 
-def expand(x: jax.Array, like: jax.Array) -> jax.Array:
-    """``x`` with trailing axes added to broadcast against ``like`` (``[B, L]`` against ``[B, L, N]``)."""
-    return x.reshape(x.shape + (1,) * (like.ndim - x.ndim))
-
-
 def lambda_returns(reward, discount, next_value, done, lam: float, valid=None) -> jax.Array:
     """TD(lambda) targets over windows ``[B, L, ...]`` (pymarl's ``build_td_lambda_targets``), backwards from
     the window's last step, which bootstraps one step:
@@ -240,33 +193,6 @@ def lambda_returns(reward, discount, next_value, done, lam: float, valid=None) -
     return jnp.swapaxes(g, 0, 1)
 
 
-def episode_window_indices(first: jax.Array, pos, size, key, batch_size: int, length: int) -> tuple[jax.Array, jax.Array]:
-    """Times ``[B, L]`` and copies ``[B, 1]`` of windows of a ring buffer ``[C, E]`` that start at an episode's
-    first step (``first``) and lie in the filled part without crossing the write position; uniform over such
-    starts (over every fitting start while none is an episode's first step)."""
-    c = first.shape[0]
-    age = (pos - 1 - jnp.arange(c)) % c  # 0: the newest step
-    fits = ((age >= length - 1) & (age < size))[:, None]  # [C, 1]
-    starts = jnp.logical_and(first, fits)
-    ok = jnp.where(jnp.any(starts), starts, jnp.broadcast_to(fits, first.shape))
-    flat = jax.random.categorical(key, jnp.where(ok, 0.0, -jnp.inf).reshape(-1), shape=(batch_size,))
-    t0, e = flat // first.shape[1], flat % first.shape[1]
-    return (t0[:, None] + jnp.arange(length)[None, :]) % c, e[:, None]
-
-
-def within_episode(done: jax.Array) -> jax.Array:
-    """``[B, L]``: the steps of a window up to and including its first episode end (the rest is padding)."""
-    return (jnp.cumsum(done, axis=1) - done) == 0
-
-
-def masked_mean(x: jax.Array, valid=None) -> jax.Array:
-    """The mean of ``x`` over the entries whose leading axes are ``valid`` (all without a mask)."""
-    if valid is None:
-        return jnp.mean(x)
-    w = jnp.broadcast_to(expand(valid.astype(x.dtype), x), x.shape)
-    return jnp.sum(x * w) / jnp.maximum(jnp.sum(w), 1.0)
-
-
 class QHead(nn.Module):
     """The linear utility head of a recurrent agent (``RecurrentActor``'s head)."""
 
@@ -277,12 +203,7 @@ class QHead(nn.Module):
         return Dense(self.n_actions, kernel_init=orthogonal(1.0), bias_init=nn.initializers.zeros)(y)
 
 
-def reset_hidden(hidden: tuple, done: jax.Array) -> tuple:
-    """Per group ``[..., n_g, H]`` hidden states, zeroed where ``done`` ``[...]`` (a new episode starts)."""
-    return tuple(jnp.where(done[..., None, None], 0.0, h) for h in hidden)
-
-
-class QLearning(OffPolicy):
+class QLearning(SequenceAgents, OffPolicy):
     """The engine plus epsilon-greedy utilities; subclasses give :meth:`mix` (and :meth:`init_mixer`)."""
 
     def __init__(self, env, cfg: QLearningConfig, total_updates: int | None = None):
@@ -297,19 +218,14 @@ class QLearning(OffPolicy):
         else:
             self.q_nets = tuple(LogitsActor(g.action_space.n, tuple(cfg.hidden_sizes), cfg.activation, cfg.layer_norm,
                                             head_gain=1.0) for g in self.groups)
+        self.agent_nets = self.q_nets  # the networks SequenceAgents steps
         self.state_dim = int(env.state_dim)
 
     # ---- networks ------------------------------------------------------------------------------
     def init_networks(self, key):
         ag = self.agents
 
-        def inputs(g):
-            if not self.recurrent:
-                return (ag.dummy_obs(g),)
-            n = self.groups[g].n
-            return jnp.zeros((n, self.cfg.gru_size)), ag.dummy_obs(g), ag.dummy_avail(g), jnp.zeros((n, 1), bool)
-
-        q = tuple(ag.init(net, jax.random.fold_in(key, g), g, *inputs(g)) for g, net in enumerate(self.q_nets))
+        q = tuple(ag.init(net, jax.random.fold_in(key, g), g, *self.agent_inputs(g)) for g, net in enumerate(self.q_nets))
         return q, self.init_mixer(jax.random.fold_in(key, len(self.groups)))
 
     def init_mixer(self, key) -> dict:
@@ -325,20 +241,18 @@ class QLearning(OffPolicy):
         recurrent agents: from a zero hidden state."""
         ag = self.agents
         if self.recurrent:
-            return self.q_step(params, self.init_carry(obs[0].shape[:-2]), obs, avail, jnp.zeros(obs[0].shape[:-2], bool))[1]
+            return self.single_step(params, obs, avail)
         return tuple(self.masked_logits(ag.apply(net, params[g], g, ag.with_id(g, obs[g])), avail[g])
                      for g, net in enumerate(self.q_nets))
 
     def q_step(self, params, hidden: tuple, obs: tuple, avail: tuple, reset: jax.Array) -> tuple[tuple, tuple]:
         """Recurrent agents, one step: ``(hidden', utilities)`` per group from ``hidden`` ``[..., n_g, H]``
         (zeroed first where ``reset`` ``[...]``)."""
-        ag, hs, qs = self.agents, [], []
-        for g, net in enumerate(self.q_nets):
-            r = jnp.broadcast_to(reset[..., None, None], hidden[g].shape[:-1] + (1,))
-            h, q = ag.apply(net, params[g], g, hidden[g], ag.with_id(g, obs[g]), avail[g], r)
-            hs.append(h)
-            qs.append(self.masked_logits(q, avail[g]))
-        return tuple(hs), tuple(qs)
+        hidden, q = self.agent_step(params, hidden, obs, avail, reset)
+        return hidden, tuple(self.masked_logits(v, av) for v, av in zip(q, avail))
+
+    def agent_step_outputs(self, params, hidden, obs, avail, reset):
+        return self.q_step(params, hidden, obs, avail, reset)
 
     def utilities(self, params, batch: dict, with_next: bool = True) -> tuple[tuple, tuple | None]:
         """Per group the utilities at ``obs`` and (``with_next``) at ``next_obs``: of a batch ``[B, (L,) ...]``, or
@@ -347,26 +261,11 @@ class QLearning(OffPolicy):
         if not self.recurrent:
             nxt = self.q_values(params, batch["next_obs"], batch["next_avail"]) if with_next else None
             return self.q_values(params, batch["obs"], batch["avail"]), nxt
-        tm = lambda t: jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), t)  # noqa: E731  [B, L] <-> [L, B]
-
-        def step(h, x):
-            obs, avail, first, next_obs, next_avail = x
-            h, q = self.q_step(params, h, obs, avail, first)
-            q_next = self.q_step(params, h, next_obs, next_avail, jnp.zeros_like(first))[1] if with_next else ()
-            return h, (q, q_next)
-
-        # the hidden state entering the window: stored, or warmed up on the burn-in steps without gradient
-        h0 = jax.lax.stop_gradient(self.warm_up(params, batch["burn"])) if "burn" in batch else tuple(
-            h[:, 0] for h in batch["hidden"])
-        xs = tm((batch["obs"], batch["avail"], batch["first"], batch["next_obs"], batch["next_avail"]))
-        _, (q, q_next) = jax.lax.scan(step, h0, xs)
-        return tm(q), (tm(q_next) if with_next else None)
+        return self.unroll(lambda h, o, av, r: self.q_step(params, h, o, av, r), batch, with_next)
 
     def warm_up(self, params, steps: dict) -> tuple:
         """The hidden states ``[B, n_g, H]`` after unrolling windows ``[B, L, ...]`` from their stored hidden state."""
-        tm = lambda t: jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), t)  # noqa: E731
-        return jax.lax.scan(lambda h, x: (self.q_step(params, h, *x)[0], None), tuple(h[:, 0] for h in steps["hidden"]),
-                            tm((steps["obs"], steps["avail"], steps["first"])))[0]
+        return self.warm_up_with(lambda h, o, av, r: self.q_step(params, h, o, av, r), steps)
 
     # ---- acting --------------------------------------------------------------------------------
     def greedy(self, params, obs, avail):
@@ -374,6 +273,9 @@ class QLearning(OffPolicy):
 
     def behaviour(self, params, obs, avail, key, env_steps):
         return self.explore(self.q_values(params, obs, avail), avail, key, env_steps)
+
+    def greedy_outputs(self, q: tuple, avail: tuple) -> tuple:
+        return tuple(jnp.argmax(v, -1).astype(jnp.int32) for v in q)
 
     def explore(self, q: tuple, avail: tuple, key, env_steps):
         """Epsilon-greedy over the available actions; the log-probability of the action taken under it."""
@@ -389,65 +291,23 @@ class QLearning(OffPolicy):
             actions.append(act)
         return tuple(actions), jnp.concatenate(logps, -1)
 
-    # ---- recurrent acting ----------------------------------------------------------------------
-    def init_carry(self, batch_shape):
-        return tuple(jnp.zeros(tuple(batch_shape) + (g.n, self.cfg.gru_size)) for g in self.groups) if self.recurrent else ()
-
-    def act(self, view, carry, last, key):
-        """Recurrent agents: the engine's acting (uniform during warm-up) with the hidden state carried and reset
-        where ``last`` starts an episode; the hidden state entering the step is stored with the transition."""
-        if not self.recurrent:
-            return super().act(view, carry, last, key)
-        k_random, k_policy = jax.random.split(key)
-        h_in = reset_hidden(carry, last.done)
-        h_out, q = self.q_step(view.actor_params, h_in, last.obs, last.avail, jnp.zeros_like(last.done))
-        actions, logp = self.explore(q, last.avail, k_policy, view.env_steps)
-        warm = view.env_steps < self.cfg.warmup_steps
-        actions = tuple(jnp.where(warm, r, a) for r, a in zip(self.agents.random_actions(k_random, last.avail), actions))
-        logp = jnp.where(warm, self.agents.random_log_prob(last.avail), logp)
-        return self.agents.env_actions(actions), (actions, logp, h_in), h_out
-
-    def eval_actions(self, view, carry, obs, avail, done, key, deterministic=True):
-        if not self.recurrent:
-            return super().eval_actions(view, carry, obs, avail, done, key, deterministic)
-        h_out, q = self.q_step(view.actor_params, reset_hidden(carry, done), obs, avail, jnp.zeros_like(done))
-        if deterministic:
-            actions = tuple(jnp.argmax(v, -1).astype(jnp.int32) for v in q)
-        else:
-            actions = self.explore(q, avail, key, view.env_steps)[0]
-        return self.agents.env_actions(actions), h_out
-
     # ---- transitions and batches ---------------------------------------------------------------
     def example_transition(self, last):
-        out = super().example_transition(last)
+        out = super().example_transition(last)  # recurrent agents: hidden, first (SequenceAgents)
         if self.cfg.NEEDS_STATE:
             out.update(state=jnp.zeros(jnp.shape(last.state)[1:]), next_state=jnp.zeros(jnp.shape(last.state)[1:]))
-        if self.recurrent:
-            out.update(hidden=self.init_carry(()), first=jnp.zeros((), bool))
         return out
 
     def transition(self, view, last, ts, act_out):
-        out = super().transition(view, last, ts, act_out[:2])
+        out = super().transition(view, last, ts, act_out)  # recurrent agents: hidden, first (SequenceAgents)
         if self.cfg.NEEDS_STATE:
             out.update(state=last.state, next_state=ts.final_state)
-        if self.recurrent:  # the hidden state that entered the step; first: the step starts an episode
-            out.update(hidden=act_out[2], first=last.done)
         return out
 
     def sample_batch(self, buffer, key, reward_stats):
         cfg = self.cfg
-        if cfg.sequences == "episodes":  # from an episode's first step; the steps after its end are padding
-            steps = buffer.steps
-            t, e = episode_window_indices(steps.data["first"], steps.pos, steps.size, key, cfg.batch_size, cfg.seq_len)
-            got = replay.gather_transitions(buffer, t.reshape(-1), jnp.broadcast_to(e, t.shape).reshape(-1))
-            window = self.prepare(self.as_batch(*jax.tree.map(lambda x: x.reshape(t.shape + x.shape[1:]), got)), reward_stats)
-            window["valid"] = within_episode(jnp.logical_or(window["terminated"], window["truncated"]))
-            return dict(window, discount=cfg.gamma * (1.0 - window["terminated"].astype(jnp.float32)))
-        if cfg.windows:  # windows [B, burn_in + seq_len, ...]; the burn-in steps only warm the hidden state up
-            window = self.prepare(self.draw_windows(buffer, key, cfg.batch_size, cfg.window_len), reward_stats)
-            if cfg.burn_in:
-                part = lambda lo, hi: {k: jax.tree.map(lambda x: x[:, lo:hi], v) for k, v in window.items()}  # noqa: E731
-                window = dict(part(cfg.burn_in, None), burn=part(0, cfg.burn_in))
+        if cfg.windows:  # sequences [B, L, ...] (recurrent agents, TD(lambda) targets): SequenceAgents
+            window = self.sample_sequences(buffer, key, reward_stats)
             return dict(window, discount=cfg.gamma * (1.0 - window["terminated"].astype(jnp.float32)))
         if cfg.n_steps == 1:
             batch = super().sample_batch(buffer, key, reward_stats)

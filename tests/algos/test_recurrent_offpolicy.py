@@ -1,0 +1,275 @@
+"""Recurrent actors of the off-policy actor-critic methods (MAAC, MADDPG, MATD3 with ``recurrent=true``) and the
+sequence replay they share with value decomposition (:mod:`trustmarl.algos.off_policy.sequences`): replay of stored
+steps bit for bit, padding that adds nothing to any loss or gradient, no hidden state across an episode start, the
+epsilon-uniform/softmax mixture and its schedule, bad input, and a bitwise resume (slow)."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from trustmarl import replay
+from trustmarl.algos import make_algorithm
+from trustmarl.algos.off_policy.sequences import epsilon_mixture, epsilon_schedule
+from trustmarl.experiment import cli
+from trustmarl.experiment.config import build_config
+from trustmarl.validation import ConfigError
+
+SMALL = {"env.n_agents": 2, "env.max_cycles": 5, "algo.num_envs": 2, "algo.rollout_len": 8, "algo.hidden_sizes": [8],
+         "algo.buffer_size": 64, "algo.batch_size": 8, "algo.learning_starts": 8, "algo.grad_steps": 1,
+         "algo.critic_hidden": 8, "algo.attention_heads": 2, "algo.reward_norm": False, "algo.recurrent": True, "algo.gru_size": 8, "algo.seq_len": 4}
+
+
+def algo(name: str, **extra):
+    maac_only = ("algo.critic_hidden", "algo.attention_heads", "algo.reward_norm")
+    keys = {k: v for k, v in SMALL.items() if not (name != "maac" and k in maac_only)}
+    return make_algorithm(build_config(name, "mpe/simple_spread", {**keys, **extra}))
+
+
+def filled(a, seed: int, rollouts: int = 1):
+    """``(initial state, state after rollouts stored in its buffer)``: acting and storing only (nothing learned, so
+    nothing of the update but the rollout is compiled)."""
+    state0 = state = a.init(jax.random.PRNGKey(seed))
+    roll = jax.jit(a.rollout)
+    for _ in range(rollouts):
+        state, traj, _ = roll(state)
+        step, nxt = a.split_transition(traj)
+        state = state._replace(buffer=replay.insert_transitions(state.buffer, step, nxt, traj["terminated"] | traj["truncated"]))
+    return state0, state
+
+
+@functools.lru_cache(maxsize=None)
+def prepared(name: str, **extra):
+    """``(algorithm, initial state, state after two stored rollouts)``, shared by the tests of one module run."""
+    a = algo(name, **extra)
+    return (a, *filled(a, 0, rollouts=2))
+
+
+def sample(a, state, key):
+    """One gradient step's batch (jitted: eager gathers are slow)."""
+    return jax.jit(lambda buffer, k: a.sample_batch(buffer, k, None))(state.buffer, key)
+
+
+def rollout_of(a, state):
+    """The first rollout of ``state``'s buffer as trajectories ``[T, E, ...]``."""
+    T, E = a.cfg.rollout_len, a.cfg.num_envs
+    t, e = jnp.meshgrid(jnp.arange(T), jnp.arange(E), indexing="ij")
+    stored = replay.gather_transitions(state.buffer, t.reshape(-1), e.reshape(-1))
+    return jax.tree.map(lambda x: x.reshape((T, E) + x.shape[1:]), a.as_batch(*stored))
+
+
+@pytest.mark.parametrize("name", ["maac", pytest.param("maddpg", marks=pytest.mark.slow)])
+def test_replaying_stored_steps_reproduces_the_logits_and_hidden_states_of_acting_bit_for_bit(name):
+    """Acting stores the hidden state entering every step; unrolling the stored rollout (one sequence per env copy,
+    the shapes acting had) from its first stored hidden state gives bit for bit the hidden states stored next (reset
+    where an episode starts) and the log-probabilities of the actions taken (epsilon 0: the policy's own)."""
+    a, state0, state = prepared(name)
+    traj = rollout_of(a, state)
+    first = np.asarray(traj["first"])
+    assert first[5].all() and not first[1:5].any()  # 5-step episodes
+    seq = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), traj)  # [E, T, ...]: one sequence per env copy
+    params = state0.actor_params
+
+    def replay_all(params, seq):
+        def body(h, x):
+            obs, avail, first = x
+            h, out = a.agent_step(params, h, obs, avail, first)
+            return h, (h, out)
+        h0 = tuple(h[:, 0] for h in seq["hidden"])
+        xs = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), (seq["obs"], seq["avail"], seq["first"]))
+        return jax.lax.scan(body, h0, xs)[1]
+
+    h_after, logits = jax.jit(replay_all)(params, seq)  # [T, E, ...]
+    for g in range(len(a.groups)):
+        reset = first[1:, :, None, None]
+        np.testing.assert_array_equal(np.where(reset, 0.0, h_after[g][:-1]), traj["hidden"][g][1:])
+    logp = [jax.nn.log_softmax(a.masked_logits(lg, av)) for lg, av in zip(logits, traj["avail"])]
+    taken = jnp.concatenate([jnp.take_along_axis(lp, ac[..., None], -1)[..., 0] for lp, ac in zip(logp, traj["actions"])], -1)
+    np.testing.assert_array_equal(taken, traj["logp"])
+    # the learner's unroll (SequenceAgents.unroll) gives the same outputs
+    out, _ = jax.jit(lambda p, s: a.unroll(lambda h, o, av, r: a.agent_step(p, h, o, av, r), s, with_next=False))(params, seq)
+    np.testing.assert_array_equal(jnp.swapaxes(out[0], 0, 1), logits[0])
+
+
+def perturb_padding(batch, pad, key):
+    """``batch`` with every per-step entry of the padded steps ``pad`` ``[B, L]`` replaced by noise (observations,
+    rewards, flags; actions by another action)."""
+    B, L = pad.shape
+    flat_pad = pad.reshape(-1)
+    k1, k2 = jax.random.split(key)
+
+    def noisy(x, p, k):
+        if x.dtype == jnp.bool_:
+            return jnp.where(p.reshape(p.shape + (1,) * (x.ndim - p.ndim)), ~x, x)
+        if jnp.issubdtype(x.dtype, jnp.integer):
+            return jnp.where(p.reshape(p.shape + (1,) * (x.ndim - p.ndim)), (x + 1) % 5, x)
+        return jnp.where(p.reshape(p.shape + (1,) * (x.ndim - p.ndim)), 100.0 * jax.random.normal(k, x.shape), x)
+
+    out = dict(batch)
+    for i, k in enumerate(("obs", "next_obs", "reward", "actions", "terminated", "truncated", "active")):
+        out[k] = jax.tree.map(lambda x, i=i: noisy(x, flat_pad, jax.random.fold_in(k1, i)), batch[k])
+    out["seq"] = dict(batch["seq"], **{k: jax.tree.map(lambda x, i=i: noisy(x, pad, jax.random.fold_in(k2, i)), batch["seq"][k])
+                                        for i, k in enumerate(("obs", "next_obs"))})
+    return out
+
+
+def test_episode_batches_start_at_an_episode_and_mark_the_steps_after_its_end_as_padding():
+    """``sequences=episodes``: every sequence starts at a stored episode's first step, and with an episode ending at
+    its second step (a termination written into the buffer) the steps after it get weight 0 (the flattened batch's
+    padding mask is the sequences' ``within_episode``)."""
+    a = algo("maac", **{"algo.sequences": "episodes"})
+    _, state = filled(a, 9, rollouts=2)
+    data = state.buffer.steps.data
+    term = data["terminated"].at[1::5].set(True)  # 5-step episodes start at steps 0, 5, 10, ...: end at step 1 of each
+    state = state._replace(buffer=state.buffer._replace(steps=state.buffer.steps._replace(data=dict(data, terminated=term))))
+    batch = sample(a, state, jax.random.PRNGKey(10))
+    assert np.asarray(batch["seq"]["first"])[:, 0].all()
+    L = a.cfg.seq_len
+    np.testing.assert_array_equal(np.asarray(batch["weight"]).reshape(-1, L), np.broadcast_to(np.arange(L) < 2, (a.cfg.batch_size, L)))
+
+
+@pytest.mark.parametrize("name", ["maac", pytest.param("matd3", marks=pytest.mark.slow)])
+def test_padded_steps_add_nothing_to_any_loss_or_gradient(name):
+    """Sequences whose last steps are padding (an episode ended before them): noise in every padded entry
+    (observations, successors, rewards, actions, flags) leaves the gradient step, its targets and every loss
+    unchanged; the same noise on a valid step changes them."""
+    a, _, state = prepared(name, **({"algo.grad_steps": 2} if name == "matd3" else {}))
+    batch = sample(a, state, jax.random.PRNGKey(2))
+    B, L = batch["seq"]["first"].shape
+    pad = jnp.broadcast_to(jnp.arange(L) >= 2, (B, L))  # steps 2.. are padding; step 1 ends the episode
+    batch = dict(batch, weight=~pad.reshape(-1), terminated=batch["terminated"] | (jnp.arange(B * L) % L == 1))
+    step = jax.jit(a.train_step)
+    ref_state, ref_m = step(state, batch, jax.random.PRNGKey(3))
+    got_state, got_m = step(state, perturb_padding(batch, pad, jax.random.PRNGKey(4)), jax.random.PRNGKey(3))
+    for x, y in zip(jax.tree.leaves((ref_state.actor_params, ref_state.critic_params)),
+                    jax.tree.leaves((got_state.actor_params, got_state.critic_params))):
+        np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
+    for k in ("loss/critic", "loss/actor"):
+        np.testing.assert_allclose(ref_m[k], got_m[k], rtol=1e-6)
+    valid_too = jnp.broadcast_to(jnp.arange(L) >= 1, (B, L))  # the check can fail: noise on step 1 (valid) counts
+    bad_state, _ = step(state, perturb_padding(batch, valid_too, jax.random.PRNGKey(4)), jax.random.PRNGKey(3))
+    assert not np.allclose(jax.tree.leaves(ref_state.critic_params)[0], jax.tree.leaves(bad_state.critic_params)[0])
+
+
+@pytest.mark.parametrize("name", ["maac", pytest.param("maddpg", marks=pytest.mark.slow)])
+def test_targets_read_the_next_steps_masks(name):
+    """The target actors' actions at the successor are drawn with the *next* step's masks: with action 0 unavailable
+    at every successor (and available at every step), it has probability 0 in MAAC's target policy and is never
+    MADDPG's target action, while the policies at the steps themselves still give it mass."""
+    a, _, state = prepared(name)
+    batch = sample(a, state, jax.random.PRNGKey(7))
+    off = tuple(av.at[..., 0].set(False) for av in batch["next_avail"])
+    batch = dict(batch, next_avail=off, seq=dict(batch["seq"], next_avail=tuple(
+        av.at[..., 0].set(False) for av in batch["seq"]["next_avail"])))
+    if name == "maac":
+        _, next_logp = jax.jit(lambda p, b: a.batch_policies(p, b, nxt=True))(state.actor_params, batch)
+        _, logp = jax.jit(lambda p, b: a.batch_policies(p, b))(state.actor_params, batch)
+        assert float(jnp.exp(next_logp[0][..., 0]).max()) == 0.0 and float(jnp.exp(logp[0][..., 0]).min()) > 0.0
+    else:
+        vecs = jax.jit(lambda s, b: a.next_action_vectors(s, b, jax.random.PRNGKey(8)))(state, batch)
+        assert float(vecs[0][..., 0].max()) == 0.0 and vecs[0].shape[0] == batch["obs"][0].shape[0]
+
+
+@pytest.mark.parametrize("burn_in,seq_len", [(0, 4), pytest.param(2, 3, marks=pytest.mark.slow)])
+def test_no_sequence_leaks_a_hidden_state_across_an_episode_start(burn_in, seq_len):
+    """Windows that cross an episode start (5-step episodes, windows of 4 steps from anywhere, or 3 after a burn-in
+    of 2): changing the hidden state stored at the window's start changes the outputs before the episode start and
+    none from it on (the hidden state is reset there, as while acting)."""
+    extra = {"algo.seq_len": seq_len, "algo.burn_in": burn_in, "algo.learning_starts": 12} if burn_in else {}
+    a, _, state = prepared("maac", **extra)
+    batch = sample(a, state, jax.random.PRNGKey(6))
+    seq = batch["seq"]
+    src = seq["burn"] if burn_in else seq
+    other = dict(src, hidden=tuple(h + 3.0 for h in src["hidden"]))
+    changed = dict(seq, burn=other) if burn_in else other
+    fn = jax.jit(lambda s: a.unroll(lambda h, o, av, r: a.agent_step(state.actor_params, h, o, av, r), s)[0][0])
+    ref, got = np.asarray(fn(seq)), np.asarray(fn(changed))
+    # steps at or after the first episode start in the window (or in its burn-in) are unaffected
+    first = np.asarray(seq["first"])
+    burn_first = np.asarray(seq["burn"]["first"]).any(1) if burn_in else np.zeros(first.shape[0], bool)
+    after = (np.cumsum(first, 1) > 0) | burn_first[:, None]
+    assert after.any() and (~after).any(), "the windows must cross episode starts and hold steps before them"
+    np.testing.assert_array_equal(ref[after], got[after])
+    assert not np.allclose(ref[~after], got[~after])
+
+
+def test_epsilon_schedule_of_the_smax_presets():
+    """epsilon 0.5 -> 0.01 linear over the first 50k env steps (the SMAX presets): 0.5, 0.255, 0.01."""
+    cfg = build_config("maac", "smax/3m").algo
+    eps = [float(epsilon_schedule(cfg, s)) for s in (0, 25_000, 50_000, 80_000)]
+    np.testing.assert_allclose(eps, [0.5, 0.255, 0.01, 0.01], rtol=1e-6)
+    assert cfg.recurrent and cfg.gru_size == 64 and cfg.sequences == "episodes"
+    assert build_config("maac", "mpe/simple_spread").algo.epsilon_start == 0.0  # off elsewhere
+
+
+def test_epsilon_mixture_never_draws_unavailable_actions_and_logs_the_mixture():
+    """A uniform available action with probability eps, else a softmax sample: frequencies within 4 sigma of
+    eps/|available| + (1 - eps) pi(a), unavailable actions never drawn (probability 0), and the log-probability
+    returned is exactly the mixture's."""
+    logits = jnp.array([2.0, 0.5, -1.0, 3.0])
+    avail = jnp.array([True, True, True, False])
+    logp = jax.nn.log_softmax(jnp.where(avail, logits, -1e10))
+    n, eps = 40_000, 0.3
+    keys = jax.random.split(jax.random.PRNGKey(0), n)
+    random = jax.vmap(lambda k: jax.random.choice(k, 3))(jax.random.split(jax.random.PRNGKey(1), n))
+    acts, lps = jax.vmap(lambda k, r: epsilon_mixture(k, logp, avail, r, eps))(keys, random)
+    pi = np.exp(np.asarray(logp))
+    mix = eps / 3 * np.asarray(avail) + (1 - eps) * pi
+    freq = np.bincount(np.asarray(acts), minlength=4) / n
+    assert freq[3] == 0.0
+    np.testing.assert_allclose(freq, mix, atol=4 * np.sqrt(mix * (1 - mix) / n).max())
+    np.testing.assert_allclose(np.exp(np.asarray(lps)), mix[np.asarray(acts)], rtol=1e-6)
+
+
+@pytest.mark.parametrize("name,overrides,needle", [
+    ("maac", {"algo.burn_in": 4}, "algo.burn_in=4 must be shorter than the window algo.seq_len=4"),
+    ("maddpg", {"algo.num_envs": 1, "algo.rollout_len": 4, "algo.buffer_size": 16, "algo.batch_size": 8}, "algo.buffer_size=16 cannot hold one batch of sequences"),
+    ("maac", {"algo.epsilon_start": 1.5}, "algo.epsilon_start=1.5"),
+    ("matd3", {"algo.epsilon_end": -0.1}, "algo.epsilon_end=-0.1"),
+    ("maac", {"algo.sequences": "episodes", "algo.burn_in": 1}, "algo.sequences=episodes needs algo.recurrent=true and algo.burn_in=0"),
+    ("f2a2_sac", {}, "algo.recurrent=true is not available yet for f2a2_sac"),
+    ("f2a2_ddpg", {}, "algo.recurrent=true is not available yet for f2a2_ddpg"),
+    ("f2a2_td3", {}, "algo.recurrent=true is not available yet for f2a2_td3"),
+])
+def test_bad_recurrent_settings_are_one_line_config_errors(name, overrides, needle):
+    base = {"algo.recurrent": True, "algo.seq_len": 4, "algo.learning_starts": 100}
+    with pytest.raises(ConfigError) as err:
+        make_algorithm(build_config(name, "mpe/simple_spread", {**base, **overrides}))
+    assert needle in str(err.value) and "\n" not in str(err.value), str(err.value)
+
+
+def test_bad_recurrent_settings_exit_with_code_2_before_compiling(tmp_path, capsys):
+    for name, extra in (("maac", ["algo.burn_in=16"]), ("f2a2_td3", [])):
+        assert cli.main(["train", name, "mpe/simple_spread", "algo.recurrent=true", *extra, "--out", str(tmp_path / name)]) == 2
+    err = capsys.readouterr().err
+    assert "algo.burn_in=16 must be shorter" in err and "not available yet for f2a2_td3" in err
+
+
+@pytest.mark.slow
+def test_recurrent_maac_resume_is_bitwise(tmp_path):
+    """A recurrent MAAC run on whole (padded) episodes with the epsilon mixture, stopped after one chunk and resumed,
+    ends bit for bit equal to an uninterrupted run (buffer with the stored hidden states, targets, acting hidden state)."""
+    from test_contract import overrides, resume_is_bitwise
+
+    cfg = build_config("maac", "mpe/simple_spread", overrides(
+        "maac", total_steps=48, chunk_updates=2, num_seeds=2, checkpoint_every=1, eval_every=24, eval_episodes=2,
+        **{"algo.recurrent": True, "algo.gru_size": 8, "algo.seq_len": 4, "algo.sequences": "episodes",
+           "algo.epsilon_start": 0.5, "algo.epsilon_end": 0.01, "algo.epsilon_anneal_end": 40}))
+    _, s_full, rows_full = resume_is_bitwise(cfg, tmp_path)
+    assert np.abs(np.asarray(s_full.buffer.steps.data["hidden"][0])).max() > 0  # hidden states stored
+    assert any(np.isfinite(r.get("loss/actor", np.nan)) for r in rows_full)
+
+
+@pytest.mark.parametrize("name,extra", [("matd3", {"env.continuous_actions": True, "algo.grad_steps": 2}),
+                                        ("maddpg", {"algo.sequences": "episodes", "algo.epsilon_start": 0.5}),
+                                        ("maac", {"algo.seq_len": 3, "algo.burn_in": 2, "algo.learning_starts": 12})])
+def test_every_recurrent_variant_traces(name, extra):
+    """Continuous recurrent actors (MATD3), whole episodes with the epsilon mixture (MADDPG) and burn-in windows (MAAC):
+    the update traces (shapes only, nothing compiled) to scalar losses."""
+    a = algo(name, **extra)
+    _, metrics = jax.eval_shape(a.update, jax.eval_shape(a.init, jax.random.PRNGKey(0)))
+    assert metrics["loss/critic"].shape == () and metrics["loss/actor"].shape == ()
