@@ -165,14 +165,21 @@ def setup(algo_name: str, total_steps: int, chunk: int) -> tuple[Any, Any, int]:
     return cfg, algo, n_chunks
 
 
-def train_chunks(algo, num_seeds: int, seed: int, chunk: int, n_chunks: int, metric: str) -> Iterator[np.ndarray]:
-    """Init ``num_seeds`` vmapped seeds, then yield metric ``metric`` [K, C] of each chunk once it has finished."""
+def train_chunks(algo, num_seeds: int, seed: int, chunk: int, n_chunks: int,
+                 metric: str | tuple[str, ...], keep_state: bool = False) -> Iterator[Any]:
+    """Init ``num_seeds`` vmapped seeds, then yield metric ``metric`` [K, C] of each chunk once it has finished
+    (a tuple of names: a dict of them, with the training state under ``"state"`` if ``keep_state``)."""
     keys = jax.random.split(jax.random.PRNGKey(seed), num_seeds)
     state = init_seeds(algo, keys)
     run_chunk = jax.jit(jax.vmap(lambda s: jax.lax.scan(lambda c, _: algo.update(c), s, None, length=chunk)))
     for _ in range(n_chunks):
         state, metrics = run_chunk(state)
-        values = np.asarray(jax.device_get(metrics[metric]))  # device_get waits for the chunk
+        if isinstance(metric, str):
+            values = np.asarray(jax.device_get(metrics[metric]))  # device_get waits for the chunk
+        else:
+            values = {k: np.asarray(v) for k, v in jax.device_get({k: metrics[k] for k in metric}).items()}
+            if keep_state:
+                values["state"] = state
         jax.block_until_ready(state)
         yield values
 

@@ -54,10 +54,16 @@ from typing import Any
 
 import numpy as np
 
-# name -> (script, YAML config), relative to the checkout
+# name -> (script, YAML config[, base YAML config]), relative to the checkout. The Q-learning scripts read
+# Hydra's config.yaml with an algorithm file ``+alg=...`` merged over it (``{**config, **config["alg"]}``).
+QL_BASE = "baselines/QLearning/config/config.yaml"
 BASELINES = {
     "jaxmarl-ippo-ff": ("baselines/IPPO/ippo_ff_mpe.py", "baselines/IPPO/config/ippo_ff_mpe.yaml"),
     "jaxmarl-mappo-rnn": ("baselines/MAPPO/mappo_rnn_mpe.py", "baselines/MAPPO/config/mappo_homogenous_rnn_mpe.yaml"),
+    "jaxmarl-qmix-rnn-smax": ("baselines/QLearning/qmix_rnn.py", "baselines/QLearning/config/alg/ql_rnn_smax.yaml", QL_BASE),
+    "jaxmarl-vdn-rnn-smax": ("baselines/QLearning/vdn_rnn.py", "baselines/QLearning/config/alg/ql_rnn_smax.yaml", QL_BASE),
+    "jaxmarl-qmix-rnn-mpe": ("baselines/QLearning/qmix_rnn.py", "baselines/QLearning/config/alg/ql_rnn_mpe.yaml", QL_BASE),
+    "jaxmarl-vdn-rnn-mpe": ("baselines/QLearning/vdn_rnn.py", "baselines/QLearning/config/alg/ql_rnn_mpe.yaml", QL_BASE),
 }
 RESULT = "RESULT "
 URL = "https://github.com/FLAIROx/JaxMARL"
@@ -91,24 +97,35 @@ class Recorder:
     """
 
     def __init__(self, num_seeds: int = 1, stop_return: float | None = None, window: int = 5,
-                 max_steps: int | None = None):
+                 max_steps: int | None = None, keys: tuple[str, ...] = ()):
         self.num_seeds, self.stop_return, self.window, self.max_steps = num_seeds, stop_return, window, max_steps
         self.steps_per_update = 0  # set once the config is read
         self.times: list[float] = []
         self.returns: list[float] = []
+        self.keys = keys  # further logged metrics kept per update (mean over seeds), e.g. SMAX's win rate
+        self.extra: dict[str, list[float]] = {k: [] for k in keys}
+        self.returns_per_seed: list[list[float]] = []  # [update][seed]
+        self.extra_per_seed: dict[str, list[list[float]]] = {k: [] for k in keys}
         self.stopped = False
         self._pending: list[float] = []
+        self._pending_extra: list[dict[str, float]] = []
 
     def log(self, metric: dict, *args, **kwargs) -> None:
         r = metric.get("returns", metric.get("returned_episode_returns"))
         if r is None:  # not a per-update log
             return
         self._pending.append(float(np.mean(np.asarray(r))))
+        self._pending_extra.append({k: float(np.mean(np.asarray(metric[k]))) for k in self.keys if k in metric})
         if len(self._pending) < self.num_seeds:
             return
         self.times.append(time.time())
         self.returns.append(sum(self._pending) / len(self._pending))
-        self._pending = []
+        self.returns_per_seed.append(list(self._pending))
+        for k in self.keys:
+            values = [e.get(k, np.nan) for e in self._pending_extra]
+            self.extra_per_seed[k].append(values)
+            self.extra[k].append(float(np.nanmean(values)))
+        self._pending, self._pending_extra = [], []
         recent = self.returns[-self.window:]
         if (self.stop_return is not None and sum(recent) / len(recent) >= self.stop_return) or (
             self.max_steps is not None and len(self.returns) * self.steps_per_update >= self.max_steps
@@ -149,14 +166,21 @@ def install_stubs(log) -> None:
 
 def load_baseline(repo: str, name: str, log) -> tuple[types.ModuleType, dict[str, Any]]:
     """Import baseline ``name``'s script from the checkout (stubs installed first) and read its YAML config."""
-    import yaml
-
-    script, config = (Path(repo) / p for p in BASELINES[name])
+    script = Path(repo) / BASELINES[name][0]
     install_stubs(log)
     sys.path.insert(0, str(script.parent))
     spec = importlib.util.spec_from_file_location("jaxmarl_baseline_script", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module, read_config(repo, name)
+
+
+def read_config(repo: str, name: str) -> dict[str, Any]:
+    """Baseline ``name``'s YAML config (the Q-learning scripts: ``{**config.yaml, **alg/<file>.yaml}``, as their
+    ``main`` merges them), numbers as numbers."""
+    import yaml
+
+    _, config, *base = (Path(repo) / p for p in BASELINES[name])
 
     def num(v):  # OmegaConf reads 1e7 and 2.5e-4 as numbers, YAML 1.1 as strings
         try:
@@ -164,7 +188,10 @@ def load_baseline(repo: str, name: str, log) -> tuple[types.ModuleType, dict[str
         except ValueError:
             return v
 
-    return module, {k: num(v) for k, v in yaml.safe_load(config.read_text()).items()}
+    merged = {}
+    for path in (*base, config):
+        merged.update(yaml.safe_load(path.read_text()))
+    return {k: num(v) for k, v in merged.items()}
 
 
 def print_result(result: dict[str, Any]) -> None:
@@ -173,7 +200,8 @@ def print_result(result: dict[str, Any]) -> None:
 
 def run_baseline(t0: float, repo: str, name: str, num_seeds: int | None = None, seed: int | None = None,
                  total_timesteps: int | None = None, stop_return: float | None = None, window: int = 5,
-                 max_steps: int | None = None) -> None:
+                 max_steps: int | None = None, overrides: dict[str, Any] | None = None,
+                 keys: tuple[str, ...] = ()) -> None:
     """Run baseline ``name`` in this (fresh) process and print its RESULT line; ``t0`` = process start.
 
     ``num_seeds=K`` runs it as the scripts' ``main`` does: ``NUM_SEEDS = K`` and
@@ -182,22 +210,39 @@ def run_baseline(t0: float, repo: str, name: str, num_seeds: int | None = None, 
     ``jax.jit(make_train(config))(PRNGKey(seed))`` (``NUM_SEEDS = 1``). ``total_timesteps`` replaces
     the config's ``TOTAL_TIMESTEPS`` (which sets ``NUM_UPDATES``: the length of its scan and of its
     learning-rate schedule). ``stop_return``, ``window`` and ``max_steps``: see :class:`Recorder`.
+    ``overrides`` replace further config entries (e.g. ``MAP_NAME``), ``keys`` are metrics recorded
+    besides the return (``extra`` of the result).
+
+    The Q-learning scripts (``baselines/QLearning``: ``make_train(config, env)``) get their env from
+    their own ``env_from_config(config)``, as their ``single_run`` does, and log through
+    ``jax.debug.callback`` only when ``WANDB_MODE`` is not ``"disabled"`` (config.yaml's value): it is
+    set to ``"online"``, which reaches the stubbed ``wandb.log`` and nothing else (``wandb.init`` is a
+    no-op). Like ``io_callback``, ``debug.callback`` under vmap is called once per seed, in order.
     """
-    recorder = Recorder(num_seeds or 1, stop_return, window, max_steps)
+    import copy
+
+    recorder = Recorder(num_seeds or 1, stop_return, window, max_steps, tuple(keys))
     module, config = load_baseline(repo, name, recorder.log)
     import jax
 
     t_imports = time.time()
+    config.update(overrides or {})
     config["NUM_SEEDS"] = num_seeds or 1
     if total_timesteps is not None:
         config["TOTAL_TIMESTEPS"] = total_timesteps
     recorder.steps_per_update = int(config["NUM_ENVS"] * config["NUM_STEPS"])
     key = jax.random.PRNGKey(config["SEED"] if seed is None else seed)
+    if hasattr(module, "env_from_config"):  # the Q-learning scripts
+        config["WANDB_MODE"] = "online"  # their per-update log call, to the recorder
+        env, _ = module.env_from_config(copy.deepcopy(config))
+        train = module.make_train(config, env)
+    else:
+        train = module.make_train(config)
     try:
         if num_seeds is None:
-            out = jax.jit(module.make_train(config))(key)
+            out = jax.jit(train)(key)
         else:
-            out = jax.vmap(jax.jit(module.make_train(config)))(jax.random.split(key, num_seeds))
+            out = jax.vmap(jax.jit(train))(jax.random.split(key, num_seeds))
         jax.block_until_ready(out)
     except Exception:  # the recorder's Stop surfaces as a runtime error of the train call
         if not recorder.stopped:
@@ -205,7 +250,8 @@ def run_baseline(t0: float, repo: str, name: str, num_seeds: int | None = None, 
     print_result({
         "t_start": t0, "t_imports": t_imports, "update_times": recorder.times, "t_end": time.time(),
         "steps_per_update": recorder.steps_per_update, "num_seeds": num_seeds or 1, "chunk": 1,
-        "returns": recorder.returns, "stopped": recorder.stopped,
+        "returns": recorder.returns, "stopped": recorder.stopped, "extra": recorder.extra,
+        "returns_per_seed": recorder.returns_per_seed, "extra_per_seed": recorder.extra_per_seed,
     })
 
 

@@ -38,8 +38,9 @@ TIERS = {
 }
 TIER_TIMES = {
     "smoke": "~1 min of CPU time (2 CPU cores; 2.3 min wall at a load of 9, measured)",
-    "cpu": "~2-3 h on 2 CPU cores (estimated from measured rates at a load of ~12: QMIX 256 env steps/s, MAPPO "
-           "26.8k env steps/s on 3m with 1 seed; 6 Q-learning runs x 3 seeds x 100k env steps dominate)",
+    "cpu": "~15-20 min on 2 CPU cores (estimated from single runs through the CLI, 3 seeds x 102,400 env steps, "
+           "the tier's evaluations, load ~5, 2026-12-07: QMIX 81 s on 3m and 101 s on 2s3z, HAPPO 86 s on 2s3z; "
+           "10 such runs; not run end to end)",
     "full": "5 algorithms x 2 maps x 5 seeds x 2 M env steps: a GPU (not measured)",
 }
 
