@@ -388,6 +388,16 @@ def test_episode_windows_start_at_an_episode_and_pad_after_its_end():
         got = set(zip(t[:, 0].tolist(), e.tolist()))
         assert got <= allowed and len(got) >= min(len(allowed), 5), (pos, got - allowed)
         np.testing.assert_array_equal(t, (t[:, :1] + np.arange(L)) % C)
+    # uniform over the allowed starts (the inverse-CDF draw): every count within 5 standard deviations
+    n = 8192
+    t, e = episode_window_indices(jnp.asarray(first), 7, 12, jax.random.PRNGKey(1), n, L)
+    allowed = sorted((s, c) for s in range(C) for c in range(E) if first[s, c] and L - 1 <= (6 - s) % C < 12)
+    counts = np.array([np.sum((np.asarray(t)[:, 0] == s) & (np.asarray(e)[:, 0] == c)) for s, c in allowed])
+    p = 1 / len(allowed)
+    assert counts.sum() == n and np.all(np.abs(counts - n * p) < 5 * np.sqrt(n * p * (1 - p))), counts
+    # no episode start fits: uniform over every fitting slot
+    t, _ = episode_window_indices(jnp.zeros((C, E), bool), 7, 12, jax.random.PRNGKey(2), 512, L)
+    assert set(np.asarray(t)[:, 0].tolist()) == {s for s in range(C) if L - 1 <= (6 - s) % C < 12}
     done = np.array([[0, 1, 0, 1], [0, 0, 0, 0], [1, 0, 0, 0]], bool)
     np.testing.assert_array_equal(within_episode(jnp.asarray(done)),
                                   [[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]])
