@@ -102,57 +102,125 @@ def test_c9_paper_model_learns_a_fixed_policy():
 
 # ---- the data collected before training ----------------------------------------------------------------
 
+IQL_TINY = {"algo.num_envs": 2, "algo.rollout_len": 4, "algo.buffer_size": 64, "algo.batch_size": 8, "algo.learning_starts": 8}
+
+
+def _asking(algo, k=3, t=5):
+    """Any off-policy algorithm asks for K random-play trajectories of T steps through the engine's hook."""
+    algo.pretrain_request = lambda: (k, t)
+    return algo
+
+
 def test_pretraining_counted_stored_and_regenerated_bitwise():
-    """F2A2-SAC with the paper's models: ``init`` collects ``K = 3`` trajectories of ``T = 5`` random steps in
-    ``ceil(3 / 2) = 2`` rounds of 2 copies (20 env steps, counted), every step valid (fixed-length episodes),
-    obs as the env gives them; checkpoints leave the data out; regenerating from the stored key is bitwise equal."""
-    f2 = make_algorithm(build_config("f2a2_sac", "mpe/simple_spread", {**TINY, **PAPER}), total_updates=2)
-    s = jax.jit(f2.init)(jax.random.PRNGKey(0))
+    """The engine's hook on a JAX-native env: ``init`` collects ``K = 3`` trajectories of ``T = 5`` random steps in
+    ``ceil(3 / 2) = 2`` rounds of 2 copies (20 env steps, counted), every step valid (fixed-length episodes), the
+    first observation its round's reset; checkpoints leave the data out; regenerating it from the stored key
+    is bitwise equal and counts nothing."""
+    algo = _asking(make_algorithm(build_config("iql", "mpe/simple_spread", {**IQL_TINY, "env.n_agents": 3, "env.max_cycles": 5}),
+                                  total_updates=2))
+    s = jax.jit(algo.init)(jax.random.PRNGKey(0))
     pre = s.extra["pretrain"]
-    assert int(s.env_steps) == 20 == f2.pretrain_steps()
+    assert int(s.env_steps) == 20 == algo.pretrain_steps()
     assert pre["obs"][0].shape == (3, 5, 3, 18) and pre["actions"][0].shape == (3, 5, 3) and bool(pre["valid"].all())
-    assert int(pre["actions"][0].min()) >= 0 and int(pre["actions"][0].max()) < 5
-    env_state, ts = f2.env.reset(jax.random.split(jax.random.fold_in(jax.random.fold_in(s.extra["pretrain_key"], 10_000), 0), 2)[0])
-    np.testing.assert_array_equal(pre["obs"][0][0, 0], ts.obs[0])  # trajectory 0 starts at its round's reset
-    again = jax.jit(f2.restore_pretrain)(s)
+    assert int(pre["actions"][0].min()) >= 0 and int(pre["actions"][0].max()) < 5 and len(np.unique(pre["actions"][0])) == 5
+    first = jax.random.split(jax.random.fold_in(jax.random.fold_in(s.extra["pretrain_key"], 10_000), 0), 2)[0]
+    np.testing.assert_array_equal(pre["obs"][0][0, 0], algo.env.reset(first)[1].obs[0])  # trajectory 0 starts at its reset
+    again = jax.jit(algo.restore_pretrain)(s._replace(extra={**s.extra, "pretrain": jax.tree.map(jnp.zeros_like, pre)}))
     assert int(again.env_steps) == 20
     for x, y in zip(jax.tree.leaves(again.extra["pretrain"]), jax.tree.leaves(pre)):
         np.testing.assert_array_equal(x, y)
-    core, _ = f2.split_bulk(s)
+    core, _ = algo.split_bulk(s)
     assert core.extra["pretrain"] is None and core.extra["pretrain_key"] is not None
-    # the simple model asks for nothing
-    simple = make_algorithm(build_config("f2a2_sac", "mpe/simple_spread", {**TINY, "algo.moa": True}), total_updates=2)
-    assert simple.pretrain_request() is None
+
+
+def test_valid_steps_end_with_the_first_episode():
+    """``valid[t]``: no episode ended before step ``t`` of the trajectory (hand-built done flags, 2 rounds of 2 copies)."""
+    algo = _asking(make_algorithm(build_config("iql", "mpe/simple_spread", {**IQL_TINY, "env.n_agents": 2, "env.max_cycles": 5}),
+                                  total_updates=2), k=3, t=4)
+    done = np.zeros((2, 4, 2), bool)  # [R, T, E]
+    done[0, 1, 0] = True  # round 0 copy 0 (trajectory 0) ends after step 1
+    done[1, 3, 0] = True  # trajectory 2 ends at its last step
+    done[0, 0, 1] = True  # trajectory 1 ends after step 0
+    obs = tuple(np.zeros((2, 4, 2) + (g.n, g.obs_dim), np.float32) for g in algo.groups)
+    acts = tuple(np.zeros((2, 4, 2, g.n), np.int32) for g in algo.groups)
+    valid = np.asarray(algo.pack_pretrain(obs, acts, jnp.asarray(done))["valid"])
+    np.testing.assert_array_equal(valid, [[1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 1]])
 
 
 def test_pretraining_runs_on_a_host_env():
-    """The host loop plays the same random actions (the engine's key stream) on a PettingZoo env, counts the
-    steps, restarts the training episodes afterwards, and regenerates the same data from the seed on resume."""
+    """The host loop plays the engine's random actions on a PettingZoo env, counts the steps, starts training on
+    fresh episodes afterwards, and regenerates the same data from the seed (as a resume does)."""
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "rollout"))
     from trustmarl.envs.host import registry as host_registry
+    from trustmarl.experiment.backends import build_algorithm
     from trustmarl.rollout import HostTrainer
 
-    cfg = build_config("f2a2_sac", "pettingzoo:toy_envs:guess_env",
-                       {**{k: v for k, v in TINY.items() if not k.startswith("env.")}, **PAPER})
-    algo = make_algorithm(cfg, total_updates=2)
+    cfg = build_config("iql", "pettingzoo:toy_envs:guess_env", IQL_TINY)
+    algo = _asking(build_algorithm(cfg, 2))
     vec = host_registry.make_vec_env(cfg.env.name, cfg.env.params, 2, 7, num_workers_override=0)
     trainer = HostTrainer(algo, vec, num_seeds=1)
     try:
-        keys = jax.random.split(jax.random.PRNGKey(0), 1)
-        state = trainer.init(keys)
+        state = trainer.init(jax.random.split(jax.random.PRNGKey(0), 1))
         pre = jax.tree.map(np.asarray, state.extra["pretrain"])
         assert int(state.env_steps[0]) == 2 * 2 * 5 == algo.pretrain_steps()
         assert pre["obs"][0].shape == (1, 3, 5, 2, 4) and pre["valid"].all()
         np.testing.assert_allclose(pre["obs"][0][0, :, :, 0, 3], np.tile(np.arange(5) / 5, (3, 1)))  # the episode clock
+        assert set(np.unique(pre["actions"][0])) == {0, 1, 2}
         fresh = trainer._split_seeds(vec.reset(7))
         np.testing.assert_array_equal(np.asarray(state.last.obs[0]), fresh.obs[0])  # training starts on fresh episodes
-        again = trainer.pretrain(state._replace(extra={**state.extra, "pretrain": jax.tree.map(jnp.zeros_like, state.extra["pretrain"])}),
-                                 7, count=False)
+        wiped = state._replace(extra={**state.extra, "pretrain": jax.tree.map(jnp.zeros_like, state.extra["pretrain"])})
+        again = trainer.pretrain(wiped, 7, count=False)
         assert int(again.env_steps[0]) == 20
         for x, y in zip(jax.tree.leaves(again.extra["pretrain"]), jax.tree.leaves(pre)):
             np.testing.assert_array_equal(np.asarray(x), y)
     finally:
         trainer.close()
+
+
+def test_paper_models_ask_for_pretraining_data():
+    paper = make_algorithm(build_config("f2a2_sac", "mpe/simple_spread", {**TINY, **PAPER}), total_updates=2)
+    assert paper.pretrain_request() == (3, 5)  # moa_traj_len 0: the episode limit
+    simple = make_algorithm(build_config("f2a2_sac", "mpe/simple_spread", {**TINY, "algo.moa": True}), total_updates=2)
+    assert simple.pretrain_request() is None
+
+
+def test_checkpoint_leaves_the_data_out_and_resume_regenerates_it(tmp_path, monkeypatch):
+    """A checkpoint written with the data holds its key, not the data; reading it gives zeros in its place and the
+    JAX-native backend's resume regenerates it bitwise (2 seeds)."""
+    from trustmarl.algos.off_policy.iql import IQL
+    from trustmarl.experiment.backends import JaxBackend, seed_keys
+    from trustmarl.experiment.checkpoint import read_meta
+    from trustmarl.experiment.runner import read_checkpoint, write_checkpoint
+
+    monkeypatch.setattr(IQL, "pretrain_request", lambda self: (3, 5))
+    cfg = build_config("iql", "mpe/simple_spread", {**IQL_TINY, "env.n_agents": 2, "env.max_cycles": 5, "num_seeds": 2})
+    algo = make_algorithm(cfg, total_updates=2)
+    backend = JaxBackend(cfg, algo)
+    state = backend.init()
+    write_checkpoint(tmp_path / "ckpt.npz", algo, state, {"update": 0, "env_steps": 20})
+    assert "pretrain_key" in str(read_meta(tmp_path / "ckpt.npz")) and "'pretrain'" not in str(read_meta(tmp_path / "ckpt.npz"))
+    loaded, _ = read_checkpoint(tmp_path / "ckpt.npz", algo, backend.template())
+    assert not np.any(np.asarray(loaded.extra["pretrain"]["obs"][0]))
+    resumed = backend.resume(loaded, 0)
+    assert not np.array_equal(np.asarray(state.extra["pretrain"]["obs"][0][0]), np.asarray(state.extra["pretrain"]["obs"][0][1]))
+    for x, y in zip(jax.tree.leaves(resumed), jax.tree.leaves(state)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert seed_keys(cfg).shape[0] == 2
+
+
+@pytest.mark.slow  # two F2A2-SAC runs with the paper's teammate models: compiling them takes minutes on 2 loaded cores
+def test_f2a2_sac_paper_models_resume_bitwise(tmp_path):
+    """A run stopped after one chunk and resumed (the random-play data regenerated, not read from the checkpoint)
+    ends bitwise equal to an uninterrupted run; the character net reads the data, so zeros in its place would
+    change the teammate models. The pre-training steps are in the env-step count and the TV is logged."""
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "algos"))
+    from test_contract import resume_is_bitwise
+
+    cfg = build_config("f2a2_sac", "mpe/simple_spread", {**TINY, **PAPER, "algo.rollout_len": 4, "total_steps": 48,
+                                                         "chunk_updates": 3, "checkpoint_every": 1, "num_seeds": 1})
+    full, state, rows = resume_is_bitwise(cfg, tmp_path)
+    assert [r["env_steps"] for r in rows][:2] == [20 + 8, 20 + 16]
+    assert all(0 < v < 1 for v in rows[-1]["diag/moa_tv_per_agent"])
 
 
 # ---- refused settings ----------------------------------------------------------------------------------

@@ -164,7 +164,8 @@ class HostTrainer:
                 acts.append(a)
                 ts = self._env_step(a)
                 done.append(ts.terminated | ts.truncated)
-            rounds.append(jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs], 1), obs, acts, done))  # [S, T, E, ...]
+            rounds.append(tuple(jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs], 1), *seq)
+                                for seq in (obs, acts, done)))  # each [S, T, E, ...]
         obs, acts, done = jax.tree.map(lambda *xs: np.stack(xs, 1), *rounds)  # [S, R, T, E, ...]
         data = jax.jit(jax.vmap(algo.pack_pretrain))(obs, acts, done)
         return jax.jit(jax.vmap(lambda s, d: algo.with_pretrain(s, d, count)))(state, data)

@@ -284,7 +284,9 @@ class OffPolicy(Algorithm):
         k, t = self.pretrain_request()
         empty = dict(obs=tuple(jnp.zeros((k, t, g.n, g.obs_dim)) for g in self.groups),
                      actions=tuple(jnp.zeros((k, t, g.n), jnp.int32) for g in self.groups), valid=jnp.zeros((k, t), bool))
-        return {**extra, "pretrain": empty, "pretrain_key": jax.random.fold_in(key, 30)}
+        if not isinstance(extra, dict) and extra != ():
+            raise TypeError(f"{type(self).__name__}: data collected before training lives in a dict state.extra, not {type(extra).__name__}")
+        return {**(extra or {}), "pretrain": empty, "pretrain_key": jax.random.fold_in(key, 30)}
 
     def pretrain_actions(self, key: jax.Array, r, t, avail: tuple) -> tuple:
         """Round ``r``, step ``t``: uniformly random actions ``[E, ...]`` (the same in both loops)."""
