@@ -220,7 +220,8 @@ def test_f2a2_sac_paper_models_resume_bitwise(tmp_path):
                                                          "chunk_updates": 3, "checkpoint_every": 1, "num_seeds": 1})
     full, state, rows = resume_is_bitwise(cfg, tmp_path)
     assert [r["env_steps"] for r in rows][:2] == [20 + 8, 20 + 16]
-    assert all(0 < v < 1 for v in rows[-1]["diag/moa_tv_per_agent"])
+    tv = [v for k, v in rows[-1].items() if k.startswith("diag/moa_tv_per_agent/agent_")]
+    assert len(tv) == 3 and all(0 < v < 1 for v in tv), tv
 
 
 # ---- refused settings ----------------------------------------------------------------------------------
@@ -235,3 +236,12 @@ def test_f2a2_sac_paper_models_resume_bitwise(tmp_path):
 def test_bad_teammate_model_settings(over, match):
     with pytest.raises(ConfigError, match=match):
         make_algorithm(build_config("f2a2_sac", "mpe/simple_spread", {**TINY, **PAPER, **over}), total_updates=2)
+
+
+def test_a_window_longer_than_the_episode_exits_2_in_one_line(capsys, monkeypatch, tmp_path):
+    from trustmarl.experiment import cli
+
+    monkeypatch.chdir(tmp_path)
+    code = cli.main(["train", "f2a2_sac", "mpe/simple_spread", "algo.moa=true", "algo.moa_model=paper", "algo.moa_window=26"])
+    out, err = capsys.readouterr()
+    assert code == 2 and err.count("\n") == 1 and "algo.moa_window=26 is longer than the episode limit (25 steps)" in err, err
