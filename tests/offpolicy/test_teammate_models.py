@@ -38,6 +38,12 @@ def test_episode_masks_by_hand():
     np.testing.assert_array_equal(nxt, [[1, 1, 1], [1, 1, 1], [0, 1, 1], [0, 0, 1], [0, 0, 1], [1, 1, 1]])
 
 
+def test_heads_are_averaged_in_probability():
+    """The prediction is the mean of the two heads' probabilities (hand-built distributions)."""
+    p, q = np.array([0.7, 0.2, 0.1]), np.array([0.1, 0.1, 0.8])
+    np.testing.assert_allclose(np.exp(TM.mix(jnp.log(p), jnp.log(q))), [0.4, 0.15, 0.45], rtol=1e-6)
+
+
 def test_mental_window_sees_only_the_current_episode():
     """Steps masked out (an earlier episode) leave the mental embedding bitwise unchanged whatever they hold;
     a step of the current episode changes it; an all-masked window encodes to zeros."""
