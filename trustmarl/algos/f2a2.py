@@ -539,6 +539,7 @@ class OffPolicyCopies:
 
                 def one(pp, ec, g=g, n_act=n_act, h=h, r=r):
                     em = TM.mental(pp, h["obs"][g][:, :-1], h["actions"][g][:, :-1], h["now"], n_act)
+                    # Li et al. 2023, Section 5.2 and Appendix G: each head's cross-entropy on the executed actions
                     nat = TM.nll(TM.natural(pp, d["obs"][g], d["avail"][g], ec, em), d["actions"][g]).mean(0)
                     imp = TM.nll(TM.impromptu(pp, r["obs"][g], r["avail"][g]), r["actions"][g])
                     return nat, jnp.sum(imp * r["weight"][:, None], 0) / jnp.maximum(jnp.sum(r["weight"]), 1.0)

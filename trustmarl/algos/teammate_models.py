@@ -6,7 +6,7 @@ model per observer and agent group, with a one-hot of the target agent ``j`` amo
 
 * **character net** (2-layer GRU, 64 units): encodes each of ``S`` past trajectories of ``j`` (pairs
   ``(o_j, onehot(a_j))`` plus the target one-hot, collected by random play before training) into its last
-  hidden state; the character ``e_char^j`` is the mean over the trajectories (Rabinowitz et al. 2018, eq. 1);
+  hidden state; the character ``e_char^j`` is the mean over the trajectories (Li et al. 2023, Section 5.2);
 * **mental net** (2-layer GRU, 64 units): encodes the last ``W`` steps of the *current* episode (steps of an
   earlier episode are masked: they leave the hidden state unchanged) into ``e_mental^j``;
 * **natural head** (MLP, one hidden layer of 128): logits from ``[o_j, onehot(j), e_char^j, e_mental^j]``;
@@ -97,7 +97,7 @@ def encode(layers, obs, actions, valid, n_actions: int):
 
 def character(params, obs, actions, valid, n_actions: int):
     """``e_char`` ``[n, 64]``: the mean over ``S`` trajectories (``obs`` ``[S, T, n, d]``, ``actions`` ``[S, T, n]``,
-    ``valid`` ``[S, T]``) of their encodings by the character net (Rabinowitz et al. 2018, eq. 1)."""
+    ``valid`` ``[S, T]``) of their encodings by the character net (Li et al. 2023, Section 5.2)."""
     enc = encode(params["char"], jnp.swapaxes(obs, 0, 1), jnp.swapaxes(actions, 0, 1), jnp.swapaxes(valid, 0, 1), n_actions)
     return enc.mean(0)
 
