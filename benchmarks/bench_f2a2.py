@@ -66,8 +66,10 @@ def main(argv=None) -> int:
         central, dec, extra = PAIRS[name]
         over = {"algo.hidden_sizes": [args.hidden, args.hidden]} if args.hidden else {}
         if name == "moa":
-            t = {m: seconds_per_update("f2a2_sac", args.env, {**over, **MOA, "algo.moa_model": m}, args.updates) for m in ("simple", "paper")}
-            t["none"] = seconds_per_update("f2a2_sac", args.env, {**over, **MOA, "algo.moa": False}, args.updates)
+            t = {}
+            for m, extra in (("paper", {"algo.moa_model": "paper"}), ("simple", {}), ("none", {"algo.moa": False})):
+                t[m] = seconds_per_update("f2a2_sac", args.env, {**over, **MOA, **extra}, args.updates)
+                print(f"f2a2_sac moa {m}: {t[m]:.3f} s/update", flush=True)
             rows.append({"pair": "f2a2_sac moa paper / simple / none", **{f"{k}_s": v for k, v in t.items()},
                          "paper_over_simple": t["paper"] / t["simple"], "paper_over_none": t["paper"] / t["none"]})
             print(f"f2a2_sac moa paper {t['paper']:.3f}, simple {t['simple']:.3f}, none {t['none']:.3f} s/update: "

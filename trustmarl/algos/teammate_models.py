@@ -37,7 +37,8 @@ def _dense_init(key, d_in: int, d_out: int):
 def _gru_init(key, d_in: int, h: int):
     k1, k2 = jax.random.split(key)
     return {"wx": jax.nn.initializers.glorot_uniform()(k1, (d_in, 3 * h)), "bx": jnp.zeros((3 * h,)),
-            "wh": jax.nn.initializers.orthogonal()(k2, (h, 3 * h)), "bh": jnp.zeros((3 * h,))}
+            "wh": jax.nn.initializers.glorot_uniform()(k2, (h, 3 * h)), "bh": jnp.zeros((3 * h,))}
+    # not orthogonal: a QR decomposition vmapped over observers inside a jitted init can deadlock XLA:CPU
 
 
 def _gru_step(p, h, x):
