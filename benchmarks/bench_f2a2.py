@@ -11,6 +11,11 @@ agent's samples). Run from the repository root::
 
     .venv/bin/python benchmarks/bench_f2a2.py --updates 5
     .venv/bin/python benchmarks/bench_f2a2.py --pairs coma --updates 3 --hidden 64
+    .venv/bin/python benchmarks/bench_f2a2.py --pairs moa --env mpe/simple_spread --updates 5
+
+``--pairs moa``: F2A2-SAC (one critic) with the paper's teammate models (``moa_model=paper``: character and
+mental GRUs, natural and impromptu heads, their own batches) against the simple one-layer model and
+against the true policies (``moa=false``).
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 from trustmarl.algos import make_algorithm  # noqa: E402
 from trustmarl.experiment.config import build_config  # noqa: E402
 
-PAIRS = {"sac": ("maac", "f2a2_sac", {"algo.n_critics": 1}), "coma": ("coma", "f2a2_coma", {})}
+PAIRS = {"sac": ("maac", "f2a2_sac", {"algo.n_critics": 1}), "coma": ("coma", "f2a2_coma", {}), "moa": ("f2a2_sac", "f2a2_sac", {})}
+MOA = {"algo.n_critics": 1, "algo.moa": True}  # --pairs moa: the settings compared (paper vs simple vs none)
 
 
 class Timed:
@@ -69,6 +75,20 @@ def main(argv=None) -> int:
     for name in args.pairs:
         central, dec, extra = PAIRS[name]
         over = {"algo.hidden_sizes": [args.hidden, args.hidden]} if args.hidden else {}
+        if name == "moa":  # the teammate models: paper vs simple vs none (true policies), interleaved
+            runs = {m: Timed("f2a2_sac", args.env, {**over, **MOA, **extra}, args.updates) for m, extra in
+                    (("paper", {"algo.moa_model": "paper"}), ("simple", {}), ("none", {"algo.moa": False}))}
+            times = {m: [] for m in runs}
+            for _ in range(args.rounds):
+                for m, r in runs.items():
+                    times[m].append(r.round(args.updates))
+            t = {m: float(np.median(v)) for m, v in times.items()}
+            rows.append({"pair": "f2a2_sac moa paper / simple / none", "env": args.env, **{f"{k}_cpu_s": v for k, v in t.items()},
+                         "paper_over_simple": t["paper"] / t["simple"], "paper_over_none": t["paper"] / t["none"],
+                         "rounds": args.rounds, "updates_per_round": args.updates})
+            print(f"f2a2_sac moa paper {t['paper']:.3f}, simple {t['simple']:.3f}, none {t['none']:.3f} CPU s/update: "
+                  f"paper/simple {t['paper'] / t['simple']:.2f}, paper/none {t['paper'] / t['none']:.2f}", flush=True)
+            continue
         c, d = Timed(central, args.env, over, args.updates), Timed(dec, args.env, {**over, **extra}, args.updates)
         tcs, tds = [], []
         for _ in range(args.rounds):  # interleaved: both see the same load on a shared machine

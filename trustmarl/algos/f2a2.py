@@ -40,12 +40,15 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 
+from trustmarl import replay
+from trustmarl.algos import teammate_models as TM
 from trustmarl.algos.agents import opt_init, opt_step
 from trustmarl.networks import MASKED_LOGIT
 from trustmarl.trust import consensus as C
 from trustmarl.validation import ConfigError
 
 CONSENSUS = ("pdhg", "mix", "mean")
+MOA_MODELS = ("simple", "paper")
 
 
 @dataclasses.dataclass
@@ -125,6 +128,10 @@ class ConsensusFields:
 
     def check_env(self, env) -> None:
         self.protocol(env)
+        limit = int(getattr(env, "max_episode_steps", 0) or 0)
+        if getattr(self, "moa", False) and getattr(self, "moa_model", "") == "paper" and limit and self.moa_window > limit:
+            raise ConfigError(f"algo.moa_window={self.moa_window} is longer than the episode limit ({limit} steps): "
+                              f"the mental net reads steps of the current episode only; use at most {limit}")
 
 
 # ---- the joint objective in the reward convention (Li et al. 2023, Prop. 3 and eq. 4.4) ----------
@@ -298,8 +305,15 @@ class OffPolicyFields(ConsensusFields):
     combine: str = "sum"  # sum | mean of the buffer and resampled estimators (Li et al. 2023 sum them)
     ratio_clip: float = 1.0  # eps of the truncated importance ratios min(eps, ratio) (inf: untruncated)
     moa: bool = False  # teammate models: the others' unexecuted actions come from each agent's model of them (false: their true policies)
-    moa_hidden: int = 128  # hidden width of the teammate models (one ReLU layer)
+    moa_model: str = "simple"  # simple (one MLP on [o_j, onehot(j)]) | paper (character + mental GRUs, natural + impromptu heads, Li et al. 2023, Section 5.2)
+    moa_hidden: int = 128  # hidden width of the teammate models (one ReLU layer; paper: of each prediction head)
     moa_lr: float = 1e-3  # Adam step size of the teammate models (cross-entropy on executed actions)
+    moa_trajectories: int = 48  # paper: random-play trajectories per seed collected before training (Li et al. 2023: 1000)
+    moa_traj_len: int = 0  # paper: steps per random-play trajectory; 0: the environment's episode limit
+    moa_char_samples: int = 4  # paper: trajectories per target the character net encodes per gradient step (a subsample; all of them: moa_trajectories)
+    moa_window: int = 5  # paper: steps of the current episode the mental net reads (at most the episode limit)
+    moa_batch: int = 1600  # paper: windows per gradient step the natural head and the recurrent nets are trained on
+    moa_recent: int = 1200  # paper: most recent buffer steps the impromptu head is trained on (the last ceil(moa_recent / num_envs) of each copy)
 
     def validate_off_policy(self) -> None:
         self.validate_consensus()
@@ -307,10 +321,17 @@ class OffPolicyFields(ConsensusFields):
             raise ConfigError(f"algo.combine={self.combine!r} is not allowed; choose one of sum, mean")
         if not (isinstance(self.ratio_clip, (int, float)) and self.ratio_clip > 0 and not math.isnan(self.ratio_clip)):
             raise ConfigError(f"algo.ratio_clip={self.ratio_clip!r} must be > 0 (inf: untruncated ratios)")
-        for name in ("moa_hidden",):
+        for name in ("moa_hidden", "moa_trajectories", "moa_char_samples", "moa_window", "moa_batch", "moa_recent"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"algo.{name}={v!r} must be an integer >= 1")
+        if not isinstance(self.moa_traj_len, int) or isinstance(self.moa_traj_len, bool) or self.moa_traj_len < 0:
+            raise ConfigError(f"algo.moa_traj_len={self.moa_traj_len!r} must be an integer >= 0 (0: the episode limit)")
+        if self.moa_model not in MOA_MODELS:
+            raise ConfigError(f"algo.moa_model={self.moa_model!r} is not allowed; choose one of {', '.join(MOA_MODELS)}")
+        if self.moa_char_samples > self.moa_trajectories:
+            raise ConfigError(f"algo.moa_char_samples={self.moa_char_samples} exceeds algo.moa_trajectories={self.moa_trajectories} "
+                              "(the character net subsamples the collected trajectories)")
         if not (isinstance(self.moa_lr, (int, float)) and self.moa_lr > 0):
             raise ConfigError(f"algo.moa_lr={self.moa_lr!r} must be > 0")
         if getattr(self, "share_params", False):
@@ -382,32 +403,165 @@ class OffPolicyCopies:
         """The buffer and the resampled estimators summed (``combine=sum``, Li et al. 2023) or averaged."""
         return x_buf + x_res if self.cfg.combine == "sum" else 0.5 * (x_buf + x_res)
 
-    # ---- teammate models -------------------------------------------------------------------------------
-    def observer_actions(self, own: tuple, obs: tuple, avail: tuple, key, moa) -> tuple:
-        """Per group ``[N observers, B, n_g]``: observer ``i``'s joint action, its own ``own`` action and the
-        others' drawn from its teammate models (Li et al. 2023, Section 5.2: ``a~_j ~ pi~_j(o_j)``)."""
+    # ---- teammate models (Li et al. 2023, Section 5.2; trustmarl.algos.teammate_models) -------------------
+    @property
+    def paper_moa(self) -> bool:
+        return bool(self.cfg.moa) and self.cfg.moa_model == "paper"
+
+    def pretrain_request(self):
+        """The paper's teammate models read random-play trajectories collected before training (Appendix G)."""
+        if not self.paper_moa:
+            return super().pretrain_request()
+        return self.cfg.moa_trajectories, self.cfg.moa_traj_len or int(self.env.max_episode_steps)
+
+    def init_moa(self, key):
+        """One teammate model per observer and target group, stacked over the observers."""
+        keys = [jax.random.split(jax.random.fold_in(key, 20 + g), self.n_agents) for g in range(len(self.groups))]
+        if self.paper_moa:
+            return tuple(jax.vmap(lambda k, grp=grp: TM.init(k, grp.obs_dim, grp.n, grp.action_space.n, self.cfg.moa_hidden))(ks)
+                         for ks, grp in zip(keys, self.groups))
+        return tuple(jax.vmap(net.init, in_axes=(0, None))(ks, jnp.zeros((grp.n, grp.obs_dim)))
+                     for ks, net, grp in zip(keys, self.moa_nets, self.groups))
+
+    def sample_batch(self, buffer, key, reward_stats):
+        """The paper's models: the batch drawn as the last steps of windows of ``moa_window + 1`` consecutive steps
+        (the mental net's history, ``moa_hist``), plus the teammate models' own data (``moa_data``): ``moa_batch``
+        windows for the natural head and the ``moa_recent`` newest steps for the impromptu head."""
+        if not self.paper_moa:
+            return super().sample_batch(buffer, key, reward_stats)
+        cfg, w = self.cfg, self.cfg.moa_window
+        k_rl, k_nat = jax.random.split(key)
+        win = self.draw_windows(buffer, k_rl, cfg.batch_size, w + 1)
+        batch = self.prepare(jax.tree.map(lambda x: x[:, -1], win), reward_stats)
+        nat = self.draw_windows(buffer, k_nat, cfg.moa_batch, w + 1)
+        m = -(-cfg.moa_recent // self.num_envs)  # the newest m steps of every copy
+        c = replay.capacity(buffer.steps)
+        t = jnp.broadcast_to(((buffer.steps.pos - 1 - jnp.arange(m)) % c)[:, None], (m, self.num_envs)).reshape(-1)
+        e = jnp.broadcast_to(jnp.arange(self.num_envs)[None], (m, self.num_envs)).reshape(-1)
+        recent = self.as_batch(*replay.gather_transitions(buffer, t, e))
+        weight = jnp.broadcast_to((jnp.arange(m) < buffer.steps.size)[:, None], (m, self.num_envs)).reshape(-1)
+        last = lambda x: jax.tree.map(lambda v: v[:, -1], x)  # noqa: E731
+        data = dict(hist=self.history(nat), obs=last(nat["obs"]), avail=last(nat["avail"]), actions=last(nat["actions"]),
+                    recent=dict(obs=recent["obs"], avail=recent["avail"], actions=recent["actions"], weight=weight.astype(jnp.float32)))
+        return dict(batch, moa_hist=self.history(win), moa_data=data)
+
+    @staticmethod
+    def history(win: dict) -> dict:
+        """A window's observations and actions per group ``[B, W + 1, ...]`` and which steps share the last
+        step's episode (``now``, positions ``0 .. W - 1``) or its successor's (``next``, positions ``1 .. W``)."""
+        now, nxt = TM.episode_masks(win["terminated"] | win["truncated"])
+        return dict(obs=win["obs"], actions=win["actions"], now=now, next=nxt)
+
+    def characters(self, moa, pretrain, idx) -> tuple:
+        """Per group ``[N observers, n_g, 64]``: each observer's character of every target from the random-play
+        trajectories ``idx`` ``[N, S]`` (its own subsample)."""
         out = []
-        for g, (net, a) in enumerate(zip(self.moa_nets, own)):
-            logp = moa_log_probs(net, moa[g], obs[g], avail[g])
-            drawn = jax.random.categorical(jax.random.fold_in(key, g), logp).astype(a.dtype)
+        for g, (p, grp) in enumerate(zip(moa, self.groups)):
+            def one(pp, i, g=g, grp=grp):
+                return TM.character(pp, pretrain["obs"][g][i], pretrain["actions"][g][i], pretrain["valid"][i], grp.action_space.n)
+            out.append(jax.vmap(one)(p, idx))
+        return tuple(out)
+
+    def paper_log_probs(self, g: int, p, e_char, obs, avail, hobs, hact, mask):
+        """``(mixed, natural, impromptu)`` ``[N observers, B, n_g, A]`` of group ``g``'s agents."""
+        n_act = self.groups[g].action_space.n
+
+        def one(pp, ec):
+            nat = TM.natural(pp, obs, avail, ec, TM.mental(pp, hobs, hact, mask, n_act))
+            imp = TM.impromptu(pp, obs, avail)
+            return TM.mix(nat, imp), nat, imp
+
+        return jax.vmap(one)(p, e_char)
+
+    def teammates(self, state, batch: dict, key) -> dict:
+        """``batch`` with ``moa``: every observer's predicted log-probabilities of every agent's action per group
+        ``[N, B, n_g, A]`` at the observations (``now``) and at the next observations (``next``), no gradient."""
+        if not self.cfg.moa:
+            return batch
+        moa = state.extra["moa"]
+        if not self.paper_moa:
+            pred = {k: tuple(moa_log_probs(net, p, batch[o][g], batch[a][g]) for g, (net, p) in enumerate(zip(self.moa_nets, moa)))
+                    for k, o, a in (("now", "obs", "avail"), ("next", "next_obs", "next_avail"))}
+            return dict(batch, moa=jax.lax.stop_gradient(pred))
+        idx = jax.random.randint(key, (self.n_agents, self.cfg.moa_char_samples), 0, self.cfg.moa_trajectories)
+        chars = self.characters(moa, state.extra["pretrain"], idx)
+        h = batch["moa_hist"]
+        now = tuple(self.paper_log_probs(g, moa[g], chars[g], batch["obs"][g], batch["avail"][g], h["obs"][g][:, :-1],
+                                         h["actions"][g][:, :-1], h["now"])[0] for g in range(len(self.groups)))
+        nxt = tuple(self.paper_log_probs(g, moa[g], chars[g], batch["next_obs"][g], batch["next_avail"][g], h["obs"][g][:, 1:],
+                                         h["actions"][g][:, 1:], h["next"])[0] for g in range(len(self.groups)))
+        return dict(batch, moa=jax.lax.stop_gradient(dict(now=now, next=nxt)), moa_char_idx=idx)
+
+    def observer_actions(self, own: tuple, logp: tuple, key) -> tuple:
+        """Per group ``[N observers, B, n_g]``: observer ``i``'s joint action, its own ``own`` action and the
+        others' drawn from its teammate models' log-probabilities ``logp`` (:meth:`teammates`; Li et al. 2023,
+        Section 5.2: ``a~_j ~ pi~_j``)."""
+        out = []
+        for g, (lp, a) in enumerate(zip(logp, own)):
+            drawn = jax.random.categorical(jax.random.fold_in(key, g), lp).astype(a.dtype)
             out.append(jnp.where(jnp.asarray(self.others[g])[:, None, :] > 0, drawn, a[None]))
         return tuple(out)
 
     def moa_step(self, state, batch):
         """One Adam step of every agent's teammate models on the executed actions; their TV to the true policies."""
+        if self.paper_moa:
+            return self.paper_moa_step(state, batch)
+
         def loss(moa):
             per = [moa_loss(moa_log_probs(net, p, batch["obs"][g], batch["avail"][g]), batch["actions"][g], self.others[g])
                    * self.others[g].sum(-1) for g, (net, p) in enumerate(zip(self.moa_nets, moa))]
             return jnp.sum(sum(per)), sum(per) / max(self.n_agents - 1, 1)
 
         grads, ce = jax.grad(loss, has_aux=True)(state.extra["moa"])
-        pairs = [opt_step(self.moa_tx, p, gr, o, True) for p, gr, o in zip(state.extra["moa"], grads, state.extra["moa_opt"])]
-        moa = tuple(p for p, _ in pairs)
+        state, moa = self.apply_moa(state, grads)
         true = self.policy_log_probs(state.actor_params, batch["obs"], batch["avail"])
         tv = sum(moa_tv(moa_log_probs(net, p, batch["obs"][g], batch["avail"][g]), jax.lax.stop_gradient(true[g]),
                         self.others[g]) * self.others[g].sum(-1) for g, (net, p) in enumerate(zip(self.moa_nets, moa)))
-        extra = {**state.extra, "moa": moa, "moa_opt": tuple(o for _, o in pairs)}
-        return state._replace(extra=extra), {"loss/moa": ce.mean(), "diag/moa_tv_per_agent": tv / max(self.n_agents - 1, 1)}
+        return state, {"loss/moa": ce.mean(), "diag/moa_tv_per_agent": tv / max(self.n_agents - 1, 1)}
+
+    def apply_moa(self, state, grads):
+        pairs = [opt_step(self.moa_tx, p, gr, o, True) for p, gr, o in zip(state.extra["moa"], grads, state.extra["moa_opt"])]
+        moa = tuple(p for p, _ in pairs)
+        return state._replace(extra={**state.extra, "moa": moa, "moa_opt": tuple(o for _, o in pairs)}), moa
+
+    def paper_moa_step(self, state, batch):
+        """The paper's models: the natural head (with the character and mental nets, end to end) by cross-entropy
+        on ``moa_batch`` windows, the impromptu head on the ``moa_recent`` newest steps (Li et al. 2023, Section 5.2
+        and Appendix G); the TV distance of the mixed prediction and of each head to the true policies."""
+        d, pre, idx = batch["moa_data"], state.extra["pretrain"], batch["moa_char_idx"]
+        n_other = max(self.n_agents - 1, 1)
+
+        def loss(moa):
+            chars = self.characters(moa, pre, idx)
+            nat_ce, imp_ce = 0.0, 0.0
+            for g, grp in enumerate(self.groups):
+                n_act, h, r = grp.action_space.n, d["hist"], d["recent"]
+
+                def one(pp, ec, g=g, n_act=n_act, h=h, r=r):
+                    em = TM.mental(pp, h["obs"][g][:, :-1], h["actions"][g][:, :-1], h["now"], n_act)
+                    # Li et al. 2023, Section 5.2 and Appendix G: each head's cross-entropy on the executed actions
+                    nat = TM.nll(TM.natural(pp, d["obs"][g], d["avail"][g], ec, em), d["actions"][g]).mean(0)
+                    imp = TM.nll(TM.impromptu(pp, r["obs"][g], r["avail"][g]), r["actions"][g])
+                    return nat, jnp.sum(imp * r["weight"][:, None], 0) / jnp.maximum(jnp.sum(r["weight"]), 1.0)
+
+                nat, imp = jax.vmap(one)(moa[g], chars[g])  # [N, n_g]
+                nat_ce = nat_ce + jnp.sum(nat * self.others[g], -1) / n_other
+                imp_ce = imp_ce + jnp.sum(imp * self.others[g], -1) / n_other
+            return jnp.sum(nat_ce + imp_ce), (nat_ce, imp_ce)
+
+        grads, (nat_ce, imp_ce) = jax.grad(loss, has_aux=True)(state.extra["moa"])
+        state, moa = self.apply_moa(state, grads)
+        true = jax.lax.stop_gradient(self.policy_log_probs(state.actor_params, batch["obs"], batch["avail"]))
+        chars, h = self.characters(moa, pre, idx), batch["moa_hist"]
+        tvs = [0.0, 0.0, 0.0]
+        for g in range(len(self.groups)):
+            out = self.paper_log_probs(g, moa[g], chars[g], batch["obs"][g], batch["avail"][g], h["obs"][g][:, :-1],
+                                       h["actions"][g][:, :-1], h["now"])
+            for k, lp in enumerate(out):
+                tvs[k] = tvs[k] + moa_tv(lp, true[g], self.others[g]) * self.others[g].sum(-1) / n_other
+        return state, {"loss/moa": jnp.mean(nat_ce + imp_ce), "loss/moa_natural": nat_ce.mean(), "loss/moa_impromptu": imp_ce.mean(),
+                       "diag/moa_tv_per_agent": tvs[0], "diag/moa_tv_natural_per_agent": tvs[1],
+                       "diag/moa_tv_impromptu_per_agent": tvs[2]}
 
     # ---- consensus state and communication ------------------------------------------------------------
     def init_extra(self, key, actor_params, critic_params):
@@ -418,9 +572,7 @@ class OffPolicyCopies:
         extra = {**(base if isinstance(base, dict) else {}), "consensus": cons._replace(counters=()),
                  "comm": C.counters_init(self.n_agents)}
         if cfg.moa:  # one teammate model per observer and target group, stacked over the observers
-            moa = tuple(jax.vmap(net.init, in_axes=(0, None))(jax.random.split(jax.random.fold_in(key, 20 + g), self.n_agents),
-                                                           jnp.zeros((grp.n, grp.obs_dim)))
-                        for g, (net, grp) in enumerate(zip(self.moa_nets, self.groups)))
+            moa = self.init_moa(key)
             extra.update(moa=moa, moa_opt=tuple(opt_init(self.moa_tx, p, True) for p in moa))
         return extra
 

@@ -184,7 +184,10 @@ class JaxBackend:
 
     def resume(self, state, update: int):
         # the env states are part of the checkpoint: training continues bitwise (on any device count:
-        # checkpoints hold host arrays, placed here on this run's devices)
+        # checkpoints hold host arrays, placed here on this run's devices); data collected before training is
+        # not in checkpoints: it is regenerated from its key (OffPolicy.restore_pretrain)
+        if getattr(self.algo, "pretrain_request", lambda: None)() is not None:
+            state = jax.jit(jax.vmap(self.algo.restore_pretrain))(state)
         return shard_seeds(state, self.mesh)
 
     def run(self, state, n: int):
@@ -246,7 +249,12 @@ class HostBackend:
         return state_template(self.algo, self.cfg.num_seeds)
 
     def resume(self, state, update: int):
-        return self._start(update).reset_envs(state)
+        from trustmarl.rollout.host import env_seed
+
+        trainer = self._start(update)
+        if getattr(self.algo, "pretrain_request", lambda: None)() is not None:  # regenerated, not in checkpoints
+            state = trainer.pretrain(state, self.cfg.seed, count=False)
+        return trainer.reset_envs(state, env_seed(self.cfg.seed, update))
 
     def run(self, state, n: int):
         return self.trainer.run(state, n)

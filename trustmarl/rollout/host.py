@@ -136,8 +136,39 @@ class HostTrainer:
         return state._replace(last=ts, episodes=episodes, carry=carry)
 
     def init(self, keys: jax.Array, seed: int | None = None):
-        """The learners of ``keys`` ``[num_seeds]`` on freshly reset envs (episode seeds from ``seed``)."""
-        return self._init(keys, self._split_seeds(self.vec_env.reset(seed)))
+        """The learners of ``keys`` ``[num_seeds]`` on freshly reset envs (episode seeds from ``seed``), with
+        the data the algorithm asks for before training (``pretrain_request``) collected first."""
+        state = self._init(keys, self._split_seeds(self.vec_env.reset(seed)))
+        if getattr(self.algo, "pretrain_request", lambda: None)() is None:
+            return state
+        seed = self.vec_env.seed if seed is None else int(seed)
+        return self.reset_envs(self.pretrain(state, seed, count=True), seed)
+
+    def pretrain(self, state, seed: int, count: bool):
+        """The pre-training data (:meth:`trustmarl.algos.off_policy.engine.OffPolicy.pretrain_request`) played on
+        the host envs: round ``r`` resets every copy with a seed drawn from ``(seed, r)`` and takes T steps of
+        the engine's random actions; ``count``: its env steps are added to ``state.env_steps`` (not on resume,
+        which regenerates the same data). The envs need a reset afterwards (:meth:`reset_envs`)."""
+        algo = self.algo
+        _, length = algo.pretrain_request()
+        act = jax.jit(jax.vmap(lambda k, r, t, avail: algo.agents.env_actions(algo.pretrain_actions(k, r, t, avail)),
+                               in_axes=(0, None, None, 0)))
+        keys = state.extra["pretrain_key"]
+        rounds = []
+        for r in range(algo.pretrain_rounds()):
+            ts = self._split_seeds(self.vec_env.reset(int(np.random.SeedSequence([int(seed), 7919, r]).generate_state(1, np.uint32)[0])))
+            obs, acts, done = [], [], []
+            for t in range(length):
+                a = act(keys, r, t, ts.avail)
+                obs.append(ts.obs)
+                acts.append(a)
+                ts = self._env_step(a)
+                done.append(ts.terminated | ts.truncated)
+            rounds.append(tuple(jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs], 1), *seq)
+                                for seq in (obs, acts, done)))  # each [S, T, E, ...]
+        obs, acts, done = jax.tree.map(lambda *xs: np.stack(xs, 1), *rounds)  # [S, R, T, E, ...]
+        data = jax.jit(jax.vmap(algo.pack_pretrain))(obs, acts, done)
+        return jax.jit(jax.vmap(lambda s, d: algo.with_pretrain(s, d, count)))(state, data)
 
     def update(self, state):
         """One iteration: ``rollout_len`` steps of every copy, then the algorithm's ``learn``."""

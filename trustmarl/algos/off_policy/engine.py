@@ -223,7 +223,7 @@ class OffPolicy(Algorithm):
             buffer=self.init_buffer(self.example_transition(last)),
             grad_steps=jnp.zeros((), jnp.int32),
             **self.loop_fields(key, last, env_state),
-            extra=self.init_extra(jax.random.fold_in(key, 2), actor_params, critic_params),
+            extra=self.with_pretrain_fields(self.init_extra(jax.random.fold_in(key, 2), actor_params, critic_params), key),
         )
 
     def progress_postfix(self, row: dict) -> dict[str, str]:
@@ -236,8 +236,13 @@ class OffPolicy(Algorithm):
         return post
 
     def split_bulk(self, state: OffPolicyState):
-        """The replay buffer is the bulk: checkpoints save its filled part beside the rest, read to resume."""
-        return state._replace(buffer=None), state.buffer
+        """The replay buffer is the bulk: checkpoints save its filled part beside the rest, read to resume.
+        Data collected before training (:meth:`pretrain_request`) is saved nowhere: its key is, and the loops
+        regenerate it on resume (:meth:`restore_pretrain`)."""
+        core = state._replace(buffer=None)
+        if isinstance(core.extra, dict) and "pretrain" in core.extra:
+            core = core._replace(extra={**core.extra, "pretrain": None})
+        return core, state.buffer
 
     def trim_bulk(self, bulk: replay.Transitions) -> replay.Transitions:
         return replay.filled_transitions(bulk)
@@ -245,7 +250,98 @@ class OffPolicy(Algorithm):
     def join_bulk(self, core: OffPolicyState, bulk: replay.Transitions, template: OffPolicyState) -> OffPolicyState:
         finals = None if isinstance(template.buffer.finals, tuple) else jax.tree.leaves(template.buffer.finals)[0].shape[1]
         buf = replay.refill_transitions(bulk, self.capacity, finals)
-        return core._replace(buffer=jax.tree.map(jnp.asarray, buf))
+        core = core._replace(buffer=jax.tree.map(jnp.asarray, buf))
+        if isinstance(template.extra, dict) and "pretrain" in template.extra:  # zeros until the loop regenerates it
+            core = core._replace(extra={**core.extra, "pretrain": jax.tree.map(lambda t: jnp.zeros(t.shape, t.dtype),
+                                                                                 template.extra["pretrain"])})
+        return core
+
+    # ---- data collected before training (e.g. the teammate models' random trajectories, Li et al. 2023,
+    # Section 5.2 and Appendix G) ----------------------------------------------------------------------
+    # An algorithm asks for K trajectories of T uniformly random steps (pretrain_request); both loops collect
+    # them before the first update (the JAX-native one in ``init``, the host one in HostTrainer.init) in
+    # ``rounds = ceil(K / num_envs)`` rounds of ``num_envs`` freshly reset env copies, count every env step of
+    # it in ``state.env_steps`` (so warm-up, evaluation times and the run's env-step total include it), and
+    # store it in ``state.extra["pretrain"]``. Checkpoints leave it out; the loops regenerate it on resume from
+    # the stored ``state.extra["pretrain_key"]`` (the same key: the same actions; the same env seeds: the same
+    # trajectories, bitwise on JAX-native envs).
+    def pretrain_request(self) -> tuple[int, int] | None:
+        """``(K, T)``: K trajectories of T uniformly random steps wanted before training; ``None``: none."""
+        return None
+
+    def pretrain_rounds(self) -> int:
+        k, _ = self.pretrain_request()
+        return -(-k // self.num_envs)
+
+    def pretrain_steps(self) -> int:
+        """Env steps of one seed's pre-training collection (every copy of every round, T steps each)."""
+        return self.pretrain_rounds() * self.num_envs * self.pretrain_request()[1]
+
+    def with_pretrain_fields(self, extra, key: jax.Array):
+        """``extra`` plus an empty ``pretrain`` store and its key when the algorithm asks for pre-training data."""
+        if self.pretrain_request() is None:
+            return extra
+        k, t = self.pretrain_request()
+        empty = dict(obs=tuple(jnp.zeros((k, t, g.n, g.obs_dim)) for g in self.groups),
+                     actions=tuple(jnp.zeros((k, t, g.n), jnp.int32) for g in self.groups), valid=jnp.zeros((k, t), bool))
+        if not isinstance(extra, dict) and extra != ():
+            raise TypeError(f"{type(self).__name__}: data collected before training lives in a dict state.extra, not {type(extra).__name__}")
+        return {**(extra or {}), "pretrain": empty, "pretrain_key": jax.random.fold_in(key, 30)}
+
+    def pretrain_actions(self, key: jax.Array, r, t, avail: tuple) -> tuple:
+        """Round ``r``, step ``t``: uniformly random actions ``[E, ...]`` (the same in both loops)."""
+        return self.agents.random_actions(jax.random.fold_in(jax.random.fold_in(key, r), t), avail)
+
+    def pack_pretrain(self, obs: tuple, actions: tuple, done: jax.Array) -> dict:
+        """Rounds ``[R, T, E, ...]`` of observations, actions and ``done`` flags -> the store ``[K, T, ...]``:
+        trajectory ``r * E + e`` is copy ``e`` of round ``r``; ``valid[t]``: step ``t`` is in the first episode."""
+        k, t = self.pretrain_request()
+
+        def traj(x):
+            x = jnp.swapaxes(x, 1, 2)  # [R, E, T, ...]
+            return x.reshape((-1,) + x.shape[2:])[:k]
+
+        done = traj(done)
+        valid = jnp.concatenate([jnp.ones((k, 1), bool), ~jnp.cumsum(done, 1, dtype=jnp.int32)[:, :-1].astype(bool)], 1)
+        return dict(obs=tuple(traj(o).astype(jnp.float32) for o in obs), actions=tuple(traj(a).astype(jnp.int32) for a in actions),
+                    valid=valid)
+
+    def collect_pretrain(self, key: jax.Array) -> dict:
+        """The pre-training data of one seed on the JAX-native env (``key``: ``state.extra["pretrain_key"]``)."""
+        _, length = self.pretrain_request()
+        env, e = self.env, self.num_envs
+
+        def one_round(r):
+            k = jax.random.fold_in(key, 10_000 + r)
+            env_state, ts = jax.vmap(env.reset)(jax.random.split(jax.random.fold_in(k, 0), e))
+
+            def step(carry, t):
+                env_state, last = carry
+                a = self.pretrain_actions(key, r, t, last.avail)
+                env_state, ts = jax.vmap(env.step)(jax.random.split(jax.random.fold_in(k, t + 1), e), env_state,
+                                                   self.agents.env_actions(a))
+                return (env_state, ts), (last.obs, a, ts.terminated | ts.truncated)
+
+            return jax.lax.scan(step, (env_state, ts), jnp.arange(length))[1]
+
+        obs, actions, done = jax.lax.map(one_round, jnp.arange(self.pretrain_rounds()))
+        return self.pack_pretrain(obs, actions, done)
+
+    def with_pretrain(self, state: OffPolicyState, data: dict, count: bool = True) -> OffPolicyState:
+        """``state`` holding the collected ``data``; ``count``: its env steps added to ``state.env_steps``."""
+        state = state._replace(extra={**state.extra, "pretrain": data})
+        return state._replace(env_steps=state.env_steps + self.pretrain_steps()) if count else state
+
+    def restore_pretrain(self, state: OffPolicyState) -> OffPolicyState:
+        """Resume on a JAX-native env: the data regenerated from its key (env steps not counted again)."""
+        return self.with_pretrain(state, self.collect_pretrain(state.extra["pretrain_key"]), count=False)
+
+    def init(self, key: jax.Array) -> OffPolicyState:
+        """The JAX-native loop's fresh state, with the pre-training data collected (:meth:`pretrain_request`)."""
+        state = super().init(key)
+        if self.pretrain_request() is None:
+            return state
+        return self.with_pretrain(state, self.collect_pretrain(state.extra["pretrain_key"]))
 
     def policy_view(self, state: OffPolicyState) -> View:
         return View(state.actor_params, state.env_steps)

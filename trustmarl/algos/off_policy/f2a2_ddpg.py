@@ -126,9 +126,10 @@ class F2A2DDPG(f2a2.OffPolicyCopies, MADDPG):
         return state.extra["delays"]
 
     # ---- the others' actions ---------------------------------------------------------------------------
-    def observer_vectors(self, own: tuple, obs: tuple, avail: tuple, key, moa) -> jax.Array:
-        """``[N, B, A]``: observer ``i``'s joint action vector, its own ``own`` actions, the others' from its teammate models."""
-        joint = self.observer_actions(own, obs, avail, key, moa)
+    def observer_vectors(self, own: tuple, logp: tuple, key) -> jax.Array:
+        """``[N, B, A]``: observer ``i``'s joint action vector, its own ``own`` actions, the others' from its teammate models
+        (their predicted log-probabilities ``logp``)."""
+        joint = self.observer_actions(own, logp, key)
         vecs = [jax.nn.one_hot(a, g.action_space.n) for a, g in zip(joint, self.groups)]
         return jnp.concatenate([v.reshape(v.shape[:-2] + (-1,)) for v in vecs], -1)
 
@@ -136,7 +137,7 @@ class F2A2DDPG(f2a2.OffPolicyCopies, MADDPG):
         """The others' actions at a resampled ``a^`` (agent ``i``'s own slot is replaced): ``[N, B, A]`` from the
         teammate models, else ``[B, A]``: the current deterministic policies or the buffer (``actor_others``)."""
         if self.cfg.moa:
-            return self.observer_vectors(a_hat, batch["obs"], batch["avail"], key, batch["moa"])
+            return self.observer_vectors(a_hat, batch["moa"]["now"], key)
         if self.cfg.actor_others == "current":
             return jax.lax.stop_gradient(self.joint(batch["obs"], self.action_vectors(out, batch["avail"]))[..., self.joint_obs_dim:])
         return self.joint(batch["obs"], self.agents.action_vectors(batch["actions"]))[..., self.joint_obs_dim:]
@@ -150,8 +151,7 @@ class F2A2DDPG(f2a2.OffPolicyCopies, MADDPG):
 
     # ---- one gradient step -------------------------------------------------------------------------------
     def train_step(self, state, batch, key):
-        if self.cfg.moa:
-            batch = dict(batch, moa=state.extra["moa"])
+        batch = self.teammates(state, batch, jax.random.fold_in(key, 11))
         return super().train_step(state, batch, key)
 
     def next_action_vectors(self, state, batch, key):
@@ -173,7 +173,7 @@ class F2A2DDPG(f2a2.OffPolicyCopies, MADDPG):
             return super().td_target(state, batch, key)
         next_act = self.next_action_vectors(state, batch, key)
         own = tuple(jnp.argmax(v, -1).astype(jnp.int32) for v in next_act)
-        acts = self.observer_vectors(own, batch["next_obs"], batch["next_avail"], jax.random.fold_in(key, 7), batch["moa"])
+        acts = self.observer_vectors(own, batch["moa"]["next"], jax.random.fold_in(key, 7))
         x_obs = self.joint(batch["next_obs"], next_act)[..., : self.joint_obs_dim]
         x = jnp.concatenate([jnp.broadcast_to(x_obs, acts.shape[:2] + x_obs.shape[-1:]), acts], -1)
         q_next = self.q_values(state.target_critic_params, x, per_agent=True).min(0)  # [N, B]

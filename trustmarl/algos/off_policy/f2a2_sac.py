@@ -5,8 +5,9 @@ it on its own reward and reads its own output ``Q_i`` from it; the parts named b
 consensus (:mod:`trustmarl.algos.f2a2`): ``critic`` the whole copy (heads diluted by the averaging),
 ``maac`` the modules MAAC's code shares (attention keys, selectors, values and the state-action encoders;
 heads and state encoders stay the agent's own), ``attention`` the attention modules only (Li et al. 2023,
-Table 1). The other agents' actions come from their true policies (the "w/o MOA" reading: no teammate
-model is implemented). Per gradient step, with ``y_i`` MAAC's soft target on the agent's own reward
+Table 1). The other agents' unexecuted actions come from their true policies (``moa=false``, the "w/o MOA"
+ablation) or from each agent's teammate models (``moa=true``; ``moa_model`` simple or paper, see
+:mod:`trustmarl.algos.teammate_models`). Per gradient step, with ``y_i`` MAAC's soft target on the agent's own reward
 (the minimum over the twin target copies), ``a0`` the buffer actions, ``a^ ~ pi`` resampled actions and
 the stop-gradient ratios ``rho_f = min(eps, pi_i(a0_i) / pi0_i(a0_i))``, ``rho_b = min(eps, pi0_i(a^_i) /
 pi_i(a^_i))`` of the agent's own factor (``pi0``: the behaviour policy, whose log-probability vectors
@@ -125,7 +126,7 @@ class F2A2SAC(f2a2.OffPolicyCopies, MAAC):
         _, next_logp = self.log_policies(target_actor_params, batch["next_obs"], batch["next_avail"])
         next_a = self.sample(next_logp, key)
         if cfg.moa:  # the others' next actions from each agent's teammate models
-            joint = self.observer_actions(next_a, batch["next_obs"], batch["next_avail"], jax.random.fold_in(key, 7), batch["moa"])
+            joint = self.observer_actions(next_a, batch["moa"]["next"], jax.random.fold_in(key, 7))
             qs = [self.gather(self.joint_q(c, batch["next_obs"], joint), next_a) for c in target_critic_params]
         else:
             qs = [self.gather(self.copies_q(c, batch["next_obs"], self.onehot(next_a))[0], next_a) for c in target_critic_params]
@@ -138,7 +139,7 @@ class F2A2SAC(f2a2.OffPolicyCopies, MAAC):
         """``Q_i(o, a^)`` per agent: the others' resampled actions from the true policies or the teammate models."""
         if not self.cfg.moa:
             return self.copies_q(copies, batch["obs"], self.onehot(a_hat))[0]
-        joint = self.observer_actions(a_hat, batch["obs"], batch["avail"], jax.random.fold_in(key, 9), batch["moa"])
+        joint = self.observer_actions(a_hat, batch["moa"]["now"], jax.random.fold_in(key, 9))
         return self.joint_q(copies, batch["obs"], joint)
 
     def terms(self, actor_params, state, batch, key):
@@ -219,8 +220,7 @@ class F2A2SAC(f2a2.OffPolicyCopies, MAAC):
     def train_step(self, state, batch, key):
         """MAAC's order with the soft target computed once for both steps, then one consensus event (eq. 5.4c/d)."""
         k_next, k_act = jax.random.split(key)
-        if self.cfg.moa:
-            batch = dict(batch, moa=state.extra["moa"])
+        batch = self.teammates(state, batch, jax.random.fold_in(key, 11))
         batch = dict(batch, y=self.soft_target(state.target_actor_params, state.target_critic_params, batch, k_next))
         pre_actor = state.actor_params
         state, metrics = self.critic_step(state, batch, jax.random.fold_in(key, 3))
