@@ -1,7 +1,7 @@
 """``trustmarl.load_policy``: a trained policy in one call, acting on the environment's own observations.
 
-Tiny runs of an on-policy (MAPPO, recurrent: the policy carries a hidden state) and an off-policy
-(MADDPG) algorithm on a JAX-native env (mpe/simple_spread) and a PettingZoo env (pettingzoo/simple_spread,
+Tiny runs of an on-policy (MAPPO) and an off-policy (MADDPG) algorithm, both recurrent (the policy carries a
+hidden state), on a JAX-native env (mpe/simple_spread) and a PettingZoo env (pettingzoo/simple_spread,
 mpe2): the policy's actions equal the run's own deterministic evaluation actions (``run_episodes``,
 what ``trustmarl eval`` plays) step by step on the same observations, and action masks are respected."""
 
@@ -22,7 +22,8 @@ from trustmarl.experiment.config import ConfigError, build_config
 from trustmarl.experiment.runner import load_run_state, train
 
 TINY = {"algo.num_envs": 2, "algo.rollout_len": 4, "algo.hidden_sizes": [8], "algo.epochs": 1, "algo.minibatches": 1,
-        "algo.recurrent": True, "algo.batch_size": 8, "algo.learning_starts": 8, "algo.grad_steps": 1}
+        "algo.recurrent": True, "algo.batch_size": 8, "algo.learning_starts": 8, "algo.grad_steps": 1,
+        "algo.seq_len": 4}  # recurrent MADDPG learns from windows of 4 steps (episodes of 5)
 ENV = {"env.n_agents": 2, "env.max_cycles": 5}
 CASES = [(a, e) for a in ("mappo", "maddpg") for e in ("mpe/simple_spread", "pettingzoo/simple_spread")]
 

@@ -27,7 +27,8 @@ def _preset_cases():
 def test_preset_is_valid_yaml_for_a_known_algorithm(algo, path):
     assert algo in algo_names(), f"{path} is for unknown algorithm {algo!r}"
     data = yaml.safe_load(path.read_text())
-    assert isinstance(data, dict) and set(data) <= {"algo", "env", "total_steps", "num_seeds", "seed", "eval_every", "eval_episodes"}
+    assert isinstance(data, dict) and set(data) <= {"algo", "env", "total_steps", "num_seeds", "seed", "eval_every", "eval_episodes",
+                                                   "checkpoint_keep"}
     unused = set(data.get("algo") or {}) & set(algo_config_class(algo).UNUSED)
     assert not unused, f"{path} sets keys {algo} does not use: {sorted(unused)}"
 
