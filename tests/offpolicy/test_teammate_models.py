@@ -239,6 +239,7 @@ def test_f2a2_sac_paper_models_resume_bitwise(tmp_path):
     ({"algo.moa_char_samples": 4}, "moa_char_samples=4 exceeds"),
     ({"algo.moa_traj_len": -1}, "moa_traj_len=-1"),
     ({"algo.moa_window": 6}, "moa_window=6 is longer than the episode limit \\(5 steps\\)"),
+    ({"algo.moa_window": 4}, "learning_starts=8 must be >= algo.num_envs\\*\\(algo.moa_window\\+1\\)=10"),
 ])
 def test_bad_teammate_model_settings(over, match):
     with pytest.raises(ConfigError, match=match):
