@@ -178,6 +178,11 @@ class Algorithm:
         return {}
 
     # ---- checkpoints: the policy apart from bulky data ----------------------------------------------
+    def pretrain_request(self) -> tuple[int, int] | None:
+        """``(K, T)``: K trajectories of T uniformly random env steps the algorithm wants before training, which
+        both loops collect (see :class:`~trustmarl.algos.off_policy.engine.OffPolicy`); ``None``: none."""
+        return None
+
     def split_bulk(self, state) -> tuple[Any, Any]:
         """``(core, bulk)``: the state without its bulky data and that data (``None``: nothing bulky). A
         checkpoint writes the bulk (a replay buffer) to a file of its own, cut by :meth:`trim_bulk`, and

@@ -260,11 +260,12 @@ __all__ = ["ConsensusFields", "OffPolicyCopies", "OffPolicyFields", "actor_weigh
            "critic_surrogate", "gather", "mean_copies", "moa_log_probs", "moa_loss", "moa_tv", "penalty_grads", "tie_copies", "TeammateModel"]
 
 
-# ---- teammate models (Li et al. 2023, Section 5.2, simplified) --------------------------------------
+# ---- teammate models (Li et al. 2023, Section 5.2) --------------------------------------------------
 #
 # Agent i never reads agent j's policy; it learns a model pi~_j(. | o_j) by supervised learning on j's
-# executed actions (observed as labels). Here: one MLP per observer and target group on [o_j, onehot(j)]
-# (the paper's character / mental recurrent nets and its two prediction heads are not implemented).
+# executed actions (observed as labels). moa_model=simple: one MLP per observer and target group on
+# [o_j, onehot(j)] (below); moa_model=paper: the character and mental nets and the two prediction heads of
+# trustmarl.algos.teammate_models.
 
 
 class TeammateModel(nn.Module):

@@ -131,7 +131,8 @@ def mix(nat, imp):
 
 
 def nll(logp, actions):
-    """``[B, n]`` negative log-likelihood of the executed ``actions`` ``[B, n]``."""
+    """``[B, n]`` negative log-likelihood of the executed ``actions`` ``[B, n]``: each head's cross-entropy loss
+    (Li et al. 2023, Section 5.2; Rabinowitz et al. 2018, Section 3)."""
     return -jnp.take_along_axis(logp, actions[..., None], -1)[..., 0]
 
 

@@ -186,7 +186,7 @@ class JaxBackend:
         # the env states are part of the checkpoint: training continues bitwise (on any device count:
         # checkpoints hold host arrays, placed here on this run's devices); data collected before training is
         # not in checkpoints: it is regenerated from its key (OffPolicy.restore_pretrain)
-        if getattr(self.algo, "pretrain_request", lambda: None)() is not None:
+        if self.algo.pretrain_request() is not None:
             state = jax.jit(jax.vmap(self.algo.restore_pretrain))(state)
         return shard_seeds(state, self.mesh)
 
@@ -252,7 +252,7 @@ class HostBackend:
         from trustmarl.rollout.host import env_seed
 
         trainer = self._start(update)
-        if getattr(self.algo, "pretrain_request", lambda: None)() is not None:  # regenerated, not in checkpoints
+        if self.algo.pretrain_request() is not None:  # regenerated, not in checkpoints
             state = trainer.pretrain(state, self.cfg.seed, count=False)
         return trainer.reset_envs(state, env_seed(self.cfg.seed, update))
 

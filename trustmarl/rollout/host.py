@@ -139,7 +139,7 @@ class HostTrainer:
         """The learners of ``keys`` ``[num_seeds]`` on freshly reset envs (episode seeds from ``seed``), with
         the data the algorithm asks for before training (``pretrain_request``) collected first."""
         state = self._init(keys, self._split_seeds(self.vec_env.reset(seed)))
-        if getattr(self.algo, "pretrain_request", lambda: None)() is None:
+        if self.algo.pretrain_request() is None:
             return state
         seed = self.vec_env.seed if seed is None else int(seed)
         return self.reset_envs(self.pretrain(state, seed, count=True), seed)

@@ -258,17 +258,13 @@ class OffPolicy(Algorithm):
 
     # ---- data collected before training (e.g. the teammate models' random trajectories, Li et al. 2023,
     # Section 5.2 and Appendix G) ----------------------------------------------------------------------
-    # An algorithm asks for K trajectories of T uniformly random steps (pretrain_request); both loops collect
+    # An algorithm asks for K trajectories of T uniformly random steps (Algorithm.pretrain_request); both loops collect
     # them before the first update (the JAX-native one in ``init``, the host one in HostTrainer.init) in
     # ``rounds = ceil(K / num_envs)`` rounds of ``num_envs`` freshly reset env copies, count every env step of
     # it in ``state.env_steps`` (so warm-up, evaluation times and the run's env-step total include it), and
     # store it in ``state.extra["pretrain"]``. Checkpoints leave it out; the loops regenerate it on resume from
     # the stored ``state.extra["pretrain_key"]`` (the same key: the same actions; the same env seeds: the same
     # trajectories, bitwise on JAX-native envs).
-    def pretrain_request(self) -> tuple[int, int] | None:
-        """``(K, T)``: K trajectories of T uniformly random steps wanted before training; ``None``: none."""
-        return None
-
     def pretrain_rounds(self) -> int:
         k, _ = self.pretrain_request()
         return -(-k // self.num_envs)
