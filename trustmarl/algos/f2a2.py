@@ -132,8 +132,9 @@ class ConsensusFields:
         if getattr(self, "moa", False) and getattr(self, "moa_model", "") == "paper" and limit and self.moa_window > limit:
             raise ConfigError(f"algo.moa_window={self.moa_window} is longer than the episode limit ({limit} steps): "
                               f"the mental net reads steps of the current episode only; use at most {limit}")
-        need = getattr(self, "num_envs", 1) * (self.moa_window + 1)  # one window of moa_window + 1 steps per env copy
-        if getattr(self, "moa", False) and getattr(self, "moa_model", "") == "paper" and self.learning_starts < need:
+        paper = getattr(self, "moa", False) and getattr(self, "moa_model", "") == "paper"
+        need = self.num_envs * (self.moa_window + 1) if paper else 0  # one window of moa_window + 1 steps per env copy
+        if paper and self.learning_starts < need:
             raise ConfigError(f"algo.learning_starts={self.learning_starts} must be >= algo.num_envs*(algo.moa_window+1)="
                               f"{need}: the teammate models' batches are windows of the mental history, one per env copy")
 
