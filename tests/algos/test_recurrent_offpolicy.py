@@ -1,4 +1,5 @@
-"""Recurrent actors of the off-policy actor-critic methods (MAAC, MADDPG, MATD3 with ``recurrent=true``) and the
+"""Recurrent actors of the off-policy actor-critic methods (MAAC, MADDPG, MATD3 and their F2A2 versions F2A2-SAC,
+F2A2-DDPG, F2A2-TD3 with ``recurrent=true``) and the
 sequence replay they share with value decomposition (:mod:`trustmarl.algos.off_policy.sequences`): replay of stored
 steps bit for bit, padding that adds nothing to any loss or gradient, no hidden state across an episode start, the
 epsilon-uniform/softmax mixture and its schedule, bad input, and a bitwise resume (slow)."""
@@ -26,7 +27,7 @@ SMALL = {"env.n_agents": 2, "env.max_cycles": 5, "algo.num_envs": 2, "algo.rollo
 
 def algo(name: str, **extra):
     maac_only = ("algo.critic_hidden", "algo.attention_heads", "algo.reward_norm")
-    keys = {k: v for k, v in SMALL.items() if not (name != "maac" and k in maac_only)}
+    keys = {k: v for k, v in SMALL.items() if not (name not in ("maac", "f2a2_sac") and k in maac_only)}
     return make_algorithm(build_config(name, "mpe/simple_spread", {**keys, **extra}))
 
 
@@ -62,11 +63,13 @@ def rollout_of(a, state):
     return jax.tree.map(lambda x: x.reshape((T, E) + x.shape[1:]), a.as_batch(*stored))
 
 
-@pytest.mark.parametrize("name", ["maac", pytest.param("maddpg", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("name", ["maac", "f2a2_sac", pytest.param("maddpg", marks=pytest.mark.slow),
+                                  pytest.param("f2a2_td3", marks=pytest.mark.slow)])
 def test_replaying_stored_steps_reproduces_the_logits_and_hidden_states_of_acting_bit_for_bit(name):
     """Acting stores the hidden state entering every step; unrolling the stored rollout (one sequence per env copy,
     the shapes acting had) from its first stored hidden state gives bit for bit the hidden states stored next (reset
-    where an episode starts) and the log-probabilities of the actions taken (epsilon 0: the policy's own)."""
+    where an episode starts) and the log-probabilities of the actions taken (epsilon 0: the policy's own); the F2A2
+    versions' stored behaviour log-probability vectors are the replayed policies' (read by the ratios)."""
     a, state0, state = prepared(name)
     traj = rollout_of(a, state)
     first = np.asarray(traj["first"])
@@ -90,6 +93,10 @@ def test_replaying_stored_steps_reproduces_the_logits_and_hidden_states_of_actin
     logp = [jax.nn.log_softmax(a.masked_logits(lg, av)) for lg, av in zip(logits, traj["avail"])]
     taken = jnp.concatenate([jnp.take_along_axis(lp, ac[..., None], -1)[..., 0] for lp, ac in zip(logp, traj["actions"])], -1)
     np.testing.assert_array_equal(taken, traj["logp"])
+    if name.startswith("f2a2"):  # the behaviour vectors were computed at the carried hidden state, not a zero one
+        for lp, stored in zip(logp, traj["behaviour_logp"]):
+            np.testing.assert_array_equal(jnp.where(jnp.isfinite(lp), lp, stored), stored)
+        assert np.isfinite(np.asarray(traj["behaviour_logp"][0])).all()
     # the learner's unroll (SequenceAgents.unroll) gives the same outputs
     out, _ = jax.jit(lambda p, s: a.unroll(lambda h, o, av, r: a.agent_step(p, h, o, av, r), s, with_next=False))(params, seq)
     np.testing.assert_array_equal(jnp.swapaxes(out[0], 0, 1), logits[0])
@@ -110,7 +117,8 @@ def perturb_padding(batch, pad, key):
         return jnp.where(p.reshape(p.shape + (1,) * (x.ndim - p.ndim)), 100.0 * jax.random.normal(k, x.shape), x)
 
     out = dict(batch)
-    for i, k in enumerate(("obs", "next_obs", "reward", "actions", "terminated", "truncated", "active")):
+    per_step = ("obs", "next_obs", "reward", "actions", "terminated", "truncated", "active", "logp", "behaviour_logp")
+    for i, k in enumerate(k for k in per_step if k in batch):
         out[k] = jax.tree.map(lambda x, i=i: noisy(x, flat_pad, jax.random.fold_in(k1, i)), batch[k])
     out["seq"] = dict(batch["seq"], **{k: jax.tree.map(lambda x, i=i: noisy(x, pad, jax.random.fold_in(k2, i)), batch["seq"][k])
                                         for i, k in enumerate(("obs", "next_obs"))})
@@ -132,12 +140,13 @@ def test_episode_batches_start_at_an_episode_and_mark_the_steps_after_its_end_as
     np.testing.assert_array_equal(np.asarray(batch["weight"]).reshape(-1, L), np.broadcast_to(np.arange(L) < 2, (a.cfg.batch_size, L)))
 
 
-@pytest.mark.parametrize("name", ["maac", pytest.param("matd3", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("name", ["maac", "f2a2_sac", pytest.param("matd3", marks=pytest.mark.slow),
+                                  pytest.param("f2a2_td3", marks=pytest.mark.slow)])
 def test_padded_steps_add_nothing_to_any_loss_or_gradient(name):
     """Sequences whose last steps are padding (an episode ended before them): noise in every padded entry
     (observations, successors, rewards, actions, flags) leaves the gradient step, its targets and every loss
     unchanged; the same noise on a valid step changes them."""
-    a, _, state = prepared(name, **({"algo.grad_steps": 2} if name == "matd3" else {}))
+    a, _, state = prepared(name, **{"matd3": {"algo.grad_steps": 2}, "f2a2_td3": {"algo.grad_steps": 3}}.get(name, {}))
     batch = sample(a, state, jax.random.PRNGKey(2))
     B, L = batch["seq"]["first"].shape
     pad = jnp.broadcast_to(jnp.arange(L) >= 2, (B, L))  # steps 2.. are padding; step 1 ends the episode
@@ -231,9 +240,9 @@ def test_epsilon_mixture_never_draws_unavailable_actions_and_logs_the_mixture():
     ("maac", {"algo.epsilon_start": 1.5}, "algo.epsilon_start=1.5"),
     ("matd3", {"algo.epsilon_end": -0.1}, "algo.epsilon_end=-0.1"),
     ("maac", {"algo.sequences": "episodes", "algo.burn_in": 1}, "algo.sequences=episodes needs algo.recurrent=true and algo.burn_in=0"),
-    ("f2a2_sac", {}, "algo.recurrent=true is not available yet for f2a2_sac"),
-    ("f2a2_ddpg", {}, "algo.recurrent=true is not available yet for f2a2_ddpg"),
-    ("f2a2_td3", {}, "algo.recurrent=true is not available yet for f2a2_td3"),
+    ("mamt", {}, "algo.recurrent=true is not available yet for mamt"),
+    ("f2a2_sac", {"algo.moa": True, "algo.moa_model": "paper"}, "algo.moa_model=paper does not read sequences"),
+    ("f2a2_td3", {"algo.moa": True, "algo.moa_model": "paper"}, "algo.moa_model=paper does not read sequences"),
 ])
 def test_bad_recurrent_settings_are_one_line_config_errors(name, overrides, needle):
     base = {"algo.recurrent": True, "algo.seq_len": 4, "algo.learning_starts": 100}
@@ -243,20 +252,22 @@ def test_bad_recurrent_settings_are_one_line_config_errors(name, overrides, need
 
 
 def test_bad_recurrent_settings_exit_with_code_2_before_compiling(tmp_path, capsys):
-    for name, extra in (("maac", ["algo.burn_in=16"]), ("f2a2_td3", [])):
+    for name, extra in (("maac", ["algo.burn_in=16"]), ("f2a2_td3", ["algo.moa=true", "algo.moa_model=paper"])):
         assert cli.main(["train", name, "mpe/simple_spread", "algo.recurrent=true", *extra, "--out", str(tmp_path / name)]) == 2
     err = capsys.readouterr().err
-    assert "algo.burn_in=16 must be shorter" in err and "not available yet for f2a2_td3" in err
+    assert "algo.burn_in=16 must be shorter" in err and "algo.moa_model=paper does not read sequences" in err
 
 
 @pytest.mark.slow
-def test_recurrent_maac_resume_is_bitwise(tmp_path):
-    """A recurrent MAAC run on whole (padded) episodes with the epsilon mixture, stopped after one chunk and resumed,
-    ends bit for bit equal to an uninterrupted run (buffer with the stored hidden states, targets, acting hidden state)."""
+@pytest.mark.parametrize("name", ["maac", "f2a2_sac", "f2a2_td3"])
+def test_recurrent_resume_is_bitwise(name, tmp_path):
+    """A recurrent run on whole (padded) episodes with the epsilon mixture, stopped after one chunk and resumed, ends
+    bit for bit equal to an uninterrupted run (buffer with the stored hidden states and, for F2A2, behaviour vectors,
+    targets, acting hidden state, consensus state)."""
     from test_contract import overrides, resume_is_bitwise
 
-    cfg = build_config("maac", "mpe/simple_spread", overrides(
-        "maac", total_steps=48, chunk_updates=2, num_seeds=2, checkpoint_every=1, eval_every=24, eval_episodes=2,
+    cfg = build_config(name, "mpe/simple_spread", overrides(
+        name, total_steps=48, chunk_updates=2, num_seeds=2, checkpoint_every=1, eval_every=24, eval_episodes=2,
         **{"algo.recurrent": True, "algo.gru_size": 8, "algo.seq_len": 4, "algo.sequences": "episodes",
            "algo.epsilon_start": 0.5, "algo.epsilon_end": 0.01, "algo.epsilon_anneal_end": 40}))
     _, s_full, rows_full = resume_is_bitwise(cfg, tmp_path)
@@ -266,10 +277,14 @@ def test_recurrent_maac_resume_is_bitwise(tmp_path):
 
 @pytest.mark.parametrize("name,extra", [("matd3", {"env.continuous_actions": True, "algo.grad_steps": 2}),
                                         ("maddpg", {"algo.sequences": "episodes", "algo.epsilon_start": 0.5}),
-                                        ("maac", {"algo.seq_len": 3, "algo.burn_in": 2, "algo.learning_starts": 12})])
+                                        ("maac", {"algo.seq_len": 3, "algo.burn_in": 2, "algo.learning_starts": 12}),
+                                        ("f2a2_sac", {"algo.moa": True, "algo.sequences": "episodes", "algo.epsilon_start": 0.5}),
+                                        ("f2a2_ddpg", {"algo.moa": True, "algo.seq_len": 3, "algo.burn_in": 2, "algo.learning_starts": 12}),
+                                        ("f2a2_td3", {"algo.grad_steps": 3, "algo.sequences": "episodes", "algo.epsilon_start": 0.5})])
 def test_every_recurrent_variant_traces(name, extra):
-    """Continuous recurrent actors (MATD3), whole episodes with the epsilon mixture (MADDPG) and burn-in windows (MAAC):
-    the update traces (shapes only, nothing compiled) to scalar losses."""
+    """Continuous recurrent actors (MATD3), whole episodes with the epsilon mixture (MADDPG, F2A2-SAC, F2A2-TD3), burn-in
+    windows (MAAC, F2A2-DDPG) and the simple teammate models (F2A2): the update traces (shapes only, nothing compiled)
+    to scalar losses."""
     a = algo(name, **extra)
     _, metrics = jax.eval_shape(a.update, jax.eval_shape(a.init, jax.random.PRNGKey(0)))
     assert metrics["loss/critic"].shape == () and metrics["loss/actor"].shape == ()

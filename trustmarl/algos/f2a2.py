@@ -43,6 +43,7 @@ import jax.numpy as jnp
 from trustmarl import replay
 from trustmarl.algos import teammate_models as TM
 from trustmarl.algos.agents import opt_init, opt_step
+from trustmarl.algos.off_policy.sequences import batch_mean, epsilon_schedule
 from trustmarl.networks import MASKED_LOGIT
 from trustmarl.trust import consensus as C
 from trustmarl.validation import ConfigError
@@ -288,11 +289,12 @@ def moa_log_probs(model: TeammateModel, params, obs: jax.Array, avail: jax.Array
     return jax.nn.log_softmax(jnp.where(avail, logits, MASKED_LOGIT), -1)
 
 
-def moa_loss(logp: jax.Array, actions: jax.Array, others: jax.Array) -> jax.Array:
+def moa_loss(logp: jax.Array, actions: jax.Array, others: jax.Array, weight=None) -> jax.Array:
     """``[n_observers]`` cross-entropy on the executed actions ``[B, n_g]``, averaged over the other agents
-    (``others`` ``[n_observers, n_g]``: 1 where the target is not the observer)."""
+    (``others`` ``[n_observers, n_g]``: 1 where the target is not the observer) and over the batch's samples whose
+    ``weight`` ``[B]`` is true (recurrent actors' padded steps excluded)."""
     nll = -jnp.take_along_axis(logp, jnp.broadcast_to(actions[None, ..., None], logp.shape[:-1] + (1,)), -1)[..., 0]
-    return jnp.sum(nll.mean(1) * others, -1) / jnp.maximum(jnp.sum(others, -1), 1.0)
+    return jnp.sum(batch_mean(nll, weight, axis=1) * others, -1) / jnp.maximum(jnp.sum(others, -1), 1.0)
 
 
 def moa_tv(logp: jax.Array, true_logp: jax.Array, others: jax.Array) -> jax.Array:
@@ -342,6 +344,9 @@ class OffPolicyFields(ConsensusFields):
             raise ConfigError(f"algo.moa_lr={self.moa_lr!r} must be > 0")
         if getattr(self, "share_params", False):
             raise ConfigError("algo.share_params=true: F2A2's policies are individual (Li et al. 2023, Table 1)")
+        if getattr(self, "recurrent", False) and self.moa and self.moa_model == "paper":
+            raise ConfigError("algo.moa_model=paper does not read sequences: with algo.recurrent=true use algo.moa_model=simple "
+                              "(or algo.moa=false)")
 
 
 def gather(x: tuple, actions: tuple) -> jax.Array:
@@ -366,7 +371,15 @@ class OffPolicyCopies:
                                      np.float32) for g, grp in enumerate(self.groups))
 
     def policy_log_probs(self, actor_params: tuple, obs: tuple, avail: tuple) -> tuple:
-        """Per group ``log pi_i(. | o_i)`` ``[..., n_g, A]`` of the current (behaviour) policies."""
+        """Per group ``log pi_i(. | o_i)`` ``[..., n_g, A]`` of the current (behaviour) policies (feed-forward actors)."""
+        raise NotImplementedError
+
+    def output_log_probs(self, outputs: tuple, avail: tuple) -> tuple:
+        """Per group ``log pi_i`` ``[..., n_g, A]`` from the actors' outputs (recurrent actors' steps)."""
+        raise NotImplementedError
+
+    def batch_log_probs(self, actor_params: tuple, batch: dict) -> tuple:
+        """Per group ``log pi_i`` at the batch's observations (recurrent actors: unrolled over ``batch["seq"]``)."""
         raise NotImplementedError
 
     def agent_major(self, copies):
@@ -382,14 +395,26 @@ class OffPolicyCopies:
 
     # ---- behaviour log-probability vectors in the buffer (these algorithms' transitions only) ----------
     def act(self, view, carry, last, key):
-        env_actions, (actions, logp), carry = super().act(view, carry, last, key)
-        logp_all = self.policy_log_probs(view.actor_params, last.obs, last.avail)
+        """The parent's acting (recurrent actors: ``(actions, logp, hidden in)`` with the hidden state carried), plus
+        the behaviour policy's log-probability vectors: the policy at the step's hidden state, mixed with the uniform
+        available action while ``epsilon`` is on, uniform during the warm-up."""
+        env_actions, act_out, carry = super().act(view, carry, last, key)
+        if self.recurrent:  # the policy at the hidden state that entered the step (the one acting used)
+            _, out = self.agent_step(view.actor_params, act_out[2], last.obs, last.avail, jnp.zeros_like(last.done))
+            logp_all = self.output_log_probs(out, last.avail)
+        else:
+            logp_all = self.policy_log_probs(view.actor_params, last.obs, last.avail)
+        n_avail = [jnp.maximum(jnp.sum(av, -1, keepdims=True), 1) for av in last.avail]
+        if getattr(self.cfg, "explores_uniformly", False):  # eps / |available| + (1 - eps) pi(a), as acting draws
+            eps = epsilon_schedule(self.cfg, view.env_steps)
+            logp_all = [jnp.where(av, jnp.log(eps / n + (1.0 - eps) * jnp.exp(lp)), MASKED_LOGIT)
+                        for av, n, lp in zip(last.avail, n_avail, logp_all)]
         warm = view.env_steps < self.cfg.warmup_steps
-        uniform = [jnp.where(av, -jnp.log(jnp.maximum(jnp.sum(av, -1, keepdims=True), 1)), MASKED_LOGIT) for av in last.avail]
-        return env_actions, (actions, logp, tuple(jnp.where(warm, u, lp) for u, lp in zip(uniform, logp_all))), carry
+        uniform = [jnp.where(av, -jnp.log(n), MASKED_LOGIT) for av, n in zip(last.avail, n_avail)]
+        return env_actions, (*act_out, tuple(jnp.where(warm, u, lp) for u, lp in zip(uniform, logp_all))), carry
 
     def transition(self, view, last, ts, act_out):
-        return dict(super().transition(view, last, ts, act_out[:2]), behaviour_logp=act_out[2])
+        return dict(super().transition(view, last, ts, act_out[:-1]), behaviour_logp=act_out[-1])
 
     def example_transition(self, last):
         return dict(super().example_transition(last),
@@ -514,13 +539,13 @@ class OffPolicyCopies:
             return self.paper_moa_step(state, batch)
 
         def loss(moa):
-            per = [moa_loss(moa_log_probs(net, p, batch["obs"][g], batch["avail"][g]), batch["actions"][g], self.others[g])
-                   * self.others[g].sum(-1) for g, (net, p) in enumerate(zip(self.moa_nets, moa))]
+            per = [moa_loss(moa_log_probs(net, p, batch["obs"][g], batch["avail"][g]), batch["actions"][g], self.others[g],
+                            batch.get("weight")) * self.others[g].sum(-1) for g, (net, p) in enumerate(zip(self.moa_nets, moa))]
             return jnp.sum(sum(per)), sum(per) / max(self.n_agents - 1, 1)
 
         grads, ce = jax.grad(loss, has_aux=True)(state.extra["moa"])
         state, moa = self.apply_moa(state, grads)
-        true = self.policy_log_probs(state.actor_params, batch["obs"], batch["avail"])
+        true = self.batch_log_probs(state.actor_params, batch)
         tv = sum(moa_tv(moa_log_probs(net, p, batch["obs"][g], batch["avail"][g]), jax.lax.stop_gradient(true[g]),
                         self.others[g]) * self.others[g].sum(-1) for g, (net, p) in enumerate(zip(self.moa_nets, moa)))
         return state, {"loss/moa": ce.mean(), "diag/moa_tv_per_agent": tv / max(self.n_agents - 1, 1)}

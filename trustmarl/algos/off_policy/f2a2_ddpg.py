@@ -44,6 +44,7 @@ import optax
 
 from trustmarl.algos import f2a2, register_algo
 from trustmarl.algos.off_policy.maddpg import MADDPG, MADDPGConfig
+from trustmarl.algos.off_policy.sequences import batch_mean
 from trustmarl.networks import MASKED_LOGIT
 from trustmarl.validation import ConfigError
 
@@ -57,6 +58,8 @@ class F2A2DDPGConfig(MADDPGConfig, f2a2.OffPolicyFields):
     actor_others: str = "current"  # moa=false: the others' resampled actions from their current policies (current) or the buffer
     policy_delays: tuple[int, ...] = (1,)  # each agent's actor delay, drawn once per seed from these values
     target_epsilon: float = 0.0  # target smoothing option: a uniform available next action with this probability
+
+    RECURRENT_ALGOS = ("f2a2_ddpg", "f2a2_td3")  # GRU actors on MADDPG's sequences (the critic copies stay feed-forward)
 
     def validate(self) -> None:
         super().validate()
@@ -115,7 +118,13 @@ class F2A2DDPG(f2a2.OffPolicyCopies, MADDPG):
     from_agent_major = agent_major
 
     def policy_log_probs(self, actor_params, obs, avail):
-        return tuple(jax.nn.log_softmax(self.masked_logits(o, av)) for o, av in zip(self.outputs(actor_params, obs), avail))
+        return self.output_log_probs(self.outputs(actor_params, obs), avail)
+
+    def output_log_probs(self, outputs, avail):
+        return tuple(jax.nn.log_softmax(self.masked_logits(o, av)) for o, av in zip(outputs, avail))
+
+    def batch_log_probs(self, actor_params, batch):
+        return self.output_log_probs(self.batch_outputs(actor_params, batch), batch["avail"])
 
     def init_extra(self, key, actor_params, critic_params):
         extra = super().init_extra(key, actor_params, critic_params)
@@ -183,10 +192,10 @@ class F2A2DDPG(f2a2.OffPolicyCopies, MADDPG):
     def critic_step(self, state, batch, key):
         """Every copy on Prop. 4 / 5's critic surrogate plus the consensus terms (eq. 5.4a); ``mean``: the copies
         are then replaced by their mean."""
-        cfg, y = self.cfg, batch["y"]
+        cfg, y, w = self.cfg, batch["y"], batch.get("weight")  # w: padded steps excluded (recurrent actors)
         x0 = self.joint(batch["obs"], self.agents.action_vectors(batch["actions"]))  # [B, D]
-        out = jax.lax.stop_gradient(self.outputs(state.actor_params, batch["obs"]))
-        logp = self.policy_log_probs(state.actor_params, batch["obs"], batch["avail"])
+        out = jax.lax.stop_gradient(self.batch_outputs(state.actor_params, batch))
+        logp = self.output_log_probs(out, batch["avail"])
         own, a_hat = self.resampled(out, batch, key)
         rho_f, rho_b = (r.T for r in self.ratios(jax.lax.stop_gradient(logp), batch, a_hat))  # [N, B]
         x_hat = self.substitute(x0[..., : self.joint_obs_dim], self.others_actions(batch, out, a_hat, jax.random.fold_in(key, 9)),
@@ -200,8 +209,8 @@ class F2A2DDPG(f2a2.OffPolicyCopies, MADDPG):
             if cfg.joint:  # the resampled half: -alpha1 Q_1(a^) + alpha2 rho_b sum_k (Q_k(a^) - y)^2
                 qr = self.q_values(critics, x_hat, per_agent=True)
                 per = self.half(per, -cfg.alpha1 * qr[0] + cfg.alpha2 * rho_b * sum(jnp.square(q - y) for q in qr))
-            per_agent = per.mean(-1)
-            return per_agent.sum(), (per_agent, q0[0].mean(-1), (q0[0] - y).mean(-1))
+            per_agent = batch_mean(per, w, axis=-1)
+            return per_agent.sum(), (per_agent, batch_mean(q0[0], w, axis=-1), batch_mean(q0[0] - y, w, axis=-1))
 
         grads, (c_loss, q_mean, offset) = jax.grad(loss, has_aux=True)(state.critic_params)
         cons = self.consensus(state)
@@ -211,8 +220,8 @@ class F2A2DDPG(f2a2.OffPolicyCopies, MADDPG):
         state = state._replace(critic_params=self.from_agent_major(critic), critic_opt=critic_opt,
                                extra=self.with_consensus(state.extra, cons))
         return state, {"loss/critic": c_loss.mean(), "diag/critic_loss_per_agent": c_loss, "diag/q_per_agent": q_mean,
-                       "diag/critic_offset_per_agent": offset, "diag/ratio_forward_per_agent": rho_f.mean(-1),
-                       "diag/ratio_backward_per_agent": rho_b.mean(-1)}
+                       "diag/critic_offset_per_agent": offset, "diag/ratio_forward_per_agent": batch_mean(rho_f, w, axis=-1),
+                       "diag/ratio_backward_per_agent": batch_mean(rho_b, w, axis=-1)}
 
     def actor_objective(self, state, batch, out, key):
         """``[N]``: ``mean[-alpha1 Q_1(x, a^_psi) + alpha2 rho_b sum_k (Q_k(x, a^_psi) - y_i)^2]`` through agent ``i``'s
@@ -224,10 +233,10 @@ class F2A2DDPG(f2a2.OffPolicyCopies, MADDPG):
         q = self.q_values(state.critic_params, self.substitute(x_obs, others, own), per_agent=True)  # [K, N, B]
         per = -cfg.alpha1 * q[0]
         if cfg.joint:
-            logp = jax.lax.stop_gradient(tuple(jax.nn.log_softmax(self.masked_logits(o, av)) for o, av in zip(out, batch["avail"])))
+            logp = jax.lax.stop_gradient(self.output_log_probs(out, batch["avail"]))
             rho_b = self.ratios(logp, batch, a_hat)[1].T
             per = per + cfg.alpha2 * rho_b * sum(jnp.square(qk - batch["y"]) for qk in q)
-        return per.mean(-1)
+        return batch_mean(per, batch.get("weight"), axis=-1)  # padded steps excluded (recurrent actors)
 
     def after_actors(self, state, batch, key):
         """One consensus event (eq. 5.4c/d) over the communication graph, then the teammate models' step."""

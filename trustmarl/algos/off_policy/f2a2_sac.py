@@ -36,6 +36,7 @@ import numpy as np
 
 from trustmarl.algos import f2a2, register_algo
 from trustmarl.algos.off_policy.maac import MAAC, SHARED_CRITIC_MODULES, MAACConfig, PolicyTerms
+from trustmarl.algos.off_policy.sequences import batch_mean
 from trustmarl.validation import ConfigError
 
 SHARE = {"critic": None, "maac": SHARED_CRITIC_MODULES, "attention": ("key", "selector", "value")}
@@ -48,6 +49,8 @@ class F2A2SACConfig(MAACConfig, f2a2.OffPolicyFields):
     name: str = "f2a2_sac"
     share: str = "critic"  # critic (the whole copy) | maac (attention + state-action encoders) | attention (Table 1)
     n_critics: int = 2  # 2: twin critics (Prop. 6) | 1: MAAC's single critic
+
+    RECURRENT_ALGOS = ("f2a2_sac",)  # GRU actors on MAAC's sequences (the critic copies stay feed-forward)
 
     def validate(self) -> None:
         super().validate()
@@ -65,6 +68,12 @@ class F2A2SAC(f2a2.OffPolicyCopies, MAAC):
 
     def policy_log_probs(self, actor_params, obs, avail):
         return self.log_policies(actor_params, obs, avail)[1]
+
+    def output_log_probs(self, outputs, avail):
+        return self.with_log_probs(outputs, avail)[1]
+
+    def batch_log_probs(self, actor_params, batch):
+        return self.batch_policies(actor_params, batch)[1]
 
     def shared_scalars(self, copies) -> int:
         mask = jax.tree.leaves(self.shared_mask(copies))
@@ -102,12 +111,16 @@ class F2A2SAC(f2a2.OffPolicyCopies, MAAC):
             out.append(jnp.moveaxis(qg[self.offsets[g] + k, ..., k, :], 0, -2))
         return tuple(out)
 
-    def copies_q(self, copies, obs, act):
-        """Every agent's ``Q_i(o, (., a_-i))`` from its own copy, and its own row of attention-logit penalty ``[N]``."""
+    def copies_q(self, copies, obs, act, weight=None):
+        """Every agent's ``Q_i(o, (., a_-i))`` from its own copy, and its own row of attention-logit penalty ``[N]``
+        (over the samples whose ``weight`` is true: recurrent actors' padded steps excluded)."""
         q, logits = jax.vmap(self.critic.apply, in_axes=(0, None, None))(copies, obs, act)  # logits [n, B, H, N, N]
         idx = jnp.arange(self.n_agents)
         rows = logits[idx, ..., idx, :]  # [N, B, H, N]: copy i's row i
-        pen = jnp.sum(jnp.square(rows).reshape(self.n_agents, -1), 1) / (logits.shape[1] * max(self.n_agents - 1, 1))
+        if weight is None:
+            pen = jnp.sum(jnp.square(rows).reshape(self.n_agents, -1), 1) / (logits.shape[1] * max(self.n_agents - 1, 1))
+        else:
+            pen = batch_mean(jnp.sum(jnp.square(rows), (2, 3)), weight, axis=1) / max(self.n_agents - 1, 1)
         return self.own(q), pen
 
     def q_values(self, critic_params, obs, act):
@@ -123,7 +136,7 @@ class F2A2SAC(f2a2.OffPolicyCopies, MAAC):
     def soft_target(self, target_actor_params, target_critic_params, batch, key):
         """MAAC's soft target on each agent's own reward with the minimum over its twin target copies."""
         cfg = self.cfg
-        _, next_logp = self.log_policies(target_actor_params, batch["next_obs"], batch["next_avail"])
+        _, next_logp = self.batch_policies(target_actor_params, batch, nxt=True)
         next_a = self.sample(next_logp, key)
         if cfg.moa:  # the others' next actions from each agent's teammate models
             joint = self.observer_actions(next_a, batch["moa"]["next"], jax.random.fold_in(key, 7))
@@ -146,23 +159,23 @@ class F2A2SAC(f2a2.OffPolicyCopies, MAAC):
         """MAAC's policy terms; with teammate models the baseline and ``Q`` read each agent's own joint action."""
         if not self.cfg.moa:
             return self.policy_terms(actor_params, state.critic_params, batch, key, state.extra["old_actor"])
-        logits, logp = self.log_policies(actor_params, batch["obs"], batch["avail"])
+        logits, logp = self.batch_policies(actor_params, batch)
         acts = self.sample(jax.lax.stop_gradient(logp), key)
         q_all = jax.lax.stop_gradient(self.resampled_q(state.critic_params[0], batch, acts, key))
         baseline = jnp.concatenate([jnp.sum(jax.lax.stop_gradient(jnp.exp(lp)) * q, -1) for lp, q in zip(logp, q_all)], -1)
         q = self.gather(q_all, acts)
-        _, old = jax.lax.stop_gradient(self.log_policies(state.extra["old_actor"], batch["obs"], batch["avail"]))
+        _, old = jax.lax.stop_gradient(self.batch_policies(state.extra["old_actor"], batch))
         return PolicyTerms(logits, logp, acts, self.gather(logp, acts), q_all, q, baseline, q - baseline, old, self.gather(old, acts))
 
     def critic_step(self, state, batch, key):
         cfg = self.cfg
-        y, a0 = batch["y"], batch["actions"]
-        _, logp = jax.lax.stop_gradient(self.log_policies(state.actor_params, batch["obs"], batch["avail"]))
+        y, a0, w = batch["y"], batch["actions"], batch.get("weight")  # w: padded steps excluded (recurrent actors)
+        _, logp = jax.lax.stop_gradient(self.batch_policies(state.actor_params, batch))
         a_hat = self.sample(logp, key)
         rho_f, rho_b = self.ratios(logp, batch, a_hat)
 
         def loss(critics):
-            qb = [self.copies_q(c, batch["obs"], self.onehot(a0)) for c in critics]
+            qb = [self.copies_q(c, batch["obs"], self.onehot(a0), w) for c in critics]
             pen = qb[0][1]
             qb = [self.gather(q, a0) for q, _ in qb]
             # Li et al. 2023, Prop. 6 (reward convention): the buffer half; critic 2 has no alpha1 term
@@ -171,8 +184,8 @@ class F2A2SAC(f2a2.OffPolicyCopies, MAAC):
                 qr = [self.gather(self.resampled_q(c, batch, a_hat, key), a_hat) for c in critics]
                 res = -cfg.alpha1 * qr[0] + cfg.alpha2 * rho_b * sum(jnp.square(q - y) for q in qr)
                 per = self.half(per, res)
-            per_agent = per.mean(0) + cfg.attention_penalty * pen
-            return per_agent.sum(), (per_agent, qb[0].mean(0), (qb[0] - y).mean(0))
+            per_agent = batch_mean(per, w) + cfg.attention_penalty * pen
+            return per_agent.sum(), (per_agent, batch_mean(qb[0], w), batch_mean(qb[0] - y, w))
 
         grads, (c_loss, q_mean, offset) = jax.grad(loss, has_aux=True)(state.critic_params)
         cons = self.consensus(state)
@@ -184,12 +197,11 @@ class F2A2SAC(f2a2.OffPolicyCopies, MAAC):
         critic = self.masked(mask, mean_critic, critic)
         state = state._replace(critic_params=critic, critic_opt=critic_opt, extra=self.with_consensus(state.extra, cons))
         return state, {"loss/critic": c_loss.mean(), "diag/critic_loss_per_agent": c_loss, "diag/q_per_agent": q_mean,
-                       "diag/critic_offset_per_agent": offset, "diag/ratio_forward_per_agent": rho_f.mean(0),
-                       "diag/ratio_backward_per_agent": rho_b.mean(0)}
+                       "diag/critic_offset_per_agent": offset, "diag/ratio_forward_per_agent": batch_mean(rho_f, w),
+                       "diag/ratio_backward_per_agent": batch_mean(rho_b, w)}
 
     def actor_step(self, state, batch, key):
-        cfg = self.cfg
-        y = batch["y"]
+        cfg, y, w = self.cfg, batch["y"], batch.get("weight")  # w: padded steps excluded (recurrent actors)
 
         def actor_loss(actor_params):
             terms = self.terms(actor_params, state, batch, key)
@@ -207,14 +219,17 @@ class F2A2SAC(f2a2.OffPolicyCopies, MAAC):
                 logp0 = self.gather(terms.logp, batch["actions"])
                 f0 = jax.lax.stop_gradient(logp0 / cfg.soft_reward_scale - (self.gather(q0, batch["actions"]) - b0))
                 per = self.half(rho_f * logp0 * cfg.alpha1 * f0, per)  # the buffer half
-            reg = jnp.concatenate([jnp.mean(jnp.square(lg), axis=(0, -1)) for lg in terms.logits])
-            per_agent = per.mean(0) + cfg.policy_reg * reg
+            if w is None:
+                reg = jnp.concatenate([jnp.mean(jnp.square(lg), axis=(0, -1)) for lg in terms.logits])
+            else:
+                reg = jnp.concatenate([batch_mean(jnp.mean(jnp.square(lg), -1), w) for lg in terms.logits])
+            per_agent = batch_mean(per, w) + cfg.policy_reg * reg
             return per_agent.sum(), (per_agent, jax.lax.stop_gradient(terms))
 
         grads, (a_loss, terms) = jax.grad(actor_loss, has_aux=True)(state.actor_params)
         actor_params, actor_opt = self.apply_actors(state.actor_params, grads, state.actor_opt)
-        metrics = {"loss/actor": a_loss.mean(), "diag/actor_loss_per_agent": a_loss, "diag/advantage_per_agent": terms.adv.mean(0),
-                   "diag/kl_delta_per_agent": (terms.logp_a - terms.old_logp_a).mean(0)}
+        metrics = {"loss/actor": a_loss.mean(), "diag/actor_loss_per_agent": a_loss, "diag/advantage_per_agent": batch_mean(terms.adv, w),
+                   "diag/kl_delta_per_agent": batch_mean(terms.logp_a - terms.old_logp_a, w)}
         return state._replace(actor_params=actor_params, actor_opt=actor_opt), terms, metrics
 
     def train_step(self, state, batch, key):
