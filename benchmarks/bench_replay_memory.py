@@ -9,6 +9,11 @@ engine); MADDPG compiles fastest. Works on older checkouts too, for before/after
 
     nice -n 10 .venv/bin/python benchmarks/bench_replay_memory.py                          # 8 seeds x 1e5, spread_2
     nice -n 10 .venv/bin/python benchmarks/bench_replay_memory.py --seeds 1 --buffer 1000000
+
+``--preset-sizes ALGO:ENV ...`` instead reports the buffer bytes of one seed under the packaged presets from the
+state's shapes alone (``jax.eval_shape``: nothing allocated, nothing compiled), the figures the SMAX presets state::
+
+    .venv/bin/python benchmarks/bench_replay_memory.py --preset-sizes maddpg:smax/3m maddpg:smax/8m maddpg:smax/2s3z
 """
 
 from __future__ import annotations
@@ -64,6 +69,22 @@ def case(env: str, algo: str, seeds: int, buffer: int, updates: int) -> dict:
             "learned": float(metrics["diag/learning"][:, -1].mean())}
 
 
+def preset_size(spec: str) -> dict:
+    """Buffer bytes of one seed of ``algo:env`` under its packaged presets, from the state's shapes alone."""
+    import jax
+    import numpy as np
+
+    from trustmarl.algos import make_algorithm
+    from trustmarl.experiment.config import build_config
+
+    algo, env = spec.split(":", 1)
+    cfg = build_config(algo, env, {})
+    shapes = jax.eval_shape(make_algorithm(cfg).init, jax.random.PRNGKey(0)).buffer
+    total = sum(int(np.prod(x.shape)) * x.dtype.itemsize for x in jax.tree.leaves(shapes))
+    return {"algo": algo, "env": env, "buffer_size": cfg.algo.buffer_size, "buffer_bytes_per_seed": total,
+            "bytes_per_transition": total / cfg.algo.buffer_size}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--env", default="mpe/spread_2")
@@ -73,7 +94,16 @@ def main() -> None:
     p.add_argument("--updates", type=int, default=12, help="updates in the chunk (12 x 96 steps: learning starts)")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--preset-sizes", nargs="+", metavar="ALGO:ENV", help="buffer bytes per seed under the presets (shapes only)")
     args = p.parse_args()
+    if args.preset_sizes:
+        rows = [preset_size(s) for s in args.preset_sizes]
+        for r in rows:
+            print(f"{r['algo']} {r['env']}: {r['buffer_size']:,} transitions, {r['bytes_per_transition']:.0f} B/transition, "
+                  f"{r['buffer_bytes_per_seed'] / 2**30:.2f} GiB per seed")
+        if args.out is not None:
+            args.out.write_text(json.dumps(rows, indent=2) + "\n")
+        return
     if args.child:
         print(json.dumps(case(args.env, args.algo, args.seeds, args.buffer, args.updates)))
         return
