@@ -8,8 +8,8 @@ last 10k steps), beside the paper's Table 4/5 entry. The communication settings 
 (Table 4) and the consensus interval ``N(mu, sigma)`` (Table 5); "no communication" is Table 4's empty graph,
 which Table 5's ``N(inf, 0)`` equals.
 
-Actors are feed-forward: the paper's SMAC actors are two-layer GRUs of 64 units; the reproduction switches to them
-once ``algo.recurrent=true`` exists for the F2A2 variants and their centralised counterparts.
+MAAC and F2A2-SAC run their SMAX presets, which are the same: GRU actors of 64 units (the paper's SMAC actors are
+two-layer GRUs of 64 units) learning from whole episodes, pymarl's 5000-episode buffer, epsilon 0.5 -> 0.01.
 
 Tiers: ``smoke`` (tests: 3m, MAAC and F2A2-SAC with and without communication, tiny networks, a few updates; no
 claim); ``cpu`` (3m: centralised, complete graph, no communication; 3 seeds, ``CPU_STEPS`` env steps each, sized
@@ -42,7 +42,7 @@ PAPER = {
 }
 CPU_STEPS = 25_000  # env steps per run of the cpu tier: what 3 h allow at the measured rates (TIER_TIMES)
 SMOKE_OFF = {"algo.num_envs": 2, "algo.rollout_len": 8, "algo.hidden_sizes": [16], "algo.buffer_size": 256,
-             "algo.batch_size": 8, "algo.learning_starts": 16}
+             "algo.batch_size": 8, "algo.learning_starts": 16, "algo.seq_len": 8}
 TIERS = {
     "smoke": {"envs": ("smax/3m",), "settings": ("100", "0"), "seeds": 1, "steps": 32, "eval_every": 16, "eval_episodes": 2},
     "cpu": {"envs": ("smax/3m",), "settings": ("100", "0"), "seeds": 3, "steps": CPU_STEPS, "eval_every": CPU_STEPS // 10,
@@ -53,14 +53,15 @@ TIERS = {
 TIER_TIMES = {
     "smoke": "~5 min (2 CPU cores at a load of ~8, measured; 3 tiny runs, each compiled with its evaluation)",
     "cpu": "~2.6 h on 2 CPU cores at a load of ~8 (estimated, not run: MAAC 126 and F2A2-SAC 17.7 env steps/s measured "
-           "on 3m with the presets and one seed; 3 seeds x 25k env steps per run, seeds counted as sequential)",
+           "on 3m with the presets and one seed, F2A2-SAC's with its earlier feed-forward preset: not re-measured with its "
+           "GRU actors; 3 seeds x 25k env steps per run, seeds counted as sequential)",
     "full": "2 algorithms x 3 maps, 12 settings x 5 seeds x 2M env steps: a GPU or a cluster (not measured)",
 }
 
 
 def as_decentralised(central: str, dec: str, env: str) -> dict[str, Any]:
-    """Overrides giving the centralised run the F2A2 variant's preset value of every key they share: MAAC's SMAX
-    presets have GRU actors, F2A2-SAC's feed-forward ones, and the comparison needs the same actors and settings."""
+    """Overrides giving the centralised run the F2A2 variant's preset value of every key they share (the comparison
+    needs the same actors and settings; MAAC's and F2A2-SAC's SMAX presets agree, so this is empty unless one changes)."""
     import dataclasses
 
     from trustmarl.experiment.config import build_config
@@ -123,9 +124,8 @@ def _smax(out_dir: Path, tier: str, jobs: int = 1, in_process: bool = False) -> 
             "rates are not comparable in absolute value with the paper's SMAC numbers.",
             "SMAC's episode limits (3m 60, 8m 120, 2s3z 120) through the SMAX adapter's kwargs; SMAX's reward "
             "(normalised enemy health lost, +1 for a win) is not SMAC's 0-20 scale.",
-            "Feed-forward actors (the paper's are two-layer GRUs of 64 units; the reproduction switches once "
-            "recurrent off-policy actors exist for the F2A2 variants): the centralised runs take the F2A2 variant's "
-            "settings, so MAAC runs here without the GRU actors of its own SMAX presets. COMA's critic takes one step per update, not "
+            "GRU actors of 64 units on whole episodes for MAAC and F2A2-SAC (one GRU layer after a 64-unit ReLU layer; "
+            "the paper's are two-layer GRUs of 64 units), at the same settings. COMA's critic takes one step per update, not "
             "mini-batches of 8 looping backward in time.",
             f"{tier} tier: {', '.join(t['envs'])}; settings {', '.join(t['settings'])} and the centralised "
             f"counterpart; {t['seeds']} seed(s), {t['steps']:,} env steps"
