@@ -16,6 +16,16 @@ agent's samples). Run from the repository root::
 ``--pairs moa``: F2A2-SAC (one critic) with the paper's teammate models (``moa_model=paper``: character and
 mental GRUs, natural and impromptu heads, their own batches) against the simple one-layer model and
 against the true policies (``moa=false``).
+
+``--pairs isac_copies``: F2A2-ISAC's gradient iteration (``train_step``: critic and actor steps, the consensus
+event) against team size on MAgent2 battle (``--maps``; the host env's spaces only, nothing is played: the batch
+is drawn from the unfilled buffer with every agent marked alive) at the packaged preset, for ``copies=one``,
+``copies=per_agent`` (PDHG consensus, the default) and ``copies=per_agent consensus=mean``; reports CPU seconds
+per iteration, the ratio per_agent / one (Li et al. 2023's per-agent copies take n gradients on 128 samples
+where one network takes one on 128 n: the same FLOPs) and the learner state's bytes (parameters, Adam moments,
+targets, consensus views and duals; the buffer left out)::
+
+    .venv/bin/python benchmarks/bench_f2a2.py --pairs isac_copies --maps 12 20 24 30 --updates 3
 """
 
 from __future__ import annotations
@@ -34,7 +44,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 from trustmarl.algos import make_algorithm  # noqa: E402
 from trustmarl.experiment.config import build_config  # noqa: E402
 
-PAIRS = {"sac": ("maac", "f2a2_sac", {"algo.n_critics": 1}), "coma": ("coma", "f2a2_coma", {}), "moa": ("f2a2_sac", "f2a2_sac", {})}
+PAIRS = {"sac": ("maac", "f2a2_sac", {"algo.n_critics": 1}), "coma": ("coma", "f2a2_coma", {}), "moa": ("f2a2_sac", "f2a2_sac", {}),
+         "isac_copies": ("f2a2_isac", "f2a2_isac", {})}
+ISAC_MODES = {"one": {"algo.copies": "one"}, "per_agent": {"algo.copies": "per_agent"},
+              "per_agent_mean": {"algo.copies": "per_agent", "algo.consensus": "mean"}}
 MOA = {"algo.n_critics": 1, "algo.moa": True}  # --pairs moa: the settings compared (paper vs simple vs none)
 
 
@@ -62,6 +75,59 @@ class Timed:
         return (time.process_time() - t) / updates
 
 
+class TimedIteration:
+    """F2A2-ISAC's ``train_step`` compiled on a host env's spaces, on one batch from its unfilled buffer with every
+    agent alive (the cost of an iteration does not depend on the values)."""
+
+    def __init__(self, env: str, map_size: int, overrides: dict):
+        from trustmarl.experiment.backends import build_algorithm
+        from trustmarl.rollout.host import placeholder_timestep
+
+        cfg = build_config("f2a2_isac", env, {"env.map_size": map_size, "algo.num_envs": 1, "algo.buffer_size": 256,
+                                              "algo.learning_starts": 128, **overrides})
+        a = build_algorithm(cfg, 100)
+        self.n_agents = a.n_agents
+        state = jax.jit(lambda k: a.init_state(k, placeholder_timestep(a.env, (a.num_envs,)), None))(jax.random.PRNGKey(0))
+        batch = jax.jit(lambda b, k: a.sample_batch(b, k, None))(state.buffer, jax.random.PRNGKey(1))
+        self.batch = dict(batch, active=np.ones(batch["active"].shape, bool))
+        self.state = state._replace(buffer=None)
+        self.state_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(self.state))
+        self.step = jax.jit(a.train_step)
+        self.state, _ = self.step(self.state, self.batch, jax.random.PRNGKey(2))  # compilation
+        jax.block_until_ready(self.state)
+
+    def round(self, iterations: int) -> float:
+        t = time.process_time()
+        for i in range(iterations):
+            self.state, _ = self.step(self.state, self.batch, jax.random.PRNGKey(3 + i))
+        jax.block_until_ready(self.state)
+        return (time.process_time() - t) / iterations
+
+
+def isac_copies(args) -> list[dict]:
+    """Per map: CPU seconds per gradient iteration of each ``copies`` mode (interleaved rounds, the median)."""
+    rows = []
+    for m in args.maps:
+        runs = {k: TimedIteration("magent2/battle", m, v) for k, v in ISAC_MODES.items()}
+        times = {k: [] for k in runs}
+        for _ in range(args.rounds):
+            for k, r in runs.items():
+                times[k].append(r.round(args.updates))
+        t = {k: float(np.median(v)) for k, v in times.items()}
+        n = runs["one"].n_agents
+        row = {"pair": "f2a2_isac copies", "env": "magent2/battle", "map_size": m, "agents": n,
+               **{f"{k}_cpu_s": v for k, v in t.items()}, **{f"{k}_state_bytes": r.state_bytes for k, r in runs.items()},
+               "per_agent_over_one": t["per_agent"] / t["one"], "per_agent_mean_over_one": t["per_agent_mean"] / t["one"],
+               "rounds": args.rounds, "iterations_per_round": args.updates}
+        rows.append(row)
+        print(f"map {m} ({n} agents): one {t['one']:.3f}, per_agent {t['per_agent']:.3f}, per_agent mean "
+              f"{t['per_agent_mean']:.3f} CPU s/iteration: per_agent/one {row['per_agent_over_one']:.2f}, "
+              f"per_agent mean/one {row['per_agent_mean_over_one']:.2f}; learner state "
+              + ", ".join(f"{k} {r.state_bytes / 2**20:.1f} MiB" for k, r in runs.items()), flush=True)
+        del runs
+    return rows
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--pairs", nargs="+", default=list(PAIRS), choices=list(PAIRS))
@@ -69,10 +135,14 @@ def main(argv=None) -> int:
     p.add_argument("--updates", type=int, default=5)
     p.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (the median is reported)")
     p.add_argument("--hidden", type=int, default=0, help="network width (0: the presets')")
+    p.add_argument("--maps", type=int, nargs="+", default=[12, 20, 24], help="isac_copies: MAgent2 battle map sizes")
     p.add_argument("--out", default="")
     args = p.parse_args(argv)
     rows = []
     for name in args.pairs:
+        if name == "isac_copies":
+            rows += isac_copies(args)
+            continue
         central, dec, extra = PAIRS[name]
         over = {"algo.hidden_sizes": [args.hidden, args.hidden]} if args.hidden else {}
         if name == "moa":  # the teammate models: paper vs simple vs none (true policies), interleaved

@@ -358,7 +358,8 @@ class OffPolicyCopies:
     """Mixed in before an off-policy centralised algorithm (MAAC, MADDPG) by its F2A2 version: the consensus
     state of the per-agent critic copies and the communication counters, the behaviour log-probability
     vectors stored with every transition (for the ratios ``rho_b``), the truncated ratios, and the teammate
-    models. The algorithm provides :meth:`policy_log_probs` and :meth:`agent_major` (its copies with the
+    models. The algorithm provides :meth:`policy_log_probs`, :meth:`output_log_probs`, :meth:`batch_log_probs`
+    (recurrent actors: from a step's outputs, over a batch's sequences) and :meth:`agent_major` (its copies with the
     agent axis first) and calls :meth:`setup_copies` in its constructor."""
 
     def setup_copies(self, env, cfg) -> None:

@@ -32,6 +32,10 @@ agent ``i``'s actor and target step when the gradient-step count is a multiple o
 
 With ``joint=false``, ``consensus=mean``, ``moa=false``, one critic and plain gradient steps, F2A2-DDPG's
 parameters are ``maddpg critic=shared``'s.
+
+Recurrent actors (``recurrent=true``): MADDPG's GRU actors and sequences; the actor outputs are unrolled over the
+sequences (:meth:`MADDPG.batch_outputs`), the critic copies stay feed-forward on the flattened steps, and every mean
+is over the valid (unpadded) steps. The paper's teammate models do not read sequences.
 """
 
 from __future__ import annotations

@@ -24,6 +24,10 @@ the buffer stores):
 
 With ``joint=false``, ``consensus=mean``, ``n_critics=1``, ``share=maac`` and plain gradient steps
 F2A2-SAC's parameters are MAAC's.
+
+Recurrent actors (``recurrent=true``): MAAC's GRU actors and sequences; every policy term reads the unrolled
+sequences (:meth:`MAAC.batch_policies`), the critic copies stay feed-forward on the flattened steps, and every mean
+is over the valid (unpadded) steps (``batch["weight"]``). The paper's teammate models do not read sequences.
 """
 
 from __future__ import annotations

@@ -78,7 +78,7 @@ class MAACConfig(OffPolicyConfig, SequenceFields, EpsilonFields):
         "gumbel_temperature": "MAAC samples its softmax policies directly",
     }
     CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {**OffPolicyConfig.CHOICES, "sequences": ("windows", "episodes")}
-    RECURRENT_ALGOS = ("maac",)  # descendants (MAMD, MAMT, F2A2-SAC) refuse recurrent=true
+    RECURRENT_ALGOS = ("maac",)  # descendants (MAMD, MAMT) refuse recurrent=true; F2A2-SAC names itself
 
     def validate(self) -> None:
         super().validate()

@@ -68,7 +68,7 @@ class MADDPGConfig(OffPolicyConfig, SequenceFields, EpsilonFields):
 
     CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {**OffPolicyConfig.CHOICES, "actor_others": ("buffer", "current"),
                                                                 "critic": ("per_agent", "shared"), "sequences": ("windows", "episodes")}
-    RECURRENT_ALGOS = ("maddpg", "matd3")  # descendants (F2A2-DDPG, F2A2-TD3) refuse recurrent=true
+    RECURRENT_ALGOS = ("maddpg", "matd3")  # descendants not listed refuse recurrent=true; F2A2-DDPG/-TD3 name themselves
 
     def validate(self) -> None:
         super().validate()
