@@ -96,16 +96,17 @@ class TimedIteration:
         self.state, _ = self.step(self.state, self.batch, jax.random.PRNGKey(2))  # compilation
         jax.block_until_ready(self.state)
 
-    def round(self, iterations: int) -> float:
-        t = time.process_time()
+    def round(self, iterations: int) -> tuple[float, float]:
+        """(CPU seconds, wall seconds) per iteration."""
+        t, w = time.process_time(), time.perf_counter()
         for i in range(iterations):
             self.state, _ = self.step(self.state, self.batch, jax.random.PRNGKey(3 + i))
         jax.block_until_ready(self.state)
-        return (time.process_time() - t) / iterations
+        return (time.process_time() - t) / iterations, (time.perf_counter() - w) / iterations
 
 
 def isac_copies(args) -> list[dict]:
-    """Per map: CPU seconds per gradient iteration of each ``copies`` mode (interleaved rounds, the median)."""
+    """Per map: CPU and wall seconds per gradient iteration of each ``copies`` mode (interleaved rounds, medians)."""
     rows = []
     for m in args.maps:
         runs = {k: TimedIteration("magent2/battle", m, v) for k, v in ISAC_MODES.items()}
@@ -113,16 +114,20 @@ def isac_copies(args) -> list[dict]:
         for _ in range(args.rounds):
             for k, r in runs.items():
                 times[k].append(r.round(args.updates))
-        t = {k: float(np.median(v)) for k, v in times.items()}
+        t = {k: float(np.median([c for c, _ in v])) for k, v in times.items()}
+        wall = {k: float(np.median([w for _, w in v])) for k, v in times.items()}
         n = runs["one"].n_agents
         row = {"pair": "f2a2_isac copies", "env": "magent2/battle", "map_size": m, "agents": n,
-               **{f"{k}_cpu_s": v for k, v in t.items()}, **{f"{k}_state_bytes": r.state_bytes for k, r in runs.items()},
+               **{f"{k}_cpu_s": v for k, v in t.items()}, **{f"{k}_wall_s": v for k, v in wall.items()},
+               **{f"{k}_state_bytes": r.state_bytes for k, r in runs.items()},
                "per_agent_over_one": t["per_agent"] / t["one"], "per_agent_mean_over_one": t["per_agent_mean"] / t["one"],
+               "per_agent_over_one_wall": wall["per_agent"] / wall["one"],
                "rounds": args.rounds, "iterations_per_round": args.updates}
         rows.append(row)
         print(f"map {m} ({n} agents): one {t['one']:.3f}, per_agent {t['per_agent']:.3f}, per_agent mean "
               f"{t['per_agent_mean']:.3f} CPU s/iteration: per_agent/one {row['per_agent_over_one']:.2f}, "
-              f"per_agent mean/one {row['per_agent_mean_over_one']:.2f}; learner state "
+              f"per_agent mean/one {row['per_agent_mean_over_one']:.2f} (wall: one {wall['one']:.3f}, per_agent "
+              f"{wall['per_agent']:.3f} s, ratio {row['per_agent_over_one_wall']:.2f}); learner state "
               + ", ".join(f"{k} {r.state_bytes / 2**20:.1f} MiB" for k, r in runs.items()), flush=True)
         del runs
     return rows
