@@ -102,6 +102,19 @@ def test_replaying_stored_steps_reproduces_the_logits_and_hidden_states_of_actin
     np.testing.assert_array_equal(jnp.swapaxes(out[0], 0, 1), logits[0])
 
 
+def test_f2a2_behaviour_vectors_are_the_epsilon_mixture_acting_drew_from():
+    """With epsilon on (0.5 throughout), the behaviour log-probability vectors F2A2 stores for its ratios are the
+    mixture's, ``log(eps / |available| + (1 - eps) pi)``, at the carried hidden state: at the action taken they equal
+    the stored log-probability of the action (what acting drew from), and they are normalised over the actions."""
+    a, _, state = prepared("f2a2_ddpg", **{"algo.epsilon_start": 0.5, "algo.epsilon_end": 0.5})
+    traj = rollout_of(a, state)
+    vec = traj["behaviour_logp"]
+    at_taken = jnp.concatenate([jnp.take_along_axis(v, ac[..., None], -1)[..., 0] for v, ac in zip(vec, traj["actions"])], -1)
+    np.testing.assert_allclose(at_taken, traj["logp"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(jnp.exp(vec[0]).sum(-1), 1.0, rtol=1e-5)
+    assert float(jnp.exp(vec[0]).min()) >= 0.5 / vec[0].shape[-1] - 1e-6  # every available action keeps eps / |A|
+
+
 def perturb_padding(batch, pad, key):
     """``batch`` with every per-step entry of the padded steps ``pad`` ``[B, L]`` replaced by noise (observations,
     rewards, flags; actions by another action)."""
