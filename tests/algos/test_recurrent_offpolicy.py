@@ -50,6 +50,9 @@ def prepared(name: str, **extra):
     return (a, *filled(a, 0, rollouts=2))
 
 
+NEEDS = {"matd3": {"algo.grad_steps": 2}, "f2a2_td3": {"algo.grad_steps": 3}}  # every actor delay within an update
+
+
 def sample(a, state, key):
     """One gradient step's batch (jitted: eager gathers are slow)."""
     return jax.jit(lambda buffer, k: a.sample_batch(buffer, k, None))(state.buffer, key)
@@ -70,7 +73,7 @@ def test_replaying_stored_steps_reproduces_the_logits_and_hidden_states_of_actin
     the shapes acting had) from its first stored hidden state gives bit for bit the hidden states stored next (reset
     where an episode starts) and the log-probabilities of the actions taken (epsilon 0: the policy's own); the F2A2
     versions' stored behaviour log-probability vectors are the replayed policies' (read by the ratios)."""
-    a, state0, state = prepared(name)
+    a, state0, state = prepared(name, **NEEDS.get(name, {}))
     traj = rollout_of(a, state)
     first = np.asarray(traj["first"])
     assert first[5].all() and not first[1:5].any()  # 5-step episodes
@@ -159,7 +162,7 @@ def test_padded_steps_add_nothing_to_any_loss_or_gradient(name):
     """Sequences whose last steps are padding (an episode ended before them): noise in every padded entry
     (observations, successors, rewards, actions, flags) leaves the gradient step, its targets and every loss
     unchanged; the same noise on a valid step changes them."""
-    a, _, state = prepared(name, **{"matd3": {"algo.grad_steps": 2}, "f2a2_td3": {"algo.grad_steps": 3}}.get(name, {}))
+    a, _, state = prepared(name, **NEEDS.get(name, {}))
     batch = sample(a, state, jax.random.PRNGKey(2))
     B, L = batch["seq"]["first"].shape
     pad = jnp.broadcast_to(jnp.arange(L) >= 2, (B, L))  # steps 2.. are padding; step 1 ends the episode
