@@ -157,12 +157,14 @@ def test_episode_batches_start_at_an_episode_and_mark_the_steps_after_its_end_as
 
 
 @pytest.mark.parametrize("name", ["maac", "f2a2_sac", pytest.param("matd3", marks=pytest.mark.slow),
-                                  pytest.param("f2a2_td3", marks=pytest.mark.slow)])
+                                  pytest.param("f2a2_td3", marks=pytest.mark.slow), pytest.param("f2a2_sac-moa", marks=pytest.mark.slow)])
 def test_padded_steps_add_nothing_to_any_loss_or_gradient(name):
     """Sequences whose last steps are padding (an episode ended before them): noise in every padded entry
     (observations, successors, rewards, actions, flags) leaves the gradient step, its targets and every loss
-    unchanged; the same noise on a valid step changes them."""
-    a, _, state = prepared(name, **NEEDS.get(name, {}))
+    unchanged (``-moa``: F2A2-SAC with the simple teammate models, their step too); the same noise on a valid step
+    changes them."""
+    name, _, variant = name.partition("-")
+    a, _, state = prepared(name, **NEEDS.get(name, {}), **({"algo.moa": True} if variant == "moa" else {}))
     batch = sample(a, state, jax.random.PRNGKey(2))
     B, L = batch["seq"]["first"].shape
     pad = jnp.broadcast_to(jnp.arange(L) >= 2, (B, L))  # steps 2.. are padding; step 1 ends the episode
@@ -170,10 +172,10 @@ def test_padded_steps_add_nothing_to_any_loss_or_gradient(name):
     step = jax.jit(a.train_step)
     ref_state, ref_m = step(state, batch, jax.random.PRNGKey(3))
     got_state, got_m = step(state, perturb_padding(batch, pad, jax.random.PRNGKey(4)), jax.random.PRNGKey(3))
-    for x, y in zip(jax.tree.leaves((ref_state.actor_params, ref_state.critic_params)),
-                    jax.tree.leaves((got_state.actor_params, got_state.critic_params))):
+    for x, y in zip(jax.tree.leaves((ref_state.actor_params, ref_state.critic_params, ref_state.extra.get("moa"))),
+                    jax.tree.leaves((got_state.actor_params, got_state.critic_params, got_state.extra.get("moa")))):
         np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
-    for k in ("loss/critic", "loss/actor"):
+    for k in ("loss/critic", "loss/actor", "loss/moa") if variant else ("loss/critic", "loss/actor"):
         np.testing.assert_allclose(ref_m[k], got_m[k], rtol=1e-6)
     valid_too = jnp.broadcast_to(jnp.arange(L) >= 1, (B, L))  # the check can fail: noise on step 1 (valid) counts
     bad_state, _ = step(state, perturb_padding(batch, valid_too, jax.random.PRNGKey(4)), jax.random.PRNGKey(3))
