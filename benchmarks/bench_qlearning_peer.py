@@ -54,7 +54,7 @@ rewards["__all__"]          team_reward mean (smax) / sum (mpe)            CTRol
 double Q                    double_q true                                  online argmax, target value
 MIXER_EMBEDDING_DIM         mixer_embed (qmix)                             same
 MIXER_HYPERNET_HIDDEN_DIM   hypernet_hidden (qmix)                         same; V(s) two layers in both
-MIXER_INIT_SCALE            (ours: the library's initialisers)             not mapped
+MIXER_INIT_SCALE            mixer_init_scale (qmix)                        same: orthogonal(scale) mixer kernels
 TEST_* (greedy test)        (none in the timed loop)                       under vmap their test runs every
                                                                            update (see below)
 =========================== ============================================== ==========================================
@@ -137,7 +137,8 @@ def our_overrides(their: dict[str, Any], algo: str, setting: dict[str, Any], sch
     }
     if algo == "qmix":
         out |= {"algo.mixer_embed": int(their["MIXER_EMBEDDING_DIM"]),
-                "algo.hypernet_hidden": int(their["MIXER_HYPERNET_HIDDEN_DIM"])}
+                "algo.hypernet_hidden": int(their["MIXER_HYPERNET_HIDDEN_DIM"]),
+                "algo.mixer_init_scale": float(their.get("MIXER_INIT_SCALE", 0.0))}
     else:
         out = {k: v for k, v in out.items() if k not in ("algo.critic_lr", "algo.critic_max_grad_norm")}  # VDN: no mixer
     return out
