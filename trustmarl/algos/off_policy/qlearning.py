@@ -23,7 +23,10 @@ one choice of *mixer*, how the chosen utilities make the value the TD loss is ta
   they learn from windows of ``seq_len`` consecutive steps of one env copy (``batch_size`` windows), unrolled
   from the stored hidden state at the window's start (R2D2's "stored state", Kapturowski et al. 2019), after
   ``burn_in`` steps before the window unrolled without gradient (R2D2's burn-in); the utilities of ``o'_t`` are
-  one more GRU step from the hidden state after ``o_t`` (exact at truncations too);
+  one more GRU step from the hidden state after ``o_t``: the unroll's own step ``t + 1`` within an episode, an extra
+  step at the window's last step and at a truncation (exact there too; ``SequenceAgents.unroll(successor=True)``);
+- one online pass per gradient step: the loss's utilities (with gradient) also give the double-Q argmax at ``o'``
+  (without gradient), so recurrent agents unroll the online network once and the target network once;
 - TD(lambda) (``td_lambda > 0``, feed-forward or recurrent agents): windows of ``seq_len`` steps, each step's
   target the lambda-return of the one-step targets above (:func:`lambda_returns`), cut at episode ends.
 
