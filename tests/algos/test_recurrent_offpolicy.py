@@ -306,3 +306,27 @@ def test_successor_unroll_equals_the_exact_next_step_except_after_a_termination(
     np.testing.assert_array_equal(np.asarray(fast[0])[~term], np.asarray(exact[0])[~term])
     np.testing.assert_array_equal(np.asarray(fast[0])[1, 4], np.asarray(out[0])[1, 5])  # after a termination: the next episode's first
     assert not np.allclose(np.asarray(exact[0])[term], np.asarray(fast[0])[term])
+
+
+@pytest.mark.slow  # 82 s single process at a load of ~15 (the rollout, train_step and reference compilations)
+def test_one_pass_train_step_equals_the_two_pass_loss():
+    """A recurrent QMIX gradient step makes one online pass (its loss's unroll also gives the double-Q argmax at o',
+    reusing the unroll's next step within an episode); its TD loss equals the loss built the two-pass way: the
+    online and target networks each stepped twice per step (at o_t and at o'_t, ``unroll(successor=False)``).
+    5-step episodes and windows of 4 steps: the batch holds truncations and episode starts."""
+    from trustmarl.algos.off_policy.qlearning import next_values
+
+    a, _, state = prepared("qmix")
+    state = state._replace(target_actor_params=jax.tree.map(lambda x: 0.9 * x, state.target_actor_params))
+    batch = sample(a, state, jax.random.PRNGKey(3))
+    assert bool(batch["truncated"].any()) and bool(batch["first"][:, 1:].any())
+    loss = jax.jit(lambda s, b: a.train_step(s, b, jax.random.PRNGKey(4))[1]["loss/td"])(state, batch)
+
+    def two_pass(s, b):
+        step = lambda p: lambda h, o, av, r: a.q_step(p, h, o, av, r)  # noqa: E731
+        q_on = a.unroll(step(s.actor_params), b)[1]  # exact: one more step at every o'_t
+        q_tg = a.unroll(step(s.target_actor_params), b)[1]
+        v = a.mix(s.target_critic_params, next_values(q_on, q_tg, True), b["next_state"])
+        return a.losses(s.actor_params, s.critic_params, b, a.team(b["reward"]) + b["discount"] * v)[0]
+
+    assert float(loss) == pytest.approx(float(jax.jit(two_pass)(state, batch)), rel=1e-5)
