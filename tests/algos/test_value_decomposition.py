@@ -217,6 +217,7 @@ def test_masked_actions_are_never_chosen():
     ("vdn", {"algo.team_reward": "individual"}, "algo.team_reward=individual is not allowed for vdn"),
     ("iql", {"algo.n_steps": 0}, "algo.n_steps=0 must be an integer >= 1"),
     ("qmix", {"algo.mixer_embed": 0}, "algo.mixer_embed=0 must be an integer >= 1"),
+    ("qmix", {"algo.mixer_init_scale": -0.1}, "algo.mixer_init_scale=-0.1 is not allowed; choose 0"),
 ])
 def test_bad_values_are_one_line_config_errors(algo, overrides, needle):
     with pytest.raises(ConfigError) as err:
