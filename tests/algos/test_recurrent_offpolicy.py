@@ -306,3 +306,60 @@ def test_every_recurrent_variant_traces(name, extra):
     a = algo(name, **extra)
     _, metrics = jax.eval_shape(a.update, jax.eval_shape(a.init, jax.random.PRNGKey(0)))
     assert metrics["loss/critic"].shape == () and metrics["loss/actor"].shape == ()
+
+
+def test_successor_unroll_equals_the_exact_next_step_except_after_a_termination():
+    """``unroll(successor=True)`` (value decomposition's learner: one step per step) gives the outputs at ``next_obs``
+    bit for bit as the exact unroll (an extra step at every step) wherever they are bootstrapped: within an episode
+    (``next_obs_t = obs_{t+1}``), at a truncation mid-window (the episode's final observation, not the next stored
+    one) and at the window's last step; a terminated step's (never bootstrapped) is the next episode's first."""
+    from trustmarl.algos.off_policy.sequences import SequenceAgents
+
+    def step(h, obs, avail, reset):  # a toy recurrent cell: any function of (hidden, input) shows the bookkeeping
+        h = jnp.tanh(0.5 * jnp.where(reset[..., None, None], 0.0, h[0]) + obs[0] * avail[0])
+        return (h,), (2.0 * h + 1.0,)
+
+    B, L = 3, 6
+    rng = np.random.default_rng(0)
+    term, trunc = np.zeros((B, L), bool), np.zeros((B, L), bool)
+    term[1, 4] = trunc[1, 2] = True  # row 1: truncated at 2, terminated at 4
+    term[2, 1] = trunc[2, 5] = True  # row 2: terminated at 1, truncated at the window's last step
+    obs = rng.normal(size=(B, L + 1, 1, 2)).astype(np.float32)
+    nxt = obs[:, 1:].copy()
+    done = term | trunc
+    nxt[done] = rng.normal(size=(int(done.sum()), 1, 2))  # an episode's final observation is not the next stored one
+    first = np.concatenate([np.zeros((B, 1), bool), done[:, :-1]], 1)
+    batch = {"obs": (jnp.asarray(obs[:, :L]),), "next_obs": (jnp.asarray(nxt),), "avail": (jnp.ones((B, L, 1, 2)),),
+             "next_avail": (jnp.ones((B, L, 1, 2)),), "first": jnp.asarray(first), "terminated": jnp.asarray(term),
+             "truncated": jnp.asarray(trunc), "hidden": (jnp.asarray(rng.normal(size=(B, L, 1, 2)), jnp.float32),)}
+    a = object.__new__(SequenceAgents)
+    out, exact = jax.jit(lambda b: a.unroll(step, b))(batch)
+    out_s, fast = jax.jit(lambda b: a.unroll(step, b, successor=True))(batch)
+    np.testing.assert_array_equal(out_s[0], out[0])
+    np.testing.assert_array_equal(np.asarray(fast[0])[~term], np.asarray(exact[0])[~term])
+    np.testing.assert_array_equal(np.asarray(fast[0])[1, 4], np.asarray(out[0])[1, 5])  # after a termination: the next episode's first
+    assert not np.allclose(np.asarray(exact[0])[term], np.asarray(fast[0])[term])
+
+
+@pytest.mark.slow  # 82 s single process at a load of ~15 (the rollout, train_step and reference compilations)
+def test_one_pass_train_step_equals_the_two_pass_loss():
+    """A recurrent QMIX gradient step makes one online pass (its loss's unroll also gives the double-Q argmax at o',
+    reusing the unroll's next step within an episode); its TD loss equals the loss built the two-pass way: the
+    online and target networks each stepped twice per step (at o_t and at o'_t, ``unroll(successor=False)``).
+    5-step episodes and windows of 4 steps: the batch holds truncations and episode starts."""
+    from trustmarl.algos.off_policy.qlearning import next_values
+
+    a, _, state = prepared("qmix")
+    state = state._replace(target_actor_params=jax.tree.map(lambda x: 0.9 * x, state.target_actor_params))
+    batch = sample(a, state, jax.random.PRNGKey(3))
+    assert bool(batch["truncated"].any()) and bool(batch["first"][:, 1:].any())
+    loss = jax.jit(lambda s, b: a.train_step(s, b, jax.random.PRNGKey(4))[1]["loss/td"])(state, batch)
+
+    def two_pass(s, b):
+        step = lambda p: lambda h, o, av, r: a.q_step(p, h, o, av, r)  # noqa: E731
+        q_on = a.unroll(step(s.actor_params), b)[1]  # exact: one more step at every o'_t
+        q_tg = a.unroll(step(s.target_actor_params), b)[1]
+        v = a.mix(s.target_critic_params, next_values(q_on, q_tg, True), b["next_state"])
+        return a.losses(s.actor_params, s.critic_params, b, a.team(b["reward"]) + b["discount"] * v)[0]
+
+    assert float(loss) == pytest.approx(float(jax.jit(two_pass)(state, batch)), rel=1e-5)

@@ -132,6 +132,34 @@ def test_qmix_is_monotone_in_every_utility_and_vmaps_over_seeds():
     assert grad.shape == (seeds, B, n) and bool(jnp.all(grad >= 0.0)) and bool(jnp.any(grad > 0.0))
 
 
+def test_qmix_smax_preset_mixer_starts_near_zero_on_smax_scale_states():
+    """SMAX's global state (3m: 6 units x [alive, x, y, ...] + flags, 72 features) holds raw map coordinates (0-32),
+    not SMAC's normalised features. LeCun-initialised hypernetworks of it start with Q_tot in the hundreds and
+    dQ_tot/dQ_i ~ 250 against team returns ~1, and QMIX's 3m preset then won no battle in 1M env steps; its
+    orthogonal(0.001) mixer kernels (JaxMARL's MIXER_INIT_SCALE) start with |Q_tot| and dQ_tot/dQ_i near 0."""
+    cfg = build_config("qmix", "smax/3m").algo
+    assert cfg.mixer_init_scale == 0.001
+    rng = np.random.default_rng(0)
+    s = np.zeros((64, 72), np.float32)
+    units = s[:, :60].reshape(64, 6, 10)  # a view: per unit alive, x, y, then 7 features in [0, 1]
+    units[:, :, 0] = 1.0
+    units[:, :, 1:3] = rng.uniform(0.0, 32.0, (64, 6, 2))
+    units[:, :, 3:] = rng.uniform(0.0, 1.0, (64, 6, 7))
+    q = jnp.asarray(rng.normal(0.0, 0.1, (64, 3)), jnp.float32)
+
+    def start(scale):
+        mixer = QMixer(3, cfg.mixer_embed, cfg.hypernet_hidden, init_scale=scale)
+        params = jax.jit(mixer.init)(jax.random.PRNGKey(0), jnp.zeros((3,)), jnp.zeros((72,)))
+        mix = lambda x: mixer.apply(params, x, jnp.asarray(s))  # noqa: E731
+        q_tot, grad = jax.jit(lambda x: (mix(x), jax.grad(lambda y: mix(y).sum())(x)))(q)
+        return float(jnp.abs(q_tot).max()), float(grad.max())
+
+    q_tot, grad = start(cfg.mixer_init_scale)
+    assert q_tot < 1e-3 and grad < 1e-3, (q_tot, grad)
+    q_tot, grad = start(0.0)  # the library's LeCun-normal kernels: what the preset avoids
+    assert q_tot > 50.0 and grad > 50.0, (q_tot, grad)
+
+
 def test_qtran_losses_against_numpy():
     rng = np.random.default_rng(3)
     q_taken, q_greedy = rng.normal(size=(7, 3)), rng.normal(size=(7, 3))
@@ -189,6 +217,7 @@ def test_masked_actions_are_never_chosen():
     ("vdn", {"algo.team_reward": "individual"}, "algo.team_reward=individual is not allowed for vdn"),
     ("iql", {"algo.n_steps": 0}, "algo.n_steps=0 must be an integer >= 1"),
     ("qmix", {"algo.mixer_embed": 0}, "algo.mixer_embed=0 must be an integer >= 1"),
+    ("qmix", {"algo.mixer_init_scale": -0.1}, "algo.mixer_init_scale=-0.1 is not allowed; choose 0"),
 ])
 def test_bad_values_are_one_line_config_errors(algo, overrides, needle):
     with pytest.raises(ConfigError) as err:

@@ -29,6 +29,7 @@ def test_smax_mapping():
     assert ov["algo.epsilon_anneal_end"] == 4096  # 10% of their TOTAL_TIMESTEPS
     assert (ov["algo.gru_size"], ov["algo.hidden_sizes"], ov["algo.grad_steps"]) == (512, [512], 8)
     assert (ov["algo.mixer_embed"], ov["algo.hypernet_hidden"], ov["algo.reward_scale"]) == (64, 256, 10.0)
+    assert ov["algo.mixer_init_scale"] == 0.001  # MIXER_INIT_SCALE: orthogonal(0.001) mixer kernels in both
     assert ov["algo.team_reward"] == "mean"  # CTRolloutManager on SMAX: the first ally's (shared) reward
     cfg = build_config("qmix", "smax/3m", ov)
     assert cfg.algo.num_envs * cfg.algo.rollout_len == 2048

@@ -23,7 +23,10 @@ one choice of *mixer*, how the chosen utilities make the value the TD loss is ta
   they learn from windows of ``seq_len`` consecutive steps of one env copy (``batch_size`` windows), unrolled
   from the stored hidden state at the window's start (R2D2's "stored state", Kapturowski et al. 2019), after
   ``burn_in`` steps before the window unrolled without gradient (R2D2's burn-in); the utilities of ``o'_t`` are
-  one more GRU step from the hidden state after ``o_t`` (exact at truncations too);
+  one more GRU step from the hidden state after ``o_t``: the unroll's own step ``t + 1`` within an episode, an extra
+  step at the window's last step and at a truncation (exact there too; ``SequenceAgents.unroll(successor=True)``);
+- one online pass per gradient step: the loss's utilities (with gradient) also give the double-Q argmax at ``o'``
+  (without gradient), so recurrent agents unroll the online network once and the target network once;
 - TD(lambda) (``td_lambda > 0``, feed-forward or recurrent agents): windows of ``seq_len`` steps, each step's
   target the lambda-return of the one-step targets above (:func:`lambda_returns`), cut at episode ends.
 
@@ -261,7 +264,7 @@ class QLearning(SequenceAgents, OffPolicy):
         if not self.recurrent:
             nxt = self.q_values(params, batch["next_obs"], batch["next_avail"]) if with_next else None
             return self.q_values(params, batch["obs"], batch["avail"]), nxt
-        return self.unroll(lambda h, o, av, r: self.q_step(params, h, o, av, r), batch, with_next)
+        return self.unroll(lambda h, o, av, r: self.q_step(params, h, o, av, r), batch, with_next, successor=True)
 
     def warm_up(self, params, steps: dict) -> tuple:
         """The hidden states ``[B, n_g, H]`` after unrolling windows ``[B, L, ...]`` from their stored hidden state."""
@@ -321,17 +324,21 @@ class QLearning(SequenceAgents, OffPolicy):
         return reward if mode == "individual" else (reward.sum(-1) if mode == "sum" else reward.mean(-1))
 
     # ---- learning ------------------------------------------------------------------------------
-    def next_value(self, state: OffPolicyState, batch: dict) -> jax.Array:
+    def next_value(self, state: OffPolicyState, batch: dict, q_next: tuple | None = None) -> jax.Array:
         """``Q_tot^-(s', a')`` ``[B, (L,)]`` (IQL: per agent ``[B, (L,) N]``), ``a'`` the online argmax (double Q,
-        van Hasselt et al. 2016, eq. 4) valued by the target networks."""
-        q_on = self.utilities(state.actor_params, batch)[1]
+        van Hasselt et al. 2016, eq. 4) valued by the target networks; ``q_next``: the online utilities at ``o'``
+        if already computed (:meth:`train_step`), else computed here."""
         q_tg = self.utilities(state.target_actor_params, batch)[1]
+        if not self.cfg.double_q:
+            q_on = q_tg  # unused: the target's own max
+        else:
+            q_on = self.utilities(state.actor_params, batch)[1] if q_next is None else jax.lax.stop_gradient(q_next)
         return self.mix(state.target_critic_params, next_values(q_on, q_tg, self.cfg.double_q), batch.get("next_state"))
 
-    def targets(self, state: OffPolicyState, batch: dict) -> jax.Array:
+    def targets(self, state: OffPolicyState, batch: dict, q_next: tuple | None = None) -> jax.Array:
         """``y = R + gamma^k (1 - terminated) Q_tot^-(s', a')`` (Rashid et al. 2018, eq. 6's y_tot); on windows with
         ``td_lambda > 0`` the lambda-returns of these one-step targets (Sutton & Barto 2018, Sec. 12.1)."""
-        v = self.next_value(state, batch)
+        v = self.next_value(state, batch, q_next)
         r, disc = self.team(batch["reward"]), batch["discount"]
         if r.ndim < v.ndim:  # IQL on the team reward: the same reward for every agent
             r = r[..., None]
@@ -340,18 +347,25 @@ class QLearning(SequenceAgents, OffPolicy):
             return lambda_returns(r, disc, v, done, self.cfg.td_lambda, batch.get("valid"))
         return r + expand(disc, v) * v
 
-    def losses(self, q_params, mixer_params, batch: dict, y: jax.Array) -> tuple[jax.Array, dict]:
+    def losses(self, q_params, mixer_params, batch: dict, y: jax.Array, q_all: tuple | None = None) -> tuple[jax.Array, dict]:
         """The TD loss ``E[(Q_tot(s, a) - y)^2]`` (Rashid et al. 2018, eq. 6; IQL/VDN the same with their Q_tot),
-        over the steps that are not padding (``valid``)."""
-        q = chosen(self.utilities(q_params, batch, with_next=False)[0], batch["actions"])  # [B, (L,) N]
+        over the steps that are not padding (``valid``); ``q_all``: the utilities at ``obs`` if already computed."""
+        q_all = self.utilities(q_params, batch, with_next=False)[0] if q_all is None else q_all
+        q = chosen(q_all, batch["actions"])  # [B, (L,) N]
         q_tot = self.mix(mixer_params, q, batch.get("state"))
         td2 = masked_mean(jnp.square(q_tot - y), batch.get("valid"))
         return td2, {"loss/td": td2, "diag/q_tot": masked_mean(q_tot, batch.get("valid")),
                      "diag/q_per_agent": q.reshape(-1, q.shape[-1]).mean(0)}
 
+    def loss_and_targets(self, params: tuple, state: OffPolicyState, batch: dict) -> tuple[jax.Array, dict]:
+        """The loss with its targets from one pass of the online networks: the utilities at ``obs`` (differentiated)
+        and, for double Q, at ``o'`` (the argmax only, without gradient); recurrent agents unroll once."""
+        q_all, q_next = self.utilities(params[0], batch, with_next=self.cfg.double_q)
+        y = jax.lax.stop_gradient(self.targets(state, batch, q_next))
+        return self.losses(params[0], params[1], batch, y, q_all)
+
     def train_step(self, state: OffPolicyState, batch: dict, key):
-        y = jax.lax.stop_gradient(self.targets(state, batch))
-        grads, metrics = jax.grad(lambda p: self.losses(p[0], p[1], batch, y), has_aux=True)(
+        grads, metrics = jax.grad(lambda p: self.loss_and_targets(p, state, batch), has_aux=True)(
             (state.actor_params, state.critic_params))
         q_params, q_opt = self.apply_actors(state.actor_params, grads[0], state.actor_opt)
         mixer, mixer_opt = self.apply_critic(state.critic_params, grads[1], state.critic_opt)

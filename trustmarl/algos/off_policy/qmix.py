@@ -22,8 +22,9 @@ import jax.numpy as jnp
 
 from trustmarl.algos import register_algo
 from trustmarl.algos.off_policy.qlearning import QLearning, QLearningConfig
+from trustmarl.initializers import orthogonal
 from trustmarl.networks import Dense
-from trustmarl.validation import positive_int
+from trustmarl.validation import ConfigError, positive_int
 
 
 @dataclasses.dataclass
@@ -33,12 +34,16 @@ class QMIXConfig(QLearningConfig):
     name: str = "qmix"
     mixer_embed: int = 32  # width of the mixing network's hidden layer (pymarl: 32)
     hypernet_hidden: int = 64  # hidden width of the hypernetworks producing the mixing weights (pymarl: 64)
+    mixer_init_scale: float = 0.0  # 0: LeCun-normal mixer kernels | > 0: orthogonal(scale) kernels (JaxMARL's MIXER_INIT_SCALE)
 
     NEEDS_STATE: typing.ClassVar[bool] = True
 
     def validate(self) -> None:
         super().validate()
         positive_int(self, "mixer_embed", "hypernet_hidden")
+        if not self.mixer_init_scale >= 0:
+            raise ConfigError(f"algo.mixer_init_scale={self.mixer_init_scale} is not allowed; choose 0 (LeCun-normal "
+                              "kernels) or a positive orthogonal scale")
 
 
 class QMixer(nn.Module):
@@ -47,25 +52,29 @@ class QMixer(nn.Module):
     n_agents: int
     embed: int = 32
     hyper_hidden: int = 64
+    init_scale: float = 0.0  # 0: LeCun-normal kernels; > 0: orthogonal(init_scale)
 
     @nn.compact
     def __call__(self, q, state):
+        init = orthogonal(self.init_scale) if self.init_scale > 0 else nn.initializers.lecun_normal()
+        Dense_ = lambda out, name: Dense(out, kernel_init=init, name=name)  # noqa: E731
+
         def hyper(out, name):  # two-layer hypernetwork (pymarl's hypernet_layers=2)
-            return Dense(out, name=f"{name}_out")(nn.relu(Dense(self.hyper_hidden, name=f"{name}_hidden")(state)))
+            return Dense_(out, f"{name}_out")(nn.relu(Dense_(self.hyper_hidden, f"{name}_hidden")(state)))
 
         n, e = self.n_agents, self.embed
         w1 = jnp.abs(hyper(n * e, "w1")).reshape(state.shape[:-1] + (n, e))  # |.|: monotone (Rashid et al. 2018, eq. 5)
-        b1 = Dense(e, name="b1")(state)
+        b1 = Dense_(e, "b1")(state)
         hidden = nn.elu(jnp.einsum("...n,...ne->...e", q, w1) + b1)
         w2 = jnp.abs(hyper(e, "w2"))
-        v = Dense(1, name="v_out")(nn.relu(Dense(e, name="v_hidden")(state)))[..., 0]  # state-dependent bias V(s)
+        v = Dense_(1, "v_out")(nn.relu(Dense_(e, "v_hidden")(state)))[..., 0]  # state-dependent bias V(s)
         return jnp.sum(hidden * w2, axis=-1) + v
 
 
 class QMIX(QLearning):
     def __init__(self, env, cfg: QMIXConfig, total_updates: int | None = None):
         super().__init__(env, cfg, total_updates)
-        self.mixer = QMixer(self.n_agents, cfg.mixer_embed, cfg.hypernet_hidden)
+        self.mixer = QMixer(self.n_agents, cfg.mixer_embed, cfg.hypernet_hidden, init_scale=cfg.mixer_init_scale)
 
     def init_mixer(self, key):
         return self.mixer.init(key, jnp.zeros((self.n_agents,)), jnp.zeros((self.state_dim,)))

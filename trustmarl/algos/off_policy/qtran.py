@@ -74,14 +74,15 @@ class QTRAN(QLearning):
         onehots = [v.reshape(v.shape[:-2] + (-1,)) for v in self.agents.action_vectors(actions)]
         return self.q_jt.apply(params["q"], jnp.concatenate([state] + onehots, -1))
 
-    def next_value(self, state, batch):
+    def next_value(self, state, batch, q_next=None):
         # Q^-_jt(s', a_bar'), a_bar' the online (double Q) or target argmax; the targets y are built from it
-        params = state.actor_params if self.cfg.double_q else state.target_actor_params
-        a_next = tuple(jnp.argmax(q, -1) for q in self.utilities(params, batch)[1])
+        if q_next is None or not self.cfg.double_q:
+            q_next = self.utilities(state.actor_params if self.cfg.double_q else state.target_actor_params, batch)[1]
+        a_next = tuple(jnp.argmax(jax.lax.stop_gradient(q), -1) for q in q_next)
         return self.joint_q(state.target_critic_params, batch["next_state"], a_next)
 
-    def losses(self, q_params, mixer_params, batch, y):
-        q_all = self.utilities(q_params, batch, with_next=False)[0]
+    def losses(self, q_params, mixer_params, batch, y, q_all=None):
+        q_all = self.utilities(q_params, batch, with_next=False)[0] if q_all is None else q_all
         a_bar = tuple(jnp.argmax(q, -1) for q in q_all)
         q_taken, q_greedy = chosen(q_all, batch["actions"]), chosen(q_all, a_bar)
         s = batch["state"]

@@ -198,6 +198,25 @@ def time_major(tree):
     return jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), tree)
 
 
+def successor_outputs(step, out: tuple, hidden: tuple, batch: dict) -> tuple:
+    """The outputs at ``next_obs`` ``[B, L, ...]`` from the unroll's outputs ``out`` and hidden states after each step
+    ``hidden`` (both ``[B, L, ...]``): ``out[t + 1]`` where step ``t`` did not end the episode (the same input and
+    hidden state), one extra ``step`` at the window's last step and at its first truncated step (2 of the L steps)."""
+    b = jnp.arange(batch["truncated"].shape[0])
+    last = batch["truncated"].shape[1] - 1
+    cut = jnp.logical_and(batch["truncated"], jnp.logical_not(batch["terminated"])).at[:, last].set(False)
+    k = jnp.where(jnp.any(cut, 1), jnp.argmax(cut, 1), last)  # [B] the first truncation (else the last step again)
+    at = lambda x: jnp.stack([x[b, k], x[:, last]])  # noqa: E731  [2, B, ...]
+    extra = step(jax.tree.map(at, hidden), jax.tree.map(at, batch["next_obs"]), jax.tree.map(at, batch["next_avail"]),
+                 jnp.zeros((2, b.shape[0]), bool))[1]
+
+    def place(o, e):
+        nxt = jnp.concatenate([o[:, 1:], e[1][:, None]], 1)  # out[t + 1]; the window's last step: its extra step
+        return nxt.at[b, k].set(e[0])  # the first truncation: its extra step (k = last: the same value again)
+
+    return jax.tree.map(place, out, extra)
+
+
 class FeedForwardHead(nn.Module):
     """A feed-forward head (e.g. ``LogitsActor`` or ``DeterministicActor`` with ``hidden_sizes=()``) called as
     :class:`~trustmarl.networks.RecurrentActor` calls its head, ``(y, avail)``; the mask is applied by the caller."""
@@ -238,14 +257,26 @@ class SequenceAgents:
             outs.append(out)
         return tuple(hs), tuple(outs)
 
-    def unroll(self, step, batch: dict, with_next: bool = True) -> tuple[tuple, tuple | None]:
+    def unroll(self, step, batch: dict, with_next: bool = True,
+               successor: bool = False) -> tuple[tuple, tuple | None]:
         """Per group the outputs of ``step(hidden, obs, avail, reset) -> (hidden', out)`` over sequences ``[B, L, ...]``
         at ``obs`` and (``with_next``) at ``next_obs``, unrolled from the stored hidden state at their start, or
-        after the ``burn`` steps before them unrolled without gradient (R2D2's burn-in, Kapturowski et al. 2019)."""
+        after the ``burn`` steps before them unrolled without gradient (R2D2's burn-in, Kapturowski et al. 2019).
+
+        The outputs at ``next_obs_t`` are one more step from the hidden state after ``obs_t``. ``successor=False``
+        takes that step at every ``t`` (exact everywhere: two steps per step). ``successor=True`` takes it only
+        where it differs from the unroll's own next step (:func:`successor_outputs`): within an episode
+        ``next_obs_t`` is ``obs_{t+1}`` and the hidden state is the same, so the output there is reused; the extra
+        step is taken at the window's last step and at its first truncation (where the episode's final observation
+        is not the next stored one). A terminated step's next output is then the next episode's first (never
+        bootstrapped: the discount is 0), as is a second truncation in one window, which a window no longer than
+        the env's episodes (validated where the env has a limit) never holds."""
 
         def body(h, x):
             obs, avail, first, next_obs, next_avail = x
             h, out = step(h, obs, avail, first)
+            if successor:  # the hidden state after the step, for the few extra steps after the scan
+                return h, (out, h)
             out_next = step(h, next_obs, next_avail, jnp.zeros_like(first))[1] if with_next else ()
             return h, (out, out_next)
 
@@ -253,8 +284,13 @@ class SequenceAgents:
         h0 = jax.lax.stop_gradient(self.warm_up_with(step, batch["burn"])) if "burn" in batch else tuple(
             h[:, 0] for h in batch["hidden"])
         xs = time_major((batch["obs"], batch["avail"], batch["first"], batch["next_obs"], batch["next_avail"]))
-        _, (out, out_next) = jax.lax.scan(body, h0, xs)
-        return time_major(out), (time_major(out_next) if with_next else None)
+        _, (out, aux) = jax.lax.scan(body, h0, xs)
+        out = time_major(out)
+        if not with_next:
+            return out, None
+        if successor:
+            return out, successor_outputs(step, out, time_major(aux), batch)
+        return out, time_major(aux)
 
     def warm_up_with(self, step, steps: dict) -> tuple:
         """The hidden states ``[B, n_g, H]`` after unrolling windows ``[B, L, ...]`` from their stored hidden state."""
