@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -199,3 +200,38 @@ def test_maac_on_rover_tower_two_groups_attend_to_each_other():
     act[1] = act[1].at[2].set(jax.nn.one_hot(3, a.groups[1].action_space.n))  # tower 2 changes its message
     q1, _ = a.critic.apply(state.critic_params, obs, tuple(act))
     assert float(jnp.abs(q1[0] - q0[0]).max()) > 1e-6  # the rovers' values depend on the towers' actions
+
+
+# ---- one branch for all seeds before learning starts ---------------------------------------------
+
+def _learning_conds(jaxpr) -> int:
+    """How many ``cond``s anywhere in ``jaxpr`` have one branch with matrix products (the gradient steps)
+    and one without (waiting for ``learning_starts``)."""
+    found = 0
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "cond":
+            has_dot = ["dot_general" in str(b.jaxpr) for b in eqn.params["branches"]]
+            found += any(has_dot) and not all(has_dot)
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            found += _learning_conds(sub)
+    return found
+
+
+def test_seeds_share_one_learning_branch_under_the_loops_vmap():
+    """All seeds store as many transitions, so the loops' vmap over seeds (named ``SEED_AXIS``) keeps the
+    ``learning_starts`` test a branch: before learning starts no seed computes gradient steps. A plain vmap
+    (no axis name) turns the cond into a select that computes them for every seed and drops the result:
+    the behaviour this guards against (Rashid et al. 2018's QMIX on SMAX waited 32 updates that way)."""
+    from trustmarl.algos.base import SEED_AXIS, init_seeds
+
+    algo = build("iql")
+    states = init_seeds(algo, jax.random.split(jax.random.PRNGKey(0), 2))
+    named = jax.make_jaxpr(jax.vmap(algo.update, axis_name=SEED_AXIS))(states).jaxpr
+    plain = jax.make_jaxpr(jax.vmap(algo.update))(states).jaxpr
+    assert _learning_conds(named) == 1
+    assert _learning_conds(plain) == 0
+    # and the named vmap computes the same update
+    a, _ = jax.jit(jax.vmap(algo.update, axis_name=SEED_AXIS))(states)
+    b, _ = jax.jit(jax.vmap(algo.update))(states)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

@@ -107,6 +107,20 @@ def episode_metrics(sums: dict, count: jax.Array) -> dict:
     return {**means, "episodes": count}
 
 
+SEED_AXIS = "seed"  # the name both loops give their vmap over seeds (see :func:`uniform_over_seeds`)
+
+
+def uniform_over_seeds(pred: jax.Array) -> jax.Array:
+    """``pred`` as one unbatched value when it is the same for every seed (e.g. derived from update or step
+    counts, which all seeds share), so a ``lax.cond`` on it stays a branch under the loops' ``vmap`` over
+    seeds instead of becoming a ``select`` that computes both branches for every seed. Outside that vmap
+    (an algorithm called directly or vmapped by a user) it returns ``pred`` unchanged."""
+    try:
+        return jax.lax.pmax(pred.astype(jnp.int32), SEED_AXIS).astype(pred.dtype)
+    except NameError:  # no vmap named SEED_AXIS around this call
+        return pred
+
+
 def step_keys(key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """``(key', k_act, k_env)``: the per-step split shared by the JAX-native and host loops."""
     key, k_act, k_env = jax.random.split(key, 3)

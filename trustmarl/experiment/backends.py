@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from trustmarl.algos.base import init_seeds
+from trustmarl.algos.base import SEED_AXIS, init_seeds
 from trustmarl.algos.evaluation import HostStepper, JaxStepper, run_episodes
 from trustmarl.envs.host import HostEnvError
 from trustmarl.envs.host import registry as host_registry
@@ -142,7 +142,7 @@ class _Chunks:
 
             return jax.lax.scan(body, state, jnp.arange(self.length))
 
-        fn = jax.vmap(one_seed, in_axes=(0, None))
+        fn = jax.vmap(one_seed, in_axes=(0, None), axis_name=SEED_AXIS)  # named: see uniform_over_seeds
         if mesh is not None:  # each device: the vmap over its own seeds (P("seeds") splits every leaf's seed axis)
             seeds = jax.sharding.PartitionSpec("seeds")
             fn = jax.shard_map(fn, mesh=mesh, in_specs=(seeds, jax.sharding.PartitionSpec()), out_specs=seeds,

@@ -31,7 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from trustmarl.algos.base import episode_metrics, init_episode_stats, step_keys, track_episodes, zero_episode_sums
+from trustmarl.algos.base import (SEED_AXIS, episode_metrics, init_episode_stats, step_keys, track_episodes,
+                                  zero_episode_sums)
 from trustmarl.envs.base import TimeStep
 
 
@@ -82,7 +83,7 @@ class HostTrainer:
         self._view = jax.jit(jax.vmap(algo.policy_view))
         self._act = jax.jit(jax.vmap(self._act_one))
         self._record_act = jax.jit(jax.vmap(self._record_act_one))
-        self._finish = jax.jit(jax.vmap(self._finish_one))
+        self._finish = jax.jit(jax.vmap(self._finish_one, axis_name=SEED_AXIS))  # named: see uniform_over_seeds
         self._init = jax.jit(jax.vmap(self._init_one))
 
     # ---- per-seed pure functions (vmapped over seeds, jitted) ------------------------------------

@@ -31,7 +31,7 @@ import optax
 
 from trustmarl import replay
 from trustmarl.algos.agents import adam, opt_init, opt_step
-from trustmarl.algos.base import Algorithm
+from trustmarl.algos.base import Algorithm, uniform_over_seeds
 from trustmarl.envs.base import TimeStep
 from trustmarl.networks import MASKED_LOGIT
 from trustmarl.trust.divergence import categorical_kl
@@ -403,7 +403,9 @@ class OffPolicy(Algorithm):
             shapes = jax.eval_shape(lambda s: learning(s)[1], learner)
             return learner, jax.tree.map(lambda a: jnp.full(a.shape, jnp.nan, a.dtype), shapes)
 
-        ready = stored >= jnp.maximum(cfg.learning_starts, 1)
+        # every seed stores as many transitions: one branch for all (under vmap a batched predicate would
+        # turn the cond into a select, computing the gradient steps before learning_starts and dropping them)
+        ready = uniform_over_seeds(stored >= jnp.maximum(cfg.learning_starts, 1))
         learner, metrics = jax.lax.cond(ready, learning, waiting, learner)
         state = learner._replace(buffer=buffer)
         metrics["diag/learning"] = ready.astype(jnp.float32)
