@@ -48,6 +48,7 @@ from trustmarl.trust import consensus as C
 from trustmarl.validation import ConfigError
 
 CONSENSUS = ("pdhg", "mix", "mean")
+PENALTY = ("proximal", "gradient")
 MOA_MODELS = ("simple", "paper")
 
 
@@ -57,9 +58,11 @@ class ConsensusFields:
 
     alpha1: float = 1.0  # weight of the actor objective in the joint objective (Li et al. 2023, eq. 4.4)
     alpha2: float = 1.0  # weight of the critic's squared TD error in the joint objective (eq. 4.4)
-    joint: bool = True  # joint actor-critic objective (F2A2); false: separate objectives (the w/o-JOINT ablation)
+    joint: bool = False  # true: the joint actor-critic objective of eq. 4.4 (the paper's; stalls, see the docs) | false: separate objectives (w/o-JOINT)
     consensus: str = "pdhg"  # pdhg (F2A2, eq. 5.4) | mix (MA-AC: mix the copies, no duals) | mean (copies replaced by their mean)
     beta: float = 1.0  # consensus penalty beta > 0 of the augmented Lagrangian (eq. 5.2)
+    penalty: str = "proximal"  # pdhg primal step on the consensus terms: proximal (exact step of size penalty_lr after the optimiser's) | gradient (added to the gradient Adam normalises: eq. 5.4a read literally)
+    penalty_lr: float = 0.1  # step size eta of the proximal consensus step (penalty=proximal): the gap to the view shrinks by 1/(1 + eta beta) per event
     graph: str = "complete"  # complete | empty | ring (random ring + extra_edges) | edges (the list in algo.edges)
     extra_edges: float = 0.0  # graph=ring: fraction p of the non-ring pairs added at every update step (Table 4)
     edges: tuple[str, ...] = ()  # graph=edges: undirected edges "agent_a:agent_b" by agent name
@@ -71,6 +74,7 @@ class ConsensusFields:
         "consensus": CONSENSUS,
         "graph": ("complete", "empty", "ring", "edges"),
         "no_comm": C.NO_COMM,
+        "penalty": PENALTY,
     }
 
     def validate_consensus(self) -> None:
@@ -88,6 +92,9 @@ class ConsensusFields:
                 C.check_beta(self.beta)
             except ConfigError as err:
                 raise ConfigError(f"algo.beta: {err}") from None
+            eta = self.penalty_lr
+            if self.penalty == "proximal" and not (isinstance(eta, (int, float)) and math.isfinite(eta) and eta > 0):
+                raise ConfigError(f"algo.penalty_lr={eta!r} must be a finite number > 0 (the step size of the proximal consensus step)")
         if self.consensus == "mean" and self.graph != "complete":
             raise ConfigError(f"algo.consensus='mean' replaces every copy by the mean of all copies: it needs "
                               f"algo.graph='complete', not {self.graph!r}")
@@ -178,10 +185,11 @@ def mean_copies(copies):
     return jax.tree.map(lambda x: jnp.broadcast_to(jnp.mean(x, axis=0), x.shape), copies)
 
 
-def penalty_grads(mode: str, cons: C.ConsensusState, copies):
-    """What the consensus adds to the gradient of every copy: ``lambda_i + beta (w~_i - v_i)`` under
-    ``pdhg`` (Li et al. 2023, eq. 5.4a), nothing otherwise."""
-    if mode == "pdhg":
+def penalty_grads(cfg: ConsensusFields, cons: C.ConsensusState, copies):
+    """What the consensus adds to the gradient of every copy: ``lambda_i + beta (w~_i - v_i)`` under ``pdhg`` with
+    ``penalty=gradient`` (Li et al. 2023, eq. 5.4a read literally), nothing otherwise (``penalty=proximal`` takes
+    that step in :func:`tie_copies`, outside the optimiser)."""
+    if cfg.consensus == "pdhg" and cfg.penalty == "gradient":
         return C.penalty_grads(cons, copies)
     return jax.tree.map(jnp.zeros_like, copies)
 
@@ -195,10 +203,14 @@ def after_critic(mode: str, cons: C.ConsensusState, copies):
     return mean_copies(copies), cons._replace(counters=counters)
 
 
-def tie_copies(mode: str, cons: C.ConsensusState, copies, key, protocol: C.Protocol):
-    """One consensus event after the actor step: ``pdhg`` (eq. 5.4c/d), ``mix`` (copies <- mixed views)."""
+def tie_copies(cfg: ConsensusFields, cons: C.ConsensusState, copies, key, protocol: C.Protocol):
+    """One consensus event after the actor step: ``pdhg`` (``penalty=proximal``: first the proximal step of size
+    ``penalty_lr`` on the consensus terms of eq. 5.2, then eq. 5.4c/d), ``mix`` (copies <- mixed views)."""
+    mode = cfg.consensus
     if mode == "mean":
         return copies, cons
+    if mode == "pdhg" and cfg.penalty == "proximal":  # eq. 5.4a's consensus terms, exactly and outside Adam
+        copies = C.pull(cons, copies, cfg.penalty_lr)
     cons = C.step(cons, copies, key, protocol)
     if mode == "mix":  # Zhang et al. 2018, Algorithm 1: omega_i <- sum_j c(i, j) omega~_j (own_view: silent agents keep theirs)
         copies = cons.view
