@@ -26,7 +26,7 @@ def test_proximal_pull_is_the_closed_form_minimiser():
     np.testing.assert_allclose(0.5 + 2.0 * (7 / 12 - 0.0) + (7 / 12 - 1.0) / 0.25, 0.0, atol=1e-12)
 
 
-def _adam_consensus(cfg: f2a2.ConsensusFields, steps: int = 2000):
+def _adam_consensus(cfg: f2a2.ConsensusFields, steps: int = 3000):
     """Adam on every agent's own J_i plus what ``penalty_grads`` adds, then one ``tie_copies`` event per step."""
     protocol = cfg._protocol(3)
     c = jnp.asarray(TARGETS)
