@@ -18,9 +18,18 @@ what F2A2-COMA, MA-AC (Zhang et al. 2018), F2A2-SAC, F2A2-DDPG and F2A2-TD3 have
 
 How the copies are tied (``consensus``):
 
-* ``pdhg`` (F2A2): the primal step of copy ``i`` adds ``lambda_i + beta (w~_i - v_i)`` to its gradient
-  (eq. 5.4a), then after the actor step one consensus event mixes the published copies over the graph
-  into the views ``v_i`` and ascends the duals (eq. 5.4c/d);
+* ``pdhg`` (F2A2): eq. 5.4a's primal step is split in two. The optimiser (Adam) steps copy ``i`` on its own
+  objective ``J_i``; after the actor step the consensus event first takes the exact proximal step of size
+  ``eta = penalty_lr`` on the augmentation terms, ``w~_i <- (w~_i + eta beta v_i - eta lambda_i) / (1 + eta beta)``
+  (``penalty=proximal``, default), then mixes the published copies over the graph into the views ``v_i`` and
+  ascends the duals (eq. 5.4c/d). ``penalty=gradient`` instead adds ``lambda_i + beta (w~_i - v_i)`` to the
+  gradient the optimiser takes (eq. 5.4a read literally). Under Adam that reading winds up: Adam moves every
+  parameter by about its step size whatever the gap, while eq. 5.4d integrates ``beta (w~_i - v_i)`` into
+  ``lambda_i`` at every event, so the duals grow without bound and drown ``J_i``'s gradient. The proximal step
+  shrinks the gap by ``1 / (1 + eta beta)`` per event whatever the optimiser does (stable for every
+  ``eta beta > 0``). With plain gradient steps both readings have the exact optimum of ``sum_i J_i`` as their
+  fixed point; under Adam the proximal one settles where the agents' Adam steps on ``J_i`` balance, with
+  ``lambda_i = -(Adam's step of copy i) / eta`` (tests/trust/test_consensus_adam.py);
 * ``mix`` (MA-AC, Zhang et al. 2018, Algorithm 1): no penalty and no duals; after the actor step each
   agent that communicates replaces its copy by the Metropolis-Hastings mix of its neighbours' copies;
 * ``mean``: every copy is replaced by the mean of the copies right after the critic step (the limit
@@ -58,10 +67,10 @@ class ConsensusFields:
 
     alpha1: float = 1.0  # weight of the actor objective in the joint objective (Li et al. 2023, eq. 4.4)
     alpha2: float = 1.0  # weight of the critic's squared TD error in the joint objective (eq. 4.4)
-    joint: bool = False  # true: the joint actor-critic objective of eq. 4.4 (the paper's; stalls, see the docs) | false: separate objectives (w/o-JOINT)
+    joint: bool = False  # true: the joint actor-critic objective (Li et al. 2023, eq. 4.4; its actor stalls at the critic's fixed point) | false: separate objectives (w/o-JOINT, eq. 4.6)
     consensus: str = "pdhg"  # pdhg (F2A2, eq. 5.4) | mix (MA-AC: mix the copies, no duals) | mean (copies replaced by their mean)
     beta: float = 1.0  # consensus penalty beta > 0 of the augmented Lagrangian (eq. 5.2)
-    penalty: str = "proximal"  # pdhg primal step on the consensus terms: proximal (exact step of size penalty_lr after the optimiser's) | gradient (added to the gradient Adam normalises: eq. 5.4a read literally)
+    penalty: str = "proximal"  # pdhg step on the consensus terms: proximal (exact step of size penalty_lr after the optimiser's) | gradient (added to the gradient the optimiser normalises: eq. 5.4a read literally)
     penalty_lr: float = 0.1  # step size eta of the proximal consensus step (penalty=proximal): the gap to the view shrinks by 1/(1 + eta beta) per event
     graph: str = "complete"  # complete | empty | ring (random ring + extra_edges) | edges (the list in algo.edges)
     extra_edges: float = 0.0  # graph=ring: fraction p of the non-ring pairs added at every update step (Table 4)

@@ -96,6 +96,13 @@ For per-agent copies of a critic held as a pytree whose leaves are ``[n, ...]``:
     grads = jax.tree.map(jnp.add, grads_of_own_losses, penalty_grads(cons, critic))   # eq. 5.4a
     critic = optimiser step(critic, grads)
     cons = step(cons, critic, step_key, protocol)                                     # eq. 5.4c/d
+
+or, with an optimiser that normalises its steps (Adam), the consensus terms as an exact proximal step of size
+``eta`` outside it (what the F2A2 algorithms do by default, ``trustmarl.algos.f2a2.tie_copies``)::
+
+    critic = optimiser step(critic, grads_of_own_losses)
+    critic = pull(cons, critic, eta)                                                  # eq. 5.4a, prox
+    cons = step(cons, critic, step_key, protocol)                                     # eq. 5.4c/d
     ...  # at report time (host side):
     metrics = comm_metrics(cons.counters, {"shared_critic": payload_size(critic)})
 

@@ -22,9 +22,10 @@ Christodoulou 2019, Section 4, from Fujimoto et al. 2018) and the temperature ``
 - actor (Christodoulou 2019, eq. 12), on the critics after this step's critic update:
   ``J_pi = mean_(b,i active) sum_a pi(a | o_i) [alpha log pi(a | o_i) - min_k Q_k(o_i, a)]`` (Q without gradient);
 - targets: Polyak averaging of the critics (``tau``) after every gradient step; the actor has no target;
-- ``per_agent``: copy ``i`` minimises agent ``i``'s terms (means over its own alive samples) plus the consensus
-  terms ``lambda_i + beta (w~_i - v_i)`` on its gradient (Li et al. 2023, eq. 5.4a/b), then one consensus event
-  over the actor and critic copies (eq. 5.4c/d); ``mean`` replaces the critic copies by their mean after the
+- ``per_agent``: copy ``i`` minimises agent ``i``'s terms (means over its own alive samples) and the consensus
+  terms of Li et al. 2023, eq. 5.4a/b (by default as a proximal step at the consensus event, ``algo.penalty``;
+  ``penalty=gradient``: ``lambda_i + beta (w~_i - v_i)`` on its gradient), then one consensus event over the
+  actor and critic copies (eq. 5.4c/d); ``mean`` replaces the critic copies by their mean after the
   critic step and the actor copies after the actor step.
 
 The temperature is fixed (``temperature``, 0.08 in Li et al. 2023's MAgent experiment); no automatic tuning.
