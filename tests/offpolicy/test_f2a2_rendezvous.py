@@ -21,6 +21,7 @@ from trustmarl.experiment.config import build_config  # noqa: E402
 from trustmarl.experiment.runner import train  # noqa: E402
 
 RANDOM = -9.84  # uniform random play (benchmarks/tryout.py, 2,000 episodes)
+THRESHOLDS = [("f2a2_ddpg", -4.0), ("f2a2_td3", -4.0), ("f2a2_sac", -4.0)]  # provisional: replaced by the measured ones
 
 
 def _final(tmp_path, algo: str, **keys) -> float:
