@@ -7,7 +7,8 @@ The defaults (separate objectives, the consensus terms as a proximal step outsid
 the consensus terms on the gradient Adam normalises: ``joint=true``, ``penalty=gradient``) learns nothing. Measured,
 15k env steps (``benchmarks/results/tryout_f2a2_defaults.json``, ``tryout_f2a2_sac_defaults.json``, per seed):
 F2A2-DDPG -1.70, -1.08, -1.25; F2A2-TD3 -2.08, -1.93, -3.19; F2A2-SAC -6.28 (one seed); MADDPG -1.82, -2.11, -2.53.
-The paper's setting: F2A2-DDPG -9.93 at 60k steps, 3 seeds (``tryout.json``). One seed of 15k
+The paper's setting: F2A2-DDPG -9.62 (one seed, ``tryout_f2a2_paper_and_maac.json``; -9.93 at 60k steps, 3 seeds,
+``tryout.json``). One seed of 15k
 steps each here, thresholds set below the worst measured seed with a margin, so a change to either side shows.
 F2A2-SAC is slow here (one seed of 15k steps took 23 minutes on 2 shared cores: every agent's copy evaluates the
 whole attention critic)."""
