@@ -36,7 +36,7 @@ def _final(tmp_path, algo: str, **keys) -> float:
                  tensorboard=False)["final_return"]
 
 
-@pytest.mark.slow  # 15k env steps each: F2A2-DDPG 41 s, F2A2-TD3 57 s at a load of 6; F2A2-SAC 18-23 min at a load of 13
+@pytest.mark.slow  # 15k env steps each: F2A2-DDPG 41 s, F2A2-TD3 57 s at a load of 6; F2A2-SAC 7 min (18-23 min at a load of 13)
 @pytest.mark.parametrize("algo,threshold", THRESHOLDS)
 def test_f2a2_learns_rendezvous_at_its_defaults(tmp_path, algo, threshold):
     assert _final(tmp_path, algo) > threshold
