@@ -31,7 +31,7 @@ B, N, OBS, A = 5, 3, 3, 4
 A1, A2, TAU, REG = 0.7, 1.3, 0.6, 0.02
 CFG = {"algo.hidden_sizes": [8], "algo.num_envs": 2, "algo.rollout_len": 4, "algo.buffer_size": 64, "algo.batch_size": B,
        "algo.learning_starts": 8, "algo.gumbel_temperature": TAU, "algo.policy_reg": REG, "algo.actor_others": "current"}
-F2A2 = {"algo.alpha1": A1, "algo.alpha2": A2}
+F2A2 = {"algo.alpha1": A1, "algo.alpha2": A2, "algo.joint": True}  # the paper's joint objective (not the default)
 SGD = {"algo.optimizer": "sgd", "algo.critic_max_grad_norm": 1e9, "algo.actor_max_grad_norm": 1e9, "algo.tau": 0.2,
        "algo.critic_lr": 0.05, "algo.actor_lr": 0.05}
 
@@ -290,6 +290,8 @@ def test_the_ratios_reweight_one_estimate_into_the_other_on_a_bandit(eps):
     ("f2a2_ddpg", "algo.combine", "max", "combine='max' is not allowed"),
     ("f2a2_ddpg", "algo.ratio_clip", 0.0, "ratio_clip=0.0 must be > 0"),
     ("f2a2_ddpg", "algo.beta", 0.0, "must be > 0"),
+    ("f2a2_ddpg", "algo.penalty", "adam", "penalty='adam' is not allowed; choose one of proximal, gradient"),
+    ("f2a2_ddpg", "algo.penalty_lr", 0.0, "penalty_lr=0.0 must be a finite number > 0"),
     ("f2a2_ddpg", "algo.share_params", True, "policies are individual"),
     ("maddpg", "algo.critic", "both", "critic='both' is not allowed"),
 ])

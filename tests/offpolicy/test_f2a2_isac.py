@@ -159,7 +159,7 @@ def test_per_agent_pdhg_adds_the_dual_to_the_critic_gradient():
     """copies=per_agent under PDHG: the copy's gradient gets lambda_i + beta (w~_i - v_i) (Li et al. 2023, eq. 5.4a).
     With views equal to the copies and plain gradient steps, a dual lambda moves every critic copy by -lr lambda."""
     lr = 0.1
-    algo = _build("per_agent", **{"algo.optimizer": "sgd", "algo.actor_max_grad_norm": 1e9,
+    algo = _build("per_agent", **{"algo.optimizer": "sgd", "algo.penalty": "gradient", "algo.actor_max_grad_norm": 1e9,
                                   "algo.critic_max_grad_norm": 1e9, "algo.critic_lr": lr})
     rng = np.random.default_rng(6)
     with jax.enable_x64(True):

@@ -18,9 +18,18 @@ what F2A2-COMA, MA-AC (Zhang et al. 2018), F2A2-SAC, F2A2-DDPG and F2A2-TD3 have
 
 How the copies are tied (``consensus``):
 
-* ``pdhg`` (F2A2): the primal step of copy ``i`` adds ``lambda_i + beta (w~_i - v_i)`` to its gradient
-  (eq. 5.4a), then after the actor step one consensus event mixes the published copies over the graph
-  into the views ``v_i`` and ascends the duals (eq. 5.4c/d);
+* ``pdhg`` (F2A2): eq. 5.4a's primal step is split in two. The optimiser (Adam) steps copy ``i`` on its own
+  objective ``J_i``; after the actor step the consensus event first takes the exact proximal step of size
+  ``eta = penalty_lr`` on the augmentation terms, ``w~_i <- (w~_i + eta beta v_i - eta lambda_i) / (1 + eta beta)``
+  (``penalty=proximal``, default), then mixes the published copies over the graph into the views ``v_i`` and
+  ascends the duals (eq. 5.4c/d). ``penalty=gradient`` instead adds ``lambda_i + beta (w~_i - v_i)`` to the
+  gradient the optimiser takes (eq. 5.4a read literally). Under Adam that reading winds up: Adam moves every
+  parameter by about its step size whatever the gap, while eq. 5.4d integrates ``beta (w~_i - v_i)`` into
+  ``lambda_i`` at every event, so the duals grow without bound and drown ``J_i``'s gradient. The proximal step
+  shrinks the gap by ``1 / (1 + eta beta)`` per event whatever the optimiser does (stable for every
+  ``eta beta > 0``). With plain gradient steps both readings have the exact optimum of ``sum_i J_i`` as their
+  fixed point; under Adam the proximal one settles where the agents' Adam steps on ``J_i`` balance, with
+  ``lambda_i = -(Adam's step of copy i) / eta`` (tests/trust/test_consensus_adam.py);
 * ``mix`` (MA-AC, Zhang et al. 2018, Algorithm 1): no penalty and no duals; after the actor step each
   agent that communicates replaces its copy by the Metropolis-Hastings mix of its neighbours' copies;
 * ``mean``: every copy is replaced by the mean of the copies right after the critic step (the limit
@@ -49,6 +58,7 @@ from trustmarl.trust import consensus as C
 from trustmarl.validation import ConfigError
 
 CONSENSUS = ("pdhg", "mix", "mean")
+PENALTY = ("proximal", "gradient")
 MOA_MODELS = ("simple", "paper")
 
 
@@ -58,9 +68,11 @@ class ConsensusFields:
 
     alpha1: float = 1.0  # weight of the actor objective in the joint objective (Li et al. 2023, eq. 4.4)
     alpha2: float = 1.0  # weight of the critic's squared TD error in the joint objective (eq. 4.4)
-    joint: bool = True  # joint actor-critic objective (F2A2); false: separate objectives (the w/o-JOINT ablation)
+    joint: bool = False  # true: the joint actor-critic objective (Li et al. 2023, eq. 4.4; its actor stalls at the critic's fixed point) | false: separate objectives (w/o-JOINT, eq. 4.6)
     consensus: str = "pdhg"  # pdhg (F2A2, eq. 5.4) | mix (MA-AC: mix the copies, no duals) | mean (copies replaced by their mean)
     beta: float = 1.0  # consensus penalty beta > 0 of the augmented Lagrangian (eq. 5.2)
+    penalty: str = "proximal"  # pdhg step on the consensus terms: proximal (exact step of size penalty_lr after the optimiser's) | gradient (added to the gradient the optimiser normalises: eq. 5.4a read literally)
+    penalty_lr: float = 0.1  # step size eta of the proximal consensus step (penalty=proximal): the gap to the view shrinks by 1/(1 + eta beta) per event
     graph: str = "complete"  # complete | empty | ring (random ring + extra_edges) | edges (the list in algo.edges)
     extra_edges: float = 0.0  # graph=ring: fraction p of the non-ring pairs added at every update step (Table 4)
     edges: tuple[str, ...] = ()  # graph=edges: undirected edges "agent_a:agent_b" by agent name
@@ -72,6 +84,7 @@ class ConsensusFields:
         "consensus": CONSENSUS,
         "graph": ("complete", "empty", "ring", "edges"),
         "no_comm": C.NO_COMM,
+        "penalty": PENALTY,
     }
 
     def validate_consensus(self) -> None:
@@ -89,6 +102,9 @@ class ConsensusFields:
                 C.check_beta(self.beta)
             except ConfigError as err:
                 raise ConfigError(f"algo.beta: {err}") from None
+            eta = self.penalty_lr
+            if self.penalty == "proximal" and not (isinstance(eta, (int, float)) and math.isfinite(eta) and eta > 0):
+                raise ConfigError(f"algo.penalty_lr={eta!r} must be a finite number > 0 (the step size of the proximal consensus step)")
         if self.consensus == "mean" and self.graph != "complete":
             raise ConfigError(f"algo.consensus='mean' replaces every copy by the mean of all copies: it needs "
                               f"algo.graph='complete', not {self.graph!r}")
@@ -179,10 +195,11 @@ def mean_copies(copies):
     return jax.tree.map(lambda x: jnp.broadcast_to(jnp.mean(x, axis=0), x.shape), copies)
 
 
-def penalty_grads(mode: str, cons: C.ConsensusState, copies):
-    """What the consensus adds to the gradient of every copy: ``lambda_i + beta (w~_i - v_i)`` under
-    ``pdhg`` (Li et al. 2023, eq. 5.4a), nothing otherwise."""
-    if mode == "pdhg":
+def penalty_grads(cfg: ConsensusFields, cons: C.ConsensusState, copies):
+    """What the consensus adds to the gradient of every copy: ``lambda_i + beta (w~_i - v_i)`` under ``pdhg`` with
+    ``penalty=gradient`` (Li et al. 2023, eq. 5.4a read literally), nothing otherwise (``penalty=proximal`` takes
+    that step in :func:`tie_copies`, outside the optimiser)."""
+    if cfg.consensus == "pdhg" and cfg.penalty == "gradient":
         return C.penalty_grads(cons, copies)
     return jax.tree.map(jnp.zeros_like, copies)
 
@@ -196,10 +213,14 @@ def after_critic(mode: str, cons: C.ConsensusState, copies):
     return mean_copies(copies), cons._replace(counters=counters)
 
 
-def tie_copies(mode: str, cons: C.ConsensusState, copies, key, protocol: C.Protocol):
-    """One consensus event after the actor step: ``pdhg`` (eq. 5.4c/d), ``mix`` (copies <- mixed views)."""
+def tie_copies(cfg: ConsensusFields, cons: C.ConsensusState, copies, key, protocol: C.Protocol):
+    """One consensus event after the actor step: ``pdhg`` (``penalty=proximal``: first the proximal step of size
+    ``penalty_lr`` on the consensus terms of eq. 5.2, then eq. 5.4c/d), ``mix`` (copies <- mixed views)."""
+    mode = cfg.consensus
     if mode == "mean":
         return copies, cons
+    if mode == "pdhg" and cfg.penalty == "proximal":  # eq. 5.4a's consensus terms, exactly and outside Adam
+        copies = C.pull(cons, copies, cfg.penalty_lr)
     cons = C.step(cons, copies, key, protocol)
     if mode == "mix":  # Zhang et al. 2018, Algorithm 1: omega_i <- sum_j c(i, j) omega~_j (own_view: silent agents keep theirs)
         copies = cons.view

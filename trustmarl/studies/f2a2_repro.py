@@ -39,6 +39,12 @@ SETTINGS = {  # label -> consensus overrides
     "N(20,10)": {"algo.interval_mean": 20.0, "algo.interval_std": 10.0},
     "N(8,4)": {"algo.interval_mean": 8.0, "algo.interval_std": 4.0},
 }
+# The F2A2 runs of Tables 4-5 train the paper's joint objective (Li et al. 2023, eq. 4.4), no longer the default
+# (the default is w/o-JOINT: the joint actor has no gradient at its critic's fixed point, docs/algorithms/f2a2_ddpg.md).
+# Their consensus takes the default proximal step on the penalty terms (algo.penalty=proximal): the paper does not
+# say how Adam treats them, and inside Adam at beta=1 the duals wind up.
+PAPER_F2A2 = {"algo.joint": True}
+
 SMOKE = {"env.n_agents": 3, "env.max_cycles": 5, "algo.num_envs": 2, "algo.rollout_len": 8, "algo.hidden_sizes": [16],
          "total_steps": 32, "chunk_updates": 2}
 
@@ -66,7 +72,7 @@ def _communication(out_dir: Path, tier: str, jobs: int = 1, in_process: bool = F
     blocks = []
     for env in envs:
         blocks.append({"algo": central, "env": env, "label": f"{central} {env}"})
-        blocks += [{"algo": dec, "env": env, "overrides": SETTINGS[s], "label": f"{dec} {s} {env}"} for s in settings]
+        blocks += [{"algo": dec, "env": env, "overrides": {**PAPER_F2A2, **SETTINGS[s]}, "label": f"{dec} {s} {env}"} for s in settings]
         if base:
             blocks.append({"algo": base, "env": env, "label": f"{base} 100 {env}"})
     sweep_dir = run_study(out_dir, {"name": "f2a2-communication", "seeds": seeds, "overrides": common, "runs": blocks},
@@ -118,7 +124,7 @@ def _ablation(out_dir: Path, tier: str, jobs: int = 1, in_process: bool = False)
     blocks = [{"algo": dec, "env": env, "overrides": {"algo.joint": joint}, "label": f"{dec} {'JOINT' if joint else 'w/o-JOINT'} {env}"}
               for env in envs for joint in (True, False)]
     moa_extra = MOA_SMOKE if tier == "smoke" else {"algo.moa_model": "paper"}
-    blocks += [{"algo": "f2a2_sac", "env": env, "overrides": {**moa_extra, "algo.moa": moa},
+    blocks += [{"algo": "f2a2_sac", "env": env, "overrides": {**PAPER_F2A2, **moa_extra, "algo.moa": moa},
                 "label": f"f2a2_sac {'MOA' if moa else 'w/o-MOA'} {env}"} for env in envs for moa in (True, False)]
     sweep_dir = run_study(out_dir, {"name": "f2a2-ablation", "seeds": seeds, "overrides": common, "runs": blocks}, jobs, in_process)
     runs = {entry["label"]: run for entry, run in _runs_by_name(sweep_dir).values()}

@@ -6,7 +6,8 @@ seed's ``eval/win_rate`` averaged over the last 10 % of its evaluations (the pap
 last 10k steps), beside the paper's Table 4/5 entry. The communication settings are those of
 ``f2a2-communication`` (:data:`trustmarl.studies.f2a2_repro.SETTINGS`): the share of random extra edges on a ring
 (Table 4) and the consensus interval ``N(mu, sigma)`` (Table 5); "no communication" is Table 4's empty graph,
-which Table 5's ``N(inf, 0)`` equals.
+which Table 5's ``N(inf, 0)`` equals. The F2A2 runs train the paper's joint objective (``algo.joint=true``,
+:data:`trustmarl.studies.f2a2_repro.PAPER_F2A2`) with the default proximal consensus step.
 
 MAAC and F2A2-SAC run their SMAX presets, which are the same: GRU actors of 64 units (the paper's SMAC actors are
 two-layer GRUs of 64 units) learning from whole episodes, pymarl's 5000-episode buffer, epsilon 0.5 -> 0.01.
@@ -25,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from trustmarl.studies.f2a2_repro import SETTINGS
+from trustmarl.studies.f2a2_repro import PAPER_F2A2, SETTINGS
 
 PAIRS = {"smax/3m": ("maac", "f2a2_sac"), "smax/2s3z": ("maac", "f2a2_sac"), "smax/8m": ("coma", "f2a2_coma")}
 # Li et al. 2023, Tables 4 and 5 (test win rate, 95 % CI half-width); N(inf,0) and N(1,0) are our settings "0" and "100"
@@ -83,7 +84,7 @@ def blocks(tier: str) -> list[dict]:
         same = as_decentralised(central, dec, env) if central == "maac" else {}  # COMA: team reward and shared actors are
         out.append({"algo": central, "env": env, "overrides": {**same, **small},  # what makes it the centralised one
                     "label": f"{central} centralised {env}"})
-        out += [{"algo": dec, "env": env, "overrides": {**small, **SETTINGS[s]}, "label": f"{dec} {s} {env}"}
+        out += [{"algo": dec, "env": env, "overrides": {**small, **PAPER_F2A2, **SETTINGS[s]}, "label": f"{dec} {s} {env}"}
                 for s in t["settings"]]
     return out
 

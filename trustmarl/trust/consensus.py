@@ -96,6 +96,13 @@ For per-agent copies of a critic held as a pytree whose leaves are ``[n, ...]``:
     grads = jax.tree.map(jnp.add, grads_of_own_losses, penalty_grads(cons, critic))   # eq. 5.4a
     critic = optimiser step(critic, grads)
     cons = step(cons, critic, step_key, protocol)                                     # eq. 5.4c/d
+
+or, with an optimiser that normalises its steps (Adam), the consensus terms as an exact proximal step of size
+``eta`` outside it (what the F2A2 algorithms do by default, ``trustmarl.algos.f2a2.tie_copies``)::
+
+    critic = optimiser step(critic, grads_of_own_losses)
+    critic = pull(cons, critic, eta)                                                  # eq. 5.4a, prox
+    cons = step(cons, critic, step_key, protocol)                                     # eq. 5.4c/d
     ...  # at report time (host side):
     metrics = comm_metrics(cons.counters, {"shared_critic": payload_size(critic)})
 
@@ -288,6 +295,18 @@ def lagrangian_grad(copies: PyTree, views: PyTree, duals: PyTree, beta: PyTree) 
     """
     betas = _per_leaf(beta, copies)
     return jax.tree.map(lambda w, v, lam, b: lam + b * (w - v), copies, views, duals, betas)
+
+
+def proximal_pull(copies: PyTree, views: PyTree, duals: PyTree, beta: PyTree, eta: float) -> PyTree:
+    """``(w~_i + eta beta v_i - eta lambda_i) / (1 + eta beta)``: the exact proximal step of size ``eta`` on the
+    augmentation terms of eq. 5.2, ``argmin_u <lambda_i, u - v_i> + beta/2 ||u - v_i||^2 + 1/(2 eta) ||u - w~_i||^2``.
+
+    Used after the optimiser's step on agent ``i``'s own objective instead of adding ``lagrangian_grad`` to the
+    gradient the optimiser normalises (Li et al. 2023, eq. 5.4a split in two): the gap ``w~_i - v_i`` then contracts
+    by the factor ``1 / (1 + eta beta)`` whatever the optimiser does, for every ``eta beta > 0``.
+    """
+    betas = _per_leaf(beta, copies)
+    return jax.tree.map(lambda w, v, lam, b: (w + eta * b * v - eta * lam) / (1.0 + eta * b), copies, views, duals, betas)
 
 
 def dual_ascent(duals: PyTree, copies: PyTree, views: PyTree, beta: PyTree) -> PyTree:
@@ -551,6 +570,12 @@ def init(key: Array, copies: PyTree, protocol: Protocol, beta: PyTree = 1.0) -> 
 def penalty_grads(state: ConsensusState, copies: PyTree) -> PyTree:
     """``lambda_i + beta (w~_i - v_i)`` per agent: add to the gradient of the agent's own objective (eq. 5.4a/b)."""
     return lagrangian_grad(copies, state.view, state.dual, state.beta)
+
+
+def pull(state: ConsensusState, copies: PyTree, eta: float) -> PyTree:
+    """The copies after the proximal step of size ``eta`` on the consensus terms (``proximal_pull``; views and duals
+    of ``state``)."""
+    return proximal_pull(copies, state.view, state.dual, state.beta, eta)
 
 
 def penalty(state: ConsensusState, copies: PyTree) -> Array:

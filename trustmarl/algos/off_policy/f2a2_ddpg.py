@@ -218,7 +218,7 @@ class F2A2DDPG(f2a2.OffPolicyCopies, MADDPG):
 
         grads, (c_loss, q_mean, offset) = jax.grad(loss, has_aux=True)(state.critic_params)
         cons = self.consensus(state)
-        pen = self.from_agent_major(f2a2.penalty_grads(cfg.consensus, cons, self.agent_major(state.critic_params)))
+        pen = self.from_agent_major(f2a2.penalty_grads(cfg, cons, self.agent_major(state.critic_params)))
         critic, critic_opt = self.apply_critic(state.critic_params, jax.tree.map(jnp.add, grads, pen), state.critic_opt)
         critic, cons = f2a2.after_critic(cfg.consensus, cons, self.agent_major(critic))
         state = state._replace(critic_params=self.from_agent_major(critic), critic_opt=critic_opt,
@@ -245,7 +245,7 @@ class F2A2DDPG(f2a2.OffPolicyCopies, MADDPG):
     def after_actors(self, state, batch, key):
         """One consensus event (eq. 5.4c/d) over the communication graph, then the teammate models' step."""
         cfg, cons = self.cfg, self.consensus(state)
-        copies, cons = f2a2.tie_copies(cfg.consensus, cons, self.agent_major(state.critic_params), jax.random.fold_in(key, 4), self.protocol)
+        copies, cons = f2a2.tie_copies(cfg, cons, self.agent_major(state.critic_params), jax.random.fold_in(key, 4), self.protocol)
         state = state._replace(critic_params=self.from_agent_major(copies), extra=self.with_consensus(state.extra, cons))
         metrics = f2a2.consensus_metrics(cfg.consensus, cons, copies)
         if cfg.moa:

@@ -22,9 +22,10 @@ Christodoulou 2019, Section 4, from Fujimoto et al. 2018) and the temperature ``
 - actor (Christodoulou 2019, eq. 12), on the critics after this step's critic update:
   ``J_pi = mean_(b,i active) sum_a pi(a | o_i) [alpha log pi(a | o_i) - min_k Q_k(o_i, a)]`` (Q without gradient);
 - targets: Polyak averaging of the critics (``tau``) after every gradient step; the actor has no target;
-- ``per_agent``: copy ``i`` minimises agent ``i``'s terms (means over its own alive samples) plus the consensus
-  terms ``lambda_i + beta (w~_i - v_i)`` on its gradient (Li et al. 2023, eq. 5.4a/b), then one consensus event
-  over the actor and critic copies (eq. 5.4c/d); ``mean`` replaces the critic copies by their mean after the
+- ``per_agent``: copy ``i`` minimises agent ``i``'s terms (means over its own alive samples) and the consensus
+  terms of Li et al. 2023, eq. 5.4a/b (by default as a proximal step at the consensus event, ``algo.penalty``;
+  ``penalty=gradient``: ``lambda_i + beta (w~_i - v_i)`` on its gradient), then one consensus event over the
+  actor and critic copies (eq. 5.4c/d); ``mean`` replaces the critic copies by their mean after the
   critic step and the actor copies after the actor step.
 
 The temperature is fixed (``temperature``, 0.08 in Li et al. 2023's MAgent experiment); no automatic tuning.
@@ -207,7 +208,7 @@ class F2A2ISAC(OffPolicy):
         the consensus event, then the targets."""
         mode = self.cfg.consensus
         cons = state.extra["consensus"] if self.per_agent else None
-        pen_a, pen_c = f2a2.penalty_grads(mode, cons, (state.actor_params, state.critic_params)) if self.per_agent else (0, 0)
+        pen_a, pen_c = f2a2.penalty_grads(self.cfg, cons, (state.actor_params, state.critic_params)) if self.per_agent else (0, 0)
         y = self.soft_target(state.actor_params, state.target_critic_params, batch)
         (c_loss, q_mean), grads = jax.value_and_grad(self.critic_loss, has_aux=True)(state.critic_params, batch, y)
         if self.per_agent:  # Li et al. 2023, eq. 5.4a: + lambda_i + beta (w~_i - v_i)
@@ -225,7 +226,7 @@ class F2A2ISAC(OffPolicy):
             if mode == "mean":
                 actor_params = f2a2.mean_copies(actor_params)
             else:  # Li et al. 2023, eq. 5.4c/d: publish, mix, dual ascent
-                (actor_params, critic_params), cons = f2a2.tie_copies(mode, cons, (actor_params, critic_params), key, self.protocol)
+                (actor_params, critic_params), cons = f2a2.tie_copies(self.cfg, cons, (actor_params, critic_params), key, self.protocol)
             metrics.update(f2a2.consensus_metrics(mode, cons, (actor_params, critic_params)))
             state = state._replace(extra={**state.extra, "consensus": cons})
         state = state._replace(critic_params=critic_params, critic_opt=critic_opt, actor_params=actor_params, actor_opt=actor_opt)

@@ -194,7 +194,7 @@ class F2A2SAC(f2a2.OffPolicyCopies, MAAC):
         grads, (c_loss, q_mean, offset) = jax.grad(loss, has_aux=True)(state.critic_params)
         cons = self.consensus(state)
         mask = self.shared_mask(grads)
-        pen_grads = f2a2.penalty_grads(cfg.consensus, cons, state.critic_params)  # eq. 5.4a, shared leaves only
+        pen_grads = f2a2.penalty_grads(cfg, cons, state.critic_params)  # eq. 5.4a, shared leaves only
         grads = jax.tree.map(lambda m, g, p: g + p if m else g, mask, grads, pen_grads)
         critic, critic_opt = self.apply_critic(state.critic_params, grads, state.critic_opt)
         mean_critic, cons = f2a2.after_critic(cfg.consensus, cons, critic)
@@ -246,7 +246,7 @@ class F2A2SAC(f2a2.OffPolicyCopies, MAAC):
         state, terms, actor_metrics = self.actor_step(state, batch, k_act)
         state, more = self.after_actors(state, batch, terms, pre_actor, jax.random.fold_in(key, 2))
         cfg, cons = self.cfg, self.consensus(state)
-        tied, cons = f2a2.tie_copies(cfg.consensus, cons, state.critic_params, jax.random.fold_in(key, 4), self.protocol)
+        tied, cons = f2a2.tie_copies(cfg, cons, state.critic_params, jax.random.fold_in(key, 4), self.protocol)
         mask = self.shared_mask(state.critic_params)
         critic = self.masked(mask, tied, state.critic_params)
         state = state._replace(critic_params=critic, extra=self.with_consensus(state.extra, cons))

@@ -364,14 +364,14 @@ class F2A2COMA(COMA):
         return f2a2.actor_weight(adv, delta, cfg.alpha1, cfg.alpha2, cfg.joint)
 
     def consensus_grads(self, state):
-        return f2a2.penalty_grads(self.cfg.consensus, self.cons(state), state.critic_params)  # eq. 5.4a
+        return f2a2.penalty_grads(self.cfg, self.cons(state), state.critic_params)  # eq. 5.4a
 
     def after_critic(self, state, critic):
         critic, cons = f2a2.after_critic(self.cfg.consensus, self.cons(state), critic)
         return critic, cons.counters
 
     def after_actors(self, state, key):
-        critic, cons = f2a2.tie_copies(self.cfg.consensus, self.cons(state), state.critic_params, key, self.protocol)
+        critic, cons = f2a2.tie_copies(self.cfg, self.cons(state), state.critic_params, key, self.protocol)
         extra = dict(state.extra, consensus=cons._replace(counters=()), comm=cons.counters)
         state = state._replace(critic_params=critic, extra=extra)
         return state, f2a2.consensus_metrics(self.cfg.consensus, cons, critic)
