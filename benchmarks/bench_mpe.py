@@ -60,7 +60,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
 from trustmarl.algos import make_algorithm
-from trustmarl.algos.base import init_seeds  # noqa: E402
+from trustmarl.algos.base import SEED_AXIS, init_seeds  # noqa: E402
 from trustmarl.experiment.config import build_config, drop_unused  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -171,7 +171,9 @@ def train_chunks(algo, num_seeds: int, seed: int, chunk: int, n_chunks: int,
     (a tuple of names: a dict of them, with the training state under ``"state"`` if ``keep_state``)."""
     keys = jax.random.split(jax.random.PRNGKey(seed), num_seeds)
     state = init_seeds(algo, keys)
-    run_chunk = jax.jit(jax.vmap(lambda s: jax.lax.scan(lambda c, _: algo.update(c), s, None, length=chunk)))
+    # the seed vmap named as the library's training loops name it (uniform_over_seeds: shared branches stay branches)
+    run_chunk = jax.jit(jax.vmap(lambda s: jax.lax.scan(lambda c, _: algo.update(c), s, None, length=chunk),
+                                 axis_name=SEED_AXIS))
     for _ in range(n_chunks):
         state, metrics = run_chunk(state)
         if isinstance(metric, str):

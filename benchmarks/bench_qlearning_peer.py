@@ -64,10 +64,14 @@ with ``lax.cond`` on the step counters and buffer indices, which their train fun
 vmapped function from constants: they stay unbatched under vmap, so the ``cond`` survives (measured: the
 jaxpr of ``jax.vmap(make_train(config, env))`` keeps its learning and test ``cond``\ s) and their updates before
 ``LEARNING_STARTS`` are rollouts only (plus the greedy test at its interval). Ours (``jit(vmap(scan(update)))``
-over a state initialised per seed) has batched counters: its learning ``cond`` becomes a ``select`` (the
-jaxpr has no ``cond`` left) and every update computes its ``grad_steps`` gradient steps and discards them until
-learning starts. So on SMAX at the stored settings (6,144 env steps, learning from 65,536 on) the steady rates
-compare our rollout + 8 gradient steps with their rollout (+ test): not a like-for-like update. The
+over a state initialised per seed) has batched counters, but the library names its vmap over seeds and reduces
+the learning predicate (equal for every seed) over it (``trustmarl.algos.base.uniform_over_seeds``), so its
+``cond`` survives too. Before that change every update computed its ``grad_steps`` gradient steps and discarded
+them until learning started (0.40x theirs at the stored settings); after it, 22x theirs
+(``results/bench_qlearning_peer_smax_one_branch.json``). Neither is a like-for-like update: at these settings
+(6,144 env steps, learning from 65,536 on, ``TOTAL_TIMESTEPS`` 40,960: 20 updates) their greedy test
+(``TEST_INTERVAL`` 5% of the updates) runs at every update and ours not at all. The
+The
 gradient step itself, timed in isolation on the same machine and load (~15): ours 5.0 s (``train_step``:
 online unroll with gradient + target unroll + mixer, 41 episodes x 100 steps), theirs 5.4 s (their
 ``RNNQNetwork`` on 32 x 128 steps: forward 1.3 s + gradient 4.1 s, mixer not included).
