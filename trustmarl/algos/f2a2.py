@@ -216,13 +216,20 @@ def consensus_metrics(mode: str, cons: C.ConsensusState, copies) -> dict:
     return out
 
 
-def comm_metrics(counters: C.CommCounters, payload: dict[str, int], observed_scalars: int) -> dict:
+def comm_metrics(counters: C.CommCounters, payload: dict[str, int], observed_scalars: int, policies=None) -> dict:
     """Traceable cumulative communication metrics, ``comm/<name>_per_agent`` ``[N]`` and ``comm/<name>_total``
     (float32: exact up to 2**24; the host-side :func:`trustmarl.trust.consensus.comm_metrics` is exact).
     Messages are counted point to point (an edge between two communicating agents carries two); the
     broadcast count is one message per agent per event; ``observed_scalars`` counts the joint observations
     and executed actions every agent reads during training (not communication). Centralised algorithms
-    pass zero counters: they report 0."""
+    pass zero counters: they report 0.
+
+    ``policies`` (MA-AC, whose agents need the others' policies: Li et al. 2023, Table 2, "joint policy:
+    communication"): each agent's policy size in scalars ``[N]``. At each of its consensus events an agent receives
+    the current policy of every other agent, point to point whatever the graph: ``policy_params_scalars_received_i =
+    events_i (sum_j P_j - P_i)`` and ``policy_params_scalars_sent_j = (sum_i events_i - events_j) P_j``, added to
+    ``scalars_sent`` / ``scalars_received``; the broadcast count adds ``events_i P_i``. Message counts stay the
+    consensus messages."""
     def f(x):
         return x.astype(jnp.float32)
 
@@ -239,6 +246,12 @@ def comm_metrics(counters: C.CommCounters, payload: dict[str, int], observed_sca
     for kind, s in payload.items():
         per_agent[f"{kind}_scalars_sent"] = f(counters.sent) * float(s)
         per_agent[f"{kind}_scalars_received"] = f(counters.received) * float(s)
+    if policies is not None:  # every event of agent i pulls the n - 1 other policies
+        p, ev = jnp.asarray(np.asarray(policies, np.float32)), f(counters.events)
+        sent, received = (jnp.sum(ev) - ev) * p, ev * (jnp.sum(p) - p)
+        per_agent.update(policy_params_scalars_sent=sent, policy_params_scalars_received=received,
+                         scalars_sent=per_agent["scalars_sent"] + sent, scalars_received=per_agent["scalars_received"] + received,
+                         broadcast_scalars_sent=per_agent["broadcast_scalars_sent"] + ev * p)
     out = {}
     for name, v in per_agent.items():
         out[f"comm/{name}_per_agent"] = v
