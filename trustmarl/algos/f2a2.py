@@ -462,7 +462,7 @@ class OffPolicyCopies:
 
     def sample_batch(self, buffer, key, reward_stats):
         """One batch for all, or (``batch_per_agent``) ``N`` batches drawn with ``N`` keys on a leading agent axis: decentralised
-        agents sample their own replay minibatches (Li et al. 2023, Algorithm 1: each agent samples from its buffer)."""
+        agents sample their own replay minibatches (Li et al. 2023, Algorithm 1, lines 8-9: "for each agent i: sample a batch")."""
         if not self.per_agent_batch:
             return self.sample_one(buffer, key, reward_stats)
         return jax.vmap(lambda k: self.sample_one(buffer, k, reward_stats))(jax.random.split(key, self.n_agents))
