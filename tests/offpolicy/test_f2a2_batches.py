@@ -72,28 +72,27 @@ def test_each_agent_draws_its_own_batch():
 
 def test_copy_i_reads_agent_i_batch_only():
     """Separate objectives (the critic loss reads the buffer actions only, no draw): with per-agent batches, copy i's
-    critic gradient equals the one-batch algorithm's copy-i gradient on agent i's batch (1e-12), and changing another
+    critic gradient equals the one-batch algorithm's copy-i gradient on agent i's batch (rtol 1e-4, float32), and changing another
     agent's batch leaves it bitwise unchanged while that agent's copy moves."""
     rng = np.random.default_rng(0)
     extra = {"algo.joint": False}
-    with jax.enable_x64(True):
-        per_algo, one_algo = make("f2a2_sac", extra), make("f2a2_sac", {**extra, "algo.batch_per_agent": False})
-        f64 = lambda t: jax.tree.map(lambda x: jnp.asarray(x, jnp.float64) if np.issubdtype(np.asarray(x).dtype, np.floating)  # noqa: E731
-                                     else jnp.asarray(x), t)
-        actors, critics = per_algo.init_networks(jax.random.PRNGKey(1))
-        critics = jax.tree.map(lambda x: x + 0.3 * rng.standard_normal(x.shape), to_numpy(critics))  # copies that differ
-        state = f64(OffPolicyState(actors, critics, actors, critics, (), opt_init(per_algo.critic_tx, critics, True), None, jnp.int32(0), None, None,
-                                   None, None, jnp.int32(0), jnp.int32(0), extra=per_algo.init_extra(jax.random.PRNGKey(2), actors, critics)))
-        batches, y = batch_of(rng, True), rng.standard_normal((B, N))
-        g = critic_grads(per_algo, state, f64(batches), f64(y))
-        for i in range(N):
-            ref = critic_grads(one_algo, state, f64(jax.tree.map(lambda x, i=i: x[i], batches)), f64(y))
-            for a, b in zip(copy_slice(g, i), copy_slice(ref, i)):
-                np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
-        changed = jax.tree.map(lambda x: x.copy(), batches)
-        changed["obs"][0][2] = rng.standard_normal((B, N, OBS))
-        g2 = critic_grads(per_algo, state, f64(changed), f64(y))
-        for i in (0, 1):
-            for a, b in zip(copy_slice(g, i), copy_slice(g2, i)):
-                np.testing.assert_array_equal(a, b)
-        assert max(np.abs(a - b).max() for a, b in zip(copy_slice(g, 2), copy_slice(g2, 2))) > 1e-3
+    per_algo, one_algo = make("f2a2_sac", extra), make("f2a2_sac", {**extra, "algo.batch_per_agent": False})
+    f32 = lambda t: jax.tree.map(lambda x: jnp.asarray(x, jnp.float32) if np.issubdtype(np.asarray(x).dtype, np.floating)  # noqa: E731
+                                 else jnp.asarray(x), t)
+    actors, critics = per_algo.init_networks(jax.random.PRNGKey(1))
+    critics = jax.tree.map(lambda x: x + 0.3 * rng.standard_normal(x.shape), to_numpy(critics))  # copies that differ
+    state = f32(OffPolicyState(actors, critics, actors, critics, (), opt_init(per_algo.critic_tx, critics, True), None, jnp.int32(0), None,
+                               None, None, None, jnp.int32(0), jnp.int32(0), extra=per_algo.init_extra(jax.random.PRNGKey(2), actors, critics)))
+    batches, y = batch_of(rng, True), rng.standard_normal((B, N))
+    g = critic_grads(per_algo, state, f32(batches), f32(y))
+    for i in range(N):  # float32: the batched and the single evaluation may round differently in the last bits
+        ref = critic_grads(one_algo, state, f32(jax.tree.map(lambda x, i=i: x[i], batches)), f32(y))
+        for a, b in zip(copy_slice(g, i), copy_slice(ref, i)):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    changed = jax.tree.map(lambda x: x.copy(), batches)
+    changed["obs"][0][2] = rng.standard_normal((B, N, OBS))
+    g2 = critic_grads(per_algo, state, f32(changed), f32(y))
+    for i in (0, 1):
+        for a, b in zip(copy_slice(g, i), copy_slice(g2, i)):
+            np.testing.assert_array_equal(a, b)
+    assert max(np.abs(a - b).max() for a, b in zip(copy_slice(g, 2), copy_slice(g2, 2))) > 1e-3
