@@ -183,7 +183,8 @@ def test_critic_gradient_is_the_per_sample_formula(steps):
     rng = np.random.default_rng(1)
     for _ in range(3):
         d = random_direction(critics, rng)
-        # own batches: ~1e-7 absolute deviations under the enable_x64 context (none with x64 on globally; not understood)
+        # own batches: ~1e-7 absolute deviations under the enable_x64 context, none with x64 on globally (float32 compilations
+        # of earlier tests reused, probably: tests/offpolicy/test_f2a2_batches.py saw the same)
         np.testing.assert_allclose(dot(s["handed"]["critic"], d), directional(formula, critics, d), rtol=1e-5 if s["per"] else 1e-6)
 
 
