@@ -12,6 +12,10 @@ agent's samples). Run from the repository root::
     .venv/bin/python benchmarks/bench_f2a2.py --updates 5
     .venv/bin/python benchmarks/bench_f2a2.py --pairs coma --updates 3 --hidden 64
     .venv/bin/python benchmarks/bench_f2a2.py --pairs moa --env mpe/simple_spread --updates 5
+    .venv/bin/python benchmarks/bench_f2a2.py --pairs batch --updates 2 --rounds 3
+
+``--pairs batch``: F2A2-SAC (one critic) with every agent sampling its own minibatch (``batch_per_agent=true``,
+the default) against one batch for all (the ratio printed is own batches / one batch).
 
 ``--pairs moa``: F2A2-SAC (one critic) with the paper's teammate models (``moa_model=paper``: character and
 mental GRUs, natural and impromptu heads, their own batches) against the simple one-layer model and
@@ -45,9 +49,11 @@ from trustmarl.algos import make_algorithm  # noqa: E402
 from trustmarl.experiment.config import build_config  # noqa: E402
 
 PAIRS = {"sac": ("maac", "f2a2_sac", {"algo.n_critics": 1}), "coma": ("coma", "f2a2_coma", {}), "moa": ("f2a2_sac", "f2a2_sac", {}),
-         "isac_copies": ("f2a2_isac", "f2a2_isac", {})}
+         "isac_copies": ("f2a2_isac", "f2a2_isac", {}),
+         "batch": ("f2a2_sac", "f2a2_sac", {"algo.n_critics": 1})}
 ISAC_MODES = {"one": {"algo.copies": "one"}, "per_agent": {"algo.copies": "per_agent"},
               "per_agent_mean": {"algo.copies": "per_agent", "algo.consensus": "mean"}}
+ONE_BATCH = {"algo.batch_per_agent": False}  # --pairs batch: one batch for all (the "centralised" side) vs each agent its own
 MOA = {"algo.n_critics": 1, "algo.moa": True}  # --pairs moa: the settings compared (paper vs simple vs none)
 
 
@@ -164,7 +170,8 @@ def main(argv=None) -> int:
             print(f"f2a2_sac moa paper {t['paper']:.3f}, simple {t['simple']:.3f}, none {t['none']:.3f} CPU s/update: "
                   f"paper/simple {t['paper'] / t['simple']:.2f}, paper/none {t['paper'] / t['none']:.2f}", flush=True)
             continue
-        c, d = Timed(central, args.env, over, args.updates), Timed(dec, args.env, {**over, **extra}, args.updates)
+        one = {**extra, **ONE_BATCH} if name == "batch" else {}
+        c, d = Timed(central, args.env, {**over, **one}, args.updates), Timed(dec, args.env, {**over, **extra}, args.updates)
         tcs, tds = [], []
         for _ in range(args.rounds):  # interleaved: both see the same load on a shared machine
             tcs.append(c.round(args.updates))

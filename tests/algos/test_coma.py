@@ -269,3 +269,49 @@ def test_both_alphas_zero_one_agent_and_unknown_edges_are_refused():
         cfg.algo.check_env(OneAgent())
     with pytest.raises(ConfigError, match="ma_ac mixes"):
         build_config("ma_ac", "mpe/simple_spread", {"algo.consensus": "pdhg"})
+
+
+# ---- MA-AC's policy traffic (Li et al. 2023, Table 2 and Section 6.4) ----------------------------
+
+
+def test_policy_params_counted_against_the_formula():
+    """3 agents with policies of 5, 7 and 11 scalars, a critic of 13: agent 0 communicates at 2 update steps, agents 1
+    and 2 at 3 (a ring of 3 is the complete graph). Every event of agent i pulls the 2 other policies:
+    received_i = events_i (23 - P_i), sent_j = (8 - events_j) P_j, added to the scalars of the critic messages."""
+    from trustmarl.trust import consensus as C
+
+    counters = C.counters_init(3)
+    for active in ([True, True, True], [False, True, True], [True, True, True]):
+        counters = C.count_messages(counters, C.complete(3), jnp.asarray(active))
+    p, ev = np.array([5, 7, 11]), np.array([2, 3, 3])
+    m = f2a2.comm_metrics(counters, {"shared_critic": 13}, 0, p)
+    np.testing.assert_array_equal(np.asarray(m["comm/policy_params_scalars_received_per_agent"]), ev * (23 - p))
+    np.testing.assert_array_equal(np.asarray(m["comm/policy_params_scalars_sent_per_agent"]), (8 - ev) * p)
+    sent = np.asarray(counters.sent) * 13 + (8 - ev) * p
+    np.testing.assert_array_equal(np.asarray(m["comm/scalars_sent_per_agent"]), sent)
+    assert float(m["comm/scalars_sent_total"]) == sent.sum() == float(m["comm/scalars_received_total"])
+    assert float(m["comm/broadcast_scalars_sent_total"]) == (ev * (13 + p)).sum()
+    assert "comm/policy_params_scalars_sent_total" not in f2a2.comm_metrics(counters, {"shared_critic": 13}, 0)
+
+
+def test_ma_ac_sends_its_policies_and_f2a2_coma_does_not():
+    """On simple_spread (3 agents, MLP [8] actors on 18 observations, 5 actions: 18*8 + 8 + 8*5 + 5 = 197 scalars each),
+    k = 4 complete-graph events: MA-AC sends k n (n - 1) (critic + 197) scalars, F2A2-COMA k n (n - 1) critic."""
+    from trustmarl.trust import consensus as C
+
+    k, n = 4, 3
+    counters = C.counters_init(n)
+    for _ in range(k):
+        counters = C.count_messages(counters, C.complete(n), jnp.ones((n,), bool))
+    sent = {}
+    for name in ("ma_ac", "f2a2_coma"):
+        algo = make_algorithm(build_config(name, "mpe/simple_spread", TINY), total_updates=4)
+        sizes = algo.policy_sizes(jax.eval_shape(lambda algo=algo: algo.init_params(jax.random.PRNGKey(0))[0]))
+        if name == "ma_ac":
+            np.testing.assert_array_equal(sizes, [197] * n)
+        else:
+            assert sizes is None
+        sent[name] = float(f2a2.comm_metrics(counters, algo.comm_payload(), 0, sizes)["comm/scalars_sent_total"])
+        critic = algo.comm_payload()["shared_critic"]
+    assert sent["f2a2_coma"] == k * n * (n - 1) * critic
+    assert sent["ma_ac"] == k * n * (n - 1) * (critic + 197)

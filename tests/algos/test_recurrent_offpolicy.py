@@ -261,6 +261,7 @@ def test_epsilon_mixture_never_draws_unavailable_actions_and_logs_the_mixture():
     ("mamt", {}, "algo.recurrent=true is not available yet for mamt"),
     ("f2a2_sac", {"algo.moa": True, "algo.moa_model": "paper"}, "algo.moa_model=paper does not read sequences"),
     ("f2a2_td3", {"algo.moa": True, "algo.moa_model": "paper"}, "algo.moa_model=paper does not read sequences"),
+    ("f2a2_sac", {"algo.batch_per_agent": True}, "algo.batch_per_agent=true does not read sequences yet"),
 ])
 def test_bad_recurrent_settings_are_one_line_config_errors(name, overrides, needle):
     base = {"algo.recurrent": True, "algo.seq_len": 4, "algo.learning_starts": 100}

@@ -18,7 +18,8 @@ TINY = {"algo.hidden_sizes": [8], "algo.num_envs": 2, "algo.rollout_len": 4, "al
         "algo.batch_size": 8, "algo.learning_starts": 8, "algo.grad_steps": 2, "algo.critic_hidden": 8,
         "algo.attention_heads": 2, "env.n_agents": 3, "env.max_cycles": 5, "algo.optimizer": "sgd",
         "algo.critic_max_grad_norm": 1e9, "algo.actor_max_grad_norm": 1e9, "algo.tau": 0.1}
-REDUCED = {"algo.joint": False, "algo.consensus": "mean", "algo.n_critics": 1, "algo.share": "maac"}
+REDUCED = {"algo.joint": False, "algo.consensus": "mean", "algo.n_critics": 1, "algo.share": "maac",
+           "algo.batch_per_agent": False}  # one batch for all, as MAAC's one critic reads
 
 
 def _f64(tree):

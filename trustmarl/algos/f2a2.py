@@ -238,13 +238,20 @@ def consensus_metrics(mode: str, cons: C.ConsensusState, copies) -> dict:
     return out
 
 
-def comm_metrics(counters: C.CommCounters, payload: dict[str, int], observed_scalars: int) -> dict:
+def comm_metrics(counters: C.CommCounters, payload: dict[str, int], observed_scalars: int, policies=None) -> dict:
     """Traceable cumulative communication metrics, ``comm/<name>_per_agent`` ``[N]`` and ``comm/<name>_total``
     (float32: exact up to 2**24; the host-side :func:`trustmarl.trust.consensus.comm_metrics` is exact).
     Messages are counted point to point (an edge between two communicating agents carries two); the
     broadcast count is one message per agent per event; ``observed_scalars`` counts the joint observations
     and executed actions every agent reads during training (not communication). Centralised algorithms
-    pass zero counters: they report 0."""
+    pass zero counters: they report 0.
+
+    ``policies`` (MA-AC, whose agents need the others' policies: Li et al. 2023, Table 2, "joint policy:
+    communication"): each agent's policy size in scalars ``[N]``. At each of its consensus events an agent receives
+    the current policy of every other agent, point to point whatever the graph: ``policy_params_scalars_received_i =
+    events_i (sum_j P_j - P_i)`` and ``policy_params_scalars_sent_j = (sum_i events_i - events_j) P_j``, added to
+    ``scalars_sent`` / ``scalars_received``; the broadcast count adds ``events_i P_i``. Message counts stay the
+    consensus messages."""
     def f(x):
         return x.astype(jnp.float32)
 
@@ -261,6 +268,12 @@ def comm_metrics(counters: C.CommCounters, payload: dict[str, int], observed_sca
     for kind, s in payload.items():
         per_agent[f"{kind}_scalars_sent"] = f(counters.sent) * float(s)
         per_agent[f"{kind}_scalars_received"] = f(counters.received) * float(s)
+    if policies is not None:  # every event of agent i pulls the n - 1 other policies
+        p, ev = jnp.asarray(np.asarray(policies, np.float32)), f(counters.events)
+        sent, received = (jnp.sum(ev) - ev) * p, ev * (jnp.sum(p) - p)
+        per_agent.update(policy_params_scalars_sent=sent, policy_params_scalars_received=received,
+                         scalars_sent=per_agent["scalars_sent"] + sent, scalars_received=per_agent["scalars_received"] + received,
+                         broadcast_scalars_sent=per_agent["broadcast_scalars_sent"] + ev * p)
     out = {}
     for name, v in per_agent.items():
         out[f"comm/{name}_per_agent"] = v
@@ -304,9 +317,10 @@ class TeammateModel(nn.Module):
         return nn.Dense(self.n_actions)(nn.relu(nn.Dense(self.hidden)(x)))
 
 
-def moa_log_probs(model: TeammateModel, params, obs: jax.Array, avail: jax.Array) -> jax.Array:
-    """``[n_observers, ..., n_g, A]``: every observer's predicted log-probabilities (params stacked over observers)."""
-    logits = jax.vmap(model.apply, in_axes=(0, None))(params, obs)
+def moa_log_probs(model: TeammateModel, params, obs: jax.Array, avail: jax.Array, obs_axis=None) -> jax.Array:
+    """``[n_observers, ..., n_g, A]``: every observer's predicted log-probabilities (params stacked over observers;
+    ``obs_axis=0``: observer ``i`` reads ``obs[i]``, its own batch)."""
+    logits = jax.vmap(model.apply, in_axes=(0, obs_axis))(params, obs)
     return jax.nn.log_softmax(jnp.where(avail, logits, MASKED_LOGIT), -1)
 
 
@@ -314,13 +328,15 @@ def moa_loss(logp: jax.Array, actions: jax.Array, others: jax.Array, weight=None
     """``[n_observers]`` cross-entropy on the executed actions ``[B, n_g]``, averaged over the other agents
     (``others`` ``[n_observers, n_g]``: 1 where the target is not the observer) and over the batch's samples whose
     ``weight`` ``[B]`` is true (recurrent actors' padded steps excluded)."""
-    nll = -jnp.take_along_axis(logp, jnp.broadcast_to(actions[None, ..., None], logp.shape[:-1] + (1,)), -1)[..., 0]
+    a = actions if actions.ndim == logp.ndim - 1 else actions[None]  # per-observer batches: [n_observers, B, n_g]
+    nll = -jnp.take_along_axis(logp, jnp.broadcast_to(a[..., None], logp.shape[:-1] + (1,)), -1)[..., 0]
     return jnp.sum(batch_mean(nll, weight, axis=1) * others, -1) / jnp.maximum(jnp.sum(others, -1), 1.0)
 
 
 def moa_tv(logp: jax.Array, true_logp: jax.Array, others: jax.Array) -> jax.Array:
     """``[n_observers]`` total-variation distance ``1/2 sum_a |pi~_j(a) - pi_j(a)|`` to the true policies, over the others."""
-    tv = 0.5 * jnp.sum(jnp.abs(jnp.exp(logp) - jnp.exp(true_logp)[None]), -1).mean(1)
+    true = true_logp if true_logp.ndim == logp.ndim else true_logp[None]  # per-observer batches: [n_observers, B, n_g, A]
+    tv = 0.5 * jnp.sum(jnp.abs(jnp.exp(logp) - jnp.exp(true)), -1).mean(1)
     return jnp.sum(tv * others, -1) / jnp.maximum(jnp.sum(others, -1), 1.0)
 
 
@@ -343,6 +359,7 @@ class OffPolicyFields(ConsensusFields):
     moa_window: int = 5  # paper: steps of the current episode the mental net reads (at most the episode limit)
     moa_batch: int = 1600  # paper: windows per gradient step the natural head and the recurrent nets are trained on
     moa_recent: int = 1200  # paper: most recent buffer steps the impromptu head is trained on (the last ceil(moa_recent / num_envs) of each copy)
+    batch_per_agent: bool | None = None  # each agent samples its own replay minibatch (Li et al. 2023, Alg. 1); false: one batch for all; default (null): true for feed-forward actors, false for recurrent ones (per-agent sequence batches are not implemented)
 
     def validate_off_policy(self) -> None:
         self.validate_consensus()
@@ -368,6 +385,12 @@ class OffPolicyFields(ConsensusFields):
         if getattr(self, "recurrent", False) and self.moa and self.moa_model == "paper":
             raise ConfigError("algo.moa_model=paper does not read sequences: with algo.recurrent=true use algo.moa_model=simple "
                               "(or algo.moa=false)")
+        if self.batch_per_agent is not None and not isinstance(self.batch_per_agent, bool):
+            raise ConfigError(f"algo.batch_per_agent={self.batch_per_agent!r} must be true, false or null (true for "
+                              "feed-forward actors, false for recurrent ones)")
+        if getattr(self, "recurrent", False) and self.batch_per_agent:
+            raise ConfigError("algo.batch_per_agent=true does not read sequences yet: with algo.recurrent=true leave it "
+                              "unset or false (one batch of sequences for all agents)")
 
 
 def gather(x: tuple, actions: tuple) -> jax.Array:
@@ -447,9 +470,9 @@ class OffPolicyCopies:
         """``(rho_f [B, N], rho_b [B, N])``: the agent's own truncated ratios ``min(eps, pi_i(a0_i) / pi0_i(a0_i))`` at
         the buffer actions and ``min(eps, pi0_i(a^_i) / pi_i(a^_i))`` at the resampled ones (Li et al. 2023, Remark 4;
         no gradient)."""
-        eps = self.cfg.ratio_clip
-        rho_f = jnp.minimum(eps, jnp.exp(gather(logp, batch["actions"]) - batch["logp"]))
-        rho_b = jnp.minimum(eps, jnp.exp(gather(batch["behaviour_logp"], a_hat) - gather(logp, a_hat)))
+        eps = self.cfg.ratio_clip  # logp, a_hat: each agent's own (per-agent batches: :meth:`own_rows`)
+        rho_f = jnp.minimum(eps, jnp.exp(gather(logp, self.own_rows(batch["actions"])) - self.own_agents(batch["logp"])))
+        rho_b = jnp.minimum(eps, jnp.exp(gather(self.own_rows(batch["behaviour_logp"]), a_hat) - gather(logp, a_hat)))
         return jax.lax.stop_gradient(rho_f), jax.lax.stop_gradient(rho_b)
 
     def half(self, x_buf, x_res):
@@ -476,10 +499,51 @@ class OffPolicyCopies:
         return tuple(jax.vmap(net.init, in_axes=(0, None))(ks, jnp.zeros((grp.n, grp.obs_dim)))
                      for ks, net, grp in zip(keys, self.moa_nets, self.groups))
 
+    # ---- each agent's own minibatch (batch_per_agent) ---------------------------------------------------
+    @property
+    def per_agent_batch(self) -> bool:
+        """Every agent samples its own minibatch (``batch_per_agent``): the batch's fields carry a leading agent axis
+        ``[N, B, ...]``; copy ``i``'s critic loss, actor ``i``'s loss and observer ``i``'s teammate models read row ``i``."""
+        per_agent = self.cfg.batch_per_agent
+        return (not getattr(self.cfg, "recurrent", False)) if per_agent is None else bool(per_agent)
+
+    @property
+    def batch_axis(self):
+        """``in_axes`` of the batch in the vmaps over the copies and observers: 0 (agent ``i`` reads its own batch) or None."""
+        return 0 if self.per_agent_batch else None
+
     def sample_batch(self, buffer, key, reward_stats):
-        """The paper's models: the batch drawn as the last steps of windows of ``moa_window + 1`` consecutive steps
-        (the mental net's history, ``moa_hist``), plus the teammate models' own data (``moa_data``): ``moa_batch``
-        windows for the natural head and the ``moa_recent`` newest steps for the impromptu head."""
+        """One batch for all, or (``batch_per_agent``) ``N`` batches drawn with ``N`` keys on a leading agent axis: decentralised
+        agents sample their own replay minibatches (Li et al. 2023, Algorithm 1, lines 8-9: "for each agent i: sample a batch")."""
+        if not self.per_agent_batch:
+            return self.sample_one(buffer, key, reward_stats)
+        return jax.vmap(lambda k: self.sample_one(buffer, k, reward_stats))(jax.random.split(key, self.n_agents))
+
+    def own_rows(self, x: tuple) -> tuple:
+        """Per group ``[N, B, n_g, ...]`` -> ``[B, n_g, ...]``: each agent's entries from its own batch (one batch: ``x``)."""
+        if not self.per_agent_batch:
+            return x
+        out = []
+        for g, v in enumerate(x):
+            k = np.arange(v.shape[2])
+            out.append(jnp.moveaxis(v[self.offsets[g] + k, :, k], 0, 1))
+        return tuple(out)
+
+    def own_agents(self, x: jax.Array) -> jax.Array:
+        """``[N, B, N, ...]`` -> ``[B, N, ...]``: agent ``i``'s column of its own batch (rewards, log-probabilities)."""
+        if not self.per_agent_batch:
+            return x
+        k = np.arange(self.n_agents)
+        return jnp.moveaxis(x[k, :, k], 0, 1)
+
+    def own_steps(self, x: jax.Array) -> jax.Array:
+        """A per-transition field (``terminated``) as ``[B, N]`` (agent ``i``: its own batch's) or ``[B, 1]`` (one batch)."""
+        return x.T if self.per_agent_batch else x[:, None]
+
+    def sample_one(self, buffer, key, reward_stats):
+        """One minibatch. The paper's teammate models: the batch drawn as the last steps of windows of ``moa_window + 1``
+        consecutive steps (the mental net's history, ``moa_hist``), plus the teammate models' own data (``moa_data``):
+        ``moa_batch`` windows for the natural head and the ``moa_recent`` newest steps for the impromptu head."""
         if not self.paper_moa:
             return super().sample_batch(buffer, key, reward_stats)
         cfg, w = self.cfg, self.cfg.moa_window
@@ -519,12 +583,13 @@ class OffPolicyCopies:
         """``(mixed, natural, impromptu)`` ``[N observers, B, n_g, A]`` of group ``g``'s agents."""
         n_act = self.groups[g].action_space.n
 
-        def one(pp, ec):
+        def one(pp, ec, obs, avail, hobs, hact, mask):
             nat = TM.natural(pp, obs, avail, ec, TM.mental(pp, hobs, hact, mask, n_act))
             imp = TM.impromptu(pp, obs, avail)
             return TM.mix(nat, imp), nat, imp
 
-        return jax.vmap(one)(p, e_char)
+        ax = self.batch_axis  # observer i reads its own batch
+        return jax.vmap(one, in_axes=(0, 0, ax, ax, ax, ax, ax))(p, e_char, obs, avail, hobs, hact, mask)
 
     def teammates(self, state, batch: dict, key) -> dict:
         """``batch`` with ``moa``: every observer's predicted log-probabilities of every agent's action per group
@@ -533,16 +598,16 @@ class OffPolicyCopies:
             return batch
         moa = state.extra["moa"]
         if not self.paper_moa:
-            pred = {k: tuple(moa_log_probs(net, p, batch[o][g], batch[a][g]) for g, (net, p) in enumerate(zip(self.moa_nets, moa)))
+            pred = {k: tuple(moa_log_probs(net, p, batch[o][g], batch[a][g], self.batch_axis) for g, (net, p) in enumerate(zip(self.moa_nets, moa)))
                     for k, o, a in (("now", "obs", "avail"), ("next", "next_obs", "next_avail"))}
             return dict(batch, moa=jax.lax.stop_gradient(pred))
         idx = jax.random.randint(key, (self.n_agents, self.cfg.moa_char_samples), 0, self.cfg.moa_trajectories)
         chars = self.characters(moa, state.extra["pretrain"], idx)
-        h = batch["moa_hist"]
-        now = tuple(self.paper_log_probs(g, moa[g], chars[g], batch["obs"][g], batch["avail"][g], h["obs"][g][:, :-1],
-                                         h["actions"][g][:, :-1], h["now"])[0] for g in range(len(self.groups)))
-        nxt = tuple(self.paper_log_probs(g, moa[g], chars[g], batch["next_obs"][g], batch["next_avail"][g], h["obs"][g][:, 1:],
-                                         h["actions"][g][:, 1:], h["next"])[0] for g in range(len(self.groups)))
+        h = batch["moa_hist"]  # window axis: -3 of the observations, -2 of the actions
+        now = tuple(self.paper_log_probs(g, moa[g], chars[g], batch["obs"][g], batch["avail"][g], h["obs"][g][..., :-1, :, :],
+                                         h["actions"][g][..., :-1, :], h["now"])[0] for g in range(len(self.groups)))
+        nxt = tuple(self.paper_log_probs(g, moa[g], chars[g], batch["next_obs"][g], batch["next_avail"][g], h["obs"][g][..., 1:, :, :],
+                                         h["actions"][g][..., 1:, :], h["next"])[0] for g in range(len(self.groups)))
         return dict(batch, moa=jax.lax.stop_gradient(dict(now=now, next=nxt)), moa_char_idx=idx)
 
     def observer_actions(self, own: tuple, logp: tuple, key) -> tuple:
@@ -552,7 +617,8 @@ class OffPolicyCopies:
         out = []
         for g, (lp, a) in enumerate(zip(logp, own)):
             drawn = jax.random.categorical(jax.random.fold_in(key, g), lp).astype(a.dtype)
-            out.append(jnp.where(jnp.asarray(self.others[g])[:, None, :] > 0, drawn, a[None]))
+            own_a = a if self.per_agent_batch else a[None]  # per-agent batches: a [N, B, n_g], observer i's at its batch
+            out.append(jnp.where(jnp.asarray(self.others[g])[:, None, :] > 0, drawn, own_a))
         return tuple(out)
 
     def moa_step(self, state, batch):
@@ -560,15 +626,17 @@ class OffPolicyCopies:
         if self.paper_moa:
             return self.paper_moa_step(state, batch)
 
+        ax = self.batch_axis  # observer i learns from its own batch
+
         def loss(moa):
-            per = [moa_loss(moa_log_probs(net, p, batch["obs"][g], batch["avail"][g]), batch["actions"][g], self.others[g],
+            per = [moa_loss(moa_log_probs(net, p, batch["obs"][g], batch["avail"][g], ax), batch["actions"][g], self.others[g],
                             batch.get("weight")) * self.others[g].sum(-1) for g, (net, p) in enumerate(zip(self.moa_nets, moa))]
             return jnp.sum(sum(per)), sum(per) / max(self.n_agents - 1, 1)
 
         grads, ce = jax.grad(loss, has_aux=True)(state.extra["moa"])
         state, moa = self.apply_moa(state, grads)
         true = self.batch_log_probs(state.actor_params, batch)
-        tv = sum(moa_tv(moa_log_probs(net, p, batch["obs"][g], batch["avail"][g]), jax.lax.stop_gradient(true[g]),
+        tv = sum(moa_tv(moa_log_probs(net, p, batch["obs"][g], batch["avail"][g], ax), jax.lax.stop_gradient(true[g]),
                         self.others[g]) * self.others[g].sum(-1) for g, (net, p) in enumerate(zip(self.moa_nets, moa)))
         return state, {"loss/moa": ce.mean(), "diag/moa_tv_per_agent": tv / max(self.n_agents - 1, 1)}
 
@@ -584,20 +652,23 @@ class OffPolicyCopies:
         d, pre, idx = batch["moa_data"], state.extra["pretrain"], batch["moa_char_idx"]
         n_other = max(self.n_agents - 1, 1)
 
+        ax = self.batch_axis  # observer i learns from its own batch
+
         def loss(moa):
             chars = self.characters(moa, pre, idx)
             nat_ce, imp_ce = 0.0, 0.0
             for g, grp in enumerate(self.groups):
-                n_act, h, r = grp.action_space.n, d["hist"], d["recent"]
+                n_act = grp.action_space.n
 
-                def one(pp, ec, g=g, n_act=n_act, h=h, r=r):
+                def one(pp, ec, d, g=g, n_act=n_act):
+                    h, r = d["hist"], d["recent"]
                     em = TM.mental(pp, h["obs"][g][:, :-1], h["actions"][g][:, :-1], h["now"], n_act)
                     # Li et al. 2023, Section 5.2 and Appendix G: each head's cross-entropy on the executed actions
                     nat = TM.nll(TM.natural(pp, d["obs"][g], d["avail"][g], ec, em), d["actions"][g]).mean(0)
                     imp = TM.nll(TM.impromptu(pp, r["obs"][g], r["avail"][g]), r["actions"][g])
                     return nat, jnp.sum(imp * r["weight"][:, None], 0) / jnp.maximum(jnp.sum(r["weight"]), 1.0)
 
-                nat, imp = jax.vmap(one)(moa[g], chars[g])  # [N, n_g]
+                nat, imp = jax.vmap(one, in_axes=(0, 0, ax))(moa[g], chars[g], d)  # [N, n_g]
                 nat_ce = nat_ce + jnp.sum(nat * self.others[g], -1) / n_other
                 imp_ce = imp_ce + jnp.sum(imp * self.others[g], -1) / n_other
             return jnp.sum(nat_ce + imp_ce), (nat_ce, imp_ce)
@@ -608,8 +679,8 @@ class OffPolicyCopies:
         chars, h = self.characters(moa, pre, idx), batch["moa_hist"]
         tvs = [0.0, 0.0, 0.0]
         for g in range(len(self.groups)):
-            out = self.paper_log_probs(g, moa[g], chars[g], batch["obs"][g], batch["avail"][g], h["obs"][g][:, :-1],
-                                       h["actions"][g][:, :-1], h["now"])
+            out = self.paper_log_probs(g, moa[g], chars[g], batch["obs"][g], batch["avail"][g], h["obs"][g][..., :-1, :, :],
+                                       h["actions"][g][..., :-1, :], h["now"])
             for k, lp in enumerate(out):
                 tvs[k] = tvs[k] + moa_tv(lp, true[g], self.others[g]) * self.others[g].sum(-1) / n_other
         return state, {"loss/moa": jnp.mean(nat_ce + imp_ce), "loss/moa_natural": nat_ce.mean(), "loss/moa_impromptu": imp_ce.mean(),

@@ -180,33 +180,36 @@ class F2A2DDPG(f2a2.OffPolicyCopies, MADDPG):
         return tuple(out)
 
     def td_target(self, state, batch, key):
-        """``y_i = r_i + gamma (1 - terminated) min_k Q'_{k,i}(x', a')`` from agent ``i``'s target copies ``[N, B]``;
-        with teammate models the others' next actions are drawn from agent ``i``'s models (Li et al. 2023, Alg. 1, line 10)."""
-        if not self.cfg.moa:
+        """``y_i = r_i + gamma (1 - terminated) min_k Q'_{k,i}(x', a')`` from agent ``i``'s target copies ``[N, B]``
+        (per-agent batches: at agent ``i``'s batch); with teammate models the others' next actions are drawn from agent
+        ``i``'s models (Li et al. 2023, Alg. 1, line 10)."""
+        if not self.cfg.moa and not self.per_agent_batch:
             return super().td_target(state, batch, key)
         next_act = self.next_action_vectors(state, batch, key)
-        own = tuple(jnp.argmax(v, -1).astype(jnp.int32) for v in next_act)
-        acts = self.observer_vectors(own, batch["moa"]["next"], jax.random.fold_in(key, 7))
-        x_obs = self.joint(batch["next_obs"], next_act)[..., : self.joint_obs_dim]
-        x = jnp.concatenate([jnp.broadcast_to(x_obs, acts.shape[:2] + x_obs.shape[-1:]), acts], -1)
+        x = self.joint(batch["next_obs"], next_act)  # [(N,) B, D]
+        if self.cfg.moa:
+            own = tuple(jnp.argmax(v, -1).astype(jnp.int32) for v in next_act)
+            acts = self.observer_vectors(own, batch["moa"]["next"], jax.random.fold_in(key, 7))
+            x_obs = x[..., : self.joint_obs_dim]
+            x = jnp.concatenate([jnp.broadcast_to(x_obs, acts.shape[:2] + x_obs.shape[-1:]), acts], -1)
         q_next = self.q_values(state.target_critic_params, x, per_agent=True).min(0)  # [N, B]
-        not_done = 1.0 - batch["terminated"].astype(jnp.float32)
-        return jax.lax.stop_gradient(batch["reward"].T + self.cfg.gamma * not_done[None] * q_next)
+        not_done = 1.0 - self.own_steps(batch["terminated"]).astype(jnp.float32).T  # [N, B] or [1, B]
+        return jax.lax.stop_gradient(self.own_agents(batch["reward"]).T + self.cfg.gamma * not_done * q_next)
 
     def critic_step(self, state, batch, key):
         """Every copy on Prop. 4 / 5's critic surrogate plus the consensus terms (eq. 5.4a); ``mean``: the copies
         are then replaced by their mean."""
         cfg, y, w = self.cfg, batch["y"], batch.get("weight")  # w: padded steps excluded (recurrent actors)
-        x0 = self.joint(batch["obs"], self.agents.action_vectors(batch["actions"]))  # [B, D]
+        x0 = self.joint(batch["obs"], self.agents.action_vectors(batch["actions"]))  # [B, D] (per-agent batches: [N, B, D])
         out = jax.lax.stop_gradient(self.batch_outputs(state.actor_params, batch))
         logp = self.output_log_probs(out, batch["avail"])
         own, a_hat = self.resampled(out, batch, key)
-        rho_f, rho_b = (r.T for r in self.ratios(jax.lax.stop_gradient(logp), batch, a_hat))  # [N, B]
+        rho_f, rho_b = (r.T for r in self.ratios(jax.lax.stop_gradient(self.own_rows(logp)), batch, self.own_rows(a_hat)))  # [N, B]
         x_hat = self.substitute(x0[..., : self.joint_obs_dim], self.others_actions(batch, out, a_hat, jax.random.fold_in(key, 9)),
                                 jax.lax.stop_gradient(own))
 
         def loss(critics):
-            q0 = self.q_values(critics, x0)  # [K, N, B]
+            q0 = self.q_values(critics, x0, per_agent=self.per_agent_batch)  # [K, N, B]
             # Li et al. 2023, Props. 4-5 (reward convention), the buffer half; critic 2 has no alpha1 term
             per = sum(f2a2.critic_surrogate(q0[k], y, cfg.alpha1 if k == 0 else 0.0, cfg.alpha2, cfg.joint, rho_f)
                       for k in range(self.n_critics))
@@ -238,9 +241,12 @@ class F2A2DDPG(f2a2.OffPolicyCopies, MADDPG):
         per = -cfg.alpha1 * q[0]
         if cfg.joint:
             logp = jax.lax.stop_gradient(self.output_log_probs(out, batch["avail"]))
-            rho_b = self.ratios(logp, batch, a_hat)[1].T
+            rho_b = self.ratios(self.own_rows(logp), batch, self.own_rows(a_hat))[1].T
             per = per + cfg.alpha2 * rho_b * sum(jnp.square(qk - batch["y"]) for qk in q)
         return batch_mean(per, batch.get("weight"), axis=-1)  # padded steps excluded (recurrent actors)
+
+    def own_outputs(self, out: tuple) -> tuple:
+        return self.own_rows(out)
 
     def after_actors(self, state, batch, key):
         """One consensus event (eq. 5.4c/d) over the communication graph, then the teammate models' step."""

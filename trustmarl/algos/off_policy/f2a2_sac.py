@@ -118,7 +118,8 @@ class F2A2SAC(f2a2.OffPolicyCopies, MAAC):
     def copies_q(self, copies, obs, act, weight=None):
         """Every agent's ``Q_i(o, (., a_-i))`` from its own copy, and its own row of attention-logit penalty ``[N]``
         (over the samples whose ``weight`` is true: recurrent actors' padded steps excluded)."""
-        q, logits = jax.vmap(self.critic.apply, in_axes=(0, None, None))(copies, obs, act)  # logits [n, B, H, N, N]
+        ax = self.batch_axis  # per-agent batches: copy i reads agent i's
+        q, logits = jax.vmap(self.critic.apply, in_axes=(0, ax, ax))(copies, obs, act)  # logits [n, B, H, N, N]
         idx = jnp.arange(self.n_agents)
         rows = logits[idx, ..., idx, :]  # [N, B, H, N]: copy i's row i
         if weight is None:
@@ -133,7 +134,7 @@ class F2A2SAC(f2a2.OffPolicyCopies, MAAC):
     # ---- teammate models ---------------------------------------------------------------------------
     def joint_q(self, copies, obs, joint: tuple):
         """Every agent's ``Q_i`` from its own copy at its own joint action (``joint`` per group ``[N, B, n_g]``)."""
-        q, _ = jax.vmap(self.critic.apply, in_axes=(0, None, 0))(copies, obs, self.onehot(joint))
+        q, _ = jax.vmap(self.critic.apply, in_axes=(0, self.batch_axis, 0))(copies, obs, self.onehot(joint))
         return self.own(q)
 
     # ---- one gradient step ---------------------------------------------------------------------------
@@ -141,15 +142,17 @@ class F2A2SAC(f2a2.OffPolicyCopies, MAAC):
         """MAAC's soft target on each agent's own reward with the minimum over its twin target copies."""
         cfg = self.cfg
         _, next_logp = self.batch_policies(target_actor_params, batch, nxt=True)
-        next_a = self.sample(next_logp, key)
+        next_a = self.sample(next_logp, key)  # per-agent batches: every agent's next action at every agent's batch
+        own_a = self.own_rows(next_a)
         if cfg.moa:  # the others' next actions from each agent's teammate models
             joint = self.observer_actions(next_a, batch["moa"]["next"], jax.random.fold_in(key, 7))
-            qs = [self.gather(self.joint_q(c, batch["next_obs"], joint), next_a) for c in target_critic_params]
+            qs = [self.gather(self.joint_q(c, batch["next_obs"], joint), own_a) for c in target_critic_params]
         else:
-            qs = [self.gather(self.copies_q(c, batch["next_obs"], self.onehot(next_a))[0], next_a) for c in target_critic_params]
+            qs = [self.gather(self.copies_q(c, batch["next_obs"], self.onehot(next_a))[0], own_a) for c in target_critic_params]
         q_next = jnp.min(jnp.stack(qs), 0)
-        not_done = 1.0 - batch["terminated"].astype(jnp.float32)[:, None]
-        y = batch["reward"] + cfg.gamma * not_done * q_next - self.gather(next_logp, next_a) / cfg.soft_reward_scale
+        not_done = 1.0 - self.own_steps(batch["terminated"]).astype(jnp.float32)
+        y = (self.own_agents(batch["reward"]) + cfg.gamma * not_done * q_next
+             - self.gather(self.own_rows(next_logp), own_a) / cfg.soft_reward_scale)
         return jax.lax.stop_gradient(y)
 
     def resampled_q(self, copies, batch, a_hat, key):
@@ -160,32 +163,36 @@ class F2A2SAC(f2a2.OffPolicyCopies, MAAC):
         return self.joint_q(copies, batch["obs"], joint)
 
     def terms(self, actor_params, state, batch, key):
-        """MAAC's policy terms; with teammate models the baseline and ``Q`` read each agent's own joint action."""
-        if not self.cfg.moa:
+        """MAAC's policy terms; with teammate models the baseline and ``Q`` read each agent's own joint action; with
+        per-agent batches every agent's terms at its own batch (``actions``: everyone's resampled actions at every batch)."""
+        if not self.cfg.moa and not self.per_agent_batch:
             return self.policy_terms(actor_params, state.critic_params, batch, key, state.extra["old_actor"])
         logits, logp = self.batch_policies(actor_params, batch)
         acts = self.sample(jax.lax.stop_gradient(logp), key)
         q_all = jax.lax.stop_gradient(self.resampled_q(state.critic_params[0], batch, acts, key))
+        logits, logp, own_a = self.own_rows(logits), self.own_rows(logp), self.own_rows(acts)
         baseline = jnp.concatenate([jnp.sum(jax.lax.stop_gradient(jnp.exp(lp)) * q, -1) for lp, q in zip(logp, q_all)], -1)
-        q = self.gather(q_all, acts)
+        q = self.gather(q_all, own_a)
         _, old = jax.lax.stop_gradient(self.batch_policies(state.extra["old_actor"], batch))
-        return PolicyTerms(logits, logp, acts, self.gather(logp, acts), q_all, q, baseline, q - baseline, old, self.gather(old, acts))
+        old = self.own_rows(old)
+        return PolicyTerms(logits, logp, acts, self.gather(logp, own_a), q_all, q, baseline, q - baseline, old, self.gather(old, own_a))
 
     def critic_step(self, state, batch, key):
         cfg = self.cfg
         y, a0, w = batch["y"], batch["actions"], batch.get("weight")  # w: padded steps excluded (recurrent actors)
         _, logp = jax.lax.stop_gradient(self.batch_policies(state.actor_params, batch))
         a_hat = self.sample(logp, key)
-        rho_f, rho_b = self.ratios(logp, batch, a_hat)
+        own0, own_hat = self.own_rows(a0), self.own_rows(a_hat)  # each agent's own actions (per-agent batches: from its batch)
+        rho_f, rho_b = self.ratios(self.own_rows(logp), batch, own_hat)
 
         def loss(critics):
             qb = [self.copies_q(c, batch["obs"], self.onehot(a0), w) for c in critics]
             pen = qb[0][1]
-            qb = [self.gather(q, a0) for q, _ in qb]
+            qb = [self.gather(q, own0) for q, _ in qb]
             # Li et al. 2023, Prop. 6 (reward convention): the buffer half; critic 2 has no alpha1 term
             per = sum(f2a2.critic_surrogate(q, y, cfg.alpha1 if j == 0 else 0.0, cfg.alpha2, cfg.joint, rho_f) for j, q in enumerate(qb))
             if cfg.joint:  # the resampled half: -alpha1 Q1(a^) + alpha2 rho_b sum_j (Qj(a^) - y)^2
-                qr = [self.gather(self.resampled_q(c, batch, a_hat, key), a_hat) for c in critics]
+                qr = [self.gather(self.resampled_q(c, batch, a_hat, key), own_hat) for c in critics]
                 res = -cfg.alpha1 * qr[0] + cfg.alpha2 * rho_b * sum(jnp.square(q - y) for q in qr)
                 per = self.half(per, res)
             per_agent = batch_mean(per, w) + cfg.attention_penalty * pen
@@ -213,15 +220,16 @@ class F2A2SAC(f2a2.OffPolicyCopies, MAAC):
             per = terms.logp_a * jax.lax.stop_gradient(cfg.alpha1 * f_hat)
             if cfg.joint:
                 logp = jax.lax.stop_gradient(terms.logp)
-                rho_f, rho_b = self.ratios(logp, batch, terms.actions)
-                d2 = sum(jnp.square(self.gather(self.resampled_q(c, batch, terms.actions, key), terms.actions) - y)
+                own_hat, own0 = self.own_rows(terms.actions), self.own_rows(batch["actions"])
+                rho_f, rho_b = self.ratios(logp, batch, own_hat)
+                d2 = sum(jnp.square(self.gather(self.resampled_q(c, batch, terms.actions, key), own_hat) - y)
                          for c in state.critic_params)  # delta^_j^2 at the resampled actions (Li et al. 2023, Prop. 6)
                 per = per + terms.logp_a * jax.lax.stop_gradient(cfg.alpha2 * rho_b * d2)
                 q0, _ = self.q_values(state.critic_params, batch["obs"], self.onehot(batch["actions"]))
                 q0 = jax.lax.stop_gradient(q0)
                 b0 = jnp.concatenate([jnp.sum(jnp.exp(lp) * q, -1) for lp, q in zip(logp, q0)], -1)
-                logp0 = self.gather(terms.logp, batch["actions"])
-                f0 = jax.lax.stop_gradient(logp0 / cfg.soft_reward_scale - (self.gather(q0, batch["actions"]) - b0))
+                logp0 = self.gather(terms.logp, own0)
+                f0 = jax.lax.stop_gradient(logp0 / cfg.soft_reward_scale - (self.gather(q0, own0) - b0))
                 per = self.half(rho_f * logp0 * cfg.alpha1 * f0, per)  # the buffer half
             if w is None:
                 reg = jnp.concatenate([jnp.mean(jnp.square(lg), axis=(0, -1)) for lg in terms.logits])

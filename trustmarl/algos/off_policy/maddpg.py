@@ -288,9 +288,9 @@ class MADDPG(SequenceAgents, OffPolicy):
 
     def substitute(self, x_obs: jax.Array, others: jax.Array, own: jax.Array) -> jax.Array:
         """``[N, B, D]``: agent ``i``'s critic input, the others' actions ``others`` (``[B, A]`` or per agent ``[N, B, A]``)
-        with its own slot replaced by ``own`` ``[B, A]``."""
+        with its own slot replaced by ``own`` ``[B, A]`` (or per agent ``[N, B, A]``: F2A2's per-agent batches)."""
         slots = self.own_slots[:, None]
-        acts = others * (1 - slots) + own[None] * slots  # [N, B, A]
+        acts = others * (1 - slots) + (own if own.ndim == 3 else own[None]) * slots  # [N, B, A]
         return jnp.concatenate([jnp.broadcast_to(x_obs, acts.shape[:2] + x_obs.shape[-1:]), acts], -1)
 
     def actor_objective(self, state: OffPolicyState, batch: dict, out: tuple, key) -> jax.Array:
@@ -318,13 +318,17 @@ class MADDPG(SequenceAgents, OffPolicy):
         def actor_loss(actor_params):
             out = self.batch_outputs(actor_params, batch)
             reg = jnp.concatenate([mean_sq(o if g.action_space.kind == "discrete" else o[0])
-                                   for g, o in zip(self.groups, out)])  # [N]
+                                   for g, o in zip(self.groups, self.own_outputs(out))])  # [N]
             per_agent = self.actor_objective(state, batch, out, key) + cfg.policy_reg * reg
             return per_agent.sum(), per_agent
 
         grads, a_loss = jax.grad(actor_loss, has_aux=True)(state.actor_params)
         actor_params, actor_opt = self.apply_actors(state.actor_params, grads, state.actor_opt)
         return state._replace(actor_params=actor_params, actor_opt=actor_opt), a_loss
+
+    def own_outputs(self, out: tuple) -> tuple:
+        """Per group each agent's outputs on the batch it learns from (F2A2's per-agent batches pick them). MADDPG: ``out``."""
+        return out
 
     def policy_delays(self, state: OffPolicyState) -> jax.Array:
         """``[N]`` int32: every agent's actor delay ``d_i`` (MATD3: ``policy_delay`` for all)."""

@@ -120,6 +120,8 @@ class MAACNetConfig(F2A2COMAConfig):
     joint: bool = False  # separate TD and actor objectives (Zhang et al. 2018 has no joint objective)
     consensus: str = "mix"  # mix: copies replaced by the Metropolis-Hastings mix of the neighbours' copies
 
+    SENDS_POLICIES: typing.ClassVar[bool] = True  # its agents read the others' policies (Li et al. 2023, Table 2): counted as policy_params
+
     def validate(self) -> None:
         super().validate()
         if self.consensus != "mix" or self.joint:
@@ -376,8 +378,19 @@ class F2A2COMA(COMA):
         state = state._replace(critic_params=critic, extra=extra)
         return state, f2a2.consensus_metrics(self.cfg.consensus, cons, critic)
 
+    def policy_sizes(self, actor_params) -> np.ndarray | None:
+        """MA-AC: each agent's policy size in scalars ``[N]`` (what an agent sends of its policy); others: None."""
+        if not getattr(type(self.cfg), "SENDS_POLICIES", False):
+            return None
+        sizes = []
+        for g, (grp, p) in enumerate(zip(self.groups, actor_params)):
+            per = sum(int(np.prod(x.shape[1:] if self.agents.stacked(g) else x.shape)) for x in jax.tree.leaves(p))
+            sizes += [per] * grp.n
+        return np.asarray(sizes)
+
     def comm_report(self, state):
-        return f2a2.comm_metrics(state.extra["comm"], self.comm_payload(), f2a2.observed_record_size(self.env))
+        return f2a2.comm_metrics(state.extra["comm"], self.comm_payload(), f2a2.observed_record_size(self.env),
+                                 self.policy_sizes(state.actor_params))
 
 
 register_algo("coma", COMAConfig, COMA,
