@@ -190,8 +190,9 @@ def test_tiers_follow_the_paper_protocol():
     assert len(full) == 3 * 12 and fs.TIERS["full"]["seeds"] == 5 and fs.TIERS["full"]["steps"] == 2_000_000
     assert {b["algo"] for b in full if b["env"] == "smax/8m"} == {"coma", "f2a2_coma"}
     assert all(b["overrides"] == {} or set(b["overrides"]) <= {"algo.graph", "algo.extra_edges", "algo.no_comm",
-                                                                "algo.interval_mean", "algo.interval_std"}
+                                                                "algo.interval_mean", "algo.interval_std", "algo.joint"}
                for b in full if b["algo"] != "maac")  # MAAC: F2A2-SAC's settings (the test below)
+    assert all(b["overrides"].get("algo.joint") is True for b in full if b["algo"] in ("f2a2_sac", "f2a2_coma"))  # the paper's objective
     for name in ("f2a2-magent", "f2a2-smax"):
         assert set(repro.get_reproduction(name).tiers) == {"smoke", "cpu", "full"}
 

@@ -47,6 +47,23 @@ def test_bad_input_exit_2(capsys, tmp_path, monkeypatch, argv, needle):
     assert not (tmp_path / "reproductions").exists()
 
 
+@pytest.mark.parametrize("argv, needle", [
+    (["reproduce", "hatrpo-figure1"], "trustmarl reproduce writes its report with matplotlib and rliable (matplotlib not installed)"),
+    (["crossplay", "a", "b"], "trustmarl crossplay writes its report with matplotlib (matplotlib not installed)"),
+])
+def test_a_missing_report_extra_is_refused_before_any_work(capsys, tmp_path, monkeypatch, argv, needle):
+    """Without matplotlib a reproduction used to train for hours and fail at its report (seen: the matrl-pong cpu
+    tier with only the atari extra); now one line and exit 2 before anything runs or is written."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    monkeypatch.chdir(tmp_path)
+    code, out, err = call(capsys, *argv)
+    assert code == 2 and err.count("\n") == 1 and needle in err and "pip install 'trustmarl[report]'" in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_register_your_own_and_its_report(capsys, tmp_path, monkeypatch):
     from test_report import final_window, make_run
 

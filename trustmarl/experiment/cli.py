@@ -561,6 +561,17 @@ def _report(args) -> int:
     return EXIT_OK
 
 
+def _require_report_extra(command: str, modules: tuple[str, ...] = ("matplotlib", "rliable")) -> None:
+    """A command that ends by drawing its report: refuse it before any work when the ``report`` extra is missing
+    (otherwise hours of training end in an ImportError)."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UsageError(f"{command} writes its report with {' and '.join(modules)} ({', '.join(missing)} not installed): "
+                         "pip install 'trustmarl[report]'")
+
+
 def _reproduce(args) -> int:
     from trustmarl.studies import reproduce as repro
 
@@ -574,6 +585,7 @@ def _reproduce(args) -> int:
     jobs = _default_jobs() if args.jobs is None else args.jobs
     if jobs < 1:
         raise UsageError(f"--jobs {jobs} must be >= 1")
+    _require_report_extra("trustmarl reproduce")
     try:
         res = repro.reproduce(args.name, args.tier, args.out, jobs=jobs, overwrite=args.overwrite)
     except KeyboardInterrupt:
@@ -587,6 +599,7 @@ def _reproduce(args) -> int:
 def _crossplay(args) -> int:
     from trustmarl.studies import crossplay as cp
 
+    _require_report_extra("trustmarl crossplay", ("matplotlib",))  # the heat map, drawn after every pair is played
     out = args.out if args.out is not None else args.run_a / f"crossplay_{args.run_b.name}"
     res = cp.crossplay(args.run_a, args.run_b, args.episodes, out, args.seed_a, args.seed_b, args.deterministic)
     print(cp.format_result(res))
