@@ -114,14 +114,22 @@ def run(algo, updates: int, seed: int = 0):
 C = 7.0
 
 
+FIXED_COMMON = {**TINY, "env.n_agents": 2, "algo.old_policy_lag": 3, "algo.tsallis_q": 0.5}
+
+
 @pytest.fixture(scope="module")
-def fixed_radius_runs():
-    """MAMT with tr_min = tr_max = tr_init = c and MAMD with md_coef = c, same seed, 2 agents, 4 updates."""
-    common = {**TINY, "env.n_agents": 2, "algo.old_policy_lag": 3, "algo.tsallis_q": 0.5}
-    mamt = make_algorithm(build_config("mamt", "mpe/simple_spread", {**common, **TRD, "algo.tr_min": C, "algo.tr_max": C,
-                                                                    "algo.tr_init": C}), total_updates=10)
-    mamd = make_algorithm(build_config("mamd", "mpe/simple_spread", {**common, "algo.md_coef": C}), total_updates=10)
-    return run(mamt, 4), run(mamd, 4)
+def fixed_radius_mamt():
+    """MAMT with tr_min = tr_max = tr_init = c, 2 agents, 4 updates."""
+    mamt = make_algorithm(build_config("mamt", "mpe/simple_spread", {**FIXED_COMMON, **TRD, "algo.tr_min": C,
+                                                                    "algo.tr_max": C, "algo.tr_init": C}), total_updates=10)
+    return run(mamt, 4)
+
+
+@pytest.fixture(scope="module")
+def fixed_radius_runs(fixed_radius_mamt):
+    """The fixed-radius MAMT run and MAMD with md_coef = c, same seed."""
+    mamd = make_algorithm(build_config("mamd", "mpe/simple_spread", {**FIXED_COMMON, "algo.md_coef": C}), total_updates=10)
+    return fixed_radius_mamt, run(mamd, 4)
 
 
 @pytest.mark.slow  # the default suite's 20-minute budget
@@ -145,10 +153,10 @@ PER_AGENT = ("delta", "kl_hat", "d_ns", "tightest_teammate", "penalty", "coordin
              "modeling_loss", "kl_delta")
 
 
-def test_per_agent_diagnostics_are_logged(fixed_radius_runs):
+def test_per_agent_diagnostics_are_logged(fixed_radius_mamt):
     """Issue list of Li et al. 2022's figures: delta, K^L, D_ns, j*, the penalty, C's mean and variance
     (Figs. 12-14), kl_delta (Figs. 15-18), per agent; the three losses as scalars."""
-    (_, metrics), _ = fixed_radius_runs
+    _, metrics = fixed_radius_mamt
     m = metrics[-1]
     for name in PER_AGENT:
         v = np.asarray(m[f"diag/{name}_per_agent"])

@@ -307,3 +307,22 @@ def test_vectorised_estimators_equal_rliables():
     other = rng.integers(0, 5, size=(50, 4, 3)).astype(float)
     np.testing.assert_allclose(rep._poi_batch(batch, other),
                                [metrics.probability_of_improvement(a, b) for a, b in zip(batch, other)], rtol=1e-12)
+
+
+def test_a_sweep_label_naming_its_env_labels_the_configuration_without_it(tmp_path):
+    """A study labels its runs "<algo> <env>" to find them; the report's configuration is the algorithm on every
+    task (not "qmix smax/3m" on smax/2s3z)."""
+    from trustmarl.studies import sweep as sweep_mod
+
+    sd = tmp_path / "sw"
+    (sd / "runs").mkdir(parents=True)
+    runs = []
+    for algo in ("mappo", "ippo"):
+        for env in ("mpe/simple_spread", "mpe/simple_reference"):
+            name = f"{algo}-{env.split('/')[1]}"
+            make_run(sd / "runs" / name, final_window([1.0, 2.0]), algo=algo, env=env)
+            runs.append({"name": name, "dir": f"runs/{name}", "label": f"{algo} {env}"})
+    (sd / sweep_mod.INDEX_FILE).write_text(json.dumps({"name": "s", "runs": runs}))
+    res = rep.analyse(rep.load_runs([sd]), reps=200)
+    assert sorted(res["configs"]) == ["ippo", "mappo"]
+    assert len(res["tasks"]) == 2

@@ -38,9 +38,7 @@ TIERS = {
 }
 TIER_TIMES = {
     "smoke": "~1 min of CPU time (2 CPU cores; 2.3 min wall at a load of 9, measured)",
-    "cpu": "~15-20 min on 2 CPU cores (estimated from single runs through the CLI, 3 seeds x 102,400 env steps, "
-           "the tier's evaluations, load ~5, 2026-12-07: QMIX 81 s on 3m and 101 s on 2s3z, HAPPO 86 s on 2s3z; "
-           "10 such runs; not run end to end)",
+    "cpu": "~10 min on 2 CPU cores (measured end to end, 2026-12-07: 609 s at a load of 8-12, two runs at a time)",
     "full": "5 algorithms x 2 maps x 5 seeds x 2 M env steps: a GPU (not measured)",
 }
 

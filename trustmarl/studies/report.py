@@ -267,7 +267,8 @@ def group_runs(runs: Sequence[RunData]) -> list[Group]:
         ident = json.dumps({k: v for k, v in f.items() if not k.startswith("env.")}, sort_keys=True, default=str)
         algo = str(f.get("algo.name"))
         auto = algo + _suffix({k: f.get(k) for k in differing[algo] if k in f})
-        label = config_of.setdefault(ident, run.label or auto)
+        given = run.label[:-len(env) - 1] if run.label and run.label.endswith(" " + env) else run.label
+        label = config_of.setdefault(ident, given or auto)  # a sweep label naming its env names the task, not the configuration
         groups.setdefault((task, label), Group(task, label, [])).runs.append(run)
     return list(groups.values())
 
