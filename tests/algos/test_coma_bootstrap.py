@@ -86,3 +86,28 @@ def test_the_bootstrap_reads_no_policy(run):
     assert np.abs(fresh - value).max() > 1e-3
     moved = state._replace(actor_params=s2.actor_params)  # another policy at update time
     np.testing.assert_array_equal(np.asarray(algo.last_value(moved)), value)
+
+
+@pytest.mark.slow  # ~40 s (GRU compilation); the feed-forward tests above cover the same by default
+def test_recurrent_actors_commit_from_their_carried_hidden_state():
+    """GRU actors: the committed actions are drawn from the hidden state carried out of the rollout and executed first
+    by the next rollout (whose hidden state advances under the updated policy); the bootstrap is the hand computation."""
+    algo = make_algorithm(build_config("f2a2_coma", "mpe/simple_spread", {**TINY, "algo.recurrent": True, "algo.gru_size": 8}),
+                          total_updates=4)
+    with rolled_threefry():
+        s0 = jax.jit(algo.init)(jax.random.PRNGKey(5))
+    rollout = jax.jit(algo.rollout)
+    s1, traj1, _ = rollout(s0)
+    sb, batch = jax.jit(algo.make_batch)(s1, traj1)
+    s2, _ = jax.jit(algo.learn_batch)(sb, batch)
+    _, traj2, _ = rollout(s2)
+    committed = s2.carry[1]
+    np.testing.assert_array_equal(np.asarray(traj2["actions"][0][0]), np.asarray(committed["actions"][0]))
+    np.testing.assert_array_equal(np.asarray(traj2["logp"][0]), np.asarray(committed["logp"]))
+    hidden, dists = algo.policy_step(s1.actor_params, s1.carry[0], s1.last.obs, s1.last.avail, s1.last.done)
+    np.testing.assert_array_equal(np.asarray(traj2["hidden"][0][0]), np.asarray(s1.carry[0][0]))  # the carried state
+    probs = np.exp(np.asarray(dists[0][0]))
+    boot = _hand_bootstrap(algo, s1.extra["target_critic"], s1.last, probs, (traj2["actions"][0][0],))
+    y = np.asarray(traj1["reward"][-1]) + algo.cfg.gamma * (1.0 - np.asarray(traj1["done"][-1]))[:, None] * boot
+    target = np.asarray(batch.target)  # [n_seq, seq_len, N]: sequence e holds env e's steps (seq_len = T)
+    np.testing.assert_allclose(target[:, -1], y, rtol=1e-6, atol=1e-6)
