@@ -9,7 +9,7 @@ step (``epochs x minibatches`` per engine update), on a minibatch of the rollout
 - critic: ``mean_i mean_b (Q_i(s, a) - y_i)^2`` with ``y`` the TD(lambda) target of the *target*
   critic, ``y_t = r_t + gamma (1 - d_t) ((1 - lambda) Q'(s_{t+1}, a_{t+1}) + lambda y_{t+1})``
   (Foerster et al. 2018, Section 4; lambda = 0.8), bootstrapped after the rollout with
-  ``sum_a pi_i(a) Q'_i(s_T, (a, a~_-i))``, ``a~ ~ pi``; the target critic is a hard copy every
+  ``sum_a pi_i(a) Q'_i(s_T, (a, a~_-i))``, ``a~ ~ pi`` drawn afresh (F2A2-COMA: executed, see below); the target critic is a hard copy every
   ``target_every`` critic steps;
 - actors, on the critic *after* this step's critic step: the counterfactual advantage
   ``A_i = Q_i(s, a) - sum_a' pi_i(a' | o_i) Q_i(s, (a', a_-i))`` (Foerster et al. 2018, eq. 4) and the
@@ -27,6 +27,22 @@ joint objective (reward convention, ``delta = Q - y``):
 
 F2A2-COMA's critic reads only *executed* actions (the counterfactual baseline varies the agent's own
 action only), so modelling the other agents (MOA) predicts nothing here: there is no teammate model.
+
+**The bootstrap's actions** (F2A2-COMA and MA-AC). The target of a rollout's last step needs ``Q'_i`` at the
+other agents' actions at ``s_T``, which no transition of the rollout holds. Centralised COMA draws
+``a~_-i ~ pi_-i`` afresh and executes nothing (Foerster et al. 2018, Section 4: training reads every policy). A
+decentralised agent sees the others' executed actions, as labels, but not their policies (Li et al. 2023, Section
+5.2 and Table 2), so here every agent samples its action at ``s_T`` from its own policy before the update (the key
+and draw of COMA's) and commits to it: the next rollout's first step executes exactly these actions, and the
+bootstrap ``sum_a pi_i(a | o_i) Q'_i(s_T, (a, a_-i))`` reads them as executed actions, like every other step's
+target (computed before the step is taken, it is the number a learner waiting for the step would get). That
+first transition keeps the log-probabilities and distributions of the policy that sampled it (one update older;
+the actor loss recomputes ``log pi`` with the current parameters and does not read them). The commitment lives in
+the loop's ``carry`` (``(the actors' carry, committed)``): checkpointed and vmapped over seeds with the state,
+dropped where the host loop starts fresh episodes (it zeroes the carry); the first rollout samples afresh. A
+recurrent actor samples it from the hidden state carried out of the rollout; the next rollout advances that state
+with the updated policy. An episode ending at the last step needs nothing: its target ignores the bootstrap, and
+the committed actions are a draw at the new episode's first observation.
 
 **MA-AC** (Zhang et al. 2018, "Fully decentralized multi-agent reinforcement learning with networked
 agents", Algorithm 1, in its discounted form): the same copies, a TD step of each copy on its agent's
