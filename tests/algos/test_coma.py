@@ -145,7 +145,7 @@ def _learn_runs(rollout, optimizer: str, updates: int = 3):
     f2 = make_algorithm(build_config("f2a2_coma", "mpe/simple_spread", {
         **TINY, "algo.optimizer": optimizer, "algo.consensus": "mean", "algo.joint": False}), total_updates=4)
     f0 = jax.jit(f2.init_state)(jax.random.PRNGKey(4), s0.last, s0.env_state)  # COMA's init: the same networks
-    f0 = f0._replace(key=s0.key, carry=s0.carry, episodes=s0.episodes)
+    f0 = f0._replace(key=s0.key, carry=(s0.carry, f0.carry[1]), episodes=s0.episodes)  # no committed actions yet
     c0 = jax.jit(coma.init_state)(jax.random.PRNGKey(4), s0.last, s0.env_state)._replace(key=s0.key)
     out = []
     with jax.enable_x64(True):

@@ -9,7 +9,7 @@ step (``epochs x minibatches`` per engine update), on a minibatch of the rollout
 - critic: ``mean_i mean_b (Q_i(s, a) - y_i)^2`` with ``y`` the TD(lambda) target of the *target*
   critic, ``y_t = r_t + gamma (1 - d_t) ((1 - lambda) Q'(s_{t+1}, a_{t+1}) + lambda y_{t+1})``
   (Foerster et al. 2018, Section 4; lambda = 0.8), bootstrapped after the rollout with
-  ``sum_a pi_i(a) Q'_i(s_T, (a, a~_-i))``, ``a~ ~ pi``; the target critic is a hard copy every
+  ``sum_a pi_i(a) Q'_i(s_T, (a, a~_-i))``, ``a~ ~ pi`` drawn afresh (F2A2-COMA: executed, see below); the target critic is a hard copy every
   ``target_every`` critic steps;
 - actors, on the critic *after* this step's critic step: the counterfactual advantage
   ``A_i = Q_i(s, a) - sum_a' pi_i(a' | o_i) Q_i(s, (a', a_-i))`` (Foerster et al. 2018, eq. 4) and the
@@ -27,6 +27,22 @@ joint objective (reward convention, ``delta = Q - y``):
 
 F2A2-COMA's critic reads only *executed* actions (the counterfactual baseline varies the agent's own
 action only), so modelling the other agents (MOA) predicts nothing here: there is no teammate model.
+
+**The bootstrap's actions** (F2A2-COMA and MA-AC). The target of a rollout's last step needs ``Q'_i`` at the
+other agents' actions at ``s_T``, which no transition of the rollout holds. Centralised COMA draws
+``a~_-i ~ pi_-i`` afresh and executes nothing (Foerster et al. 2018, Section 4: training reads every policy). A
+decentralised agent sees the others' executed actions, as labels, but not their policies (Li et al. 2023, Section
+5.2 and Table 2), so here every agent samples its action at ``s_T`` from its own policy before the update (the key
+and draw of COMA's) and commits to it: the next rollout's first step executes exactly these actions, and the
+bootstrap ``sum_a pi_i(a | o_i) Q'_i(s_T, (a, a_-i))`` reads them as executed actions, like every other step's
+target (computed before the step is taken, it is the number a learner waiting for the step would get). That
+first transition keeps the log-probabilities and distributions of the policy that sampled it (one update older;
+the actor loss recomputes ``log pi`` with the current parameters and does not read them). The commitment lives in
+the loop's ``carry`` (``(the actors' carry, committed)``): checkpointed and vmapped over seeds with the state,
+dropped where the host loop starts fresh episodes (it zeroes the carry); the first rollout samples afresh. A
+recurrent actor samples it from the hidden state carried out of the rollout; the next rollout advances that state
+with the updated policy. An episode ending at the last step needs nothing: its target ignores the bootstrap, and
+the committed actions are a draw at the new episode's first observation.
 
 **MA-AC** (Zhang et al. 2018, "Fully decentralized multi-agent reinforcement learning with networked
 agents", Algorithm 1, in its discounted form): the same copies, a TD step of each copy on its agent's
@@ -225,17 +241,28 @@ class COMA(ActorCritic):
                 "comm": C.counters_init(self.n_agents)}
 
     # ---- targets -------------------------------------------------------------------------------
-    def last_value(self, state: TrainState) -> jax.Array:
-        """``sum_a pi_i(a | o_i) Q'_i(s_T, (a, a~_-i))`` with ``a~ ~ pi``: the bootstrap after the rollout ``[E, N]``."""
-        last = state.last
+    def sample_at_last(self, actor_params, hidden, last, key) -> dict:
+        """Every agent's action sampled from its own policy at the rollout's last observation ``s_T``:
+        ``actions`` (per group ``[E, n_g]``), ``logp`` ``[E, N]``, ``dist`` (per group) and ``valid`` ``[E]``."""
         if self.recurrent:
-            _, dists = self.policy_step(state.actor_params, state.carry, last.obs, last.avail, jnp.asarray(last.done))
+            _, dists = self.policy_step(actor_params, hidden, last.obs, last.avail, jnp.asarray(last.done))
         else:
-            dists = self.policy(state.actor_params, last.obs, last.avail)
-        key = jax.random.fold_in(state.key, 11)
+            dists = self.policy(actor_params, last.obs, last.avail)
         acts = tuple(dd.sample(d, jax.random.fold_in(key, g)) for g, (dd, d) in enumerate(zip(self.dists, dists)))
-        q = self.q_values(state.extra["target_critic"], last.state, last.obs, self.onehot(acts))
-        return jnp.concatenate([jnp.sum(jnp.exp(d[0]) * qg, -1) for d, qg in zip(dists, q)], -1)
+        return {"actions": acts, "logp": self.log_prob(dists, acts), "dist": dists,
+                "valid": jnp.ones(jnp.shape(last.done), bool)}
+
+    def bootstrap(self, target_critic, last, sampled: dict) -> jax.Array:
+        """``sum_a pi_i(a | o_i) Q'_i(s_T, (a, a~_-i))`` ``[E, N]``: the own action in expectation, the others' at
+        ``sampled["actions"]``, ``pi`` the distributions ``sampled["dist"]``."""
+        q = self.q_values(target_critic, last.state, last.obs, self.onehot(sampled["actions"]))
+        return jnp.concatenate([jnp.sum(jnp.exp(d[0]) * qg, -1) for d, qg in zip(sampled["dist"], q)], -1)
+
+    def last_value(self, state: TrainState) -> jax.Array:
+        """COMA's bootstrap after the rollout ``[E, N]`` with ``a~ ~ pi`` drawn afresh at ``s_T`` (the centralised
+        critic reads every policy; the draw is not executed)."""
+        sampled = self.sample_at_last(state.actor_params, state.carry, state.last, jax.random.fold_in(state.key, 11))
+        return self.bootstrap(state.extra["target_critic"], state.last, sampled)
 
     def targets(self, state: TrainState, traj: dict, last_value: jax.Array):
         """TD(lambda) targets of the target critic at the taken actions (Foerster et al. 2018, Section 4):
@@ -346,6 +373,38 @@ class F2A2COMA(COMA):
     def __init__(self, env, cfg: F2A2COMAConfig, total_updates: int | None = None):
         super().__init__(env, cfg, total_updates)
         self.protocol = cfg.protocol(env)
+
+    # ---- the bootstrap's actions are executed (see the module docstring) ----------------------------
+    def init_state(self, key, last, env_state=None) -> TrainState:
+        """COMA's state; the loop's ``carry`` is ``(the actors' carry, the committed first actions)``, none yet."""
+        state = super().init_state(key, last, env_state)
+        none = jax.tree.map(jnp.zeros_like, self.sample_at_last(state.actor_params, state.carry, last, key))
+        return state._replace(carry=(state.carry, none))
+
+    def make_batch(self, state: TrainState, traj: dict):
+        """Before the targets: every agent samples its action at ``s_T`` from its own (not yet updated) policy and
+        commits to it: the next rollout's first step executes it, and the bootstrap reads it as an executed action."""
+        hidden, _ = state.carry
+        committed = self.sample_at_last(state.actor_params, hidden, state.last, jax.random.fold_in(state.key, 11))
+        return super().make_batch(state._replace(carry=(hidden, committed)), traj)
+
+    def last_value(self, state: TrainState) -> jax.Array:
+        """The bootstrap at the actions the agents committed to at ``s_T`` (executed next): no other agent's policy."""
+        return self.bootstrap(state.extra["target_critic"], state.last, state.carry[1])
+
+    def act(self, view, carry, last, key):
+        """The engine's acting, except where actions were committed (the first step after an update): those are
+        executed, with their log-probabilities and distributions under the policy that sampled them."""
+        hidden, committed = carry
+        _, out, hidden = super().act(view, hidden, last, key)
+        use = committed["valid"]
+
+        def pick(c, x):
+            return jnp.where(use.reshape(use.shape + (1,) * (x.ndim - use.ndim)), c, x)
+
+        actions, logp, dist = jax.tree.map(pick, (committed["actions"], committed["logp"], committed["dist"]), out[:3])
+        done = dict(committed, valid=jnp.zeros_like(use))
+        return self.env_actions(actions), (actions, logp, dist) + tuple(out[3:]), (hidden, done)
 
     def init_extra(self, key, actor_params, critic_params):
         cfg = self.cfg
