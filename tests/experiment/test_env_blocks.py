@@ -108,6 +108,9 @@ SCRIPT = textwrap.dedent(r"""
         s4, m4 = four(s4, 2)
         for x, a in zip(jax.tree.leaves(s4), jax.tree.leaves(axes)):
             assert x.sharding.spec == (P() if a < 0 else P(*([None] * (a + 1)), "envs")), (x.shape, a, x.sharding)
+            if a < 0:  # replicated leaves: each device holds its own copy, all equal (all-reduced gradients)
+                copies = [np.asarray(sh.data) for sh in x.addressable_shards]
+                assert all(np.array_equal(copies[0], c, equal_nan=True) for c in copies[1:]), ("devices differ", x.shape)
         # (a) 4 devices equal the 4 blocks vmapped on one device to float tolerance (XLA compiles and fuses the
         # per-device program for 1 block, the one-device program for a batch of 4: other kernels, other rounding)
         s1, m1 = one(state0, 2)
