@@ -87,7 +87,7 @@ SCRIPT = textwrap.dedent(r"""
     assert jax.device_count() == 4
     env = "matrix/proposition1"  # one-step episodes; small programs
     ov = {"num_seeds": 2, "total_steps": 64, "chunk_updates": 2, "algo.num_envs": 4, "algo.rollout_len": 4,
-          "algo.hidden_sizes": [8], "algo.epochs": 1, "algo.minibatches": 1, "env_blocks": 4, "eval_every": 0,
+          "algo.hidden_sizes": [8], "algo.epochs": 1, "algo.minibatches": 1, "env_blocks": 4, "eval_every": 32,
           "eval_episodes": 2}
     close = lambda a, b: all(np.allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6, equal_nan=True)
                              for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
@@ -134,6 +134,8 @@ SCRIPT = textwrap.dedent(r"""
     r1, r4 = read_jsonl(out / "d1" / "metrics.jsonl"), read_jsonl(out / "d4" / "metrics.jsonl")
     assert np.allclose([r["episode_return"] for r in r1 if "episode_return" in r],
                        [r["episode_return"] for r in r4 if "episode_return" in r], atol=1e-5, equal_nan=True)
+    assert np.allclose([r.get("eval/return", 0) for r in r1], [r.get("eval/return", 0) for r in r4], atol=1e-4)
+    assert any("eval/return" in r for r in r4)  # evaluation runs on the state sharded over the envs mesh
     for a, b in ((4, 1), (1, 4)):
         run = out / f"r{a}{b}"
         train(build_config("mappo", env, {**ov, "devices": a}), run, stop_after_chunks=1, progress=False, tensorboard=False)
