@@ -196,3 +196,24 @@ def test_bad_env_block_keys_are_one_line_and_exit_2(capsys, tmp_path, argv, need
 
 def test_env_blocks_is_not_resumable_but_devices_is():
     assert "env_blocks" not in runner.RESUMABLE_KEYS and "devices" in runner.RESUMABLE_KEYS
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_normalisers_over_blocks_equal_the_whole_batch(masked):
+    """Value-normaliser and advantage moments summed over blocks (``total``) equal those of the whole batch."""
+    from trustmarl.trust.normalize import normalize_advantages, value_norm_init, value_norm_update
+
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(2.0, 3.0, (4, 8, 3)), jnp.float32)  # [T, E, K]
+    mask = jnp.asarray(rng.random((4, 8, 3)) > 0.3, jnp.float32) if masked else None
+    total = lambda a: jax.lax.psum(jnp.sum(a), "b")  # noqa: E731
+    halves = lambda a: jnp.moveaxis(a.reshape(4, 2, 4, 3), 1, 0)  # noqa: E731  two blocks of 4 env copies
+    whole = lambda a: jnp.moveaxis(a, 0, 1).reshape(4, 8, 3)  # noqa: E731
+    m = None if mask is None else halves(mask)
+    adv = jax.vmap(lambda a, k: normalize_advantages(a, k, total=total), axis_name="b")(halves(x), m)
+    np.testing.assert_allclose(whole(adv), normalize_advantages(x, mask), rtol=1e-5, atol=1e-6)
+    vn = jax.vmap(lambda a, k: value_norm_update(value_norm_init(0.9), a, k, total=total), axis_name="b")(halves(x), m)
+    ref = value_norm_update(value_norm_init(0.9), x, mask)
+    for got, want in zip(vn, ref):
+        np.testing.assert_allclose(got[0], want, rtol=1e-5)
+        np.testing.assert_allclose(got[1], want, rtol=1e-5)
