@@ -27,8 +27,17 @@ OV = {"num_seeds": 2, "algo.num_envs": 4, "algo.rollout_len": 4, "algo.hidden_si
       "algo.minibatches": 1}
 
 
-@pytest.mark.parametrize("name", ["mappo", pytest.param("happo", marks=pytest.mark.slow)])  # happo: 30 s more
-def test_blocks_keep_parameters_and_statistics_equal(name):
+OFF = {"algo.hidden_sizes": [8], "algo.num_envs": 4, "algo.rollout_len": 4, "algo.batch_size": 8, "algo.learning_starts": 8,
+       "algo.grad_steps": 2, "algo.reward_norm": True, "env.n_agents": 2, "env.max_cycles": 5}
+
+
+@pytest.mark.parametrize("name, env, ov, episodes", [
+    ("mappo", ENV, OV, 16),  # one-step episodes: every step of the 4 blocks ends one
+    pytest.param("happo", ENV, OV, 16, marks=pytest.mark.slow),  # 30 s more
+    # 4 copies x 4 steps stored >= learning_starts=8 only counting all blocks; MPE episodes of 5 steps
+    pytest.param("maddpg", "mpe/simple_spread", OFF, 0, marks=pytest.mark.slow),
+])
+def test_blocks_keep_parameters_and_statistics_equal(name, env, ov, episodes):
     """One update of 4 blocks of one env copy each, vmapped by hand: every leaf without an env axis (parameters,
     optimiser states, value normaliser, counters, key) is the same in all blocks, the parameters moved, and the
     episode count is that of all blocks. Fails when a reduction over env copies skips the block axis."""
@@ -36,7 +45,7 @@ def test_blocks_keep_parameters_and_statistics_equal(name):
     from trustmarl.experiment.backends import block_algorithm, build_algorithm, env_axes
     from trustmarl.experiment.config import build_config
 
-    cfg = build_config(name, ENV, {**OV, "env_blocks": 4})
+    cfg = build_config(name, env, {**ov, "env_blocks": 4})
     algo = build_algorithm(cfg)
     axes = env_axes(algo, 4)
     state = jax.jit(algo.init)(jax.random.PRNGKey(0))
@@ -52,7 +61,7 @@ def test_blocks_keep_parameters_and_statistics_equal(name):
             assert all(np.array_equal(x[0], x[b], equal_nan=True) for b in range(1, 4)), (x0.shape, x)
     params = np.concatenate([np.asarray(p).ravel() for p in jax.tree.leaves(jax.tree.map(lambda x: x[0], out.actor_params))])
     assert not np.allclose(params, np.concatenate([np.asarray(p).ravel() for p in jax.tree.leaves(state.actor_params)]))
-    assert int(m["env_steps"][0]) == 4 * 4 and int(m["episodes"][0]) == 16  # one-step episodes: all blocks' episodes
+    assert int(m["env_steps"][0]) == 4 * 4 and int(m["episodes"][0]) == episodes  # the episodes of all blocks
 
 
 def test_block_keys_differ_per_block_and_are_unchanged_outside():

@@ -215,7 +215,8 @@ class Algorithm:
 
     name = "algorithm"
     # whether every reduction over env copies in ``update`` goes through the block helpers above, so that the
-    # run key ``env_blocks`` may split the env copies into blocks (see :meth:`check_env_blocks`)
+    # run key ``env_blocks`` may split the env copies into blocks (see :meth:`check_env_blocks`); each class
+    # declares it itself (not inherited: a subclass may add reductions over env copies)
     ENV_BLOCKS = False
     # the metric the progress bar shows as ``ret`` (its mean over a chunk's updates; the last value is kept
     # while no episode ends); further fields come from :meth:`progress_postfix`
@@ -265,10 +266,19 @@ class Algorithm:
         """``ConfigError`` (one line) unless this algorithm can train with its env copies in ``blocks`` blocks."""
         from trustmarl.validation import ConfigError
 
-        if not self.ENV_BLOCKS:
+        if not type(self).__dict__.get("ENV_BLOCKS", False):  # declared by each class: a subclass may add reductions
             raise ConfigError(f"env_blocks={blocks}: {self.name} does not split its env copies into blocks; use env_blocks=1")
         if self.num_envs % blocks:
             raise ConfigError(f"env_blocks={blocks} must divide algo.num_envs={self.num_envs}")
+
+    def block_part(self, blocks: int):
+        """The algorithm one of ``blocks`` env blocks runs: a copy with ``num_envs / blocks`` env copies that
+        counts the env steps of all blocks (``steps_per_update`` unchanged)."""
+        import copy
+
+        part = copy.copy(self)
+        part.num_envs = self.num_envs // blocks
+        return part
 
     # ---- checkpoints: the policy apart from bulky data ----------------------------------------------
     def pretrain_request(self) -> tuple[int, int] | None:

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import copy
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -70,11 +68,9 @@ def env_mesh(devices: int):
 
 
 def block_algorithm(algo, blocks: int):
-    """The algorithm one env block runs: ``algo`` with ``num_envs / blocks`` env copies, counting the env steps
-    of all blocks (``steps_per_update`` unchanged)."""
-    part = copy.copy(algo)
-    part.num_envs = algo.num_envs // blocks
-    return part
+    """The algorithm one env block runs (:meth:`Algorithm.block_part`): ``num_envs / blocks`` env copies, counting
+    the env steps of all blocks."""
+    return algo.block_part(blocks)
 
 
 def env_axes(algo, blocks: int):
