@@ -102,8 +102,14 @@ SCRIPT = textwrap.dedent(r"""
                              for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
     host = lambda t: jax.tree.map(np.asarray, t)
 
-    if sys.argv[3] == "direct":
-        cfg = build_config("mappo", env, {**ov, "devices": 4})
+    if sys.argv[3] in ("direct", "maddpg"):
+        name, episodes = "mappo", 2 * 2 * 16
+        if sys.argv[3] == "maddpg":  # MPE episodes of 5 steps: one per copy in 8 steps; 16 stored before learning
+            name, env, episodes = "maddpg", "mpe/simple_spread", 2 * 4
+            ov = {**ov, "algo.batch_size": 8, "algo.learning_starts": 16, "algo.grad_steps": 1, "env.n_agents": 2,
+                  "env.max_cycles": 5}
+            del ov["algo.epochs"], ov["algo.minibatches"]
+        cfg = build_config(name, env, {**ov, "devices": 4})
         algo = build_algorithm(cfg)
         axes = env_axes(algo, 4)
         mesh = env_mesh(4)
@@ -125,7 +131,7 @@ SCRIPT = textwrap.dedent(r"""
         s1, m1 = one(state0, 2)
         assert close(s4, s1), "4 devices differ from 4 vmapped blocks on one device"
         assert close(m4, m1), "metrics differ"
-        assert np.asarray(m1["env_steps"]).tolist() == [[16, 32]] * 2 and int(np.asarray(m1["episodes"]).sum()) == 2 * 2 * 16
+        assert np.asarray(m1["env_steps"]).tolist() == [[16, 32]] * 2 and int(np.asarray(m1["episodes"]).sum()) == episodes
         # (c) continuing on the other device count from host arrays: 4 -> 1 and 1 -> 4, against 2 chunks on each
         a4, _ = four(shard_blocks(host(s4), mesh, axes), 2)
         a1, _ = one(host(s1), 2)
@@ -168,6 +174,11 @@ def test_env_blocks_on_four_devices_equal_one_and_continue_across_counts(tmp_pat
     _run(tmp_path, "direct")
 
 
+@pytest.mark.slow  # the off-policy engine: as above, with MADDPG (replay buffers split on their env axis)
+def test_maddpg_env_blocks_on_four_devices_equal_one(tmp_path):
+    _run(tmp_path, "maddpg")
+
+
 @pytest.mark.slow  # four short training runs and two resumes on 4 host devices
 def test_env_block_runs_resume_across_device_counts(tmp_path):
     _run(tmp_path, "runner")
@@ -181,6 +192,8 @@ def test_env_block_runs_resume_across_device_counts(tmp_path):
     (["env_blocks=4", "algo.minibatches=8"], ["env_blocks=4: algo.minibatches=8 must divide each block's samples",
                                               "=4"]),
     (["env_blocks=2", "--algo", "hatrpo"], ["env_blocks=2: hatrpo does not split its env copies into blocks"]),
+    (["env_blocks=2", "--algo", "maac"], ["env_blocks=2: maac does not split its env copies into blocks"]),
+    (["env_blocks=4", "--algo", "maddpg", "algo.batch_size=6"], ["env_blocks=4 must divide algo.batch_size=6"]),
     (["env_blocks=2", "--env", "sisl/pursuit"], ["env_blocks=2: host environments (sisl/pursuit)", "env_blocks=1"]),
 ])
 def test_bad_env_block_keys_are_one_line_and_exit_2(capsys, tmp_path, argv, needles):
@@ -226,3 +239,21 @@ def test_normalisers_over_blocks_equal_the_whole_batch(masked):
     for got, want in zip(vn, ref):
         np.testing.assert_allclose(got[0], want, rtol=1e-5)
         np.testing.assert_allclose(got[1], want, rtol=1e-5)
+
+
+def test_replay_reward_statistics_over_blocks_equal_the_whole_buffer():
+    """``field_mean_std`` with ``combine`` (a psum over blocks) equals the statistics of the whole buffer."""
+    from trustmarl import replay
+
+    rng = np.random.default_rng(1)
+    buf = replay.init({"r": jnp.zeros((3,))}, 6, 8)  # capacity 6, 8 env copies, 3 agents
+    for t in range(4):  # 4 of 6 slots filled
+        buf = replay.insert(buf, {"r": jnp.asarray(rng.normal(1.0, 2.0, (1, 8, 3)), jnp.float32)})
+    ref = replay.field_mean_std(buf, buf.data["r"])
+    halves = buf._replace(data=jax.tree.map(lambda d: jnp.moveaxis(d.reshape(6, 2, 4, 3), 1, 0), buf.data))
+    got = jax.vmap(lambda d: replay.field_mean_std(buf, d, combine=lambda x: jax.lax.psum(x, "b")), axis_name="b")(
+        halves.data["r"])
+    for g, w in zip(got, ref):
+        np.testing.assert_allclose(g[0], w, rtol=1e-5)
+        np.testing.assert_allclose(g[1], w, rtol=1e-5)
+    assert not np.allclose(replay.field_mean_std(buf, halves.data["r"][0])[0], ref[0])  # one block alone differs
