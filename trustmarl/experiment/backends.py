@@ -38,9 +38,10 @@ def seed_keys(cfg: RunConfig) -> jax.Array:
 
 
 def resolve_devices(cfg: RunConfig) -> int:
-    """How many devices a training run's seed axis is sharded over (run key ``devices``): ``auto`` takes the
-    most available devices that divide ``num_seeds``. ``ConfigError`` (one line) for more devices than this
-    machine has, or more than one for a host env (its learner runs on one device)."""
+    """How many devices a training run's seed axis (with ``env_blocks > 1``: its env blocks) is sharded over (run
+    key ``devices``): ``auto`` takes the most available devices that divide ``num_seeds`` (``env_blocks``).
+    ``ConfigError`` (one line) for more devices than this machine has, or more than one device or env block for
+    a host env (its learner runs on one device, its copies step in worker processes)."""
     available = jax.device_count()
     if cfg.env_blocks > 1 and env_kind(cfg.env.name) == "host":
         raise ConfigError(f"env_blocks={cfg.env_blocks}: host environments ({cfg.env.name}) step their copies in "
