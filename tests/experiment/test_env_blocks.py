@@ -86,7 +86,7 @@ SCRIPT = textwrap.dedent(r"""
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
     from trustmarl.algos.base import init_seeds
-    from trustmarl.experiment.backends import _Chunks, build_algorithm, env_axes, env_mesh, seed_keys, shard_blocks
+    from trustmarl.experiment.backends import _Chunks, build_algorithm, env_axes, env_mesh, init_blocks, seed_keys, shard_blocks
     from trustmarl.experiment.config import build_config
     from trustmarl.experiment.logger import read_jsonl
     from trustmarl.experiment.runner import load_run_state, resume_config, train
@@ -115,8 +115,10 @@ SCRIPT = textwrap.dedent(r"""
         mesh = env_mesh(4)
         state0 = host(init_seeds(algo, seed_keys(cfg)))
         four, one = _Chunks(algo, 2, mesh=mesh, blocks=4), _Chunks(algo, 2, blocks=4)
-        # (b) env leaves split over the 4 devices on their env axis (after the seed axis), the rest replicated
-        s4 = shard_blocks(state0, mesh, axes)
+        # (b) env leaves split over the 4 devices on their env axis (after the seed axis), the rest replicated;
+        # each device initialises its part: the one-device initial state bit for bit
+        s4 = init_blocks(algo, seed_keys(cfg), mesh, axes)
+        assert [x.tobytes() for x in jax.tree.leaves(host(s4))] == [x.tobytes() for x in jax.tree.leaves(state0)]
         for x, a in zip(jax.tree.leaves(s4), jax.tree.leaves(axes)):
             assert x.sharding.spec == (P() if a < 0 else P(*([None] * (a + 1)), "envs")), (x.shape, a, x.sharding)
             assert len(x.sharding.device_set) == 4

@@ -351,26 +351,29 @@ class Algorithm:
         return state, metrics
 
 
-def init_seeds(algo: Algorithm, keys: jax.Array) -> Any:
+def init_seeds(algo: Algorithm, keys: jax.Array, shardings: Any = None) -> Any:
     """``init`` for each key, stacked on a leading seed axis (the same values as ``vmap(init)``), built in
     place: the memory of the stacked state plus one seed's.
 
     Seeds are initialised one at a time with one jitted ``init``: on XLA:CPU (jax 0.10) a
     ``jit(vmap(init))`` over seeds of Flax networks with orthogonal initialisers can deadlock. It is
     compiled with JAX's rolled Threefry loop (:func:`trustmarl.compilation.rolled_threefry`): the
-    same numbers, a shorter compilation.
+    same numbers, a shorter compilation. ``shardings``: ``(one seed's, seed-stacked)`` state shardings (env blocks:
+    each device computes and holds only its env copies' part); ``None``: the default device.
     """
     from trustmarl.compilation import rolled_threefry
 
-    init = jax.jit(algo.init)
+    one, stack = (None, None) if shardings is None else shardings
+    init = jax.jit(algo.init, out_shardings=one)
     with rolled_threefry():  # runs once: JAX's smaller rolled-loop program compiles faster
         first = init(keys[0])
     n = len(keys)
     # the seed-stacked state is allocated once and each further seed written into it in place (donated):
     # never all seeds' states and their stack at once (replay buffers: twice the memory)
-    stacked = jax.jit(lambda s: jax.tree.map(lambda x: jnp.stack([x] * n), s))(first)
+    stacked = jax.jit(lambda s: jax.tree.map(lambda x: jnp.stack([x] * n), s), out_shardings=stack)(first)
     del first
-    put = jax.jit(lambda st, s, k: jax.tree.map(lambda a, x: a.at[k].set(x), st, s), donate_argnums=0)
+    put = jax.jit(lambda st, s, k: jax.tree.map(lambda a, x: a.at[k].set(x), st, s), donate_argnums=0,
+                  out_shardings=stack)
     for k in range(1, n):
         stacked = put(stacked, init(keys[k]), k)
     return stacked

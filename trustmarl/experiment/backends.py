@@ -98,6 +98,16 @@ def block_specs(axes):
     return jax.tree.map(lambda a: P() if a < 0 else P(*([None] * (a + 1)), ENV_DEVICE_AXIS), axes)
 
 
+def init_blocks(algo, keys: jax.Array, mesh, axes):
+    """:func:`init_seeds` with every leaf's env axis split over ``mesh`` as it is computed (env blocks): no device
+    computes or holds more than its env copies' part (replay buffers are the bulk of the state)."""
+    if mesh is None:
+        return init_seeds(algo, keys)
+    P, named = jax.sharding.PartitionSpec, lambda spec: jax.sharding.NamedSharding(mesh, spec)  # noqa: E731
+    one = jax.tree.map(lambda a: named(P() if a < 0 else P(*([None] * a), ENV_DEVICE_AXIS)), axes)
+    return init_seeds(algo, keys, (one, jax.tree.map(named, block_specs(axes), is_leaf=lambda x: isinstance(x, P))))
+
+
 def shard_blocks(state, mesh, axes):
     """``state`` (leading seed axis) placed with every leaf's env axis split over ``mesh`` (env blocks)."""
     if mesh is None:
@@ -283,7 +293,7 @@ class JaxBackend:
 
     def init(self):
         if self.cfg.env_blocks > 1:
-            return self._place(init_seeds(self.algo, seed_keys(self.cfg)))
+            return init_blocks(self.algo, seed_keys(self.cfg), self.mesh, env_axes(self.algo, self.cfg.env_blocks))
         return init_sharded(self.algo, seed_keys(self.cfg), self.mesh)
 
     def template(self):
