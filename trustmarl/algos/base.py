@@ -363,17 +363,16 @@ def init_seeds(algo: Algorithm, keys: jax.Array, shardings: Any = None) -> Any:
     """
     from trustmarl.compilation import rolled_threefry
 
-    one, stack = (None, None) if shardings is None else shardings
-    init = jax.jit(algo.init, out_shardings=one)
+    one, stack = ({}, {}) if shardings is None else ({"out_shardings": s} for s in shardings)
+    init = jax.jit(algo.init, **one)
     with rolled_threefry():  # runs once: JAX's smaller rolled-loop program compiles faster
         first = init(keys[0])
     n = len(keys)
     # the seed-stacked state is allocated once and each further seed written into it in place (donated):
     # never all seeds' states and their stack at once (replay buffers: twice the memory)
-    stacked = jax.jit(lambda s: jax.tree.map(lambda x: jnp.stack([x] * n), s), out_shardings=stack)(first)
+    stacked = jax.jit(lambda s: jax.tree.map(lambda x: jnp.stack([x] * n), s), **stack)(first)
     del first
-    put = jax.jit(lambda st, s, k: jax.tree.map(lambda a, x: a.at[k].set(x), st, s), donate_argnums=0,
-                  out_shardings=stack)
+    put = jax.jit(lambda st, s, k: jax.tree.map(lambda a, x: a.at[k].set(x), st, s), donate_argnums=0, **stack)
     for k in range(1, n):
         stacked = put(stacked, init(keys[k]), k)
     return stacked
