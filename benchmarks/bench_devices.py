@@ -1,10 +1,14 @@
-"""Aggregate training speed against device count (run key ``devices``): the seed axis sharded over a mesh.
+"""Aggregate training speed against device count (run key ``devices``): the seed axis sharded over a mesh,
+or with ``--env-blocks B`` (run key ``env_blocks``) one seed's env copies in B blocks sharded over the devices.
 
 For each device count D (``--devices``, default every count dividing ``--seeds`` up to the devices JAX
 sees), the script builds the run's algorithm as ``trustmarl train`` does, initialises ``--seeds`` seeds
 on D devices, compiles the chunk program, and times ``--chunks`` chunks of ``--chunk`` updates after a
 first (compiling) one. It reports aggregate env steps/s (all seeds), the ratio to D = 1 measured in the
-same invocation, and the scaling efficiency ratio / D (target >= 0.9 on GPUs).
+same invocation, and the scaling efficiency ratio / D (target >= 0.9 on GPUs). With ``--env-blocks B`` every
+D divides B (default: every such count up to the devices JAX sees); each device rolls out B/D blocks of
+``num_envs/B`` env copies and the gradients are all-reduced every minibatch, so the figure includes that
+communication.
 
 On CPU, ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` gives four host devices that share the
 machine's cores: the figures then say nothing about scaling (the tests use them for correctness only).
@@ -12,6 +16,7 @@ Run from the repository root::
 
     .venv/bin/python benchmarks/bench_devices.py --algo maddpg --seeds 8            # on a multi-GPU host
     XLA_FLAGS=--xla_force_host_platform_device_count=4 .venv/bin/python benchmarks/bench_devices.py --quick
+    .venv/bin/python benchmarks/bench_devices.py --algo mappo --seeds 1 --env-blocks 8 --num-envs 1024  # env blocks
 """
 
 from __future__ import annotations
@@ -26,7 +31,10 @@ import jax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from trustmarl.experiment.backends import _Chunks, build_algorithm, has_bulk, init_sharded, seed_keys, seed_mesh  # noqa: E402
+from trustmarl.algos.base import init_seeds  # noqa: E402
+from trustmarl.experiment.backends import (  # noqa: E402
+    _Chunks, build_algorithm, env_axes, env_mesh, has_bulk, init_sharded, seed_keys, seed_mesh, shard_blocks,
+)
 from trustmarl.experiment.config import build_config  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -40,7 +48,10 @@ def parse_args(argv=None):
     p.add_argument("--algo", default="mappo")
     p.add_argument("--env", default="mpe/simple_spread")
     p.add_argument("--seeds", type=int, default=8, help="seeds of the run (every D must divide it)")
-    p.add_argument("--devices", nargs="+", type=int, help="device counts to time (default: all dividing --seeds)")
+    p.add_argument("--devices", nargs="+", type=int,
+                   help="device counts to time (default: all dividing --seeds, or --env-blocks when given)")
+    p.add_argument("--env-blocks", type=int, default=1, help="env blocks per seed sharded over the devices (run key env_blocks)")
+    p.add_argument("--num-envs", type=int, help="algo.num_envs (default: the algorithm's; a multiple of --env-blocks)")
     p.add_argument("--chunk", type=int, default=10, help="updates per chunk")
     p.add_argument("--chunks", type=int, default=3, help="timed chunks after the compiling one")
     p.add_argument("--quick", action="store_true", help="tiny networks and 2 env copies: a check that it runs")
@@ -49,11 +60,18 @@ def parse_args(argv=None):
 
 
 def time_one(args, d: int) -> dict:
-    cfg = build_config(args.algo, args.env, {"num_seeds": args.seeds, "devices": d, **(QUICK if args.quick else {})})
+    keys = {"num_seeds": args.seeds, "devices": d, "env_blocks": args.env_blocks, **(QUICK if args.quick else {})}
+    if args.num_envs:
+        keys["algo.num_envs"] = args.num_envs
+    cfg = build_config(args.algo, args.env, keys)
     algo = build_algorithm(cfg, updates=args.chunk * (args.chunks + 1))
-    mesh = seed_mesh(d)
-    chunks = _Chunks(algo, args.chunk, donate=has_bulk(algo), mesh=mesh)
-    state = init_sharded(algo, seed_keys(cfg), mesh)
+    blocks = args.env_blocks
+    mesh = env_mesh(d) if blocks > 1 else seed_mesh(d)
+    chunks = _Chunks(algo, args.chunk, donate=has_bulk(algo), mesh=mesh, blocks=blocks)
+    if blocks > 1:
+        state = shard_blocks(init_seeds(algo, seed_keys(cfg)), mesh, env_axes(algo, blocks))
+    else:
+        state = init_sharded(algo, seed_keys(cfg), mesh)
     t0 = time.perf_counter()
     state, m = chunks(state, args.chunk)
     jax.block_until_ready(state)
@@ -70,9 +88,11 @@ def time_one(args, d: int) -> dict:
 def main(argv=None) -> None:
     args = parse_args(argv)
     available = jax.device_count()
-    counts = args.devices or [d for d in range(1, min(available, args.seeds) + 1) if args.seeds % d == 0]
+    split = args.env_blocks if args.env_blocks > 1 else args.seeds
+    counts = args.devices or [d for d in range(1, min(available, split) + 1) if split % d == 0]
     rows = []
-    print(f"{args.algo} on {args.env}, {args.seeds} seeds, {available} {jax.default_backend()} device(s)")
+    what = f", {args.env_blocks} env blocks per seed" if args.env_blocks > 1 else ""
+    print(f"{args.algo} on {args.env}, {args.seeds} seeds{what}, {available} {jax.default_backend()} device(s)")
     print(f"{'devices':>7} {'env steps/s':>12} {'x D=1':>7} {'efficiency':>10}")
     for d in counts:
         r = time_one(args, d)

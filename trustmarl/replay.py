@@ -92,12 +92,14 @@ def filled_mask(buf: Replay) -> jax.Array:
     return age < buf.size
 
 
-def field_mean_std(buf: Replay, field: jax.Array, eps: float = 1e-8) -> tuple[jax.Array, jax.Array]:
-    """Mean and standard deviation over the filled entries of ``field`` ``[C, E, *rest]`` (per ``rest``)."""
+def field_mean_std(buf: Replay, field: jax.Array, eps: float = 1e-8, combine=None) -> tuple[jax.Array, jax.Array]:
+    """Mean and standard deviation over the filled entries of ``field`` ``[C, E, *rest]`` (per ``rest``).
+    ``combine`` adds the sums of several buffers (env blocks: a ``psum``); default: this buffer alone."""
+    combine = (lambda x: x) if combine is None else combine  # noqa: E731
     mask = filled_mask(buf).astype(field.dtype).reshape((-1,) + (1,) * (field.ndim - 1))
-    n = jnp.maximum(jnp.sum(mask) * field.shape[1], 1.0)
-    mean = jnp.sum(field * mask, axis=(0, 1)) / n
-    var = jnp.sum(jnp.square(field - mean) * mask, axis=(0, 1)) / n
+    n = jnp.maximum(combine(jnp.sum(mask) * field.shape[1]), 1.0)
+    mean = combine(jnp.sum(field * mask, axis=(0, 1))) / n
+    var = combine(jnp.sum(jnp.square(field - mean) * mask, axis=(0, 1))) / n
     return mean, jnp.sqrt(var + eps)
 
 

@@ -121,6 +121,73 @@ def uniform_over_seeds(pred: jax.Array) -> jax.Array:
         return pred
 
 
+# Env blocks (run key ``env_blocks``): one seed's ``num_envs`` env copies split into B blocks, each with its own
+# rollout and minibatches; the blocks of one device are a ``vmap`` named ENV_BLOCK_AXIS, the devices a mesh axis
+# named ENV_DEVICE_AXIS (``jax.shard_map``). Every reduction over env copies that learning depends on (gradients,
+# value and advantage normalisation statistics, episode counts) goes through the helpers below, which are the
+# identity when no block axis is bound (a run without env blocks computes exactly what it computed before).
+ENV_DEVICE_AXIS = "envs"
+ENV_BLOCK_AXIS = "env_block"
+_BLOCK_AXES = (ENV_DEVICE_AXIS, ENV_BLOCK_AXIS)  # major to minor: block b of device d is global block d * (B/D) + b
+
+
+def _bound_block_axes() -> tuple[str, ...]:
+    bound = []
+    for name in _BLOCK_AXES:
+        try:
+            jax.lax.axis_index(name)
+            bound.append(name)
+        except NameError:
+            pass
+    return tuple(bound)
+
+
+def env_blocked() -> bool:
+    """Whether this code runs inside an env-block program (see ``env_blocks``)."""
+    return bool(_bound_block_axes())
+
+
+def block_sum(tree):
+    """``tree`` summed over all env blocks (``psum`` over the bound block axes; identity outside them)."""
+    axes = _bound_block_axes()
+    return jax.lax.psum(tree, axes) if axes else tree
+
+
+def block_mean(tree):
+    """``tree`` averaged over all env blocks (equal-sized blocks: the mean over all env copies of per-block means)."""
+    axes = _bound_block_axes()
+    return jax.lax.pmean(tree, axes) if axes else tree
+
+
+def block_key(key: jax.Array) -> jax.Array:
+    """``key`` folded with the global block index, so that blocks draw different actions and env noise from
+    one shared state key; unchanged outside an env-block program."""
+    index = None
+    for name in _bound_block_axes():
+        i = jax.lax.axis_index(name)
+        index = i if index is None else index * jax.lax.axis_size(name) + i
+    return key if index is None else jax.random.fold_in(key, index)
+
+
+def block_metrics(metrics: dict) -> dict:
+    """An update's metrics as one value for all blocks: minima / maxima (``*_min``, ``*_min_*``) over blocks, other float metrics
+    averaged over blocks (episode metrics are already block totals: see :meth:`Algorithm.rollout`)."""
+    axes = _bound_block_axes()
+    if not axes:
+        return metrics
+    out = {}
+    for k, v in metrics.items():
+        if k.endswith("_min") or "_min_" in k:
+            out[k] = jax.lax.pmin(v, axes)
+        elif k.endswith("_max") or "_max_" in k:
+            out[k] = jax.lax.pmax(v, axes)
+        elif jnp.issubdtype(jnp.asarray(v).dtype, jnp.floating):
+            out[k] = jax.lax.pmean(v, axes)
+        else:
+            out[k] = v
+    return out
+
+
 def step_keys(key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """``(key', k_act, k_env)``: the per-step split shared by the JAX-native and host loops."""
     key, k_act, k_env = jax.random.split(key, 3)
@@ -147,6 +214,10 @@ class Algorithm:
     """
 
     name = "algorithm"
+    # whether every reduction over env copies in ``update`` goes through the block helpers above, so that the
+    # run key ``env_blocks`` may split the env copies into blocks (see :meth:`check_env_blocks`); each class
+    # declares it itself (not inherited: a subclass may add reductions over env copies)
+    ENV_BLOCKS = False
     # the metric the progress bar shows as ``ret`` (its mean over a chunk's updates; the last value is kept
     # while no episode ends); further fields come from :meth:`progress_postfix`
     PROGRESS_METRIC = "episode_return"
@@ -190,6 +261,24 @@ class Algorithm:
     def progress_postfix(self, row: dict) -> dict[str, str]:
         """The algorithm's own fields in the progress bar, from the last metrics row (default: none)."""
         return {}
+
+    def check_env_blocks(self, blocks: int) -> None:
+        """``ConfigError`` (one line) unless this algorithm can train with its env copies in ``blocks`` blocks."""
+        from trustmarl.validation import ConfigError
+
+        if not type(self).__dict__.get("ENV_BLOCKS", False):  # declared by each class: a subclass may add reductions
+            raise ConfigError(f"env_blocks={blocks}: {self.name} does not split its env copies into blocks; use env_blocks=1")
+        if self.num_envs % blocks:
+            raise ConfigError(f"env_blocks={blocks} must divide algo.num_envs={self.num_envs}")
+
+    def block_part(self, blocks: int):
+        """The algorithm one of ``blocks`` env blocks runs: a copy with ``num_envs / blocks`` env copies that
+        counts the env steps of all blocks (``steps_per_update`` unchanged)."""
+        import copy
+
+        part = copy.copy(self)
+        part.num_envs = self.num_envs // blocks
+        return part
 
     # ---- checkpoints: the policy apart from bulky data ----------------------------------------------
     def pretrain_request(self) -> tuple[int, int] | None:
@@ -236,6 +325,7 @@ class Algorithm:
         def step(carry, _):
             st, sums, count = carry
             key, k_act, k_env = step_keys(st.key)
+            k_act, k_env = block_key(k_act), block_key(k_env)  # env blocks: each block its own actions and env noise
             env_act, act_out, acting = self.act(view, st.carry, st.last, k_act)
             env_state, ts = jax.vmap(env.step)(jax.random.split(k_env, self.num_envs), st.env_state, env_act)
             transition = self.transition(view, st.last, ts, act_out)
@@ -245,7 +335,7 @@ class Algorithm:
 
         sums, count = zero_episode_sums(state.last, self.n_agents)
         (state, sums, count), traj = jax.lax.scan(step, (state, sums, count), None, length=self.rollout_len)
-        return state, traj, episode_metrics(sums, count)
+        return state, traj, episode_metrics(*block_sum((sums, count)))  # env blocks: the episodes of all blocks
 
     def update(self, state):
         """One iteration on the JAX-native environment: rollout, then learning."""
@@ -261,26 +351,28 @@ class Algorithm:
         return state, metrics
 
 
-def init_seeds(algo: Algorithm, keys: jax.Array) -> Any:
+def init_seeds(algo: Algorithm, keys: jax.Array, shardings: Any = None) -> Any:
     """``init`` for each key, stacked on a leading seed axis (the same values as ``vmap(init)``), built in
     place: the memory of the stacked state plus one seed's.
 
     Seeds are initialised one at a time with one jitted ``init``: on XLA:CPU (jax 0.10) a
     ``jit(vmap(init))`` over seeds of Flax networks with orthogonal initialisers can deadlock. It is
     compiled with JAX's rolled Threefry loop (:func:`trustmarl.compilation.rolled_threefry`): the
-    same numbers, a shorter compilation.
+    same numbers, a shorter compilation. ``shardings``: ``(one seed's, seed-stacked)`` state shardings (env blocks:
+    each device computes and holds only its env copies' part); ``None``: the default device.
     """
     from trustmarl.compilation import rolled_threefry
 
-    init = jax.jit(algo.init)
+    one, stack = ({}, {}) if shardings is None else ({"out_shardings": s} for s in shardings)
+    init = jax.jit(algo.init, **one)
     with rolled_threefry():  # runs once: JAX's smaller rolled-loop program compiles faster
         first = init(keys[0])
     n = len(keys)
     # the seed-stacked state is allocated once and each further seed written into it in place (donated):
     # never all seeds' states and their stack at once (replay buffers: twice the memory)
-    stacked = jax.jit(lambda s: jax.tree.map(lambda x: jnp.stack([x] * n), s))(first)
+    stacked = jax.jit(lambda s: jax.tree.map(lambda x: jnp.stack([x] * n), s), **stack)(first)
     del first
-    put = jax.jit(lambda st, s, k: jax.tree.map(lambda a, x: a.at[k].set(x), st, s), donate_argnums=0)
+    put = jax.jit(lambda st, s, k: jax.tree.map(lambda a, x: a.at[k].set(x), st, s), donate_argnums=0, **stack)
     for k in range(1, n):
         stacked = put(stacked, init(keys[k]), k)
     return stacked

@@ -9,7 +9,11 @@ the same operations: ``init`` (fresh state), ``template`` (state shapes for load
 - :class:`JaxBackend`: JAX-native envs; ``run`` is a jitted ``vmap`` over seeds of a ``lax.scan``
   over updates (a *chunk*), compiled once per run. With the run key ``devices=D`` the seed axis is
   sharded over a mesh of ``D`` devices (``jax.shard_map``): each device runs the same chunk program on
-  its ``num_seeds / D`` seeds, with no communication between devices.
+  its ``num_seeds / D`` seeds, with no communication between devices. With the run key ``env_blocks=B``
+  each seed's env copies are split into ``B`` blocks (a ``vmap`` named ``env_block`` on one device) and
+  ``devices=D`` shards the blocks instead of the seeds (mesh axis ``envs``, ``B / D`` blocks per device):
+  every block rolls out and samples its own minibatches, and gradients are all-reduced (``pmean``), so the
+  program is the same on any device count dividing ``B``.
 - :class:`HostBackend`: host (Python) envs in worker processes driven by
   :class:`~trustmarl.rollout.host.HostTrainer`; ``close()`` stops the workers.
 """
@@ -22,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from trustmarl.algos.base import SEED_AXIS, init_seeds
+from trustmarl.algos.base import ENV_BLOCK_AXIS, ENV_DEVICE_AXIS, SEED_AXIS, block_metrics, init_seeds
 from trustmarl.algos.evaluation import HostStepper, JaxStepper, run_episodes
 from trustmarl.envs.host import HostEnvError
 from trustmarl.envs.host import registry as host_registry
@@ -34,16 +38,21 @@ def seed_keys(cfg: RunConfig) -> jax.Array:
 
 
 def resolve_devices(cfg: RunConfig) -> int:
-    """How many devices a training run's seed axis is sharded over (run key ``devices``): ``auto`` takes the
-    most available devices that divide ``num_seeds``. ``ConfigError`` (one line) for more devices than this
-    machine has, or more than one for a host env (its learner runs on one device)."""
+    """How many devices a training run's seed axis (with ``env_blocks > 1``: its env blocks) is sharded over (run
+    key ``devices``): ``auto`` takes the most available devices that divide ``num_seeds`` (``env_blocks``).
+    ``ConfigError`` (one line) for more devices than this machine has, or more than one device or env block for
+    a host env (its learner runs on one device, its copies step in worker processes)."""
     available = jax.device_count()
+    if cfg.env_blocks > 1 and env_kind(cfg.env.name) == "host":
+        raise ConfigError(f"env_blocks={cfg.env_blocks}: host environments ({cfg.env.name}) step their copies in "
+                          "worker processes and cannot split them into blocks; use env_blocks=1")
+    split, what = (cfg.env_blocks, "env_blocks") if cfg.env_blocks > 1 else (cfg.num_seeds, "num_seeds")
     if cfg.devices == "auto":
-        return max(k for k in range(1, min(available, cfg.num_seeds) + 1) if cfg.num_seeds % k == 0)
+        return max(k for k in range(1, min(available, split) + 1) if split % k == 0)
     d = int(cfg.devices)
     if d > available:
         raise ConfigError(f"devices={d}: this machine has {available} {jax.default_backend()} device(s); "
-                          f"use devices=auto or a number <= {available} dividing num_seeds={cfg.num_seeds}")
+                          f"use devices=auto or a number <= {available} dividing {what}={split}")
     if d > 1 and env_kind(cfg.env.name) == "host":
         raise ConfigError(f"devices={d}: host environments ({cfg.env.name}) train on one device; use devices=1")
     return d
@@ -52,6 +61,59 @@ def resolve_devices(cfg: RunConfig) -> int:
 def seed_mesh(devices: int):
     """A one-axis mesh ``("seeds",)`` over the first ``devices`` devices, or ``None`` for one device."""
     return None if devices == 1 else jax.sharding.Mesh(np.array(jax.devices()[:devices]), ("seeds",))
+
+
+def env_mesh(devices: int):
+    """A one-axis mesh ``("envs",)`` over the first ``devices`` devices, or ``None`` for one device (env blocks)."""
+    return None if devices == 1 else jax.sharding.Mesh(np.array(jax.devices()[:devices]), (ENV_DEVICE_AXIS,))
+
+
+def block_algorithm(algo, blocks: int):
+    """The algorithm one env block runs (:meth:`Algorithm.block_part`): ``num_envs / blocks`` env copies, counting
+    the env steps of all blocks."""
+    return algo.block_part(blocks)
+
+
+def env_axes(algo, blocks: int):
+    """Per leaf of one seed's state: the axis holding its ``num_envs`` env copies, or -1 for a leaf without one
+    (parameters, optimiser states, counters, keys: the same in every block). Found by comparing the state's
+    shapes with ``num_envs`` and ``num_envs / blocks`` env copies."""
+    key = jax.random.PRNGKey(0)
+    full, part = jax.eval_shape(algo.init, key), jax.eval_shape(block_algorithm(algo, blocks).init, key)
+
+    def axis(a, b):
+        diff = [i for i, (x, y) in enumerate(zip(a.shape, b.shape)) if x != y]
+        if not diff:
+            return -1
+        if len(diff) > 1 or a.shape[diff[0]] != b.shape[diff[0]] * blocks:
+            raise ValueError(f"{algo.name}: a state leaf of shape {a.shape} has no single env-copy axis")
+        return diff[0]
+
+    return jax.tree.map(axis, full, part)
+
+
+def block_specs(axes):
+    """Seed-batched state leaves' ``PartitionSpec``: the env axis (after the seed axis) over ``envs``, else replicated."""
+    P = jax.sharding.PartitionSpec
+    return jax.tree.map(lambda a: P() if a < 0 else P(*([None] * (a + 1)), ENV_DEVICE_AXIS), axes)
+
+
+def init_blocks(algo, keys: jax.Array, mesh, axes):
+    """:func:`init_seeds` with every leaf's env axis split over ``mesh`` as it is computed (env blocks): no device
+    computes or holds more than its env copies' part (replay buffers are the bulk of the state)."""
+    if mesh is None:
+        return init_seeds(algo, keys)
+    P, named = jax.sharding.PartitionSpec, lambda spec: jax.sharding.NamedSharding(mesh, spec)  # noqa: E731
+    one = jax.tree.map(lambda a: named(P() if a < 0 else P(*([None] * a), ENV_DEVICE_AXIS)), axes)
+    return init_seeds(algo, keys, (one, jax.tree.map(named, block_specs(axes), is_leaf=lambda x: isinstance(x, P))))
+
+
+def shard_blocks(state, mesh, axes):
+    """``state`` (leading seed axis) placed with every leaf's env axis split over ``mesh`` (env blocks)."""
+    if mesh is None:
+        return state
+    return jax.tree.map(lambda x, spec: jax.device_put(x, jax.sharding.NamedSharding(mesh, spec)),
+                        state, block_specs(axes))
 
 
 def shard_seeds(state, mesh):
@@ -107,7 +169,10 @@ def build_algorithm(cfg: RunConfig, updates: int | None = None):
     """The run's algorithm object, built once (``updates`` defaults to :func:`total_updates`)."""
     from trustmarl.algos import make_algorithm
 
-    return make_algorithm(cfg, total_updates=updates or total_updates(cfg), env=env_info(cfg))
+    algo = make_algorithm(cfg, total_updates=updates or total_updates(cfg), env=env_info(cfg))
+    if cfg.env_blocks > 1:
+        algo.check_env_blocks(cfg.env_blocks)
+    return algo
 
 
 def has_bulk(algo) -> bool:
@@ -132,16 +197,24 @@ class _Chunks:
     then held once in memory, not twice); the caller's input is deleted.
     """
 
-    def __init__(self, algo, length: int, donate: bool = False, mesh=None):
+    def __init__(self, algo, length: int, donate: bool = False, mesh=None, blocks: int = 1):
         self.algo, self.length = algo, int(length)
+        update = self.algo.update
+        if blocks > 1:
+            part = block_algorithm(algo, blocks)
+            update = lambda s: (lambda out: (out[0], block_metrics(out[1])))(part.update(s))  # noqa: E731
 
         def one_seed(state, n):
             def body(s, i):
-                skip = lambda s: (s, _zeros_like(jax.eval_shape(lambda x: self.algo.update(x)[1], s)))  # noqa: E731
-                return jax.lax.cond(i < n, self.algo.update, skip, s)
+                skip = lambda s: (s, _zeros_like(jax.eval_shape(lambda x: update(x)[1], s)))  # noqa: E731
+                return jax.lax.cond(i < n, update, skip, s)
 
             return jax.lax.scan(body, state, jnp.arange(self.length))
 
+        if blocks > 1:
+            self._fn = jax.jit(_over_blocks(one_seed, env_axes(algo, blocks), blocks, mesh),
+                               donate_argnums=(0,) if donate else ())
+            return
         fn = jax.vmap(one_seed, in_axes=(0, None), axis_name=SEED_AXIS)  # named: see uniform_over_seeds
         if mesh is not None:  # each device: the vmap over its own seeds (P("seeds") splits every leaf's seed axis)
             seeds = jax.sharding.PartitionSpec("seeds")
@@ -154,6 +227,41 @@ class _Chunks:
             raise ValueError(f"a chunk runs 1..{self.length} updates, got {n}")
         state, metrics = self._fn(state, jnp.asarray(n, jnp.int32))
         return state, jax.tree.map(lambda m: m[:, :n], metrics)
+
+
+def _over_blocks(one_seed, axes, blocks: int, mesh):
+    """``one_seed(state, n)`` (one seed, one block's env copies) as a program on seed-batched full states: on each
+    device the ``blocks / devices`` local blocks are a ``vmap`` named ``env_block`` (env axes reshaped to
+    ``[local blocks, num_envs / blocks]``; parameters, optimiser states and counters broadcast, and taken back from
+    block 0, since the all-reduced gradients keep them equal), inside a ``vmap`` over seeds, inside a
+    ``shard_map`` over the ``envs`` mesh axis when there is a mesh."""
+    devices = 1 if mesh is None else mesh.size
+    local = blocks // devices
+    in_axes = jax.tree.map(lambda a: None if a < 0 else 0, axes)
+
+    def split(x, a):
+        if a < 0:
+            return x
+        return jnp.moveaxis(x.reshape(x.shape[:a] + (local, x.shape[a] // local) + x.shape[a + 1:]), a, 0)
+
+    def merge(x, a):
+        if a < 0:
+            return x[0]
+        x = jnp.moveaxis(x, 0, a)
+        return x.reshape(x.shape[:a] + (x.shape[a] * x.shape[a + 1],) + x.shape[a + 2:])
+
+    def seed_blocks(state, n):
+        state, metrics = jax.vmap(one_seed, in_axes=(in_axes, None), axis_name=ENV_BLOCK_AXIS)(
+            jax.tree.map(split, state, axes), n)
+        return jax.tree.map(merge, state, axes), jax.tree.map(lambda m: m[0], metrics)
+
+    fn = jax.vmap(seed_blocks, in_axes=(0, None), axis_name=SEED_AXIS)
+    if mesh is not None:
+        P = jax.sharding.PartitionSpec
+        specs = block_specs(axes)
+        fn = jax.shard_map(fn, mesh=mesh, in_specs=(specs, P()), out_specs=(specs, P()),
+                           check_vma=False)  # replicated outputs are equal on every device: all-reduced gradients
+    return fn
 
 
 def _zeros_like(shapes):
@@ -173,10 +281,19 @@ class JaxBackend:
     @property
     def mesh(self):
         if self._mesh is False:
-            self._mesh = seed_mesh(resolve_devices(self.cfg))
+            d = resolve_devices(self.cfg)
+            self._mesh = env_mesh(d) if self.cfg.env_blocks > 1 else seed_mesh(d)
         return self._mesh
 
+    def _place(self, state):
+        """``state`` on this run's devices: seed axis (``shard_seeds``) or env axes (``env_blocks``) split."""
+        if self.cfg.env_blocks > 1:
+            return shard_blocks(state, self.mesh, env_axes(self.algo, self.cfg.env_blocks))
+        return shard_seeds(state, self.mesh)
+
     def init(self):
+        if self.cfg.env_blocks > 1:
+            return init_blocks(self.algo, seed_keys(self.cfg), self.mesh, env_axes(self.algo, self.cfg.env_blocks))
         return init_sharded(self.algo, seed_keys(self.cfg), self.mesh)
 
     def template(self):
@@ -188,11 +305,12 @@ class JaxBackend:
         # not in checkpoints: it is regenerated from its key (OffPolicy.restore_pretrain)
         if self.algo.pretrain_request() is not None:
             state = jax.jit(jax.vmap(self.algo.restore_pretrain))(state)
-        return shard_seeds(state, self.mesh)
+        return self._place(state)
 
     def run(self, state, n: int):
         if self._chunks is None:
-            self._chunks = _Chunks(self.algo, self.cfg.chunk_updates, donate=has_bulk(self.algo), mesh=self.mesh)
+            self._chunks = _Chunks(self.algo, self.cfg.chunk_updates, donate=has_bulk(self.algo), mesh=self.mesh,
+                                   blocks=self.cfg.env_blocks)
         return self._chunks(state, n)
 
     def evaluate(self, state, episodes: int, seed: int | None = None, deterministic: bool = True) -> dict:

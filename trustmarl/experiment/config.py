@@ -47,7 +47,8 @@ class RunConfig:
     eval_episodes: int = 32  # episodes per seed of each evaluation (and of `trustmarl eval`); off-policy algorithms: 10
     eval_every: int = 0  # env steps per seed between deterministic evaluations in training; 0 = never; off-policy: 10000
     checkpoint_keep: int | None = None  # updates between numbered checkpoints kept (checkpoints/update_NNNNNNN.npz, e.g. for crossplay); null = none
-    devices: typing.Any = 1  # int or "auto": devices the seed axis is sharded over (one program per device, no communication): a number dividing num_seeds, or "auto"
+    devices: typing.Any = 1  # int or "auto": devices the seed axis is sharded over (one program per device, no communication): a number dividing num_seeds, or "auto"; with env_blocks > 1 the env blocks are sharded instead (a number dividing env_blocks)
+    env_blocks: int = 1  # blocks each seed's algo.num_envs env copies are split into (a divisor of num_envs): each block rolls out and samples its own minibatches, gradients are averaged over blocks; the blocks are sharded over `devices` (1 = no blocks)
     fixed_agents: tuple[str, ...] | str | None = None  # agents that do not learn: a list of names or a name prefix (e.g. blue_); null = none
     fixed_policy: str | None = None  # what acts for fixed_agents: random (default) or a run directory / checkpoint file whose frozen policy acts
     fixed_seed: int = 0  # the seed of fixed_policy's run whose policy acts
@@ -57,6 +58,9 @@ class RunConfig:
         self.validate_run_keys()
         self.algo.validate()
         validate_env(self.env)
+        n = getattr(self.algo, "num_envs", None)
+        if self.env_blocks > 1 and n is not None and n % self.env_blocks:
+            raise ConfigError(f"env_blocks={self.env_blocks} must divide algo.num_envs={n} (each block holds num_envs/env_blocks env copies)")
 
     def validate_run_keys(self) -> None:
         """The top-level run keys alone (checked before the algorithm's module is imported)."""
@@ -70,7 +74,10 @@ class RunConfig:
         d = self.devices
         if d != "auto" and (isinstance(d, bool) or not isinstance(d, int) or d < 1):
             raise ConfigError(f"devices={d!r} must be an integer >= 1 dividing num_seeds, or auto (the most available devices that divide it)")
-        if isinstance(d, int) and self.num_seeds % d:
+        positive_int(self, "env_blocks")
+        if isinstance(d, int) and self.env_blocks > 1 and self.env_blocks % d:
+            raise ConfigError(f"devices={d} must divide env_blocks={self.env_blocks} (each device runs env_blocks/devices blocks of every seed)")
+        if isinstance(d, int) and self.env_blocks == 1 and self.num_seeds % d:
             raise ConfigError(f"devices={d} must divide num_seeds={self.num_seeds} (each device trains num_seeds/devices seeds)")
         if not (isinstance(self.checkpoint_seconds, (int, float)) and self.checkpoint_seconds >= 0):
             raise ConfigError(f"checkpoint_seconds={self.checkpoint_seconds!r} must be a number >= 0")

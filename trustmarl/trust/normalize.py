@@ -36,18 +36,20 @@ def value_norm_init(beta: float = DEFAULT_BETA) -> ValueNormState:
     return ValueNormState(zero, zero, zero, jnp.asarray(beta, zero.dtype))
 
 
-def value_norm_update(state: ValueNormState, x: ArrayLike, mask: ArrayLike | None = None) -> ValueNormState:
+def value_norm_update(state: ValueNormState, x: ArrayLike, mask: ArrayLike | None = None, total=None) -> ValueNormState:
     """One EMA step with the mean and mean-of-squares of all (unmasked) entries of ``x``.
 
-    A batch whose mask is all zero leaves the state unchanged.
+    A batch whose mask is all zero leaves the state unchanged. ``total`` (default ``jnp.sum``) sums an array
+    to a scalar; a batch spread over several programs passes a sum over all of them (e.g. a ``psum``).
     """
+    total_fn = jnp.sum if total is None else total
     x = jnp.asarray(x, state.running_mean.dtype)
     w = jnp.ones(x.shape, x.dtype) if mask is None else jnp.broadcast_to(jnp.asarray(mask, x.dtype), x.shape)
-    total = jnp.sum(w)
+    total = total_fn(w)
     n = jnp.maximum(total, 1.0)
     x = jnp.where(w != 0, x, 0.0)
-    batch_mean = jnp.sum(w * x) / n
-    batch_mean_sq = jnp.sum(w * x * x) / n
+    batch_mean = total_fn(w * x) / n
+    batch_mean_sq = total_fn(w * x * x) / n
     b = jnp.where(total > 0, state.beta, 1.0)  # empty batch -> no-op
     return ValueNormState(
         running_mean=b * state.running_mean + (1.0 - b) * batch_mean,
@@ -78,13 +80,21 @@ def value_norm_denormalize(state: ValueNormState, x: ArrayLike) -> Array:
     return jnp.asarray(x) * jnp.sqrt(var) + mean
 
 
-def normalize_advantages(adv: ArrayLike, mask: ArrayLike | None = None, eps: float = 1e-8) -> Array:
+def normalize_advantages(adv: ArrayLike, mask: ArrayLike | None = None, eps: float = 1e-8, total=None) -> Array:
     """``(adv - mean) / (std + eps)`` with mean/std (population, ddof 0) over all unmasked entries.
 
     Masked entries are set to 0 in the output (they are excluded from losses anyway; this keeps
-    NaNs in padding from leaking).
+    NaNs in padding from leaking). ``total`` as in :func:`value_norm_update`: moments over a batch spread
+    over several programs.
     """
     adv = jnp.asarray(adv)
+    if total is not None:
+        w = jnp.ones(adv.shape, adv.dtype) if mask is None else jnp.broadcast_to(jnp.asarray(mask) != 0, adv.shape).astype(adv.dtype)
+        n = jnp.maximum(total(w), 1.0)
+        x = jnp.where(w != 0, adv, 0.0)
+        mean = total(x) / n
+        std = jnp.sqrt(total(w * (x - mean) ** 2) / n)
+        return jnp.where(w != 0, (x - mean) / (std + eps), 0.0)
     if mask is None:
         mean = jnp.mean(adv)
         std = jnp.std(adv)

@@ -23,6 +23,7 @@ discrete actions in the smallest integer type that holds them; batches are the f
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, NamedTuple
 
 import jax
@@ -31,7 +32,7 @@ import optax
 
 from trustmarl import replay
 from trustmarl.algos.agents import adam, opt_init, opt_step
-from trustmarl.algos.base import Algorithm, uniform_over_seeds
+from trustmarl.algos.base import Algorithm, block_key, block_mean, block_sum, env_blocked, uniform_over_seeds
 from trustmarl.envs.base import TimeStep
 from trustmarl.networks import MASKED_LOGIT
 from trustmarl.trust.divergence import categorical_kl
@@ -86,6 +87,25 @@ class OffPolicy(Algorithm):
         # MAAC/MAMT code: the critic's gradient norm is clipped at 10 x the number of agents
         self.critic_tx = self.make_tx(cfg.critic_lr, cfg.critic_max_grad_norm * self.n_agents, l2=cfg.critic_l2)
         self.noise = optax.linear_schedule(cfg.noise_start, cfg.noise_end, cfg.noise_decay_steps)
+
+    def check_env_blocks(self, blocks: int) -> None:
+        """Each block samples ``batch_size / blocks`` transitions from its own part of the buffer."""
+        from trustmarl.validation import ConfigError
+
+        super().check_env_blocks(blocks)
+        if self.cfg.batch_size % blocks:
+            raise ConfigError(f"env_blocks={blocks} must divide algo.batch_size={self.cfg.batch_size} "
+                              "(each block samples batch_size/env_blocks transitions from its own env copies)")
+        if self.pretrain_request() is not None:
+            raise ConfigError(f"env_blocks={blocks}: {self.name} collects data before training, which env blocks "
+                              "do not split; use env_blocks=1")
+
+    def block_part(self, blocks: int):
+        """The algorithm one env block runs (see :func:`trustmarl.experiment.backends.block_algorithm`): a
+        block's batch is ``batch_size / blocks`` transitions."""
+        part = super().block_part(blocks)
+        part.cfg = dataclasses.replace(self.cfg, batch_size=self.cfg.batch_size // blocks)
+        return part
 
     # ---- the algorithm's part ------------------------------------------------------------------
     def init_networks(self, key: jax.Array) -> tuple[tuple, Any]:
@@ -154,9 +174,11 @@ class OffPolicy(Algorithm):
         return state
 
     def apply_critic(self, params, grads, opt):
+        grads = block_mean(grads)  # env blocks (run key env_blocks): the gradient of the union of the blocks' batches
         return opt_step(self.critic_tx, params, grads, opt, self.critic_stacked())
 
     def apply_actors(self, params: tuple, grads: tuple, opt: tuple):
+        grads = block_mean(grads)  # env blocks: as in apply_critic
         pairs = [opt_step(self.actor_tx, p, g, o, self.agents.stacked(k)) for k, (p, g, o) in enumerate(zip(params, grads, opt))]
         return tuple(p for p, _ in pairs), tuple(o for _, o in pairs)
 
@@ -380,14 +402,15 @@ class OffPolicy(Algorithm):
         buffer = replay.insert_transitions(state.buffer, step, nxt, traj["terminated"] | traj["truncated"])
         key, k_learn, k_diag = jax.random.split(state.key, 3)
         stored = buffer.steps.size * self.num_envs
-        stats = replay.field_mean_std(buffer.steps, buffer.steps.data["reward"]) if cfg.reward_norm else None
+        combine = block_sum if env_blocked() else None  # env blocks: the statistics of all blocks' buffers
+        stats = replay.field_mean_std(buffer.steps, buffer.steps.data["reward"], combine=combine) if cfg.reward_norm else None
         # the buffer is read, never written, while learning: keep it out of the cond and scan carries
         learner = state._replace(buffer=None, key=key)
 
         def learning(learner):
             def step(st, k):
                 k_batch, k_train = jax.random.split(k)
-                batch = self.sample_batch(buffer, k_batch, stats)
+                batch = self.sample_batch(buffer, block_key(k_batch), stats)  # env blocks: each from its own buffer
                 st, metrics = self.train_step(st, batch, k_train)
                 return st._replace(grad_steps=st.grad_steps + 1), metrics
 
@@ -395,7 +418,7 @@ class OffPolicy(Algorithm):
             learner, metrics = jax.lax.scan(step, learner, jax.random.split(k_learn, cfg.grad_steps))
             metrics = {k: m[-1] if k in self.LAST_STEP_METRICS else jnp.nanmean(m, 0)  # over the update's gradient
                        for k, m in metrics.items()}  # steps (NaN: no actor step)
-            probe = self.draw(buffer, k_diag, min(cfg.batch_size, 256))
+            probe = self.draw(buffer, block_key(k_diag), min(cfg.batch_size, 256))
             metrics.update(self.policy_change(old_actor, learner.actor_params, probe["obs"], probe["avail"]))
             return learner, metrics
 
@@ -405,7 +428,7 @@ class OffPolicy(Algorithm):
 
         # every seed stores as many transitions: one branch for all (under vmap a batched predicate would
         # turn the cond into a select, computing the gradient steps before learning_starts and dropping them)
-        ready = uniform_over_seeds(stored >= jnp.maximum(cfg.learning_starts, 1))
+        ready = uniform_over_seeds(block_sum(stored) >= jnp.maximum(cfg.learning_starts, 1))  # env blocks: all copies
         learner, metrics = jax.lax.cond(ready, learning, waiting, learner)
         state = learner._replace(buffer=buffer)
         metrics["diag/learning"] = ready.astype(jnp.float32)

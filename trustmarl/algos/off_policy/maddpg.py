@@ -98,6 +98,8 @@ class MATD3Config(MADDPGConfig):
 
 
 class MADDPG(SequenceAgents, OffPolicy):
+    ENV_BLOCKS = True  # run key env_blocks: gradients (engine's apply_*), replay sampling and reward statistics per block
+
     def __init__(self, env, cfg: MADDPGConfig, total_updates: int | None = None):
         super().__init__(env, cfg, total_updates)
         net = dict(hidden_sizes=tuple(cfg.hidden_sizes), activation=cfg.activation, layer_norm=cfg.layer_norm)

@@ -36,7 +36,7 @@ import numpy as np
 import optax
 
 from trustmarl.algos.agents import adam, concat_agents, linear_decay, masked_mean, opt_init, opt_step
-from trustmarl.algos.base import Algorithm, EpisodeStats
+from trustmarl.algos.base import Algorithm, EpisodeStats, block_mean, block_sum, env_blocked
 from trustmarl.envs.base import Discrete, MultiAgentEnv, TimeStep
 from trustmarl.networks import (
     CategoricalActor,
@@ -179,6 +179,18 @@ class ActorCritic(Algorithm):
                 raise ConfigError(f"algo.image_shape={list(shape)!r} needs image observations of {size} inputs; group "
                                   f"{g.name!r} observes {g.obs_dim} (not an image env, or another image size)")
         return tuple(int(v) for v in shape)
+
+    def check_env_blocks(self, blocks: int) -> None:
+        """Each block's batch (``num_envs/blocks`` env copies) must split into the configured minibatches."""
+        super().check_env_blocks(blocks)
+        cfg = self.cfg
+        samples = self.num_envs // blocks * cfg.rollout_len // self.seq_len  # samples (recurrent: sequences) per block
+        for name in ("minibatches", "critic_minibatches"):
+            m = getattr(cfg, name, None)
+            if m is not None and samples % m:
+                raise ConfigError(f"env_blocks={blocks}: algo.{name}={m} must divide each block's "
+                                  f"{'sequences' if self.recurrent else 'samples'} "
+                                  f"num_envs/env_blocks*rollout_len{'/seq_len' if self.recurrent else ''}={samples}")
 
     # ---- optimisers ------------------------------------------------------------------------
     def actor_steps_per_update(self, g: int) -> int:
@@ -400,14 +412,17 @@ class ActorCritic(Algorithm):
         done = jnp.broadcast_to(traj["done"][..., None], traj["value"].shape).astype(jnp.float32)
         adv, returns = gae(traj["reward"], traj["value"], done, last_value, cfg.gamma, cfg.gae_lambda)
         vn = state.value_norm
+        # env blocks (run key env_blocks): statistics over the env copies of all blocks, so every block keeps the
+        # same normaliser and normalises with the moments of the whole batch
+        total = (lambda x: block_sum(jnp.sum(x))) if env_blocked() else None  # noqa: E731
         if cfg.value_norm:
-            vn = value_norm_update(vn, returns)
+            vn = value_norm_update(vn, returns, total=total)
             target = value_norm_normalize(vn, returns)
         else:
             target = returns
         mask = traj["active"] if self.n_values == self.n_agents else None
         if cfg.normalize_advantages:
-            adv = normalize_advantages(adv, mask)
+            adv = normalize_advantages(adv, mask, total=total)
         return state._replace(value_norm=vn), adv, target, returns
 
     def collect(self, state: TrainState):
@@ -482,6 +497,7 @@ class ActorCritic(Algorithm):
         def minibatch_step(carry, mb):
             params, opt = carry
             grads, aux = grad_fn(params, mb)
+            grads = block_mean(grads)  # env blocks: the gradient of the union of the blocks' minibatches (all-reduced)
             return apply_fn(params, grads, opt), aux
 
         def epoch(carry, k):

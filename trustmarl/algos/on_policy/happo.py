@@ -217,6 +217,8 @@ class Sequential(ActorCritic):
 
 
 class HAPPO(Sequential):
+    ENV_BLOCKS = True  # run key env_blocks: every reduction over env copies goes through the block helpers
+
     def __init__(self, env, cfg: HAPPOConfig, total_updates: int | None = None):
         super().__init__(env, cfg, total_updates)
         from trustmarl.trust.ratios import per_agent_clip

@@ -34,6 +34,8 @@ from trustmarl.trust.ratios import joint_clip_objective, per_agent_clip, ppo_cli
 class PPO(ActorCritic):
     """Simultaneous multi-agent PPO; see the module docstring for the variants."""
 
+    ENV_BLOCKS = True  # run key env_blocks: every reduction over env copies goes through the block helpers
+
     def __init__(self, env, cfg: OnPolicyConfig, total_updates: int | None = None):
         super().__init__(env, cfg, total_updates)
         self.name = cfg.name
