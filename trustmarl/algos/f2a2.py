@@ -443,11 +443,11 @@ class OffPolicyCopies:
         """The parent's acting (recurrent actors: ``(actions, logp, hidden in)`` with the hidden state carried), plus
         the behaviour policy's log-probability vectors: the policy at the step's hidden state, mixed with the uniform
         available action while ``epsilon`` is on, uniform during the warm-up."""
-        env_actions, act_out, carry = super().act(view, carry, last, key)
-        if self.recurrent:  # the policy at the hidden state that entered the step (the one acting used)
-            _, out = self.agent_step(view.actor_params, act_out[2], last.obs, last.avail, jnp.zeros_like(last.done))
+        if self.recurrent:  # the policy at the hidden state that entered the step: the outputs acting computed
+            env_actions, act_out, carry, out = self.act_with_outputs(view, carry, last, key)
             logp_all = self.output_log_probs(out, last.avail)
-        else:
+        else:  # feed-forward: the same computation as the parent's acting (XLA merges the two)
+            env_actions, act_out, carry = super().act(view, carry, last, key)
             logp_all = self.policy_log_probs(view.actor_params, last.obs, last.avail)
         n_avail = [jnp.maximum(jnp.sum(av, -1, keepdims=True), 1) for av in last.avail]
         if getattr(self.cfg, "explores_uniformly", False):  # eps / |available| + (1 - eps) pi(a), as acting draws

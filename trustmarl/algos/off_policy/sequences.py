@@ -314,6 +314,12 @@ class SequenceAgents:
         where ``last`` starts an episode; the hidden state entering the step is stored with the transition."""
         if not self.recurrent:
             return super().act(view, carry, last, key)
+        return self.act_with_outputs(view, carry, last, key)[:3]
+
+    def act_with_outputs(self, view, carry, last, key):
+        """Recurrent agents' :meth:`act` plus the networks' outputs of the step it took, for a subclass that stores
+        more of them (F2A2's behaviour log-probability vectors) without tracing a second step (XLA's common-subexpression
+        elimination would merge the two in the compiled program, but the traced program would hold both)."""
         k_random, k_policy = jax.random.split(key)
         h_in = reset_hidden(carry, last.done)
         h_out, out = self.agent_step_outputs(view.actor_params, h_in, last.obs, last.avail, jnp.zeros_like(last.done))
@@ -321,7 +327,7 @@ class SequenceAgents:
         warm = view.env_steps < self.cfg.warmup_steps
         actions = tuple(jnp.where(warm, r, a) for r, a in zip(self.agents.random_actions(k_random, last.avail), actions))
         logp = jnp.where(warm, self.agents.random_log_prob(last.avail), logp)
-        return self.agents.env_actions(actions), (actions, logp, h_in), h_out
+        return self.agents.env_actions(actions), (actions, logp, h_in), h_out, out
 
     def agent_step_outputs(self, params, hidden, obs, avail, reset):
         """The step acting and learning read (value decomposition: masked utilities). Default: :meth:`agent_step`."""
