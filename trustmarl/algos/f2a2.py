@@ -359,7 +359,7 @@ class OffPolicyFields(ConsensusFields):
     moa_window: int = 5  # paper: steps of the current episode the mental net reads (at most the episode limit)
     moa_batch: int = 1600  # paper: windows per gradient step the natural head and the recurrent nets are trained on
     moa_recent: int = 1200  # paper: most recent buffer steps the impromptu head is trained on (the last ceil(moa_recent / num_envs) of each copy)
-    batch_per_agent: bool | None = None  # each agent samples its own replay minibatch (Li et al. 2023, Alg. 1); false: one batch for all; default (null): true for feed-forward actors, false for recurrent ones (per-agent sequence batches are not implemented)
+    batch_per_agent: bool | None = None  # each agent samples its own replay minibatch (Li et al. 2023, Alg. 1; recurrent actors: its own batch of sequences); false: one batch for all; default (null): true
 
     def validate_off_policy(self) -> None:
         self.validate_consensus()
@@ -386,11 +386,8 @@ class OffPolicyFields(ConsensusFields):
             raise ConfigError("algo.moa_model=paper does not read sequences: with algo.recurrent=true use algo.moa_model=simple "
                               "(or algo.moa=false)")
         if self.batch_per_agent is not None and not isinstance(self.batch_per_agent, bool):
-            raise ConfigError(f"algo.batch_per_agent={self.batch_per_agent!r} must be true, false or null (true for "
-                              "feed-forward actors, false for recurrent ones)")
-        if getattr(self, "recurrent", False) and self.batch_per_agent:
-            raise ConfigError("algo.batch_per_agent=true does not read sequences yet: with algo.recurrent=true leave it "
-                              "unset or false (one batch of sequences for all agents)")
+            raise ConfigError(f"algo.batch_per_agent={self.batch_per_agent!r} must be true (each agent its own batch), "
+                              "false (one batch for all) or null (true)")
 
 
 def gather(x: tuple, actions: tuple) -> jax.Array:
@@ -502,10 +499,11 @@ class OffPolicyCopies:
     # ---- each agent's own minibatch (batch_per_agent) ---------------------------------------------------
     @property
     def per_agent_batch(self) -> bool:
-        """Every agent samples its own minibatch (``batch_per_agent``): the batch's fields carry a leading agent axis
-        ``[N, B, ...]``; copy ``i``'s critic loss, actor ``i``'s loss and observer ``i``'s teammate models read row ``i``."""
+        """Every agent samples its own minibatch (``batch_per_agent``, default true): the batch's fields carry a leading
+        agent axis ``[N, B, ...]``; copy ``i``'s critic loss, actor ``i``'s loss and observer ``i``'s teammate models read
+        row ``i``. Recurrent actors: every agent its own ``B`` sequences (``seq`` ``[N, B, L, ...]``, ``weight`` ``[N, B L]``)."""
         per_agent = self.cfg.batch_per_agent
-        return (not getattr(self.cfg, "recurrent", False)) if per_agent is None else bool(per_agent)
+        return True if per_agent is None else bool(per_agent)
 
     @property
     def batch_axis(self):
@@ -518,6 +516,29 @@ class OffPolicyCopies:
         if not self.per_agent_batch:
             return self.sample_one(buffer, key, reward_stats)
         return jax.vmap(lambda k: self.sample_one(buffer, k, reward_stats))(jax.random.split(key, self.n_agents))
+
+    def unroll(self, step, batch: dict, with_next: bool = True, successor: bool = False):
+        """Recurrent actors with per-agent batches: every network unrolled on every agent's sequences ``[N, B, L, ...]``
+        (as the feed-forward actors read every agent's batch; :meth:`own_rows` then picks agent ``i``'s at its own)."""
+        seq_unroll = super().unroll
+        if not (self.recurrent and self.per_agent_batch):
+            return seq_unroll(step, batch, with_next, successor)
+        return jax.vmap(lambda b: seq_unroll(step, b, with_next, successor))(batch)
+
+    def flatten_outputs(self, outputs: tuple) -> tuple:
+        """``[N, B, L, ...]`` -> ``[N, B L, ...]`` with per-agent batches (the layout of the flattened steps)."""
+        flat = super().flatten_outputs
+        return jax.vmap(flat)(outputs) if self.recurrent and self.per_agent_batch else flat(outputs)
+
+    def steps_weight(self, batch: dict):
+        """Per-agent batches: column ``i`` of ``[B, N]`` says which of agent ``i``'s steps count (the batch holds ``[N, B]``)."""
+        w = batch.get("weight")
+        return w.T if w is not None and self.per_agent_batch else w
+
+    def group_weight(self, w, g: int):
+        if w is None or w.ndim == 1:
+            return w
+        return w[:, self.offsets[g]:self.offsets[g] + self.groups[g].n]
 
     def own_rows(self, x: tuple) -> tuple:
         """Per group ``[N, B, n_g, ...]`` -> ``[B, n_g, ...]``: each agent's entries from its own batch (one batch: ``x``)."""
