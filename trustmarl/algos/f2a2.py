@@ -192,7 +192,7 @@ def copies_of(params, n: int):
 
 def mean_copies(copies):
     """Every copy replaced by the mean of the copies."""
-    return jax.tree.map(lambda x: jnp.broadcast_to(jnp.mean(x, axis=0), x.shape), copies)
+    return jax.tree.map(lambda x: jnp.broadcast_to(C.sum_copies(x) / x.shape[0], x.shape), copies)
 
 
 def penalty_grads(cfg: ConsensusFields, cons: C.ConsensusState, copies):
@@ -234,7 +234,7 @@ def consensus_metrics(mode: str, cons: C.ConsensusState, copies) -> dict:
     if mode == "pdhg":
         sq = [jnp.sum(jnp.square(x).reshape(x.shape[0], -1), axis=1) for x in jax.tree.leaves(cons.dual)]
         out["diag/dual_norm_per_agent"] = jnp.sqrt(sum(sq))
-        out["diag/dual_sum_norm"] = jnp.sqrt(sum(jnp.sum(jnp.square(jnp.sum(x, 0))) for x in jax.tree.leaves(cons.dual)))
+        out["diag/dual_sum_norm"] = jnp.sqrt(sum(jnp.sum(jnp.square(C.sum_copies(x))) for x in jax.tree.leaves(cons.dual)))
     return out
 
 
