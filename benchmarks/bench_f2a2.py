@@ -92,7 +92,7 @@ class TimedIteration:
         cfg = build_config("f2a2_isac", env, {"env.map_size": map_size, "algo.num_envs": 1, "algo.buffer_size": 256,
                                               "algo.learning_starts": 128, **overrides})
         a = build_algorithm(cfg, 100)
-        self.n_agents = a.n_agents
+        self.algo, self.n_agents = a, a.n_agents
         state = jax.jit(lambda k: a.init_state(k, placeholder_timestep(a.env, (a.num_envs,)), None))(jax.random.PRNGKey(0))
         batch = jax.jit(lambda b, k: a.sample_batch(b, k, None))(state.buffer, jax.random.PRNGKey(1))
         self.batch = dict(batch, active=np.ones(batch["active"].shape, bool))

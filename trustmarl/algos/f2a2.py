@@ -192,7 +192,7 @@ def copies_of(params, n: int):
 
 def mean_copies(copies):
     """Every copy replaced by the mean of the copies."""
-    return jax.tree.map(lambda x: jnp.broadcast_to(jnp.mean(x, axis=0), x.shape), copies)
+    return jax.tree.map(lambda x: jnp.broadcast_to(C.sum_copies(x) / x.shape[0], x.shape), copies)
 
 
 def penalty_grads(cfg: ConsensusFields, cons: C.ConsensusState, copies):
@@ -234,7 +234,7 @@ def consensus_metrics(mode: str, cons: C.ConsensusState, copies) -> dict:
     if mode == "pdhg":
         sq = [jnp.sum(jnp.square(x).reshape(x.shape[0], -1), axis=1) for x in jax.tree.leaves(cons.dual)]
         out["diag/dual_norm_per_agent"] = jnp.sqrt(sum(sq))
-        out["diag/dual_sum_norm"] = jnp.sqrt(sum(jnp.sum(jnp.square(jnp.sum(x, 0))) for x in jax.tree.leaves(cons.dual)))
+        out["diag/dual_sum_norm"] = jnp.sqrt(sum(jnp.sum(jnp.square(C.sum_copies(x))) for x in jax.tree.leaves(cons.dual)))
     return out
 
 
@@ -359,7 +359,7 @@ class OffPolicyFields(ConsensusFields):
     moa_window: int = 5  # paper: steps of the current episode the mental net reads (at most the episode limit)
     moa_batch: int = 1600  # paper: windows per gradient step the natural head and the recurrent nets are trained on
     moa_recent: int = 1200  # paper: most recent buffer steps the impromptu head is trained on (the last ceil(moa_recent / num_envs) of each copy)
-    batch_per_agent: bool | None = None  # each agent samples its own replay minibatch (Li et al. 2023, Alg. 1); false: one batch for all; default (null): true for feed-forward actors, false for recurrent ones (per-agent sequence batches are not implemented)
+    batch_per_agent: bool | None = None  # each agent samples its own replay minibatch (Li et al. 2023, Alg. 1; recurrent actors: its own batch of sequences); false: one batch for all; default (null): true
 
     def validate_off_policy(self) -> None:
         self.validate_consensus()
@@ -386,11 +386,8 @@ class OffPolicyFields(ConsensusFields):
             raise ConfigError("algo.moa_model=paper does not read sequences: with algo.recurrent=true use algo.moa_model=simple "
                               "(or algo.moa=false)")
         if self.batch_per_agent is not None and not isinstance(self.batch_per_agent, bool):
-            raise ConfigError(f"algo.batch_per_agent={self.batch_per_agent!r} must be true, false or null (true for "
-                              "feed-forward actors, false for recurrent ones)")
-        if getattr(self, "recurrent", False) and self.batch_per_agent:
-            raise ConfigError("algo.batch_per_agent=true does not read sequences yet: with algo.recurrent=true leave it "
-                              "unset or false (one batch of sequences for all agents)")
+            raise ConfigError(f"algo.batch_per_agent={self.batch_per_agent!r} must be true (each agent its own batch), "
+                              "false (one batch for all) or null (true)")
 
 
 def gather(x: tuple, actions: tuple) -> jax.Array:
@@ -443,11 +440,11 @@ class OffPolicyCopies:
         """The parent's acting (recurrent actors: ``(actions, logp, hidden in)`` with the hidden state carried), plus
         the behaviour policy's log-probability vectors: the policy at the step's hidden state, mixed with the uniform
         available action while ``epsilon`` is on, uniform during the warm-up."""
-        env_actions, act_out, carry = super().act(view, carry, last, key)
-        if self.recurrent:  # the policy at the hidden state that entered the step (the one acting used)
-            _, out = self.agent_step(view.actor_params, act_out[2], last.obs, last.avail, jnp.zeros_like(last.done))
+        if self.recurrent:  # the policy at the hidden state that entered the step: the outputs acting computed
+            env_actions, act_out, carry, out = self.act_with_outputs(view, carry, last, key)
             logp_all = self.output_log_probs(out, last.avail)
-        else:
+        else:  # feed-forward: the same computation as the parent's acting (XLA merges the two)
+            env_actions, act_out, carry = super().act(view, carry, last, key)
             logp_all = self.policy_log_probs(view.actor_params, last.obs, last.avail)
         n_avail = [jnp.maximum(jnp.sum(av, -1, keepdims=True), 1) for av in last.avail]
         if getattr(self.cfg, "explores_uniformly", False):  # eps / |available| + (1 - eps) pi(a), as acting draws
@@ -502,10 +499,11 @@ class OffPolicyCopies:
     # ---- each agent's own minibatch (batch_per_agent) ---------------------------------------------------
     @property
     def per_agent_batch(self) -> bool:
-        """Every agent samples its own minibatch (``batch_per_agent``): the batch's fields carry a leading agent axis
-        ``[N, B, ...]``; copy ``i``'s critic loss, actor ``i``'s loss and observer ``i``'s teammate models read row ``i``."""
+        """Every agent samples its own minibatch (``batch_per_agent``, default true): the batch's fields carry a leading
+        agent axis ``[N, B, ...]``; copy ``i``'s critic loss, actor ``i``'s loss and observer ``i``'s teammate models read
+        row ``i``. Recurrent actors: every agent its own ``B`` sequences (``seq`` ``[N, B, L, ...]``, ``weight`` ``[N, B L]``)."""
         per_agent = self.cfg.batch_per_agent
-        return (not getattr(self.cfg, "recurrent", False)) if per_agent is None else bool(per_agent)
+        return True if per_agent is None else bool(per_agent)
 
     @property
     def batch_axis(self):
@@ -518,6 +516,29 @@ class OffPolicyCopies:
         if not self.per_agent_batch:
             return self.sample_one(buffer, key, reward_stats)
         return jax.vmap(lambda k: self.sample_one(buffer, k, reward_stats))(jax.random.split(key, self.n_agents))
+
+    def unroll(self, step, batch: dict, with_next: bool = True, successor: bool = False):
+        """Recurrent actors with per-agent batches: every network unrolled on every agent's sequences ``[N, B, L, ...]``
+        (as the feed-forward actors read every agent's batch; :meth:`own_rows` then picks agent ``i``'s at its own)."""
+        seq_unroll = super().unroll
+        if not (self.recurrent and self.per_agent_batch):
+            return seq_unroll(step, batch, with_next, successor)
+        return jax.vmap(lambda b: seq_unroll(step, b, with_next, successor))(batch)
+
+    def flatten_outputs(self, outputs: tuple) -> tuple:
+        """``[N, B, L, ...]`` -> ``[N, B L, ...]`` with per-agent batches (the layout of the flattened steps)."""
+        flat = super().flatten_outputs
+        return jax.vmap(flat)(outputs) if self.recurrent and self.per_agent_batch else flat(outputs)
+
+    def steps_weight(self, batch: dict):
+        """Per-agent batches: column ``i`` of ``[B, N]`` says which of agent ``i``'s steps count (the batch holds ``[N, B]``)."""
+        w = batch.get("weight")
+        return w.T if w is not None and self.per_agent_batch else w
+
+    def group_weight(self, w, g: int):
+        if w is None or w.ndim == 1:
+            return w
+        return w[:, self.offsets[g]:self.offsets[g] + self.groups[g].n]
 
     def own_rows(self, x: tuple) -> tuple:
         """Per group ``[N, B, n_g, ...]`` -> ``[B, n_g, ...]``: each agent's entries from its own batch (one batch: ``x``)."""

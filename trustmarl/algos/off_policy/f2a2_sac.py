@@ -180,6 +180,7 @@ class F2A2SAC(f2a2.OffPolicyCopies, MAAC):
     def critic_step(self, state, batch, key):
         cfg = self.cfg
         y, a0, w = batch["y"], batch["actions"], batch.get("weight")  # w: padded steps excluded (recurrent actors)
+        wb = self.steps_weight(batch)  # as the [B, N] terms (per-agent batches: column i, agent i's batch)
         _, logp = jax.lax.stop_gradient(self.batch_policies(state.actor_params, batch))
         a_hat = self.sample(logp, key)
         own0, own_hat = self.own_rows(a0), self.own_rows(a_hat)  # each agent's own actions (per-agent batches: from its batch)
@@ -195,8 +196,8 @@ class F2A2SAC(f2a2.OffPolicyCopies, MAAC):
                 qr = [self.gather(self.resampled_q(c, batch, a_hat, key), own_hat) for c in critics]
                 res = -cfg.alpha1 * qr[0] + cfg.alpha2 * rho_b * sum(jnp.square(q - y) for q in qr)
                 per = self.half(per, res)
-            per_agent = batch_mean(per, w) + cfg.attention_penalty * pen
-            return per_agent.sum(), (per_agent, batch_mean(qb[0], w), batch_mean(qb[0] - y, w))
+            per_agent = batch_mean(per, wb) + cfg.attention_penalty * pen
+            return per_agent.sum(), (per_agent, batch_mean(qb[0], wb), batch_mean(qb[0] - y, wb))
 
         grads, (c_loss, q_mean, offset) = jax.grad(loss, has_aux=True)(state.critic_params)
         cons = self.consensus(state)
@@ -208,11 +209,11 @@ class F2A2SAC(f2a2.OffPolicyCopies, MAAC):
         critic = self.masked(mask, mean_critic, critic)
         state = state._replace(critic_params=critic, critic_opt=critic_opt, extra=self.with_consensus(state.extra, cons))
         return state, {"loss/critic": c_loss.mean(), "diag/critic_loss_per_agent": c_loss, "diag/q_per_agent": q_mean,
-                       "diag/critic_offset_per_agent": offset, "diag/ratio_forward_per_agent": batch_mean(rho_f, w),
-                       "diag/ratio_backward_per_agent": batch_mean(rho_b, w)}
+                       "diag/critic_offset_per_agent": offset, "diag/ratio_forward_per_agent": batch_mean(rho_f, wb),
+                       "diag/ratio_backward_per_agent": batch_mean(rho_b, wb)}
 
     def actor_step(self, state, batch, key):
-        cfg, y, w = self.cfg, batch["y"], batch.get("weight")  # w: padded steps excluded (recurrent actors)
+        cfg, y, w = self.cfg, batch["y"], self.steps_weight(batch)  # w: padded steps excluded (recurrent actors)
 
         def actor_loss(actor_params):
             terms = self.terms(actor_params, state, batch, key)
@@ -234,7 +235,7 @@ class F2A2SAC(f2a2.OffPolicyCopies, MAAC):
             if w is None:
                 reg = jnp.concatenate([jnp.mean(jnp.square(lg), axis=(0, -1)) for lg in terms.logits])
             else:
-                reg = jnp.concatenate([batch_mean(jnp.mean(jnp.square(lg), -1), w) for lg in terms.logits])
+                reg = jnp.concatenate([batch_mean(jnp.mean(jnp.square(lg), -1), self.group_weight(w, g)) for g, lg in enumerate(terms.logits)])
             per_agent = batch_mean(per, w) + cfg.policy_reg * reg
             return per_agent.sum(), (per_agent, jax.lax.stop_gradient(terms))
 

@@ -312,15 +312,15 @@ class MADDPG(SequenceAgents, OffPolicy):
     def actor_step(self, state: OffPolicyState, batch: dict, key):
         """One step of every actor on :meth:`actor_objective` plus ``policy_reg * mean(logits^2)`` (pre-tanh outputs
         for continuous actors; the reference code's regulariser)."""
-        cfg, w = self.cfg, batch.get("weight")
+        cfg, w = self.cfg, self.steps_weight(batch)
 
-        def mean_sq(x):  # [B, n_g, A] -> [N]: mean over the batch (its valid steps) and the outputs
-            return jnp.mean(jnp.square(x), axis=(0, -1)) if w is None else batch_mean(jnp.mean(jnp.square(x), -1), w)
+        def mean_sq(x, g):  # [B, n_g, A] -> [N]: mean over the batch (its valid steps) and the outputs
+            return jnp.mean(jnp.square(x), axis=(0, -1)) if w is None else batch_mean(jnp.mean(jnp.square(x), -1), self.group_weight(w, g))
 
         def actor_loss(actor_params):
             out = self.batch_outputs(actor_params, batch)
-            reg = jnp.concatenate([mean_sq(o if g.action_space.kind == "discrete" else o[0])
-                                   for g, o in zip(self.groups, self.own_outputs(out))])  # [N]
+            reg = jnp.concatenate([mean_sq(o if grp.action_space.kind == "discrete" else o[0], g)
+                                   for g, (grp, o) in enumerate(zip(self.groups, self.own_outputs(out)))])  # [N]
             per_agent = self.actor_objective(state, batch, out, key) + cfg.policy_reg * reg
             return per_agent.sum(), per_agent
 

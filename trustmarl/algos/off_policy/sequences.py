@@ -179,9 +179,13 @@ def masked_mean(x: jax.Array, valid=None) -> jax.Array:
 
 def batch_mean(x: jax.Array, weight=None, axis=0) -> jax.Array:
     """The mean of ``x`` over its batch ``axis``, over the samples whose ``weight`` ``[B]`` is true (padded steps
-    excluded: ``jnp.where``, so that nothing of theirs, not even a NaN, reaches the mean or its gradient)."""
+    excluded: ``jnp.where``, so that nothing of theirs, not even a NaN, reaches the mean or its gradient). A ``weight``
+    with more axes (one batch per agent, e.g. ``[N, B]``) lies along ``x``'s leading axes, ``axis`` among them."""
     if weight is None:
         return jnp.mean(x, axis=axis)
+    if weight.ndim > 1:
+        w = jnp.broadcast_to(expand(weight, x), x.shape)
+        return jnp.sum(jnp.where(w, x, 0.0), axis=axis) / jnp.maximum(jnp.sum(w, axis=axis), 1)
     shape = [1] * x.ndim
     shape[axis] = -1
     w = weight.reshape(shape)
@@ -314,6 +318,12 @@ class SequenceAgents:
         where ``last`` starts an episode; the hidden state entering the step is stored with the transition."""
         if not self.recurrent:
             return super().act(view, carry, last, key)
+        return self.act_with_outputs(view, carry, last, key)[:3]
+
+    def act_with_outputs(self, view, carry, last, key):
+        """Recurrent agents' :meth:`act` plus the networks' outputs of the step it took, for a subclass that stores
+        more of them (F2A2's behaviour log-probability vectors) without tracing a second step (XLA's common-subexpression
+        elimination would merge the two in the compiled program, but the traced program would hold both)."""
         k_random, k_policy = jax.random.split(key)
         h_in = reset_hidden(carry, last.done)
         h_out, out = self.agent_step_outputs(view.actor_params, h_in, last.obs, last.avail, jnp.zeros_like(last.done))
@@ -321,7 +331,7 @@ class SequenceAgents:
         warm = view.env_steps < self.cfg.warmup_steps
         actions = tuple(jnp.where(warm, r, a) for r, a in zip(self.agents.random_actions(k_random, last.avail), actions))
         logp = jnp.where(warm, self.agents.random_log_prob(last.avail), logp)
-        return self.agents.env_actions(actions), (actions, logp, h_in), h_out
+        return self.agents.env_actions(actions), (actions, logp, h_in), h_out, out
 
     def agent_step_outputs(self, params, hidden, obs, avail, reset):
         """The step acting and learning read (value decomposition: masked utilities). Default: :meth:`agent_step`."""
@@ -385,6 +395,15 @@ class SequenceAgents:
         flat = jax.tree.map(lambda x: x.reshape((x.shape[0] * x.shape[1],) + x.shape[2:]), steps)
         valid = window.get("valid", jnp.ones(window["terminated"].shape, bool))
         return dict(flat, seq=seq, weight=valid.reshape(valid.shape[0] * valid.shape[1]))
+
+    def steps_weight(self, batch: dict):
+        """Which of the batch's steps count in ``[B, N]`` per-agent terms (padded steps do not; ``None``: all): ``[B]``
+        (F2A2's per-agent batches: ``[B, N]``)."""
+        return batch.get("weight")
+
+    def group_weight(self, w, g: int):
+        """:meth:`steps_weight` ``w`` for group ``g``'s ``[B, n_g]`` terms."""
+        return w
 
     def flatten_outputs(self, outputs: tuple) -> tuple:
         """Per group ``[B, L, ...]`` outputs (pytrees) as ``[B L, ...]``, the layout of :meth:`sample_flat_sequences`."""
