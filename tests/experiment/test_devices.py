@@ -5,16 +5,13 @@ is fixed when JAX starts, hence the subprocess."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
 from trustmarl.experiment.config import build_config
 from trustmarl.validation import ConfigError
+from fourdevices import run_on_four_devices
 
 SCRIPT = textwrap.dedent(r"""
     import sys
@@ -87,11 +84,7 @@ SCRIPT = textwrap.dedent(r"""
 
 
 def _run(tmp_path, part: str):
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-           "PYTHONPATH": str(Path(__file__).resolve().parents[2]) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "runs"), str(tmp_path / "cache"), part],
-                          env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0 and proc.stdout.strip().endswith("OK"), proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_on_four_devices(SCRIPT, tmp_path, part)
 
 
 def test_seeds_sharded_over_four_host_devices(tmp_path):

@@ -9,11 +9,7 @@ machine's cores, so correctness, not speed)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +17,7 @@ import numpy as np
 import pytest
 
 from trustmarl.experiment import cli, runner
+from fourdevices import run_on_four_devices
 
 ENV = "matrix/proposition1"  # a one-step matrix game: every step ends an episode, and the programs compile quickly
 OV = {"num_seeds": 2, "algo.num_envs": 4, "algo.rollout_len": 4, "algo.hidden_sizes": [8], "algo.epochs": 1,
@@ -164,11 +161,7 @@ SCRIPT = textwrap.dedent(r"""
 
 
 def _run(tmp_path, part: str):
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-           "PYTHONPATH": str(Path(__file__).resolve().parents[2]) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "runs"), str(tmp_path / "cache"), part],
-                          env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0 and proc.stdout.strip().endswith("OK"), proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_on_four_devices(SCRIPT, tmp_path, part)
 
 
 def test_env_blocks_on_four_devices_equal_one_and_continue_across_counts(tmp_path):
