@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _util import build, synthetic_batch
+from _util import _synthetic_batch, build
 
 ONE_AGENT = {"env.payoff": [1.0, 0.0, 0.5], "algo.agent_id": False, "algo.share_params": False,
              "algo.actor_head_gain": 1.0, "algo.num_envs": 64, "algo.rollout_len": 4,
@@ -28,11 +28,30 @@ def order_of(metrics):
 def learn_on(a, seed: int = 0, zero_adv: bool = False):
     """(state, batch, new_state, metrics): one ``learn_batch`` on a synthetic batch from the state's actor."""
     state = a.init_state(jax.random.PRNGKey(seed), None)
-    _, _, batch = synthetic_batch(a, jax.random.PRNGKey(seed + 100), 256, state.actor_params, state.critic_params)
+    # eager: bitwise the same batch as the jitted helper, without compiling a program per algorithm (~5 s each)
+    _, _, batch = _synthetic_batch(a, jax.random.PRNGKey(seed + 100), 256, state.actor_params, state.critic_params)
     if zero_adv:
         batch = batch._replace(adv=jnp.zeros_like(batch.adv))
-    new_state, metrics = jax.jit(a.learn_batch)(state, batch)
+    new_state, metrics = jitted_learn(a)(state, batch)
     return state, batch, new_state, jax.tree.map(np.asarray, metrics)
+
+
+_LEARN: dict = {}
+
+
+def jitted_learn(a):
+    """``jax.jit(a.learn_batch)``, one wrapper per algorithm object (so repeated calls reuse its compile)."""
+    if id(a) not in _LEARN:
+        _LEARN[id(a)] = (a, jax.jit(a.learn_batch))
+    return _LEARN[id(a)][1]
+
+
+@pytest.fixture(scope="module")
+def n4_happo():
+    """HAPPO, four non-shared agents on Proposition 1's game, random order, and one ``learn_on`` of it
+    (identical config for the factor test and the order test: built and compiled once)."""
+    a = build("happo", "matrix/proposition1", **N4, **{"algo.share_params": False})
+    return a, learn_on(a)
 
 
 def recomputed_factor_stats(a, batch, new_params, order):
@@ -58,6 +77,7 @@ def leaves_changed(old, new, agent: int) -> bool:
 
 # ---- one agent: HAPPO = PPO --------------------------------------------------------------------
 
+@pytest.mark.slow  # test_one_agent_happo_over_several_epochs_equals_ppo_and_the_clip_binds checks the same equality (5 epochs), order and factor
 def test_one_agent_happo_update_equals_ppo_update():
     """N = 1, one epoch, one minibatch: HAPPO's actor step is MAPPO's (non-shared, no id); factor ≡ 1."""
     happo = build("happo", "matrix/custom", **ONE_AGENT)
@@ -82,8 +102,14 @@ def test_one_agent_happo_over_several_epochs_equals_ppo_and_the_clip_binds():
     happo, mappo = build("happo", "matrix/custom", **ov), build("mappo", "matrix/custom", **ov)
     state, batch, new_h, m = learn_on(happo)
     new_p, m_p = jax.jit(mappo.learn_batch)(state, batch)
-    for x, y in zip(jax.tree.leaves(new_h.actor_params), jax.tree.leaves(new_p.actor_params)):
+    moved = 0.0
+    for x, y, x0 in zip(jax.tree.leaves(new_h.actor_params), jax.tree.leaves(new_p.actor_params), jax.tree.leaves(state.actor_params)):
         np.testing.assert_allclose(x, y, atol=2e-5, rtol=1e-4)
+        moved = max(moved, float(np.abs(np.asarray(x) - np.asarray(x0)).max()))
+    assert moved > 1e-3  # the update did something
+    assert order_of(m).tolist() == [0]
+    for k in ("factor_mean", "factor_min", "factor_max"):
+        assert m[f"diag/{k}_per_agent"].tolist() == [1.0]  # factor ≡ 1 for the only agent
     assert m["diag/clip_frac_per_agent"][0] > 0.1 and float(m["diag/ratio_max_epoch_5"]) > 1.2  # the clip binds
     np.testing.assert_allclose(m["diag/clip_frac_per_agent"], np.asarray(m_p["diag/clip_frac_per_agent"]), atol=1e-6)
 
@@ -91,12 +117,14 @@ def test_one_agent_happo_over_several_epochs_equals_ppo_and_the_clip_binds():
 # ---- factor semantics ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("algo", ["happo", "hatrpo"])
-def test_logged_factor_is_product_of_earlier_agents_ratios(algo):
+def test_logged_factor_is_product_of_earlier_agents_ratios(algo, request):
     """Random order: first agent's factor is exactly 1; agent at position m logs the stats of
     exp(Σ earlier log-ratios) recomputed from the updated parameters."""
-    extra = {"algo.kl_threshold": 0.05} if algo == "hatrpo" else {}
-    a = build(algo, "matrix/proposition1", **N4, **{"algo.share_params": False}, **extra)
-    _, batch, new, m = learn_on(a)
+    if algo == "happo":
+        a, (_, batch, new, m) = request.getfixturevalue("n4_happo")
+    else:
+        a = build(algo, "matrix/proposition1", **N4, **{"algo.share_params": False, "algo.kl_threshold": 0.05})
+        _, batch, new, m = learn_on(a)
     order = order_of(m)
     assert sorted(order.tolist()) == [0, 1, 2, 3]
     logged = logged_factor_stats(m)
@@ -106,15 +134,15 @@ def test_logged_factor_is_product_of_earlier_agents_ratios(algo):
     assert logged[2, order[-1]] > 1.01 and logged[1, order[-1]] < 0.99  # agents really moved
 
 
-def test_fixed_order_random_order_and_use_factor_false():
+def test_fixed_order_random_order_and_use_factor_false(n4_happo):
     fixed = build("happo", "matrix/proposition1", **N4, **{"algo.fixed_order": True})
     _, _, _, m = learn_on(fixed)
     assert order_of(m).tolist() == [0, 1, 2, 3]
     assert m["diag/factor_max_per_agent"][1:].max() > 1.0  # the factor is on
 
-    a = build("happo", "matrix/proposition1", **N4)
-    state, batch, _, m1 = learn_on(a)
-    learn = jax.jit(a.learn_batch)
+    a, (state, batch, _, m1) = n4_happo  # N4 with HAPPO's default share_params=false
+    assert a.cfg.fixed_order is False and a.shared is False
+    learn = jitted_learn(a)
     again = np.asarray(order_of(learn(state, batch)[1]))
     assert again.tolist() == order_of(m1).tolist()  # same key -> same order
     orders, st = [], state

@@ -275,34 +275,45 @@ def test_recurrent_agents_replay_their_stored_steps_exactly():
     state0 = a.init(jax.random.PRNGKey(0))
     state, metrics = jax.jit(a.update)(state0)
     assert float(metrics["diag/learning"]) == 1.0 and np.isfinite(float(metrics["loss/td"]))
-    t, e = jnp.meshgrid(jnp.arange(8), jnp.arange(2), indexing="ij")  # [T=8, E=2]: the rollout, acted with state0's networks
-    stored = replay.gather_transitions(state.buffer, t.reshape(-1), e.reshape(-1))
-    traj = jax.tree.map(lambda x: x.reshape((8, 2) + x.shape[1:]), a.as_batch(*stored))
+
+    @jax.jit
+    def gather(buffer):
+        t, e = jnp.meshgrid(jnp.arange(8), jnp.arange(2), indexing="ij")  # [T=8, E=2]: the rollout, acted with state0's networks
+        stored = replay.gather_transitions(buffer, t.reshape(-1), e.reshape(-1))
+        return jax.tree.map(lambda x: x.reshape((8, 2) + x.shape[1:]), a.as_batch(*stored))
+
+    traj = gather(state.buffer)
     params, first = state0.actor_params, np.asarray(traj["first"])
     assert first[5].all() and not first[1:5].any()  # 5-step episodes: step 5 starts the next one
-    h, q_steps = tuple(x[0] for x in traj["hidden"]), []
+    h, q_steps, q_step = tuple(x[0] for x in traj["hidden"]), [], jax.jit(a.q_step)  # jitted: one compile, not eager ops
     for t in range(8):
         h = tuple(jnp.where(jnp.asarray(first[t])[:, None, None], 0.0, x) for x in h)
         np.testing.assert_allclose(h[0], traj["hidden"][0][t], atol=1e-6)  # the hidden state acting stored
         obs, avail = (traj["obs"][0][t],), (traj["avail"][0][t],)
-        h, q = a.q_step(params, h, obs, avail, jnp.zeros(2, bool))
+        h, q = q_step(params, h, obs, avail, jnp.zeros(2, bool))
         q_steps.append(q[0])
         np.testing.assert_array_equal(np.argmax(q[0], -1), traj["actions"][0][t])  # greedy (epsilon 0) actions
-    window = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), traj)  # 2 windows of 8 steps
-    q, q_next = a.utilities(params, window)
+
+    @jax.jit
+    def unrolls(params, traj):  # every unroll below in one compiled program (eager scans compile one by one)
+        window = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), traj)  # 2 windows of 8 steps
+        q, q_next = a.utilities(params, window)
+        # burn-in: 3 steps warm the hidden state up, the 5 after them are those of the whole unroll; no gradient
+        # flows into the burn-in (the same as starting from its end state held constant)
+        part = lambda lo, hi: jax.tree.map(lambda x: x[:, lo:hi], window)  # noqa: E731
+        burned = dict(part(3, None), burn=part(0, 3))
+        q_b, q_next_b = a.utilities(params, burned)
+        h3 = tuple(jnp.stack([x] * 5, 1) for x in a.warm_up(params, part(0, 3)))
+        g_burn = jax.grad(lambda p: a.utilities(p, burned, with_next=False)[0][0].sum())(params)
+        g_held = jax.grad(lambda p: a.utilities(p, dict(part(3, None), hidden=h3),
+                                                with_next=False)[0][0].sum())(params)
+        return q, q_next, q_b, q_next_b, g_burn, g_held
+
+    q, q_next, q_b, q_next_b, g_burn, g_held = unrolls(params, traj)
     np.testing.assert_allclose(jnp.swapaxes(q[0], 0, 1), jnp.stack(q_steps), rtol=1e-5, atol=1e-6)
     assert q_next[0].shape == q[0].shape == (2, 8, 2, 5)
-    # burn-in: 3 steps warm the hidden state up, the 5 after them are those of the whole unroll; no gradient flows
-    # into the burn-in (the same as starting from its end state held constant)
-    part = lambda lo, hi: jax.tree.map(lambda x: x[:, lo:hi], window)  # noqa: E731
-    burned = dict(part(3, None), burn=part(0, 3))
-    q_b, q_next_b = a.utilities(params, burned)
     np.testing.assert_allclose(q_b[0], q[0][:, 3:], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(q_next_b[0], q_next[0][:, 3:], rtol=1e-5, atol=1e-6)
-    h3 = tuple(jnp.stack([x] * 5, 1) for x in a.warm_up(params, part(0, 3)))
-    g_burn = jax.grad(lambda p: a.utilities(p, burned, with_next=False)[0][0].sum())(params)
-    g_held = jax.grad(lambda p: a.utilities(p, dict(part(3, None), hidden=h3),
-                                            with_next=False)[0][0].sum())(params)
     for x, y in zip(jax.tree.leaves(g_burn), jax.tree.leaves(g_held)):
         np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
 

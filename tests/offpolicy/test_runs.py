@@ -105,7 +105,7 @@ def test_engine_batches_are_those_of_a_buffer_holding_every_field_per_step():
     cfg = build_config("maddpg", "mpe/simple_spread", {**{k: v for k, v in TINY.items() if k.startswith(("algo.", "env."))},
                                                        "algo.buffer_size": 24})
     a = make_algorithm(cfg, total_updates=10)
-    state = jax.jit(a.init)(jax.random.PRNGKey(0))
+    state = a.init(jax.random.PRNGKey(0))  # eager: bitwise jax.jit(a.init)'s state, without its compile
     full = replay.init(a.example_transition(state.last), a.capacity, a.num_envs)
     buf = a.init_buffer(a.example_transition(state.last))
     assert buf.steps.data["actions"][0].dtype == np.int8 and "next" not in buf.steps.data  # sparse, compact
