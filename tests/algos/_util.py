@@ -71,14 +71,15 @@ def init_params(a, key):
 
 
 def synthetic_batch(a, key, batch_size: int = 256, actor_params=None, critic_params=None):
-    """Jitted :func:`_synthetic_batch` (one compile instead of many eager ones)."""
+    """Jitted :func:`synthetic_batch_eager`: one compile per call (a new closure each time); cheaper than the eager
+    version only where its ops are not yet warm in the process."""
     if actor_params is None or critic_params is None:
         actor_params, critic_params = init_params(a, key)
-    fn = jax.jit(lambda k, ap, cp: _synthetic_batch(a, k, batch_size, ap, cp))
+    fn = jax.jit(lambda k, ap, cp: synthetic_batch_eager(a, k, batch_size, ap, cp))
     return fn(key, actor_params, critic_params)
 
 
-def _synthetic_batch(a, key, batch_size: int = 256, actor_params=None, critic_params=None):
+def synthetic_batch_eager(a, key, batch_size: int = 256, actor_params=None, critic_params=None):
     """A ``Batch`` without a rollout: random observations/states/advantages, actions sampled from the
     (given or freshly initialised) actor, behaviour log-probs and distributions from that actor.
 

@@ -14,13 +14,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _util import _synthetic_batch, build, init_params
+from _util import synthetic_batch_eager, build, init_params
 
 SMALL = {"algo.share_params": False, "algo.agent_id": False, "algo.actor_head_gain": 1.0, "algo.hidden_sizes": [16],
          "algo.num_envs": 64, "algo.rollout_len": 2}
 
 
-# batches: ``_util._synthetic_batch`` eagerly (bitwise its jitted form's batch, without a compile per algorithm)
+# batches: ``_util.synthetic_batch_eager`` eagerly (bitwise its jitted form's batch, without a compile per algorithm)
 
 
 def policy_grad(a, actor, critic, batch):
@@ -34,7 +34,7 @@ def test_t9_mappo_summed_over_agents_has_jrppo_first_step_gradient():
     jr = build("jrppo", "matrix/proposition1", **ov)
     summed = build("mappo", "matrix/proposition1", **ov, **{"algo.agent_reduction": "sum"})
     meaned = build("mappo", "matrix/proposition1", **ov, **{"algo.agent_reduction": "mean"})
-    actor, critic, batch = _synthetic_batch(jr, jax.random.PRNGKey(0), 128, *init_params(jr, jax.random.PRNGKey(0)))
+    actor, critic, batch = synthetic_batch_eager(jr, jax.random.PRNGKey(0), 128, *init_params(jr, jax.random.PRNGKey(0)))
     g_jr = jax.flatten_util.ravel_pytree(policy_grad(jr, actor, critic, batch))[0]
     g_sum = jax.flatten_util.ravel_pytree(policy_grad(summed, actor, critic, batch))[0]
     g_mean = jax.flatten_util.ravel_pytree(policy_grad(meaned, actor, critic, batch))[0]
@@ -51,7 +51,7 @@ def one_update(n_agents: int, clip_eps: float, epochs: int = 30):
                                                          "algo.epochs": epochs, "algo.minibatches": 1,
                                                          "algo.actor_lr": 1e-3, "algo.ent_coef": 0.0})
     state = a.init_state(jax.random.PRNGKey(0), None)
-    _, _, batch = _synthetic_batch(a, jax.random.PRNGKey(1), 256, state.actor_params, state.critic_params)
+    _, _, batch = synthetic_batch_eager(a, jax.random.PRNGKey(1), 256, state.actor_params, state.critic_params)
     _, m = jax.jit(a.learn_batch)(state, batch)
     return jax.tree.map(np.asarray, m)
 
@@ -106,7 +106,7 @@ def test_every_on_policy_algorithm_logs_the_same_per_agent_diagnostics(algo):
     payoff = np.random.default_rng(0).normal(size=(2, 3, 2)).tolist()
     a = build(algo, "matrix/custom", **{**SMALL, "env.payoff": payoff, "algo.epochs": 2})
     state = a.init_state(jax.random.PRNGKey(0), None)
-    _, _, batch = _synthetic_batch(a, jax.random.PRNGKey(1), 64, state.actor_params, state.critic_params)
+    _, _, batch = synthetic_batch_eager(a, jax.random.PRNGKey(1), 64, state.actor_params, state.critic_params)
     _, m = jax.jit(a.learn_batch)(state, batch)
     names = ["entropy", "kl", "tv", "tv_max", "ratio_min", "ratio_max", "clip_frac"]
     assert {"diag/ratio_max_epoch_1", "diag/ratio_max_epoch_2", "diag/ratio_min_epoch_2"} <= set(m)

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _util import _synthetic_batch, build
+from _util import synthetic_batch_eager, build
 
 ONE_AGENT = {"env.payoff": [1.0, 0.0, 0.5], "algo.agent_id": False, "algo.share_params": False,
              "algo.actor_head_gain": 1.0, "algo.num_envs": 64, "algo.rollout_len": 4,
@@ -29,7 +29,7 @@ def learn_on(a, seed: int = 0, zero_adv: bool = False):
     """(state, batch, new_state, metrics): one ``learn_batch`` on a synthetic batch from the state's actor."""
     state = a.init_state(jax.random.PRNGKey(seed), None)
     # eager: bitwise the same batch as the jitted helper, without compiling a program per algorithm (~5 s each)
-    _, _, batch = _synthetic_batch(a, jax.random.PRNGKey(seed + 100), 256, state.actor_params, state.critic_params)
+    _, _, batch = synthetic_batch_eager(a, jax.random.PRNGKey(seed + 100), 256, state.actor_params, state.critic_params)
     if zero_adv:
         batch = batch._replace(adv=jnp.zeros_like(batch.adv))
     new_state, metrics = jitted_learn(a)(state, batch)

@@ -99,13 +99,13 @@ def test_shared_parameters_trust_region_is_centred_on_the_policy_before_the_step
     step must stay within KL(π_pre || π_new) < δ of *that* policy, along the natural gradient with the
     Fisher at the moved parameters (Kuba et al. 2022, eq. 7-8). Measuring the region from the
     behaviour policy instead would reject every candidate here (KL(π_behaviour || π_pre) > δ already)."""
-    from _util import _synthetic_batch, perturb
+    from _util import synthetic_batch_eager, perturb
 
     delta = 0.01
     a = build("hatrpo", "matrix/proposition1", **{**N4, "algo.share_params": True, "algo.agent_id": True,
                                                   "algo.kl_threshold": delta, "algo.hidden_sizes": [8], "algo.cg_iters": 60})
     state = a.init_state(jax.random.PRNGKey(0), None)
-    _, _, batch = _synthetic_batch(a, jax.random.PRNGKey(1), 256, state.actor_params, state.critic_params)  # eager: no per-algorithm compile
+    _, _, batch = synthetic_batch_eager(a, jax.random.PRNGKey(1), 256, state.actor_params, state.critic_params)  # eager: no per-algorithm compile
     i = jnp.asarray(1)
     data = a._agent_data(batch, 0, i, jnp.zeros(batch.logp.shape[:-1]))
     moved = perturb(state.actor_params[0], jax.random.PRNGKey(2), 0.3)  # "agent 0 already took its step"

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from types import SimpleNamespace
-from _util import _synthetic_batch, build, init_params, perturb
+from _util import synthetic_batch_eager, build, init_params, perturb
 
 ONE_AGENT = {"env.payoff": [1.0, 0.0, 0.5], "algo.agent_id": False, "algo.actor_head_gain": 1.0,
              "algo.num_envs": 64, "algo.rollout_len": 2}
@@ -31,7 +31,7 @@ def _batch(a, seed: int = 0):
     """The synthetic batch of ``_util.synthetic_batch`` (bitwise), built eagerly: its jitted form compiles a
     program per algorithm (~5 s each on 2 cores), the eager ops are compiled once for every test."""
     key = jax.random.PRNGKey(seed)
-    actor, critic, batch = _synthetic_batch(a, key, 256, *init_params(a, key))
+    actor, critic, batch = synthetic_batch_eager(a, key, 256, *init_params(a, key))
     return SimpleNamespace(actor_params=actor, critic_params=critic), batch
 
 
@@ -49,7 +49,7 @@ ONE_AGENT_VARIANTS = [
 @pytest.fixture(scope="module")
 def one_agent_reference():
     ref = build("mappo", "matrix/custom", **ONE_AGENT)
-    actor, critic, batch = _synthetic_batch(ref, jax.random.PRNGKey(0), 256, *init_params(ref, jax.random.PRNGKey(0)))
+    actor, critic, batch = synthetic_batch_eager(ref, jax.random.PRNGKey(0), 256, *init_params(ref, jax.random.PRNGKey(0)))
     state = SimpleNamespace(actor_params=actor, critic_params=critic)
     params = perturb(state.actor_params, jax.random.PRNGKey(1), 0.02)
     head = params[0]["params"]["Dense_0"]  # the policy head: shift the logits so some ratios leave [0.8, 1.2]
