@@ -74,7 +74,9 @@ def test_fig1a_ratio_range_per_epoch(clip_vs_none):
     Measured (lead's machine): max ratio after 30 epochs 1.14 (peak 1.24) clipped, 1.90 unclipped."""
     clipped, free = (epoch_range(m) for m in clip_vs_none)
     for lo, hi in (clipped, free):
-        assert hi[0] == 1.0 and lo[0] == 1.0
+        # 1 up to rounding: the stored and recomputed log-probs come from separately compiled programs (an ulp apart
+        # at the test suite's XLA optimisation level 0); one epoch's step moves the ratios by more than 1e-2
+        assert abs(hi[0] - 1.0) <= 1e-6 and abs(lo[0] - 1.0) <= 1e-6
         assert hi[3] > hi[1] > 1.0 and lo[3] < lo[1] < 1.0
     assert np.all(np.diff(free[1]) > 0) and np.all(np.diff(free[0]) < 0)  # unclipped: wider after every epoch
     assert clipped[1].max() > 1.15 and clipped[1].max() < 1.5  # the clip does not contain the ratio, but slows it

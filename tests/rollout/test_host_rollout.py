@@ -79,7 +79,7 @@ def test_host_updates_equal_jax_native_updates(algo_name, extra):
     trainer = HostTrainer(algo, vec, num_seeds=2)
     try:
         host_state = trainer.init(keys)
-        _tree_close(host_state._replace(env_state=None), jax_state._replace(env_state=None), atol=1e-6)  # vmapped vs per-seed init: float rounding only
+        _tree_close(host_state._replace(env_state=None), jax_state._replace(env_state=None), atol=1e-5)  # vmapped vs per-seed init: float rounding only (1.4e-6 seen at XLA optimisation level 0)
         for _ in range(2):
             jax_state, jax_metrics = jax_update(jax_state)
             host_state, host_metrics = trainer.update(host_state)
