@@ -176,6 +176,6 @@ def register() -> None:
         "f2a2-ablation", _ablation, paper="Li et al. 2023 (F2A2)", figure="Figure 8 (JOINT vs w/o-JOINT, MOA vs w/o-MOA)",
         description="the joint actor-critic objective against separate objectives; teammate models against the true policies",
         tiers={"smoke": "a few min idle (2 CPU cores; 4 tiny runs, two of them F2A2-SAC)",
-               "cpu": "several hours on 2 CPU cores (estimated: 2 F2A2-COMA runs and 2 F2A2-SAC runs x 3 seeds x 300k Rover-Tower steps)",
+               "cpu": "several hours on 2 CPU cores (estimated: 2 F2A2-COMA runs, ~3 min each at a load of ~10, measured, and 2 F2A2-SAC runs x 3 seeds x 300k Rover-Tower steps, not measured; an F2A2-SAC run holds ~17 GB of memory)",
                "full": "F2A2-SAC on both MPE tasks, 5 seeds, 50k episodes: a GPU or a cluster"},
     )
