@@ -29,6 +29,7 @@ SCRIPT = textwrap.dedent(r"""
     from trustmarl.experiment.config import build_config
     from trustmarl.experiment.logger import read_jsonl
     from trustmarl.experiment.runner import load_run_state, resume_config, train
+    from fourdevices import train_on_one_and_four
 
     out = Path(sys.argv[1])
     assert jax.device_count() == 4
@@ -63,22 +64,11 @@ SCRIPT = textwrap.dedent(r"""
         sys.exit(0)
 
     # 2. through the runner: 4 devices equal 1 device to float tolerance (the 1-device program vmaps 4 seeds,
-    # XLA:CPU may pick other kernels for a batch of 4 than of 1), metrics and evaluations included
-    for d in (1, 4):
-        train(build_config("mappo", "mpe/simple_spread", {**ov, "devices": d}), out / f"d{d}", progress=False, tensorboard=False)
-    s1, s4 = load_run_state(out / "d1")[2], load_run_state(out / "d4")[2]
-    assert close(s1, s4)
-    r1, r4 = read_jsonl(out / "d1" / "metrics.jsonl"), read_jsonl(out / "d4" / "metrics.jsonl")
+    # XLA:CPU may pick other kernels for a batch of 4 than of 1), metrics and evaluations included; then
+    # 3. resume 4 -> 1 and 1 -> 4: checkpoints hold host arrays; the resumed run continues on the other count
+    s1, s4, r1, r4 = train_on_one_and_four(out, "mappo", "mpe/simple_spread", ov, close)
     assert [r["env_steps"] for r in r1] == [r["env_steps"] for r in r4]
     assert np.allclose([r.get("eval/return", 0) for r in r1], [r.get("eval/return", 0) for r in r4], atol=1e-4)
-
-    # 3. resume 4 -> 1 and 1 -> 4: checkpoints hold host arrays; the resumed run continues on the other count
-    for a, b in ((4, 1), (1, 4)):
-        run = out / f"r{a}{b}"
-        train(build_config("mappo", "mpe/simple_spread", {**ov, "devices": a}), run, stop_after_chunks=1, progress=False, tensorboard=False)
-        summary = train(resume_config(run, {"devices": b}), run, resume=True, progress=False, tensorboard=False)
-        assert summary["status"] == "completed"
-        assert close(load_run_state(run)[2], s1), f"resume {a} -> {b}"
     print("OK")
 """)
 

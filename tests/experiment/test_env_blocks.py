@@ -87,6 +87,7 @@ SCRIPT = textwrap.dedent(r"""
     from trustmarl.experiment.config import build_config
     from trustmarl.experiment.logger import read_jsonl
     from trustmarl.experiment.runner import load_run_state, resume_config, train
+    from fourdevices import train_on_one_and_four
 
     P = jax.sharding.PartitionSpec
     out = Path(sys.argv[1])
@@ -141,21 +142,11 @@ SCRIPT = textwrap.dedent(r"""
         sys.exit(0)
 
     # (c) through the runner: a run stopped on 4 devices resumes on 1 and the other way round
-    for d in (1, 4):
-        train(build_config("mappo", env, {**ov, "devices": d}), out / f"d{d}", progress=False, tensorboard=False)
-    s1, s4 = load_run_state(out / "d1")[2], load_run_state(out / "d4")[2]
-    assert close(s1, s4)
-    r1, r4 = read_jsonl(out / "d1" / "metrics.jsonl"), read_jsonl(out / "d4" / "metrics.jsonl")
+    s1, s4, r1, r4 = train_on_one_and_four(out, "mappo", env, ov, close)
     assert np.allclose([r["episode_return"] for r in r1 if "episode_return" in r],
                        [r["episode_return"] for r in r4 if "episode_return" in r], atol=1e-5, equal_nan=True)
     assert np.allclose([r.get("eval/return", 0) for r in r1], [r.get("eval/return", 0) for r in r4], atol=1e-4)
     assert any("eval/return" in r for r in r4)  # evaluation runs on the state sharded over the envs mesh
-    for a, b in ((4, 1), (1, 4)):
-        run = out / f"r{a}{b}"
-        train(build_config("mappo", env, {**ov, "devices": a}), run, stop_after_chunks=1, progress=False, tensorboard=False)
-        summary = train(resume_config(run, {"devices": b}), run, resume=True, progress=False, tensorboard=False)
-        assert summary["status"] == "completed"
-        assert close(load_run_state(run)[2], s1), f"resume {a} -> {b}"
     print("OK")
 """)
 
