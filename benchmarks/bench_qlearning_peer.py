@@ -316,6 +316,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def recorded_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The arguments as the results file keeps them: the JaxMARL checkout by its commit and the output by its
+    name, not by paths of the machine that ran it."""
+    import subprocess
+
+    rev = subprocess.run(["git", "-C", str(args.jaxmarl_repo), "rev-parse", "HEAD"], capture_output=True, text=True)
+    commit = rev.stdout.strip() if rev.returncode == 0 else "an unrecorded commit"
+    return {**vars(args), "jaxmarl_repo": f"JaxMARL checkout at {commit}", "out": Path(args.out).name}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     info = machine_info()
@@ -323,7 +333,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f" {args.schedule_steps:,}), rounds of {', '.join(args.contenders)}, cpus={info['cpu_count']}"
           f" load={' '.join(f'{x:.2f}' for x in info['loadavg_1_5_15'])}", flush=True)
     rows: list[dict[str, Any]] = []
-    report = {"machine": info, "args": vars(args), "rows": rows, "ratios": []}
+    report = {"machine": info, "args": recorded_args(args), "rows": rows, "ratios": []}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     for k in args.seeds:
