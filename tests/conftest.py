@@ -16,3 +16,7 @@ import os  # noqa: E402
 _flags = os.environ.get("XLA_FLAGS", "")
 if os.environ.get("TRUSTMARL_TEST_XLA_DEFAULT") != "1" and "xla_backend_optimization_level" not in _flags:
     os.environ["XLA_FLAGS"] = (_flags + " --xla_backend_optimization_level=0").strip()
+
+# The command line stores compiled programs in a persistent cache (trustmarl.compilation.enable_compilation_cache);
+# the suite must not write into the user's home: off unless set (tests/experiment/test_compilation_cache.py tests it).
+os.environ.setdefault("TRUSTMARL_COMPILATION_CACHE", "off")

@@ -82,7 +82,10 @@ def _parser() -> argparse.ArgumentParser:
                 formatter_class=_Formatter,
                 epilog=_epilog("trustmarl train mappo mpe/simple_spread total_steps=1000000",
                                "trustmarl eval runs/<run> --episodes 100",
-                               notes="`trustmarl COMMAND --help` documents each command; docs/experiments.md the rest."))
+                               notes=_wrap("`trustmarl COMMAND --help` documents each command; docs/experiments.md the "
+                                           "rest. Compiled programs are cached in ~/.cache/trustmarl/jax "
+                                           "(TRUSTMARL_COMPILATION_CACHE=DIR or off): a run started again with the same "
+                                           "settings starts in seconds.")))
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -161,6 +164,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # --help
         return int(e.code or 0)
     try:
+        if args.command != "list":  # every command that compiles: its programs are loaded next time (same numbers)
+            from trustmarl.compilation import enable_compilation_cache
+
+            enable_compilation_cache()
         commands = {"train": _train, "eval": _eval, "list": _list, "check-env": _check_env, **_STUDY_COMMANDS}
         return commands[args.command](args)
     except BrokenPipeError:  # `trustmarl list | head`: the reader left; say nothing more
