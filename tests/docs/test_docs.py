@@ -153,6 +153,14 @@ def test_nested_lists_are_indented_by_four_spaces():
     assert not bad, bad
 
 
+def test_no_control_characters_from_mangled_latex():
+    """A LaTeX command written through a non-raw Python string loses its backslash to an escape (``\\varepsilon``
+    -> vertical tab + "arepsilon", ``\\rho`` -> carriage return + "ho"): the maths renders as garbage."""
+    bad = [f"{f.relative_to(ROOT)}:{i}" for f in USER_TEXT
+           for i, line in enumerate(f.read_bytes().split(b"\n"), 1) if re.search(rb"[\x00-\x09\x0b-\x1f]", line)]
+    assert not bad, bad
+
+
 def test_references_map_the_five_papers_and_reproductions_are_all_listed():
     refs = (ROOT / "docs" / "references.md").read_text()
     for cite in FIVE_PAPERS:
