@@ -245,12 +245,13 @@ def register() -> None:
     )
     register_reproduction(
         "f2a2-td3", _td3, paper="Li et al. 2023 (F2A2)", figure="Section 6.1, Figure 5 (F2A2-TD3 vs F2A2-DDPG)",
-        description="F2A2-TD3 against F2A2-DDPG on Rover-Tower, both with the paper's joint objective: does TD3's edge survive?",
+        description="F2A2-TD3 against F2A2-DDPG on Rover-Tower (full tier: and Treasure Collection), both with the paper's joint objective",
         tiers={"smoke": "~45 s of CPU time (2 CPU cores; 1.8 min wall at a load of ~9, measured; 2 tiny runs on simple_spread)",
                "cpu": "~42 min on 2 CPU cores at a load of ~8-10, measured (end to end, 2026-12-07: 2,516 s; 2 runs x 3 seeds x "
                       "15,000 Rover-Tower env steps: F2A2-DDPG 1,095 s at 43 env steps/s, F2A2-TD3 1,405 s at 32/s, all seeds "
                       "counted; 2.2 GB peak RSS, the presets' buffer)",
-               "full": "F2A2-DDPG and F2A2-TD3 on Rover-Tower and Treasure Collection, 10 seeds, 50k episodes: a GPU or a cluster"},
+               "full": "F2A2-DDPG and F2A2-TD3 on Rover-Tower and Treasure Collection, 10 seeds, 50k episodes: a GPU or a "
+                       "cluster (not measured; the presets' 1e6-step buffer is ~5.5 GB per seed on Treasure Collection)"},
     )
     register_reproduction(
         "f2a2-ablation", _ablation, paper="Li et al. 2023 (F2A2)", figure="Figure 8 (JOINT vs w/o-JOINT, MOA vs w/o-MOA)",
