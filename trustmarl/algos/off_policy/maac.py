@@ -48,7 +48,7 @@ import jax.numpy as jnp
 from trustmarl.algos import register_algo
 from trustmarl.algos.f2a2 import gather
 from trustmarl.algos.off_policy.config import OffPolicyConfig
-from trustmarl.algos.off_policy.engine import OffPolicy, OffPolicyState
+from trustmarl.algos.off_policy.engine import OffPolicy, OffPolicyState, block_rows
 from trustmarl.algos.off_policy.sequences import (EpsilonFields, FeedForwardHead, SequenceAgents, SequenceFields, batch_mean,
                                                   epsilon_mixture, epsilon_schedule)
 from trustmarl.networks import AttentionCritic, LogitsActor, RecurrentActor
@@ -109,6 +109,10 @@ class PolicyTerms(NamedTuple):
 
 
 class MAAC(SequenceAgents, OffPolicy):
+    # run key env_blocks: critic and actor gradients all-reduced (engine's apply_*), the batch's actions a~ and a' drawn as
+    # rows of one draw for all blocks (sample(batch=True)), replay sampling and reward statistics per block (engine)
+    ENV_BLOCKS = True
+
     def __init__(self, env, cfg: MAACConfig, total_updates: int | None = None):
         super().__init__(env, cfg, total_updates)
         net = dict(hidden_sizes=tuple(cfg.hidden_sizes), activation=cfg.activation, layer_norm=cfg.layer_norm)
@@ -122,6 +126,14 @@ class MAAC(SequenceAgents, OffPolicy):
         self.critic = AttentionCritic(group_sizes=tuple(g.n for g in self.groups),
                                       n_actions=tuple(g.action_space.n for g in self.groups),
                                       hidden=cfg.critic_hidden, heads=cfg.attention_heads)
+
+    def check_env_blocks(self, blocks: int) -> None:
+        """Recurrent actors refuse env blocks: their batch means run over the valid steps of each block's sequences,
+        whose counts differ between blocks (the all-reduced gradient would not be the whole batch's)."""
+        super().check_env_blocks(blocks)
+        if self.recurrent:
+            raise ConfigError(f"env_blocks={blocks}: {self.name} with recurrent=true does not split its env copies into "
+                              "blocks (its batch means run over each block's valid steps); use env_blocks=1")
 
     def init_networks(self, key):
         k_actor, k_critic = jax.random.split(key)
@@ -154,8 +166,18 @@ class MAAC(SequenceAgents, OffPolicy):
         out, out_next = self.unroll(lambda h, o, av, r: self.agent_step(actor_params, h, o, av, r), batch["seq"], with_next=nxt)
         return self.with_log_probs(self.flatten_outputs(out_next if nxt else out), batch[avail])
 
-    def sample(self, logp: tuple, key) -> tuple:
-        return tuple(jax.random.categorical(jax.random.fold_in(key, g), lp).astype(jnp.int32) for g, lp in enumerate(logp))
+    def sample(self, logp: tuple, key, batch: bool = False) -> tuple:
+        """A sample of every agent's policy (per group ``[..., n_g]``): the argmax of ``log pi`` plus Gumbel noise.
+        ``batch``: ``log pi`` ``[B, ...]`` of a training batch, whose noise is drawn as this env block's rows of one draw
+        for the batch of all blocks (:func:`~trustmarl.algos.off_policy.engine.block_rows`)."""
+        def one(g, lp):
+            k = jax.random.fold_in(key, g)
+            if not batch:
+                return jax.random.categorical(k, lp).astype(jnp.int32)
+            gumbel = block_rows(k, lp.shape, lambda k, shape: jax.random.gumbel(k, shape, lp.dtype))
+            return jnp.argmax(gumbel + lp, axis=-1).astype(jnp.int32)  # jax.random.categorical's own draw
+
+        return tuple(one(g, lp) for g, lp in enumerate(logp))
 
     gather = staticmethod(gather)  # [..., N]: per agent the entry of x (per group [..., n_g, A]) at its action
 
@@ -215,7 +237,7 @@ class MAAC(SequenceAgents, OffPolicy):
         ``a' ~ pi'`` (Iqbal & Sha 2019, eq. 3 with the soft target of their code), ``[B, N]``, no gradient."""
         cfg = self.cfg
         _, next_logp = self.batch_policies(target_actor_params, batch, nxt=True)
-        next_a = self.sample(next_logp, key)
+        next_a = self.sample(next_logp, key, batch=True)
         q_next, _ = self.q_values(target_critic_params, batch["next_obs"], self.onehot(next_a))
         not_done = 1.0 - batch["terminated"].astype(jnp.float32)[:, None]  # truncation bootstraps
         y = batch["reward"] + cfg.gamma * not_done * self.gather(q_next, next_a) - self.gather(next_logp, next_a) / cfg.soft_reward_scale
@@ -247,7 +269,7 @@ class MAAC(SequenceAgents, OffPolicy):
         ``Q_i(o, a~)``, the counterfactual baseline ``b_i = sum_a pi_i(a | o_i) Q_i(o, (a, a~_-i))`` and
         ``A_i = Q_i - b_i``. Only ``logp``/``logp_a``/``logits`` carry gradients (to the actors)."""
         logits, logp = self.batch_policies(actor_params, batch)
-        acts = self.sample(jax.lax.stop_gradient(logp), key)
+        acts = self.sample(jax.lax.stop_gradient(logp), key, batch=True)
         q_all, _ = self.q_values(critic_params, batch["obs"], self.onehot(acts))
         q_all = jax.lax.stop_gradient(q_all)
         probs = [jax.lax.stop_gradient(jnp.exp(lp)) for lp in logp]

@@ -1,0 +1,133 @@
+"""Env blocks (run key ``env_blocks``) for MAAC, MAMD, MAMD-OP, MAMT and HATRPO: two blocks, a ``vmap`` named
+``env_block`` on one device, learn from the two halves of a batch exactly what the program without blocks learns from
+the whole batch (to float tolerance: the all-reduced sums add the halves in another order), and stay equal to each
+other bit for bit. A reduction over the batch that skips the block axis (a local mean, a gradient that is not
+all-reduced, a random draw repeated in every block) makes the blocks differ from the unblocked program."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from trustmarl.algos.base import ENV_BLOCK_AXIS
+from trustmarl.experiment.backends import block_algorithm, build_algorithm, env_axes
+from trustmarl.experiment.config import build_config
+
+BLOCKS = 2
+ENV = "mpe/simple_spread"  # three agents (MAMT's tightest teammate is a choice), episodes of 5 steps
+OFF = {"algo.hidden_sizes": [8], "algo.num_envs": 4, "algo.rollout_len": 4, "algo.batch_size": 8, "algo.critic_hidden": 8,
+       "algo.attention_heads": 2, "algo.old_policy_lag": 2, "env.n_agents": 3, "env.max_cycles": 5,
+       "env_blocks": BLOCKS}
+ON = {"algo.hidden_sizes": [8], "algo.num_envs": 4, "algo.rollout_len": 8, "algo.critic_epochs": 1, "env.n_agents": 3,
+      "algo.critic_minibatches": 1,  # one minibatch: the blocks' minibatches together are the whole batch's
+      "env.max_cycles": 5, "env_blocks": BLOCKS}
+
+
+def split(x, axis: int = 0):
+    """``x`` with its ``axis`` cut into BLOCKS contiguous blocks, the block axis first (as the env-block programs)."""
+    x = jnp.asarray(x)
+    return jnp.moveaxis(x.reshape(x.shape[:axis] + (BLOCKS, x.shape[axis] // BLOCKS) + x.shape[axis + 1:]), axis, 0)
+
+
+def same_in_every_block(tree):
+    """Block 0 of ``tree`` after checking that every leaf is bit for bit the same in all blocks."""
+    for x in jax.tree.leaves(tree):
+        x = np.asarray(x)
+        assert all(np.array_equal(x[0], x[b], equal_nan=True) for b in range(1, BLOCKS)), ("blocks differ", x.shape)
+    return jax.tree.map(lambda x: x[0], tree)
+
+
+def max_rel_diff(a, b) -> float:
+    """The largest ``|a - b| / (|b| + 1e-3)`` over all leaves (parameters, optimiser moments, radii)."""
+    worst = 0.0
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+        if x.size:
+            worst = max(worst, float(np.max(np.abs(x - y) / (np.abs(y) + 1e-3))))
+    return worst
+
+
+def random_transitions(algo, key, size: int) -> dict:
+    """``size`` transitions of the off-policy engine's layout with random observations, actions, rewards and ends."""
+    k = jax.random.split(key, 5)
+    groups = algo.groups
+    obs = lambda k: tuple(jax.random.normal(jax.random.fold_in(k, g), (size, grp.n, grp.obs_dim))  # noqa: E731
+                          for g, grp in enumerate(groups))
+    avail = tuple(jnp.ones((size, grp.n, grp.action_space.n), bool) for grp in groups)
+    actions = tuple(jax.random.randint(jax.random.fold_in(k[2], g), (size, grp.n), 0, grp.action_space.n)
+                    for g, grp in enumerate(groups))
+    n = algo.n_agents
+    return dict(obs=obs(k[0]), avail=avail, actions=actions, logp=jnp.zeros((size, n)), reward=jax.random.normal(k[3], (size, n)),
+                next_obs=obs(k[1]), next_avail=avail, terminated=jax.random.bernoulli(k[4], 0.2, (size,)),
+                truncated=jnp.zeros((size,), bool), active=jnp.ones((size, n), bool))
+
+
+TOL = 1e-4  # measured: at most ~1e-6 (float32 sums in another order); a reduction that skips the blocks: > 1e-2
+
+
+@pytest.mark.parametrize("name, ov", [
+    ("maac", {}),
+    ("mamd", {"algo.penalty": "tsallis_relative_entropy"}),  # the exact penalty's batch mean enters the actor loss
+    ("mamd_op", {}),  # agents 1-2 mirror descent, agent 3 MAAC's loss
+    ("mamt", {"algo.trd_hidden": 8}),
+])
+def test_two_blocks_take_the_gradient_steps_of_the_whole_batch(name, ov):
+    """Three gradient iterations (critic, actors, lagged old policy; MAMT: teammate models, TRD-Net, radii) on batches
+    of 8 transitions: the unblocked ``train_step`` on the batch against two vmapped blocks on its halves with the same
+    key. The sampled actions ``a~`` and ``a'`` of the blocks are the rows of the unblocked draw, the gradients and MAMT's
+    batch statistics (the tightest teammate's coefficient sums, the penalty's mean) are over both halves."""
+    cfg = build_config(name, ENV, {**OFF, **ov})
+    algo = build_algorithm(cfg)  # accepts env_blocks=2
+    part = block_algorithm(algo, BLOCKS)
+    state = jax.jit(algo.init)(jax.random.PRNGKey(0))
+    flat = random_transitions(algo, jax.random.PRNGKey(1), 16)
+    one = jax.jit(algo.train_step)
+    blocks = jax.jit(jax.vmap(part.train_step, in_axes=(None, 0, None), axis_name=ENV_BLOCK_AXIS))
+    ref = blk = state._replace(buffer=None)
+    for it in range(3):
+        rows = jax.random.permutation(jax.random.PRNGKey(10 + it), 16)[: cfg.algo.batch_size]
+        batch = jax.tree.map(lambda x: x[rows], flat)
+        key = jax.random.PRNGKey(20 + it)
+        ref, m1 = one(ref, batch, key)
+        blk, m2 = blocks(blk, jax.tree.map(split, batch), key)
+        blk = same_in_every_block(blk)
+        ref, blk = (s._replace(grad_steps=s.grad_steps + 1) for s in (ref, blk))
+        assert max_rel_diff(blk, ref) < TOL, (it, max_rel_diff(blk, ref))
+    assert max_rel_diff(ref.actor_params, state.actor_params) > 1e-3  # the actors moved
+    if name == "mamt":
+        m2 = same_in_every_block({k: m2[k] for k in ("diag/tightest_teammate_per_agent", "diag/penalty_per_agent")})
+        assert np.array_equal(m1["diag/tightest_teammate_per_agent"], m2["diag/tightest_teammate_per_agent"])
+        np.testing.assert_allclose(m2["diag/penalty_per_agent"], m1["diag/penalty_per_agent"], rtol=1e-4, atol=1e-6)
+        assert max_rel_diff(ref.extra["delta"], state.extra["delta"]) > 1e-3  # the radii moved
+
+
+def test_hatrpo_two_blocks_take_the_whole_batchs_trust_region_steps():
+    """Two HATRPO updates (every agent's conjugate gradient, step size and line search, then the critic) from the same
+    rollouts: ``learn`` on the whole trajectory against two vmapped blocks on its halves of env copies. The accepted
+    steps, their line-search counts and step sizes are those of the unblocked program, and so are the parameters."""
+    cfg = build_config("hatrpo", ENV, ON)
+    algo = build_algorithm(cfg)
+    part, axes = block_algorithm(algo, BLOCKS), env_axes(algo, BLOCKS)
+    in_axes = jax.tree.map(lambda a: None if a < 0 else 0, axes)
+    rollout, one = jax.jit(algo.rollout), jax.jit(algo.learn)
+    blocks = jax.jit(jax.vmap(part.learn, in_axes=(in_axes, 0), axis_name=ENV_BLOCK_AXIS))
+    ref = blk = jax.jit(algo.init)(jax.random.PRNGKey(0))
+    start = ref.actor_params
+    for it in range(2):
+        ref, traj, _ = rollout(ref)  # both learn from this rollout; the blocks' parameters are their own
+        blk = jax.tree.map(lambda r, b, a: r if a >= 0 else b, ref, blk, axes)._replace(key=ref.key)  # the rollout's key
+        ref, m1 = one(ref, traj)
+        out, m2 = blocks(jax.tree.map(lambda x, a: x if a < 0 else split(x, a), blk, axes), jax.tree.map(lambda x: split(x, 1), traj))
+        leaves, tree = jax.tree.flatten(out)
+        shared = iter(same_in_every_block([x for x, a in zip(leaves, jax.tree.leaves(axes)) if a < 0]))
+        blk = jax.tree.unflatten(tree, [next(shared) if a < 0 else r for r, a in zip(jax.tree.leaves(ref), jax.tree.leaves(axes))])
+        for k in ("diag/accepted_per_agent", "diag/ls_steps_per_agent", "diag/position_per_agent"):
+            assert np.array_equal(np.asarray(m1[k]), np.asarray(m2[k][0])), (it, k, m1[k], m2[k])
+        for k in ("diag/step_size_per_agent", "diag/improvement_predicted_per_agent", "diag/kl_reached_per_agent"):
+            np.testing.assert_allclose(m2[k][0], m1[k], rtol=TOL, atol=1e-7, err_msg=k)
+        assert max_rel_diff(blk.actor_params, ref.actor_params) < TOL, (it, max_rel_diff(blk.actor_params, ref.actor_params))
+        assert max_rel_diff(blk.critic_params, ref.critic_params) < TOL
+    assert np.asarray(m1["diag/accepted_per_agent"]).sum() >= 1  # some agent took its step
+    assert max_rel_diff(ref.actor_params, start) > 1e-3
