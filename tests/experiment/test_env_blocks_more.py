@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from trustmarl.algos.base import ENV_BLOCK_AXIS
+from trustmarl.algos.base import ENV_BLOCK_AXIS, block_metrics
 from trustmarl.experiment.backends import block_algorithm, build_algorithm, env_axes
 from trustmarl.experiment.config import build_config
 
@@ -20,9 +20,8 @@ ENV = "mpe/simple_spread"  # three agents (MAMT's tightest teammate is a choice)
 OFF = {"algo.hidden_sizes": [8], "algo.num_envs": 4, "algo.rollout_len": 4, "algo.batch_size": 8, "algo.critic_hidden": 8,
        "algo.attention_heads": 2, "algo.old_policy_lag": 2, "env.n_agents": 3, "env.max_cycles": 5,
        "env_blocks": BLOCKS}
-ON = {"algo.hidden_sizes": [8], "algo.num_envs": 4, "algo.rollout_len": 8, "algo.critic_epochs": 1, "env.n_agents": 3,
-      "algo.critic_minibatches": 1,  # one minibatch: the blocks' minibatches together are the whole batch's
-      "env.max_cycles": 5, "env_blocks": BLOCKS}
+ON = {"algo.hidden_sizes": [8], "algo.num_envs": 4, "algo.rollout_len": 8, "env.n_agents": 3, "env.max_cycles": 5,
+      "env_blocks": BLOCKS}  # one minibatch (the blocks' minibatches together are the whole batch's)
 
 
 def split(x, axis: int = 0):
@@ -103,31 +102,52 @@ def test_two_blocks_take_the_gradient_steps_of_the_whole_batch(name, ov):
         assert max_rel_diff(ref.extra["delta"], state.extra["delta"]) > 1e-3  # the radii moved
 
 
-def test_hatrpo_two_blocks_take_the_whole_batchs_trust_region_steps():
-    """Two HATRPO updates (every agent's conjugate gradient, step size and line search, then the critic) from the same
-    rollouts: ``learn`` on the whole trajectory against two vmapped blocks on its halves of env copies. The accepted
-    steps, their line-search counts and step sizes are those of the unblocked program, and so are the parameters."""
-    cfg = build_config("hatrpo", ENV, ON)
+def learn_on_the_same_rollouts(name: str, ov: dict, updates: int = 2):
+    """``updates`` on-policy updates from the same rollouts: ``learn`` on the whole trajectory against two vmapped
+    blocks on its halves of env copies (each block's parameters, optimiser states and counters its own, checked equal
+    in both blocks). Returns ``(initial, unblocked, blocked state, unblocked metrics, blocked metrics)`` (the blocks'
+    metrics reduced over blocks as the runs log them); the blocked state's env leaves are the blocks' halves joined."""
+    cfg = build_config(name, ENV, {**ON, **ov})
     algo = build_algorithm(cfg)
     part, axes = block_algorithm(algo, BLOCKS), env_axes(algo, BLOCKS)
     in_axes = jax.tree.map(lambda a: None if a < 0 else 0, axes)
     rollout, one = jax.jit(algo.rollout), jax.jit(algo.learn)
-    blocks = jax.jit(jax.vmap(part.learn, in_axes=(in_axes, 0), axis_name=ENV_BLOCK_AXIS))
-    ref = blk = jax.jit(algo.init)(jax.random.PRNGKey(0))
-    start = ref.actor_params
-    for it in range(2):
+    learn = lambda s, t: (lambda out: (out[0], block_metrics(out[1])))(part.learn(s, t))  # noqa: E731  as the runs
+    blocks = jax.jit(jax.vmap(learn, in_axes=(in_axes, 0), axis_name=ENV_BLOCK_AXIS))
+    ref = blk = start = jax.jit(algo.init)(jax.random.PRNGKey(0))
+    flat_axes = jax.tree.leaves(axes)
+    for it in range(updates):
         ref, traj, _ = rollout(ref)  # both learn from this rollout; the blocks' parameters are their own
         blk = jax.tree.map(lambda r, b, a: r if a >= 0 else b, ref, blk, axes)._replace(key=ref.key)  # the rollout's key
         ref, m1 = one(ref, traj)
         out, m2 = blocks(jax.tree.map(lambda x, a: x if a < 0 else split(x, a), blk, axes), jax.tree.map(lambda x: split(x, 1), traj))
         leaves, tree = jax.tree.flatten(out)
-        shared = iter(same_in_every_block([x for x, a in zip(leaves, jax.tree.leaves(axes)) if a < 0]))
-        blk = jax.tree.unflatten(tree, [next(shared) if a < 0 else r for r, a in zip(jax.tree.leaves(ref), jax.tree.leaves(axes))])
-        for k in ("diag/accepted_per_agent", "diag/ls_steps_per_agent", "diag/position_per_agent"):
-            assert np.array_equal(np.asarray(m1[k]), np.asarray(m2[k][0])), (it, k, m1[k], m2[k])
-        for k in ("diag/step_size_per_agent", "diag/improvement_predicted_per_agent", "diag/kl_reached_per_agent"):
-            np.testing.assert_allclose(m2[k][0], m1[k], rtol=TOL, atol=1e-7, err_msg=k)
-        assert max_rel_diff(blk.actor_params, ref.actor_params) < TOL, (it, max_rel_diff(blk.actor_params, ref.actor_params))
-        assert max_rel_diff(blk.critic_params, ref.critic_params) < TOL
+        shared = iter(same_in_every_block([x for x, a in zip(leaves, flat_axes) if a < 0]))
+        joined = [next(shared) if a < 0 else jnp.moveaxis(x, 0, a).reshape(x.shape[1:a + 1] + (-1,) + x.shape[a + 2:])
+                  for x, a in zip(leaves, flat_axes)]
+        blk = jax.tree.unflatten(tree, joined)
+        assert max_rel_diff(blk, ref) < TOL, (it, max_rel_diff(blk, ref))
+    return start, ref, blk, m1, same_in_every_block(m2)
+
+
+def test_hatrpo_two_blocks_take_the_whole_batchs_trust_region_steps():
+    """Two HATRPO updates (every agent's conjugate gradient, step size and line search, then the critic): the accepted
+    steps, their line-search counts, step sizes and KL reached are those of the unblocked program, and so are the
+    parameters."""
+    start, ref, blk, m1, m2 = learn_on_the_same_rollouts("hatrpo", {"algo.critic_epochs": 1, "algo.critic_minibatches": 1})
+    for k in ("diag/accepted_per_agent", "diag/ls_steps_per_agent", "diag/position_per_agent"):
+        assert np.array_equal(np.asarray(m1[k]), np.asarray(m2[k])), (k, m1[k], m2[k])
+    for k in ("diag/step_size_per_agent", "diag/improvement_predicted_per_agent", "diag/kl_reached_per_agent"):
+        np.testing.assert_allclose(m2[k], m1[k], rtol=TOL, atol=1e-7, err_msg=k)
     assert np.asarray(m1["diag/accepted_per_agent"]).sum() >= 1  # some agent took its step
-    assert max_rel_diff(ref.actor_params, start) > 1e-3
+    assert max_rel_diff(ref.actor_params, start.actor_params) > 1e-3
+
+
+@pytest.mark.parametrize("name", ["coma", "ma_ac"])
+def test_coma_and_ma_ac_two_blocks_learn_what_one_learns(name):
+    """Two updates of COMA (one centralised critic per group) and MA-AC (per-agent critic copies mixed by consensus;
+    the class of F2A2-COMA): the critic and actor steps on all blocks' samples, and the actions at the rollout's last
+    observation (COMA's bootstrap; MA-AC executes them next) the rows of the unblocked draw."""
+    start, ref, blk, m1, m2 = learn_on_the_same_rollouts(name, {"algo.target_every": 1})
+    np.testing.assert_allclose(m2["loss/critic"], m1["loss/critic"], rtol=TOL)  # masked means over all blocks' samples
+    assert max_rel_diff(ref.actor_params, start.actor_params) > 1e-3 and max_rel_diff(ref.critic_params, start.critic_params) > 1e-3

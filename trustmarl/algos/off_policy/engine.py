@@ -62,6 +62,14 @@ def block_rows(key: jax.Array, shape: tuple[int, ...], draw) -> jax.Array:
     return jax.lax.dynamic_slice_in_dim(whole, index * shape[0], shape[0], 0)
 
 
+def block_categorical(key: jax.Array, logits: jax.Array) -> jax.Array:
+    """``jax.random.categorical(key, logits)`` (int32) for the rows ``[B / blocks, ...]`` of a batch that this env block
+    holds: the argmax of ``logits`` plus Gumbel noise drawn by :func:`block_rows` (jax.random.categorical's own draw,
+    so bit for bit the same outside an env-block program)."""
+    gumbel = block_rows(key, logits.shape, lambda k, shape: jax.random.gumbel(k, shape, logits.dtype))
+    return jnp.argmax(gumbel + logits, axis=-1).astype(jnp.int32)
+
+
 class OffPolicyState(NamedTuple):
     actor_params: tuple  # per group (stacked over the group's agents unless shared)
     critic_params: Any  # the algorithm's critic(s)

@@ -48,7 +48,7 @@ import jax.numpy as jnp
 from trustmarl.algos import register_algo
 from trustmarl.algos.f2a2 import gather
 from trustmarl.algos.off_policy.config import OffPolicyConfig
-from trustmarl.algos.off_policy.engine import OffPolicy, OffPolicyState, block_rows
+from trustmarl.algos.off_policy.engine import OffPolicy, OffPolicyState, block_categorical
 from trustmarl.algos.off_policy.sequences import (EpsilonFields, FeedForwardHead, SequenceAgents, SequenceFields, batch_mean,
                                                   epsilon_mixture, epsilon_schedule)
 from trustmarl.networks import AttentionCritic, LogitsActor, RecurrentActor
@@ -169,15 +169,9 @@ class MAAC(SequenceAgents, OffPolicy):
     def sample(self, logp: tuple, key, batch: bool = False) -> tuple:
         """A sample of every agent's policy (per group ``[..., n_g]``): the argmax of ``log pi`` plus Gumbel noise.
         ``batch``: ``log pi`` ``[B, ...]`` of a training batch, whose noise is drawn as this env block's rows of one draw
-        for the batch of all blocks (:func:`~trustmarl.algos.off_policy.engine.block_rows`)."""
-        def one(g, lp):
-            k = jax.random.fold_in(key, g)
-            if not batch:
-                return jax.random.categorical(k, lp).astype(jnp.int32)
-            gumbel = block_rows(k, lp.shape, lambda k, shape: jax.random.gumbel(k, shape, lp.dtype))
-            return jnp.argmax(gumbel + lp, axis=-1).astype(jnp.int32)  # jax.random.categorical's own draw
-
-        return tuple(one(g, lp) for g, lp in enumerate(logp))
+        for the batch of all blocks (:func:`~trustmarl.algos.off_policy.engine.block_categorical`)."""
+        draw = block_categorical if batch else lambda k, lp: jax.random.categorical(k, lp).astype(jnp.int32)
+        return tuple(draw(jax.random.fold_in(key, g), lp) for g, lp in enumerate(logp))
 
     gather = staticmethod(gather)  # [..., N]: per agent the entry of x (per group [..., n_g, A]) at its action
 
