@@ -33,6 +33,11 @@ OFF = {"algo.hidden_sizes": [8], "algo.num_envs": 4, "algo.rollout_len": 4, "alg
     pytest.param("happo", ENV, OV, 16, marks=pytest.mark.slow),  # 30 s more
     # 4 copies x 4 steps stored >= learning_starts=8 only counting all blocks; MPE episodes of 5 steps
     pytest.param("maddpg", "mpe/simple_spread", OFF, 0, marks=pytest.mark.slow),
+    pytest.param("hatrpo", ENV, {k: v for k, v in OV.items() if k not in ("algo.epochs", "algo.minibatches")}, 16,
+                 marks=pytest.mark.slow),
+    pytest.param("coma", ENV, OV, 16, marks=pytest.mark.slow),
+    pytest.param("mamt", "mpe/simple_spread", {**OFF, "algo.critic_hidden": 8, "algo.attention_heads": 2, "algo.trd_hidden": 8}, 0,
+                 marks=pytest.mark.slow),
 ])
 def test_blocks_keep_parameters_and_statistics_equal(name, env, ov, episodes):
     """One update of 4 blocks of one env copy each, vmapped by hand: every leaf without an env axis (parameters,

@@ -151,3 +151,15 @@ def test_coma_and_ma_ac_two_blocks_learn_what_one_learns(name):
     start, ref, blk, m1, m2 = learn_on_the_same_rollouts(name, {"algo.target_every": 1})
     np.testing.assert_allclose(m2["loss/critic"], m1["loss/critic"], rtol=TOL)  # masked means over all blocks' samples
     assert max_rel_diff(ref.actor_params, start.actor_params) > 1e-3 and max_rel_diff(ref.critic_params, start.critic_params) > 1e-3
+
+
+def test_coma_masked_means_over_blocks_are_over_all_active_samples():
+    """COMA's per-agent masked means (its losses and their gradients) averaged over blocks with different numbers of
+    active samples equal the masked mean over the samples of all blocks (MPE above has every agent active)."""
+    algo = build_algorithm(build_config("coma", ENV, ON))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 3)).astype(np.float32)
+    mask = np.zeros((16, 3), np.float32)
+    mask[:7, 0] = mask[:2, 1] = mask[9:, 1] = mask[::3, 2] = 1.0  # agent 0: 7 active samples in block 0, none in block 1
+    got = jax.vmap(algo.per_agent_mean, axis_name=ENV_BLOCK_AXIS)(split(x), split(mask)).mean(0)
+    np.testing.assert_allclose(got, (x * mask).sum(0) / mask.sum(0), rtol=1e-6)
