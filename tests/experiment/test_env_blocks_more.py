@@ -17,7 +17,7 @@ from trustmarl.experiment.config import build_config
 
 BLOCKS = 2
 ENV = "mpe/simple_spread"  # three agents (MAMT's tightest teammate is a choice), episodes of 5 steps
-OFF = {"algo.hidden_sizes": [8], "algo.num_envs": 4, "algo.rollout_len": 4, "algo.batch_size": 8, "algo.critic_hidden": 8,
+OFF = {"algo.hidden_sizes": [8], "algo.num_envs": 4, "algo.rollout_len": 4, "algo.batch_size": 8, "algo.buffer_size": 16, "algo.critic_hidden": 8,
        "algo.attention_heads": 2, "algo.old_policy_lag": 2, "env.n_agents": 3, "env.max_cycles": 5,
        "env_blocks": BLOCKS}
 ON = {"algo.hidden_sizes": [8], "algo.num_envs": 4, "algo.rollout_len": 8, "env.n_agents": 3, "env.max_cycles": 5,
@@ -68,9 +68,10 @@ TOL = 1e-4  # measured: at most ~1e-6 (float32 sums in another order); a reducti
 
 @pytest.mark.parametrize("name, ov", [
     ("maac", {}),
-    ("mamd", {"algo.penalty": "tsallis_relative_entropy"}),  # the exact penalty's batch mean enters the actor loss
-    ("mamd_op", {}),  # agents 1-2 mirror descent, agent 3 MAAC's loss
-    ("mamt", {"algo.trd_hidden": 8}),
+    # ~11 s of CPU each (two compilations of a gradient iteration); MAMT's own reductions also in the test below
+    pytest.param("mamd", {"algo.penalty": "tsallis_relative_entropy"}, marks=pytest.mark.slow),  # the exact penalty's mean
+    pytest.param("mamd_op", {}, marks=pytest.mark.slow),  # agents 1-2 mirror descent, agent 3 MAAC's loss
+    pytest.param("mamt", {"algo.trd_hidden": 8}, marks=pytest.mark.slow),  # ~30 s; its own steps: the test below
 ])
 def test_two_blocks_take_the_gradient_steps_of_the_whole_batch(name, ov):
     """Three gradient iterations (critic, actors, lagged old policy; MAMT: teammate models, TRD-Net, radii) on batches
@@ -100,6 +101,32 @@ def test_two_blocks_take_the_gradient_steps_of_the_whole_batch(name, ov):
         assert np.array_equal(m1["diag/tightest_teammate_per_agent"], m2["diag/tightest_teammate_per_agent"])
         np.testing.assert_allclose(m2["diag/penalty_per_agent"], m1["diag/penalty_per_agent"], rtol=1e-4, atol=1e-6)
         assert max_rel_diff(ref.extra["delta"], state.extra["delta"]) > 1e-3  # the radii moved
+
+
+def test_mamt_trust_region_steps_over_two_blocks():
+    """MAMT's steps after the actors' (Li et al. 2022, Algorithm 1, steps 5-10: the tightest teammate, the teammate
+    models' step, TRD-Net's fast step, the radii's slow step) on two blocks' halves of a batch equal the steps on the
+    whole batch, twice in a row: the coefficient sums, the penalty's mean and the three gradients are over all blocks."""
+    algo = build_algorithm(build_config("mamt", ENV, {**OFF, "algo.trd_hidden": 8}))
+    part = block_algorithm(algo, BLOCKS)
+    state = jax.jit(algo.init)(jax.random.PRNGKey(0))._replace(buffer=None)
+    old = jax.tree.map(lambda x: x + 0.3 * jax.random.normal(jax.random.PRNGKey(2), x.shape), state.actor_params)
+    state = state._replace(extra={**state.extra, "old_actor": old}, critic_params=jax.tree.map(lambda x: 3.0 * x, state.critic_params))
+    batch = random_transitions(algo, jax.random.PRNGKey(1), 16)
+    terms = algo.policy_terms(state.actor_params, state.critic_params, batch, jax.random.PRNGKey(3), old)
+    one = jax.jit(lambda s, b, t: algo.trust_region_steps(s, b, t, {}))
+    blocks = jax.jit(jax.vmap(lambda s, b, t: part.trust_region_steps(s, b, t, {}), in_axes=(None, 0, 0), axis_name=ENV_BLOCK_AXIS))
+    ref = blk = state
+    for it in range(2):
+        ref, m1 = one(ref, batch, terms)
+        blk, m2 = blocks(blk, jax.tree.map(split, batch), jax.tree.map(split, terms))
+        blk = same_in_every_block(blk)
+        assert max_rel_diff(blk.extra, ref.extra) < TOL, (it, max_rel_diff(blk.extra, ref.extra))
+    m2 = same_in_every_block({k: m2[k] for k in ("diag/tightest_teammate_per_agent", "diag/penalty_per_agent")})
+    assert np.array_equal(m1["diag/tightest_teammate_per_agent"], m2["diag/tightest_teammate_per_agent"])
+    assert len(set(np.asarray(m1["diag/tightest_teammate_per_agent"]).tolist())) > 1  # not every agent's teammate alike
+    np.testing.assert_allclose(m2["diag/penalty_per_agent"], m1["diag/penalty_per_agent"], rtol=1e-4, atol=1e-6)
+    assert max_rel_diff(ref.extra["delta"], state.extra["delta"]) > 1e-3  # the radii moved
 
 
 def learn_on_the_same_rollouts(name: str, ov: dict, updates: int = 2):
@@ -143,6 +170,7 @@ def test_hatrpo_two_blocks_take_the_whole_batchs_trust_region_steps():
     assert max_rel_diff(ref.actor_params, start.actor_params) > 1e-3
 
 
+@pytest.mark.slow  # ~10 s of CPU each; COMA's masked means are also tested below
 @pytest.mark.parametrize("name", ["coma", "ma_ac"])
 def test_coma_and_ma_ac_two_blocks_learn_what_one_learns(name):
     """Two updates of COMA (one centralised critic per group) and MA-AC (per-agent critic copies mixed by consensus;

@@ -110,7 +110,7 @@ class PolicyTerms(NamedTuple):
 
 class MAAC(SequenceAgents, OffPolicy):
     # run key env_blocks: critic and actor gradients all-reduced (engine's apply_*), the batch's actions a~ and a' drawn as
-    # rows of one draw for all blocks (sample(batch=True)), replay sampling and reward statistics per block (engine)
+    # rows of one draw for all blocks (sample), replay sampling and reward statistics per block (engine)
     ENV_BLOCKS = True
 
     def __init__(self, env, cfg: MAACConfig, total_updates: int | None = None):
@@ -166,12 +166,11 @@ class MAAC(SequenceAgents, OffPolicy):
         out, out_next = self.unroll(lambda h, o, av, r: self.agent_step(actor_params, h, o, av, r), batch["seq"], with_next=nxt)
         return self.with_log_probs(self.flatten_outputs(out_next if nxt else out), batch[avail])
 
-    def sample(self, logp: tuple, key, batch: bool = False) -> tuple:
-        """A sample of every agent's policy (per group ``[..., n_g]``): the argmax of ``log pi`` plus Gumbel noise.
-        ``batch``: ``log pi`` ``[B, ...]`` of a training batch, whose noise is drawn as this env block's rows of one draw
-        for the batch of all blocks (:func:`~trustmarl.algos.off_policy.engine.block_categorical`)."""
-        draw = block_categorical if batch else lambda k, lp: jax.random.categorical(k, lp).astype(jnp.int32)
-        return tuple(draw(jax.random.fold_in(key, g), lp) for g, lp in enumerate(logp))
+    def sample(self, logp: tuple, key) -> tuple:
+        """A sample of every agent's policy at ``log pi`` (per group ``[B, n_g, A]``, ``B`` env copies or a batch's samples):
+        ``jax.random.categorical``'s draw; with env blocks each block's rows of one draw for the rows of all blocks
+        (:func:`~trustmarl.algos.off_policy.engine.block_categorical`), so that blocks sharing a key draw differently."""
+        return tuple(block_categorical(jax.random.fold_in(key, g), lp) for g, lp in enumerate(logp))
 
     gather = staticmethod(gather)  # [..., N]: per agent the entry of x (per group [..., n_g, A]) at its action
 
@@ -231,7 +230,7 @@ class MAAC(SequenceAgents, OffPolicy):
         ``a' ~ pi'`` (Iqbal & Sha 2019, eq. 3 with the soft target of their code), ``[B, N]``, no gradient."""
         cfg = self.cfg
         _, next_logp = self.batch_policies(target_actor_params, batch, nxt=True)
-        next_a = self.sample(next_logp, key, batch=True)
+        next_a = self.sample(next_logp, key)
         q_next, _ = self.q_values(target_critic_params, batch["next_obs"], self.onehot(next_a))
         not_done = 1.0 - batch["terminated"].astype(jnp.float32)[:, None]  # truncation bootstraps
         y = batch["reward"] + cfg.gamma * not_done * self.gather(q_next, next_a) - self.gather(next_logp, next_a) / cfg.soft_reward_scale
@@ -263,7 +262,7 @@ class MAAC(SequenceAgents, OffPolicy):
         ``Q_i(o, a~)``, the counterfactual baseline ``b_i = sum_a pi_i(a | o_i) Q_i(o, (a, a~_-i))`` and
         ``A_i = Q_i - b_i``. Only ``logp``/``logp_a``/``logits`` carry gradients (to the actors)."""
         logits, logp = self.batch_policies(actor_params, batch)
-        acts = self.sample(jax.lax.stop_gradient(logp), key, batch=True)
+        acts = self.sample(jax.lax.stop_gradient(logp), key)
         q_all, _ = self.q_values(critic_params, batch["obs"], self.onehot(acts))
         q_all = jax.lax.stop_gradient(q_all)
         probs = [jax.lax.stop_gradient(jnp.exp(lp)) for lp in logp]
