@@ -63,7 +63,9 @@ def random_transitions(algo, key, size: int) -> dict:
                 truncated=jnp.zeros((size,), bool), active=jnp.ones((size, n), bool))
 
 
-TOL = 1e-4  # measured: at most ~1e-6 (float32 sums in another order); a reduction that skips the blocks: > 1e-2
+# measured (float32 sums in another order): 1.4e-6 MAAC, 1.2e-6 MAMT's steps, 2.9e-6 MA-AC, 1.4e-5 HATRPO (its conjugate
+# gradient amplifies rounding); a reduction that skips the blocks: above 0.3 or the blocks differ
+TOL = 1e-4
 
 
 @pytest.mark.parametrize("name, ov", [
