@@ -48,7 +48,7 @@ import jax.numpy as jnp
 from trustmarl.algos import register_algo
 from trustmarl.algos.f2a2 import gather
 from trustmarl.algos.off_policy.config import OffPolicyConfig
-from trustmarl.algos.off_policy.engine import OffPolicy, OffPolicyState
+from trustmarl.algos.off_policy.engine import OffPolicy, OffPolicyState, block_categorical
 from trustmarl.algos.off_policy.sequences import (EpsilonFields, FeedForwardHead, SequenceAgents, SequenceFields, batch_mean,
                                                   epsilon_mixture, epsilon_schedule)
 from trustmarl.networks import AttentionCritic, LogitsActor, RecurrentActor
@@ -109,6 +109,10 @@ class PolicyTerms(NamedTuple):
 
 
 class MAAC(SequenceAgents, OffPolicy):
+    # run key env_blocks: critic and actor gradients all-reduced (engine's apply_*), the batch's actions a~ and a' drawn as
+    # rows of one draw for all blocks (sample), replay sampling and reward statistics per block (engine)
+    ENV_BLOCKS = True
+
     def __init__(self, env, cfg: MAACConfig, total_updates: int | None = None):
         super().__init__(env, cfg, total_updates)
         net = dict(hidden_sizes=tuple(cfg.hidden_sizes), activation=cfg.activation, layer_norm=cfg.layer_norm)
@@ -122,6 +126,14 @@ class MAAC(SequenceAgents, OffPolicy):
         self.critic = AttentionCritic(group_sizes=tuple(g.n for g in self.groups),
                                       n_actions=tuple(g.action_space.n for g in self.groups),
                                       hidden=cfg.critic_hidden, heads=cfg.attention_heads)
+
+    def check_env_blocks(self, blocks: int) -> None:
+        """Recurrent actors refuse env blocks: their batch means run over the valid steps of each block's sequences,
+        whose counts differ between blocks (the all-reduced gradient would not be the whole batch's)."""
+        super().check_env_blocks(blocks)
+        if self.recurrent:
+            raise ConfigError(f"env_blocks={blocks}: {self.name} with recurrent=true does not split its env copies into "
+                              "blocks (its batch means run over each block's valid steps); use env_blocks=1")
 
     def init_networks(self, key):
         k_actor, k_critic = jax.random.split(key)
@@ -155,7 +167,10 @@ class MAAC(SequenceAgents, OffPolicy):
         return self.with_log_probs(self.flatten_outputs(out_next if nxt else out), batch[avail])
 
     def sample(self, logp: tuple, key) -> tuple:
-        return tuple(jax.random.categorical(jax.random.fold_in(key, g), lp).astype(jnp.int32) for g, lp in enumerate(logp))
+        """A sample of every agent's policy at ``log pi`` (per group ``[B, n_g, A]``, ``B`` env copies or a batch's samples):
+        ``jax.random.categorical``'s draw; with env blocks each block's rows of one draw for the rows of all blocks
+        (:func:`~trustmarl.algos.off_policy.engine.block_categorical`), so that blocks sharing a key draw differently."""
+        return tuple(block_categorical(jax.random.fold_in(key, g), lp) for g, lp in enumerate(logp))
 
     gather = staticmethod(gather)  # [..., N]: per agent the entry of x (per group [..., n_g, A]) at its action
 

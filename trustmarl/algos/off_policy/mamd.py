@@ -80,6 +80,8 @@ class MAMDOPConfig(MAMDConfig):
 
 
 class MAMD(MAAC):
+    ENV_BLOCKS = True  # run key env_blocks: MAAC's reductions; the penalties are per sample (their batch means enter gradients)
+
     def __init__(self, env, cfg: MAMDConfig, total_updates: int | None = None):
         super().__init__(env, cfg, total_updates)
         n = self.n_agents

@@ -36,6 +36,7 @@ import jax.numpy as jnp
 
 from trustmarl.algos import register_algo
 from trustmarl.algos.agents import opt_init, opt_step
+from trustmarl.algos.base import block_mean, block_sum
 from trustmarl.algos.off_policy.mamd import MAMD, MAMDConfig
 from trustmarl.networks import MLP, Dense
 from trustmarl.trust import radii
@@ -106,6 +107,9 @@ class TeammateModel(nn.Module):
 
 
 class MAMT(MAMD):
+    # run key env_blocks: MAAC's reductions, plus the gradients of the teammate models, TRD-Net and the radii all-reduced,
+    # the tightest teammate's coefficient sums and the penalty's batch mean D_q summed over all blocks
+    ENV_BLOCKS = True
     LAST_STEP_METRICS = frozenset({"diag/tightest_teammate_per_agent"})
 
     def __init__(self, env, cfg: MAMTConfig, total_updates: int | None = None):
@@ -171,10 +175,10 @@ class MAMT(MAMD):
         cfg, n = self.cfg, self.n_agents
         coef = jax.lax.stop_gradient(radii.coordination_coefficients(terms.q, terms.baseline))  # [B, N, N], eq. 7
         act = tuple(jax.nn.one_hot(a, g.action_space.n) for a, g in zip(terms.actions, self.groups))
-        jstar = radii.tightest_teammate(coef)  # [N]
+        jstar = radii.tightest_teammate(block_sum(coef.sum(0))[None])  # [N]; env blocks: the sums over all blocks' samples
         extra, d_ns, model_loss_i = self.model_step(state.extra, batch, terms, jstar)
         extra, l_ns, kl_hat = self.fast_step(extra, batch, act, coef, d_ns)
-        d_q = jax.lax.stop_gradient(self.penalty_terms(terms).mean(0))  # [N] batch mean of the penalty
+        d_q = jax.lax.stop_gradient(block_mean(self.penalty_terms(terms).mean(0)))  # [N] batch mean of the penalty (all blocks)
         slow = (state.grad_steps + 1) % cfg.slow_every == 0
         extra, l_delta = self.slow_step(extra, batch, act, coef, d_q, slow)
 
@@ -206,6 +210,7 @@ class MAMT(MAMD):
             return loss_i.sum() + cfg.policy_reg * sq, (loss_i, lm)
 
         model_grads, (model_loss_i, lm) = jax.grad(model_loss, has_aux=True)(extra["model"])
+        model_grads = block_mean(model_grads)  # env blocks: the gradient of the union of the blocks' batches
         lm_star = jnp.take_along_axis(lm, jnp.broadcast_to(jstar[None, :, None, None], lm.shape[:2] + (1, lm.shape[-1])), 2)[:, :, 0]
         d_ns = radii.nonstationarity(logp_pi[:, jstar], jax.lax.stop_gradient(lm_star), valid[jstar])  # [B, N]
         if cfg.train_modeling_policy:
@@ -222,6 +227,7 @@ class MAMT(MAMD):
             return jnp.mean(jnp.square(kl_hat - d_ns)), kl_hat
 
         (l_ns, kl_hat), trd_grads = jax.value_and_grad(ns_loss, has_aux=True)(extra["trd"])
+        trd_grads = block_mean(trd_grads)  # env blocks: as the models' gradient
         trd, trd_opt = opt_step(self.trd_tx, extra["trd"], trd_grads, extra["trd_opt"], False)
         return {**extra, "trd": trd, "trd_opt": trd_opt}, l_ns, kl_hat
 
@@ -236,6 +242,7 @@ class MAMT(MAMD):
             return (kl + jnp.sum(d_q / delta)) if cfg.delta_loss == "penalty" else kl
 
         l_delta, delta_grads = jax.value_and_grad(delta_loss)(extra["delta"])
+        delta_grads = block_mean(delta_grads)  # env blocks: as the models' gradient
         upd, delta_opt = self.delta_tx.update(delta_grads, extra["delta_opt"], extra["delta"])
         delta = radii.clamp_radii(extra["delta"] + upd, cfg.tr_min, cfg.tr_max)
         delta = jnp.where(slow, delta, extra["delta"])

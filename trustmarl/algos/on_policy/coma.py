@@ -64,6 +64,8 @@ import optax
 
 from trustmarl.algos import f2a2, register_algo
 from trustmarl.algos.agents import opt_init, opt_step
+from trustmarl.algos.base import block_mean
+from trustmarl.algos.off_policy.engine import block_categorical
 from trustmarl.algos.on_policy.common import ActorCritic, Batch, TrainState, shuffle_order
 from trustmarl.algos.on_policy.config import OnPolicyConfig
 from trustmarl.networks import MLP, Dense, orthogonal
@@ -162,6 +164,9 @@ class QNet(nn.Module):
 class COMA(ActorCritic):
     """COMA; :class:`F2A2COMA` overrides the critic layout (copies) and the consensus hooks."""
 
+    # run key env_blocks: the critic's and actors' gradients all-reduced, every masked batch mean over the active samples
+    # of all blocks (per_agent_mean), the actions at s_T drawn as each block's rows of one draw for all copies
+    ENV_BLOCKS = True
     copies = False  # one parameter set per agent (F2A2) instead of one shared critic per group
 
     def __init__(self, env, cfg: COMAConfig, total_updates: int | None = None):
@@ -248,7 +253,8 @@ class COMA(ActorCritic):
             _, dists = self.policy_step(actor_params, hidden, last.obs, last.avail, jnp.asarray(last.done))
         else:
             dists = self.policy(actor_params, last.obs, last.avail)
-        acts = tuple(dd.sample(d, jax.random.fold_in(key, g)) for g, (dd, d) in enumerate(zip(self.dists, dists)))
+        # discrete policies: jax.random.categorical's draw; env blocks: the block's rows of one draw for all env copies
+        acts = tuple(block_categorical(jax.random.fold_in(key, g), d[0]) for g, d in enumerate(dists))
         return {"actions": acts, "logp": self.log_prob(dists, acts), "dist": dists,
                 "valid": jnp.ones(jnp.shape(last.done), bool)}
 
@@ -293,9 +299,11 @@ class COMA(ActorCritic):
         return state, metrics
 
     def per_agent_mean(self, x: jax.Array, mask: jax.Array) -> jax.Array:
-        """``[N]`` masked mean over every leading sample axis."""
+        """``[N]`` masked mean over every leading sample axis. Env blocks: the block's sum over the mean count of active
+        samples per block, so that the mean over blocks (of these values and of their gradients) is the masked mean
+        over the samples of all blocks."""
         x, mask = x.reshape(-1, x.shape[-1]), mask.reshape(-1, mask.shape[-1])
-        return jnp.sum(x * mask, 0) / jnp.maximum(jnp.sum(mask, 0), 1.0)
+        return jnp.sum(x * mask, 0) / jnp.maximum(block_mean(jnp.sum(mask, 0)), 1.0)
 
     def critic_objective(self, q: jax.Array, y: jax.Array, mask: jax.Array) -> jax.Array:
         """COMA: ``mean_i mean_b (Q_i - y_i)^2`` (Foerster et al. 2018, Section 4), one loss for the shared critic."""
@@ -316,7 +324,7 @@ class COMA(ActorCritic):
             return self.critic_objective(q, mb.target, mask), q
 
         grads, q_old = jax.grad(critic_loss, has_aux=True)(state.critic_params)
-        grads = jax.tree.map(jnp.add, grads, self.consensus_grads(state))
+        grads = jax.tree.map(jnp.add, block_mean(grads), self.consensus_grads(state))  # env blocks: all blocks' samples
         critic, critic_opt = self.apply_critic(state.critic_params, grads, state.critic_opt)
         critic, comm = self.after_critic(state, critic)
         steps = state.extra["critic_steps"] + 1
@@ -336,7 +344,7 @@ class COMA(ActorCritic):
             return jnp.sum(per_agent - cfg.ent_coef * ent), (per_agent, adv, ent)
 
         a_grads, (a_loss, adv, ent) = jax.grad(actor_loss, has_aux=True)(state.actor_params)
-        actor, actor_opt = self.apply_actor(state.actor_params, a_grads, state.actor_opt)
+        actor, actor_opt = self.apply_actor(state.actor_params, block_mean(a_grads), state.actor_opt)  # env blocks: as the critic's
         state = state._replace(actor_params=actor, actor_opt=actor_opt, critic_params=critic, critic_opt=critic_opt,
                                extra=dict(state.extra, target_critic=target, critic_steps=steps, comm=comm))
         state, more = self.after_actors(state, key)
@@ -368,6 +376,7 @@ class COMA(ActorCritic):
 class F2A2COMA(COMA):
     """F2A2-COMA and MA-AC: per-agent critic copies tied by consensus (see the module docstring)."""
 
+    ENV_BLOCKS = True  # run key env_blocks: COMA's reductions; consensus and duals act on parameters (same in every block)
     copies = True
 
     def __init__(self, env, cfg: F2A2COMAConfig, total_updates: int | None = None):

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from trustmarl.algos import register_algo
-from trustmarl.algos.agents import masked_mean
+from trustmarl.algos.base import block_sum
 from trustmarl.algos.on_policy.happo import AgentData, HAPPOConfig, Sequential
 from trustmarl.validation import ConfigError, positive, positive_int
 from trustmarl.trust.natural import backtracking_line_search, fisher_outer_product, flatten, trpo_step
@@ -63,6 +63,10 @@ class HATRPOConfig(HAPPOConfig):
 
 
 class HATRPO(Sequential):
+    # run key env_blocks: the surrogate, its gradient, the Fisher-vector products and the KL are sums over all blocks'
+    # samples divided by their active count (block_sum), so every block solves the same CG and line search; the critic as HAPPO's
+    ENV_BLOCKS = True
+
     def kl(self, g: int, old_dist: tuple, new_dist: tuple, avail: jax.Array) -> jax.Array:
         """Exact per-sample KL(old || new) (not the reference code's sum_a [e^d - 1 - d] approximation)."""
         return self.dists[g].kl(old_dist, new_dist, avail)
@@ -77,10 +81,15 @@ class HATRPO(Sequential):
         cfg = self.cfg
         flat, unravel = flatten(params)
         weight = jax.lax.stop_gradient(data.factor * data.adv)  # M^{i_{1:m}} · Â, eq. 10
+        # batch means over the active samples of all env blocks (run key env_blocks; one block: the masked mean): each
+        # block's part is its sum over the whole batch's count, and block_sum adds the parts (gradients: the parts' sum)
+        mask = jnp.broadcast_to(data.active, data.logp_old.shape)
+        count = jnp.maximum(block_sum(jnp.sum(mask)), 1.0)
+        part = lambda x: jnp.sum(x * mask) / count  # noqa: E731
 
-        def surrogate(x):  # Kuba et al. 2022, eq. 10 / App. D: mean of r^{i_m}(θ) · M^{i_{1:m}}
+        def surrogate_part(x):  # Kuba et al. 2022, eq. 10 / App. D: mean of r^{i_m}(θ) · M^{i_{1:m}}
             _, logp = self.agent_log_prob(g, unravel(x), i, data)
-            return masked_mean(jnp.exp(logp - data.logp_old) * weight, data.active)
+            return part(jnp.exp(logp - data.logp_old) * weight)
 
         def dist_of(x):
             return self.agent_dist(g, unravel(x), i, data.obs, data.avail, data.hidden, data.reset)
@@ -92,12 +101,15 @@ class HATRPO(Sequential):
         pre_dist = jax.lax.stop_gradient(dist_of(flat)) if self.shared else jax.tree.map(jax.lax.stop_gradient, data.dist)
 
         def mean_kl(x):  # the trust region: mean KL(π_pre || π_θ) over the batch
-            return masked_mean(self.kl(g, pre_dist, dist_of(x), data.avail), data.active)
+            return block_sum(part(self.kl(g, pre_dist, dist_of(x), data.avail)))
 
-        surr_old, grad = jax.value_and_grad(surrogate)(flat)
-        # the Hessian of mean_kl at θ_pre, as J^T F J (Fisher identity); equal to make_fvp(mean_kl, ...) there
-        w = data.active / jnp.maximum(jnp.sum(data.active), 1.0)
-        fvp = fisher_outer_product(dist_of, flat, lambda d: self.fisher(g, pre_dist, d, w), cfg.cg_damping)
+        surrogate = lambda x: block_sum(surrogate_part(x))  # noqa: E731
+        surr_old, grad = block_sum(jax.value_and_grad(surrogate_part)(flat))
+        # the Hessian of mean_kl at θ_pre, as J^T F J (Fisher identity); equal to make_fvp(mean_kl, ...) there; the
+        # blocks' products summed, the damping added once
+        w = data.active / count
+        fvp_part = fisher_outer_product(dist_of, flat, lambda d: self.fisher(g, pre_dist, d, w), 0.0)
+        fvp = lambda v: block_sum(fvp_part(v)) + cfg.cg_damping * v  # noqa: E731
         full_step, expected, step_size = trpo_step(grad, fvp, cfg.kl_threshold, cfg.cg_iters)  # eq. 8
         new_flat, accepted, steps, kl_reached, improvement = backtracking_line_search(
             surrogate, mean_kl, flat, full_step, expected, surr_old, cfg.kl_threshold,
