@@ -263,14 +263,22 @@ class DeterministicActor(nn.Module):
         return u, self.low + (jnp.tanh(u) + 1.0) * 0.5 * (self.high - self.low)
 
 
-def gumbel_softmax(key: jax.Array, logits: jax.Array, temperature: float = 1.0, hard: bool = True) -> jax.Array:
+def gumbel_softmax(key: jax.Array, logits: jax.Array, temperature: float = 1.0, hard: bool = True,
+                   batch_rows: bool = False) -> jax.Array:
     """A (straight-through) Gumbel-softmax sample ``[..., n]`` (Jang et al. 2017; Maddison et al. 2017).
 
     ``hard``: the forward value is the one-hot of the argmax, the gradient that of the soft sample
     ``softmax((logits + g) / temperature)`` (the straight-through estimator used by MADDPG's discrete actors).
-    Unavailable actions should carry ``MASKED_LOGIT`` logits: they are never drawn.
+    Unavailable actions should carry ``MASKED_LOGIT`` logits: they are never drawn. ``batch_rows``: ``logits`` are the
+    rows of a training batch (leading axis) that this env block holds: the noise is those rows of the whole batch's
+    draw (:func:`trustmarl.algos.base.block_rows`; the same draw outside an env-block program).
     """
-    g = jax.random.gumbel(key, logits.shape, logits.dtype)
+    if batch_rows:
+        from trustmarl.algos.base import block_rows
+
+        g = block_rows(key, logits.shape, lambda k, shape: jax.random.gumbel(k, shape, logits.dtype))
+    else:
+        g = jax.random.gumbel(key, logits.shape, logits.dtype)
     soft = jax.nn.softmax((logits + g) / temperature, axis=-1)
     if not hard:
         return soft

@@ -6,11 +6,14 @@ all-reduced, a random draw repeated in every block) makes the blocks differ from
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from trustmarl.algos import algo_config_class
 from trustmarl.algos.base import ENV_BLOCK_AXIS, block_metrics
 from trustmarl.experiment.backends import block_algorithm, build_algorithm, env_axes
 from trustmarl.experiment.config import build_config
@@ -70,6 +73,8 @@ TOL = 1e-4
 
 @pytest.mark.parametrize("name, ov", [
     ("maac", {}),
+    ("maddpg", {}),  # the straight-through Gumbel samples of the critic's target and the actor loss
+    pytest.param("matd3", {"algo.policy_delay": 1}, marks=pytest.mark.slow),  # + twin critics, target smoothing
     # ~11 s of CPU each (two compilations of a gradient iteration); MAMT's own reductions also in the test below
     pytest.param("mamd", {"algo.penalty": "tsallis_relative_entropy"}, marks=pytest.mark.slow),  # the exact penalty's mean
     pytest.param("mamd_op", {}, marks=pytest.mark.slow),  # agents 1-2 mirror descent, agent 3 MAAC's loss
@@ -80,7 +85,8 @@ def test_two_blocks_take_the_gradient_steps_of_the_whole_batch(name, ov):
     of 8 transitions: the unblocked ``train_step`` on the batch against two vmapped blocks on its halves with the same
     key. The sampled actions ``a~`` and ``a'`` of the blocks are the rows of the unblocked draw, the gradients and MAMT's
     batch statistics (the tightest teammate's coefficient sums, the penalty's mean) are over both halves."""
-    cfg = build_config(name, ENV, {**OFF, **ov})
+    known = {f"algo.{f.name}" for f in dataclasses.fields(algo_config_class(name))}
+    cfg = build_config(name, ENV, {k: v for k, v in {**OFF, **ov}.items() if not k.startswith("algo.") or k in known})
     algo = build_algorithm(cfg)  # accepts env_blocks=2
     part = block_algorithm(algo, BLOCKS)
     state = jax.jit(algo.init)(jax.random.PRNGKey(0))

@@ -159,14 +159,41 @@ def block_mean(tree):
     return jax.lax.pmean(tree, axes) if axes else tree
 
 
+def _block_index():
+    """``(index, count)``: this env block's global index (bound block axes major to minor) and the number of blocks;
+    ``(None, 1)`` outside an env-block program."""
+    index, count = None, 1
+    for name in _bound_block_axes():
+        i = jax.lax.axis_index(name)
+        index, count = (i if index is None else index * jax.lax.axis_size(name) + i), count * jax.lax.axis_size(name)
+    return index, count
+
+
 def block_key(key: jax.Array) -> jax.Array:
     """``key`` folded with the global block index, so that blocks draw different actions and env noise from
     one shared state key; unchanged outside an env-block program."""
-    index = None
-    for name in _bound_block_axes():
-        i = jax.lax.axis_index(name)
-        index = i if index is None else index * jax.lax.axis_size(name) + i
+    index, _ = _block_index()
     return key if index is None else jax.random.fold_in(key, index)
+
+
+def block_rows(key: jax.Array, shape: tuple[int, ...], draw) -> jax.Array:
+    """``draw(key, shape)`` for the rows of a training batch ``[B / blocks, ...]`` that this env block holds (run key
+    ``env_blocks``): the draw for the batch of all blocks ``[B, ...]`` (block ``b``'s rows at ``b * B / blocks``), sliced
+    at this block's rows. Blocks draw different numbers from one shared key and together exactly what the program
+    without blocks draws; ``draw(key, shape)`` itself outside an env-block program."""
+    index, count = _block_index()
+    if index is None:
+        return draw(key, shape)
+    whole = draw(key, (shape[0] * count,) + tuple(shape[1:]))
+    return jax.lax.dynamic_slice_in_dim(whole, index * shape[0], shape[0], 0)
+
+
+def block_categorical(key: jax.Array, logits: jax.Array) -> jax.Array:
+    """``jax.random.categorical(key, logits)`` (int32) for the rows ``[B / blocks, ...]`` of a batch that this env block
+    holds: the argmax of ``logits`` plus Gumbel noise drawn by :func:`block_rows` (jax.random.categorical's own draw,
+    so bit for bit the same outside an env-block program)."""
+    gumbel = block_rows(key, logits.shape, lambda k, shape: jax.random.gumbel(k, shape, logits.dtype))
+    return jnp.argmax(gumbel + logits, axis=-1).astype(jnp.int32)
 
 
 def block_metrics(metrics: dict) -> dict:

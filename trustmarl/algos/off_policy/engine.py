@@ -32,7 +32,7 @@ import optax
 
 from trustmarl import replay
 from trustmarl.algos.agents import adam, opt_init, opt_step
-from trustmarl.algos.base import (Algorithm, _bound_block_axes, block_key, block_mean, block_sum, env_blocked,
+from trustmarl.algos.base import (Algorithm, block_key, block_mean, block_sum, env_blocked,
                                   uniform_over_seeds)
 from trustmarl.envs.base import TimeStep
 from trustmarl.networks import MASKED_LOGIT
@@ -45,29 +45,6 @@ def _action_dtype(group) -> Any:
     if n is None:
         return jnp.float32
     return jnp.int8 if n <= 127 else jnp.int16 if n <= 32767 else jnp.int32
-
-
-def block_rows(key: jax.Array, shape: tuple[int, ...], draw) -> jax.Array:
-    """``draw(key, shape)`` for the rows of a training batch ``[B / blocks, ...]`` that this env block holds (run key
-    ``env_blocks``): the draw for the batch of all blocks ``[B, ...]`` (block ``b``'s rows at ``b * B / blocks``), sliced
-    at this block's rows. Blocks draw different numbers from one shared key and together exactly what the program
-    without blocks draws; ``draw(key, shape)`` itself outside an env-block program."""
-    axes = _bound_block_axes()
-    if not axes:
-        return draw(key, shape)
-    index, count = 0, 1
-    for name in axes:  # major to minor, as block_key
-        index, count = index * jax.lax.axis_size(name) + jax.lax.axis_index(name), count * jax.lax.axis_size(name)
-    whole = draw(key, (shape[0] * count,) + tuple(shape[1:]))
-    return jax.lax.dynamic_slice_in_dim(whole, index * shape[0], shape[0], 0)
-
-
-def block_categorical(key: jax.Array, logits: jax.Array) -> jax.Array:
-    """``jax.random.categorical(key, logits)`` (int32) for the rows ``[B / blocks, ...]`` of a batch that this env block
-    holds: the argmax of ``logits`` plus Gumbel noise drawn by :func:`block_rows` (jax.random.categorical's own draw,
-    so bit for bit the same outside an env-block program)."""
-    gumbel = block_rows(key, logits.shape, lambda k, shape: jax.random.gumbel(k, shape, logits.dtype))
-    return jnp.argmax(gumbel + logits, axis=-1).astype(jnp.int32)
 
 
 class OffPolicyState(NamedTuple):

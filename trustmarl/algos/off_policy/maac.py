@@ -46,9 +46,10 @@ import jax
 import jax.numpy as jnp
 
 from trustmarl.algos import register_algo
+from trustmarl.algos.base import block_categorical
 from trustmarl.algos.f2a2 import gather
 from trustmarl.algos.off_policy.config import OffPolicyConfig
-from trustmarl.algos.off_policy.engine import OffPolicy, OffPolicyState, block_categorical
+from trustmarl.algos.off_policy.engine import OffPolicy, OffPolicyState
 from trustmarl.algos.off_policy.sequences import (EpsilonFields, FeedForwardHead, SequenceAgents, SequenceFields, batch_mean,
                                                   epsilon_mixture, epsilon_schedule)
 from trustmarl.networks import AttentionCritic, LogitsActor, RecurrentActor
@@ -169,7 +170,7 @@ class MAAC(SequenceAgents, OffPolicy):
     def sample(self, logp: tuple, key) -> tuple:
         """A sample of every agent's policy at ``log pi`` (per group ``[B, n_g, A]``, ``B`` env copies or a batch's samples):
         ``jax.random.categorical``'s draw; with env blocks each block's rows of one draw for the rows of all blocks
-        (:func:`~trustmarl.algos.off_policy.engine.block_categorical`), so that blocks sharing a key draw differently."""
+        (:func:`~trustmarl.algos.base.block_categorical`), so that blocks sharing a key draw differently."""
         return tuple(block_categorical(jax.random.fold_in(key, g), lp) for g, lp in enumerate(logp))
 
     gather = staticmethod(gather)  # [..., N]: per agent the entry of x (per group [..., n_g, A]) at its action

@@ -46,6 +46,7 @@ import jax
 import jax.numpy as jnp
 
 from trustmarl.algos import register_algo
+from trustmarl.algos.base import block_rows
 from trustmarl.algos.off_policy.config import OffPolicyConfig
 from trustmarl.algos.off_policy.engine import OffPolicy, OffPolicyState
 from trustmarl.algos.off_policy.sequences import (EpsilonFields, FeedForwardHead, SequenceAgents, SequenceFields, batch_mean,
@@ -98,7 +99,8 @@ class MATD3Config(MADDPGConfig):
 
 
 class MADDPG(SequenceAgents, OffPolicy):
-    ENV_BLOCKS = True  # run key env_blocks: gradients (engine's apply_*), replay sampling and reward statistics per block
+    ENV_BLOCKS = True  # run key env_blocks: gradients (engine's apply_*), replay sampling and reward statistics per block;
+    # the Gumbel and smoothing noise of the training batch drawn as this block's rows of one draw (action_vectors)
 
     def __init__(self, env, cfg: MADDPGConfig, total_updates: int | None = None):
         super().__init__(env, cfg, total_updates)
@@ -235,13 +237,14 @@ class MADDPG(SequenceAgents, OffPolicy):
             if sp.kind == "discrete":
                 logits = self.masked_logits(out, av)
                 if straight_through or smooth:
-                    vecs.append(gumbel_softmax(k, logits, cfg.gumbel_temperature, hard=True))
+                    vecs.append(gumbel_softmax(k, logits, cfg.gumbel_temperature, hard=True, batch_rows=True))  # env blocks: own rows
                 else:
                     vecs.append(jax.nn.one_hot(jnp.argmax(logits, -1), sp.n))
             else:
                 a = out[1]
                 if smooth:
-                    eps = jnp.clip(cfg.target_noise * jax.random.normal(k, a.shape), -cfg.target_noise_clip, cfg.target_noise_clip)
+                    noise = block_rows(k, a.shape, jax.random.normal)  # env blocks: this block's rows of one draw
+                    eps = jnp.clip(cfg.target_noise * noise, -cfg.target_noise_clip, cfg.target_noise_clip)
                     a = jnp.clip(a + eps, sp.low, sp.high)
                 vecs.append(a)
         return tuple(vecs)

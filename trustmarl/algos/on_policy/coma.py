@@ -64,8 +64,7 @@ import optax
 
 from trustmarl.algos import f2a2, register_algo
 from trustmarl.algos.agents import opt_init, opt_step
-from trustmarl.algos.base import block_mean
-from trustmarl.algos.off_policy.engine import block_categorical
+from trustmarl.algos.base import block_categorical, block_mean
 from trustmarl.algos.on_policy.common import ActorCritic, Batch, TrainState, shuffle_order
 from trustmarl.algos.on_policy.config import OnPolicyConfig
 from trustmarl.networks import MLP, Dense, orthogonal
