@@ -199,3 +199,26 @@ def test_coma_masked_means_over_blocks_are_over_all_active_samples():
     mask[:7, 0] = mask[:2, 1] = mask[9:, 1] = mask[::3, 2] = 1.0  # agent 0: 7 active samples in block 0, none in block 1
     got = jax.vmap(algo.per_agent_mean, axis_name=ENV_BLOCK_AXIS)(split(x), split(mask)).mean(0)
     np.testing.assert_allclose(got, (x * mask).sum(0) / mask.sum(0), rtol=1e-6)
+
+
+def test_ppo_family_masked_means_over_blocks_are_over_all_active_samples():
+    """The PPO family's masked means (``masked_mean``: the policy, entropy and value losses, through their gradients;
+    ``per_agent_mean`` and the trust-region diagnostics' denominators) averaged over blocks with different numbers of
+    active samples equal the masked mean over the samples of all blocks, and are the plain masked means without
+    blocks (MPE above has every agent active; SMAX's dead agents do not)."""
+    from trustmarl.algos.agents import masked_mean
+    from trustmarl.algos.on_policy.diagnostics import per_agent_mean
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(16, 3)).astype(np.float32)
+    mask = np.zeros((16, 3), np.float32)
+    mask[:7, 0] = mask[:2, 1] = mask[9:, 1] = mask[::3, 2] = 1.0  # agent 0 only in block 0
+    want = (x * mask).sum(0) / mask.sum(0)
+    got = jax.vmap(per_agent_mean, axis_name=ENV_BLOCK_AXIS)(split(x), split(mask)).mean(0)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    np.testing.assert_allclose(per_agent_mean(x, mask), want, rtol=1e-6)
+    loss = lambda v, m: masked_mean(jnp.square(v), m)  # noqa: E731
+    whole, g_whole = jax.value_and_grad(loss)(x, mask)
+    blocks, g_blocks = jax.vmap(jax.value_and_grad(loss), axis_name=ENV_BLOCK_AXIS)(split(x), split(mask))
+    np.testing.assert_allclose(blocks.mean(), whole, rtol=1e-6)
+    np.testing.assert_allclose(np.concatenate(list(g_blocks)) / BLOCKS, g_whole, rtol=1e-6)

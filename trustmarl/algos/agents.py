@@ -120,10 +120,16 @@ def concat_agents(xs: list[jax.Array]) -> jax.Array:
 
 
 def masked_mean(x: jax.Array, mask: jax.Array | None) -> jax.Array:
+    """The mean of ``x`` over the entries where ``mask`` is set. Env blocks (run key ``env_blocks``): the block's sum
+    over the blocks' mean count, so that averaged over blocks, as losses (through their gradients) and metrics are,
+    it is the masked mean over the samples of all blocks, also when blocks hold different numbers of active samples
+    (agents dead on SMAX); the plain masked mean outside an env-block program."""
     if mask is None:
         return x.mean()
+    from trustmarl.algos.base import block_mean  # base imports this module
+
     mask = jnp.broadcast_to(mask, x.shape)
-    return jnp.sum(x * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+    return jnp.sum(x * mask) / jnp.maximum(block_mean(jnp.sum(mask)), 1.0)
 
 
 # ---- optimisers ------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from trustmarl.algos.base import block_mean
 from trustmarl.trust.divergence import (
     explained_variance,
     joint_tv_estimate,
@@ -46,7 +47,7 @@ def trust_region_diagnostics(algo, actor_params, batch) -> dict[str, jax.Array]:
     flat = lambda x: x.reshape((-1, x.shape[-1]))  # noqa: E731  [..., N] -> [B, N]
     log_ratio, kl, tv, mask = flat(log_ratio), flat(kl), flat(tv), flat(batch.active)
     rmin, rmax = ratio_range(log_ratio, mask, axis=0)
-    denom = jnp.maximum(mask.sum(0), 1.0)
+    denom = jnp.maximum(block_mean(mask.sum(0)), 1.0)  # env blocks: the blocks' mean count (see masked_mean)
     joint_log_ratio = jnp.sum(log_ratio * mask, axis=-1)
     tv_max = jnp.max(jnp.where(mask > 0, tv, 0.0), axis=0)
     kl_per_agent = jnp.sum(kl * mask, 0) / denom
@@ -72,7 +73,7 @@ def trust_region_diagnostics(algo, actor_params, batch) -> dict[str, jax.Array]:
 def per_agent_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
     """Masked mean of ``[..., N]`` over all sample axes: ``[N]`` (0 for an agent with no active sample)."""
     x, mask = x.reshape((-1, x.shape[-1])), jnp.broadcast_to(mask, x.shape).reshape((-1, x.shape[-1]))
-    return jnp.sum(x * mask, 0) / jnp.maximum(mask.sum(0), 1.0)
+    return jnp.sum(x * mask, 0) / jnp.maximum(block_mean(mask.sum(0)), 1.0)  # env blocks: as masked_mean
 
 
 def minibatch_ratio_range(log_ratio: jax.Array, mask: jax.Array) -> dict[str, jax.Array]:
