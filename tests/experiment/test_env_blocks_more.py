@@ -222,3 +222,23 @@ def test_ppo_family_masked_means_over_blocks_are_over_all_active_samples():
     blocks, g_blocks = jax.vmap(jax.value_and_grad(loss), axis_name=ENV_BLOCK_AXIS)(split(x), split(mask))
     np.testing.assert_allclose(blocks.mean(), whole, rtol=1e-6)
     np.testing.assert_allclose(np.concatenate(list(g_blocks)) / BLOCKS, g_whole, rtol=1e-6)
+
+
+def test_recurrent_off_policy_batch_means_over_blocks_are_over_all_valid_samples():
+    """``batch_mean`` (the recurrent off-policy losses and diagnostics over valid, unpadded steps) averaged over blocks
+    with different numbers of valid samples equals the mean over the valid samples of all blocks, for one weight per
+    sample ``[B]`` and one per agent and sample ``[N, B]``."""
+    from trustmarl.algos.off_policy.sequences import batch_mean
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(3, 16)).astype(np.float32)  # [N, B]: the batch axis last
+    w = np.zeros((3, 16), bool)
+    w[0, :7] = w[1, :2] = w[1, 9:] = w[2, ::3] = True
+    want = (x * w).sum(1) / w.sum(1)
+    split1 = lambda a: jnp.moveaxis(jnp.asarray(a).reshape(a.shape[0], BLOCKS, -1), 1, 0)  # noqa: E731
+    got = jax.vmap(lambda a, b: batch_mean(a, b, axis=1), axis_name=ENV_BLOCK_AXIS)(split1(x), split1(w)).mean(0)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    np.testing.assert_allclose(batch_mean(x, w, axis=1), want, rtol=1e-6)
+    ws = w[1]  # one weight per sample
+    got = jax.vmap(lambda a, b: batch_mean(a, b, axis=1), axis_name=ENV_BLOCK_AXIS)(split1(x), split(ws)).mean(0)
+    np.testing.assert_allclose(got, (x * ws).sum(1) / ws.sum(), rtol=1e-6)

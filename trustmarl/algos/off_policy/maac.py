@@ -129,12 +129,12 @@ class MAAC(SequenceAgents, OffPolicy):
                                       hidden=cfg.critic_hidden, heads=cfg.attention_heads)
 
     def check_env_blocks(self, blocks: int) -> None:
-        """Recurrent actors refuse env blocks: their batch means run over the valid steps of each block's sequences,
-        whose counts differ between blocks (the all-reduced gradient would not be the whole batch's)."""
+        """Recurrent actors refuse env blocks: their sequence batches' sampled actions (drawn as each block's rows of one
+        draw) and means over valid steps have not been compared against the program without blocks."""
         super().check_env_blocks(blocks)
         if self.recurrent:
             raise ConfigError(f"env_blocks={blocks}: {self.name} with recurrent=true does not split its env copies into "
-                              "blocks (its batch means run over each block's valid steps); use env_blocks=1")
+                              "blocks (not yet checked against the program without blocks); use env_blocks=1")
 
     def init_networks(self, key):
         k_actor, k_critic = jax.random.split(key)

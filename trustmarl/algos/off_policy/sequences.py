@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from trustmarl import replay
+from trustmarl.algos.base import block_mean
 from trustmarl.validation import ConfigError, in_range, non_negative_int, positive_int
 
 
@@ -180,16 +181,18 @@ def masked_mean(x: jax.Array, valid=None) -> jax.Array:
 def batch_mean(x: jax.Array, weight=None, axis=0) -> jax.Array:
     """The mean of ``x`` over its batch ``axis``, over the samples whose ``weight`` ``[B]`` is true (padded steps
     excluded: ``jnp.where``, so that nothing of theirs, not even a NaN, reaches the mean or its gradient). A ``weight``
-    with more axes (one batch per agent, e.g. ``[N, B]``) lies along ``x``'s leading axes, ``axis`` among them."""
+    with more axes (one batch per agent, e.g. ``[N, B]``) lies along ``x``'s leading axes, ``axis`` among them. Env
+    blocks: the block's sum over the blocks' mean count of valid samples (as :func:`trustmarl.algos.agents.masked_mean`),
+    so that the mean over blocks of losses (through their gradients) and metrics is over all blocks' valid samples."""
     if weight is None:
         return jnp.mean(x, axis=axis)
     if weight.ndim > 1:
         w = jnp.broadcast_to(expand(weight, x), x.shape)
-        return jnp.sum(jnp.where(w, x, 0.0), axis=axis) / jnp.maximum(jnp.sum(w, axis=axis), 1)
+        return jnp.sum(jnp.where(w, x, 0.0), axis=axis) / jnp.maximum(block_mean(jnp.sum(w, axis=axis).astype(jnp.float32)), 1)
     shape = [1] * x.ndim
     shape[axis] = -1
     w = weight.reshape(shape)
-    return jnp.sum(jnp.where(w, x, 0.0), axis=axis) / jnp.maximum(jnp.sum(weight), 1)
+    return jnp.sum(jnp.where(w, x, 0.0), axis=axis) / jnp.maximum(block_mean(jnp.sum(weight).astype(jnp.float32)), 1)
 
 
 def reset_hidden(hidden: tuple, done: jax.Array) -> tuple:
