@@ -210,7 +210,9 @@ def breakdown_fresh(t0: float, repo: str, env_key: str, algo_name: str, num_seed
     """Where one of our updates goes with K seeds, as the timed loop runs it (``jit(vmap(scan(update)))``, chunks of
     ``chunk`` updates, from a state filled past ``learning_starts``), in a fresh process; prints RESULT.
 
-    Three programs, their calls interleaved ``repeats`` times (median and min ms per update): ``update`` (the
+    Three programs, each carrying its own copy of the state on (donated, as the library's loop donates it: a
+    program re-run on one undonated state copies the whole replay buffer per call, which at these sizes costs more
+    than the rollout), their calls interleaved ``repeats`` times (median and min ms per update): ``update`` (the
     whole update), ``no_train_step`` (the same update with :meth:`train_step` replaced by one that only reads its
     batch: rollout, buffer insert, sequence sampling and the learning ``cond``) and ``rollout`` (learning never
     starts: rollout and insert only). ``update - no_train_step`` is the gradient steps (GRU unrolls, mixer, Adam)."""
@@ -240,25 +242,26 @@ def breakdown_fresh(t0: float, repo: str, env_key: str, algo_name: str, num_seed
                                                                             for x in jax.tree.leaves(batch))})
         return algo
 
-    def chunk_of(algo, length):
+    def chunk_of(algo, length):  # the state donated, as the library's loop does: no copy of the replay buffer
         return jax.jit(jax.vmap(lambda s: jax.lax.scan(lambda c, _: (algo.update(c)[0], None), s, None,
-                                                       length=length)[0], axis_name=SEED_AXIS))
+                                                       length=length)[0], axis_name=SEED_AXIS), donate_argnums=0)
 
     algo = algo_for("update")
     state = init_seeds(algo, jax.random.split(jax.random.PRNGKey(seed), num_seeds))
     fill = -(-cfg.algo.learning_starts // spu) + 1  # updates until every later one learns
     state = jax.block_until_ready(chunk_of(algo, fill)(state))
-    programs, compile_s = {}, {}
-    for variant in ("update", "no_train_step", "rollout"):
+    programs, states, compile_s = {}, {}, {}
+    for variant in ("update", "no_train_step", "rollout"):  # each program carries its own copy of the state on
         programs[variant] = chunk_of(algo_for(variant), chunk)
         t = time.time()
-        jax.block_until_ready(programs[variant](state))
+        states[variant] = jax.block_until_ready(programs[variant](jax.tree.map(jnp.copy, state)))
         compile_s[variant] = time.time() - t
+    del state
     times = {v: [] for v in programs}
     for _ in range(repeats):
         for v, f in programs.items():
             t = time.time()
-            jax.block_until_ready(f(state))
+            states[v] = jax.block_until_ready(f(states[v]))
             times[v].append((time.time() - t) / chunk)
     print_result({"num_seeds": num_seeds, "chunk": chunk, "fill_updates": fill, "compile_and_first_s": compile_s,
                   "ms_per_update": {v: {"median": 1e3 * float(np.median(x)), "min": 1e3 * min(x), "all": [1e3 * y for y in x]}
