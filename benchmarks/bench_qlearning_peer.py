@@ -91,6 +91,12 @@ Run from the repository root (JaxMARL's scripts need ``pip install flashbax``)::
 
     python benchmarks/bench_qlearning_peer.py --jaxmarl-repo ../JaxMARL --env mpe --seeds 1 8
     python benchmarks/bench_qlearning_peer.py --jaxmarl-repo ../JaxMARL --env smax --seeds 1 --steps 8192
+
+``--breakdown`` times where our update goes instead (no race; JaxMARL's checkout gives only the config): with
+each K, the whole update, the update without its gradient steps, and the rollout alone, as the timed loop runs
+them (:func:`breakdown_fresh`), and each part's time relative to one seed's::
+
+    python benchmarks/bench_qlearning_peer.py --jaxmarl-repo ../JaxMARL --env mpe --seeds 1 8 --contenders ours-qmix --breakdown
 """
 
 from __future__ import annotations
@@ -199,6 +205,99 @@ def train_fresh(t0: float, repo: str, env_key: str, algo_name: str, num_seeds: i
     })
 
 
+def breakdown_fresh(t0: float, repo: str, env_key: str, algo_name: str, num_seeds: int, schedule_steps: int,
+                    chunk: int, repeats: int, seed: int) -> None:
+    """Where one of our updates goes with K seeds, as the timed loop runs it (``jit(vmap(scan(update)))``, chunks of
+    ``chunk`` updates, from a state filled past ``learning_starts``), in a fresh process; prints RESULT.
+
+    Three programs, each carrying its own copy of the state on (donated, as the library's loop donates it: a
+    program re-run on one undonated state copies the whole replay buffer per call, which at these sizes costs more
+    than the rollout), their calls interleaved ``repeats`` times (median and min ms per update): ``update`` (the
+    whole update), ``no_train_step`` (the same update with :meth:`train_step` replaced by one that only reads its
+    batch: rollout, buffer insert, sequence sampling and the learning ``cond``) and ``rollout`` (learning never
+    starts: rollout and insert only). ``update - no_train_step`` is the gradient steps (GRU unrolls, mixer, Adam)."""
+    import time
+
+    import jax
+    import jax.numpy as jnp
+
+    from trustmarl.algos import make_algorithm
+    from trustmarl.algos.base import SEED_AXIS, init_seeds
+    from trustmarl.experiment.config import build_config
+
+    setting = SETTINGS[env_key]
+    their = read_config(repo, setting["theirs"][algo_name])
+    overrides = our_overrides(their, algo_name, setting, schedule_steps)
+    cfg = build_config(algo_name, setting["env"], overrides)
+    spu = cfg.algo.num_envs * cfg.algo.rollout_len
+    total = max(2 * chunk, schedule_steps // spu)
+
+    def algo_for(variant):
+        if variant == "rollout":  # learning never starts
+            return make_algorithm(build_config(algo_name, setting["env"], {**overrides, "algo.learning_starts": 2**30}),
+                                  total_updates=total)
+        algo = make_algorithm(cfg, total_updates=total)
+        if variant == "no_train_step":  # the batch is drawn and read, no gradient step
+            algo.train_step = lambda st, batch, key: (st, {"batch_sum": sum(jnp.sum(x.astype(jnp.float32))
+                                                                            for x in jax.tree.leaves(batch))})
+        return algo
+
+    def chunk_of(algo, length):  # the state donated, as the library's loop does: no copy of the replay buffer
+        return jax.jit(jax.vmap(lambda s: jax.lax.scan(lambda c, _: (algo.update(c)[0], None), s, None,
+                                                       length=length)[0], axis_name=SEED_AXIS), donate_argnums=0)
+
+    algo = algo_for("update")
+    state = init_seeds(algo, jax.random.split(jax.random.PRNGKey(seed), num_seeds))
+    fill = -(-cfg.algo.learning_starts // spu) + 1  # updates until every later one learns
+    state = jax.block_until_ready(chunk_of(algo, fill)(state))
+    programs, states, compile_s = {}, {}, {}
+    for variant in ("update", "no_train_step", "rollout"):  # each program carries its own copy of the state on
+        programs[variant] = chunk_of(algo_for(variant), chunk)
+        t = time.time()
+        states[variant] = jax.block_until_ready(programs[variant](jax.tree.map(jnp.copy, state)))
+        compile_s[variant] = time.time() - t
+    del state
+    times = {v: [] for v in programs}
+    for _ in range(repeats):
+        for v, f in programs.items():
+            t = time.time()
+            states[v] = jax.block_until_ready(f(states[v]))
+            times[v].append((time.time() - t) / chunk)
+    print_result({"num_seeds": num_seeds, "chunk": chunk, "fill_updates": fill, "compile_and_first_s": compile_s,
+                  "ms_per_update": {v: {"median": 1e3 * float(np.median(x)), "min": 1e3 * min(x), "all": [1e3 * y for y in x]}
+                                    for v, x in times.items()},
+                  "load_after": os.getloadavg()[0]})
+
+
+def run_breakdown(args: argparse.Namespace) -> dict[str, Any]:
+    """``--breakdown``: :func:`breakdown_fresh` for each of our contenders and K, with each piece's ratio K / 1 seed."""
+    rows = []
+    for name in args.contenders:
+        who, algo = name.split("-")
+        if who != "ours":
+            continue
+        for k in args.seeds:
+            res = run_fresh(__file__, "breakdown_fresh", args.timeout, repo=str(args.jaxmarl_repo), env_key=args.env,
+                            algo_name=algo, num_seeds=k, schedule_steps=args.schedule_steps, chunk=args.chunk,
+                            repeats=args.breakdown_repeats, seed=args.seed)
+            rows.append({"contender": name, "num_seeds": k, "load_before": os.getloadavg()[0], **res})
+            if "error" in res:
+                print(f"  {name} K={k}: error: {res['error'][-600:]}", flush=True)
+                continue
+            ms = res["ms_per_update"]
+            parts = {"rollout": ms["rollout"]["median"],
+                     "sampling and cond": ms["no_train_step"]["median"] - ms["rollout"]["median"],
+                     "gradient steps": ms["update"]["median"] - ms["no_train_step"]["median"],
+                     "update": ms["update"]["median"]}
+            rows[-1]["parts_ms_median"] = parts
+            one = next((r for r in rows if r["contender"] == name and r["num_seeds"] == 1 and "parts_ms_median" in r), None)
+            ratio = {p: v / one["parts_ms_median"][p] for p, v in parts.items()} if one and k > 1 else {}
+            rows[-1]["parts_ratio_to_1_seed"] = ratio
+            print(f"  {name} K={k}: " + ", ".join(f"{p} {v:.1f} ms" + (f" ({ratio[p]:.1f}x K=1)" if ratio else "")
+                                                 for p, v in parts.items()) + f"  load {res['load_after']:.1f}", flush=True)
+    return {"machine": machine_info(), "args": recorded_args(args), "breakdown": rows}
+
+
 def final_per_seed(res: dict[str, Any], key: str | None = None) -> list[float]:
     """Each seed's mean over the last 10% of updates of the return (or of ``extra_per_seed[key]``)."""
     rows = np.asarray(res["returns_per_seed"] if key is None else res["extra_per_seed"][key], dtype=float)  # [U, K]
@@ -289,6 +388,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--contenders", nargs="+", choices=ROUND, default=list(ROUND), help="default: all four, alternating")
     p.add_argument("--seed", type=int, default=0, help="our PRNG seed (JaxMARL's: its config's SEED, 0)")
     p.add_argument("--timeout", type=int, default=3600, help="seconds allowed to one process")
+    p.add_argument("--breakdown", action="store_true",
+                   help="instead of the race: where our update's time goes with each K (rollout, sampling, gradient steps)")
+    p.add_argument("--breakdown-repeats", type=int, default=8, help="--breakdown: interleaved timed calls per program")
     p.add_argument("--out", default=None, help="JSON output (default benchmarks/results/bench_qlearning_peer_<env>.json)")
     args = p.parse_args(argv)
     setting = SETTINGS[args.env]
@@ -312,7 +414,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.steps < 2 * spu * args.chunk or args.steps > args.schedule_steps:
         p.error(f"--steps must be between {2 * spu * args.chunk} (two of our chunks) and --schedule-steps")
     if args.out is None:
-        args.out = f"benchmarks/results/bench_qlearning_peer_{args.env}.json"
+        args.out = f"benchmarks/results/bench_qlearning_peer_{args.env}{'_breakdown' if args.breakdown else ''}.json"
     return args
 
 
@@ -328,6 +430,11 @@ def recorded_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    if args.breakdown:
+        report = run_breakdown(args)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(report, indent=1))
+        return report
     info = machine_info()
     print(f"# bench_qlearning_peer --env {args.env}: {args.steps:,} env steps per seed (JaxMARL TOTAL_TIMESTEPS"
           f" {args.schedule_steps:,}), rounds of {', '.join(args.contenders)}, cpus={info['cpu_count']}"
