@@ -111,6 +111,7 @@ def test_two_blocks_take_the_gradient_steps_of_the_whole_batch(name, ov):
         assert max_rel_diff(ref.extra["delta"], state.extra["delta"]) > 1e-3  # the radii moved
 
 
+@pytest.mark.slow  # ~20 s of CPU (two compilations of MAMT's steps): the default suite's budget
 def test_mamt_trust_region_steps_over_two_blocks():
     """MAMT's steps after the actors' (Li et al. 2022, Algorithm 1, steps 5-10: the tightest teammate, the teammate
     models' step, TRD-Net's fast step, the radii's slow step) on two blocks' halves of a batch equal the steps on the

@@ -132,6 +132,13 @@ _BLOCK_AXES = (ENV_DEVICE_AXIS, ENV_BLOCK_AXIS)  # major to minor: block b of de
 
 
 def _bound_block_axes() -> tuple[str, ...]:
+    try:  # JAX's axis environment (jax._src.core, JAX 0.5+): microseconds, where the fallback's NameErrors take ms
+        from jax._src import core as _core
+
+        env = _core.get_axis_env()
+        return tuple(name for name in _BLOCK_AXES if env.axis_exists(name))
+    except (ImportError, AttributeError):  # pragma: no cover - other JAX versions
+        pass
     bound = []
     for name in _BLOCK_AXES:
         try:
