@@ -95,18 +95,13 @@ class Categorical:
         return (jnp.where(avail, mixed, MASKED_LOGIT),)
 
     def gumbel_softmax(self, key: jax.Array, logits: jax.Array, temperature: float = 1.0, hard: bool = True) -> jax.Array:
-        """A (straight-through) Gumbel-softmax sample ``[..., n]`` of (masked) logits.
+        """A (straight-through) Gumbel-softmax sample ``[..., n]`` of (masked) logits (:func:`gumbel_softmax`).
 
         ``hard``: the forward value is the one-hot of ``argmax(logits + g)`` -- a sample of
         ``softmax(logits)`` whatever the temperature (the Gumbel-max trick) -- and the gradient that of the
         soft sample ``softmax((logits + g) / temperature)``. Masked actions (:data:`MASKED_LOGIT`) are never drawn.
         """
-        g = jax.random.gumbel(key, logits.shape, logits.dtype)
-        soft = jax.nn.softmax((logits + g) / temperature, axis=-1)
-        if not hard:
-            return soft
-        one_hot = jax.nn.one_hot(jnp.argmax(soft, axis=-1), logits.shape[-1], dtype=soft.dtype)
-        return one_hot + soft - jax.lax.stop_gradient(soft)
+        return gumbel_softmax(key, logits, temperature, hard)
 
 
 class DiagGaussian:
@@ -173,3 +168,26 @@ def for_space(space) -> Distribution:
     if isinstance(space, Box):
         return DiagGaussian(space.dim, space.low, space.high)
     raise TypeError(f"no action distribution for {space!r}")
+
+
+def gumbel_softmax(key: jax.Array, logits: jax.Array, temperature: float = 1.0, hard: bool = True,
+                   batch_rows: bool = False) -> jax.Array:
+    """A (straight-through) Gumbel-softmax sample ``[..., n]`` (Jang et al. 2017; Maddison et al. 2017).
+
+    ``hard``: the forward value is the one-hot of the argmax, the gradient that of the soft sample
+    ``softmax((logits + g) / temperature)`` (the straight-through estimator used by MADDPG's discrete actors).
+    Unavailable actions should carry ``MASKED_LOGIT`` logits: they are never drawn. ``batch_rows``: ``logits`` are the
+    rows of a training batch (leading axis) that this env block holds: the noise is those rows of the whole batch's
+    draw (:func:`trustmarl.algos.base.block_rows`; the same draw outside an env-block program).
+    """
+    if batch_rows:
+        from trustmarl.algos.base import block_rows
+
+        g = block_rows(key, logits.shape, lambda k, shape: jax.random.gumbel(k, shape, logits.dtype))
+    else:
+        g = jax.random.gumbel(key, logits.shape, logits.dtype)
+    soft = jax.nn.softmax((logits + g) / temperature, axis=-1)
+    if not hard:
+        return soft
+    one_hot = jax.nn.one_hot(jnp.argmax(soft, axis=-1), logits.shape[-1], dtype=soft.dtype)
+    return one_hot + soft - jax.lax.stop_gradient(soft)

@@ -22,7 +22,8 @@ from jax.custom_batching import custom_vmap
 
 from trustmarl.initializers import orthogonal  # LAPACK-free: avoids an XLA:CPU deadlock
 
-from trustmarl.distributions import MASKED_LOGIT  # noqa: E402,F401  (re-exported: networks mask with it)
+from trustmarl.distributions import MASKED_LOGIT, gumbel_softmax  # noqa: E402,F401  (re-exported: networks mask with it;
+# the off-policy actors sample with it)
 
 
 ACTIVATIONS = ("tanh", "relu", "gelu", "leaky_relu")
@@ -263,27 +264,6 @@ class DeterministicActor(nn.Module):
         return u, self.low + (jnp.tanh(u) + 1.0) * 0.5 * (self.high - self.low)
 
 
-def gumbel_softmax(key: jax.Array, logits: jax.Array, temperature: float = 1.0, hard: bool = True,
-                   batch_rows: bool = False) -> jax.Array:
-    """A (straight-through) Gumbel-softmax sample ``[..., n]`` (Jang et al. 2017; Maddison et al. 2017).
-
-    ``hard``: the forward value is the one-hot of the argmax, the gradient that of the soft sample
-    ``softmax((logits + g) / temperature)`` (the straight-through estimator used by MADDPG's discrete actors).
-    Unavailable actions should carry ``MASKED_LOGIT`` logits: they are never drawn. ``batch_rows``: ``logits`` are the
-    rows of a training batch (leading axis) that this env block holds: the noise is those rows of the whole batch's
-    draw (:func:`trustmarl.algos.base.block_rows`; the same draw outside an env-block program).
-    """
-    if batch_rows:
-        from trustmarl.algos.base import block_rows
-
-        g = block_rows(key, logits.shape, lambda k, shape: jax.random.gumbel(k, shape, logits.dtype))
-    else:
-        g = jax.random.gumbel(key, logits.shape, logits.dtype)
-    soft = jax.nn.softmax((logits + g) / temperature, axis=-1)
-    if not hard:
-        return soft
-    one_hot = jax.nn.one_hot(jnp.argmax(soft, axis=-1), logits.shape[-1], dtype=soft.dtype)
-    return one_hot + soft - jax.lax.stop_gradient(soft)
 
 
 class AttentionCritic(nn.Module):
