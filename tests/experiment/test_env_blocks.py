@@ -36,6 +36,9 @@ OFF = {"algo.hidden_sizes": [8], "algo.num_envs": 4, "algo.rollout_len": 4, "alg
     pytest.param("hatrpo", ENV, {k: v for k, v in OV.items() if k not in ("algo.epochs", "algo.minibatches")}, 16,
                  marks=pytest.mark.slow),
     pytest.param("coma", ENV, OV, 16, marks=pytest.mark.slow),
+    # QMIX at its preset: each block samples its own part of the buffer; the TD loss over all blocks' samples
+    pytest.param("qmix", "mpe/simple_spread", {**OFF, "algo.reward_norm": False, "algo.learning_starts": 0}, 0,
+                 marks=pytest.mark.slow),
     pytest.param("mamt", "mpe/simple_spread", {**OFF, "algo.critic_hidden": 8, "algo.attention_heads": 2, "algo.trd_hidden": 8}, 0,
                  marks=pytest.mark.slow),
 ])

@@ -32,6 +32,9 @@ class IQLConfig(QLearningConfig):
 
 
 class IQL(QLearning):
+    ENV_BLOCKS = True  # run key env_blocks: TD losses are masked means over all blocks' valid steps (masked_mean), gradients
+    # all-reduced (engine's apply_*), each block samples its own buffer part; no random draw in the update
+
     def mix(self, params, q, state):
         return q  # no mixing: every agent's own TD error, [B, N]
 

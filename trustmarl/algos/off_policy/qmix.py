@@ -72,6 +72,9 @@ class QMixer(nn.Module):
 
 
 class QMIX(QLearning):
+    ENV_BLOCKS = True  # run key env_blocks: TD losses are masked means over all blocks' valid steps (masked_mean), gradients
+    # all-reduced (engine's apply_*), each block samples its own buffer part; no random draw in the update
+
     def __init__(self, env, cfg: QMIXConfig, total_updates: int | None = None):
         super().__init__(env, cfg, total_updates)
         self.mixer = QMixer(self.n_agents, cfg.mixer_embed, cfg.hypernet_hidden, init_scale=cfg.mixer_init_scale)

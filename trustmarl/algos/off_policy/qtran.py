@@ -58,6 +58,9 @@ def qtran_losses(q_taken, q_greedy, q_jt, q_jt_greedy, v, y, valid=None) -> dict
 
 
 class QTRAN(QLearning):
+    ENV_BLOCKS = True  # run key env_blocks: TD losses are masked means over all blocks' valid steps (masked_mean), gradients
+    # all-reduced (engine's apply_*), each block samples its own buffer part; no random draw in the update
+
     def __init__(self, env, cfg: QTRANConfig, total_updates: int | None = None):
         super().__init__(env, cfg, total_updates)
         self.q_jt = Critic(tuple(cfg.joint_hidden), cfg.activation)
