@@ -67,6 +67,7 @@ from trustmarl.algos.agents import opt_init, opt_step
 from trustmarl.algos.base import block_categorical, block_mean
 from trustmarl.algos.on_policy.common import ActorCritic, Batch, TrainState, shuffle_order
 from trustmarl.algos.on_policy.config import OnPolicyConfig
+from trustmarl.algos.on_policy.diagnostics import per_agent_mean
 from trustmarl.networks import MLP, Dense, orthogonal
 from trustmarl.trust import consensus as C
 from trustmarl.trust.gae import gae
@@ -297,12 +298,8 @@ class COMA(ActorCritic):
         metrics.update(self.comm_report(state))
         return state, metrics
 
-    def per_agent_mean(self, x: jax.Array, mask: jax.Array) -> jax.Array:
-        """``[N]`` masked mean over every leading sample axis. Env blocks: the block's sum over the mean count of active
-        samples per block, so that the mean over blocks (of these values and of their gradients) is the masked mean
-        over the samples of all blocks."""
-        x, mask = x.reshape(-1, x.shape[-1]), mask.reshape(-1, mask.shape[-1])
-        return jnp.sum(x * mask, 0) / jnp.maximum(block_mean(jnp.sum(mask, 0)), 1.0)
+    # [N] masked mean over every leading sample axis; env blocks: over the active samples of all blocks once averaged
+    per_agent_mean = staticmethod(per_agent_mean)
 
     def critic_objective(self, q: jax.Array, y: jax.Array, mask: jax.Array) -> jax.Array:
         """COMA: ``mean_i mean_b (Q_i - y_i)^2`` (Foerster et al. 2018, Section 4), one loss for the shared critic."""
